@@ -1,0 +1,53 @@
+"""Findings + config -> the business impact a manager reads first. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.results import Finding, Impact, Severity, Step
+from bot.settings import ImpactSettings
+
+# What a user can no longer do when a step fails, in the journey's order.
+CAPABILITY = {
+    Step.REVISION: "reach the new release at all",
+    Step.LOGIN: "sign in to the chat",
+    Step.CONNECT: "open a live chat connection",
+    Step.MESSAGE: "send a message",
+    Step.AGENT: "see the agent work on their request",
+    Step.ANSWER: "get a real answer from the agent",
+    Step.ISOLATION: "trust that their conversation stays private (other users may see their events)",
+}
+
+
+def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_name: str) -> Impact:
+    journey = settings.journey or journey_name
+    blocking = [f for f in findings if f.severity is Severity.P0]
+    if blocking:
+        lost = tuple(dict.fromkeys(CAPABILITY[f.step] for f in blocking if f.step in CAPABILITY))
+        first = lost[0] if lost else "complete the journey"
+        summary = f"The {journey} journey is broken: {settings.users_description} cannot {first}."
+        if settings.arr_at_risk:
+            summary += f" {format_money(settings.arr_at_risk, settings.currency)} ARR depends on this journey."
+        return Impact(
+            journey=journey,
+            blocked=True,
+            summary=summary,
+            arr_at_risk=settings.arr_at_risk,
+            currency=settings.currency,
+            capabilities_lost=lost,
+        )
+    if findings:
+        count = len(findings)
+        summary = (
+            f"The {journey} journey works end to end, with {count} non-blocking "
+            f"problem{'s' if count != 1 else ''} (health, version or performance): no revenue at risk now."
+        )
+    else:
+        summary = f"No impact: the {journey} journey works end to end."
+    return Impact(journey=journey, blocked=False, summary=summary, currency=settings.currency)
+
+
+def format_money(amount: float, currency: str) -> str:
+    symbol = {"USD": "$", "EUR": "€", "GBP": "£"}.get(currency)
+    figure = f"{amount:,.0f}"
+    return f"{symbol}{figure}" if symbol else f"{figure} {currency}"

@@ -1,0 +1,311 @@
+"""The results contract: what one run found, as frozen dataclasses <-> ``results.json`` (schema 1) and JUnit XML.
+
+``results.json`` is public: templates, users' scripts and the PR history depend on its field names. Add fields
+with defaults; never rename or remove one without bumping ``SCHEMA``.
+
+All text that came from the system under test (bodies, frames, close reasons, headers) is stored raw here and
+escaped only when it is rendered (``bot.report``): the JSON keeps the evidence exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from pydantic import TypeAdapter
+
+SCHEMA = 1
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Severity(StrEnum):
+    P0 = "P0"
+    P1 = "P1"
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    DEGRADED = "degraded"  # only P1 findings (health, version, performance)
+    FAIL = "fail"  # at least one P0 finding
+
+
+class Step(StrEnum):
+    """Where on the journey a check sits; the report draws the journey from these, in this order."""
+
+    REVISION = "revision"
+    HEALTH = "health"
+    LOGIN = "login"
+    CONNECT = "connect"
+    MESSAGE = "message"
+    AGENT = "agent"
+    ANSWER = "answer"
+    ISOLATION = "isolation"
+    PERFORMANCE = "performance"
+
+
+JOURNEY_STEPS: tuple[Step, ...] = (Step.LOGIN, Step.CONNECT, Step.MESSAGE, Step.AGENT, Step.ANSWER)
+
+
+class Kind(StrEnum):
+    """The failure taxonomy (DESIGN.md section 4). Values are stable ids used in fingerprints."""
+
+    DNS = "dns"
+    CONNECT_REFUSED = "connect-refused"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    HTTP_STATUS = "http-status"
+    WS_UPGRADE_STATUS = "ws-upgrade-status"
+    WS_AUTH_REJECTED = "ws-auth-rejected"
+    WS_SUBPROTOCOL = "ws-subprotocol"
+    WS_CLOSED_EARLY = "ws-closed-early"
+    WS_UNAUTHENTICATED_ACCEPTED = "ws-unauthenticated-accepted"
+    WS_PROTOCOL = "ws-protocol"  # garbage instead of HTTP / frames that are not JSON
+    LOGIN_FAILED = "login-failed"
+    EVENT_MISSING = "event-missing"
+    EVENT_ORDER = "event-order"
+    EVENT_ERROR = "event-error"
+    ANSWER_EMPTY = "answer-empty"
+    ANSWER_CANNED = "answer-canned"
+    SLA_EXCEEDED = "sla-exceeded"
+    ISOLATION_LEAK = "isolation-leak"
+    REVISION_NOT_READY = "revision-not-ready"
+    VERSION_SKEW = "version-skew"
+    WRONG_SERVICE = "wrong-service"
+    RATE_LIMITED = "rate-limited"
+    PERF_TARGET_MISSED = "perf-target-missed"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What went wrong in one check. ``detail`` refines the fingerprint (a status code, an event name)."""
+
+    kind: Kind
+    message: str
+    detail: str = ""
+    evidence: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    id: str  # e.g. "health", "handshake", "events"; unique together with `user`
+    step: Step
+    status: Status
+    duration_ms: float | None = None
+    user: int | None = None  # 1-based simulated user, None for per-run checks
+    summary: str = ""  # one line in our own words (may quote escaped-later values)
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A measured figure. ``value`` is what is compared with ``target``: the p95 across samples."""
+
+    id: str  # e.g. "handshake_ms"
+    label: str
+    unit: str
+    samples: int
+    value: float | None
+    p50: float | None
+    p95: float | None
+    max: float | None
+    target: float | None
+    status: Status
+
+    @classmethod
+    def from_samples(
+        cls, *, id: str, label: str, unit: str, samples: Iterable[float], target: float | None
+    ) -> Metric:
+        values = sorted(samples)
+        if not values:
+            return cls(id, label, unit, 0, None, None, None, None, target, Status.SKIP)
+        p95 = percentile(values, 95)
+        status = Status.PASS if target is None or p95 <= target else Status.FAIL
+        return cls(
+            id=id,
+            label=label,
+            unit=unit,
+            samples=len(values),
+            value=round(p95, 2),
+            p50=round(percentile(values, 50), 2),
+            p95=round(p95, 2),
+            max=round(values[-1], 2),
+            target=target,
+            status=status,
+        )
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile: with 5 samples p95 is the largest, never an interpolated figure."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One distinct problem, grouped across users and checks by fingerprint ``service:kind[:detail]``."""
+
+    fingerprint: str
+    severity: Severity
+    kind: Kind
+    step: Step
+    title: str
+    cause: str
+    remediation: str
+    occurrences: int = 1
+    users: tuple[int, ...] = ()
+    evidence: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    journey: str
+    blocked: bool
+    summary: str  # one or two plain sentences for a manager
+    arr_at_risk: float | None = None
+    currency: str = "USD"
+    capabilities_lost: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What was tested. Cloud Run facts are None when unknown (``--url``): never invented."""
+
+    url: str
+    service: str
+    project: str | None = None
+    region: str | None = None
+    revision: str | None = None
+    revision_url: str | None = None  # the tag URL when the revision is tagged
+    image: str | None = None
+    digest: str | None = None
+    created: str | None = None  # RFC 3339
+    traffic_percent: int | None = None
+    previous_revision: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    expected_version: str | None = None
+    expected_image: str | None = None
+    serving_version: str | None = None  # read from the health body
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficAction:
+    """A traffic change made (or refused) by the gate through the Cloud Run API."""
+
+    action: str  # "promote" | "rollback"
+    revision: str
+    percent: int
+    applied: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: str
+    started_at: str  # RFC 3339 UTC
+    finished_at: str
+    duration_ms: float
+    verdict: Verdict
+    target: Target
+    checks: tuple[CheckResult, ...]
+    metrics: tuple[Metric, ...]
+    findings: tuple[Finding, ...]
+    impact: Impact
+    users: int = 1
+    commit: str | None = None
+    run_url: str | None = None
+    tool_version: str = ""
+    traffic_actions: tuple[TrafficAction, ...] = ()
+    schema: int = SCHEMA
+
+    @property
+    def p0_count(self) -> int:
+        return sum(1 for f in self.findings if f.severity is Severity.P0)
+
+    @property
+    def p1_count(self) -> int:
+        return sum(1 for f in self.findings if f.severity is Severity.P1)
+
+    def metric(self, id: str) -> Metric | None:
+        return next((m for m in self.metrics if m.id == id), None)
+
+
+def verdict_for(findings: Iterable[Finding]) -> Verdict:
+    severities = {f.severity for f in findings}
+    if Severity.P0 in severities:
+        return Verdict.FAIL
+    if severities:
+        return Verdict.DEGRADED
+    return Verdict.PASS
+
+
+_RUN = TypeAdapter(Run)
+
+
+def to_dict(run: Run) -> dict[str, Any]:
+    data: dict[str, Any] = _RUN.dump_python(run, mode="json")
+    # Derived counts are part of the contract so shell steps can read them without arithmetic.
+    data["p0_count"] = run.p0_count
+    data["p1_count"] = run.p1_count
+    return data
+
+
+def to_json(run: Run) -> str:
+    return json.dumps(to_dict(run), indent=2, sort_keys=False) + "\n"
+
+
+def from_dict(data: Mapping[str, Any]) -> Run:
+    """Read a results document back; raises ``ValueError`` with the offending field on a bad document."""
+    schema = data.get("schema")
+    if schema != SCHEMA:
+        raise ValueError(f"results schema {schema!r} is not supported (expected {SCHEMA})")
+    body = {k: v for k, v in data.items() if k not in ("p0_count", "p1_count")}
+    return _RUN.validate_python(body)
+
+
+def load(path: Path) -> Run:
+    return from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def to_junit(run: Run) -> str:
+    """JUnit XML: one testcase per check, so CI dashboards show the journey next to unit tests."""
+    suite = ElementTree.Element(
+        "testsuite",
+        name=f"golden-path {run.target.service}",
+        tests=str(len(run.checks)),
+        failures=str(sum(1 for c in run.checks if c.status is Status.FAIL)),
+        skipped=str(sum(1 for c in run.checks if c.status is Status.SKIP)),
+        time=f"{run.duration_ms / 1000:.3f}",
+        timestamp=run.started_at,
+    )
+    for check in run.checks:
+        name = check.id if check.user is None else f"{check.id} (user {check.user})"
+        case = ElementTree.SubElement(
+            suite,
+            "testcase",
+            classname=f"golden-path.{check.step.value}",
+            name=name,
+            time=f"{(check.duration_ms or 0) / 1000:.3f}",
+        )
+        if check.status is Status.FAIL and check.failure is not None:
+            node = ElementTree.SubElement(
+                case, "failure", type=check.failure.kind.value, message=check.failure.message
+            )
+            node.text = "\n".join(f"{k}: {v}" for k, v in check.failure.evidence.items())
+        elif check.status is Status.SKIP:
+            ElementTree.SubElement(case, "skipped", message=check.summary)
+    suites = ElementTree.Element("testsuites")
+    suites.append(suite)
+    ElementTree.indent(suites)
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

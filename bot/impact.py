@@ -27,7 +27,9 @@ def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_nam
         first = lost[0] if lost else "complete the journey"
         summary = f"The {journey} journey is broken: {settings.users_description} cannot {first}."
         if settings.arr_at_risk:
-            summary += f" {format_money(settings.arr_at_risk, settings.currency)} ARR depends on this journey."
+            summary += (
+                f" {format_money(settings.arr_at_risk, settings.currency)} ARR depends on this journey."
+            )
         return Impact(
             journey=journey,
             blocked=True,

@@ -52,7 +52,9 @@ class CloudRunSettings(_Section):
             missing = ", ".join(f"cloud_run.{k}" for k, v in given.items() if not v)
             raise ValueError(f"project, region and service go together; missing {missing}")
         if self.endpoint is not None and not re.match(r"^https?://[^/\s]+/?$", self.endpoint):
-            raise ValueError(f"endpoint must be a scheme and host like https://run.googleapis.com, got {self.endpoint!r}")
+            raise ValueError(
+                f"endpoint must be a scheme and host like https://run.googleapis.com, got {self.endpoint!r}"
+            )
         return self
 
 
@@ -183,7 +185,7 @@ class ImpactSettings(_Section):
     journey: str | None = None  # default: journey.name
     arr_at_risk: float | None = Field(default=None, ge=0)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    users_description: str = "every user"
+    users_description: str = "users"
 
 
 class ReportSettings(_Section):
@@ -281,7 +283,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError("", f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            "", f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 

@@ -1,0 +1,163 @@
+"""Tokens for simulated users: minted (HS256/RS256 with pyjwt), given as a secret, or fetched from a login endpoint."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+
+from bot.settings import AuthSettings
+
+
+class LoginError(Exception):
+    """No token could be had for a user; the message is one line in our words, safe to show."""
+
+    def __init__(self, message: str, *, evidence: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.evidence = evidence or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user: int  # 1-based simulated user
+    subject: str  # the JWT `sub` the server should attribute events to; "" when unknown
+    token: str | None = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Secret material read by the entry point; never printed."""
+
+    secret: str | None = field(default=None, repr=False)  # HS256
+    private_key: str | None = field(default=None, repr=False)  # RS256 PEM
+    token: str | None = field(default=None, repr=False)  # a given token
+    password: str | None = field(default=None, repr=False)  # login endpoint
+
+
+def mint(settings: AuthSettings, *, key: str, algorithm: str, subject: str, now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {
+        **settings.claims,
+        "sub": subject,
+        "iat": issued,
+        "exp": issued + settings.ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    if settings.issuer:
+        claims["iss"] = settings.issuer
+    if settings.audience:
+        claims["aud"] = settings.audience
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def missing_credential(settings: AuthSettings, credentials: Credentials) -> str | None:
+    """Which credential the mode needs and lacks, as (env var, mode) advice; None when all is there."""
+    needs = {
+        "hs256": (credentials.secret, settings.secret_env),
+        "rs256": (credentials.private_key, settings.private_key_env),
+        "token": (credentials.token, settings.token_env),
+        "login": (credentials.password, settings.login.password_env),
+    }
+    if settings.mode not in needs:
+        return None
+    value, env = needs[settings.mode]
+    return None if value else env
+
+
+async def identity_for(
+    user: int,
+    *,
+    settings: AuthSettings,
+    credentials: Credentials,
+    run_tag: str,
+    http: httpx.AsyncClient,
+    base_url: str,
+    on_token: Callable[[str], None] = lambda _token: None,
+) -> Identity:
+    """A distinct identity per simulated user. ``on_token`` lets the entry point mask every token it sees."""
+    subject = f"{settings.subject_prefix}-{user}-{run_tag}"
+    token: str | None
+    if settings.mode == "none":
+        token = None
+    elif settings.mode == "hs256":
+        token = mint(
+            settings, key=_need(credentials.secret, settings.secret_env), algorithm="HS256", subject=subject
+        )
+    elif settings.mode == "rs256":
+        key = _need(credentials.private_key, settings.private_key_env)
+        try:
+            token = mint(settings, key=key, algorithm="RS256", subject=subject)
+        except (ValueError, TypeError, jwt.exceptions.PyJWTError) as exc:
+            raise LoginError(
+                f"the RS256 private key in {settings.private_key_env} is not a usable PEM key ({exc})"
+            ) from None
+    elif settings.mode == "token":
+        token = _need(credentials.token, settings.token_env)
+        subject = _subject_of(token) or ""
+    else:
+        token = await _login(
+            user, subject=subject, settings=settings, credentials=credentials, http=http, base_url=base_url
+        )
+        subject = _subject_of(token) or ""
+    if token:
+        on_token(token)
+    return Identity(user=user, subject=subject, token=token)
+
+
+def _need(value: str | None, env: str) -> str:
+    if not value:
+        raise LoginError(f"no credential: set the environment variable {env}")
+    return value
+
+
+def _subject_of(token: str) -> str | None:
+    try:
+        sub = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.exceptions.PyJWTError:
+        return None
+    return str(sub) if sub is not None else None
+
+
+async def _login(
+    user: int,
+    *,
+    subject: str,
+    settings: AuthSettings,
+    credentials: Credentials,
+    http: httpx.AsyncClient,
+    base_url: str,
+) -> str:
+    login = settings.login
+    password = _need(credentials.password, login.password_env)
+    body = {
+        k: (v.format(user=subject, password=password) if isinstance(v, str) else v)
+        for k, v in login.body.items()
+    }
+    url = base_url.rstrip("/") + login.path
+    try:
+        if login.method == "POST":
+            response = await http.post(url, json=body)
+        else:
+            response = await http.get(url, params={k: str(v) for k, v in body.items()})
+    except httpx.HTTPError as exc:
+        raise LoginError(f"login request to {login.path} failed: {type(exc).__name__}") from None
+    evidence = {"status": str(response.status_code), "url": url}
+    if response.status_code != 200:
+        evidence["body"] = response.text[:2000]
+        raise LoginError(f"login at {login.path} answered HTTP {response.status_code}", evidence=evidence)
+    try:
+        value: Any = response.json()
+        for part in login.token_field.split("."):
+            value = value[part]
+    except (ValueError, KeyError, TypeError):
+        raise LoginError(
+            f"login answer has no '{login.token_field}' field holding the token", evidence=evidence
+        ) from None
+    if not isinstance(value, str) or not value:
+        raise LoginError(f"login answer's '{login.token_field}' is not a token", evidence=evidence)
+    return value

@@ -1,0 +1,183 @@
+"""Health probes over HTTP (httpx), and the one place transport errors are classified into failure kinds."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.settings import HealthSettings, VersionSettings
+
+FRONT_END_NAMES = frozenset({"frontend", "front-end", "web", "ui", "client", "static", "website"})
+EVIDENCE_BODY_CHARS = 2000
+
+
+def transport_failure(exc: BaseException, *, what: str, detail: str = "") -> Failure:
+    """A network-level exception -> Failure with the right kind (dns, connect-refused, tls, timeout)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
+    evidence = {"error": text[:EVIDENCE_BODY_CHARS]}
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
+        return Failure(Kind.DNS, f"{what}: the host name does not resolve.", detail, evidence)
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in text or "CERTIFICATE" in text:
+        return Failure(Kind.TLS, f"{what}: TLS failed.", detail, evidence)
+    if any(isinstance(e, TimeoutError | httpx.TimeoutException) for e in chain):
+        return Failure(Kind.TIMEOUT, f"{what}: no answer before the deadline.", detail, evidence)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text.lower():
+        return Failure(Kind.CONNECT_REFUSED, f"{what}: connection refused.", detail, evidence)
+    return Failure(Kind.CONNECT_REFUSED, f"{what}: the connection failed.", detail, evidence)
+
+
+def dotted(body: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(body, Mapping) or part not in body:
+            return None
+        body = body[part]
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class HealthOutcome:
+    checks: tuple[CheckResult, ...]
+    latencies_ms: tuple[float, ...]
+    serving_version: str | None
+    reachable: bool  # False when no health path answered at all (transport failure)
+
+
+async def check_health(
+    *, http: httpx.AsyncClient, base_url: str, settings: HealthSettings, version: VersionSettings
+) -> HealthOutcome:
+    checks: list[CheckResult] = []
+    latencies: list[float] = []
+    serving_version: str | None = None
+    reachable = False
+    for path in settings.paths:
+        check_id = "health" if len(settings.paths) == 1 else f"health {path}"
+        url = base_url + path
+        started = time.perf_counter()
+        try:
+            response = await http.get(url)
+        except httpx.HTTPError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            broken = transport_failure(exc, what=f"GET {path}", detail="health")
+            checks.append(CheckResult(check_id, Step.HEALTH, Status.FAIL, elapsed, failure=broken))
+            continue
+        elapsed = (time.perf_counter() - started) * 1000
+        reachable = True
+        latencies.append(elapsed)
+        body = _json_or_none(response.text)
+        failure = _judge(path, response, body, settings)
+        serving_version = serving_version or _version_of(body, version.field)
+        status = Status.FAIL if failure else Status.PASS
+        summary = f"GET {path}: HTTP {response.status_code}"
+        checks.append(
+            CheckResult(check_id, Step.HEALTH, status, round(elapsed, 2), summary=summary, failure=failure)
+        )
+        if failure is None:
+            wrong = _wrong_service(path, body, settings)
+            if wrong is not None:
+                checks.append(CheckResult(f"{check_id} service", Step.HEALTH, Status.FAIL, failure=wrong))
+    return HealthOutcome(tuple(checks), tuple(latencies), serving_version, reachable)
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _evidence(path: str, response: httpx.Response) -> dict[str, str]:
+    return {
+        "request": f"GET {path}",
+        "status": str(response.status_code),
+        "content-type": response.headers.get("content-type", ""),
+        "body": response.text[:EVIDENCE_BODY_CHARS],
+    }
+
+
+def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSettings) -> Failure | None:
+    if response.status_code == 429:
+        evidence = _evidence(path, response) | {"retry-after": response.headers.get("retry-after", "")}
+        return Failure(Kind.RATE_LIMITED, f"GET {path} was rate limited.", detail="429", evidence=evidence)
+    if response.status_code != 200:
+        return Failure(
+            Kind.HTTP_STATUS,
+            f"GET {path} answered HTTP {response.status_code}.",
+            detail=str(response.status_code),
+            evidence=_evidence(path, response),
+        )
+    status = dotted(body, "status")
+    if not isinstance(status, str) or status.lower() not in settings.ok_statuses:
+        return Failure(
+            Kind.HTTP_STATUS,
+            f"GET {path} answered 200 but its status is {status!r}, not one of {list(settings.ok_statuses)}.",
+            detail="unhealthy",
+            evidence=_evidence(path, response),
+        )
+    return None
+
+
+def _wrong_service(path: str, body: Any, settings: HealthSettings) -> Failure | None:
+    named = dotted(body, "service")
+    if not isinstance(named, str):
+        return None
+    expected = settings.expected_service
+    wrong = named != expected if expected else named.lower() in FRONT_END_NAMES
+    if not wrong:
+        return None
+    return Failure(
+        Kind.WRONG_SERVICE,
+        f"GET {path} is answered by a service calling itself {named!r}"
+        + (f", not {expected!r}." if expected else "."),
+        detail=named[:60],
+        evidence={"request": f"GET {path}", "service": named, "body": json.dumps(body)[:EVIDENCE_BODY_CHARS]},
+    )
+
+
+def _version_of(body: Any, field: str) -> str | None:
+    for path in (field, "commit", "git_sha", "sha", "version"):
+        value = dotted(body, path)
+        if isinstance(value, str | int) and str(value):
+            return str(value)
+    return None
+
+
+def version_check(*, expected: str | None, serving: str | None, field: str) -> CheckResult | None:
+    """``version-skew`` when the health body's version is not the expected one (short SHAs match full ones)."""
+    if not expected:
+        return None
+    if serving is None:
+        return CheckResult(
+            "version",
+            Step.REVISION,
+            Status.SKIP,
+            summary=f"expected version {expected}, but the health body has no '{field}' field to compare",
+        )
+    a, b = expected.strip().lower(), serving.strip().lower()
+    same = a == b or (min(len(a), len(b)) >= 7 and (a.startswith(b) or b.startswith(a)))
+    if same:
+        return CheckResult("version", Step.REVISION, Status.PASS, summary=f"serving {serving}")
+    return CheckResult(
+        "version",
+        Step.REVISION,
+        Status.FAIL,
+        summary=f"serving {serving}, expected {expected}",
+        failure=Failure(
+            Kind.VERSION_SKEW,
+            f"The health endpoint reports version {serving!r}, but {expected!r} was deployed.",
+            detail="version",
+            evidence={"expected": expected, "serving": serving, "field": field},
+        ),
+    )

@@ -1,0 +1,56 @@
+from bot.diagnose import EXPLANATIONS, diagnose, severity_for
+from bot.impact import assess
+from bot.results import CheckResult, Failure, Kind, Severity, Status, Step, Verdict, verdict_for
+from bot.settings import ImpactSettings
+
+
+def _fail(kind: Kind, step: Step, *, user: int | None = None, detail: str = "") -> CheckResult:
+    return CheckResult("c", step, Status.FAIL, user=user, failure=Failure(kind, "It broke.", detail, {"k": "v"}))
+
+
+def test_explanations__every_kind_has_cause_and_remediation():
+    assert set(EXPLANATIONS) == set(Kind)
+    for explanation in EXPLANATIONS.values():
+        assert explanation.cause and explanation.remediation
+
+
+def test_severity_for__websocket_layer_is_p0_health_version_perf_are_p1():
+    assert severity_for(Kind.WS_UPGRADE_STATUS, Step.CONNECT) is Severity.P0
+    assert severity_for(Kind.TIMEOUT, Step.AGENT) is Severity.P0
+    assert severity_for(Kind.HTTP_STATUS, Step.HEALTH) is Severity.P1
+    assert severity_for(Kind.VERSION_SKEW, Step.REVISION) is Severity.P1
+    assert severity_for(Kind.PERF_TARGET_MISSED, Step.PERFORMANCE) is Severity.P1
+    assert severity_for(Kind.REVISION_NOT_READY, Step.REVISION) is Severity.P0
+
+
+def test_diagnose__groups_users_by_fingerprint_and_orders_p0_first():
+    checks = [
+        _fail(Kind.HTTP_STATUS, Step.HEALTH, detail="503"),
+        _fail(Kind.EVENT_MISSING, Step.AGENT, user=2, detail="tool_executing"),
+        _fail(Kind.EVENT_MISSING, Step.AGENT, user=1, detail="tool_executing"),
+        CheckResult("ok", Step.CONNECT, Status.PASS),
+    ]
+    findings = diagnose(checks, service="svc")
+    assert [f.fingerprint for f in findings] == ["svc:event-missing:tool_executing", "svc:http-status:503"]
+    first = findings[0]
+    assert (first.severity, first.occurrences, first.users) == (Severity.P0, 2, (1, 2))
+    assert first.title == "Event `tool_executing` never arrived"
+    assert verdict_for(findings) is Verdict.FAIL
+    assert verdict_for(findings[1:]) is Verdict.DEGRADED
+    assert verdict_for(()) is Verdict.PASS
+
+
+def test_assess__blocked_journey_names_capability_and_revenue():
+    findings = diagnose([_fail(Kind.WS_AUTH_REJECTED, Step.CONNECT, detail="403")], service="svc")
+    impact = assess(findings, settings=ImpactSettings(arr_at_risk=1_200_000), journey_name="AI chat")
+    assert impact.blocked
+    assert impact.summary == (
+        "The AI chat journey is broken: users cannot open a live chat connection. "
+        "$1,200,000 ARR depends on this journey."
+    )
+
+
+def test_assess__no_findings_is_no_impact():
+    impact = assess((), settings=ImpactSettings(), journey_name="AI chat")
+    assert not impact.blocked
+    assert impact.summary.startswith("No impact")

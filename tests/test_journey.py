@@ -1,0 +1,195 @@
+"""The real probe against the real reference backend (and raw sockets), one test per fault."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bot import diagnose, results
+from bot.auth import Credentials
+from bot.probe.journey import probe
+from bot.reference.faults import FAULTS, parse_faults
+from bot.reference.server import ReferenceServer
+from bot.results import Kind, Severity, Status, Verdict
+from bot.settings import Settings, build_settings
+
+SECRET = "reference-secret-for-tests-0123456789abcdef"
+VERSION = "1111111aaaaaaa"
+FAST = {
+    "journey": {"event_timeout_s": 1.5, "users": 3},
+    "websocket": {"open_timeout_s": 1.5},
+    "timeouts": {"connect_s": 1.5, "request_s": 1.5, "run_s": 20},
+}
+
+
+def _settings(url: str, **overrides: object) -> Settings:
+    return build_settings(FAST, {"url": url, "version.expected": VERSION, **overrides})
+
+
+def _run(settings: Settings, *, secret: str = SECRET):
+    outcome = asyncio.run(
+        probe(settings, base_url=settings.url or "", credentials=Credentials(secret=secret))
+    )
+    findings = diagnose.diagnose(outcome.checks, service="ref")
+    return outcome, findings
+
+
+@pytest.fixture
+def healthy() -> Iterator[ReferenceServer]:
+    with ReferenceServer(secret=SECRET, version=VERSION) as server:
+        yield server
+
+
+def test_probe__healthy_backend_passes_with_every_metric_measured(healthy: ReferenceServer):
+    outcome, findings = _run(_settings(healthy.url))
+    assert findings == ()
+    assert results.verdict_for(findings) is Verdict.PASS
+    by_id = {(c.id, c.user): c for c in outcome.checks}
+    for user in (1, 2, 3):
+        for check in ("login", "handshake", "message", "events", "isolation", "answer"):
+            assert by_id[(check, user)].status is Status.PASS, (check, user)
+    assert by_id[("auth-negative", None)].status is Status.PASS
+    assert outcome.serving_version == VERSION
+    for metric in outcome.metrics:
+        assert metric.status is Status.PASS, metric
+        expected_samples = 1 if metric.id == "api_ms" else 3
+        assert metric.samples == expected_samples, metric
+        assert metric.p50 is not None and metric.p50 > 0, metric
+
+
+# fault -> (failure kind, severity, fingerprint detail)
+EXPECTED = {
+    "ws-502": (Kind.WS_UPGRADE_STATUS, Severity.P0, "502"),
+    "ws-403": (Kind.WS_AUTH_REJECTED, Severity.P0, "403"),
+    "rate-limited": (Kind.RATE_LIMITED, Severity.P0, "429"),
+    "subprotocol-none": (Kind.WS_SUBPROTOCOL, Severity.P0, "no-echo"),
+    "accept-unauthenticated": (Kind.WS_UNAUTHENTICATED_ACCEPTED, Severity.P0, ""),
+    "drop-event:tool_executing": (Kind.EVENT_MISSING, Severity.P0, "tool_executing"),
+    "delay:agent_thinking=400": (Kind.PERF_TARGET_MISSED, Severity.P1, "processing_ms"),
+    "close-early": (Kind.WS_CLOSED_EARLY, Severity.P0, "agent_completed"),
+    "cross-talk": (Kind.ISOLATION_LEAK, Severity.P0, ""),
+    "canned-answer": (Kind.ANSWER_CANNED, Severity.P0, ""),
+    "empty-answer": (Kind.ANSWER_EMPTY, Severity.P0, ""),
+    "error-event": (Kind.EVENT_ERROR, Severity.P0, "agent_error"),
+    "out-of-order": (Kind.EVENT_ORDER, Severity.P0, ""),
+    "never-complete": (Kind.TIMEOUT, Severity.P0, "agent_completed"),
+    "hang": (Kind.TIMEOUT, Severity.P0, "upgrade"),
+    "health-503": (Kind.HTTP_STATUS, Severity.P1, "503"),
+    "wrong-service": (Kind.WRONG_SERVICE, Severity.P1, "frontend"),
+    "stale-version": (Kind.VERSION_SKEW, Severity.P1, "version"),
+    "slow-handshake:300": (Kind.PERF_TARGET_MISSED, Severity.P1, "handshake_ms"),
+    "garbage": (Kind.WS_PROTOCOL, Severity.P0, ""),
+}
+
+
+def test_expected__covers_every_fault_the_reference_backend_offers():
+    assert {spec.split(":")[0] for spec in EXPECTED} == {name.split(":")[0] for name in FAULTS}
+
+
+@pytest.mark.parametrize("fault", sorted(EXPECTED))
+def test_probe__each_fault_yields_its_kind_and_severity(fault: str):
+    kind, severity, detail = EXPECTED[fault]
+    with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults([fault])) as server:
+        _, findings = _run(_settings(server.url))
+    fingerprint = diagnose.fingerprint("ref", kind, detail)
+    assert fingerprint in [f.fingerprint for f in findings], findings
+    finding = next(f for f in findings if f.fingerprint == fingerprint)
+    assert finding.severity is severity
+    assert finding.evidence, "a finding without evidence"
+    expected_verdict = Verdict.FAIL if severity is Severity.P0 else Verdict.DEGRADED
+    assert results.verdict_for(findings) is expected_verdict
+    if severity is Severity.P1:
+        assert all(f.severity is Severity.P1 for f in findings), findings
+
+
+def test_probe__wrong_secret_is_an_auth_rejection(healthy: ReferenceServer):
+    _, findings = _run(_settings(healthy.url), secret="not-the-secret-" + "x" * 32)
+    assert [f.kind for f in findings] == [Kind.WS_AUTH_REJECTED]
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers a byte."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+def test_probe__server_that_accepts_tcp_and_never_answers_times_out_within_deadlines(silent_listener: str):
+    started = time.monotonic()
+    outcome, findings = _run(_settings(silent_listener))
+    elapsed = time.monotonic() - started
+    kinds = {(f.kind, f.step.value) for f in findings}
+    assert (Kind.TIMEOUT, "health") in kinds
+    assert (Kind.TIMEOUT, "connect") in kinds
+    assert results.verdict_for(findings) is Verdict.FAIL
+    # health (1.5 s) + negative check (1.5 s + grace) + users in parallel (1.5 s): far below run_s (20 s)
+    assert elapsed < 15
+
+
+def test_probe__run_deadline_bounds_everything(silent_listener: str):
+    settings = build_settings(
+        {
+            **FAST,
+            "timeouts": {"connect_s": 5, "request_s": 5, "run_s": 1},
+            "websocket": {"open_timeout_s": 5},
+        },
+        {"url": silent_listener},
+    )
+    outcome, findings = _run(settings)
+    assert any(c.id == "health" and c.failure and c.failure.kind is Kind.TIMEOUT for c in outcome.checks)
+    assert any(f.kind is Kind.TIMEOUT for f in findings)
+
+
+def test_probe__nothing_listening_is_connect_refused():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    _, findings = _run(_settings(f"http://127.0.0.1:{port}"))
+    assert {f.kind for f in findings} >= {Kind.CONNECT_REFUSED}
+    assert any(f.severity is Severity.P0 for f in findings)
+
+
+def test_probe__login_endpoint_mode(healthy: ReferenceServer):
+    settings = build_settings({**FAST, "auth": {"mode": "login"}}, {"url": healthy.url})
+    outcome = asyncio.run(
+        probe(settings, base_url=healthy.url, credentials=Credentials(password="golden-path"))
+    )
+    assert diagnose.diagnose(outcome.checks, service="ref") == ()
+    outcome = asyncio.run(probe(settings, base_url=healthy.url, credentials=Credentials(password="wrong")))
+    findings = diagnose.diagnose(outcome.checks, service="ref")
+    assert [(f.kind, f.severity) for f in findings] == [(Kind.LOGIN_FAILED, Severity.P0)]
+    assert findings[0].evidence["status"] == "401"
+
+
+def test_probe__load_phase_adds_users_and_samples(healthy: ReferenceServer):
+    settings = build_settings(
+        {**FAST, "journey": {**FAST["journey"], "users": 2}, "load": {"users": 4}}, {"url": healthy.url}
+    )
+    outcome, findings = _run(settings)
+    assert findings == ()
+    assert {c.user for c in outcome.checks if c.id == "answer"} == {1, 2, 3, 4, 5, 6}
+    assert next(m for m in outcome.metrics if m.id == "handshake_ms").samples == 6

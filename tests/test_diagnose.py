@@ -5,7 +5,9 @@ from bot.settings import ImpactSettings
 
 
 def _fail(kind: Kind, step: Step, *, user: int | None = None, detail: str = "") -> CheckResult:
-    return CheckResult("c", step, Status.FAIL, user=user, failure=Failure(kind, "It broke.", detail, {"k": "v"}))
+    return CheckResult(
+        "c", step, Status.FAIL, user=user, failure=Failure(kind, "It broke.", detail, {"k": "v"})
+    )
 
 
 def test_explanations__every_kind_has_cause_and_remediation():

@@ -139,7 +139,7 @@ def silent_listener() -> Iterator[str]:
 
 def test_probe__server_that_accepts_tcp_and_never_answers_times_out_within_deadlines(silent_listener: str):
     started = time.monotonic()
-    outcome, findings = _run(_settings(silent_listener))
+    _, findings = _run(_settings(silent_listener))
     elapsed = time.monotonic() - started
     kinds = {(f.kind, f.step.value) for f in findings}
     assert (Kind.TIMEOUT, "health") in kinds

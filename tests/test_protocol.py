@@ -13,7 +13,9 @@ def test_offer__token_as_subprotocol_and_header_by_default():
 
 
 def test_offer__without_token_offers_no_credentials():
-    offer = protocol.offer("http://127.0.0.1:9", WebSocketSettings(offer_token=("query", "subprotocol")), None)
+    offer = protocol.offer(
+        "http://127.0.0.1:9", WebSocketSettings(offer_token=("query", "subprotocol")), None
+    )
     assert offer.url == "ws://127.0.0.1:9/ws"
     assert offer.subprotocols == ("jwt-auth",)
     assert offer.headers == ()
@@ -72,4 +74,7 @@ def test_foreign_owner__absent_fields_prove_nothing_present_ones_must_match():
     unmarked = protocol.parse_frame('{"type": "x"}')
     assert protocol.foreign_owner(mine, user_id="u1", run_id=None, thread_id="t1") is None
     assert protocol.foreign_owner(unmarked, user_id="u1", run_id="r", thread_id="t1") is None
-    assert protocol.foreign_owner(theirs, user_id="u1", run_id=None, thread_id="t1") == "user_id=u2 (expected u1)"
+    assert (
+        protocol.foreign_owner(theirs, user_id="u1", run_id=None, thread_id="t1")
+        == "user_id=u2 (expected u1)"
+    )

@@ -48,7 +48,11 @@ def test_build_settings__kebab_case_keys_and_overrides():
         ({"websocket": {"path": "ws"}}, "websocket.path", "expected a path starting with '/', got 'ws'"),
         ({"url": "ftp://x"}, "url", "expected an http:// or https:// URL"),
         ({"cloud_run": {"project": "p"}}, "cloud_run", "missing cloud_run.region, cloud_run.service"),
-        ({"journey": {"canned_patterns": ["("]}}, "journey.canned_patterns", "not a valid regular expression"),
+        (
+            {"journey": {"canned_patterns": ["("]}},
+            "journey.canned_patterns",
+            "not a valid regular expression",
+        ),
         ({"auth": {"mode": "hs512"}}, "auth.mode", "'hs256', 'rs256', 'token', 'login' or 'none'"),
         ({"journey": {"completion_event": "done"}}, "journey", "must be one of expected_events"),
         ({"impact": {"currency": "dollars"}}, "impact.currency", "dollars"),

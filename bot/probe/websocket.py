@@ -78,7 +78,9 @@ async def open_connection(offer: Offer, *, timeout_s: float) -> Handshake:
         return Handshake(None, _ms(started), failure)
     except (OSError, TimeoutError) as exc:
         failure = transport_failure(exc, what="WebSocket upgrade")
-        failure = Failure(failure.kind, failure.message, detail="upgrade", evidence=evidence | failure.evidence)
+        failure = Failure(
+            failure.kind, failure.message, detail="upgrade", evidence=evidence | failure.evidence
+        )
         return Handshake(None, _ms(started), failure)
     elapsed = _ms(started)
     echoed = connection.subprotocol

@@ -1,0 +1,152 @@
+"""One run of the pipeline: target -> probe -> results -> diagnose -> report -> publish -> gate.
+
+Everything with I/O receives its clients as arguments; only ``bot.cli`` reads the environment and builds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot import auth, diagnose, impact, report, results
+from bot.errors import ExitCode
+from bot.probe import journey
+from bot.results import CheckResult, Run, Target, TrafficAction, Verdict
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.cloudrun import CloudRunClients
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Facts about where this run happens (from GitHub Actions when there), for the report."""
+
+    commit: str | None = None
+    run_url: str | None = None
+    tool_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Artifacts:
+    results: Path
+    report: Path
+    junit: Path
+
+
+def execute(
+    settings: Settings,
+    *,
+    credentials: auth.Credentials,
+    context: RunContext,
+    cloud_run: CloudRunClients | None,
+    log: Callable[[str], None],
+    on_token: Callable[[str], None] = lambda _token: None,
+) -> Run:
+    """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change."""
+    started_at = _now()
+    started = time.perf_counter()
+    checks: list[CheckResult] = []
+    if settings.cloud_run.configured:
+        from bot import cloudrun  # google-cloud-run costs ~0.4 s to import: only when it is used
+
+        assert cloud_run is not None
+        resolution = cloudrun.resolve(
+            clients=cloud_run, settings=settings.cloud_run, version=settings.version, progress=log
+        )
+        target, ready = resolution.target, resolution.ready
+        checks.extend(resolution.checks)
+    else:
+        assert settings.url is not None
+        target, ready = Target(url=settings.url, service=settings.service_name), True
+    target = replace(
+        target,
+        service=settings.service_name,
+        expected_version=settings.version.expected,
+        expected_image=settings.version.expected_image,
+    )
+    for warning in target.warnings:
+        log(f"warning: {warning}")
+
+    serving_version = None
+    if ready:
+        users = settings.journey.users + settings.load.users
+        log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}")
+        outcome = asyncio.run(
+            journey.probe(settings, base_url=target.url, credentials=credentials, on_token=on_token)
+        )
+        checks.extend(outcome.checks)
+        metrics = outcome.metrics
+        serving_version = outcome.serving_version
+    else:
+        log("the revision is not ready: the golden path was not run against it")
+        metrics = ()
+
+    findings = diagnose.diagnose(checks, service=settings.service_name)
+    verdict = results.verdict_for(findings)
+    return Run(
+        run_id=uuid.uuid4().hex[:12],
+        started_at=started_at,
+        finished_at=_now(),
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        verdict=verdict,
+        target=replace(target, serving_version=serving_version),
+        checks=tuple(checks),
+        metrics=metrics,
+        findings=findings,
+        impact=impact.assess(findings, settings=settings.impact, journey_name=settings.journey.name),
+        users=settings.journey.users + settings.load.users,
+        commit=context.commit,
+        run_url=context.run_url,
+        tool_version=context.tool_version,
+    )
+
+
+def exit_code(run: Run, settings: Settings) -> ExitCode:
+    if run.verdict is Verdict.PASS:
+        return ExitCode.PASS
+    if settings.gate.fail_on == "p0" and run.verdict is Verdict.DEGRADED:
+        return ExitCode.PASS
+    return ExitCode.FAILED
+
+
+def apply_gate(
+    run: Run, settings: Settings, *, cloud_run: CloudRunClients | None, log: Callable[[str], None]
+) -> Run:
+    """Promote or roll back traffic when configured; the action taken is recorded in the Run."""
+    passed = exit_code(run, settings) is ExitCode.PASS
+    action = settings.gate.on_pass if passed else settings.gate.on_fail
+    if action == "none":
+        return run
+    if cloud_run is None or run.target.revision is None:
+        log(f"gate: '{action}' needs a Cloud Run target; no traffic change made")
+        skipped = TrafficAction(action, run.target.revision or "-", 0, False, "not a Cloud Run target")
+        return replace(run, traffic_actions=(*run.traffic_actions, skipped))
+    from bot import cloudrun
+
+    taken = cloudrun.apply_gate(clients=cloud_run, target=run.target, action=action, progress=log)
+    log(f"gate: {taken.message}")
+    return replace(run, traffic_actions=(*run.traffic_actions, taken))
+
+
+def write_artifacts(run: Run, *, output_dir: Path, templates_dir: Path | None) -> tuple[Artifacts, str]:
+    """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    markdown = report.render_report(run, templates_dir=templates_dir)
+    artifacts = Artifacts(
+        results=output_dir / "results.json", report=output_dir / "report.md", junit=output_dir / "junit.xml"
+    )
+    artifacts.results.write_text(results.to_json(run), encoding="utf-8")
+    artifacts.report.write_text(markdown, encoding="utf-8")
+    artifacts.junit.write_text(results.to_junit(run), encoding="utf-8")
+    return artifacts, markdown
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

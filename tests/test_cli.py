@@ -1,0 +1,167 @@
+"""The entry point as a user meets it: argv + environment in, exit code, stdout and files out."""
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.reference.server import ReferenceServer
+
+SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
+FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
+
+
+def _main(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, env=env or {}, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "golden-path.yml"
+    path.write_text(FAST)
+    return path
+
+
+@pytest.fixture
+def backend() -> Iterator[ReferenceServer]:
+    with ReferenceServer(secret=SECRET, version="abc1234def") as server:
+        yield server
+
+
+def test_main__demo_passes_prints_report_and_writes_artifacts(tmp_path: Path):
+    code, out, err = _main(["demo", "--output-dir", str(tmp_path), "--users", "2"])
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("## ✅ golden-path: PASS")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["schema"] == 1 and saved["verdict"] == "pass" and saved["p0_count"] == 0
+    assert (tmp_path / "report.md").read_text() == out
+    assert "<testsuites>" in (tmp_path / "junit.xml").read_text()
+    assert "verdict pass" in err
+
+
+def test_main__demo_with_fault_fails_with_exit_1_and_names_the_kind(tmp_path: Path):
+    code, out, _ = _main(["demo", "--fault", "ws-403", "--output-dir", str(tmp_path), "--users", "2"])
+    assert code == 1
+    first_lines = "\n".join(out.splitlines()[:4])
+    assert "FAIL" in first_lines
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [f["kind"] for f in saved["findings"]] == ["ws-auth-rejected"]
+    assert saved["findings"][0]["severity"] == "P0"
+
+
+def test_main__unknown_fault_is_a_usage_error():
+    code, out, err = _main(["demo", "--fault", "ws-999"])
+    assert code == 2
+    assert "unknown fault 'ws-999'" in err and "ws-502" in err
+    assert "Traceback" not in err + out
+
+
+def test_main__config_error_names_the_key_and_exits_2(tmp_path: Path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("journey:\n  users: many\n")
+    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(bad)])
+    assert code == 2
+    assert "config key 'journey.users'" in err and "'many'" in err
+
+
+def test_main__check_without_target_or_secret_is_a_usage_error(config: Path):
+    code, _, err = _main(["check", "--config", str(config)])
+    assert (code, "no target" in err) == (2, True)
+    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)])
+    assert code == 2
+    assert "set JWT_SECRET_KEY" in err
+
+
+def test_main__check_a_url_with_secret_from_environment(
+    backend: ReferenceServer, config: Path, tmp_path: Path
+):
+    env = {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "abc1234def5678"}
+    argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path), "--quiet"]
+    code, out, err = _main(argv, env)
+    assert code == 0, err
+    assert out == ""
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["target"]["expected_version"] == "abc1234def5678"
+    assert saved["target"]["serving_version"] == "abc1234def"
+    assert SECRET not in (tmp_path / "results.json").read_text() + (tmp_path / "report.md").read_text() + err
+
+
+def test_main__stale_version_against_github_sha_is_degraded_and_fail_on_p0_passes(
+    backend: ReferenceServer, config: Path, tmp_path: Path
+):
+    env = {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "fffffff0000000"}
+    argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path), "--quiet"]
+    code, _, _ = _main(argv, env)
+    assert code == 1
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert (saved["verdict"], [f["kind"] for f in saved["findings"]]) == ("degraded", ["version-skew"])
+    code, _, _ = _main([*argv, "--fail-on", "p0"], env)
+    assert code == 0
+
+
+def test_main__report_rerenders_a_saved_run(tmp_path: Path):
+    code, _, _ = _main(["demo", "--fault", "cross-talk", "--output-dir", str(tmp_path), "--quiet"])
+    assert code == 1
+    code, rendered, _ = _main(["report", str(tmp_path / "results.json")])
+    assert code == 0
+    assert rendered == (tmp_path / "report.md").read_text()
+    code, junit, _ = _main(["report", str(tmp_path / "results.json"), "--format", "junit"])
+    assert 'type="isolation-leak"' in junit
+
+
+def test_main__report_of_a_missing_or_foreign_file_is_a_usage_error(tmp_path: Path):
+    code, _, err = _main(["report", str(tmp_path / "nope.json")])
+    assert code == 2 and "does not exist" in err
+    other = tmp_path / "other.json"
+    other.write_text('{"schema": 7}')
+    code, _, err = _main(["report", str(other)])
+    assert code == 2 and "schema 7 is not supported" in err
+
+
+def test_main__action_mode_reads_inputs_writes_outputs_summary_and_masks(
+    backend: ReferenceServer, config: Path, tmp_path: Path
+):
+    output, summary = tmp_path / "output.txt", tmp_path / "summary.md"
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": "acme/chat",
+        "GITHUB_SHA": "abc1234def",
+        "GITHUB_RUN_ID": "7",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "INPUT_URL": backend.url,
+        "INPUT_CONFIG": str(config),
+        "INPUT_JWT-SECRET": SECRET,
+        "INPUT_PUBLISH": "false",
+        "INPUT_OUTPUT-DIR": str(tmp_path / "out"),
+        "INPUT_USERS": "2",
+    }
+    code, out, err = _main(["action"], env)
+    assert code == 0, err
+    assert f"::add-mask::{SECRET}" in out
+    assert out.count("::add-mask::") >= 3  # the secret and every minted token
+    written = output.read_text()
+    assert "verdict" in written and "pass" in written and "p0-count" in written
+    assert "golden-path" in summary.read_text()
+
+
+def test_main__action_mode_rejects_a_bad_input():
+    code, _, err = _main(["action"], {"INPUT_USERS": "five", "INPUT_URL": "http://127.0.0.1:9"})
+    assert code == 2
+    assert "input 'users': expected a whole number, got 'five'" in err
+
+
+def test_python_dash_m_bot__runs_the_cli():
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("golden-path ")

@@ -13,12 +13,14 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from bot import pipeline, report, results
-from bot.auth import Credentials
 from bot.errors import GoldenPathError, UsageError
-from bot.settings import Settings, build_settings, read_config_file
+
+if TYPE_CHECKING:  # the heavy modules (pydantic models, jinja2, jwt, httpx) load when a command needs them
+    from bot import results
+    from bot.auth import Credentials
+    from bot.settings import Settings
 
 DEFAULT_CONFIG = Path(".github/golden-path.yml")
 
@@ -176,6 +178,8 @@ def _faults_help() -> str:
 
 
 def _settings(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) -> Settings:
+    from bot.settings import build_settings, read_config_file
+
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
@@ -196,6 +200,8 @@ def _settings(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) 
 
 
 def _credentials(settings: Settings, env: Mapping[str, str]) -> Credentials:
+    from bot.auth import Credentials
+
     auth = settings.auth
     return Credentials(
         secret=env.get(auth.secret_env) or None,
@@ -209,6 +215,7 @@ def _credentials(settings: Settings, env: Mapping[str, str]) -> Credentials:
 
 
 def _demo(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from bot.auth import Credentials
     from bot.reference.faults import parse_faults
     from bot.reference.server import REFERENCE_SERVICE, ReferenceServer
 
@@ -274,6 +281,8 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
     if namespace.expected_version is None and env.get("GITHUB_SHA"):
         extra["version.expected"] = env["GITHUB_SHA"]
     settings = _settings(namespace, extra)
+    from bot.auth import Credentials
+
     from_env = _credentials(settings, env)
     credentials = Credentials(
         secret=secrets_given["jwt-secret"] or from_env.secret,
@@ -308,6 +317,8 @@ def _serve_reference(args: argparse.Namespace, *, env: Mapping[str, str], out: T
 
 
 def _report(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from bot import report, results
+
     try:
         run = results.load(args.results)
     except FileNotFoundError:
@@ -348,7 +359,7 @@ def _run(
         if in_actions:
             _mask(token, out)
 
-    from bot import auth
+    from bot import auth, pipeline, report
 
     missing = auth.missing_credential(settings.auth, credentials)
     if missing:

@@ -382,10 +382,14 @@ def _run(
 
         cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
 
-    run = pipeline.execute(
-        settings, credentials=credentials, context=context, cloud_run=cloud_run, log=log, on_token=on_token
-    )
-    run = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
+    try:
+        run = pipeline.execute(
+            settings, credentials=credentials, context=context, cloud_run=cloud_run, log=log, on_token=on_token
+        )
+        run = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
+    finally:
+        if cloud_run is not None:
+            cloud_run.close()
     artifacts, markdown = pipeline.write_artifacts(
         run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
     )

@@ -130,7 +130,14 @@ def apply_gate(
         return replace(run, traffic_actions=(*run.traffic_actions, skipped))
     from bot import cloudrun
 
-    taken = cloudrun.apply_gate(clients=cloud_run, target=run.target, action=action, progress=log)
+    taken = cloudrun.apply_gate(
+        clients=cloud_run,
+        target=run.target,
+        action=action,
+        progress=log,
+        service=settings.cloud_run.service,
+        retry_timeout_s=settings.cloud_run.retry_timeout_s,
+    )
     log(f"gate: {taken.message}")
     return replace(run, traffic_actions=(*run.traffic_actions, taken))
 

@@ -165,3 +165,76 @@ def test_python_dash_m_bot__runs_the_cli():
     )
     assert done.returncode == 0
     assert done.stdout.startswith("golden-path ")
+
+
+DIGEST_OLD = "sha256:" + "a" * 64
+DIGEST_NEW = "sha256:" + "b" * 64
+IMAGE = "europe-docker.pkg.dev/p/repo/chat"
+
+
+def _cloud_run(api, backend_url: str) -> None:
+    """A tagged no-traffic deploy whose tag URL is the local reference backend."""
+    from tests.standins.cloudrun_api import Route
+
+    api.add_service("chat", uri="https://chat-abc-ew.a.run.app")
+    api.add_revision("chat", "chat-00001-old", image=f"{IMAGE}@{DIGEST_OLD}")
+    api.add_revision("chat", "chat-00002-new", image=f"{IMAGE}@{DIGEST_NEW}")
+    api.set_traffic(
+        "chat", [Route("chat-00001-old", 100), Route("chat-00002-new", 0, tag="pr-7", uri=backend_url)]
+    )
+
+
+def _cloud_argv(api, config: Path, output: Path, *extra: str) -> list[str]:
+    coordinates = ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
+    return ["check", *coordinates, "--config", str(config), "--output-dir", str(output), *extra]
+
+
+def test_main__check_cloud_run_revision_reports_its_facts_and_promotes(
+    backend: ReferenceServer, config: Path, tmp_path: Path
+):
+    from tests.standins.cloudrun_api import CloudRunStandIn
+
+    with CloudRunStandIn(project="p", region="r") as api:
+        _cloud_run(api, backend.url)
+        argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_NEW, "--on-pass", "promote")
+        code, out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+        traffic = {(t.revision, t.percent) for t in api.traffic("chat")}
+    assert code == 0, err
+    saved = json.loads((tmp_path / "results.json").read_text())
+    target = saved["target"]
+    assert (target["project"], target["region"], target["service"]) == ("p", "r", "chat")
+    assert target["revision"] == "chat-00002-new"
+    assert target["url"] == backend.url
+    assert target["digest"] == DIGEST_NEW
+    assert target["previous_revision"] == "chat-00001-old"
+    assert "chat-00002-new" in out and DIGEST_NEW[:19] in out
+    assert [(a["action"], a["applied"]) for a in saved["traffic_actions"]] == [("promote", True)]
+    assert ("chat-00002-new", 100) in {(r.split("/")[-1], p) for r, p in traffic}
+
+
+def test_main__check_cloud_run_stale_image_is_version_skew(
+    backend: ReferenceServer, config: Path, tmp_path: Path
+):
+    from tests.standins.cloudrun_api import CloudRunStandIn
+
+    with CloudRunStandIn(project="p", region="r") as api:
+        _cloud_run(api, backend.url)
+        argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_OLD, "--quiet")
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    assert code == 1, err
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [f["fingerprint"] for f in saved["findings"]] == ["chat:version-skew:image"]
+    assert saved["verdict"] == "degraded"
+
+
+def test_main__cloud_run_api_refusal_is_exit_3_with_the_role(config: Path, tmp_path: Path):
+    from tests.standins.cloudrun_api import CloudRunStandIn
+
+    with CloudRunStandIn(project="p", region="r") as api:
+        api.add_service("chat", uri="https://chat-abc-ew.a.run.app")
+        api.inject(403)
+        argv = _cloud_argv(api, config, tmp_path)
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    assert code == 3
+    assert "roles/run.viewer" in err
+    assert "Traceback" not in err

@@ -1,0 +1,730 @@
+"""Cloud Run Admin API v2: resolve the revision under test, wait until it is ready, and move traffic for the gate.
+
+Every call goes through ``_Api.call``, which passes an explicit short retry (the library's default retries 503
+for a long time) and translates Google API errors once into ``CloudRunError`` (exit code 3) with a fix.
+``google.cloud.run_v2`` is imported lazily: importing it costs ~0.4 s, and ``--url`` runs never need it.
+
+Facts this module relies on (google-cloud-run 0.16, REST transport):
+- ``Service.latest_created_revision``/``latest_ready_revision`` are full resource names; traffic entries name
+  revisions by their short name. Both are compared by short name here.
+- A revision's readiness is its ``Ready`` condition; failure reasons sit in the ``reasons`` oneof
+  (``revision_reason`` or the common ``reason``).
+- The live API reports the resolved image digest as ``Revision.containerStatuses[].imageDigest``; the 0.16
+  client's ``Revision`` type has no such field and drops it, so the digest is known only from an image
+  reference pinned with ``@sha256:`` (or from a newer client, read defensively).
+- ``update_service`` is a long-running operation whose ``response`` is the updated ``Service``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from bot.errors import CloudRunError, ConfigError
+from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
+from bot.settings import CloudRunSettings, VersionSettings
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+    from google.cloud import run_v2
+
+T = TypeVar("T")
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+ADC_HINT = "authenticate with google-github-actions/auth or set GOOGLE_APPLICATION_CREDENTIALS"
+MAX_BACKOFF_S = 15.0
+OPERATION_TIMEOUT_S = 300.0
+MAX_LISTED_REVISIONS = 200  # enough to find the previous ready revision without paging through history
+
+_READ_ROLE = "roles/run.viewer (roles/run.developer for promote/rollback)"
+_WRITE_ROLE = (
+    "roles/run.developer (updating a service may also need roles/iam.serviceAccountUser "
+    "on its runtime service account)"
+)
+
+
+@dataclass(frozen=True)
+class CloudRunClients:
+    services: run_v2.ServicesClient
+    revisions: run_v2.RevisionsClient
+
+    def close(self) -> None:
+        self.services.transport.close()  # type: ignore[no-untyped-call]
+        self.revisions.transport.close()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    target: Target  # every Cloud Run fact found; `url` is the URL to test
+    checks: tuple[CheckResult, ...]  # revision-ready, and image-digest when an expected image is given
+    ready: bool  # False: do not probe (the URL would reach another revision, or nothing)
+
+
+# -- clients -------------------------------------------------------------------------------------------------
+
+
+def make_clients(*, endpoint: str | None) -> CloudRunClients:
+    """Clients for run.googleapis.com (ADC), a custom https:// endpoint (ADC) or a loopback http:// stand-in.
+
+    Always the REST transport: the same code path the tests exercise against the stand-in.
+
+    Raises:
+        ConfigError: a plain http:// endpoint that is not loopback (credentials would travel in clear text,
+            so anonymous credentials are only used on loopback).
+        CloudRunError: no Application Default Credentials.
+    """
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import run_v2
+
+    options = None
+    if endpoint is None:
+        credentials = _default_credentials()
+    else:
+        parts = urlsplit(endpoint)
+        options = ClientOptions(api_endpoint=endpoint.rstrip("/"))
+        if parts.scheme == "http":
+            if not _is_loopback(parts.hostname):
+                raise ConfigError(
+                    "cloud_run.endpoint",
+                    f"plain http:// is only allowed for a local stand-in on loopback (127.0.0.1, localhost, "
+                    f"[::1]); use https:// for {endpoint!r}",
+                )
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        elif parts.scheme == "https":
+            credentials = _default_credentials()
+        else:
+            raise ConfigError("cloud_run.endpoint", f"expected an http:// or https:// URL, got {endpoint!r}")
+    return CloudRunClients(
+        services=run_v2.ServicesClient(credentials=credentials, transport="rest", client_options=options),
+        revisions=run_v2.RevisionsClient(credentials=credentials, transport="rest", client_options=options),
+    )
+
+
+def _default_credentials() -> Any:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        credentials, _project = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    except DefaultCredentialsError as exc:
+        raise CloudRunError(f"no Google Cloud credentials found: {ADC_HINT}") from exc
+    return credentials
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- resolve -------------------------------------------------------------------------------------------------
+
+
+def resolve(
+    *,
+    clients: CloudRunClients,
+    settings: CloudRunSettings,
+    version: VersionSettings,
+    progress: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Resolution:
+    """Find the revision under test, wait (bounded) until it is ready, and gather its facts.
+
+    A revision that fails or does not become ready in ``settings.ready_timeout_s`` is a finding
+    (``revision-not-ready``), not an error; API failures are ``CloudRunError``.
+    """
+    if not (settings.project and settings.region and settings.service):
+        raise ConfigError("cloud_run.service", "project, region and service are needed to find the revision")
+    api = _Api(clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress)
+    service_name = f"projects/{settings.project}/locations/{settings.region}/services/{settings.service}"
+    service = api.get_service(service_name)
+
+    wanted = settings.revision or service.latest_created_revision
+    if not wanted:
+        raise CloudRunError(f"service {service_name} has no revision yet: deploy it before checking it")
+    short = _short(wanted)
+    revision_name = f"{service_name}/revisions/{short}"
+
+    waiter = _Waiter(timeout_s=settings.ready_timeout_s, sleep=sleep, clock=clock, progress=progress)
+    revision = api.get_revision(revision_name)
+    readiness = _readiness(revision)
+    while readiness.state == "pending" and waiter.pause(
+        f"revision {short} to become ready", f"reason: {readiness.reason or readiness.condition_state}"
+    ):
+        revision = api.get_revision(revision_name)
+        readiness = _readiness(revision)
+
+    if waiter.polls:
+        service = api.get_service(service_name)  # traffic statuses move while the revision comes up
+    routing = _routing(service, short)
+    # A tag set on the service appears in traffic_statuses (with its URL) once the service has reconciled.
+    while (
+        readiness.state == "ready"
+        and routing.tag_pending
+        and waiter.pause(f"the tag URL of {short}", "tagged")
+    ):
+        service = api.get_service(service_name)
+        routing = _routing(service, short)
+
+    warnings: list[str] = []
+    service_url = service.uri or next(iter(service.urls), "")
+    if routing.tag_url:
+        url = routing.tag_url
+    elif service_url:
+        url = service_url
+        if routing.percent < 100:
+            warnings.append(
+                f"revision {short} has no tag URL: testing the service URL, where traffic may reach the "
+                f"previous revision ({short} receives {routing.percent}% of traffic); deploy with "
+                "`--no-traffic --tag` to test the new revision alone"
+            )
+    else:
+        raise CloudRunError(
+            f"service {service_name} has no URL (default URL disabled?) and revision {short} no tag URL: "
+            "pass the URL to test with --url"
+        )
+
+    image = revision.containers[0].image if revision.containers else None
+    digest = _digest_in(image) or _reported_digest(revision)
+    checks = [_ready_check(short, revision, readiness, waiter)]
+    image_check = _image_check(version.expected_image, image=image, digest=digest, warnings=warnings)
+    if image_check is not None:
+        checks.append(image_check)
+
+    target = Target(
+        url=url.rstrip("/"),
+        service=settings.service,
+        project=settings.project,
+        region=settings.region,
+        revision=short,
+        revision_url=routing.tag_url,
+        image=image,
+        digest=digest,
+        created=_rfc3339(revision.create_time),
+        traffic_percent=routing.percent,
+        previous_revision=_previous_revision(api, service, short, revision),
+        labels=dict(revision.labels),
+        expected_version=version.expected,
+        expected_image=version.expected_image,
+        warnings=tuple(warnings),
+    )
+    return Resolution(target=target, checks=tuple(checks), ready=readiness.state == "ready")
+
+
+@dataclass(frozen=True)
+class _Readiness:
+    state: Literal["ready", "failed", "pending"]
+    condition_state: str  # e.g. CONDITION_RECONCILING
+    reason: str  # revisionReason or common reason name, "" if none
+    message: str
+
+
+def _readiness(revision: run_v2.Revision) -> _Readiness:
+    from google.cloud import run_v2
+
+    states = run_v2.Condition.State
+    ready = next((c for c in revision.conditions if c.type_ == "Ready"), None)
+    if ready is None:
+        return _Readiness("pending", "no Ready condition yet", "", "")
+    reason, message = _reason(ready), ready.message
+    if ready.state == states.CONDITION_SUCCEEDED:
+        return _Readiness("ready", ready.state.name, reason, message)
+    if ready.state == states.CONDITION_FAILED:
+        # The Ready condition may be generic; another failed condition can carry the precise reason.
+        for other in revision.conditions:
+            if other.type_ != "Ready" and other.state == states.CONDITION_FAILED:
+                reason = reason or _reason(other)
+                message = message or other.message
+        return _Readiness("failed", ready.state.name, reason, message)
+    return _Readiness("pending", ready.state.name, reason, message)
+
+
+def _reason(condition: run_v2.Condition) -> str:
+    which = type(condition).pb(condition).WhichOneof("reasons")
+    if which is None:
+        return ""
+    value = getattr(condition, which)
+    return str(getattr(value, "name", value))
+
+
+def _ready_check(
+    short: str, revision: run_v2.Revision, readiness: _Readiness, waiter: _Waiter
+) -> CheckResult:
+    waited_ms = round(waiter.elapsed * 1000, 1)
+    if readiness.state == "ready":
+        return CheckResult(
+            "revision-ready",
+            Step.REVISION,
+            Status.PASS,
+            duration_ms=waited_ms,
+            summary=f"revision {short} is ready",
+        )
+    if readiness.state == "failed":
+        message = f"revision {short} failed to become ready: {readiness.message or readiness.reason}"
+    else:
+        message = (
+            f"revision {short} did not become ready within {waiter.timeout_s:g} s "
+            f"(last reason: {readiness.reason or readiness.condition_state})"
+        )
+    evidence = {
+        "revision": short,
+        "state": readiness.condition_state,
+        "reason": readiness.reason,
+        "message": readiness.message,
+        "waited_s": f"{waiter.elapsed:.0f}",
+    }
+    if revision.log_uri:
+        evidence["logs"] = revision.log_uri
+    return CheckResult(
+        "revision-ready",
+        Step.REVISION,
+        Status.FAIL,
+        duration_ms=waited_ms,
+        summary=message,
+        failure=Failure(
+            kind=Kind.REVISION_NOT_READY,
+            message=message,
+            detail=readiness.reason or ("timeout" if readiness.state == "pending" else "failed"),
+            evidence=evidence,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Routing:
+    percent: int  # share of the service's traffic now reaching the revision
+    tag_url: str | None
+    tag_pending: bool  # tagged in the spec, but no URL reported yet
+
+
+def _routing(service: run_v2.Service, short: str) -> _Routing:
+    from google.cloud import run_v2
+
+    latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+    latest_ready = _short(service.latest_ready_revision)
+    percent, tag_url = 0, None
+    for status in service.traffic_statuses:
+        by_revision = _short(status.revision)
+        resolved = by_revision or (latest_ready if status.type_ == latest else "")
+        if resolved != short:
+            continue
+        percent += status.percent
+        # Only a tag bound to this revision by name is a stable URL for it; a LATEST tag follows new deploys.
+        if by_revision and status.tag and status.uri and tag_url is None:
+            tag_url = status.uri
+    tagged = any(t.tag and _short(t.revision) == short for t in service.traffic)
+    return _Routing(percent=percent, tag_url=tag_url, tag_pending=tagged and tag_url is None)
+
+
+def _serving(service: run_v2.Service) -> dict[str, int]:
+    """Revision short name -> percent of traffic it receives now (LATEST resolved to the latest ready)."""
+    latest_ready = _short(service.latest_ready_revision)
+    shares: dict[str, int] = {}
+    for status in service.traffic_statuses:
+        name = _short(status.revision) or latest_ready
+        if name and status.percent:
+            shares[name] = shares.get(name, 0) + status.percent
+    return shares
+
+
+def _previous_revision(
+    api: _Api, service: run_v2.Service, short: str, revision: run_v2.Revision
+) -> str | None:
+    """The revision to fall back to: the one serving most traffic now, else the newest older ready one."""
+    others = {name: pct for name, pct in _serving(service).items() if name != short}
+    if others:
+        return max(others, key=lambda name: others[name])
+    created = revision.create_time
+    best: run_v2.Revision | None = None
+    for candidate in api.list_revisions(service.name):
+        if _short(candidate.name) == short or _readiness(candidate).state != "ready":
+            continue
+        if created and candidate.create_time and candidate.create_time >= created:
+            continue
+        if best is None or (candidate.create_time and candidate.create_time > best.create_time):
+            best = candidate
+    return _short(best.name) if best is not None else None
+
+
+# -- image digest --------------------------------------------------------------------------------------------
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _digest_in(image: str | None) -> str | None:
+    """The digest pinned in an image reference (``repo@sha256:...``), never guessed from a tag."""
+    if not image or "@" not in image:
+        return None
+    digest = image.rsplit("@", 1)[1].lower()
+    return digest if _DIGEST.fullmatch(digest) else None
+
+
+def _reported_digest(revision: run_v2.Revision) -> str | None:
+    # `containerStatuses[].imageDigest` exists in the live API; google-cloud-run 0.16 drops it (see module doc).
+    statuses = getattr(revision, "container_statuses", None) or ()
+    for status in statuses:
+        digest = str(getattr(status, "image_digest", "") or "").lower()
+        if _DIGEST.fullmatch(digest):
+            return digest
+    return None
+
+
+def _expected_digest(expected: str) -> str | None:
+    value = expected.strip().lower()
+    if "@" in value:
+        value = value.rsplit("@", 1)[1]
+    if re.fullmatch(r"[0-9a-f]{64}", value):
+        value = f"sha256:{value}"
+    return value if _DIGEST.fullmatch(value) else None
+
+
+def _image_check(
+    expected: str | None, *, image: str | None, digest: str | None, warnings: list[str]
+) -> CheckResult | None:
+    """``version-skew`` (detail ``image``) when the revision does not run the expected image."""
+    if not expected:
+        return None
+    want = _expected_digest(expected)
+    actual = f"{image or '?'}" + (f" ({digest})" if digest and digest not in (image or "") else "")
+    if want is None:
+        # A tag reference: names can be compared, content cannot (tags move).
+        matches = image == expected.strip()
+        warnings.append(f"expected image {expected} has no digest: compared by name only (tags can move)")
+    elif digest is None:
+        warnings.append(
+            f"cannot compare the expected image digest: revision image {image or '?'} is a tag reference and "
+            "the Cloud Run API client reported no digest; deploy by digest (image@sha256:...) to compare"
+        )
+        return CheckResult(
+            "image-digest",
+            Step.REVISION,
+            Status.SKIP,
+            summary=f"digest of {image or '?'} unknown: not compared",
+        )
+    else:
+        matches = digest == want
+    if matches:
+        return CheckResult(
+            "image-digest", Step.REVISION, Status.PASS, summary=f"runs the expected image {actual}"
+        )
+    message = f"deploy succeeded but the revision runs another image: expected {expected}, serving {actual}"
+    return CheckResult(
+        "image-digest",
+        Step.REVISION,
+        Status.FAIL,
+        summary=message,
+        failure=Failure(
+            kind=Kind.VERSION_SKEW,
+            message=message,
+            detail="image",
+            evidence={"expected": expected, "actual": actual, "image": image or "", "digest": digest or ""},
+        ),
+    )
+
+
+# -- gate ----------------------------------------------------------------------------------------------------
+
+
+def apply_gate(
+    *,
+    clients: CloudRunClients,
+    target: Target,
+    action: Literal["promote", "rollback"],
+    progress: Callable[[str], None],
+    service: str | None = None,
+    retry_timeout_s: float = 30.0,
+    operation_timeout_s: float = OPERATION_TIMEOUT_S,
+) -> TrafficAction:
+    """Send 100% of traffic to the tested revision (promote) or to the previous ready one (rollback).
+
+    Tags on the service are kept (at 0%), so a tag URL stays valid. Only ``traffic`` is sent, with an
+    ``update_mask`` of ``traffic``: the template is never rewritten, so no new revision can be created.
+    ``service`` is the Cloud Run service name when ``target.service`` carries a display name instead.
+    """
+    destination = target.revision if action == "promote" else target.previous_revision
+    if not (target.project and target.region and target.revision):
+        return TrafficAction(
+            action, destination or "", 0, False, "no Cloud Run revision was resolved: traffic unchanged"
+        )
+    if destination is None:
+        return TrafficAction(
+            action,
+            "",
+            0,
+            False,
+            f"no previous ready revision to roll back to: traffic left on {target.revision}",
+        )
+    from google.api_core.retry import Retry
+    from google.cloud import run_v2
+    from google.protobuf import field_mask_pb2
+
+    api = _Api(clients=clients, retry_timeout_s=retry_timeout_s, progress=progress)
+    service_id = service or target.service
+    name = f"projects/{target.project}/locations/{target.region}/services/{service_id}"
+    current = api.get_service(name)
+    before = _serving(current)
+    was = ", ".join(f"{rev} {pct}%" for rev, pct in sorted(before.items())) or "none"
+    if before == {destination: 100}:
+        message = f"{destination} already receives 100% of traffic: no change needed"
+        progress(f"{action}: {message}")
+        return TrafficAction(action, destination, 100, True, message)
+
+    traffic = _routes_to(current, destination)
+    progress(f"{action}: sending 100% of traffic on service {service_id} to {destination} (was: {was})")
+    update = run_v2.Service(name=name, traffic=traffic, etag=current.etag)
+    operation = api.call(
+        lambda: clients.services.update_service(
+            service=update,
+            update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
+            retry=api.retry(),
+            timeout=api.retry_timeout_s,
+        ),
+        what="update traffic",
+        resource=name,
+        permission="run.services.update",
+    )
+    polling = Retry(initial=0.5, maximum=10.0, multiplier=2.0, timeout=operation_timeout_s)
+    updated = api.call(
+        lambda: operation.result(  # type: ignore[no-untyped-call]
+            timeout=operation_timeout_s, retry=api.retry(), polling=polling
+        ),
+        what="update traffic",
+        resource=name,
+        permission="run.services.update",
+    )
+    after = _serving(updated) if updated is not None and updated.traffic_statuses else {destination: 100}
+    message = f"sent 100% of traffic to {destination} (was: {was})"
+    if after.get(destination) != 100:
+        message += f"; the service now reports {', '.join(f'{r} {p}%' for r, p in sorted(after.items()))}"
+    progress(f"{action}: {message}")
+    return TrafficAction(action, destination, 100, True, message)
+
+
+def _routes_to(service: run_v2.Service, destination: str) -> list[run_v2.TrafficTarget]:
+    """100% to ``destination``, keeping every tag (at 0%) so tag URLs keep working."""
+    from google.cloud import run_v2
+
+    by_revision = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+    routes = [run_v2.TrafficTarget(type_=by_revision, revision=destination, percent=100)]
+    for entry in service.traffic:
+        if not entry.tag:
+            continue
+        if _short(entry.revision) == destination and not routes[0].tag:
+            routes[0].tag = entry.tag  # one entry carries both the 100% and the tag
+            continue
+        routes.append(
+            run_v2.TrafficTarget(type_=entry.type_, revision=entry.revision, percent=0, tag=entry.tag)
+        )
+    return routes
+
+
+# -- API calls and error translation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Api:
+    clients: CloudRunClients
+    retry_timeout_s: float
+    progress: Callable[[str], None]
+
+    def retry(self) -> Retry:
+        """Retry only what is transient (503, 504, connection errors), within the retry budget."""
+        import requests
+        from google.api_core import exceptions
+        from google.api_core.retry import Retry, if_exception_type
+
+        return Retry(
+            predicate=if_exception_type(
+                exceptions.ServiceUnavailable,
+                exceptions.DeadlineExceeded,
+                exceptions.GatewayTimeout,
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+            ),
+            initial=0.25,
+            maximum=4.0,
+            multiplier=2.0,
+            timeout=self.retry_timeout_s,
+            on_error=lambda exc: self.progress(f"Cloud Run API unavailable ({_one_line(exc)}): retrying"),
+        )
+
+    def get_service(self, name: str) -> run_v2.Service:
+        return self.call(
+            lambda: self.clients.services.get_service(
+                name=name, retry=self.retry(), timeout=self.retry_timeout_s
+            ),
+            what="get service",
+            resource=name,
+            permission="run.services.get",
+        )
+
+    def get_revision(self, name: str) -> run_v2.Revision:
+        return self.call(
+            lambda: self.clients.revisions.get_revision(
+                name=name, retry=self.retry(), timeout=self.retry_timeout_s
+            ),
+            what="get revision",
+            resource=name,
+            permission="run.revisions.get",
+        )
+
+    def list_revisions(self, parent: str) -> list[run_v2.Revision]:
+        from google.cloud import run_v2
+
+        def listed() -> list[run_v2.Revision]:
+            pager = self.clients.revisions.list_revisions(
+                request=run_v2.ListRevisionsRequest(parent=parent, page_size=50),
+                retry=self.retry(),
+                timeout=self.retry_timeout_s,
+            )
+            return _first(pager, MAX_LISTED_REVISIONS)
+
+        return self.call(listed, what="list revisions", resource=parent, permission="run.revisions.list")
+
+    def call(self, fn: Callable[[], T], *, what: str, resource: str, permission: str) -> T:
+        """Run one API call; every failure leaves as ``CloudRunError`` naming the resource and the fix."""
+        import concurrent.futures
+
+        import requests
+        from google.api_core import exceptions
+        from google.auth import exceptions as auth_exceptions
+
+        role = _WRITE_ROLE if permission.endswith(".update") else _READ_ROLE
+        kind = "revision" if "/revisions/" in resource else "service"
+        try:
+            return fn()
+        except exceptions.NotFound as exc:
+            if kind == "revision":
+                raise CloudRunError(
+                    f"revision {resource} not found: check cloud_run.revision (or deploy it first)"
+                ) from exc
+            service = resource.removesuffix("/revisions") if what == "list revisions" else resource
+            raise CloudRunError(f"service {service} not found: check project, region and service") from exc
+        except exceptions.Forbidden as exc:
+            raise CloudRunError(
+                f"Cloud Run API denied {what} on {resource}: the credentials lack {permission}: grant {role} "
+                f"(API said: {_one_line(exc)})"
+            ) from exc
+        except exceptions.Unauthorized as exc:
+            raise CloudRunError(
+                f"Cloud Run API rejected the credentials (401) for {what}: {ADC_HINT}"
+            ) from exc
+        except auth_exceptions.GoogleAuthError as exc:
+            # A token that cannot be minted or refreshed (including after a 401 from the API).
+            raise CloudRunError(
+                f"cannot authenticate to the Cloud Run API for {what} ({_one_line(exc)}): {ADC_HINT}"
+            ) from exc
+        except exceptions.RetryError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            raise CloudRunError(
+                f"Cloud Run API unavailable for {what} on {resource} after retrying for "
+                f"{self.retry_timeout_s:g} s: {_one_line(cause)}"
+            ) from exc
+        except (
+            exceptions.ServiceUnavailable,
+            exceptions.DeadlineExceeded,
+            exceptions.GatewayTimeout,
+            requests.exceptions.RequestException,
+        ) as exc:
+            raise CloudRunError(
+                f"Cloud Run API unavailable for {what} on {resource}: {_one_line(exc)}"
+            ) from exc
+        except concurrent.futures.TimeoutError as exc:
+            raise CloudRunError(
+                f"Cloud Run did not finish the traffic change on {resource} in time: check the service's "
+                "traffic in the console before re-running"
+            ) from exc
+        except exceptions.Conflict as exc:  # 409: the etag no longer matches
+            raise CloudRunError(
+                f"service {resource} changed while trying to {what} ({_one_line(exc)}): re-run to act on its "
+                "current state"
+            ) from exc
+        except exceptions.GoogleAPICallError as exc:
+            raise CloudRunError(f"Cloud Run API refused {what} on {resource}: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """The API's own message, without the request line the REST transport prefixes (``GET http://...:``)."""
+    request = getattr(exc, "request", None)
+    if request is not None and type(exc).__module__.startswith("requests"):
+        # urllib3 nests the useful part ("[Errno 111] Connection refused") deep in a long repr.
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+        host = urlsplit(str(getattr(request, "url", ""))).netloc or "the endpoint"
+        verb = "cannot connect to" if "Connect" in type(exc).__name__ else "no answer from"
+        return f"{verb} {host}: {errno.group(1).strip() if errno else type(exc).__name__}"
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = re.sub(r"^(?:GET|POST|PATCH|PUT|DELETE) \S+: ", "", str(text))
+    code = getattr(exc, "code", None)
+    line = " ".join(text.split())
+    line = f"{int(code)} {line}" if isinstance(code, int) and not line.startswith(str(code)) else line
+    return line[:300]
+
+
+def _first(items: Iterable[T], limit: int) -> list[T]:
+    found: list[T] = []
+    for item in items:
+        found.append(item)
+        if len(found) >= limit:
+            break
+    return found
+
+
+# -- small helpers -------------------------------------------------------------------------------------------
+
+
+class _Waiter:
+    """Bounded waiting with exponential backoff (1, 2, 4, ... capped at 15 s) and one progress line per poll."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
+        progress: Callable[[str], None],
+    ) -> None:
+        self.timeout_s = timeout_s
+        self._sleep, self._clock, self._progress = sleep, clock, progress
+        self._start = clock()
+        self._delay = 1.0
+        self.polls = 0
+
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self._start
+
+    def pause(self, what: str, detail: str) -> bool:
+        """Sleep before the next poll; False when the time is up."""
+        remaining = self.timeout_s - self.elapsed
+        if remaining <= 0:
+            return False
+        self._progress(f"waiting for {what} ({detail}, {self.elapsed:.0f} s elapsed)")
+        self._sleep(min(self._delay, remaining))
+        self._delay = min(self._delay * 2, MAX_BACKOFF_S)
+        self.polls += 1
+        return True
+
+
+def _short(name: str) -> str:
+    """``projects/p/locations/r/services/s/revisions/x`` -> ``x`` (traffic entries use short names)."""
+    return name.rsplit("/", 1)[-1]
+
+
+def _rfc3339(value: Any) -> str | None:
+    if not value:
+        return None
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return str(text).replace("+00:00", "Z")

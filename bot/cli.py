@@ -74,7 +74,9 @@ def main(
     except GoldenPathError as exc:
         print(f"golden-path: error: {exc}", file=err)
         if env.get("GITHUB_ACTIONS") == "true":
-            print(f"::error title=golden-path::{_workflow_escape(str(exc))}", file=out)
+            from bot import actions
+
+            print(actions.command("error", str(exc), title="golden-path"), file=out)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("golden-path: interrupted", file=err)
@@ -354,6 +356,12 @@ def _run(
 
     def log(message: str) -> None:
         print(f"golden-path: {message}", file=err)
+        if in_actions and message.startswith("warning: "):
+            from bot import actions
+
+            print(
+                actions.command("warning", message.removeprefix("warning: "), title="golden-path"), file=out
+            )
 
     def on_token(token: str) -> None:
         if in_actions:
@@ -384,7 +392,12 @@ def _run(
 
     try:
         run = pipeline.execute(
-            settings, credentials=credentials, context=context, cloud_run=cloud_run, log=log, on_token=on_token
+            settings,
+            credentials=credentials,
+            context=context,
+            cloud_run=cloud_run,
+            log=log,
+            on_token=on_token,
         )
         run = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     finally:
@@ -405,16 +418,18 @@ def _run(
         "comment-url": "",
         "issue-urls": "",
     }
-    if settings.github.publish:
-        outputs |= _publish(run, settings, env=env, log=log, actions_ctx=actions_ctx)
-    if actions_ctx is not None:
-        from bot import actions
+    try:
+        if settings.github.publish:
+            outputs |= _publish(run, settings, env=env, log=log, actions_ctx=actions_ctx)
+    finally:
+        # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
+        if actions_ctx is not None:
+            from bot import actions
 
-        actions.annotate(run, out)
-        actions.append_summary(
-            actions_ctx.step_summary, report.render_summary(run, templates_dir=settings.report.templates_dir)
-        )
-        actions.write_outputs(actions_ctx.output, outputs)
+            actions.annotate(run, out)
+            summary = report.render_summary(run, templates_dir=settings.report.templates_dir)
+            actions.append_summary(actions_ctx.step_summary, summary)
+            actions.write_outputs(actions_ctx.output, outputs)
     code = pipeline.exit_code(run, settings)
     log(
         f"verdict {run.verdict.value} ({run.p0_count} P0, {run.p1_count} P1); "
@@ -438,7 +453,13 @@ def _publish(
     if not token or not repository:
         raise UsageError("publishing needs GITHUB_TOKEN and GITHUB_REPOSITORY (set by GitHub Actions)")
     gh = github.client(token=token, base_url=actions_ctx.api_url, retries=settings.github.max_retries)
-    pr = github.find_pr(gh=gh, repo_name=repository, ctx=actions_ctx, explicit_pr=settings.github.pr)
+    pr = github.find_pr(
+        gh=gh,
+        repo_name=repository,
+        ctx=actions_ctx,
+        explicit_pr=settings.github.pr,
+        warn=lambda m: log(f"warning: {m}"),
+    )
     if pr is None:
         log("no pull request for this run (a deploy from a branch?): skipping the PR comment")
     outcome = github.publish(
@@ -461,10 +482,6 @@ def _publish(
 
 
 def _mask(value: str, out: TextIO) -> None:
-    for line in value.splitlines() or [value]:
-        if line.strip():
-            print(f"::add-mask::{line}", file=out)
+    from bot import actions
 
-
-def _workflow_escape(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    actions.mask(value, out)

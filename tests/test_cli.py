@@ -238,3 +238,68 @@ def test_main__cloud_run_api_refusal_is_exit_3_with_the_role(config: Path, tmp_p
     assert code == 3
     assert "roles/run.viewer" in err
     assert "Traceback" not in err
+
+
+def _actions_env(standin, tmp_path: Path, *, pr: int, run_id: str) -> dict[str, str]:
+    event = tmp_path / f"event-{run_id}.json"
+    event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_TOKEN": standin.token,
+        "GITHUB_REPOSITORY": "acme/chat-backend",
+        "GITHUB_API_URL": standin.api_url,
+        "GITHUB_SERVER_URL": standin.server_url,
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_SHA": "abc1234def",
+        "GITHUB_RUN_ID": run_id,
+        "GITHUB_OUTPUT": str(tmp_path / f"output-{run_id}"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / f"summary-{run_id}"),
+        "JWT_SECRET_KEY": SECRET,
+    }
+
+
+def test_main__publish_twice_then_recover_leaves_one_comment_and_closes_the_p0_issue(
+    backend: ReferenceServer, config: Path, tmp_path: Path
+):
+    from bot.reference.faults import parse_faults
+    from tests.standins.github_api import GitHubStandIn
+
+    with (
+        GitHubStandIn(repo="acme/chat-backend") as github,
+        ReferenceServer(secret=SECRET, version="abc1234def", faults=parse_faults(["ws-502"])) as broken,
+    ):
+        pr = github.add_pull(head_sha="abc1234def")
+
+        def check(url: str, run_id: str) -> tuple[int, str]:
+            argv = ["check", "--url", url, "--service", "chat-backend", "--publish", "--quiet",
+                    "--config", str(config), "--output-dir", str(tmp_path / run_id)]  # fmt: skip
+            code, out, err = _main(argv, _actions_env(github, tmp_path, pr=pr, run_id=run_id))
+            return code, out + err
+
+        assert check(broken.url, "1")[0] == 1
+        code, log = check(broken.url, "2")
+        assert code == 1, log
+
+        comments = github.comments(pr)
+        assert len(comments) == 1, "the sticky comment is edited, never duplicated"
+        assert "FAIL" in comments[0].body
+        p0 = [i for i in github.issues() if i.state == "open"]
+        assert len(p0) == 1, "one open issue per fingerprint"
+        assert {"P0", "golden-path"} <= set(p0[0].labels)
+        assert "ws-upgrade-status" in (p0[0].body or "")
+        assert len(github.comments(p0[0].number)) == 1, "one recurrence comment"
+        outputs = (tmp_path / "output-2").read_text()
+        assert "issue-urls" in outputs and "comment-url" in outputs
+
+        code, log = check(backend.url, "3")
+        assert code == 0, log
+        assert [i.state for i in github.issues()] == ["closed"]
+        assert len(github.comments(pr)) == 1
+        history = github.comments(pr)[0].body
+        assert "PASS" in history
+        everything = "".join(c.body for n in (pr, p0[0].number) for c in github.comments(n)) + (
+            p0[0].body or ""
+        )
+        assert SECRET not in everything
+        assert github.count("POST", r"/repos/acme/chat-backend/issues") == 1, "one issue ever opened"

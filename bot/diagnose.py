@@ -21,7 +21,7 @@ STEP_ORDER = {step: index for index, step in enumerate(Step)}
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    title: str  # may use {detail} and {step}
+    title: str  # may use {detail}, {step} and {subject} (evidence "metric", else detail)
     cause: str
     remediation: str
 
@@ -176,7 +176,7 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "Raise the limit for the test identity or lower `journey.users`; check Cloud Armor rules.",
     ),
     Kind.PERF_TARGET_MISSED: Explanation(
-        "Performance target missed: {detail}",
+        "Performance target missed: {subject}",
         "The measured p95 is above its target.",
         "Compare with earlier runs in the history; check cold starts (`--min-instances`), CPU allocation "
         "and the slow step's logs.",
@@ -217,12 +217,17 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
                 severity=severity_for(kind, first.step),
                 kind=kind,
                 step=first.step,
-                title=explanation.title.format(detail=detail or "?", step=step_label),
-                cause=f"{first.failure.message} {explanation.cause}".strip(),
+                title=explanation.title.format(
+                    detail=detail or "?",
+                    step=step_label,
+                    subject=first.failure.evidence.get("metric", detail),
+                ),
+                cause=explanation.cause,
                 remediation=explanation.remediation,
                 occurrences=len(group),
                 users=users,
                 evidence=dict(first.failure.evidence),
+                observed=first.failure.message,
             )
         )
     findings.sort(key=lambda f: (f.severity.value, STEP_ORDER[f.step], f.fingerprint))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.results import Finding, Impact, Severity, Step
+from bot.results import Finding, Impact, Kind, Severity, Step
 from bot.settings import ImpactSettings
 
 # What a user can no longer do when a step fails, in the journey's order.
@@ -18,14 +18,26 @@ CAPABILITY = {
     Step.ISOLATION: "trust that their conversation stays private (other users may see their events)",
 }
 
+# Kinds whose harm is not the step they were seen at: the journey works, but something else is lost.
+CAPABILITY_BY_KIND = {
+    Kind.WS_UNAUTHENTICATED_ACCEPTED: "rely on the chat being closed to strangers (it accepts connections without a token)",
+    Kind.ISOLATION_LEAK: CAPABILITY[Step.ISOLATION],
+}
+
+
+def capability(finding: Finding) -> str | None:
+    return CAPABILITY_BY_KIND.get(finding.kind) or CAPABILITY.get(finding.step)
+
 
 def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_name: str) -> Impact:
     journey = settings.journey or journey_name
     blocking = [f for f in findings if f.severity is Severity.P0]
     if blocking:
-        lost = tuple(dict.fromkeys(CAPABILITY[f.step] for f in blocking if f.step in CAPABILITY))
+        lost = tuple(dict.fromkeys(c for f in blocking if (c := capability(f)) is not None))
         first = lost[0] if lost else "complete the journey"
-        summary = f"The {journey} journey is broken: {settings.users_description} cannot {first}."
+        # A journey that works but leaks or lets strangers in is unsafe rather than broken.
+        state = "unsafe" if all(f.kind in CAPABILITY_BY_KIND for f in blocking) else "broken"
+        summary = f"The {journey} journey is {state}: {settings.users_description} cannot {first}."
         if settings.arr_at_risk:
             summary += (
                 f" {format_money(settings.arr_at_risk, settings.currency)} ARR depends on this journey."

@@ -160,11 +160,12 @@ class Finding:
     kind: Kind
     step: Step
     title: str
-    cause: str
+    cause: str  # the likely cause, in diagnose's words
     remediation: str
     occurrences: int = 1
     users: tuple[int, ...] = ()
     evidence: dict[str, str] = field(default_factory=dict)
+    observed: str = ""  # what the probe saw, in its words (may quote the server: escape when rendering)
 
 
 @dataclass(frozen=True, slots=True)

@@ -544,6 +544,7 @@ def _perf_checks(metrics: tuple[Metric, ...]) -> list[CheckResult]:
                         f"target {metric.target:g} ms.",
                         detail=metric.id,
                         evidence={
+                            "metric": metric.label,
                             "p50": f"{metric.p50} ms",
                             "p95": f"{metric.p95} ms",
                             "max": f"{metric.max} ms",

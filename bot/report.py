@@ -1,0 +1,856 @@
+"""Run -> markdown: the report, the PR comment, P0 issue texts and the step summary, from Jinja templates. Pure.
+
+Templates live in ``templates/`` (installed as ``bot/templates``) and are rendered in a sandboxed Jinja
+environment with strict undefined and autoescape off (the output is markdown, not HTML). A user's
+``templates-dir`` is searched first, so a file there replaces ours of the same name; ours stay reachable as
+``builtin/<name>``, so a user's ``report.md.j2`` can ``{% extends "builtin/report.md.j2" %}`` and override
+one block. A missing directory or template, a syntax error, an undefined variable or a missing hidden marker is
+a ``TemplateError`` naming the file and line.
+
+Untrusted text (anything from the system under test, the config or a saved results file) is only ever written
+through one of these, which every built-in template uses and a user template should use too:
+
+- ``escape`` (filter ``escape``/``e``): inline text. Markdown punctuation that could build links, images,
+  emphasis or code spans is backslash-escaped; ``<`` becomes ``&lt;`` and an entity-like ``&`` becomes
+  ``&amp;`` (so no HTML, and no ``<!--``); newlines become spaces and ``|`` is ``\\|`` (safe in table cells);
+  a block marker at the start (``#``, ``>``, ``-``, ``1.``) is escaped; ``@name`` and ``#123``/``GH-123`` get a
+  WORD JOINER (U+2060) after ``@``/``#`` so they neither notify nor cross-reference; bare URLs get one after
+  ``://`` (and ``www.``) so GitHub does not autolink them; control and bidi characters are shown as ``\\xNN``.
+- ``code`` (a code span) and ``code_block`` (a fence longer than any backtick run inside): inside code, GitHub
+  neither renders HTML nor notifies mentions, but the raw text is still searched for markers, so ``<!--``
+  becomes ``<!\\u200b--`` there.
+- ``inline``: our own sentences that quote untrusted values (titles, causes): backtick-delimited parts become
+  safe code spans and the rest is escaped as above.
+
+Long values are cut with a visible ``… (N more characters)``.
+
+Hidden markers are HTML comments we write on a line of their own (``comment_marker``, ``issue_marker``,
+``issue_comment_marker``, and the history line). The rule that makes them unforgeable: untrusted text is
+never written with a raw ``<!--`` (see above), and a marker counts only as a whole line (``has_marker``,
+``decode_history``), so quoting our own marker in evidence can never be mistaken for it. Code that finds
+comments or issues through GitHub search must confirm the hit with ``has_marker``.
+
+Size: ``render_comment`` (and the issue texts) stay under ``max_chars`` by dropping, in order, the evidence,
+the journey/metric/history detail, the findings' explanations and finally the later findings; the verdict,
+impact and the first finding's title always stay, and the text says what was cut.
+
+Template context (the contract for user templates): ``run`` (``bot.results.Run``), ``journey`` (list of
+``JourneyStep``), ``findings`` (those shown) and ``findings_omitted`` (count), ``show_evidence``,
+``show_details``, ``compact_findings``, ``omitted`` (a sentence saying what was cut, or ``""``); the comment
+adds ``marker``, ``history`` (``HistoryEntry``, newest first) and ``history_data`` (the hidden line to keep);
+issue texts add ``finding`` and ``marker``; the recovery comment adds ``passes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import json
+import math
+import re
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, PrefixLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from bot.errors import TemplateError
+from bot.impact import format_money
+from bot.results import JOURNEY_STEPS, CheckResult, Finding, Run, Status, Step, Verdict
+
+GITHUB_COMMENT_LIMIT = 65_536
+INLINE_LIMIT = 500  # characters of untrusted inline text before "… (N more characters)"
+CODE_LIMIT = 4_000  # characters of one evidence value in a code block
+SPAN_LIMIT = 200  # characters in one code span
+
+_MARKER_PREFIX = "<!-- golden-path:"
+_HISTORY_VERSION = 1
+_HISTORY_LINE = re.compile(r"^<!-- golden-path:history v1 ([A-Za-z0-9+/=]*) -->[ \t]*\r?$", re.MULTILINE)
+_HISTORY_MAX_ENTRIES = 50
+_HISTORY_MAX_B64 = 200_000
+
+WORD_JOINER = "\u2060"  # invisible, no line break: splits "@name" so GitHub does not see a mention
+ZERO_WIDTH_SPACE = "\u200b"  # splits "<!--" inside code, where entities do not render
+
+
+# -- markers and history ---------------------------------------------------------------------------------------
+
+
+def _marker_value(text: str, limit: int = 200) -> str:
+    """A marker value: percent-encoded (so distinct inputs stay distinct and no '>' or space can occur)."""
+    value = quote(text, safe=":/._+=")
+    if len(value) > limit:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        value = f"{value[: limit - 17]}~{digest}"
+    return value
+
+
+def comment_marker(service: str) -> str:
+    """The hidden line that identifies our PR comment for ``service``."""
+    return f"{_MARKER_PREFIX}comment service={_marker_value(service)} -->"
+
+
+def issue_marker(fingerprint: str) -> str:
+    """The hidden line that identifies the open issue for a finding's fingerprint."""
+    return f"{_MARKER_PREFIX}issue fingerprint={_marker_value(fingerprint)} -->"
+
+
+def issue_comment_marker(fingerprint: str, run_id: str) -> str:
+    """The hidden line of a recurrence or recovery comment: lets a re-run see it already commented."""
+    return f"{_MARKER_PREFIX}issue-comment fingerprint={_marker_value(fingerprint)} run={_marker_value(run_id, 100)} -->"
+
+
+def has_marker(body: str, marker: str) -> bool:
+    """True when ``marker`` is a whole line of ``body`` (the only place we write one)."""
+    return any(line.strip() == marker for line in body.splitlines())
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One earlier run, kept compactly (hidden) inside the PR comment."""
+
+    revision: str | None
+    commit: str | None
+    verdict: str
+    started_at: str
+    total_ms: float | None
+    handshake_ms: float | None
+    p0_count: int
+    run_url: str | None = None
+
+    @classmethod
+    def from_run(cls, run: Run) -> HistoryEntry:
+        total, handshake = run.metric("total_ms"), run.metric("handshake_ms")
+        return cls(
+            revision=run.target.revision,
+            commit=run.commit,
+            verdict=run.verdict.value,
+            started_at=run.started_at,
+            total_ms=total.p95 if total else None,
+            handshake_ms=handshake.p95 if handshake else None,
+            p0_count=run.p0_count,
+            run_url=run.run_url,
+        )
+
+
+def encode_history(entries: Sequence[HistoryEntry]) -> str:
+    """One hidden line holding the entries as base64 JSON: base64 can never contain ``-->``."""
+    payload = {"v": _HISTORY_VERSION, "runs": [asdict(e) for e in entries]}
+    data = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return f"{_MARKER_PREFIX}history v1 {base64.b64encode(data).decode('ascii')} -->"
+
+
+def decode_history(body: str) -> list[HistoryEntry]:
+    """The history saved in a previous comment body, oldest first; ``[]`` when absent or corrupt (never raises)."""
+    match = _HISTORY_LINE.search(body or "")
+    if match is None or len(match.group(1)) > _HISTORY_MAX_B64:
+        return []
+    try:
+        payload = json.loads(base64.b64decode(match.group(1), validate=True))
+    except (ValueError, binascii.Error, RecursionError):
+        return []
+    if not isinstance(payload, dict) or payload.get("v") != _HISTORY_VERSION:
+        return []
+    runs = payload.get("runs")
+    if not isinstance(runs, list):
+        return []
+    entries = [entry for item in runs[-_HISTORY_MAX_ENTRIES:] if (entry := _history_entry(item)) is not None]
+    return entries
+
+
+def _history_entry(item: object) -> HistoryEntry | None:
+    """A valid entry, or None: a hand-edited comment must not break the next run."""
+    if not isinstance(item, dict):
+        return None
+
+    def text(key: str, optional: bool = True) -> str | None:
+        value = item.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or len(value) > 500:
+            raise ValueError(key)
+        return value
+
+    def number(key: str) -> float | None:
+        value = item.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(key)
+        return float(value)
+
+    try:
+        verdict = text("verdict", optional=False)
+        p0 = item.get("p0_count")
+        if (
+            verdict not in {v.value for v in Verdict}
+            or isinstance(p0, bool)
+            or not isinstance(p0, int)
+            or p0 < 0
+        ):
+            return None
+        return HistoryEntry(
+            revision=text("revision"),
+            commit=text("commit"),
+            verdict=verdict or "",
+            started_at=text("started_at", optional=False) or "",
+            total_ms=number("total_ms"),
+            handshake_ms=number("handshake_ms"),
+            p0_count=p0,
+            run_url=text("run_url"),
+        )
+    except ValueError:
+        return None
+
+
+# -- escaping --------------------------------------------------------------------------------------------------
+
+_LINE_BREAKS = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_AUTOLINK = re.compile(r"(?i)(\b(?:https?|ftp|wss?)://|\bwww\.)")
+_REFERENCE = re.compile(r"(?i)(@(?=[a-z0-9])|#(?=\d)|\bgh-(?=\d))")
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+# What would start a block if the text began a line: heading, quote, list item, setext underline.
+_LEADING_BLOCK = re.compile(r"^(\s*)(>|#{1,6}(?=\s|$)|[-+](?=\s|$)|(?:=+|-+)\s*$|\d{1,9}(?=[.)](?:\s|$)))")
+_MARKDOWN_CHARS = {"\\": "\\\\", "`": "\\`", "*": "\\*", "~": "\\~", "[": "\\[", "]": "\\]", "|": "\\|",
+                   "<": "&lt;"}  # fmt: skip
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _truncate(text: str, limit: int | None, sep: str = "") -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}{sep}… ({len(text) - limit:,} more characters)"
+
+
+def _show_controls(text: str) -> str:
+    def visible(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _CONTROLS.sub(visible, text)
+
+
+def _escape_markdown(text: str, *, leading: bool, autolinks: bool = False) -> str:
+    out = []
+    for index, char in enumerate(text):
+        if char in _MARKDOWN_CHARS:
+            out.append(_MARKDOWN_CHARS[char])
+        elif char == "&" and _ENTITY.match(text, index):
+            out.append("&amp;")
+        elif char == "_" and not (
+            0 < index < len(text) - 1 and text[index - 1].isalnum() and text[index + 1].isalnum()
+        ):
+            out.append("\\_")  # only an underscore inside a word cannot start emphasis
+        else:
+            out.append(char)
+    escaped = "".join(out)
+    # After the escapes above, which leave these patterns intact (so "&#64;" became "&amp;#64;" first).
+    if not autolinks:
+        escaped = _AUTOLINK.sub(lambda m: m.group()[:-1] + WORD_JOINER + m.group()[-1], escaped)
+    escaped = _REFERENCE.sub(lambda m: m.group() + WORD_JOINER, escaped)
+    if leading:
+        escaped = _LEADING_BLOCK.sub(_escape_block_start, escaped, count=1)
+    return escaped
+
+
+def _escape_block_start(match: re.Match[str]) -> str:
+    space, mark = match.group(1), match.group(2)
+    if mark[0].isdigit():  # "1. " -> "1\. "
+        return f"{space}{mark}\\"
+    return f"{space}\\{mark}"
+
+
+def escape(text: object, limit: int | None = INLINE_LIMIT) -> str:
+    """Untrusted text as inert inline markdown, on one line (see the module docstring for the rules)."""
+    return _escape_inline(text, limit)
+
+
+def _escape_inline(text: object, limit: int | None, *, autolinks: bool = False) -> str:
+    value = _truncate(_text(text), limit)
+    value = _LINE_BREAKS.sub(" ", value).replace("\t", " ")
+    return _escape_markdown(_show_controls(value), leading=True, autolinks=autolinks)
+
+
+def code(text: object, *, table: bool = False, limit: int | None = SPAN_LIMIT) -> str:
+    """Untrusted text as an inline code span; ``table=True`` also escapes ``|`` for a table cell."""
+    value = _LINE_BREAKS.sub(" ", _truncate(_text(text), limit)).replace("\t", " ")
+    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
+    if table:
+        value = value.replace("|", "\\|")
+    if not value.strip():
+        return escape(value)
+    ticks = "`" * (_longest_backtick_run(value) + 1)
+    if value[0] in "` " or value[-1] in "` ":
+        value = f" {value} "
+    return f"{ticks}{value}{ticks}"
+
+
+def code_block(text: object, lang: str = "", *, limit: int | None = CODE_LIMIT) -> str:
+    """Untrusted text as a fenced block that nothing inside can close, forge a marker in or notify from.
+
+    The fence is one backtick longer than the longest run inside (at least three); ``<!--`` is split with a
+    zero-width space, because the raw body is what marker searches read.
+    """
+    value = _LINE_BREAKS.sub("\n", _truncate(_text(text), limit, sep="\n"))
+    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
+    fence = "`" * max(3, _longest_backtick_run(value) + 1)
+    info = re.sub(r"[^A-Za-z0-9_+-]", "", lang)[:20]
+    return f"{fence}{info}\n{value.removesuffix(chr(10))}\n{fence}"
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
+def inline(text: object, limit: int | None = 1_500, *, table: bool = False) -> str:
+    """Our sentence that quotes untrusted values: `code` parts become safe code spans, the rest is escaped."""
+    value = _LINE_BREAKS.sub(" ", _truncate(_text(text), limit))
+    parts = re.split(r"(`[^`]+`)", value)
+    out = []
+    for index, part in enumerate(parts):
+        if index % 2:
+            out.append(code(part[1:-1], table=table, limit=None))
+        elif part:
+            out.append(_escape_markdown(_show_controls(part.replace("\t", " ")), leading=index == 0))
+    return "".join(out)
+
+
+def link(url: object, text: object = None) -> str:
+    """A markdown link to an http(s) URL; anything else is shown as escaped text, never as a link."""
+    raw = _text(url).strip()
+    # Inside a link's text GitHub does not autolink, so URLs there need no word joiner.
+    label = _escape_inline(raw if text is None else text, 200, autolinks=True)
+    parts = urlsplit(raw)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or len(raw) > 2_000:
+        return label
+    return f"[{label}]({quote(raw, safe=':/?#@!$&*+,;=%~-._')})"
+
+
+# -- formatting filters ----------------------------------------------------------------------------------------
+
+STATUS_ICONS = {"pass": "✅", "fail": "❌", "skip": "⚪", "degraded": "⚠️", "P0": "❌", "P1": "⚠️"}
+STEP_LABELS = {
+    Step.REVISION: "Revision",
+    Step.HEALTH: "Health",
+    Step.LOGIN: "Login",
+    Step.CONNECT: "Connect",
+    Step.MESSAGE: "Message",
+    Step.AGENT: "Agent",
+    Step.ANSWER: "Answer",
+    Step.ISOLATION: "Isolation",
+    Step.PERFORMANCE: "Performance",
+}
+
+
+def _value(item: object) -> str:
+    return str(getattr(item, "value", item))
+
+
+def icon(status: object) -> str:
+    """✅ ❌ ⚠️ ⚪ for a Status, Verdict or Severity (or its value)."""
+    return STATUS_ICONS.get(_value(status), "•")
+
+
+def duration(ms: float | None) -> str:
+    """``85 ms``, ``1.2 s``, ``2 min 5 s``; ``—`` when not measured."""
+    if ms is None or not math.isfinite(ms):
+        return "—"
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if round(ms) < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def measure(value: float | None, unit: str) -> str:
+    """A metric figure in its unit: milliseconds as durations, others as ``12 %`` or ``3 events``."""
+    if value is None:
+        return "—"
+    if unit == "ms":
+        return duration(value)
+    return f"{value:g}{unit}" if unit == "%" else f"{value:g} {escape(unit, 20)}".strip()
+
+
+def _parse_time(value: object) -> datetime | None:
+    text = _text(value).strip()
+    # Cloud Run writes nanoseconds; Python reads at most microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def timestamp(value: object) -> str:
+    """``2025-06-03 14:21 UTC`` from RFC 3339; unparsable input is shown escaped, as given."""
+    moment = _parse_time(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else escape(value, 60)
+
+
+def age(value: object, reference: object) -> str:
+    """How long before ``reference`` (the run's end, so reports are reproducible) ``value`` was: ``3 min``."""
+    start, end = _parse_time(value), _parse_time(reference)
+    if start is None or end is None:
+        return ""
+    seconds = max(0, round((end - start).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        hours, rest = divmod(seconds, 3600)
+        return f"{hours} h {rest // 60} min" if rest >= 60 else f"{hours} h"
+    days = seconds // 86400
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}%"
+
+
+def money(amount: float | None, currency: str = "USD") -> str:
+    return "—" if amount is None else format_money(amount, currency)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 finding``, ``3 findings``."""
+    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def short_sha(value: object) -> str:
+    """The first 7 characters of a hex commit id; other text as given."""
+    text = _text(value)
+    return text[:7] if re.fullmatch(r"[0-9a-f]{8,64}", text) else text
+
+
+def users(found: Sequence[int], total: int) -> str:
+    """Which simulated users a finding hit: ``all 5 users``, ``users 2 and 4 of 5``."""
+    if not found:
+        return ""
+    if total > 1 and len(found) >= total:
+        return f"all {total} users"
+    names = [str(u) for u in found]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    label = "user" if len(names) == 1 else "users"
+    return f"{label} {listed} of {total}" if total > 1 else f"{label} {listed}"
+
+
+def lower_first(text: str) -> str:
+    """``Compare the…`` -> ``compare the…``, leaving acronyms and code (``JWT``, `` `x` ``) alone."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text
+
+
+def counts(run: Run) -> str:
+    """`` (2 P0, 1 P1)`` after the verdict; empty on pass."""
+    parts = [f"{n} {s}" for n, s in ((run.p0_count, "P0"), (run.p1_count, "P1")) if n]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def evidence(items: Mapping[str, object]) -> str:
+    """Evidence as one ``key: value`` code block; multi-line values indented under their key."""
+    lines = []
+    for key, raw in items.items():
+        name = _LINE_BREAKS.sub(" ", _truncate(str(key), 80))
+        value = _LINE_BREAKS.sub("\n", _truncate(_text(raw), CODE_LIMIT, sep="\n"))
+        if not value.strip():
+            lines.append(f"{name}: (empty)")
+        elif "\n" in value.strip("\n"):
+            lines.append(f"{name}:")
+            lines += [f"  {line}" for line in value.strip("\n").split("\n")]
+        else:
+            lines.append(f"{name}: {value.strip(chr(10))}")
+    return code_block("\n".join(lines), "text", limit=None)
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "escape": escape,
+    "e": escape,
+    "inline": inline,
+    "code": code,
+    "code_block": code_block,
+    "link": link,
+    "icon": icon,
+    "duration": duration,
+    "measure": measure,
+    "timestamp": timestamp,
+    "age": age,
+    "percent": percent,
+    "money": money,
+    "plural": plural,
+    "short_sha": short_sha,
+    "users": users,
+    "lower_first": lower_first,
+    "counts": counts,
+    "evidence": evidence,
+}
+
+
+# -- what the templates draw -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyStep:
+    """One node of the journey: fail if any check at the step failed, skip if none ran, else pass."""
+
+    step: Step
+    label: str
+    status: Status
+    passed: int
+    failed: int
+    total: int
+    slowest_ms: float | None  # the slowest user's time at this step
+    note: str  # raw (untrusted) one-line detail; templates escape it
+
+    @property
+    def node(self) -> str:
+        """The Mermaid node id (a fixed word, never data)."""
+        return self.label
+
+
+def journey(run: Run) -> list[JourneyStep]:
+    """Login -> Connect -> Message -> Agent -> Answer, with Revision and Health before and Isolation after
+    when the run has checks there."""
+    by_step: dict[Step, list[CheckResult]] = {}
+    for check in run.checks:
+        by_step.setdefault(check.step, []).append(check)
+    steps: list[Step] = [s for s in (Step.REVISION, Step.HEALTH) if s in by_step]
+    steps += [*JOURNEY_STEPS, *([Step.ISOLATION] if Step.ISOLATION in by_step else [])]
+    return [_journey_step(step, by_step.get(step, [])) for step in steps]
+
+
+def _journey_step(step: Step, checks: list[CheckResult]) -> JourneyStep:
+    failed = [c for c in checks if c.status is Status.FAIL]
+    ran = [c for c in checks if c.status is not Status.SKIP]
+    status = Status.FAIL if failed else Status.PASS if ran else Status.SKIP
+    per_user: dict[int | None, float] = {}
+    for check in ran:
+        if check.duration_ms is not None:
+            per_user[check.user] = per_user.get(check.user, 0.0) + check.duration_ms
+    if failed:
+        first = failed[0]
+        note = first.summary or (first.failure.message if first.failure else "")
+    elif ran:
+        note = ran[0].summary if len(ran) == 1 else ""
+    else:
+        note = checks[0].summary if checks else "not run"
+    return JourneyStep(
+        step=step,
+        label=STEP_LABELS[step],
+        status=status,
+        passed=sum(1 for c in ran if c.status is Status.PASS),
+        failed=len(failed),
+        total=len(ran),
+        slowest_ms=max(per_user.values(), default=None),
+        note=note,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Detail:
+    """How much a rendering shows; each level drops more to fit a size limit."""
+
+    show_evidence: bool = True
+    show_details: bool = True
+    compact_findings: bool = False
+    findings_limit: int | None = None
+    history_limit: int | None = None  # rows of the visible history table
+    saved_history_limit: int | None = None  # entries kept in the hidden line: cut only as a last resort
+
+    def omitted(self, *, history_count: int = 0) -> str:
+        """What this level leaves out, as the start of a sentence (templates add where to find it)."""
+        cut = []
+        if not self.show_evidence:
+            cut.append("evidence")
+        if not self.show_details:
+            cut += ["the journey table", "passing metrics"]
+        if self.history_limit is not None and history_count > self.history_limit:
+            cut.append("older runs")
+        if self.compact_findings:
+            cut.append("the findings' causes and fixes")
+        if self.findings_limit is not None:
+            cut.append("later findings")
+        if not cut:
+            return ""
+        what = cut[0] if len(cut) == 1 else ", ".join(cut[:-1]) + " and " + cut[-1]
+        return f"{what[0].upper()}{what[1:]} omitted to fit GitHub's comment limit"
+
+
+_LEVELS = (
+    _Detail(),
+    _Detail(show_evidence=False),
+    _Detail(show_evidence=False, show_details=False, history_limit=5),
+    _Detail(show_evidence=False, show_details=False, compact_findings=True, history_limit=3),
+)
+
+
+# -- the environment -------------------------------------------------------------------------------------------
+
+
+def builtin_templates_dir() -> Path:
+    """Our templates: ``bot/templates`` in the wheel, ``<repo>/templates`` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    candidates = (here / "templates", here.parent / "templates")
+    for candidate in candidates:
+        if (candidate / "report.md.j2").is_file():
+            return candidate
+    raise TemplateError(f"the built-in templates are missing (looked in {', '.join(map(str, candidates))})")
+
+
+def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
+    """The sandboxed, strict environment: the user's directory first, then ours (also as ``builtin/``)."""
+    builtin = builtin_templates_dir()
+    loaders: list[BaseLoader] = []
+    if templates_dir is not None:
+        if not templates_dir.is_dir():
+            raise TemplateError(
+                f"templates directory {str(templates_dir)!r} does not exist or is not a directory"
+            )
+        loaders.append(FileSystemLoader(templates_dir))
+    loaders += [PrefixLoader({"builtin": FileSystemLoader(builtin)}), FileSystemLoader(builtin)]
+    env = SandboxedEnvironment(
+        loader=ChoiceLoader(loaders),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters.update(FILTERS)
+    env.globals.update(
+        journey_steps=[s.value for s in JOURNEY_STEPS],
+        comment_limit=GITHUB_COMMENT_LIMIT,
+    )
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_environment() -> SandboxedEnvironment:
+    return environment(None)
+
+
+def _environment_for(templates_dir: Path | None) -> SandboxedEnvironment:
+    """Ours is compiled once per process; a user's directory is read afresh on each call."""
+    return _builtin_environment() if templates_dir is None else environment(templates_dir)
+
+
+_TEMPLATE_FAILURES = (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError,
+                      ZeroDivisionError, RecursionError)  # fmt: skip
+
+
+def _render(env: SandboxedEnvironment, name: str, context: Mapping[str, Any]) -> str:
+    """Render one template; every template problem becomes a ``TemplateError`` naming the file and line."""
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = exc.filename or exc.name or name
+        raise TemplateError(f"template {where}, line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound as exc:
+        missing = ", ".join(getattr(exc, "templates", None) or [exc.name])
+        frame = _template_frame(exc.__traceback__)
+        where = f" (needed by {frame})" if frame else ""
+        raise TemplateError(f"template {missing} not found{where}; searched {_searched(env)}") from None
+    except _TEMPLATE_FAILURES as exc:
+        frame = _template_frame(exc.__traceback__)
+        if frame is None and not isinstance(exc, jinja2.TemplateError):
+            raise  # a bug in our Python code, not a template problem
+        if isinstance(exc, RecursionError):
+            message = (
+                "templates include or extend each other in a loop (extend 'builtin/<name>' to reuse ours)"
+            )
+        else:
+            message = str(exc) or type(exc).__name__
+        raise TemplateError(f"template {frame or name}: {message}") from None
+
+
+def _template_frame(tb: TracebackType | None) -> str | None:
+    """``<file>, line N`` of the innermost template frame (Jinja rewrites tracebacks to template lines)."""
+    frames = [f for f in traceback.extract_tb(tb) if f.filename.endswith(".j2")]
+    return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else None
+
+
+def _searched(env: SandboxedEnvironment) -> str:
+    loader = env.loader
+    paths: list[str] = []
+    if isinstance(loader, ChoiceLoader):
+        for item in loader.loaders:
+            if isinstance(item, FileSystemLoader):
+                paths += [str(p) for p in item.searchpath]
+    return ", ".join(dict.fromkeys(paths))
+
+
+def _context(run: Run, detail: _Detail, *, history_count: int = 0, **extra: Any) -> dict[str, Any]:
+    findings = list(run.findings)
+    shown = findings if detail.findings_limit is None else findings[: detail.findings_limit]
+    return {
+        "run": run,
+        "journey": journey(run),
+        "findings": shown,
+        "findings_omitted": len(findings) - len(shown),
+        "show_evidence": detail.show_evidence,
+        "show_details": detail.show_details,
+        "compact_findings": detail.compact_findings,
+        "omitted": detail.omitted(history_count=history_count),
+        **extra,
+    }
+
+
+def _require(output: str, name: str, lines: Iterable[str]) -> str:
+    for line in lines:
+        if not has_marker(output, line):
+            shown = line if len(line) < 80 else line[:77] + "..."
+            raise TemplateError(
+                f"template {name} did not output the hidden line {shown!r} on a line of its own; "
+                "keep it (it is how golden-path finds its own text again)"
+            )
+    return output
+
+
+def _render_capped(
+    env: SandboxedEnvironment,
+    name: str,
+    run: Run,
+    *,
+    max_chars: int,
+    required: Callable[[_Detail], dict[str, Any]],
+    extra: Callable[[_Detail], dict[str, Any]] = lambda detail: {},
+    history_count: int = 0,
+) -> str:
+    """Render at the first level of detail that fits ``max_chars``; then with fewer findings; else fail."""
+    levels = list(_LEVELS)
+    count = len(run.findings)
+    while count > 1:
+        count = (count + 1) // 2
+        levels.append(replace(_LEVELS[-1], findings_limit=count, history_limit=1))
+    levels.append(replace(levels[-1], saved_history_limit=1))
+    for detail in levels:
+        hidden = required(detail)
+        output = _render(
+            env, name, _context(run, detail, history_count=history_count, **hidden, **extra(detail))
+        )
+        _require(output, name, [v for k, v in hidden.items() if k in ("marker", "history_data")])
+        if len(output) <= max_chars:
+            return output
+    raise TemplateError(
+        f"template {name} renders {len(output):,} characters even with evidence and details cut, over the "
+        f"limit of {max_chars:,}: shorten the template"
+    )
+
+
+# -- public renderers ------------------------------------------------------------------------------------------
+
+
+def render_report(run: Run, *, templates_dir: Path | None = None) -> str:
+    """The full report (terminal and ``report.md``): verdict, impact and next step on the first three lines."""
+    return _render(_environment_for(templates_dir), "report.md.j2", _context(run, _LEVELS[0]))
+
+
+def render_summary(run: Run, *, templates_dir: Path | None = None) -> str:
+    """The GitHub step summary."""
+    return _render(_environment_for(templates_dir), "summary.md.j2", _context(run, _LEVELS[0]))
+
+
+def render_comment(
+    run: Run,
+    *,
+    history: Sequence[HistoryEntry],
+    max_chars: int = 65_000,
+    history_limit: int = 10,
+    templates_dir: Path | None = None,
+) -> str:
+    """The sticky PR comment: marker, report, run history (newest first) and the hidden history line.
+
+    ``history`` is what ``decode_history`` read from the previous comment (oldest first); this run is appended
+    and the newest ``history_limit`` entries are kept.
+    """
+    max_chars = min(max_chars, GITHUB_COMMENT_LIMIT)
+    entries = [e for e in history if e != HistoryEntry.from_run(run)] + [HistoryEntry.from_run(run)]
+    entries = entries[-history_limit:] if history_limit > 0 else []
+    env = _environment_for(templates_dir)
+
+    def hidden(detail: _Detail) -> dict[str, Any]:
+        limit = detail.saved_history_limit
+        kept = entries if limit is None else entries[-limit:]
+        return {"marker": comment_marker(run.target.service), "history_data": encode_history(kept)}
+
+    def shown(detail: _Detail) -> dict[str, Any]:
+        kept = entries if detail.history_limit is None else entries[-detail.history_limit :]
+        return {"history": list(reversed(kept))}
+
+    return _render_capped(
+        env,
+        "comment.md.j2",
+        run,
+        max_chars=max_chars,
+        required=hidden,
+        extra=shown,
+        history_count=len(entries),
+    )
+
+
+def render_issue(
+    run: Run, finding: Finding, *, max_chars: int = 65_000, templates_dir: Path | None = None
+) -> str:
+    """The body of the P0 issue for ``finding``, carrying ``issue_marker(finding.fingerprint)``."""
+    return _render_capped(
+        _environment_for(templates_dir),
+        "issue.md.j2",
+        run,
+        max_chars=min(max_chars, GITHUB_COMMENT_LIMIT),
+        required=lambda detail: {"marker": issue_marker(finding.fingerprint)},
+        extra=lambda detail: {"finding": finding},
+    )
+
+
+def render_issue_update(
+    run: Run, finding: Finding, *, max_chars: int = 65_000, templates_dir: Path | None = None
+) -> str:
+    """The comment on an open issue when its finding recurs: revision, commit, run link, time, evidence."""
+    return _render_capped(
+        _environment_for(templates_dir),
+        "issue_update.md.j2",
+        run,
+        max_chars=min(max_chars, GITHUB_COMMENT_LIMIT),
+        required=lambda detail: {"marker": issue_comment_marker(finding.fingerprint, run.run_id)},
+        extra=lambda detail: {"finding": finding},
+    )
+
+
+def render_recovery(run: Run, finding: Finding, *, passes: int, templates_dir: Path | None = None) -> str:
+    """The comment posted before closing an issue whose finding has not recurred for ``passes`` runs."""
+    marker = issue_comment_marker(finding.fingerprint, run.run_id)
+    env = _environment_for(templates_dir)
+    output = _render(
+        env, "recovery.md.j2", _context(run, _LEVELS[0], finding=finding, marker=marker, passes=passes)
+    )
+    return _require(output, "recovery.md.j2", [marker])
+
+
+def issue_title(run: Run, finding: Finding) -> str:
+    """A plain-text issue title (titles are not markdown) within GitHub's 256 characters."""
+    title = f"{finding.severity.value}: {finding.title} ({run.target.service})"
+    title = _show_controls(_LINE_BREAKS.sub(" ", title)).replace("`", "")
+    return title if len(title) <= 256 else title[:255] + "…"

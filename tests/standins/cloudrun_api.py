@@ -22,12 +22,14 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from google.cloud import run_v2
 from google.protobuf import timestamp_pb2
+
+from tests.standins.loopback import LoopbackServer
 
 Condition = run_v2.Condition
 LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
@@ -99,7 +101,7 @@ class _Operation:
     polls_left: int
 
 
-class CloudRunStandIn:
+class CloudRunStandIn(LoopbackServer):
     """A threaded HTTP server on 127.0.0.1 speaking the v2 REST paths ``ServicesClient``/``RevisionsClient`` use."""
 
     def __init__(self, *, project: str = "p", region: str = "r") -> None:
@@ -112,38 +114,15 @@ class CloudRunStandIn:
         self._injections: list[_Injection] = []
         self._lock = threading.RLock()
         self._clock = datetime(2025, 1, 1, tzinfo=UTC)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(_handler_for(self))
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
+    thread_name = "cloudrun-standin"
+
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> CloudRunStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="cloudrun-standin",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> CloudRunStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.origin
 
     # -- state -----------------------------------------------------------------------------------------------
 

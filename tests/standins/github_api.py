@@ -26,9 +26,11 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+from tests.standins.loopback import LoopbackServer
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MAX_BODY_CHARS = 65_536  # GitHub rejects issue and comment bodies longer than this
@@ -128,7 +130,7 @@ class Repository:
     commit_pulls: dict[str, list[int]] = field(default_factory=dict)
 
 
-class GitHubStandIn:
+class GitHubStandIn(LoopbackServer):
     """The server and its state; use as a context manager (or ``start()``/``stop()``)."""
 
     def __init__(
@@ -157,15 +159,11 @@ class GitHubStandIn:
         self.me = self.user(login, type=user_type)
         self.repos: dict[str, Repository] = {}
         self.add_repo(repo)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(_handler_for(self))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+    thread_name = "github-standin"
 
     @property
     def api_url(self) -> str:
@@ -176,28 +174,6 @@ class GitHubStandIn:
     def server_url(self) -> str:
         """What ``GITHUB_SERVER_URL`` is set to (``html_url`` values live here)."""
         return self.origin
-
-    def start(self) -> GitHubStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="github-standin",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> GitHubStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state set-up and inspection -------------------------------------------------------------------
 

@@ -111,7 +111,6 @@ class WebSocketSettings(_Section):
     query_param: str = "token"
     require_subprotocol_echo: bool = True  # browsers drop a connection whose offered protocols get no echo
     negative_auth_check: bool = True  # connecting without a token must be refused
-    welcome_event: str | None = "connection_established"
     open_timeout_s: float = Field(default=10, gt=0, le=120)
 
     @field_validator("path")
@@ -129,7 +128,6 @@ class JourneySettings(_Section):
     expected_events: tuple[str, ...] = DEFAULT_EVENTS
     completion_event: str = "agent_completed"
     error_events: tuple[str, ...] = ("error", "error_message", "agent_error")
-    ignore_events: tuple[str, ...] = ("heartbeat", "ping", "pong", "connection_established")
     answer_fields: tuple[str, ...] = ("result", "final_response", "response", "answer", "content")
     canned_patterns: tuple[str, ...] = (r"^Agent response for:", r"^I'm sorry, I (?:cannot|can't) help")
     event_timeout_s: float = Field(default=30, gt=0, le=600)

@@ -1,6 +1,7 @@
 """The real probe against the real reference backend (and raw sockets), one test per fault."""
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -193,3 +194,44 @@ def test_probe__load_phase_adds_users_and_samples(healthy: ReferenceServer):
     assert findings == ()
     assert {c.user for c in outcome.checks if c.id == "answer"} == {1, 2, 3, 4, 5, 6}
     assert next(m for m in outcome.metrics if m.id == "handshake_ms").samples == 6
+
+
+def test_probe__tokens_and_secret_echoed_by_the_server_never_reach_the_results():
+    """A server that quotes the credentials it got (header, subprotocol, secret) in an error frame."""
+    from websockets.asyncio.server import serve
+
+    async def scenario() -> str:
+        async def handler(connection) -> None:
+            headers = connection.request.headers
+            offered = headers.get("Sec-WebSocket-Protocol", "")
+            await connection.recv()
+            message = f"bad token {headers.get('Authorization')} offered {offered} secret {SECRET}"
+            await connection.send(json.dumps({"type": "error", "data": {"message": message}}))
+            await connection.wait_closed()
+
+        async with serve(handler, "127.0.0.1", 0, subprotocols=["jwt-auth"]) as server:
+            port = server.sockets[0].getsockname()[1]
+            settings = _settings(f"http://127.0.0.1:{port}")
+            outcome = await probe(
+                settings, base_url=settings.url or "", credentials=Credentials(secret=SECRET)
+            )
+        findings = diagnose.diagnose(outcome.checks, service="echo")
+        assert Kind.EVENT_ERROR in {f.kind for f in findings}
+        return repr(outcome.checks)
+
+    dumped = asyncio.run(scenario())
+    assert "[redacted]" in dumped
+    assert SECRET not in dumped
+    assert "Bearer ey" not in dumped and "jwt.ey" not in dumped
+
+
+def test_probe__subprotocol_echo_can_be_waived_for_non_browser_clients():
+    with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults(["subprotocol-none"])) as server:
+        strict, _ = _run(_settings(server.url))
+        waived = build_settings(
+            {**FAST, "websocket": {"open_timeout_s": 1.5, "require_subprotocol_echo": False}},
+            {"url": server.url, "version.expected": VERSION},
+        )
+        _, findings = _run(waived)
+    assert findings == ()
+    assert any(c.failure and c.failure.kind is Kind.WS_SUBPROTOCOL for c in strict.checks)

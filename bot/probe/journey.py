@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 from websockets.asyncio.client import ClientConnection
@@ -78,6 +78,12 @@ async def probe(
     on_token: Callable[[str], None] = lambda _token: None,
 ) -> ProbeOutcome:
     """Health, then the journey for ``journey.users`` users at once, then the optional load phase."""
+    seen_tokens: list[str] = []
+
+    def remember(token: str) -> None:
+        seen_tokens.append(token)
+        on_token(token)
+
     timeouts = settings.timeouts
     limits = httpx.Timeout(timeouts.request_s, connect=timeouts.connect_s)
     run_tag = uuid.uuid4().hex[:8]
@@ -124,7 +130,7 @@ async def probe(
                         run_tag=run_tag,
                         http=http,
                         deadline=deadline,
-                        on_token=on_token,
+                        on_token=remember,
                     )
                     for j in batch
                 )
@@ -133,7 +139,47 @@ async def probe(
         checks.extend(journey.checks)
     metrics = _metrics(settings, health_latencies, journeys)
     checks.extend(_perf_checks(metrics))
-    return ProbeOutcome(tuple(checks), metrics, serving_version)
+    secrets = [
+        credentials.secret,
+        credentials.private_key,
+        credentials.token,
+        credentials.password,
+        *seen_tokens,
+    ]
+    return ProbeOutcome(redact(checks, secrets), metrics, serving_version)
+
+
+REDACTED = "[redacted]"
+
+
+def redact(checks: list[CheckResult], secrets: list[str | None]) -> tuple[CheckResult, ...]:
+    """Replace every secret and token (and the base64url form offered as a subprotocol) in what we keep.
+
+    A server may echo a token back in a frame or an error body; nothing we write may carry it.
+    """
+    needles: set[str] = set()
+    for secret in filter(None, secrets):
+        needles |= {secret, protocol.b64url(secret)}
+        needles |= {line.strip() for line in secret.splitlines() if len(line.strip()) >= 8}
+    ordered = sorted((n for n in needles if len(n) >= 8), key=len, reverse=True)
+    if not ordered:
+        return tuple(checks)
+
+    def clean(text: str) -> str:
+        for needle in ordered:
+            text = text.replace(needle, REDACTED)
+        return text
+
+    cleaned = []
+    for check in checks:
+        failure = check.failure
+        if failure is not None:
+            evidence = {key: clean(value) for key, value in failure.evidence.items()}
+            failure = replace(
+                failure, message=clean(failure.message), detail=clean(failure.detail), evidence=evidence
+            )
+        cleaned.append(replace(check, summary=clean(check.summary), failure=failure))
+    return tuple(cleaned)
 
 
 async def _negative(settings: Settings, *, base_url: str, deadline: float) -> CheckResult:
@@ -220,7 +266,11 @@ async def _journey(
     # 2. Handshake
     journey.step = Step.CONNECT
     offer = protocol.offer(base_url, settings.websocket, identity.token)
-    handshake = await ws_probe.open_connection(offer, timeout_s=settings.websocket.open_timeout_s)
+    handshake = await ws_probe.open_connection(
+        offer,
+        timeout_s=settings.websocket.open_timeout_s,
+        require_echo=settings.websocket.require_subprotocol_echo,
+    )
     journey.timings.handshake = handshake.elapsed_ms if handshake.connection is not None else None
     if handshake.failure is not None:
         journey.add(

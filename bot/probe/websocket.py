@@ -43,8 +43,11 @@ def _offer_evidence(offer: Offer) -> dict[str, str]:
     }
 
 
-async def open_connection(offer: Offer, *, timeout_s: float) -> Handshake:
-    """Connect and classify the outcome; a returned connection is open and owned by the caller."""
+async def open_connection(offer: Offer, *, timeout_s: float, require_echo: bool = True) -> Handshake:
+    """Connect and classify the outcome; a returned connection is open and owned by the caller.
+
+    ``require_echo``: offered subprotocols must get one echoed back, as browsers demand.
+    """
     started = time.perf_counter()
     evidence = _offer_evidence(offer)
     try:
@@ -84,7 +87,7 @@ async def open_connection(offer: Offer, *, timeout_s: float) -> Handshake:
         return Handshake(None, _ms(started), failure)
     elapsed = _ms(started)
     echoed = connection.subprotocol
-    if offer.subprotocols and echoed is None:
+    if require_echo and offer.subprotocols and echoed is None:
         failure = Failure(
             Kind.WS_SUBPROTOCOL,
             "The server accepted the upgrade without selecting any of the offered subprotocols; browsers "

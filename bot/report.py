@@ -449,7 +449,7 @@ def users(found: Sequence[int], total: int) -> str:
     if not found:
         return ""
     if total > 1 and len(found) >= total:
-        return f"all {total} users"
+        return "both users" if total == 2 else f"all {total} users"
     names = [str(u) for u in found]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     label = "user" if len(names) == 1 else "users"

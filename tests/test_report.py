@@ -749,6 +749,7 @@ def test_age__relative_to_the_reference() -> None:
 
 def test_users__describes_who_was_hit() -> None:
     assert report.users((1, 2, 3), 3) == "all 3 users"
+    assert report.users((1, 2), 2) == "both users"
     assert report.users((2, 4), 5) == "users 2 and 4 of 5"
     assert report.users((1,), 1) == "user 1"
     assert report.users((), 5) == ""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 
+from bot.errors import UsageError
 from bot.settings import AuthSettings
 
 
@@ -52,7 +55,25 @@ def mint(settings: AuthSettings, *, key: str, algorithm: str, subject: str, now:
         claims["iss"] = settings.issuer
     if settings.audience:
         claims["aud"] = settings.audience
-    return jwt.encode(claims, key, algorithm=algorithm)
+    with warnings.catch_warnings():
+        # The backend's secret is what it is; a short one is the backend's problem, not a reason to stop.
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def check_credentials(settings: AuthSettings, credentials: Credentials) -> None:
+    """Fail before probing when the tool itself is misconfigured (exit 2), rather than blame the backend with a
+    P0 'login failed': a missing credential, or a key that cannot sign a token."""
+    missing = missing_credential(settings, credentials)
+    if missing:
+        raise UsageError(f"auth.mode is '{settings.mode}' but no credential was given: set {missing}")
+    if settings.mode == "rs256":
+        try:
+            mint(settings, key=credentials.private_key or "", algorithm="RS256", subject="preflight")
+        except (ValueError, TypeError, jwt.exceptions.PyJWTError) as exc:
+            raise UsageError(
+                f"{settings.private_key_env} is not a usable RS256 private key (PEM): {type(exc).__name__}"
+            ) from None
 
 
 def missing_credential(settings: AuthSettings, credentials: Credentials) -> str | None:

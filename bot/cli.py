@@ -122,7 +122,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--expected-image", help="the image digest the revision must run")
     check.add_argument(
-        "--publish", action="store_true", default=None, help="comment on the PR and file P0 issues"
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="comment on the PR and file P0 issues (--no-publish overrides the config file)",
     )
     check.add_argument("--pr", type=int, help="pull request number (default: found from the event or commit)")
     check.add_argument(
@@ -142,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_faults_help(),
     )
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080, help="TCP port, 1-65535 (default 8080)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--fault", action="append", default=[], metavar="FAULT")
     serve.add_argument(
@@ -170,6 +173,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
 
 
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {raw!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {port}")
+    return port
+
+
 def _faults_help() -> str:
     from bot.reference.faults import FAULTS
 
@@ -179,21 +192,36 @@ def _faults_help() -> str:
 # -- settings ------------------------------------------------------------------------------------------------
 
 
-def _settings(args: argparse.Namespace, extra: Mapping[str, Any] | None = None) -> Settings:
-    from bot.settings import build_settings, read_config_file
+# Sections of a config file that describe *where* and *what to change*: the demo ignores them, so a repository's
+# real target, traffic gate and publishing never apply to the bundled reference backend.
+DEMO_IGNORES = ("url", "service", "cloud_run", "version", "gate", "github", "auth")
+
+
+def _settings(
+    args: argparse.Namespace,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    demo: bool = False,
+) -> Settings:
+    from bot.settings import build_settings, normalise_keys, read_config_file
 
     config_path: Path | None = getattr(args, "config", None)
-    if config_path is None and DEFAULT_CONFIG.is_file():
+    if config_path is None and DEFAULT_CONFIG.is_file() and not demo:
         config_path = DEFAULT_CONFIG
-    file_data = read_config_file(config_path) if config_path else {}
+    file_data: dict[str, Any] = normalise_keys(read_config_file(config_path)) if config_path else {}
+    if demo:
+        file_data = {k: v for k, v in file_data.items() if k not in DEMO_IGNORES}
     values = {name: getattr(args, name, None) for name in OVERRIDES}
     overrides: dict[str, Any] = {OVERRIDES[name]: v for name, v in values.items() if v is not None}
     service = getattr(args, "service", None)
     if service:
-        coordinates = args.project or args.region or file_data.get("cloud_run")
+        coordinates = (
+            getattr(args, "project", None) or getattr(args, "region", None) or file_data.get("cloud_run")
+        )
         overrides["cloud_run.service" if coordinates else "service"] = service
     overrides.update(extra or {})
-    settings = build_settings(file_data, overrides)
+    settings = build_settings(file_data, overrides, defaults=defaults)
     if not settings.url and not settings.cloud_run.configured:
         raise UsageError(
             "no target: give --url, or --project, --region and --service (or set them in the config file)"
@@ -230,17 +258,13 @@ def _demo(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err:
             + (f" with faults: {', '.join(args.fault)}" if args.fault else ""),
             file=err,
         )
-        settings = _settings(
-            args, {"url": server.url, "service": REFERENCE_SERVICE, "version.expected": version}
-        )
+        extra = {"url": server.url, "service": REFERENCE_SERVICE, "version.expected": version}
+        settings = _settings(args, extra, demo=True)
         return _run(settings, Credentials(secret=secret), env=env, out=out, err=err, quiet=args.quiet)
 
 
 def _check(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
-    extra = {}
-    if args.expected_version is None and env.get("GITHUB_SHA"):
-        extra["version.expected"] = env["GITHUB_SHA"]
-    settings = _settings(args, extra)
+    settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None})
     return _run(settings, _credentials(settings, env), env=env, out=out, err=err, quiet=args.quiet)
 
 
@@ -260,7 +284,8 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
     for name in OVERRIDES:
         raw = given(name.replace("_", "-"))
         setattr(namespace, name, raw)
-    namespace.publish = _bool_input("publish", given("publish"), default=True)
+    publish = given("publish")
+    namespace.publish = _bool_input("publish", publish) if publish is not None else None
     for name in ("users", "load_users", "pr", "close_after_passes"):
         raw = getattr(namespace, name)
         if raw is not None:
@@ -279,10 +304,9 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
             ) from None
     if namespace.labels is not None:
         namespace.labels = [label.strip() for label in namespace.labels.split(",") if label.strip()]
-    extra = {}
-    if namespace.expected_version is None and env.get("GITHUB_SHA"):
-        extra["version.expected"] = env["GITHUB_SHA"]
-    settings = _settings(namespace, extra)
+    # In the Action, publishing is on unless the input or the config file turns it off.
+    defaults = {"version.expected": env.get("GITHUB_SHA") or None, "github.publish": True}
+    settings = _settings(namespace, defaults=defaults)
     from bot.auth import Credentials
 
     from_env = _credentials(settings, env)
@@ -295,9 +319,7 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
     return _run(settings, credentials, env=env, out=out, err=err, quiet=False)
 
 
-def _bool_input(name: str, raw: str | None, *, default: bool) -> bool:
-    if raw is None:
-        return default
+def _bool_input(name: str, raw: str) -> bool:
     if raw.lower() in ("true", "yes", "1", "on"):
         return True
     if raw.lower() in ("false", "no", "0", "off"):
@@ -367,11 +389,15 @@ def _run(
         if in_actions:
             _mask(token, out)
 
-    from bot import auth, pipeline, report
+    from bot import pipeline, report
 
-    missing = auth.missing_credential(settings.auth, credentials)
-    if missing:
-        raise UsageError(f"auth.mode is '{settings.auth.mode}' but no credential was given: set {missing}")
+    pipeline.preflight(settings, credentials)
+    github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
+    if settings.github.publish and not (github_token and env.get("GITHUB_REPOSITORY")):
+        raise UsageError(
+            "publishing needs GITHUB_TOKEN (or the github-token input) and GITHUB_REPOSITORY: "
+            "set them, or pass --no-publish / publish: false"
+        )
 
     actions_ctx = None
     if in_actions or settings.github.publish:
@@ -399,6 +425,10 @@ def _run(
             log=log,
             on_token=on_token,
         )
+        # The verdict is on disk before any traffic changes; rewritten with the traffic action after.
+        pipeline.write_artifacts(
+            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+        )
         run = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     finally:
         if cloud_run is not None:
@@ -420,7 +450,7 @@ def _run(
     }
     try:
         if settings.github.publish:
-            outputs |= _publish(run, settings, env=env, log=log, actions_ctx=actions_ctx)
+            outputs |= _publish(run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx)
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
         if actions_ctx is not None:
@@ -442,16 +472,13 @@ def _publish(
     run: results.Run,
     settings: Settings,
     *,
-    env: Mapping[str, str],
+    token: str,
     log: Callable[[str], None],
     actions_ctx: Any,
 ) -> dict[str, str]:
     from bot import github
 
-    token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
-    repository = actions_ctx.repository if actions_ctx else None
-    if not token or not repository:
-        raise UsageError("publishing needs GITHUB_TOKEN and GITHUB_REPOSITORY (set by GitHub Actions)")
+    repository = actions_ctx.repository
     gh = github.client(token=token, base_url=actions_ctx.api_url, retries=settings.github.max_retries)
     pr = github.find_pr(
         gh=gh,

@@ -21,7 +21,7 @@ STEP_ORDER = {step: index for index, step in enumerate(Step)}
 
 @dataclass(frozen=True, slots=True)
 class Explanation:
-    title: str  # may use {detail}, {step} and {subject} (evidence "metric", else detail)
+    title: str  # may use {detail}, {step} and {subject} (the failure's subject, else its detail)
     cause: str
     remediation: str
 
@@ -52,7 +52,7 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "`--min-instances` or raise the deadline if this was a cold start.",
     ),
     Kind.HTTP_STATUS: Explanation(
-        "{step} answered HTTP {detail}",
+        "{step} answered {subject}",
         "The endpoint answered with an error status: the app is unhealthy, a dependency is down, or the path "
         "is wrong.",
         "Open the revision's logs at the time of the run; check the health endpoint's dependencies "
@@ -220,7 +220,7 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
                 title=explanation.title.format(
                     detail=detail or "?",
                     step=step_label,
-                    subject=first.failure.evidence.get("metric", detail),
+                    subject=first.failure.subject or detail or "?",
                 ),
                 cause=explanation.cause,
                 remediation=explanation.remediation,

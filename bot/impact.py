@@ -33,7 +33,9 @@ def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_nam
     journey = settings.journey or journey_name
     blocking = [f for f in findings if f.severity is Severity.P0]
     if blocking:
-        lost = tuple(dict.fromkeys(c for f in blocking if (c := capability(f)) is not None))
+        # Lead with what blocks users; a security finding leads only when nothing else is wrong.
+        ordered = sorted(blocking, key=lambda f: f.kind in CAPABILITY_BY_KIND)
+        lost = tuple(dict.fromkeys(c for f in ordered if (c := capability(f)) is not None))
         first = lost[0] if lost else "complete the journey"
         # A journey that works but leaks or lets strangers in is unsafe rather than broken.
         state = "unsafe" if all(f.kind in CAPABILITY_BY_KIND for f in blocking) else "broken"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import auth, diagnose, impact, report, results
-from bot.errors import ExitCode
+from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.probe import journey
 from bot.results import CheckResult, Run, Target, TrafficAction, Verdict
 from bot.settings import Settings
@@ -109,6 +109,8 @@ def execute(
 
 
 def exit_code(run: Run, settings: Settings) -> ExitCode:
+    if any(action.error for action in run.traffic_actions):
+        return ExitCode.INFRASTRUCTURE
     if run.verdict is Verdict.PASS:
         return ExitCode.PASS
     if settings.gate.fail_on == "p0" and run.verdict is Verdict.DEGRADED:
@@ -130,28 +132,53 @@ def apply_gate(
         return replace(run, traffic_actions=(*run.traffic_actions, skipped))
     from bot import cloudrun
 
-    taken = cloudrun.apply_gate(
-        clients=cloud_run,
-        target=run.target,
-        action=action,
-        progress=log,
-        service=settings.cloud_run.service,
-        retry_timeout_s=settings.cloud_run.retry_timeout_s,
-    )
+    try:
+        taken = cloudrun.apply_gate(
+            clients=cloud_run,
+            target=run.target,
+            action=action,
+            progress=log,
+            service=settings.cloud_run.service,
+            retry_timeout_s=settings.cloud_run.retry_timeout_s,
+        )
+    except CloudRunError as exc:
+        # The verdict still gets reported; the failed traffic change is recorded and makes the exit code 3.
+        revision = run.target.revision if action == "promote" else run.target.previous_revision
+        taken = TrafficAction(action, revision or "-", 0, False, f"{action} failed: {exc}", error=True)
     log(f"gate: {taken.message}")
     return replace(run, traffic_actions=(*run.traffic_actions, taken))
 
 
+def preflight(settings: Settings, credentials: auth.Credentials) -> None:
+    """What can be checked before the probe is checked before it: a run that would end in a usage error must
+    not first probe the backend (or move traffic). Raises ``UsageError``."""
+    auth.check_credentials(settings.auth, credentials)
+    report.check_templates(settings.report.templates_dir)
+    output = settings.output_dir
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe_file = output / ".golden-path-write-check"
+        probe_file.write_text("", encoding="utf-8")
+        probe_file.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"output directory {str(output)!r} cannot be written: {exc.strerror or exc}"
+        ) from None
+
+
 def write_artifacts(run: Run, *, output_dir: Path, templates_dir: Path | None) -> tuple[Artifacts, str]:
     """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text."""
-    output_dir.mkdir(parents=True, exist_ok=True)
     markdown = report.render_report(run, templates_dir=templates_dir)
     artifacts = Artifacts(
         results=output_dir / "results.json", report=output_dir / "report.md", junit=output_dir / "junit.xml"
     )
-    artifacts.results.write_text(results.to_json(run), encoding="utf-8")
-    artifacts.report.write_text(markdown, encoding="utf-8")
-    artifacts.junit.write_text(results.to_junit(run), encoding="utf-8")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        artifacts.results.write_text(results.to_json(run), encoding="utf-8")
+        artifacts.report.write_text(markdown, encoding="utf-8")
+        artifacts.junit.write_text(results.to_junit(run), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the results to {str(output_dir)!r}: {exc.strerror or exc}") from None
     return artifacts, markdown
 
 

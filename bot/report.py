@@ -854,3 +854,28 @@ def issue_title(run: Run, finding: Finding) -> str:
     title = f"{finding.severity.value}: {finding.title} ({run.target.service})"
     title = _show_controls(_LINE_BREAKS.sub(" ", title)).replace("`", "")
     return title if len(title) <= 256 else title[:255] + "…"
+
+
+def check_templates(templates_dir: Path | None) -> None:
+    """Render every template against a placeholder run, so a broken user template stops the run *before* the
+    probe (and before any traffic change), not after it. Raises ``TemplateError``."""
+    if templates_dir is None:
+        return
+    from bot.results import Impact, Kind, Severity, Target
+
+    finding = Finding(
+        fingerprint="service:timeout", severity=Severity.P0, kind=Kind.TIMEOUT, step=Step.CONNECT,
+        title="Placeholder", cause="Placeholder.", remediation="Placeholder.", users=(1,),
+        evidence={"error": "placeholder"}, observed="Placeholder.",
+    )  # fmt: skip
+    run = Run(
+        run_id="preflight", started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z",
+        duration_ms=1000.0, verdict=Verdict.FAIL, target=Target(url="https://example.invalid", service="service"),
+        checks=(), metrics=(), findings=(finding,), impact=Impact(journey="AI chat", blocked=True, summary="."),
+    )  # fmt: skip
+    render_report(run, templates_dir=templates_dir)
+    render_summary(run, templates_dir=templates_dir)
+    render_comment(run, history=[], templates_dir=templates_dir)
+    render_issue(run, finding, templates_dir=templates_dir)
+    render_issue_update(run, finding, templates_dir=templates_dir)
+    render_recovery(run, finding, passes=1, templates_dir=templates_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 SCHEMA = 1
 
@@ -94,6 +95,7 @@ class Failure:
     message: str
     detail: str = ""
     evidence: dict[str, str] = field(default_factory=dict)
+    subject: str = ""  # a short phrase for the finding's title ("HTTP 503", a metric's label); default detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,7 @@ class TrafficAction:
     percent: int
     applied: bool
     message: str
+    error: bool = False  # the Cloud Run API refused or failed: traffic may not be where the gate wanted it
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,17 +269,32 @@ def to_json(run: Run) -> str:
     return json.dumps(to_dict(run), indent=2, sort_keys=False) + "\n"
 
 
-def from_dict(data: Mapping[str, Any]) -> Run:
-    """Read a results document back; raises ``ValueError`` with the offending field on a bad document."""
+def from_dict(data: object) -> Run:
+    """Read a results document back; raises ``ValueError`` naming the offending field on a bad document."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     schema = data.get("schema")
     if schema != SCHEMA:
         raise ValueError(f"results schema {schema!r} is not supported (expected {SCHEMA})")
     body = {k: v for k, v in data.items() if k not in ("p0_count", "p1_count")}
-    return _RUN.validate_python(body)
+    try:
+        return _RUN.validate_python(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(document)"
+        raise ValueError(f"field '{where}': {error['msg']} ({exc.error_count()} problem(s) in all)") from None
 
 
 def load(path: Path) -> Run:
     return from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Characters XML 1.0 forbids (a server's control bytes, lone surrogates) shown as \\xNN instead."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def to_junit(run: Run) -> str:
@@ -301,11 +319,11 @@ def to_junit(run: Run) -> str:
         )
         if check.status is Status.FAIL and check.failure is not None:
             node = ElementTree.SubElement(
-                case, "failure", type=check.failure.kind.value, message=check.failure.message
+                case, "failure", type=check.failure.kind.value, message=_xml_text(check.failure.message)
             )
-            node.text = "\n".join(f"{k}: {v}" for k, v in check.failure.evidence.items())
+            node.text = _xml_text("\n".join(f"{k}: {v}" for k, v in check.failure.evidence.items()))
         elif check.status is Status.SKIP:
-            ElementTree.SubElement(case, "skipped", message=check.summary)
+            ElementTree.SubElement(case, "skipped", message=_xml_text(check.summary))
     suites = ElementTree.Element("testsuites")
     suites.append(suite)
     ElementTree.indent(suites)

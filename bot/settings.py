@@ -70,6 +70,7 @@ class HealthSettings(_Section):
     # The service name the health body should carry, when it names one. When unset, a body naming a
     # front end ("frontend", "web", "ui") is reported as the host routing to the wrong service.
     expected_service: str | None = None
+    latency_samples: int = Field(default=3, ge=1, le=50)  # warm requests per path for the API latency metric
 
     @field_validator("paths")
     @classmethod
@@ -117,6 +118,18 @@ class WebSocketSettings(_Section):
     @classmethod
     def _p(cls, v: str) -> str:
         return _path(v)
+
+    @field_validator("subprotocols")
+    @classmethod
+    def _templates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for template in v:
+            try:
+                template.format(token="t", token_b64="t")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"{template!r} is not a valid template: only {{token}} and {{token_b64}} may be used ({exc!r})"
+                ) from None
+        return v
 
 
 class JourneySettings(_Section):
@@ -181,7 +194,7 @@ class TargetsSettings(_Section):
 
 class ImpactSettings(_Section):
     journey: str | None = None  # default: journey.name
-    arr_at_risk: float | None = Field(default=None, ge=0)
+    arr_at_risk: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     users_description: str = "users"
 
@@ -243,6 +256,15 @@ class Settings(_Section):
             raise ValueError(f"expected an http:// or https:// URL with a host, got {v!r}")
         return v.rstrip("/")
 
+    @model_validator(mode="after")
+    def _gate_needs_cloud_run(self) -> Settings:
+        for key, value in (("on_pass", self.gate.on_pass), ("on_fail", self.gate.on_fail)):
+            if value != "none" and not self.cloud_run.configured:
+                raise ValueError(
+                    f"gate.{key} '{value}' changes Cloud Run traffic: it needs cloud_run.project, region and service"
+                )
+        return self
+
     @property
     def service_name(self) -> str:
         """The name in fingerprints and markers: explicit, else the Cloud Run service, else the URL's host."""
@@ -277,7 +299,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("", f"config file {str(path)!r} is not valid YAML{where}") from None
+        problem = getattr(exc, "problem", None)
+        raise ConfigError(
+            "", f"config file {str(path)!r} is not valid YAML{where}" + (f": {problem}" if problem else "")
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -288,34 +313,48 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def build_settings(
-    file_data: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None
+    file_data: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Validate config data plus dotted-key overrides (``{"journey.users": 3}``) into ``Settings``."""
-    data: dict[str, Any] = _normalise_keys(dict(file_data or {}))
+    """Validate config data plus dotted-key overrides (``{"journey.users": 3}``) into ``Settings``.
+
+    ``defaults`` (dotted keys too) apply only where neither the file nor an override sets the key: e.g.
+    ``GITHUB_SHA`` as the expected version.
+    """
+    data: dict[str, Any] = normalise_keys(dict(file_data or {}))
     for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = dotted.replace("-", "_").split(".")
-        for part in parents:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[leaf] = value
+        if value is not None:
+            _put(data, dotted, value, replace=True)
+    for dotted, value in (defaults or {}).items():
+        if value is not None:
+            _put(data, dotted, value, replace=False)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(*_first_problem(exc)) from None
 
 
-def _normalise_keys(data: Any) -> Any:
+def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> None:
+    node = data
+    *parents, leaf = dotted.replace("-", "_").split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    if replace or node.get(leaf) is None:
+        node[leaf] = value
+
+
+def normalise_keys(data: Any) -> Any:
     """Accept `kebab-case` keys as well as `snake_case` (YAML users write both)."""
     if isinstance(data, dict):
         return {
             (k.replace("-", "_") if isinstance(k, str) else k): (
-                v if k in ("claims", "body") else _normalise_keys(v)
+                v if k in ("claims", "body") else normalise_keys(v)
             )
             for k, v in data.items()
         }

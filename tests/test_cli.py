@@ -303,3 +303,139 @@ def test_main__publish_twice_then_recover_leaves_one_comment_and_closes_the_p0_i
         )
         assert SECRET not in everything
         assert github.count("POST", r"/repos/acme/chat-backend/issues") == 1, "one issue ever opened"
+
+
+# -- regressions found in review -----------------------------------------------------------------------------
+
+
+def test_main__demo_ignores_the_repositorys_target_gate_and_publishing(tmp_path: Path, monkeypatch):
+    (tmp_path / ".github").mkdir()
+    (tmp_path / ".github" / "golden-path.yml").write_text(
+        "cloud_run: {project: p, region: r, service: chat}\ngate: {on_fail: rollback}\n"
+        "github: {publish: true}\nauth: {mode: login}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _main(["demo", "--users", "1", "--quiet"])
+    assert code == 0, err
+    assert (
+        json.loads((tmp_path / "golden-path-out" / "results.json").read_text())["target"]["project"] is None
+    )
+
+
+def test_main__failed_gate_keeps_the_verdict_and_exits_3(
+    backend: ReferenceServer, config: Path, tmp_path: Path
+):
+    from tests.standins.cloudrun_api import CloudRunStandIn
+
+    output = tmp_path / "github-output"
+    env = {"JWT_SECRET_KEY": SECRET, "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output)}
+    with CloudRunStandIn(project="p", region="r") as api:
+        _cloud_run(api, backend.url)
+        api.inject(403, method="PATCH")
+        code, _, err = _main(
+            _cloud_argv(api, config, tmp_path / "out", "--on-pass", "promote", "--quiet"), env
+        )
+    assert code == 3, err
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["verdict"] == "pass"
+    assert [(a["action"], a["applied"], a["error"]) for a in saved["traffic_actions"]] == [
+        ("promote", False, True)
+    ]
+    assert "promote failed" in (tmp_path / "out" / "report.md").read_text()
+    assert "pass" in output.read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--templates-dir", "/nonexistent/templates"], "does not exist or is not a directory"),
+        (["--output-dir", "/proc/golden-path"], "cannot be written"),
+    ],
+)
+def test_main__preflight_problems_stop_before_the_probe(config: Path, extra: list[str], message: str):
+    # Port 9 (discard) has nothing listening: had the probe run, it would have reported connect-refused.
+    code, out, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(config), *extra],
+                           {"JWT_SECRET_KEY": SECRET})  # fmt: skip
+    assert code == 2
+    assert message in err
+    assert "probing" not in err and out == ""
+
+
+def test_main__unusable_rs256_key_is_a_usage_error_not_a_p0(config: Path, tmp_path: Path):
+    bad = tmp_path / "rs.yml"
+    bad.write_text(FAST + "auth:\n  mode: rs256\n")
+    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(bad)],
+                         {"JWT_PRIVATE_KEY": "not a pem"})  # fmt: skip
+    assert code == 2
+    assert "JWT_PRIVATE_KEY is not a usable RS256 private key" in err
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ('websocket:\n  subprotocols: ["jwt.{nope}"]\n', "only {token} and {token_b64}"),
+        ("gate:\n  on_pass: promote\n", "needs cloud_run.project, region and service"),
+        ("impact:\n  arr_at_risk: .inf\n", "impact.arr_at_risk"),
+    ],
+)
+def test_main__more_config_mistakes_are_one_line(tmp_path: Path, yaml_text: str, message: str):
+    path = tmp_path / "c.yml"
+    path.write_text(yaml_text)
+    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(path)])
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_main__kebab_case_cloud_run_section_takes_the_service_flag(tmp_path: Path):
+    from tests.standins.cloudrun_api import CloudRunStandIn
+
+    path = tmp_path / "c.yml"
+    with CloudRunStandIn(project="p", region="r") as api:
+        path.write_text(f"cloud-run: {{project: p, region: r, endpoint: '{api.url}'}}\n")
+        code, _, err = _main(
+            ["check", "--config", str(path), "--service", "missing"], {"JWT_SECRET_KEY": SECRET}
+        )
+    assert code == 3
+    assert "services/missing not found" in err
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [("[]", "expected a JSON object, got list"), ('{"schema": 1}', "field 'run_id': Field required")],
+)
+def test_main__report_of_a_malformed_document_is_one_line(tmp_path: Path, document: str, message: str):
+    path = tmp_path / "r.json"
+    path.write_text(document)
+    code, _, err = _main(["report", str(path)])
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_main__serve_reference_rejects_a_port_out_of_range(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["serve-reference", "--port", "99999"], env={"JWT_SECRET_KEY": SECRET})
+    assert caught.value.code == 2
+    assert "expected a port from 1 to 65535" in capsys.readouterr().err
+
+
+def test_main__expected_version_from_config_beats_github_sha(backend: ReferenceServer, tmp_path: Path):
+    path = tmp_path / "c.yml"
+    path.write_text(FAST + "version:\n  expected: abc1234def\n")
+    argv = ["check", "--url", backend.url, "--config", str(path), "--output-dir", str(tmp_path), "--quiet"]
+    code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "fff0000fff0000"})
+    assert code == 0, err
+
+
+def test_main__action_checks_publishing_before_probing_and_honours_config(config: Path, tmp_path: Path):
+    env = {"GITHUB_ACTIONS": "true", "INPUT_URL": "http://127.0.0.1:9", "INPUT_JWT-SECRET": SECRET,
+           "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path)}  # fmt: skip
+    code, _, err = _main(["action"], env)
+    assert code == 2
+    assert "publishing needs GITHUB_TOKEN" in err and "probing" not in err
+    quiet = tmp_path / "quiet.yml"
+    quiet.write_text(FAST + "github:\n  publish: false\n")
+    code, _, err = _main(["action"], {**env, "INPUT_CONFIG": str(quiet)})
+    assert code == 1  # probed: nothing listens on port 9, so the golden path fails; no publishing was needed
+    assert "probing" in err

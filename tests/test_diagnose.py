@@ -56,3 +56,24 @@ def test_assess__no_findings_is_no_impact():
     impact = assess((), settings=ImpactSettings(), journey_name="AI chat")
     assert not impact.blocked
     assert impact.summary.startswith("No impact")
+
+
+def test_assess__a_broken_journey_leads_with_what_blocks_users_not_the_security_finding():
+    findings = diagnose(
+        [_fail(Kind.WS_UNAUTHENTICATED_ACCEPTED, Step.CONNECT), _fail(Kind.WS_CLOSED_EARLY, Step.AGENT)],
+        service="svc",
+    )
+    impact = assess(findings, settings=ImpactSettings(), journey_name="AI chat")
+    assert (
+        impact.summary == "The AI chat journey is broken: users cannot see the agent work on their request."
+    )
+
+
+def test_diagnose__titles_use_the_failure_subject():
+    unhealthy = CheckResult(
+        "health", Step.HEALTH, Status.FAIL,
+        failure=Failure(Kind.HTTP_STATUS, "m", "unhealthy", subject="HTTP 200 but reports itself unhealthy"),
+    )  # fmt: skip
+    assert (
+        diagnose([unhealthy], service="s")[0].title == "health answered HTTP 200 but reports itself unhealthy"
+    )

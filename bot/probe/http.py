@@ -51,7 +51,7 @@ def dotted(body: Any, path: str) -> Any:
 class HealthOutcome:
     checks: tuple[CheckResult, ...]
     latencies_ms: tuple[float, ...]
-    serving_version: str | None
+    versions: tuple[str, ...]  # every version-like value of the health body, the configured field first
     reachable: bool  # False when no health path answered at all (transport failure)
 
 
@@ -60,7 +60,7 @@ async def check_health(
 ) -> HealthOutcome:
     checks: list[CheckResult] = []
     latencies: list[float] = []
-    serving_version: str | None = None
+    versions: list[str] = []
     reachable = False
     for path in settings.paths:
         check_id = "health" if len(settings.paths) == 1 else f"health {path}"
@@ -75,10 +75,10 @@ async def check_health(
             continue
         elapsed = (time.perf_counter() - started) * 1000
         reachable = True
-        latencies.append(elapsed)
+        latencies.extend(await _warm_samples(http, url, settings.latency_samples))
         body = _json_or_none(response.text)
         failure = _judge(path, response, body, settings)
-        serving_version = serving_version or _version_of(body, version.field)
+        versions.extend(v for v in _versions_of(body, version.field) if v not in versions)
         status = Status.FAIL if failure else Status.PASS
         summary = f"GET {path}: HTTP {response.status_code}"
         checks.append(
@@ -88,7 +88,21 @@ async def check_health(
             wrong = _wrong_service(path, body, settings)
             if wrong is not None:
                 checks.append(CheckResult(f"{check_id} service", Step.HEALTH, Status.FAIL, failure=wrong))
-    return HealthOutcome(tuple(checks), tuple(latencies), serving_version, reachable)
+    return HealthOutcome(tuple(checks), tuple(latencies), tuple(versions), reachable)
+
+
+async def _warm_samples(http: httpx.AsyncClient, url: str, count: int) -> list[float]:
+    """API latency from requests on a warm connection: the first request to a new revision carries its cold
+    start and TLS set-up, which the check above already judged and users of a serving revision rarely pay."""
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            await http.get(url)
+        except httpx.HTTPError:
+            break  # the check itself already reported what is wrong with this endpoint
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
 
 
 def _json_or_none(text: str) -> Any:
@@ -117,6 +131,7 @@ def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSetti
             f"GET {path} answered HTTP {response.status_code}.",
             detail=str(response.status_code),
             evidence=_evidence(path, response),
+            subject=f"HTTP {response.status_code}",
         )
     status = dotted(body, "status")
     if not isinstance(status, str) or status.lower() not in settings.ok_statuses:
@@ -125,6 +140,7 @@ def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSetti
             f"GET {path} answered 200 but its status is {status!r}, not one of {list(settings.ok_statuses)}.",
             detail="unhealthy",
             evidence=_evidence(path, response),
+            subject="HTTP 200 but reports itself unhealthy",
         )
     return None
 
@@ -146,38 +162,47 @@ def _wrong_service(path: str, body: Any, settings: HealthSettings) -> Failure | 
     )
 
 
-def _version_of(body: Any, field: str) -> str | None:
-    for path in (field, "commit", "git_sha", "sha", "version"):
+def _versions_of(body: Any, field: str) -> list[str]:
+    found = []
+    for path in (field, "version", "commit", "git_sha", "sha"):
         value = dotted(body, path)
-        if isinstance(value, str | int) and str(value):
-            return str(value)
-    return None
+        if isinstance(value, str | int) and str(value) and str(value) not in found:
+            found.append(str(value))
+    return found
 
 
-def version_check(*, expected: str | None, serving: str | None, field: str) -> CheckResult | None:
-    """``version-skew`` when the health body's version is not the expected one (short SHAs match full ones)."""
+def version_check(
+    *, expected: str | None, serving: tuple[str, ...], field: str
+) -> tuple[CheckResult | None, str | None]:
+    """``version-skew`` when none of the health body's version-like fields is the expected one (short SHAs
+    match full ones). Returns the check and the version that is serving (the matching one when there is)."""
+    first = serving[0] if serving else None
     if not expected:
-        return None
-    if serving is None:
-        return CheckResult(
-            "version",
-            Step.REVISION,
-            Status.SKIP,
-            summary=f"expected version {expected}, but the health body has no '{field}' field to compare",
+        return None, first
+    if not serving:
+        summary = (
+            f"expected version {expected}, but the health body has no '{field}' (or commit) field to compare"
         )
-    a, b = expected.strip().lower(), serving.strip().lower()
-    same = a == b or (min(len(a), len(b)) >= 7 and (a.startswith(b) or b.startswith(a)))
-    if same:
-        return CheckResult("version", Step.REVISION, Status.PASS, summary=f"serving {serving}")
+        return CheckResult("version", Step.REVISION, Status.SKIP, summary=summary), None
+    wanted = expected.strip().lower()
+    for candidate in serving:
+        have = candidate.strip().lower()
+        if have == wanted or (
+            min(len(have), len(wanted)) >= 7 and (have.startswith(wanted) or wanted.startswith(have))
+        ):
+            return CheckResult(
+                "version", Step.REVISION, Status.PASS, summary=f"serving {candidate}"
+            ), candidate
+    shown = ", ".join(serving)
     return CheckResult(
         "version",
         Step.REVISION,
         Status.FAIL,
-        summary=f"serving {serving}, expected {expected}",
+        summary=f"serving {shown}, expected {expected}",
         failure=Failure(
             Kind.VERSION_SKEW,
-            f"The health endpoint reports version {serving!r}, but {expected!r} was deployed.",
+            f"The health endpoint reports {shown!r}, but {expected!r} was deployed.",
             detail="version",
-            evidence={"expected": expected, "serving": serving, "field": field},
+            evidence={"expected": expected, "serving": shown, "field": field},
         ),
-    )
+    ), first

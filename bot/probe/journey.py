@@ -90,7 +90,7 @@ async def probe(
     checks: list[CheckResult] = []
     journeys: list[UserJourney] = []
     health_latencies: tuple[float, ...] = ()
-    serving_version: str | None = None
+    versions: tuple[str, ...] = ()
     deadline = time.monotonic() + timeouts.run_s
     async with httpx.AsyncClient(timeout=limits, trust_env=False, follow_redirects=False) as http:
         try:
@@ -100,12 +100,12 @@ async def probe(
                 )
                 checks.extend(health.checks)
                 health_latencies = health.latencies_ms
-                serving_version = health.serving_version
+                versions = health.versions
         except TimeoutError:
             checks.append(_deadline_check("health", Step.HEALTH, None, timeouts.run_s))
 
-        version = http_probe.version_check(
-            expected=settings.version.expected, serving=serving_version, field=settings.version.field
+        version, serving_version = http_probe.version_check(
+            expected=settings.version.expected, serving=versions, field=settings.version.field
         )
         if version is not None:
             checks.append(version)
@@ -161,7 +161,8 @@ def redact(checks: list[CheckResult], secrets: list[str | None]) -> tuple[CheckR
     for secret in filter(None, secrets):
         needles |= {secret, protocol.b64url(secret)}
         needles |= {line.strip() for line in secret.splitlines() if len(line.strip()) >= 8}
-    ordered = sorted((n for n in needles if len(n) >= 8), key=len, reverse=True)
+    # Shorter than 4 characters, a "secret" would blank out ordinary words: it protects nothing anyway.
+    ordered = sorted((n for n in needles if len(n) >= 4), key=len, reverse=True)
     if not ordered:
         return tuple(checks)
 
@@ -593,8 +594,8 @@ def _perf_checks(metrics: tuple[Metric, ...]) -> list[CheckResult]:
                         f"{metric.label}: p95 {metric.p95:.0f} ms over {metric.samples} samples, "
                         f"target {metric.target:g} ms.",
                         detail=metric.id,
+                        subject=metric.label,
                         evidence={
-                            "metric": metric.label,
                             "p50": f"{metric.p50} ms",
                             "p95": f"{metric.p95} ms",
                             "max": f"{metric.max} ms",

@@ -73,10 +73,16 @@ async def open_connection(offer: Offer, *, timeout_s: float, require_echo: bool 
         )
         return Handshake(None, _ms(started), failure)
     except (InvalidMessage, InvalidHandshake) as exc:
+        # websockets puts what it actually received (e.g. "HTTP/1.0 404") in the cause chain.
+        chain = [f"{type(exc).__name__}: {exc}"]
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and len(chain) < 4:
+            chain.append(f"{type(cause).__name__}: {cause}")
+            cause = cause.__cause__ or cause.__context__
         failure = Failure(
             Kind.WS_PROTOCOL,
             "The upgrade answer is not a valid WebSocket handshake.",
-            evidence=evidence | {"error": f"{type(exc).__name__}: {exc}"[:EVIDENCE_BODY_CHARS]},
+            evidence=evidence | {"error": " <- ".join(chain)[:EVIDENCE_BODY_CHARS]},
         )
         return Handshake(None, _ms(started), failure)
     except (OSError, TimeoutError) as exc:

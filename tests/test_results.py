@@ -1,0 +1,51 @@
+from xml.etree import ElementTree
+
+import pytest
+
+from bot import results
+from bot.results import CheckResult, Failure, Impact, Kind, Metric, Run, Status, Step, Target, Verdict
+
+
+def _run(*checks: CheckResult) -> Run:
+    return Run(
+        run_id="r1", started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z", duration_ms=1000.0,
+        verdict=Verdict.FAIL, target=Target(url="https://x.run.app", service="svc"), checks=checks, metrics=(),
+        findings=(), impact=Impact(journey="AI chat", blocked=True, summary="s"),
+    )  # fmt: skip
+
+
+def test_to_json__round_trips_and_carries_counts():
+    check = CheckResult(
+        "health", Step.HEALTH, Status.FAIL, 3.0, None, "", Failure(Kind.HTTP_STATUS, "m", "503")
+    )
+    run = _run(check)
+    data = results.to_dict(run)
+    assert data["schema"] == 1 and data["p0_count"] == 0
+    assert results.from_dict(data) == run
+
+
+def test_to_junit__server_control_characters_still_make_valid_xml():
+    hostile = Failure(
+        Kind.HTTP_STATUS, "body \x1b[31mdown\x00\x07", "503", {"body": "\x1b[31mdown\x00\x07\ud800"}
+    )
+    xml = results.to_junit(_run(CheckResult("health", Step.HEALTH, Status.FAIL, failure=hostile)))
+    root = ElementTree.fromstring(xml.encode("utf-8", errors="surrogatepass"))
+    failure = root.find("testsuite/testcase/failure")
+    assert failure is not None
+    assert failure.get("type") == "http-status"
+    assert "\\x1b[31mdown\\x00\\x07" in (failure.text or "")
+
+
+def test_from_dict__bad_documents_name_the_problem():
+    with pytest.raises(ValueError, match="expected a JSON object, got list"):
+        results.from_dict([])
+    with pytest.raises(ValueError, match="schema 2 is not supported"):
+        results.from_dict({"schema": 2})
+    with pytest.raises(ValueError, match=r"field 'run_id': Field required \(\d+ problem\(s\) in all\)"):
+        results.from_dict({"schema": 1})
+
+
+def test_metric_from_samples__p95_is_nearest_rank_and_no_samples_is_skip():
+    metric = Metric.from_samples(id="m", label="M", unit="ms", samples=[5, 1, 3, 2, 4], target=4)
+    assert (metric.p50, metric.p95, metric.max, metric.status) == (3, 5, 5, Status.FAIL)
+    assert Metric.from_samples(id="m", label="M", unit="ms", samples=[], target=4).status is Status.SKIP

@@ -122,7 +122,7 @@ async def identity_for(
         subject = _subject_of(token) or ""
     else:
         token = await _login(
-            user, subject=subject, settings=settings, credentials=credentials, http=http, base_url=base_url
+            subject=subject, settings=settings, credentials=credentials, http=http, base_url=base_url
         )
         subject = _subject_of(token) or ""
     if token:
@@ -145,7 +145,6 @@ def _subject_of(token: str) -> str | None:
 
 
 async def _login(
-    user: int,
     *,
     subject: str,
     settings: AuthSettings,

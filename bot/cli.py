@@ -273,12 +273,14 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
         value = env.get(f"INPUT_{name.upper()}", "").strip()
         return value or None
 
+    from bot import actions
+
     secrets_given = {
         name: given(name) for name in ("jwt-secret", "jwt-private-key", "token", "login-password")
     }
     for value in secrets_given.values():
         if value:
-            _mask(value, out)
+            actions.mask(value, out)
     config = given("config")
     namespace = argparse.Namespace(config=Path(config) if config else None, service=given("service"))
     for name in OVERRIDES:
@@ -379,17 +381,15 @@ def _run(
     def log(message: str) -> None:
         print(f"golden-path: {message}", file=err)
         if in_actions and message.startswith("warning: "):
-            from bot import actions
-
             print(
                 actions.command("warning", message.removeprefix("warning: "), title="golden-path"), file=out
             )
 
     def on_token(token: str) -> None:
         if in_actions:
-            _mask(token, out)
+            actions.mask(token, out)
 
-    from bot import pipeline, report
+    from bot import actions, pipeline, report
 
     pipeline.preflight(settings, credentials)
     github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
@@ -401,8 +401,6 @@ def _run(
 
     actions_ctx = None
     if in_actions or settings.github.publish:
-        from bot import actions
-
         actions_ctx = actions.context_from_env(env)
     context = pipeline.RunContext(
         commit=env.get("GITHUB_SHA") or None,
@@ -425,17 +423,19 @@ def _run(
             log=log,
             on_token=on_token,
         )
-        # The verdict is on disk before any traffic changes; rewritten with the traffic action after.
-        pipeline.write_artifacts(
+        # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
+        artifacts, markdown = pipeline.write_artifacts(
             run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
         )
-        run = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
+        gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     finally:
         if cloud_run is not None:
             cloud_run.close()
-    artifacts, markdown = pipeline.write_artifacts(
-        run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
-    )
+    if gated is not run:
+        run = gated
+        artifacts, markdown = pipeline.write_artifacts(
+            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+        )
     if not quiet:
         out.write(markdown)
         out.flush()
@@ -454,8 +454,6 @@ def _run(
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
         if actions_ctx is not None:
-            from bot import actions
-
             actions.annotate(run, out)
             summary = report.render_summary(run, templates_dir=settings.report.templates_dir)
             actions.append_summary(actions_ctx.step_summary, summary)
@@ -506,9 +504,3 @@ def _publish(
     for url in outcome.issue_urls:
         log(f"P0 issue: {url}")
     return {"comment-url": outcome.comment_url or "", "issue-urls": "\n".join(outcome.issue_urls)}
-
-
-def _mask(value: str, out: TextIO) -> None:
-    from bot import actions
-
-    actions.mask(value, out)

@@ -126,10 +126,8 @@ def apply_gate(
     action = settings.gate.on_pass if passed else settings.gate.on_fail
     if action == "none":
         return run
-    if cloud_run is None or run.target.revision is None:
-        log(f"gate: '{action}' needs a Cloud Run target; no traffic change made")
-        skipped = TrafficAction(action, run.target.revision or "-", 0, False, "not a Cloud Run target")
-        return replace(run, traffic_actions=(*run.traffic_actions, skipped))
+    # Settings refuse a gate action without cloud_run, and a Cloud Run target always names its revision.
+    assert cloud_run is not None and run.target.revision is not None
     from bot import cloudrun
 
     try:

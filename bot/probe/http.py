@@ -52,7 +52,6 @@ class HealthOutcome:
     checks: tuple[CheckResult, ...]
     latencies_ms: tuple[float, ...]
     versions: tuple[str, ...]  # every version-like value of the health body, the configured field first
-    reachable: bool  # False when no health path answered at all (transport failure)
 
 
 async def check_health(
@@ -61,7 +60,6 @@ async def check_health(
     checks: list[CheckResult] = []
     latencies: list[float] = []
     versions: list[str] = []
-    reachable = False
     for path in settings.paths:
         check_id = "health" if len(settings.paths) == 1 else f"health {path}"
         url = base_url + path
@@ -74,7 +72,6 @@ async def check_health(
             checks.append(CheckResult(check_id, Step.HEALTH, Status.FAIL, elapsed, failure=broken))
             continue
         elapsed = (time.perf_counter() - started) * 1000
-        reachable = True
         latencies.extend(await _warm_samples(http, url, settings.latency_samples))
         body = _json_or_none(response.text)
         failure = _judge(path, response, body, settings)
@@ -88,7 +85,7 @@ async def check_health(
             wrong = _wrong_service(path, body, settings)
             if wrong is not None:
                 checks.append(CheckResult(f"{check_id} service", Step.HEALTH, Status.FAIL, failure=wrong))
-    return HealthOutcome(tuple(checks), tuple(latencies), tuple(versions), reachable)
+    return HealthOutcome(tuple(checks), tuple(latencies), tuple(versions))
 
 
 async def _warm_samples(http: httpx.AsyncClient, url: str, count: int) -> list[float]:

@@ -94,7 +94,7 @@ async def probe(
     deadline = time.monotonic() + timeouts.run_s
     async with httpx.AsyncClient(timeout=limits, trust_env=False, follow_redirects=False) as http:
         try:
-            async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeouts.run_s):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 health = await http_probe.check_health(
                     http=http, base_url=base_url, settings=settings.health, version=settings.version
                 )

@@ -1,0 +1,151 @@
+"""Text from outside (the system under test, its logs, GitHub): JSON parsed with bounds, secrets redacted first.
+
+Two rules every module that keeps outside text follows:
+- parse it with :func:`loads`, never bare ``json.loads``: a 2 KB frame of nested arrays must be a finding, not a
+  ``RecursionError`` later in whatever walks the document;
+- redact it before cutting it (:meth:`Redactor.clip`): a secret split by a cut leaks the half that is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MAX_JSON_DEPTH = 64  # real chat frames nest a handful of levels; anything deeper is hostile or broken
+REDACTED = "[redacted]"
+_MIN_NEEDLE = 4  # shorter "secrets" would blank out ordinary words and protect nothing
+
+
+class UntrustedJSONError(ValueError):
+    """Outside text that is not a JSON document we accept; ``str(e)`` says why in one line."""
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text`` (strings skipped), without recursion."""
+    if text.count("[") + text.count("{") <= 1:
+        return 1 if ("[" in text or "{" in text) else 0
+    depth = deepest = 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
+def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for outside text: invalid UTF-8, bad JSON and over-deep nesting are one error type."""
+    if isinstance(raw, bytes | bytearray):
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UntrustedJSONError(f"not UTF-8 (invalid byte at position {exc.start})") from None
+    else:
+        text = raw
+    opens = text.count("[") + text.count("{")
+    if opens > max_depth and json_depth(text) > max_depth:
+        raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UntrustedJSONError(f"not JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:  # unreachable after the depth check; kept so no input can crash a caller
+        raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels") from None
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every spelling of ``secret`` a server or a renderer might produce: raw, base64 (url-safe and standard),
+    JSON-escaped (``\\/``, ``\\"``, ``\\u00e9``), URL- and HTML-encoded, and each long line of a multi-line key."""
+    forms = {secret, html.escape(secret), quote(secret, safe=""), quote_plus(secret)}
+    raw = secret.encode()
+    forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("="), base64.b64encode(raw).decode()}
+    for ascii_only in (True, False):
+        escaped = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
+        forms |= {escaped, escaped.replace("/", "\\/")}
+    for line in secret.splitlines():
+        if len(line.strip()) >= 8:
+            forms.add(line.strip())
+    return {form for form in forms if len(form) >= _MIN_NEEDLE}
+
+
+class Redactor:
+    """Replaces every form of every secret with ``[redacted]`` in one pass over the text.
+
+    The needles are compiled into one regular expression shaped like a trie, so the cost per character stays
+    flat however many tokens a run minted (a thousand users mint a thousand JWTs that share a long prefix).
+    """
+
+    __slots__ = ("_needles", "_pattern")
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._needles: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        if secret:
+            before = len(self._needles)
+            self._needles |= secret_forms(secret)
+            if len(self._needles) != before:
+                self._pattern = None
+
+    def __bool__(self) -> bool:
+        return bool(self._needles)
+
+    def __repr__(self) -> str:  # never the secrets themselves
+        return f"Redactor({len(self._needles)} forms)"
+
+    def clean(self, text: str) -> str:
+        if not self._needles or not text:
+            return text
+        if self._pattern is None:
+            self._pattern = re.compile(_trie_pattern(self._needles))
+        return self._pattern.sub(REDACTED, text)
+
+    def clip(self, text: str, limit: int) -> str:
+        """Redact, then cut to ``limit`` characters, saying how much was cut."""
+        cleaned = self.clean(text)
+        if len(cleaned) <= limit:
+            return cleaned
+        return f"{cleaned[:limit]}… [{len(cleaned) - limit} more characters]"
+
+
+def _trie_pattern(needles: Iterable[str]) -> str:
+    trie: dict[str, Any] = {}
+    for needle in needles:
+        node = trie
+        for char in needle:
+            node = node.setdefault(char, {})
+        node[""] = {}  # end of a needle
+    return _node_pattern(trie)
+
+
+def _node_pattern(node: dict[str, Any]) -> str:
+    # Longest match first: children before the end marker, so "abcdef" wins over its prefix "abcd".
+    branches = []
+    for char in sorted(k for k in node if k):
+        child = node[char]
+        # Collapse a chain of single children into one literal run (keeps the pattern small and fast).
+        run = char
+        while len(child) == 1 and "" not in child:
+            ((next_char, child),) = child.items()
+            run += next_char
+        branches.append(re.escape(run) + _node_pattern(child) if child != {"": {}} else re.escape(run))
+    ends = "" in node
+    if not branches:
+        return ""
+    if len(branches) == 1 and not ends:
+        return branches[0]
+    body = "(?:" + "|".join(branches) + ")"
+    return body + "?" if ends else body

@@ -413,6 +413,15 @@ def _run(
         from bot import cloudrun
 
         cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
+    logs_reader = None
+    if settings.cloud_run.configured and settings.cloud_run.project and settings.logs.mode != "never":
+        from bot import logs  # light: google-cloud-logging itself loads on the first query
+
+        logs_reader = logs.CloudLogging(
+            project=settings.cloud_run.project,
+            endpoint=settings.logs.endpoint,
+            budget_s=settings.logs.budget_s,
+        )
 
     try:
         run = pipeline.execute(
@@ -422,6 +431,7 @@ def _run(
             cloud_run=cloud_run,
             log=log,
             on_token=on_token,
+            logs_reader=logs_reader,
         )
         # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
         artifacts, markdown = pipeline.write_artifacts(

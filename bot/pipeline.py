@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import auth, diagnose, impact, report, results
+from bot import logs as server_logs
+from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.probe import journey
 from bot.results import CheckResult, Run, Target, TrafficAction, Verdict
 from bot.settings import Settings
+from bot.untrusted import Redactor
 
 if TYPE_CHECKING:
     from bot.cloudrun import CloudRunClients
@@ -48,8 +51,17 @@ def execute(
     cloud_run: CloudRunClients | None,
     log: Callable[[str], None],
     on_token: Callable[[str], None] = lambda _token: None,
+    logs_reader: server_logs.Reader | None = None,
 ) -> Run:
     """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change."""
+    run_id = uuid.uuid4().hex[:12]
+    trace = tracing.RunTrace(run_id)  # every request carries a trace id derived from the run and the user
+    tokens: list[str] = []
+
+    def remember(token: str) -> None:
+        tokens.append(token)
+        on_token(token)
+
     started_at = _now()
     started = time.perf_counter()
     checks: list[CheckResult] = []
@@ -79,7 +91,9 @@ def execute(
         users = settings.journey.users + settings.load.users
         log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}")
         outcome = asyncio.run(
-            journey.probe(settings, base_url=target.url, credentials=credentials, on_token=on_token)
+            journey.probe(
+                settings, base_url=target.url, credentials=credentials, on_token=remember, trace=trace
+            )
         )
         checks.extend(outcome.checks)
         metrics = outcome.metrics
@@ -90,8 +104,8 @@ def execute(
 
     findings = diagnose.diagnose(checks, service=settings.service_name)
     verdict = results.verdict_for(findings)
-    return Run(
-        run_id=uuid.uuid4().hex[:12],
+    run = Run(
+        run_id=run_id,
         started_at=started_at,
         finished_at=_now(),
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -105,7 +119,39 @@ def execute(
         commit=context.commit,
         run_url=context.run_url,
         tool_version=context.tool_version,
+        traces=trace.users(),
     )
+    return _with_server_logs(
+        run, settings, reader=logs_reader, credentials=credentials, tokens=tokens, log=log
+    )
+
+
+def _with_server_logs(
+    run: Run,
+    settings: Settings,
+    *,
+    reader: server_logs.Reader | None,
+    credentials: auth.Credentials,
+    tokens: list[str],
+    log: Callable[[str], None],
+) -> Run:
+    """The revision's own logs under the findings. Never changes the verdict: it only adds ``run.logs``."""
+    target = run.target
+    where = None
+    if settings.cloud_run.configured and target.project and target.revision and settings.cloud_run.service:
+        where = server_logs.Where(target.project, target.region, settings.cloud_run.service, target.revision)
+    secrets = [credentials.secret, credentials.private_key, credentials.token, credentials.password, *tokens]
+    found = server_logs.collect(
+        run,
+        where=where,
+        reader=reader,
+        settings=settings.logs,
+        redactor=Redactor(secrets),
+        websocket_path=settings.websocket.path,
+    )
+    if found is not None:
+        log(f"warning: {found.message}" if found.status in ("denied", "unavailable") else found.message)
+    return replace(run, logs=found)
 
 
 def exit_code(run: Run, settings: Settings) -> ExitCode:

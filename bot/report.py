@@ -408,6 +408,12 @@ def timestamp(value: object) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else escape(value, 60)
 
 
+def clock(value: object) -> str:
+    """``14:05:01 UTC``: the time of day to the second (log entries within one run's window)."""
+    moment = _parse_time(value)
+    return moment.strftime("%H:%M:%S UTC") if moment else escape(value, 40)
+
+
 def age(value: object, reference: object) -> str:
     """How long before ``reference`` (the run's end, so reports are reproducible) ``value`` was: ``3 min``."""
     start, end = _parse_time(value), _parse_time(reference)
@@ -497,6 +503,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "measure": measure,
     "timestamp": timestamp,
     "age": age,
+    "clock": clock,
     "percent": percent,
     "money": money,
     "plural": plural,

@@ -215,6 +215,73 @@ class TrafficAction:
 
 
 @dataclass(frozen=True, slots=True)
+class UserTrace:
+    """The trace id one simulated user's requests carried (``traceparent``, ``X-Cloud-Trace-Context``)."""
+
+    user: int  # 1-based simulated user; 0 for the run's own requests (health, the negative auth check)
+    trace_id: str  # 32 hex digits, derived from the run id and the user
+    first_request_at: str | None = None  # RFC 3339 UTC with milliseconds; None when no request was sent
+
+
+@dataclass(frozen=True, slots=True)
+class LogGroup:
+    """Server log entries whose messages differ only in numbers, ids and timestamps. Text is untrusted (already
+    redacted; escaped when rendered)."""
+
+    pattern: str  # the message with numbers, ids and timestamps replaced by <n>, <id>, <time>
+    severity: str  # the highest severity in the group (Cloud Logging's names: WARNING, ERROR, ...)
+    count: int
+    first_at: str  # RFC 3339 UTC
+    example: str  # one message, first line
+    details: str = ""  # the rest of that message when it spans lines (a traceback)
+    trace_ids: tuple[str, ...] = ()  # the run's trace ids seen in the group
+    matched_by: str = ""  # "trace" or "time": how the group was tied to a finding
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLog:
+    """Cloud Run's request log for one of the run's requests: the server's view beside the client's."""
+
+    trace_id: str
+    user: int | None
+    method: str
+    url: str
+    status: int | None
+    latency_ms: float | None
+    at: str  # RFC 3339 UTC
+    client_view: str = ""  # what the probe saw for the same request, e.g. "HTTP 502 Bad Gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class FindingLogs:
+    """What the revision logged while one finding's journeys ran."""
+
+    fingerprint: str
+    explorer_url: str  # Logs Explorer: this revision, the run's window, the finding's trace ids
+    groups: tuple[LogGroup, ...] = ()
+    requests: tuple[RequestLog, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLogs:
+    """The revision's own logs for this run (Cloud Logging), or why they were not read."""
+
+    status: str  # "read" | "not-read" (no Cloud Run coordinates, or mode never) | "denied" | "unavailable"
+    message: str  # one line in our words: what was read, or why not and what to do
+    window_start: str | None = None
+    window_end: str | None = None
+    explorer_url: str | None = None
+    api_calls: int = 0
+    entries: int = 0
+    truncated: bool = False  # a page cap or the time budget cut the answer short
+    groups: tuple[LogGroup, ...] = ()  # the top groups of the whole run
+    findings: tuple[FindingLogs, ...] = ()
+
+    def for_finding(self, fingerprint: str) -> FindingLogs | None:
+        return next((f for f in self.findings if f.fingerprint == fingerprint), None)
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     run_id: str
     started_at: str  # RFC 3339 UTC
@@ -232,6 +299,8 @@ class Run:
     tool_version: str = ""
     traffic_actions: tuple[TrafficAction, ...] = ()
     schema: int = SCHEMA
+    traces: tuple[UserTrace, ...] = ()  # per simulated user, the trace id its requests carried
+    logs: ServerLogs | None = None  # the revision's own logs; None when not looked at (a passing run)
 
     @property
     def p0_count(self) -> int:
@@ -243,6 +312,9 @@ class Run:
 
     def metric(self, id: str) -> Metric | None:
         return next((m for m in self.metrics if m.id == id), None)
+
+    def trace_id(self, user: int) -> str | None:
+        return next((t.trace_id for t in self.traces if t.user == user), None)
 
 
 def verdict_for(findings: Iterable[Finding]) -> Verdict:

@@ -222,6 +222,25 @@ class GateSettings(_Section):
     on_fail: Literal["none", "rollback"] = "none"
 
 
+class LogsSettings(_Section):
+    """The revision's own logs (Cloud Logging) under each finding; needs Cloud Run coordinates."""
+
+    mode: Literal["auto", "always", "never"] = "auto"  # auto: only on runs with findings
+    endpoint: str | None = None  # custom Logging API endpoint, e.g. http://127.0.0.1:8124 for a stand-in
+    page_size: int = Field(default=200, ge=1, le=1000)  # entries per call (at most two calls per run)
+    budget_s: float = Field(default=10, gt=0, le=60)  # wall time for both calls together
+    top_groups: int = Field(default=5, ge=1, le=20)  # groups shown per finding and for the run
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+/?$", v):
+            raise ValueError(
+                f"endpoint must be a scheme and host like https://logging.googleapis.com, got {v!r}"
+            )
+        return v
+
+
 class TimeoutSettings(_Section):
     connect_s: float = Field(default=10, gt=0, le=120)
     request_s: float = Field(default=10, gt=0, le=120)
@@ -245,6 +264,7 @@ class Settings(_Section):
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    logs: LogsSettings = Field(default_factory=LogsSettings)
 
     @field_validator("url")
     @classmethod

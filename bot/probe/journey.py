@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from bot import auth, protocol
+from bot import trace as tracing
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
 from bot.results import CheckResult, Failure, Kind, Metric, Status, Step
@@ -76,8 +77,11 @@ async def probe(
     base_url: str,
     credentials: auth.Credentials,
     on_token: Callable[[str], None] = lambda _token: None,
+    trace: tracing.RunTrace | None = None,
 ) -> ProbeOutcome:
-    """Health, then the journey for ``journey.users`` users at once, then the optional load phase."""
+    """Health, then the journey for ``journey.users`` users at once, then the optional load phase.
+
+    Every request carries ``trace``'s headers for the user it belongs to (user 0: health, negative check)."""
     seen_tokens: list[str] = []
 
     def remember(token: str) -> None:
@@ -87,12 +91,16 @@ async def probe(
     timeouts = settings.timeouts
     limits = httpx.Timeout(timeouts.request_s, connect=timeouts.connect_s)
     run_tag = uuid.uuid4().hex[:8]
+    trace = trace or tracing.RunTrace(run_tag)
     checks: list[CheckResult] = []
     journeys: list[UserJourney] = []
     health_latencies: tuple[float, ...] = ()
     versions: tuple[str, ...] = ()
     deadline = time.monotonic() + timeouts.run_s
-    async with httpx.AsyncClient(timeout=limits, trust_env=False, follow_redirects=False) as http:
+    hooks = trace.httpx_hooks()
+    async with httpx.AsyncClient(
+        timeout=limits, trust_env=False, follow_redirects=False, event_hooks=hooks
+    ) as http:
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 health = await http_probe.check_health(
@@ -111,7 +119,7 @@ async def probe(
             checks.append(version)
 
         if settings.websocket.negative_auth_check and settings.auth.mode != "none":
-            checks.append(await _negative(settings, base_url=base_url, deadline=deadline))
+            checks.append(await _negative(settings, base_url=base_url, deadline=deadline, trace=trace))
 
         phases = [range(1, settings.journey.users + 1)]
         if settings.load.users:
@@ -131,6 +139,7 @@ async def probe(
                         http=http,
                         deadline=deadline,
                         on_token=remember,
+                        trace=trace,
                     )
                     for j in batch
                 )
@@ -183,8 +192,10 @@ def redact(checks: list[CheckResult], secrets: list[str | None]) -> tuple[CheckR
     return tuple(cleaned)
 
 
-async def _negative(settings: Settings, *, base_url: str, deadline: float) -> CheckResult:
-    offer = protocol.offer(base_url, settings.websocket, None)
+async def _negative(
+    settings: Settings, *, base_url: str, deadline: float, trace: tracing.RunTrace
+) -> CheckResult:
+    offer = trace.sign_offer(protocol.offer(base_url, settings.websocket, None), tracing.RUN_USER)
     timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - time.monotonic()))
     started = time.perf_counter()
     try:
@@ -228,8 +239,10 @@ async def _journey(
     run_tag: str,
     http: httpx.AsyncClient,
     on_token: Callable[[str], None],
+    trace: tracing.RunTrace,
 ) -> None:
     started = time.perf_counter()
+    trace.bind(journey.user)  # this task's HTTP requests (login) carry this user's trace id
     later = (
         ("handshake", Step.CONNECT),
         ("message", Step.MESSAGE),
@@ -266,7 +279,7 @@ async def _journey(
 
     # 2. Handshake
     journey.step = Step.CONNECT
-    offer = protocol.offer(base_url, settings.websocket, identity.token)
+    offer = trace.sign_offer(protocol.offer(base_url, settings.websocket, identity.token), journey.user)
     handshake = await ws_probe.open_connection(
         offer,
         timeout_s=settings.websocket.open_timeout_s,

@@ -39,7 +39,8 @@ def _offer_evidence(offer: Offer) -> dict[str, str]:
     return {
         "url": offer.url.split("?", 1)[0],
         "offered subprotocols": ", ".join(shown) or "(none)",
-        "token offered in": ", ".join(name for name, _ in offer.headers) or "(no header)",
+        "token offered in": ", ".join(name for name, _ in offer.headers if name.lower() == "authorization")
+        or "(no header)",
     }
 
 

@@ -261,6 +261,9 @@ def collect(
             "the target was given as a URL, without Cloud Run coordinates (project, region, service)"
         )
     start, end = window(run)
+    time.sleep(
+        settings.settle_s
+    )  # the run's last entries reach Cloud Logging a few seconds after they happen
     revision_filter = _revision_filter(where)
     span = f'timestamp>="{_rfc3339(start)}" AND timestamp<="{_rfc3339(end)}"'
     trace_ids = [t.trace_id for t in run.traces]

@@ -8,6 +8,7 @@ entry point reads it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -230,6 +231,7 @@ class LogsSettings(_Section):
     page_size: int = Field(default=200, ge=1, le=1000)  # entries per call (at most two calls per run)
     budget_s: float = Field(default=10, gt=0, le=60)  # wall time for both calls together
     top_groups: int = Field(default=5, ge=1, le=20)  # groups shown per finding and for the run
+    settle_s: float = Field(default=3, ge=0, le=30)  # Logging ingests entries seconds after they are written
 
     @field_validator("endpoint")
     @classmethod
@@ -237,6 +239,12 @@ class LogsSettings(_Section):
         if v is not None and not re.match(r"^https?://[^/\s]+/?$", v):
             raise ValueError(
                 f"endpoint must be a scheme and host like https://logging.googleapis.com, got {v!r}"
+            )
+        host = urlsplit(v).hostname if v else None
+        if v and v.startswith("http://") and host != "localhost" and not _loopback_ip(host):
+            raise ValueError(
+                f"plain http:// is only allowed for a local stand-in on loopback (127.0.0.1, localhost, [::1]); "
+                f"use https:// for {v!r}"
             )
         return v
 
@@ -295,6 +303,13 @@ class Settings(_Section):
         if self.url:
             return urlsplit(self.url).hostname or "service"
         return "service"
+
+
+def _loopback_ip(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _path(value: str) -> str:

@@ -657,3 +657,69 @@ NAMES = tuple(SAMPLES)
 def run(name: str) -> Run:
     """The sample run called ``name`` (see ``NAMES``)."""
     return SAMPLES[name]()
+
+
+# -- the revision's own logs (bot/logs.py) ---------------------------------------------------------------------
+
+TRACE_IDS = {user: f"{user:x}" * 32 for user in range(0, USERS + 1)}
+LOG_EXPLORER = (
+    "https://console.cloud.google.com/logs/query;query=resource.type%3D%22cloud_run_revision%22?project=acme"
+)
+
+
+def server_logs(*, example: str = "Exception in ASGI application", details: str = "") -> Run:
+    """The 502 upgrade with what the revision logged: a traceback group tied by trace, a warning tied by time,
+    and the failed upgrade's request log beside the client's view."""
+    from bot.results import FindingLogs, LogGroup, RequestLog, ServerLogs, UserTrace
+
+    base = ws_upgrade_status()
+    details = details or (
+        'Traceback (most recent call last):\n  File "/app/main.py", line 88, in websocket_endpoint\n'
+        "    session = await agent_pool.acquire(timeout=1.5)\nTimeoutError: agent pool 3f2a9c1d7e exhausted"
+    )
+    groups = (
+        LogGroup("Exception in ASGI application … TimeoutError: agent pool <id> exhausted", "ERROR", USERS,
+                 "2025-06-03T14:21:08.412Z", example, details, (TRACE_IDS[1],), "trace"),
+        LogGroup("WARNING redis pool at <n>% (<n>/<n>)", "WARNING", 3, "2025-06-03T14:21:07.950Z",
+                 "WARNING redis pool at 92% (46/50)", "", (), "time"),
+    )  # fmt: skip
+    requests = tuple(
+        RequestLog(
+            TRACE_IDS[user], user, "GET", WS_URL, 502, 1.3 + user, "2025-06-03T14:21:08.410Z", "HTTP 502"
+        )
+        for user in (1, 2)
+    )
+    logs = ServerLogs(
+        status="read",
+        message="Read 14 entries of revision chat-backend-00042-pr in 2 calls; 2 groups tied to findings.",
+        window_start="2025-06-03T14:21:02.000Z",
+        window_end="2025-06-03T14:21:17.000Z",
+        explorer_url=LOG_EXPLORER,
+        api_calls=2,
+        entries=14,
+        groups=groups,
+        findings=(FindingLogs(base.findings[0].fingerprint, LOG_EXPLORER, groups, requests),),
+    )
+    traces = tuple(UserTrace(user, trace, "2025-06-03T14:21:07.901Z") for user, trace in TRACE_IDS.items())
+    return replace(base, traces=traces, logs=logs)
+
+
+def server_logs_denied() -> Run:
+    from bot.results import ServerLogs
+
+    message = (
+        "Server logs were not read: Cloud Logging refused to list entries (HTTP 403: Permission "
+        "'logging.logEntries.list' denied on resource (or it may not exist).): grant roles/logging.viewer on "
+        "project acme to the identity this job runs as."
+    )
+    return replace(ws_upgrade_status(), logs=ServerLogs(status="denied", message=message))
+
+
+def hostile_logs() -> Run:
+    """Log text is the server's: every hostile string in a group's example, its traceback and a request URL."""
+    run = server_logs(example=HOSTILE_TEXT.replace("\n", " "), details=HOSTILE_TEXT)
+    assert run.logs is not None
+    section = run.logs.findings[0]
+    request = replace(section.requests[0], url=HOSTILE_TEXT, client_view=HOSTILE_TEXT)
+    section = replace(section, requests=(request,))
+    return replace(run, logs=replace(run.logs, findings=(section,), message=HOSTILE_TEXT))

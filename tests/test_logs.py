@@ -76,6 +76,7 @@ def _collect(
     api: LoggingStandIn, run: Run, **settings: object
 ) -> tuple[logs.ServerLogs | None, logs.CloudLogging]:
     reader = logs.CloudLogging(project="p", endpoint=api.url, budget_s=float(settings.pop("budget_s", 10)))  # type: ignore[arg-type]
+    settings.setdefault("settle_s", 0)
     found = logs.collect(
         run, where=WHERE, reader=reader, settings=LogsSettings(**settings), redactor=Redactor([SECRET])
     )
@@ -205,7 +206,7 @@ def _check(tmp_path: Path, *, faults: list[str], prepare=lambda api: None, logs_
             prepare(logging_api)
             tmp_path.mkdir(parents=True, exist_ok=True)
             config = tmp_path / "golden-path.yml"
-            config.write_text(f"{FAST}logs:\n  endpoint: {logging_api.url}\n{logs_yaml}")
+            config.write_text(f"{FAST}logs:\n  endpoint: {logging_api.url}\n  settle_s: 0\n{logs_yaml}")
             argv = ["check", "--project", "p", "--region", "r", "--service", SERVICE,
                     "--cloud-run-endpoint", run_api.url, "--config", str(config), "--output-dir", str(tmp_path)]  # fmt: skip
             code, out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
@@ -282,7 +283,7 @@ def test_main__url_mode_reads_no_logs_and_says_so(tmp_path: Path):
         ReferenceServer(secret=SECRET, faults=parse_faults(["ws-502"])) as backend,
     ):
         config = tmp_path / "golden-path.yml"
-        config.write_text(f"{FAST}logs:\n  endpoint: {logging_api.url}\n")
+        config.write_text(f"{FAST}logs:\n  endpoint: {logging_api.url}\n  settle_s: 0\n")
         argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path)]
         code, out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
     assert code == 1, err

@@ -767,3 +767,33 @@ def test_render_report__no_arr_configured_mentions_no_money() -> None:
     impact = assess(run.findings, settings=ImpactSettings(), journey_name="AI chat")
     text = report.render_report(replace(run, impact=impact))
     assert "ARR" not in text.split("\n")[1]
+
+
+# -- the revision's own logs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["server_logs", "server_logs_denied"])
+def test_render_report__snapshot_server_logs(name: str) -> None:
+    assert_snapshot(f"report-{name.replace('_', '-')}", report.render_report(getattr(samples, name)()))
+
+
+def test_render_report__log_groups_sit_under_their_finding_with_tracebacks_folded() -> None:
+    text = report.render_report(samples.server_logs())
+    finding = text[text.index("#### 1.") : text.index("### Server logs")]
+    assert "| 5 | ERROR | 14:21:08 UTC | `Exception in ASGI application` | trace id |" in finding
+    assert "| 3 | WARNING | 14:21:07 UTC | `WARNING redis pool at 92% (46/50)` | time |" in finding
+    assert "<details><summary>ERROR × 5: Exception in ASGI application</summary>" in finding
+    assert f"- **Trace:** `{samples.TRACE_IDS[1]}`" in finding
+    assert "| HTTP 502 at 14:21:08 UTC | 2.3 ms | HTTP 502 |" in finding
+    assert_tables_well_formed(text)
+
+
+@pytest.mark.parametrize("render", ["report", "comment", "issue"])
+def test_render_report__hostile_log_text_is_inert(render: str) -> None:
+    run = samples.hostile_logs()
+    if render == "report":
+        assert_inert(report.render_report(run), markers=0)
+    elif render == "comment":
+        assert_inert(report.render_comment(run, history=[]), markers=2)
+    else:
+        assert_inert(report.render_issue(run, run.findings[0]), markers=1)

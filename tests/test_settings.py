@@ -81,3 +81,21 @@ def test_read_config_file__reports_missing_malformed_and_non_mapping(tmp_path: P
     empty = tmp_path / "empty.yml"
     empty.write_text("")
     assert read_config_file(empty) == {}
+
+
+def test_build_settings__logs_section_defaults_and_mistakes():
+    settings = build_settings({"url": "https://chat.example.com"})
+    assert (settings.logs.mode, settings.logs.page_size, settings.logs.budget_s) == ("auto", 200, 10)
+    assert (
+        build_settings({"logs": {"mode": "always", "endpoint": "http://127.0.0.1:9"}}).logs.mode == "always"
+    )
+    with pytest.raises(
+        ConfigError, match=r"config key 'logs.mode': .*'auto', 'always' or 'never'.*'sometimes'"
+    ):
+        build_settings({"logs": {"mode": "sometimes"}})
+    with pytest.raises(
+        ConfigError, match=r"config key 'logs.endpoint': plain http:// is only allowed .*loopback"
+    ):
+        build_settings({"logs": {"endpoint": "http://logging.example.com"}})
+    with pytest.raises(ConfigError, match=r"config key 'logs.page_size'"):
+        build_settings({"logs": {"page_size": 5000}})

@@ -39,6 +39,7 @@ WINDOW_MARGIN = timedelta(
     seconds=5
 )  # clocks differ a little, and the last entries are written after the answer
 MAX_TRACES_IN_LINK = 10  # a Logs Explorer link stays under 2,000 characters
+MAX_FILTER_CHARS = 19_000  # the API refuses a filter over 20,000 characters (hundreds of load users' traces)
 MAX_REQUESTS_PER_FINDING = 5
 EXAMPLE_CHARS = 300
 DETAILS_CHARS = 3_000
@@ -217,7 +218,7 @@ def _denied(project: str, exc: Exception) -> str:
 
 
 def _short(exc: Exception) -> str:
-    message = str(getattr(exc, "message", None) or exc)
+    message = str(getattr(exc, "message", None) or exc).replace("##[", "#\u200b#[")  # no workflow command
     message = re.sub(r"^(?:GET|POST) \S+: ", "", message)  # the library prefixes the request's URL
     return re.sub(r"\s+", " ", message)[:200]
 
@@ -266,7 +267,7 @@ def collect(
     )  # the run's last entries reach Cloud Logging a few seconds after they happen
     revision_filter = _revision_filter(where)
     span = f'timestamp>="{_rfc3339(start)}" AND timestamp<="{_rfc3339(end)}"'
-    trace_ids = [t.trace_id for t in run.traces]
+    trace_ids, traces_cut = _queried_traces(run, where.project, room=MAX_FILTER_CHARS - len(span) - 10)
     queries = [f"{revision_filter} AND {span} AND severity>=WARNING"]
     if trace_ids:
         queries.append(f"{span} AND {_trace_filter(where.project, trace_ids)}")
@@ -278,7 +279,10 @@ def collect(
         explorer_url=explorer_url(where.project, _link_query(where, trace_ids), start, end),
     )
     entries: dict[str, _Entry] = {}
-    truncated, cut_short = False, ""
+    truncated = traces_cut
+    cut_short = (
+        f" (the traces of {len(run.traces) - len(trace_ids)} users were not queried)" if traces_cut else ""
+    )
     for query in queries:
         try:
             page = reader.list_page(query, page_size=settings.page_size)
@@ -287,7 +291,7 @@ def collect(
                 status = "denied" if exc.denied else "unavailable"
                 message = f"Server logs were not read: {exc}."
                 return replace(base, status=status, message=message, api_calls=reader.calls)
-            truncated, cut_short = True, f" ({exc})"
+            truncated, cut_short = True, f"{cut_short} ({exc})"
             break
         truncated = truncated or page.more
         for raw in page.entries:
@@ -316,6 +320,22 @@ def collect(
         groups=group([e for e in ordered if e.severity >= WARNING], limit=settings.top_groups),
         findings=findings,
     )
+
+
+def _queried_traces(run: Run, project: str, *, room: int) -> tuple[list[str], bool]:
+    """The trace ids that fit in one filter: the findings' users first, then everyone else; and whether some
+    had to be left out."""
+    in_findings = [run.trace_id(user) for finding in run.findings for user in finding.users]
+    ordered = list(dict.fromkeys([t for t in in_findings if t] + [t.trace_id for t in run.traces]))
+    chosen: list[str] = []
+    used = 2
+    for trace_id in ordered:
+        cost = len(f'trace="{cloud_trace_name(project, trace_id)}" OR ')
+        if used + cost > room:
+            return chosen, True
+        chosen.append(trace_id)
+        used += cost
+    return chosen, False
 
 
 def window(run: Run) -> tuple[datetime, datetime]:

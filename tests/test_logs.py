@@ -289,3 +289,15 @@ def test_main__url_mode_reads_no_logs_and_says_so(tmp_path: Path):
     assert code == 1, err
     assert logging_api.calls == []
     assert "Server logs were not read: the target was given as a URL" in out
+
+
+def test_collect__hundreds_of_users_keep_the_filter_under_the_apis_limit_with_the_findings_traces_first():
+    with LoggingStandIn() as api:
+        run = _run()
+        many = tuple(UserTrace(u, f"{u:032x}") for u in range(2, 600))
+        run = replace(run, traces=(UserTrace(1, TRACE_1), *many))
+        found, _ = _collect(api, run)
+    assert found is not None and found.status == "read", found
+    trace_query = api.calls[1].body["filter"]
+    assert len(trace_query) <= 20_000 and f"projects/p/traces/{TRACE_1}" in trace_query
+    assert found.truncated and "were not queried" in found.message

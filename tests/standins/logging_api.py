@@ -181,6 +181,8 @@ class LoggingStandIn(LoopbackServer):
         names = request.get("resourceNames") or []
         if names != [f"projects/{self.project}"]:
             return _error(403, DENIED)
+        if len(request.get("filter", "")) > 20_000:
+            return _error(400, "filter: the query is too long (maximum 20000 characters)")
         page_size = int(request.get("pageSize") or 50)
         if not 1 <= page_size <= 1000:
             return _error(400, f"page_size must be between 1 and 1000, got {page_size}")

@@ -262,9 +262,8 @@ def collect(
             "the target was given as a URL, without Cloud Run coordinates (project, region, service)"
         )
     start, end = window(run)
-    time.sleep(
-        settings.settle_s
-    )  # the run's last entries reach Cloud Logging a few seconds after they happen
+    # The run's last entries reach Cloud Logging a few seconds after they happen.
+    time.sleep(settings.settle_s)
     revision_filter = _revision_filter(where)
     span = f'timestamp>="{_rfc3339(start)}" AND timestamp<="{_rfc3339(end)}"'
     trace_ids, traces_cut = _queried_traces(run, where.project, room=MAX_FILTER_CHARS - len(span) - 10)
@@ -283,11 +282,11 @@ def collect(
     cut_short = (
         f" (the traces of {len(run.traces) - len(trace_ids)} users were not queried)" if traces_cut else ""
     )
-    for query in queries:
+    for answered, query in enumerate(queries):
         try:
             page = reader.list_page(query, page_size=settings.page_size)
         except LogsUnavailable as exc:
-            if exc.denied or not entries:
+            if exc.denied or not answered:
                 status = "denied" if exc.denied else "unavailable"
                 message = f"Server logs were not read: {exc}."
                 return replace(base, status=status, message=message, api_calls=reader.calls)

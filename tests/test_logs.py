@@ -301,3 +301,14 @@ def test_collect__hundreds_of_users_keep_the_filter_under_the_apis_limit_with_th
     trace_query = api.calls[1].body["filter"]
     assert len(trace_query) <= 20_000 and f"projects/p/traces/{TRACE_1}" in trace_query
     assert found.truncated and "were not queried" in found.message
+
+
+def test_collect__a_second_call_failing_keeps_what_the_first_read():
+    with LoggingStandIn() as api:
+        api.text(SERVICE, REVISION, "ERROR database unreachable (attempt 3)", severity="ERROR")
+        api.inject(503, after=1, times=1)
+        found, reader = _collect(api, _run())
+    assert found is not None and found.status == "read", found
+    assert reader.calls == 2 and found.truncated
+    assert "HTTP 503" in found.message
+    assert [g.example for g in found.groups] == ["ERROR database unreachable (attempt 3)"]

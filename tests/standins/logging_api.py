@@ -62,7 +62,7 @@ class LoggingStandIn(LoopbackServer):
         self.calls: list[ListCall] = []
         self.delay_s = 0.0
         self.sparse_first_page = False  # a slow search: the first page comes back empty, with a page token
-        self._errors: list[tuple[int, str]] = []
+        self._errors: list[tuple[int, str] | None] = []
         self.received: list[dict[str, str]] = []  # headers of requests that passed through front()
         self._lock = threading.Lock()
         super().__init__(_handler_for(self))
@@ -71,9 +71,10 @@ class LoggingStandIn(LoopbackServer):
     def url(self) -> str:
         return self.origin
 
-    def inject(self, status: int, message: str = "", *, times: int = 100) -> None:
+    def inject(self, status: int, message: str = "", *, times: int = 100, after: int = 0) -> None:
+        """Answer ``status`` to ``times`` calls, starting after ``after`` calls answered normally."""
         default = DENIED if status == 403 else "The service is currently unavailable."
-        self._errors = [(status, message or default)] * times
+        self._errors = [None] * after + [(status, message or default)] * times
 
     def add(self, entry: Entry) -> Entry:
         with self._lock:

@@ -312,3 +312,14 @@ def test_collect__a_second_call_failing_keeps_what_the_first_read():
     assert reader.calls == 2 and found.truncated
     assert "HTTP 503" in found.message
     assert [g.example for g in found.groups] == ["ERROR database unreachable (attempt 3)"]
+
+
+def test_collect__without_google_credentials_the_report_says_what_to_set_up(tmp_path: Path, monkeypatch):
+    # google-auth reads GOOGLE_APPLICATION_CREDENTIALS first: a missing file fails at once, with no network.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    reader = logs.CloudLogging(project="p", endpoint=None, budget_s=1)
+    found = logs.collect(
+        _run(), where=WHERE, reader=reader, settings=LogsSettings(settle_s=0), redactor=Redactor()
+    )
+    assert found is not None and found.status == "unavailable" and reader.calls == 0
+    assert "no Google Cloud credentials" in found.message and "roles/logging.viewer" in found.message

@@ -71,6 +71,9 @@ class HealthSettings(_Section):
     # front end ("frontend", "web", "ui") is reported as the host routing to the wrong service.
     expected_service: str | None = None
     latency_samples: int = Field(default=3, ge=1, le=50)  # warm requests per path for the API latency metric
+    # One health request's TOTAL deadline, body included (httpx's request_s bounds each read, so a body sent a
+    # byte a second never trips it); a slow health endpoint costs health this much, never the journey's time.
+    timeout_s: float = Field(default=10, gt=0, le=120)
 
     @field_validator("paths")
     @classmethod
@@ -84,6 +87,7 @@ class LoginSettings(_Section):
     body: dict[str, Any] = Field(default_factory=lambda: {"username": "{user}", "password": "{password}"})
     password_env: str = "GOLDEN_PATH_PASSWORD"
     token_field: str = "access_token"  # dotted path in the JSON answer
+    timeout_s: float = Field(default=10, gt=0, le=120)  # the login request's total deadline, body included
 
     @field_validator("path")
     @classmethod

@@ -9,11 +9,13 @@ Two rules every module that keeps outside text follows:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 MAX_JSON_DEPTH = 64  # real chat frames nest a handful of levels; anything deeper is hostile or broken
@@ -119,6 +121,36 @@ class Redactor:
         if len(cleaned) <= limit:
             return cleaned
         return f"{cleaned[:limit]}… [{len(cleaned) - limit} more characters]"
+
+
+T = TypeVar("T")
+
+
+def redact_strings(value: T, redactor: Redactor) -> T:
+    """``value`` with every string inside it redacted: frozen dataclasses (rebuilt), tuples, lists and dicts
+    (keys too) are walked; enum members and other values are kept as they are."""
+    if not redactor:
+        return value
+    return _redact(value, redactor)  # type: ignore[no-any-return]
+
+
+def _redact(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, Enum):
+        return value
+    if isinstance(value, str):
+        return redactor.clean(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _redact(getattr(value, f.name), redactor) for f in dataclasses.fields(value) if f.init
+        }
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, tuple):
+        return tuple(_redact(item, redactor) for item in value)
+    if isinstance(value, list):
+        return [_redact(item, redactor) for item in value]
+    if isinstance(value, dict):
+        return {_redact(k, redactor): _redact(v, redactor) for k, v in value.items()}
+    return value
 
 
 def _trie_pattern(needles: Iterable[str]) -> str:

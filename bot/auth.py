@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 import warnings
@@ -195,4 +196,13 @@ async def _login(
         ) from None
     if not isinstance(value, str) or not value:
         raise LoginError(f"login answer's '{login.token_field}' is not a token", evidence=evidence)
+    if not _HEADER_SAFE.fullmatch(value):
+        # It goes into an Authorization header and a subprotocol: CR/LF there would forge header lines.
+        raise LoginError(
+            f"login answer's '{login.token_field}' has characters a token cannot carry (spaces, CR/LF, ...)",
+            evidence=evidence,
+        )
     return value
+
+
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,16384}")

@@ -191,6 +191,7 @@ class RawHTTPServer:
 # -- a scripted WebSocket backend ----------------------------------------------------------------------------
 
 Session = Callable[[ServerConnection, str | None], Awaitable[None]]
+Answer = tuple[int, str] | tuple[int, str, Mapping[str, str]]  # status, body[, extra headers]
 
 
 def offered_token(request: Request) -> str | None:
@@ -200,13 +201,14 @@ def offered_token(request: Request) -> str | None:
 
 
 class ScriptedBackend:
-    """A real WebSocket server: ``http`` maps a GET path to a function of the request giving (status, body);
+    """A real WebSocket server: ``http`` maps a GET path to a function of the request giving (status, body)
+    or (status, body, headers);
     ``session`` runs for each accepted WebSocket with the token the client offered."""
 
     def __init__(
         self,
         *,
-        http: Mapping[str, Callable[[Request], tuple[int, str]]],
+        http: Mapping[str, Callable[[Request], Answer]],
         session: Session,
         ws_path: str = "/ws",
         subprotocols: tuple[str, ...] = ("jwt-auth",),
@@ -231,13 +233,14 @@ class ScriptedBackend:
         if path == self._ws_path:
             return None
         answer = self._http.get(path)
-        status, body = answer(request) if answer else (404, '{"detail": "Not Found"}')
-        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body.encode()))})
+        status, body, *extra = answer(request) if answer else (404, '{"detail": "Not Found"}')
+        headers = Headers({"Content-Type": "application/json", **(extra[0] if extra else {})})
+        headers["Content-Length"] = str(len(body.encode()))
         return Response(status, HTTPStatus(status).phrase, headers, body.encode())
 
     async def _handler(self, connection: ServerConnection) -> None:
         assert connection.request is not None
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a peer hanging up mid-script is part of the game
             await self._session(connection, offered_token(connection.request))
 
     def _run(self) -> None:

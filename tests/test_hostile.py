@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection
@@ -17,7 +18,17 @@ from websockets.http11 import Request
 from bot.cli import main
 from bot.untrusted import secret_forms
 from tests.standins.actions_runner import commands
-from tests.standins.hostile_http import ScriptedBackend
+from tests.standins.hostile_http import (
+    RawHTTPServer,
+    ScriptedBackend,
+    drip,
+    endless_chunked,
+    garbage,
+    redirect,
+    respond,
+    silent,
+    sized_body,
+)
 
 SECRET = "hostile-secret-Ωé/\"q'<&>+ 0123456789"
 GITHUB_TOKEN = "ghs_hostileGitHubToken0123456789abcdef"
@@ -238,3 +249,135 @@ def test_main__no_form_of_any_secret_reaches_any_output(mode: str, tmp_path: Pat
     masked_out = "\n".join(line for line in out.splitlines() if not line.startswith("::add-mask::"))
     channels["stdout"] = masked_out
     assert {name: _leaks(text, secrets) for name, text in channels.items()} == {name: [] for name in channels}
+
+
+# -- misbehaving HTTP and TCP peers --------------------------------------------------------------------------
+
+HEALTH_S = 2.0  # health.timeout_s in these runs
+QUICK = {
+    "journey": {"event_timeout_s": 2, "sla_s": 4, "users": 1},
+    "websocket": {"open_timeout_s": 2},
+    "health": {"timeout_s": HEALTH_S, "latency_samples": 1},
+    "timeouts": {"connect_s": 2, "request_s": 2, "run_s": 6},
+}
+HEALTHY = respond(200, b'{"status": "ok"}')
+
+
+def _check(url: str, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
+    config = tmp_path / "quick.yml"
+    config.write_text(json.dumps(QUICK))
+    argv = ["check", "--url", url, "--config", str(config), "--output-dir", str(tmp_path / "out"), "--quiet"]
+    code, _, err = _run(argv, {"JWT_SECRET_KEY": SECRET})
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "junit.xml").is_file()
+    return code, saved, err
+
+
+def _failure(saved: dict[str, Any], check_id: str) -> dict[str, Any]:
+    (check,) = [c for c in saved["checks"] if c["id"] == check_id and c.get("user") in (None, 1)]
+    assert check["status"] == "fail", check
+    return dict(check["failure"]) | {"duration_ms": check["duration_ms"]}
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "kind", "detail", "evidence"),
+    [
+        (respond(200, b"<html><body>It works!</body></html>", {"Content-Type": "text/html"}),
+         "http-status", "unhealthy", "It works!"),
+        (respond(200, b""), "http-status", "unhealthy", ""),
+        (respond(200, b"[" * 1200 + b"]" * 1200), "http-status", "unhealthy", "[[["),
+        (sized_body(30 * 1024 * 1024), "http-status", "body-too-large", "[cut]"),
+        (endless_chunked(), "http-status", "body-too-large", "[cut]"),
+        (redirect("/health"), "http-status", "302", ""),
+        (drip(b'{"status": "ok", "version": "1.2.3"}', every_s=0.5), "timeout", "health", "HTTP 200"),
+        (silent(), "timeout", "health", "no response headers"),
+        (garbage(), "http-status", "not-http", "illegal status line"),
+    ],
+    ids=["html", "empty", "nested-json", "30-mb", "endless", "redirect-loop", "one-byte-at-a-time", "silent",
+         "garbage-status-line"],
+)  # fmt: skip
+def test_check_health__a_misbehaving_health_endpoint_is_a_specific_finding_within_its_deadline(
+    tmp_path: Path, behaviour, kind: str, detail: str, evidence: str
+):
+    with RawHTTPServer({"/health": behaviour, "/ws": HEALTHY}) as server:
+        code, saved, err = _check(server.url, tmp_path)
+    assert code == 1, err
+    failure = _failure(saved, "health")
+    assert (failure["kind"], failure["detail"]) == (kind, detail)
+    assert evidence in failure["message"] + json.dumps(failure["evidence"])
+    assert failure["duration_ms"] <= HEALTH_S * 1000 + 1500, "health's own deadline bounds it"
+    # The journey still ran after health: its steps are judged on what they met, never on health's time.
+    assert not [c for c in saved["checks"] if c["id"] == "run-deadline"]
+    assert _failure(saved, "handshake")["kind"] == "ws-upgrade-status"
+
+
+def test_check__slow_health_is_not_blamed_on_the_users(tmp_path: Path):
+    """Regression: one byte per second used to eat the whole run, then every user was blamed at a step
+    that never ran. Health's deadline bounds health; the users' steps run and are judged on their own."""
+    with RawHTTPServer({"/health": drip(b'{"status": "ok"}' * 4, every_s=1.0), "/ws": HEALTHY}) as server:
+        code, saved, _ = _check(server.url, tmp_path)
+    assert code == 1
+    kinds = {
+        (c["id"], (c.get("failure") or {}).get("kind")) for c in saved["checks"] if c["status"] == "fail"
+    }
+    assert ("health", "timeout") in kinds
+    assert ("handshake", "ws-upgrade-status") in kinds
+    assert not any(kind == "timeout" for check_id, kind in kinds if check_id != "health")
+
+
+def test_open_connection__tcp_accepted_and_silent_is_a_timeout_at_the_connect_step(tmp_path: Path):
+    with RawHTTPServer({"/health": HEALTHY, "/ws": silent()}) as server:
+        code, saved, err = _check(server.url, tmp_path)
+    assert code == 1, err
+    failure = _failure(saved, "handshake")
+    assert failure["kind"] == "timeout"
+    assert failure["duration_ms"] <= 2000 + 1500  # websocket.open_timeout_s
+    negative = next(c for c in saved["checks"] if c["id"] == "auth-negative")
+    assert negative["status"] == "skip" and "inconclusive" in negative["summary"], "never a false pass"
+
+
+def test_open_connection__http_200_instead_of_101_is_an_upgrade_status(tmp_path: Path):
+    with RawHTTPServer({"/health": HEALTHY, "/ws": respond(200, b"<html>SPA index</html>")}) as server:
+        code, saved, _ = _check(server.url, tmp_path)
+    assert code == 1
+    failure = _failure(saved, "handshake")
+    assert (failure["kind"], failure["detail"]) == ("ws-upgrade-status", "200")
+    assert "SPA index" in failure["evidence"]["body"]
+    assert [f["severity"] for f in saved["findings"] if f["kind"] == "ws-upgrade-status"] == ["P0"]
+
+
+def test_open_connection__a_garbage_status_line_is_a_protocol_finding(tmp_path: Path):
+    with RawHTTPServer({"/health": HEALTHY, "/ws": garbage()}) as server:
+        code, saved, _ = _check(server.url, tmp_path)
+    assert code == 1
+    failure = _failure(saved, "handshake")
+    assert failure["kind"] == "ws-protocol"
+    assert "SSH-2.0" in failure["evidence"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("[" * 1200 + "]" * 1200, "not a JSON document we accept: JSON nested deeper than 64 levels"),
+        ('{"access_token": "abc\\r\\nX-Injected: 1"}', "has characters a token cannot carry"),
+        ("<html>login page</html>", "not a JSON document we accept: not JSON"),
+    ],
+    ids=["nested-json", "crlf-token", "html"],
+)
+def test_identity_for__a_hostile_login_answer_is_a_login_finding_not_a_crash(
+    tmp_path: Path, answer: str, expected: str
+):
+    """Regression: 1,200 nested arrays in a login answer raised RecursionError: no artifacts, exit 1."""
+
+    async def unused(connection: ServerConnection, token: str | None) -> None:
+        await connection.close(1008)
+
+    with ScriptedBackend(http=_health('{"status": "ok"}') | {"/auth/login": lambda r: (200, answer)},
+                         session=unused) as backend:  # fmt: skip
+        config = _config(tmp_path, auth={"mode": "login", "login": {"method": "GET"}})
+        argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path / "o")]
+        code, _, err = _run(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
+    assert code == 1, err
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    failures = [c["failure"] for c in saved["checks"] if c["id"] == "login"]
+    assert failures and all(f["kind"] == "login-failed" and expected in f["message"] for f in failures)

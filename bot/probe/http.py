@@ -98,6 +98,11 @@ def transport_failure(exc: BaseException, *, what: str, detail: str = "") -> Fai
         return Failure(Kind.TLS, f"{what}: TLS failed.", detail, evidence)
     if any(isinstance(e, TimeoutError | httpx.TimeoutException) for e in chain):
         return Failure(Kind.TIMEOUT, f"{what}: no answer before the deadline.", detail, evidence)
+    if any(isinstance(e, httpx.RemoteProtocolError) for e in chain) and "illegal" in text.lower():
+        # h11's words for bytes that are not an HTTP response (a garbage status line, another protocol).
+        return Failure(
+            Kind.HTTP_STATUS, f"{what}: the answer is not HTTP.", "not-http", evidence, subject="not HTTP"
+        )
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text.lower():
         return Failure(Kind.CONNECT_REFUSED, f"{what}: connection refused.", detail, evidence)
     return Failure(Kind.CONNECT_REFUSED, f"{what}: the connection failed.", detail, evidence)
@@ -167,11 +172,21 @@ def _unanswered(exc: Exception, path: str) -> Failure:
             f"{what} answered HTTP {response.status_code} with a body over {exc.limit // 1024} KiB; "
             "the rest was not read (a health answer is a few hundred bytes).",
             detail="body-too-large",
-            evidence=_evidence(path, response) | {"body": response.text[:EVIDENCE_BODY_CHARS] + " [cut]"},
+            evidence={
+                "request": what,
+                "status": str(response.status_code),
+                "content-type": response.headers.get("content-type", ""),
+                # Only the start is decoded: the rest of the kept MiB is never needed as text.
+                "body": _start(response.content) + " [cut]",
+            },
             subject="health body too large",
         )
     assert isinstance(exc, httpx.HTTPError)
     return transport_failure(exc, what=what, detail="health")
+
+
+def _start(body: bytes) -> str:
+    return body[: EVIDENCE_BODY_CHARS * 4].decode("utf-8", errors="replace")[:EVIDENCE_BODY_CHARS]
 
 
 async def _warm_samples(http: httpx.AsyncClient, url: str, count: int, deadline_s: float) -> list[float]:

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.errors import GoldenPathError, UsageError
+from bot.errors import ExitCode, GoldenPathError, UsageError
 from bot.untrusted import Redactor
 
 if TYPE_CHECKING:  # the heavy modules (pydantic models, jinja2, jwt, httpx) load when a command needs them
@@ -99,6 +99,15 @@ def main(
     except KeyboardInterrupt:
         print("golden-path: interrupted", file=err)
         return 130
+    except Exception:  # a bug: the traceback is shown, but redacted, and inert in the Actions log
+        import traceback
+
+        from bot import actions
+
+        trace = redactor.clean(traceback.format_exc())
+        print(actions.inert(trace) if env.get("GITHUB_ACTIONS") == "true" else trace, file=err, end="")
+        print("golden-path: internal error (a bug in golden-path; the traceback is above)", file=err)
+        return int(ExitCode.INFRASTRUCTURE)
 
 
 ERROR_LINE_CHARS = 2000  # an error line stays readable however long the value it quotes

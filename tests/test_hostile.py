@@ -381,3 +381,25 @@ def test_identity_for__a_hostile_login_answer_is_a_login_finding_not_a_crash(
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
     failures = [c["failure"] for c in saved["checks"] if c["id"] == "login"]
     assert failures and all(f["kind"] == "login-failed" and expected in f["message"] for f in failures)
+
+
+def test_main__an_unexpected_error_is_exit_3_with_a_redacted_inert_traceback(tmp_path: Path):
+    """A bug (here: stdout closed under us) must not read as "golden path failed" (exit 1), and a traceback
+    (which may quote outside text) is inert in the Actions log."""
+    from bot import results
+    from tests import samples
+
+    saved = tmp_path / "results.json"
+    saved.write_text(results.to_json(samples.ws_closed_early()))
+    out, err = io.StringIO(), io.StringIO()
+    out.close()
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_TOKEN": GITHUB_TOKEN}
+    code = main(["report", str(saved)], env=env, stdout=out, stderr=err)
+    assert code == 3
+    log = err.getvalue()
+    assert "Traceback" in log and "internal error" in log.splitlines()[-1]
+    first, *_, resume, _last = log.splitlines()
+    assert (
+        first.startswith("::stop-commands::") and resume == f"::{first.removeprefix('::stop-commands::')}::"
+    )
+    assert commands(log) == []

@@ -65,15 +65,23 @@ def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels") from None
 
 
+_PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
+_UNICODE_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
+
+
 def secret_forms(secret: str) -> set[str]:
     """Every spelling of ``secret`` a server or a renderer might produce: raw, base64 (url-safe and standard),
     JSON-escaped (``\\/``, ``\\"``, ``\\u00e9``), URL- and HTML-encoded, and each long line of a multi-line key."""
-    forms = {secret, html.escape(secret), quote(secret, safe=""), quote_plus(secret)}
+    forms = {secret, html.escape(secret), html.escape(secret).replace("&#x27;", "&#39;")}
+    for encoded in (quote(secret, safe=""), quote_plus(secret)):
+        forms |= {encoded, _PERCENT_HEX.sub(lambda m: m.group().lower(), encoded)}  # %2F and %2f alike
     raw = secret.encode()
-    forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("="), base64.b64encode(raw).decode()}
+    standard = base64.b64encode(raw).decode()
+    forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("="), standard, standard.rstrip("=")}
     for ascii_only in (True, False):
         escaped = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
         forms |= {escaped, escaped.replace("/", "\\/")}
+        forms.add(_UNICODE_ESCAPE.sub(lambda m: m.group()[:2] + m.group()[2:].upper(), escaped))  # \u00E9
     for line in secret.splitlines():
         if len(line.strip()) >= 8:
             forms.add(line.strip())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -44,6 +46,10 @@ def test_json_depth__counts_the_deepest_nesting() -> None:
         json.dumps(SECRET, ensure_ascii=False)[1:-1],
         base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("="),
         base64.b64encode(SECRET.encode()).decode(),
+        base64.b64encode(SECRET.encode()).decode().rstrip("="),  # standard alphabet, padding dropped
+        quote(SECRET, safe="").lower(),  # lower-case percent escapes (%2f)
+        html.escape(SECRET).replace("&#x27;", "&#39;"),  # the other spelling of an escaped quote
+        json.dumps(SECRET)[1:-1].replace("\\u00e9", "\\u00E9"),  # upper-case \u escapes (JavaScript)
     ],
 )
 def test_clean__redacts_every_encoding(form: str) -> None:

@@ -164,7 +164,9 @@ def inert(text: str) -> str:
     """
     if not text:
         return text
-    token = _delimiter(text).removeprefix("ghadelimiter_")
+    token = secrets.token_hex(16)
+    while token in text:
+        token = secrets.token_hex(16)
     body = text if text.endswith("\n") else text + "\n"
     return f"::stop-commands::{token}\n{body}::{token}::\n"
 

@@ -403,3 +403,23 @@ def test_main__an_unexpected_error_is_exit_3_with_a_redacted_inert_traceback(tmp
         first.startswith("::stop-commands::") and resume == f"::{first.removeprefix('::stop-commands::')}::"
     )
     assert commands(log) == []
+
+
+def test_identity_for__a_login_answer_sent_a_byte_at_a_time_ends_at_the_login_deadline(tmp_path: Path):
+    routes = {
+        "/health": HEALTHY,
+        "/ws": HEALTHY,
+        "/auth/login": drip(b'{"access_token": "x"}' * 4, every_s=0.5),
+    }
+    config = tmp_path / "login.yml"
+    config.write_text(json.dumps(QUICK | {"auth": {"mode": "login", "login": {"timeout_s": 1}}}))
+    argv = ["check", "--url", "", "--config", str(config), "--output-dir", str(tmp_path / "o"), "--quiet"]
+    with RawHTTPServer(routes) as server:
+        argv[2] = server.url
+        code, _, err = _run(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
+    assert code == 1, err
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())
+    failure = _failure(saved, "login")
+    assert failure["kind"] == "login-failed"
+    assert "no complete answer within 1 s (HTTP 200 headers and" in failure["message"]
+    assert failure["duration_ms"] <= 1000 + 1500

@@ -5,6 +5,7 @@
 3. concurrency: the wall time of the journey for 20 users against 1 user (concurrent users must not queue).
 4. memory: peak traced memory of a 50-user probe, per user.
 5. report: rendering a 200-user failing run, and the PR comment's size against GitHub's 65,536-character limit.
+6. hostile health body: peak traced memory of a health check against an endless chunked body (1 MiB cap).
 
 Targets are printed next to each figure; the script exits 1 when one is missed.
 """
@@ -161,9 +162,16 @@ def rendering() -> None:
     )
 
 
+def hostile_health_body() -> None:
+    from hostile import health_body_peak_mib  # benchmarks/hostile.py
+
+    line("memory: health check vs an endless 1 GiB body, peak MiB", health_body_peak_mib(), 4, " MiB")
+
+
 def main() -> int:
     startup()
     rendering()
+    hostile_health_body()
     with ReferenceServer(secret=SECRET, version="bench") as server:
         overhead(server)
         concurrency(server)

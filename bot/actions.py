@@ -157,6 +157,33 @@ def annotate(run: Run, stream: TextIO) -> None:
     stream.flush()
 
 
+def inert(text: str) -> str:
+    """``text`` wrapped so the runner executes no workflow command inside it: ``::stop-commands::TOKEN`` before,
+    ``::TOKEN::`` after, with a random token that does not occur in the text (so the text cannot resume
+    command processing itself). For the report and anything else printed that quotes the system under test.
+    """
+    if not text:
+        return text
+    token = secrets.token_hex(16)
+    while token in text:
+        token = secrets.token_hex(16)
+    body = text if text.endswith("\n") else text + "\n"
+    return f"::stop-commands::{token}\n{body}::{token}::\n"
+
+
+# Every line break .NET's StreamReader.ReadLine splits on (the runner reads our output with it).
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+
+
+def one_line(text: str) -> str:
+    """A log line that cannot be read as a workflow command: line breaks shown as ``⏎`` (a second line would
+    start wherever the text wants), and ``##[`` (a command anywhere in a line) broken by a zero-width space.
+
+    Callers prefix the line with their own text (``golden-path: ...``), so it never starts with ``::``.
+    """
+    return _LINE_BREAKS.sub(" ⏎ ", text).replace("##[", "#\u200b#[")
+
+
 def mask(secret: str, stream: TextIO) -> None:
     """Ask the runner to mask ``secret`` in logs; each line of a multi-line secret is masked on its own."""
     for line in secret.splitlines():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 import warnings
@@ -13,6 +14,7 @@ import httpx
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
+from bot import untrusted
 from bot.errors import UsageError
 from bot.settings import AuthSettings
 
@@ -159,25 +161,48 @@ async def _login(
         for k, v in login.body.items()
     }
     url = base_url.rstrip("/") + login.path
+    from bot.probe.http import BodyTooLarge, Incomplete, fetch
+
+    if login.method == "POST":
+        request: dict[str, Any] = {"json": body}
+    else:
+        request = {"params": {k: str(v) for k, v in body.items()}}
     try:
-        if login.method == "POST":
-            response = await http.post(url, json=body)
-        else:
-            response = await http.get(url, params={k: str(v) for k, v in body.items()})
+        response = await fetch(http, login.method, url, deadline_s=login.timeout_s, **request)
     except httpx.HTTPError as exc:
         raise LoginError(f"login request to {login.path} failed: {type(exc).__name__}") from None
+    except Incomplete as exc:
+        raise LoginError(f"login at {login.path}: {exc}", evidence={"url": url}) from None
+    except BodyTooLarge as exc:
+        raise LoginError(
+            f"login at {login.path} answered with a body over {exc.limit // 1024} KiB (the rest was not read)",
+            evidence={"status": str(exc.response.status_code), "url": url, "body": exc.response.text[:2000]},
+        ) from None
     evidence = {"status": str(response.status_code), "url": url}
     if response.status_code != 200:
         evidence["body"] = response.text[:2000]
         raise LoginError(f"login at {login.path} answered HTTP {response.status_code}", evidence=evidence)
     try:
-        value: Any = response.json()
+        value: Any = untrusted.loads(response.content)
+    except untrusted.UntrustedJSONError as exc:
+        evidence["body"] = response.text[:2000]
+        raise LoginError(f"login answer is not a JSON document we accept: {exc}", evidence=evidence) from None
+    try:
         for part in login.token_field.split("."):
             value = value[part]
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, IndexError):
         raise LoginError(
             f"login answer has no '{login.token_field}' field holding the token", evidence=evidence
         ) from None
     if not isinstance(value, str) or not value:
         raise LoginError(f"login answer's '{login.token_field}' is not a token", evidence=evidence)
+    if not _HEADER_SAFE.fullmatch(value):
+        # It goes into an Authorization header and a subprotocol: CR/LF there would forge header lines.
+        raise LoginError(
+            f"login answer's '{login.token_field}' has characters a token cannot carry (spaces, CR/LF, ...)",
+            evidence=evidence,
+        )
     return value
+
+
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,16384}")

@@ -15,12 +15,26 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.errors import GoldenPathError, UsageError
+from bot.errors import ExitCode, GoldenPathError, UsageError
+from bot.untrusted import Redactor
 
 if TYPE_CHECKING:  # the heavy modules (pydantic models, jinja2, jwt, httpx) load when a command needs them
     from bot import results
     from bot.auth import Credentials
     from bot.settings import Settings
+
+# Environment variables that hold secrets whatever the config says: redacted from every line we print.
+SECRET_ENV = (
+    "GITHUB_TOKEN",
+    "INPUT_GITHUB-TOKEN",
+    "INPUT_JWT-SECRET",
+    "INPUT_JWT-PRIVATE-KEY",
+    "INPUT_TOKEN",
+    "INPUT_LOGIN-PASSWORD",
+    "INPUT_ID-TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+)
 
 DEFAULT_CONFIG = Path(".github/golden-path.yml")
 
@@ -68,19 +82,35 @@ def main(
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = _parser()
     args = parser.parse_args(argv)
+    # Every secret the run learns (credentials, minted tokens) is added here; every line we print passes it.
+    redactor = Redactor(env.get(name) for name in SECRET_ENV)
     try:
         command: Callable[..., int] = args.func
-        return command(args, env=env, out=out, err=err)
+        return command(args, env=env, out=out, err=err, redactor=redactor)
     except GoldenPathError as exc:
-        print(f"golden-path: error: {exc}", file=err)
-        if env.get("GITHUB_ACTIONS") == "true":
-            from bot import actions
+        from bot import actions
 
-            print(actions.command("error", str(exc), title="golden-path"), file=out)
+        # One line, whatever the message quotes (a config key with a line break, a server's answer).
+        message = actions.one_line(redactor.clip(str(exc), ERROR_LINE_CHARS))
+        print(f"golden-path: error: {message}", file=err)
+        if env.get("GITHUB_ACTIONS") == "true":
+            print(actions.command("error", message, title="golden-path"), file=out)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("golden-path: interrupted", file=err)
         return 130
+    except Exception:  # a bug: the traceback is shown, but redacted, and inert in the Actions log
+        import traceback
+
+        from bot import actions
+
+        trace = redactor.clean(traceback.format_exc())
+        print(actions.inert(trace) if env.get("GITHUB_ACTIONS") == "true" else trace, file=err, end="")
+        print("golden-path: internal error (a bug in golden-path; the traceback is above)", file=err)
+        return int(ExitCode.INFRASTRUCTURE)
+
+
+ERROR_LINE_CHARS = 2000  # an error line stays readable however long the value it quotes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -244,7 +274,9 @@ def _credentials(settings: Settings, env: Mapping[str, str]) -> Credentials:
 # -- commands ------------------------------------------------------------------------------------------------
 
 
-def _demo(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+def _demo(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
     from bot.auth import Credentials
     from bot.reference.faults import parse_faults
     from bot.reference.server import REFERENCE_SERVICE, ReferenceServer
@@ -260,15 +292,21 @@ def _demo(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err:
         )
         extra = {"url": server.url, "service": REFERENCE_SERVICE, "version.expected": version}
         settings = _settings(args, extra, demo=True)
-        return _run(settings, Credentials(secret=secret), env=env, out=out, err=err, quiet=args.quiet)
+        credentials = Credentials(secret=secret)
+        return _run(settings, credentials, env=env, out=out, err=err, quiet=args.quiet, redactor=redactor)
 
 
-def _check(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+def _check(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
     settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None})
-    return _run(settings, _credentials(settings, env), env=env, out=out, err=err, quiet=args.quiet)
+    credentials = _credentials(settings, env)
+    return _run(settings, credentials, env=env, out=out, err=err, quiet=args.quiet, redactor=redactor)
 
 
-def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+def _action(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
     def given(name: str) -> str | None:
         value = env.get(f"INPUT_{name.upper()}", "").strip()
         return value or None
@@ -318,7 +356,7 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
         token=secrets_given["token"] or from_env.token,
         password=secrets_given["login-password"] or from_env.password,
     )
-    return _run(settings, credentials, env=env, out=out, err=err, quiet=False)
+    return _run(settings, credentials, env=env, out=out, err=err, quiet=False, redactor=redactor)
 
 
 def _bool_input(name: str, raw: str) -> bool:
@@ -329,7 +367,9 @@ def _bool_input(name: str, raw: str) -> bool:
     raise UsageError(f"input '{name}': expected true or false, got {raw!r}")
 
 
-def _serve_reference(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+def _serve_reference(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
     from bot.reference.faults import parse_faults
     from bot.reference.server import serve_forever
 
@@ -342,7 +382,9 @@ def _serve_reference(args: argparse.Namespace, *, env: Mapping[str, str], out: T
     return 0
 
 
-def _report(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+def _report(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
     from bot import report, results
 
     try:
@@ -354,14 +396,24 @@ def _report(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
             f"results file {str(args.results)!r} is not a golden-path results document: {exc}"
         ) from None
     if args.format == "junit":
-        out.write(results.to_junit(run))
+        text = results.to_junit(run)
     elif args.format == "comment":
-        out.write(report.render_comment(run, history=[], templates_dir=args.templates_dir))
+        text = report.render_comment(run, history=[], templates_dir=args.templates_dir)
     elif args.format == "summary":
-        out.write(report.render_summary(run, templates_dir=args.templates_dir))
+        text = report.render_summary(run, templates_dir=args.templates_dir)
     else:
-        out.write(report.render_report(run, templates_dir=args.templates_dir))
+        text = report.render_report(run, templates_dir=args.templates_dir)
+    out.write(_printable(text, env=env, redactor=redactor))
     return 0
+
+
+def _printable(text: str, *, env: Mapping[str, str], redactor: Redactor) -> str:
+    """Text that quotes the system under test, ready for stdout: redacted, and inert in Actions (the runner
+    would otherwise run a ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
+    from bot import actions
+
+    text = redactor.clean(text)
+    return actions.inert(text) if env.get("GITHUB_ACTIONS") == "true" else text
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -375,10 +427,15 @@ def _run(
     out: TextIO,
     err: TextIO,
     quiet: bool,
+    redactor: Redactor,
 ) -> int:
     in_actions = env.get("GITHUB_ACTIONS") == "true"
+    for secret in (credentials.secret, credentials.private_key, credentials.token, credentials.password):
+        redactor.add(secret)
 
     def log(message: str) -> None:
+        # Log lines quote outside text (Cloud Run and GitHub messages): redacted, one line, no command in it.
+        message = actions.one_line(redactor.clip(message, ERROR_LINE_CHARS))
         print(f"golden-path: {message}", file=err)
         if in_actions and message.startswith("warning: "):
             print(
@@ -386,10 +443,17 @@ def _run(
             )
 
     def on_token(token: str) -> None:
+        redactor.add(token)
         if in_actions:
             actions.mask(token, out)
 
+    def redacted(run: results.Run) -> results.Run:
+        # The last net under the probe's own redaction: every string of the Run, before any renderer reads it
+        # (a renderer's escaping, e.g. markdown's `\_`, would hide a secret from a later search).
+        return redact_strings(run, redactor)
+
     from bot import actions, pipeline, report
+    from bot.untrusted import redact_strings
 
     pipeline.preflight(settings, credentials)
     github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
@@ -433,6 +497,7 @@ def _run(
             on_token=on_token,
             logs_reader=logs_reader,
         )
+        run = redacted(run)
         # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
         artifacts, markdown = pipeline.write_artifacts(
             run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
@@ -442,12 +507,12 @@ def _run(
         if cloud_run is not None:
             cloud_run.close()
     if gated is not run:
-        run = gated
+        run = redacted(gated)
         artifacts, markdown = pipeline.write_artifacts(
             run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
         )
     if not quiet:
-        out.write(markdown)
+        out.write(_printable(markdown, env=env, redactor=redactor))
         out.flush()
     outputs = {
         "verdict": run.verdict.value,
@@ -465,9 +530,9 @@ def _run(
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
         if actions_ctx is not None:
             actions.annotate(run, out)
-            summary = report.render_summary(run, templates_dir=settings.report.templates_dir)
+            summary = redactor.clean(report.render_summary(run, templates_dir=settings.report.templates_dir))
             actions.append_summary(actions_ctx.step_summary, summary)
-            actions.write_outputs(actions_ctx.output, outputs)
+            actions.write_outputs(actions_ctx.output, {k: redactor.clean(v) for k, v in outputs.items()})
     code = pipeline.exit_code(run, settings)
     log(
         f"verdict {run.verdict.value} ({run.p0_count} P0, {run.p1_count} P1); "

@@ -9,7 +9,11 @@ entry point reads it.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import string
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -72,6 +76,9 @@ class HealthSettings(_Section):
     # front end ("frontend", "web", "ui") is reported as the host routing to the wrong service.
     expected_service: str | None = None
     latency_samples: int = Field(default=3, ge=1, le=50)  # warm requests per path for the API latency metric
+    # One health request's TOTAL deadline, body included (httpx's request_s bounds each read, so a body sent a
+    # byte a second never trips it); a slow health endpoint costs health this much, never the journey's time.
+    timeout_s: float = Field(default=10, gt=0, le=120)
 
     @field_validator("paths")
     @classmethod
@@ -85,11 +92,22 @@ class LoginSettings(_Section):
     body: dict[str, Any] = Field(default_factory=lambda: {"username": "{user}", "password": "{password}"})
     password_env: str = "GOLDEN_PATH_PASSWORD"
     token_field: str = "access_token"  # dotted path in the JSON answer
+    timeout_s: float = Field(default=10, gt=0, le=120)  # the login request's total deadline, body included
 
     @field_validator("path")
     @classmethod
     def _p(cls, v: str) -> str:
         return _path(v)
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        return _env_name(v)
+
+    @field_validator("body")
+    @classmethod
+    def _json_body(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _json_values(v)
 
 
 class AuthSettings(_Section):
@@ -103,6 +121,16 @@ class AuthSettings(_Section):
     subject_prefix: str = "golden-path-user"
     claims: dict[str, Any] = Field(default_factory=lambda: {"token_type": "access"})
     login: LoginSettings = Field(default_factory=LoginSettings)
+
+    @field_validator("secret_env", "private_key_env", "token_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        return _env_name(v)
+
+    @field_validator("claims")
+    @classmethod
+    def _json_claims(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _json_values(v)
 
 
 class WebSocketSettings(_Section):
@@ -124,12 +152,14 @@ class WebSocketSettings(_Section):
     @classmethod
     def _templates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for template in v:
-            try:
-                template.format(token="t", token_b64="t")
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(
-                    f"{template!r} is not a valid template: only {{token}} and {{token_b64}} may be used ({exc!r})"
-                ) from None
+            _subprotocol_template(template)
+        return v
+
+    @field_validator("query_param")
+    @classmethod
+    def _query(cls, v: str) -> str:
+        if not _HTTP_TOKEN.fullmatch(v):
+            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {_short(v)}")
         return v
 
 
@@ -165,8 +195,8 @@ class JourneySettings(_Section):
         for pattern in v:
             try:
                 re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise ValueError(f"{_short(pattern)} is not a valid regular expression ({exc})") from None
         return v
 
     @model_validator(mode="after")
@@ -279,10 +309,7 @@ class Settings(_Section):
     def _url(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL with a host, got {v!r}")
-        return v.rstrip("/")
+        return _base_url(v)
 
     @model_validator(mode="after")
     def _gate_needs_cloud_run(self) -> Settings:
@@ -314,30 +341,160 @@ def _loopback_ip(host: str | None) -> bool:
 
 def _path(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {value!r}")
+        raise ValueError(f"expected a path starting with '/', got {_short(value)}")
+    if _UNSAFE_IN_URL.search(value):
+        raise ValueError(
+            f"expected a path without spaces or control characters (CR, LF, ...), got {_short(value)}"
+        )
     return value
+
+
+# -- validation helpers (values quoted in messages are cut: a 10 MB bad value still gives a short line) ------
+
+_SHOWN_CHARS = 80
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.?)+$|^[0-9A-Fa-f:.]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: what a subprotocol may be
+_TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` cut to a readable length."""
+    shown = repr(value)
+    if len(shown) <= _SHOWN_CHARS:
+        return shown
+    return f"{shown[:_SHOWN_CHARS]}… ({len(shown) - _SHOWN_CHARS} more characters)"
+
+
+def _base_url(value: str) -> str:
+    if _UNSAFE_IN_URL.search(value):
+        raise ValueError(f"expected a URL without spaces or control characters, got {_short(value)}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", a bad IPv6 literal
+        raise ValueError(f"expected an http:// or https:// URL, got {_short(value)}: {exc}") from None
+    if parts.username is not None or parts.password is not None:
+        # Never echo them: the URL goes into every report; credentials belong in auth (from the environment).
+        shown = value.replace(parts.netloc.rsplit("@", 1)[0], "***")
+        raise ValueError(
+            f"credentials inside the URL are not accepted (they would be printed in every report): give the "
+            f"URL without them ({_short(shown)}) and the secret through auth and the environment"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _HOST.match(parts.hostname):
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {_short(value)}")
+    if port == 0:
+        raise ValueError(f"expected a port from 1 to 65535, got 0 in {_short(value)}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"expected a base URL without ?query or #fragment, got {_short(value)}")
+    return value.rstrip("/")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"expected an environment variable name like JWT_SECRET_KEY, got {_short(value)}")
+    return value
+
+
+def _json_values(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Claims and login bodies go out as JSON: a YAML date (unquoted 2025-01-01) or a set cannot."""
+    for key, value in mapping.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            raise ValueError(
+                f"{_short(key)} holds a {type(value).__name__}, not a JSON value "
+                "(strings, numbers, true/false, lists, mappings): quote it, e.g. '2025-01-01'"
+            ) from None
+    return mapping
+
+
+def _subprotocol_template(template: str) -> None:
+    """Only ``{token}`` and ``{token_b64}``, nothing else (``{token.__class__}`` would read attributes), and
+    what is left must be a valid subprotocol (an HTTP token: no spaces, CR/LF, commas or quotes)."""
+    expected = "only {token} and {token_b64} may be used"
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"{_short(template)} is not a valid template ({exc}): {expected}") from None
+    literal = ""
+    for text, name, spec, conversion in fields:
+        literal += text + ("x" if name is not None else "")
+        if name is not None and (name not in _TEMPLATE_FIELDS or spec or conversion):
+            raise ValueError(f"{_short(template)} is not a valid template: {expected}")
+    if not _HTTP_TOKEN.match(literal):
+        raise ValueError(
+            f"{_short(template)} is not a valid subprotocol: letters, digits and !#$%&'*+-.^_`|~ only"
+        )
 
 
 # -- loading -------------------------------------------------------------------------------------------------
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a config file is a few KB; a bigger one is a mistake (or an attack)
+MAX_CONFIG_DEPTH = 32  # the deepest real key is four levels down (auth.login.body.<field>)
+MAX_CONFIG_NODES = 100_000  # values after YAML aliases are expanded: stops a "billion laughs" alias bomb
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML's "last wins" hides mistakes)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"key {_short(key)} is given twice (remove one)",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
+    where_file = f"config file {_short(str(path))}"
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError("", f"config file {str(path)!r} does not exist") from None
+        raise ConfigError("", f"{where_file} does not exist") from None
     except OSError as exc:
-        raise ConfigError("", f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+        raise ConfigError("", f"{where_file} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError("", f"{where_file} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            "",
+            f"{where_file} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}): save it as UTF-8",
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None)
         raise ConfigError(
-            "", f"config file {str(path)!r} is not valid YAML{where}" + (f": {problem}" if problem else "")
+            "", f"{where_file} is not valid YAML{where}" + (f": {_clip(str(problem))}" if problem else "")
         ) from None
+    except RecursionError:
+        raise ConfigError("", f"{where_file} nests deeper than {MAX_CONFIG_DEPTH} levels") from None
+    except Exception as exc:  # PyYAML's own constructors raise ValueError & co. (e.g. a date like 2025-13-45)
+        raise ConfigError(
+            "", f"{where_file} is not valid YAML: {_clip(f'{type(exc).__name__}: {exc}')}"
+        ) from None
+    _check_shape(data, where_file)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -345,6 +502,30 @@ def read_config_file(path: Path) -> dict[str, Any]:
             "", f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}"
         )
     return data
+
+
+def _check_shape(data: Any, where_file: str) -> None:
+    """Refuse over-deep nesting and alias bombs before anything walks the data (each alias is one shared
+    object to PyYAML, but every copy later made of it is not)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError("", f"{where_file} nests deeper than {MAX_CONFIG_DEPTH} levels")
+        if not isinstance(node, dict | list):
+            return 1
+        known = sizes.get(id(node))
+        if known is None:
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            known = 1 + sum(size(child, depth + 1) for child in children)
+            sizes[id(node)] = known
+        if known > MAX_CONFIG_NODES:
+            raise ConfigError(
+                "", f"{where_file} expands to more than {MAX_CONFIG_NODES} values (YAML aliases, *name?)"
+            )
+        return known
+
+    size(data, 0)
 
 
 def build_settings(
@@ -358,6 +539,7 @@ def build_settings(
     ``defaults`` (dotted keys too) apply only where neither the file nor an override sets the key: e.g.
     ``GITHUB_SHA`` as the expected version.
     """
+    _check_shape(file_data, "the configuration")
     data: dict[str, Any] = normalise_keys(dict(file_data or {}))
     for dotted, value in (overrides or {}).items():
         if value is not None:
@@ -365,10 +547,51 @@ def build_settings(
     for dotted, value in (defaults or {}).items():
         if value is not None:
             _put(data, dotted, value, replace=False)
+    _strict_scalars(data, Settings, ())
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(*_first_problem(exc)) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # a validator's own bug must still be one line
+        raise ConfigError("", f"the configuration could not be read: {_clip(str(exc))}") from None
+
+
+def _strict_scalars(data: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> None:
+    """Where a number is expected, ``true`` is not 1; where true/false is expected, ``"yes"`` or 1 is not
+    true. (pydantic's lax mode accepts both silently; the rest of its coercions are fine for a config.)"""
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if field is None or value is None:
+            continue
+        kinds = _scalar_kinds(field.annotation)
+        where = (*loc, key)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            _strict_scalars(value, field.annotation, where)
+        elif kinds & {int, float} and bool not in kinds and isinstance(value, bool | str):
+            expected = "a whole number" if float not in kinds else "a number"
+            raise ConfigError(_show_key(where), f"expected {expected}, got {_short(value)}")
+        elif kinds == {bool} and not isinstance(value, bool):
+            raise ConfigError(_show_key(where), f"expected true or false, got {_short(value)}")
+
+
+def _scalar_kinds(annotation: Any) -> set[type]:
+    """The plain types an annotation accepts (``int | None`` -> {int})."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return {t for arg in typing.get_args(annotation) for t in _scalar_kinds(arg)}
+    return {annotation} if annotation in (int, float, bool) else set()
+
+
+def _show_key(loc: tuple[Any, ...]) -> str:
+    """A dotted key fit for one line: a part with spaces, quotes or line breaks is quoted and cut."""
+    return ".".join(
+        str(part) if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(part)) else _short(part) for part in loc
+    )
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
 def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> None:
@@ -398,17 +621,16 @@ def normalise_keys(data: Any) -> Any:
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:
     error = exc.errors(include_url=False)[0]
-    key = ".".join(str(part) for part in error["loc"])
+    key = _show_key(tuple(error["loc"]))
     if error["type"] == "extra_forbidden":
         parent_model = _model_at(error["loc"][:-1])
         known = ", ".join(sorted(parent_model.model_fields)) if parent_model else ""
         return key, f"unknown key; expected one of: {known}"
-    message = str(error["msg"])
-    message = message.removeprefix("Value error, ")
+    message = _clip(str(error["msg"]).removeprefix("Value error, "))
     given = error.get("input")
     if error["type"] in ("missing", "value_error") or isinstance(given, dict):
         return key, message
-    return key, f"{message} (got {given!r})"
+    return key, f"{message} (got {_short(given)})"
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:

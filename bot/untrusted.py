@@ -9,11 +9,13 @@ Two rules every module that keeps outside text follows:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 MAX_JSON_DEPTH = 64  # real chat frames nest a handful of levels; anything deeper is hostile or broken
@@ -63,15 +65,23 @@ def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels") from None
 
 
+_PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
+_UNICODE_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
+
+
 def secret_forms(secret: str) -> set[str]:
     """Every spelling of ``secret`` a server or a renderer might produce: raw, base64 (url-safe and standard),
     JSON-escaped (``\\/``, ``\\"``, ``\\u00e9``), URL- and HTML-encoded, and each long line of a multi-line key."""
-    forms = {secret, html.escape(secret), quote(secret, safe=""), quote_plus(secret)}
+    forms = {secret, html.escape(secret), html.escape(secret).replace("&#x27;", "&#39;")}
+    for encoded in (quote(secret, safe=""), quote_plus(secret)):
+        forms |= {encoded, _PERCENT_HEX.sub(lambda m: m.group().lower(), encoded)}  # %2F and %2f alike
     raw = secret.encode()
-    forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("="), base64.b64encode(raw).decode()}
+    standard = base64.b64encode(raw).decode()
+    forms |= {base64.urlsafe_b64encode(raw).decode().rstrip("="), standard, standard.rstrip("=")}
     for ascii_only in (True, False):
         escaped = json.dumps(secret, ensure_ascii=ascii_only)[1:-1]
         forms |= {escaped, escaped.replace("/", "\\/")}
+        forms.add(_UNICODE_ESCAPE.sub(lambda m: m.group()[:2] + m.group()[2:].upper(), escaped))  # \u00E9
     for line in secret.splitlines():
         if len(line.strip()) >= 8:
             forms.add(line.strip())
@@ -119,6 +129,36 @@ class Redactor:
         if len(cleaned) <= limit:
             return cleaned
         return f"{cleaned[:limit]}… [{len(cleaned) - limit} more characters]"
+
+
+T = TypeVar("T")
+
+
+def redact_strings(value: T, redactor: Redactor) -> T:
+    """``value`` with every string inside it redacted: frozen dataclasses (rebuilt), tuples, lists and dicts
+    (keys too) are walked; enum members and other values are kept as they are."""
+    if not redactor:
+        return value
+    return _redact(value, redactor)  # type: ignore[no-any-return]
+
+
+def _redact(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, Enum):
+        return value
+    if isinstance(value, str):
+        return redactor.clean(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _redact(getattr(value, f.name), redactor) for f in dataclasses.fields(value) if f.init
+        }
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, tuple):
+        return tuple(_redact(item, redactor) for item in value)
+    if isinstance(value, list):
+        return [_redact(item, redactor) for item in value]
+    if isinstance(value, dict):
+        return {_redact(k, redactor): _redact(v, redactor) for k, v in value.items()}
+    return value
 
 
 def _trie_pattern(needles: Iterable[str]) -> str:

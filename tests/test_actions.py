@@ -215,3 +215,31 @@ def test_mask__each_line_of_a_secret() -> None:
         "::add-mask::ab%25cd",
         "::add-mask::-----END KEY-----",
     ]
+
+
+def test_inert__no_command_inside_runs_and_commands_after_it_do() -> None:
+    from tests.standins.actions_runner import commands
+
+    hostile = "close reason\n  ::error::forged\r##[set-output name=x]y\n::add-mask::z"
+    log = actions.inert(hostile) + actions.command("warning", "ours") + "\n"
+    assert [(c.name, c.data) for c in commands(log)] == [("warning", "ours")]
+    assert hostile in log, "the text itself is printed unchanged"
+
+
+def test_inert__the_text_cannot_resume_commands_itself() -> None:
+    from tests.standins.actions_runner import commands
+
+    first = actions.inert("x")
+    token = first.splitlines()[0].removeprefix("::stop-commands::")
+    # Even text that guesses a token shape cannot end the block: each block has a fresh token.
+    log = actions.inert(f"::{token}::\n::error::forged")
+    assert commands(log) == []
+
+
+def test_one_line__line_breaks_and_v1_commands_are_defused() -> None:
+    from tests.standins.actions_runner import commands
+
+    line = "golden-path: " + actions.one_line("a\r\nb\n::error::x\r##[error]y")
+    assert len(line.splitlines()) == 1
+    assert commands(line) == []
+    assert "::error::x" in line, "still readable"

@@ -99,3 +99,169 @@ def test_build_settings__logs_section_defaults_and_mistakes():
         build_settings({"logs": {"endpoint": "http://logging.example.com"}})
     with pytest.raises(ConfigError, match=r"config key 'logs.page_size'"):
         build_settings({"logs": {"page_size": 5000}})
+
+
+# -- hostile and broken configs (#10) ------------------------------------------------------------------------
+
+import io  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bot.cli import main  # noqa: E402
+
+BILLION_LAUGHS = "\n".join(
+    ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    + ["journey: {users: *a8}"]
+)
+
+
+def _check_with(
+    tmp_path: Path, content: bytes | str, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    path = tmp_path / "golden-path.yml"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    out, err = io.StringIO(), io.StringIO()
+    url = [] if str(content).startswith(("url:", "b'url:")) else ["--url", "http://127.0.0.1:9"]
+    argv = ["check", *url, "--config", str(path), "--output-dir", str(tmp_path / "o")]
+    code = main(argv, env=env or {}, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"journey:\n  message: caf\xe9\n", "is not UTF-8 text (byte 0xe9 on line 2)"),
+        ("a: " + "[" * 50_000 + "]" * 50_000 + "\n", "nests deeper than 32 levels"),
+        ("x:\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(1, 40)), "nests deeper than 32 levels"),
+        (BILLION_LAUGHS, "expands to more than 100000 values"),
+        ("url: http://127.0.0.1:99999\n", "config key 'url': expected an http:// or https:// URL"),
+        ("websocket:\n  subprotocols: ['{token.__class__}']\n", "only {token} and {token_b64} may be used"),
+        ("websocket:\n  subprotocols: ['{token[0]}']\n", "only {token} and {token_b64} may be used"),
+        ('websocket:\n  subprotocols: ["jwt\\r\\nX-Evil: 1"]\n', "is not a valid subprotocol"),
+        (
+            'websocket:\n  path: "/ws\\r\\nX-Evil: 1"\n',
+            "config key 'websocket.path': expected a path without",
+        ),
+        ('health:\n  paths: ["/health\\n"]\n', "config key 'health.paths': expected a path without"),
+        (
+            "auth:\n  claims: {not_before: 2025-01-01}\n",
+            "config key 'auth.claims': 'not_before' holds a date",
+        ),
+        ("journey:\n  users: 2\n  users: 3\n", "key 'users' is given twice"),
+        ("journey:\n  users: true\n", "config key 'journey.users': expected a whole number, got True"),
+        ("journey:\n  users: '3'\n", "config key 'journey.users': expected a whole number, got '3'"),
+        ("timeouts:\n  run_s: yes\n", "config key 'timeouts.run_s': expected a number, got True"),
+        ("github:\n  publish: 'yes'\n", "config key 'github.publish': expected true or false, got 'yes'"),
+        ("url: http://exa mple.com\n", "config key 'url': expected a URL without spaces"),
+        ("auth:\n  secret_env: ''\n", "config key 'auth.secret_env': expected an environment variable name"),
+        ("d: 2025-13-45\n", "is not valid YAML: ValueError: month must be in 1..12"),
+        ("a: !!float x\n", "is not valid YAML: ValueError"),
+    ],
+)
+def test_read_config_file__hostile_configs_give_one_line_and_exit_2(tmp_path: Path, content, expected):
+    code, out, err = _check_with(tmp_path, content)
+    assert code == 2
+    assert expected in err
+    assert len(err.splitlines()) == 1, err
+    assert len(err) < 600
+    assert "Traceback" not in err + out
+    assert not (tmp_path / "o" / "results.json").exists(), "a usage error never probes"
+
+
+def test_build_settings__credentials_in_the_url_are_refused_and_never_printed(tmp_path: Path):
+    code, _, err = _check_with(tmp_path, "url: https://admin:hunter2-secret@chat.example.com/\n")
+    assert code == 2
+    assert "credentials inside the URL are not accepted" in err
+    assert "hunter2" not in err and "admin" not in err
+    assert "https://***@chat.example.com/" in err
+
+
+def test_build_settings__a_10_mb_bad_value_gives_a_short_line():
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"websocket": {"path": "x" * 10_000_000}})
+    assert len(str(caught.value)) < 300
+    assert "more characters" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"journey": {"users": "9" * 10_000_000}})
+    assert len(str(caught.value)) < 300
+
+
+def test_main__a_key_with_a_line_break_prints_one_line_and_forges_no_annotation(tmp_path: Path):
+    from tests.standins.actions_runner import commands
+
+    content = 'journey:\n  "users\\n::error::forged\\n##[warning]forged": 3\n'
+    code, out, err = _check_with(tmp_path, content, {"GITHUB_ACTIONS": "true"})
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "unknown key" in err
+    found = commands(out) + commands(err)
+    assert [(c.name, c.properties) for c in found] == [("error", "title=golden-path")]
+    assert "forged" in found[0].data  # the key is quoted inside our one annotation, not run as its own
+
+
+def test_main__a_10_mb_action_input_gives_a_short_line(tmp_path: Path):
+    out, err = io.StringIO(), io.StringIO()
+    env = {"INPUT_URL": "http://127.0.0.1:9", "INPUT_WS-PATH": "ws" * 5_000_000}
+    code = main(["action"], env=env | {"INPUT_PUBLISH": "false"}, stdout=out, stderr=err)
+    assert code == 2
+    assert "config key 'websocket.path'" in err.getvalue() and len(err.getvalue()) < 400
+
+
+def test_build_settings__anchors_and_aliases_of_modest_size_still_work(tmp_path: Path):
+    path = tmp_path / "c.yml"
+    path.write_text("x-labels: &labels [P0, golden-path]\ngithub:\n  labels: *labels\n")
+    data = read_config_file(path)
+    data.pop("x-labels")
+    assert build_settings(data).github.labels == ("P0", "golden-path")
+
+
+# Fuzzing: whatever the file holds, the loader gives Settings or one ConfigError, never another exception.
+
+_KEYS = st.sampled_from(
+    ["url", "service", "journey", "users", "websocket", "path", "subprotocols", "auth", "claims", "health",
+     "paths", "timeouts", "run_s", "github", "publish", "labels", "secret_env", "x", "-", "a b", "\n"]
+)  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.sampled_from(["/ws", "{token}"]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=20,
+)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.dictionaries(_KEYS, _VALUES, max_size=5))
+def test_build_settings__fuzzed_data_is_settings_or_one_config_error(data):
+    try:
+        build_settings(data)
+    except ConfigError as exc:
+        assert "\n" not in str(exc).split(": ", 1)[0]
+        assert len(str(exc)) < 1000
+
+
+_YAML_BITS = st.sampled_from(
+    ["journey:", "  users: ", "url: ", "&a ", "*a", "[", "]", "{", "}", ", ", "- ", "\n", "  ", "'", '"', "\\",
+     ":", "!!binary ", "!!python/object:os.system ", "? ", "2025-01-01", "1e9999", "true", "\t", "\x00", "%", "#"]
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    st.one_of(st.binary(max_size=200), st.lists(_YAML_BITS, max_size=40).map("".join), st.text(max_size=200))
+)
+def test_read_config_file__fuzzed_files_are_settings_or_one_config_error(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("fuzz") / "c.yml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+    try:
+        build_settings(read_config_file(path))
+    except ConfigError as exc:
+        assert len(str(exc)) < 1000

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -44,6 +46,10 @@ def test_json_depth__counts_the_deepest_nesting() -> None:
         json.dumps(SECRET, ensure_ascii=False)[1:-1],
         base64.urlsafe_b64encode(SECRET.encode()).decode().rstrip("="),
         base64.b64encode(SECRET.encode()).decode(),
+        base64.b64encode(SECRET.encode()).decode().rstrip("="),  # standard alphabet, padding dropped
+        quote(SECRET, safe="").lower(),  # lower-case percent escapes (%2f)
+        html.escape(SECRET).replace("&#x27;", "&#39;"),  # the other spelling of an escaped quote
+        json.dumps(SECRET)[1:-1].replace("\\u00e9", "\\u00E9"),  # upper-case \u escapes (JavaScript)
     ],
 )
 def test_clean__redacts_every_encoding(form: str) -> None:
@@ -82,3 +88,45 @@ def test_repr__never_shows_a_secret() -> None:
 
 def test_clean__short_values_are_not_secrets() -> None:
     assert Redactor(["ab", None, ""]).clean("ab ab") == "ab ab"
+
+
+def test_redact_strings__walks_a_run_and_keeps_enums() -> None:
+    from dataclasses import dataclass
+
+    from bot.results import Kind
+    from bot.untrusted import redact_strings
+
+    @dataclass(frozen=True, slots=True)
+    class Inner:
+        kind: Kind
+        evidence: dict[str, str]
+
+    @dataclass(frozen=True, slots=True)
+    class Outer:
+        name: str
+        items: tuple[Inner, ...]
+        count: int
+
+    secret = "s3cr3t-value-123"
+    value = Outer(f"a {secret}", (Inner(Kind.TIMEOUT, {secret: f"x{secret}y", "b64": _b64(secret)}),), 3)
+    cleaned = redact_strings(value, Redactor([secret]))
+    assert cleaned.name == f"a {REDACTED}" and cleaned.count == 3
+    assert cleaned.items[0].kind is Kind.TIMEOUT
+    assert cleaned.items[0].evidence == {REDACTED: f"x{REDACTED}y", "b64": REDACTED}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_repr__credentials_settings_and_context_never_show_secrets() -> None:
+    from bot.actions import ActionsContext
+    from bot.auth import Credentials, Identity
+    from bot.settings import build_settings
+
+    secret = "repr-secret-0123456789"
+    shown = repr(Credentials(secret=secret, private_key=secret, token=secret, password=secret))
+    shown += repr(Identity(user=1, subject="u", token=secret))
+    shown += repr(ActionsContext(token=secret)) + repr(Redactor([secret]))
+    shown += repr(build_settings({"url": "https://chat.example.com", "auth": {"mode": "login"}}))
+    assert secret not in shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -12,11 +13,74 @@ from typing import Any
 
 import httpx
 
+from bot import untrusted
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import HealthSettings, VersionSettings
 
 FRONT_END_NAMES = frozenset({"frontend", "front-end", "web", "ui", "client", "static", "website"})
 EVIDENCE_BODY_CHARS = 2000
+# A health or login answer is a few hundred bytes; past this the rest is not read (memory stays bounded
+# however long the body, and a body that never ends still ends the check).
+MAX_BODY_BYTES = 1024 * 1024
+_HOP_HEADERS = ("content-encoding", "transfer-encoding", "content-length")
+
+
+class BodyTooLarge(Exception):
+    """The answer's body went past ``MAX_BODY_BYTES``; ``response`` holds the headers and the first bytes."""
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        super().__init__(f"body longer than {limit} bytes")
+        self.response = response
+        self.limit = limit
+
+
+class Incomplete(Exception):
+    """The deadline passed before the whole answer arrived; says how far it got."""
+
+    def __init__(self, deadline_s: float, status: int | None, received: int) -> None:
+        got = f"HTTP {status} headers and {received} bytes of the body" if status else "no response headers"
+        super().__init__(f"no complete answer within {deadline_s:g} s ({got})")
+        self.deadline_s = deadline_s
+        self.status = status
+        self.received = received
+
+
+async def fetch(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    deadline_s: float,
+    max_bytes: int = MAX_BODY_BYTES,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One request under a TOTAL deadline (httpx's timeouts are per read: one byte a second never trips
+    them), its body streamed and read once, at most ``max_bytes``.
+
+    Returns a response whose ``.content`` is the whole body. Raises ``Incomplete`` at the deadline,
+    ``BodyTooLarge`` past the cap (with the first ``max_bytes``), ``httpx.HTTPError`` for transport errors.
+    """
+    status: int | None = None
+    received = 0
+    try:
+        async with asyncio.timeout(deadline_s), http.stream(method, url, **kwargs) as response:
+            status = response.status_code
+            chunks: list[bytes] = []
+            async for chunk in response.aiter_bytes():
+                room = max_bytes - received
+                chunks.append(chunk[:room])
+                received += len(chunk)
+                if received > max_bytes:
+                    raise BodyTooLarge(_complete(response, b"".join(chunks)), max_bytes)
+            return _complete(response, b"".join(chunks))
+    except TimeoutError:
+        raise Incomplete(deadline_s, status, received) from None
+
+
+def _complete(streamed: httpx.Response, body: bytes) -> httpx.Response:
+    # The body is already decoded: drop the headers that would make httpx decode or frame it again.
+    headers = [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _HOP_HEADERS]
+    return httpx.Response(streamed.status_code, headers=headers, content=body, request=streamed.request)
 
 
 def transport_failure(exc: BaseException, *, what: str, detail: str = "") -> Failure:
@@ -34,6 +98,11 @@ def transport_failure(exc: BaseException, *, what: str, detail: str = "") -> Fai
         return Failure(Kind.TLS, f"{what}: TLS failed.", detail, evidence)
     if any(isinstance(e, TimeoutError | httpx.TimeoutException) for e in chain):
         return Failure(Kind.TIMEOUT, f"{what}: no answer before the deadline.", detail, evidence)
+    if any(isinstance(e, httpx.RemoteProtocolError) for e in chain) and "illegal" in text.lower():
+        # h11's words for bytes that are not an HTTP response (a garbage status line, another protocol).
+        return Failure(
+            Kind.HTTP_STATUS, f"{what}: the answer is not HTTP.", "not-http", evidence, subject="not HTTP"
+        )
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text.lower():
         return Failure(Kind.CONNECT_REFUSED, f"{what}: connection refused.", detail, evidence)
     return Failure(Kind.CONNECT_REFUSED, f"{what}: the connection failed.", detail, evidence)
@@ -65,15 +134,15 @@ async def check_health(
         url = base_url + path
         started = time.perf_counter()
         try:
-            response = await http.get(url)
-        except httpx.HTTPError as exc:
+            response = await fetch(http, "GET", url, deadline_s=settings.timeout_s)
+        except (httpx.HTTPError, Incomplete, BodyTooLarge) as exc:
             elapsed = (time.perf_counter() - started) * 1000
-            broken = transport_failure(exc, what=f"GET {path}", detail="health")
-            checks.append(CheckResult(check_id, Step.HEALTH, Status.FAIL, elapsed, failure=broken))
+            broken = _unanswered(exc, path)
+            checks.append(CheckResult(check_id, Step.HEALTH, Status.FAIL, round(elapsed, 2), failure=broken))
             continue
         elapsed = (time.perf_counter() - started) * 1000
-        latencies.extend(await _warm_samples(http, url, settings.latency_samples))
-        body = _json_or_none(response.text)
+        latencies.extend(await _warm_samples(http, url, settings.latency_samples, settings.timeout_s))
+        body = _json_or_none(response.content)
         failure = _judge(path, response, body, settings)
         versions.extend(v for v in _versions_of(body, version.field) if v not in versions)
         status = Status.FAIL if failure else Status.PASS
@@ -88,24 +157,57 @@ async def check_health(
     return HealthOutcome(tuple(checks), tuple(latencies), tuple(versions))
 
 
-async def _warm_samples(http: httpx.AsyncClient, url: str, count: int) -> list[float]:
+def _unanswered(exc: Exception, path: str) -> Failure:
+    """The health request got no usable answer: past its deadline, a body too large, or a transport error."""
+    what = f"GET {path}"
+    if isinstance(exc, Incomplete):
+        evidence = {"request": what, "deadline": f"{exc.deadline_s:g} s (health.timeout_s)"}
+        if exc.status is not None:
+            evidence |= {"status": str(exc.status), "body bytes received": str(exc.received)}
+        return Failure(Kind.TIMEOUT, f"{what}: {exc}.", detail="health", evidence=evidence)
+    if isinstance(exc, BodyTooLarge):
+        response = exc.response
+        return Failure(
+            Kind.HTTP_STATUS,
+            f"{what} answered HTTP {response.status_code} with a body over {exc.limit // 1024} KiB; "
+            "the rest was not read (a health answer is a few hundred bytes).",
+            detail="body-too-large",
+            evidence={
+                "request": what,
+                "status": str(response.status_code),
+                "content-type": response.headers.get("content-type", ""),
+                # Only the start is decoded: the rest of the kept MiB is never needed as text.
+                "body": _start(response.content) + " [cut]",
+            },
+            subject="health body too large",
+        )
+    assert isinstance(exc, httpx.HTTPError)
+    return transport_failure(exc, what=what, detail="health")
+
+
+def _start(body: bytes) -> str:
+    return body[: EVIDENCE_BODY_CHARS * 4].decode("utf-8", errors="replace")[:EVIDENCE_BODY_CHARS]
+
+
+async def _warm_samples(http: httpx.AsyncClient, url: str, count: int, deadline_s: float) -> list[float]:
     """API latency from requests on a warm connection: the first request to a new revision carries its cold
     start and TLS set-up, which the check above already judged and users of a serving revision rarely pay."""
     samples = []
     for _ in range(count):
         started = time.perf_counter()
         try:
-            await http.get(url)
-        except httpx.HTTPError:
+            await fetch(http, "GET", url, deadline_s=deadline_s)
+        except (httpx.HTTPError, Incomplete, BodyTooLarge):
             break  # the check itself already reported what is wrong with this endpoint
         samples.append((time.perf_counter() - started) * 1000)
     return samples
 
 
-def _json_or_none(text: str) -> Any:
+def _json_or_none(raw: bytes) -> Any:
+    # Bounded parsing: 1,200 nested arrays in a health body are "not a health answer", not a RecursionError.
     try:
-        return json.loads(text)
-    except ValueError:
+        return untrusted.loads(raw)
+    except untrusted.UntrustedJSONError:
         return None
 
 

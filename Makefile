@@ -1,5 +1,6 @@
-# All set-up lives here: `make demo` and `make test` work on a fresh machine with only Python 3.11.
-PYTHON ?= python3.11
+# All set-up lives here: `make demo` and `make test` work on a fresh machine with Python 3.11 or newer.
+# python3.11 when there is one, else python3 (checked to be 3.11+ before anything is installed).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null || echo python3)
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
@@ -7,6 +8,8 @@ STAMP   = $(VENV)/.installed
 .PHONY: demo test lint types unit install-check bench clean
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "golden-path needs Python 3.11 or newer: install it, or run make PYTHON=/path/to/python3.11"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

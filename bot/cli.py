@@ -320,7 +320,10 @@ def _check(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err
 def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
     """The Action: every output is written on every run, also when the tool fails (``verdict=error``)."""
     output_file = env.get("GITHUB_OUTPUT", "").strip()
-    ledger = OutputLedger(Path(output_file) if output_file else None)
+    summary_file = env.get("GITHUB_STEP_SUMMARY", "").strip()
+    ledger = OutputLedger(
+        Path(output_file) if output_file else None, summary=Path(summary_file) if summary_file else None
+    )
     try:
         return _action_run(env=env, out=out, err=err, ledger=ledger)
     except GoldenPathError as exc:
@@ -402,8 +405,9 @@ class OutputLedger:
         "report-path", "results-path", "junit-path", "comment-url", "issue-urls",
     )  # fmt: skip
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, summary: Path | None = None) -> None:
         self.path = path
+        self.summary = summary
         self.written = False
 
     def write(self, outputs: Mapping[str, str]) -> None:
@@ -415,13 +419,15 @@ class OutputLedger:
     def fail(self, reason: str) -> None:
         """Record why the tool failed; when nothing was written yet, every output, with ``verdict=error``."""
         line = " ".join(reason.split())
-        from bot import actions
+        from bot import actions, report
 
         try:
             if self.written:
                 actions.write_outputs(self.path, {"error": line})
             else:
                 self.write({"verdict": "error", "error": line, "p0-count": "0", "traffic-action": "none"})
+                note = f"### ⚠️ golden-path could not run\n\n{report.escape(line)}\n"
+                actions.append_summary(self.summary, note)
         except OSError:
             pass  # the output file itself is unwritable: the error line on stderr is all that is left
 

@@ -60,7 +60,10 @@ def execute(
         from bot import cloudrun  # google-cloud-run costs ~0.4 s to import: only when it is used
 
         assert cloud_run is not None
-        with progress.phase("resolve"), progress.waiting(f"Cloud Run service {settings.cloud_run.service}"):
+        with (
+            progress.phase("resolve"),
+            progress.waiting(f"the Cloud Run revision of {settings.cloud_run.service} to be found and ready"),
+        ):
             resolution = cloudrun.resolve(
                 clients=cloud_run, settings=settings.cloud_run, version=settings.version, progress=log
             )

@@ -144,6 +144,7 @@ def test_action__cloud_run_refusing_the_api_still_writes_every_output(workspace:
     assert [line for line in result.stdout.splitlines() if line.startswith("::error")] != []
     assert "Traceback" not in result.stderr
     assert "phase resolve: failed after" in result.stderr
+    assert "golden-path could not run" in (workspace / "step_summary.md").read_text()
 
 
 @pytest.mark.parametrize(

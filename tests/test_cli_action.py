@@ -155,6 +155,8 @@ def test_action__cloud_run_refusing_the_api_still_writes_every_output(workspace:
         ("fail-on", "sometimes", "input 'fail-on': Input should be 'correctness', 'any' or 'p0'"),
         ("publish", "maybe", "input 'publish': expected true or false, got 'maybe'"),
         ("ready-timeout", "-1", "input 'ready-timeout': Input should be greater than 0"),
+        ("run-timeout", "0", "input 'run-timeout': Input should be greater than 0"),
+        ("close-after-passes", "0", "input 'close-after-passes': Input should be greater than or equal to 1"),
     ],
 )
 def test_action__a_bad_input_is_one_error_line_naming_the_input_and_exit_2(
@@ -179,3 +181,24 @@ def test_action__a_bad_input_is_one_error_line_naming_the_input_and_exit_2(
     outputs = read_outputs(workspace / "github_output")
     assert outputs["verdict"] == "error" and expected in outputs["error"]
     assert "Traceback" not in result.stderr
+
+
+def test_action__comment_and_issue_switches_are_separate_and_assignees_reach_the_issue(workspace: Path):
+    from bot.reference.faults import parse_faults
+
+    with (
+        GitHubStandIn(repo="acme/chat-backend") as github,
+        ReferenceServer(secret=SECRET, version=SHA, faults=parse_faults(["ws-502"])) as broken,
+    ):
+        pr = github.add_pull(head_sha=SHA)
+        with_ = {"url": broken.url, "jwt-secret": SECRET, "comment": "false", "assignees": "octocat",
+                 "labels": "P0,canary"}  # fmt: skip
+        result = run_action(workspace, github_env(workspace, github, pr, with_))
+        comments, issues = github.comments(pr), github.issues()
+    assert result.returncode == 1, result.stderr
+    assert comments == [], "comment: false"
+    assert len(issues) == 1 and set(issues[0].labels) == {"P0", "canary"}
+    assert issues[0].assignees == ["octocat"]
+    outputs = read_outputs(workspace / "github_output")
+    assert (outputs["verdict"], outputs["p0-count"], outputs["comment-url"]) == ("fail", "1", "")
+    assert outputs["issue-urls"].startswith(github.server_url)

@@ -81,3 +81,18 @@ def test_read_config_file__reports_missing_malformed_and_non_mapping(tmp_path: P
     empty = tmp_path / "empty.yml"
     empty.write_text("")
     assert read_config_file(empty) == {}
+
+
+def test_build_settings__cloud_run_tag_is_a_plain_optional_field():
+    from bot.settings import build_settings
+
+    assert build_settings({}).cloud_run.tag is None
+    settings = build_settings({"cloud-run": {"project": "p", "region": "r", "service": "s", "tag": "pr-7"}})
+    assert settings.cloud_run.tag == "pr-7"
+
+
+def test_build_settings__fail_on_defaults_to_correctness_and_keeps_any_and_p0():
+    from bot.settings import build_settings
+
+    assert build_settings({}).gate.fail_on == "correctness"
+    assert {build_settings({"gate": {"fail_on": v}}).gate.fail_on for v in ("any", "p0")} == {"any", "p0"}

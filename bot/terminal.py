@@ -43,6 +43,8 @@ def print_summary(run: Run, *, report_path: Path, file: TextIO, width: int | Non
             status = {Status.PASS: "[green]pass[/]", Status.FAIL: "[yellow]missed[/]"}.get(
                 metric.status, "[dim]not measured[/]"
             )
+            if metric.status is Status.PASS and metric.target is None:
+                status = "measured"  # no target to pass or miss
             table.add_row(
                 escape(metric.label),
                 escape(report.measure(metric.p50, metric.unit)),

@@ -44,6 +44,9 @@ OVERRIDES: dict[str, str] = {
     "project": "cloud_run.project",
     "region": "cloud_run.region",
     "revision": "cloud_run.revision",
+    "tag": "cloud_run.tag",
+    "ready_timeout": "cloud_run.ready_timeout_s",
+    "run_timeout": "timeouts.run_s",
     "cloud_run_endpoint": "cloud_run.endpoint",
     "users": "journey.users",
     "load_users": "load.users",
@@ -61,6 +64,24 @@ OVERRIDES: dict[str, str] = {
     "arr_at_risk": "impact.arr_at_risk",
     "labels": "github.labels",
     "close_after_passes": "github.close_after_passes",
+    "assignees": "github.assignees",
+    "comment": "github.comment",
+    "issues": "github.issues",
+}
+# Action inputs read as numbers, booleans or comma-separated lists (everything else is a string).
+WHOLE_NUMBER_INPUTS = ("users", "load_users", "pr", "close_after_passes")
+NUMBER_INPUTS = ("arr_at_risk", "ready_timeout", "run_timeout")
+BOOLEAN_INPUTS = ("publish", "comment", "issues")
+LIST_INPUTS = ("labels", "assignees")
+
+# The demo runs against a reference backend on this machine, next to whatever else the machine is doing:
+# targets a laptop or a shared runner meets (the defaults are for a production backend close to its users).
+DEMO_TARGETS = {
+    "targets.api_ms": 250,
+    "targets.handshake_ms": 250,
+    "targets.agent_startup_ms": 1000,
+    "targets.processing_ms": 1000,
+    "targets.total_ms": 3000,
 }
 
 
@@ -144,6 +165,10 @@ def _parser() -> argparse.ArgumentParser:
         "--service", help="Cloud Run service (with --project/--region), else the name in reports"
     )
     where.add_argument("--revision", help="revision to test (default: the latest created)")
+    where.add_argument("--tag", help="test the revision carrying this traffic tag, at its tag URL")
+    where.add_argument(
+        "--ready-timeout", type=float, help="seconds to wait for the revision to be ready (default 300)"
+    )
     where.add_argument(
         "--cloud-run-endpoint", help="Cloud Run Admin API endpoint (default run.googleapis.com)"
     )
@@ -159,7 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--pr", type=int, help="pull request number (default: found from the event or commit)")
     check.add_argument(
-        "--fail-on", choices=("any", "p0"), help="exit 1 on any finding (default) or only on P0"
+        "--fail-on",
+        choices=("correctness", "any", "p0"),
+        help="exit 1 on every finding but a missed performance target (correctness, the default), "
+        "on any finding, or only on P0; version skew always fails",
     )
     check.add_argument("--on-pass", choices=("none", "promote"), help="traffic action when the run passes")
     check.add_argument("--on-fail", choices=("none", "rollback"), help="traffic action when the run fails")
@@ -183,6 +211,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve_reference)
 
+    init = sub.add_parser(
+        "init", help="write a commented .github/golden-path.yml and an example workflow (never overwrites)"
+    )
+    init.add_argument("--directory", type=Path, default=Path("."), help="the repository root (default .)")
+    init.set_defaults(func=_init)
+
+    validate = sub.add_parser("validate", help="check the config file and templates (no network)")
+    validate.add_argument(
+        "--config", type=Path, help=f"config file (default {DEFAULT_CONFIG} when it exists)"
+    )
+    validate.add_argument(
+        "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
+    )
+    validate.set_defaults(func=_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the config file")
+    schema.set_defaults(func=_schema)
+
     render = sub.add_parser("report", help="re-render a saved results.json")
     render.add_argument("results", type=Path, help="path to results.json")
     render.add_argument(
@@ -200,6 +246,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
     )
+    parser.add_argument("--run-timeout", type=float, help="seconds allowed for the whole probe (default 300)")
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
 
 
@@ -279,19 +326,21 @@ def _demo(
 ) -> int:
     from bot.auth import Credentials
     from bot.reference.faults import parse_faults
-    from bot.reference.server import REFERENCE_SERVICE, ReferenceServer
+    from bot.reference.process import ReferenceProcess
+    from bot.reference.server import REFERENCE_SERVICE
 
-    faults = parse_faults(args.fault)
+    parse_faults(args.fault)  # a bad fault is a usage error before anything starts
     secret = secrets.token_urlsafe(32)
     version = f"golden-path-reference-{tool_version()}"
-    with ReferenceServer(secret=secret, faults=faults, version=version) as server:
+    # Its own process, as a real backend is: the checker's event loop and the backend's never share a core.
+    with ReferenceProcess(secret=secret, faults=args.fault, version=version) as server:
         print(
-            f"golden-path: reference backend on {server.url}"
+            f"golden-path: reference backend on {server.url} (process {server.pid})"
             + (f" with faults: {', '.join(args.fault)}" if args.fault else ""),
             file=err,
         )
         extra = {"url": server.url, "service": REFERENCE_SERVICE, "version.expected": version}
-        settings = _settings(args, extra, demo=True)
+        settings = _settings(args, extra, defaults=DEMO_TARGETS, demo=True)
         credentials = Credentials(secret=secret)
         return _run(settings, credentials, env=env, out=out, err=err, quiet=args.quiet, redactor=redactor)
 
@@ -306,6 +355,25 @@ def _check(
 
 def _action(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
+    """The Action: every output is written on every run, also when the tool fails (``verdict=error``)."""
+    output_file = env.get("GITHUB_OUTPUT", "").strip()
+    summary_file = env.get("GITHUB_STEP_SUMMARY", "").strip()
+    ledger = OutputLedger(
+        Path(output_file) if output_file else None, summary=Path(summary_file) if summary_file else None
+    )
+    try:
+        return _action_run(env=env, out=out, err=err, ledger=ledger, redactor=redactor)
+    except GoldenPathError as exc:
+        ledger.fail(redactor.clean(str(exc)))
+        raise
+    except Exception as exc:
+        ledger.fail(redactor.clean(f"internal error: {type(exc).__name__}: {exc}"))
+        raise
+
+
+def _action_run(
+    *, env: Mapping[str, str], out: TextIO, err: TextIO, ledger: OutputLedger, redactor: Redactor
 ) -> int:
     def given(name: str) -> str | None:
         value = env.get(f"INPUT_{name.upper()}", "").strip()
@@ -322,31 +390,19 @@ def _action(
     config = given("config")
     namespace = argparse.Namespace(config=Path(config) if config else None, service=given("service"))
     for name in OVERRIDES:
-        raw = given(name.replace("_", "-"))
-        setattr(namespace, name, raw)
-    publish = given("publish")
-    namespace.publish = _bool_input("publish", publish) if publish is not None else None
-    for name in ("users", "load_users", "pr", "close_after_passes"):
-        raw = getattr(namespace, name)
-        if raw is not None:
-            try:
-                setattr(namespace, name, int(raw))
-            except ValueError:
-                raise UsageError(
-                    f"input '{name.replace('_', '-')}': expected a whole number, got {raw!r}"
-                ) from None
-    if namespace.arr_at_risk is not None:
-        try:
-            namespace.arr_at_risk = float(namespace.arr_at_risk)
-        except ValueError:
-            raise UsageError(
-                f"input 'arr-at-risk': expected a number, got {namespace.arr_at_risk!r}"
-            ) from None
-    if namespace.labels is not None:
-        namespace.labels = [label.strip() for label in namespace.labels.split(",") if label.strip()]
+        setattr(namespace, name, _parse_input(name, given(name.replace("_", "-"))))
     # In the Action, publishing is on unless the input or the config file turns it off.
     defaults = {"version.expected": env.get("GITHUB_SHA") or None, "github.publish": True}
-    settings = _settings(namespace, defaults=defaults)
+    from bot.errors import ConfigError
+
+    try:
+        settings = _settings(namespace, defaults=defaults)
+    except ConfigError as exc:
+        # A bad input is named as the workflow spells it, not as the config key it feeds.
+        for name, dotted in OVERRIDES.items():
+            if getattr(namespace, name) is not None and exc.key and exc.key.startswith(dotted):
+                raise UsageError(f"input '{name.replace('_', '-')}': {exc.reason}") from None
+        raise
     from bot.auth import Credentials
 
     from_env = _credentials(settings, env)
@@ -356,7 +412,66 @@ def _action(
         token=secrets_given["token"] or from_env.token,
         password=secrets_given["login-password"] or from_env.password,
     )
-    return _run(settings, credentials, env=env, out=out, err=err, quiet=False, redactor=redactor)
+    return _run(
+        settings, credentials, env=env, out=out, err=err, quiet=False, redactor=redactor, ledger=ledger
+    )
+
+
+def _parse_input(name: str, raw: str | None) -> Any:
+    """An input's text as the type its setting wants; a bad value names the input. None when not given."""
+    if raw is None:
+        return None
+    input_name = name.replace("_", "-")
+    if name in BOOLEAN_INPUTS:
+        return _bool_input(input_name, raw)
+    if name in LIST_INPUTS:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if name in WHOLE_NUMBER_INPUTS:
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"input '{input_name}': expected a whole number, got {raw!r}") from None
+    if name in NUMBER_INPUTS:
+        try:
+            return float(raw)
+        except ValueError:
+            raise UsageError(f"input '{input_name}': expected a number, got {raw!r}") from None
+    return raw
+
+
+class OutputLedger:
+    """The step outputs of one run, so a failure can still write every output (``verdict=error``)."""
+
+    NAMES = (
+        "verdict", "error", "p0-count", "url", "revision", "previous-revision", "traffic-action",
+        "report-path", "results-path", "junit-path", "comment-url", "issue-urls",
+    )  # fmt: skip
+
+    def __init__(self, path: Path | None, *, summary: Path | None = None) -> None:
+        self.path = path
+        self.summary = summary
+        self.written = False
+
+    def write(self, outputs: Mapping[str, str]) -> None:
+        from bot import actions
+
+        actions.write_outputs(self.path, {name: outputs.get(name, "") for name in self.NAMES})
+        self.written = True
+
+    def fail(self, reason: str) -> None:
+        """Record why the tool failed; when nothing was written yet, every output, with ``verdict=error``."""
+        line = " ".join(reason.split())
+        from bot import actions, report
+
+        try:
+            if self.written:
+                actions.write_outputs(self.path, {"error": line})
+            else:
+                self.write({"verdict": "error", "error": line, "p0-count": "0", "traffic-action": "none"})
+                note = f"### ⚠️ golden-path could not run\n\n{report.escape(line)}\n"
+                actions.append_summary(self.summary, note)
+        except OSError:
+            pass  # the output file itself is unwritable: the error line on stderr is all that is left
 
 
 def _bool_input(name: str, raw: str) -> bool:
@@ -379,6 +494,51 @@ def _serve_reference(
         raise UsageError("set JWT_SECRET_KEY: the reference backend validates tokens with that shared secret")
     print(f"golden-path: reference backend on http://{args.host}:{args.port} (Ctrl-C stops)", file=err)
     serve_forever(port=args.port, host=args.host, faults=faults, secret=secret, version=args.backend_version)
+    return 0
+
+
+def _init(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
+    from bot import scaffold
+
+    written = scaffold.init(args.directory)
+    for path in written:
+        print(f"golden-path: wrote {path}", file=err)
+    print(
+        "golden-path: next: set the service in .github/golden-path.yml, then `golden-path validate`", file=err
+    )
+    return 0
+
+
+def _validate(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
+    from bot import report
+    from bot.settings import build_settings, normalise_keys, read_config_file
+
+    config_path: Path | None = args.config
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    file_data = normalise_keys(read_config_file(config_path)) if config_path else {}
+    overrides = {"report.templates_dir": args.templates_dir} if args.templates_dir else {}
+    settings = build_settings(file_data, overrides)
+    report.check_templates(settings.report.templates_dir)
+    where = str(config_path) if config_path else "the defaults (no config file)"
+    templates = settings.report.templates_dir
+    print(
+        f"golden-path: {where} is valid" + (f"; templates in {templates} render" if templates else ""),
+        file=err,
+    )
+    return 0
+
+
+def _schema(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
+    from bot.settings import json_schema
+
+    out.write(json_schema())
     return 0
 
 
@@ -428,6 +588,7 @@ def _run(
     err: TextIO,
     quiet: bool,
     redactor: Redactor,
+    ledger: OutputLedger | None = None,
 ) -> int:
     in_actions = env.get("GITHUB_ACTIONS") == "true"
     for secret in (credentials.secret, credentials.private_key, credentials.token, credentials.password):
@@ -436,7 +597,7 @@ def _run(
     def log(message: str) -> None:
         # Log lines quote outside text (Cloud Run and GitHub messages): redacted, one line, no command in it.
         message = actions.one_line(redactor.clip(message, ERROR_LINE_CHARS))
-        print(f"golden-path: {message}", file=err)
+        print(f"golden-path: {message}", file=err, flush=True)
         if in_actions and message.startswith("warning: "):
             print(
                 actions.command("warning", message.removeprefix("warning: "), title="golden-path"), file=out
@@ -453,8 +614,10 @@ def _run(
         return redact_strings(run, redactor)
 
     from bot import actions, pipeline, report
+    from bot.progress import Progress
     from bot.untrusted import redact_strings
 
+    progress = Progress(log)
     pipeline.preflight(settings, credentials)
     github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
     if settings.github.publish and not (github_token and env.get("GITHUB_REPOSITORY")):
@@ -466,6 +629,8 @@ def _run(
     actions_ctx = None
     if in_actions or settings.github.publish:
         actions_ctx = actions.context_from_env(env)
+    if ledger is None:
+        ledger = OutputLedger(actions_ctx.output if actions_ctx else None)
     context = pipeline.RunContext(
         commit=env.get("GITHUB_SHA") or None,
         run_url=actions.run_url(actions_ctx) if actions_ctx else None,
@@ -496,13 +661,16 @@ def _run(
             log=log,
             on_token=on_token,
             logs_reader=logs_reader,
+            progress=progress,
         )
         run = redacted(run)
         # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
-        artifacts, markdown = pipeline.write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
-        )
-        gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
+        with progress.phase("report"):
+            artifacts, markdown = pipeline.write_artifacts(
+                run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+            )
+        with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
+            gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     finally:
         if cloud_run is not None:
             cloud_run.close()
@@ -512,33 +680,48 @@ def _run(
             run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
         )
     if not quiet:
-        out.write(_printable(markdown, env=env, redactor=redactor))
+        if out.isatty():
+            from bot import terminal
+
+            terminal.print_summary(run, report_path=artifacts.report, file=out)
+        else:
+            out.write(_printable(markdown, env=env, redactor=redactor))
         out.flush()
     outputs = {
         "verdict": run.verdict.value,
         "p0-count": str(run.p0_count),
+        "url": run.target.url,
+        "revision": run.target.revision or "",
+        "previous-revision": run.target.previous_revision or "",
+        "traffic-action": _traffic_output(run),
         "report-path": str(artifacts.report),
         "results-path": str(artifacts.results),
         "junit-path": str(artifacts.junit),
-        "comment-url": "",
-        "issue-urls": "",
     }
     try:
         if settings.github.publish:
-            outputs |= _publish(run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx)
+            with progress.phase("publish"), progress.waiting("GitHub"):
+                outputs |= _publish(run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx)
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
         if actions_ctx is not None:
             actions.annotate(run, out)
             summary = redactor.clean(report.render_summary(run, templates_dir=settings.report.templates_dir))
             actions.append_summary(actions_ctx.step_summary, summary)
-            actions.write_outputs(actions_ctx.output, {k: redactor.clean(v) for k, v in outputs.items()})
+        ledger.write({k: redactor.clean(v) for k, v in outputs.items()})
     code = pipeline.exit_code(run, settings)
     log(
         f"verdict {run.verdict.value} ({run.p0_count} P0, {run.p1_count} P1); "
         f"results in {artifacts.results}; exit code {int(code)}"
     )
     return int(code)
+
+
+def _traffic_output(run: results.Run) -> str:
+    if not run.traffic_actions:
+        return "none"
+    last = run.traffic_actions[-1]
+    return f"{last.action}-failed" if last.error else last.action
 
 
 def _publish(

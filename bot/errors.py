@@ -47,6 +47,7 @@ class ConfigError(UsageError):
 
     def __init__(self, key: str, message: str) -> None:
         self.key = key
+        self.reason = message
         super().__init__(f"config key '{key}': {message}" if key else message)
 
 

@@ -19,6 +19,7 @@ from bot import logs as server_logs
 from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.probe import journey
+from bot.progress import Progress
 from bot.results import CheckResult, Run, Target, TrafficAction, Verdict
 from bot.settings import Settings
 from bot.untrusted import Redactor
@@ -52,8 +53,10 @@ def execute(
     log: Callable[[str], None],
     on_token: Callable[[str], None] = lambda _token: None,
     logs_reader: server_logs.Reader | None = None,
+    progress: Progress | None = None,
 ) -> Run:
     """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change."""
+    progress = progress or Progress(log)
     run_id = uuid.uuid4().hex[:12]
     trace = tracing.RunTrace(run_id)  # every request carries a trace id derived from the run and the user
     tokens: list[str] = []
@@ -69,14 +72,19 @@ def execute(
         from bot import cloudrun  # google-cloud-run costs ~0.4 s to import: only when it is used
 
         assert cloud_run is not None
-        resolution = cloudrun.resolve(
-            clients=cloud_run, settings=settings.cloud_run, version=settings.version, progress=log
-        )
+        with (
+            progress.phase("resolve"),
+            progress.waiting(f"the Cloud Run revision of {settings.cloud_run.service} to be found and ready"),
+        ):
+            resolution = cloudrun.resolve(
+                clients=cloud_run, settings=settings.cloud_run, version=settings.version, progress=log
+            )
         target, ready = resolution.target, resolution.ready
         checks.extend(resolution.checks)
     else:
         assert settings.url is not None
-        target, ready = Target(url=settings.url, service=settings.service_name), True
+        with progress.phase("resolve"):
+            target, ready = Target(url=settings.url, service=settings.service_name), True
     target = replace(
         target,
         service=settings.service_name,
@@ -90,11 +98,13 @@ def execute(
     if ready:
         users = settings.journey.users + settings.load.users
         log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}")
-        outcome = asyncio.run(
-            journey.probe(
-                settings, base_url=target.url, credentials=credentials, on_token=remember, trace=trace
+        awaited = f"the journeys of {users} user{'s' if users != 1 else ''} at {target.url}"
+        with progress.phase("probe"), progress.waiting(awaited):
+            outcome = asyncio.run(
+                journey.probe(
+                    settings, base_url=target.url, credentials=credentials, on_token=remember, trace=trace
+                )
             )
-        )
         checks.extend(outcome.checks)
         metrics = outcome.metrics
         serving_version = outcome.serving_version
@@ -155,11 +165,21 @@ def _with_server_logs(
 
 
 def exit_code(run: Run, settings: Settings) -> ExitCode:
+    """The gate's policy (README, "Severity and exit codes"); it also decides whether promotion may happen.
+
+    Version skew always fails: the run tested other code than the deploy, so it says nothing about it. A missed
+    performance target fails only with ``fail_on: any``; otherwise it is a warning (shared runners are noisy).
+    """
     if any(action.error for action in run.traffic_actions):
         return ExitCode.INFRASTRUCTURE
+    kinds = {finding.kind for finding in run.findings}
+    if results.Kind.VERSION_SKEW in kinds:
+        return ExitCode.FAILED
     if run.verdict is Verdict.PASS:
         return ExitCode.PASS
     if settings.gate.fail_on == "p0" and run.verdict is Verdict.DEGRADED:
+        return ExitCode.PASS
+    if settings.gate.fail_on == "correctness" and kinds <= {results.Kind.PERF_TARGET_MISSED}:
         return ExitCode.PASS
     return ExitCode.FAILED
 

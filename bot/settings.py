@@ -42,6 +42,7 @@ class CloudRunSettings(_Section):
     region: str | None = None
     service: str | None = None
     revision: str | None = None  # default: the service's latest created revision
+    tag: str | None = None  # test the revision carrying this traffic tag (deploys with no_traffic + tag)
     endpoint: str | None = None  # custom Admin API endpoint, e.g. http://127.0.0.1:8123 for a stand-in
     ready_timeout_s: float = Field(default=300, gt=0, le=3600)
     retry_timeout_s: float = Field(default=30, gt=0, le=600)
@@ -248,7 +249,9 @@ class GitHubSettings(_Section):
 
 
 class GateSettings(_Section):
-    fail_on: Literal["any", "p0"] = "any"
+    # correctness: exit 1 on every finding except a missed performance target (a warning: shared runners are
+    # noisy); any: performance too; p0: only P0 findings. Version skew fails under every value.
+    fail_on: Literal["correctness", "any", "p0"] = "correctness"
     on_pass: Literal["none", "promote"] = "none"
     on_fail: Literal["none", "rollback"] = "none"
 
@@ -642,3 +645,24 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             return None
         model = annotation
     return model
+
+
+SCHEMA_ID = "https://raw.githubusercontent.com/your-org/golden-path/main/schema/golden-path.schema.json"
+
+
+def json_schema() -> str:
+    """The JSON Schema of the config file (pydantic's, of ``Settings``), as committed in ``schema/``.
+
+    Editors use it through ``# yaml-language-server: $schema=...``; it describes the snake_case spelling
+    (kebab-case keys are accepted by golden-path too, but an editor will flag them).
+    """
+    import json
+
+    schema = Settings.model_json_schema()
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **schema,
+        "title": "golden-path configuration (.github/golden-path.yml)",
+    }
+    return json.dumps(schema, indent=2) + "\n"

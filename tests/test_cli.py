@@ -93,7 +93,7 @@ def test_main__check_a_url_with_secret_from_environment(
     assert SECRET not in (tmp_path / "results.json").read_text() + (tmp_path / "report.md").read_text() + err
 
 
-def test_main__stale_version_against_github_sha_is_degraded_and_fail_on_p0_passes(
+def test_main__stale_version_against_github_sha_is_degraded_and_fails_even_with_fail_on_p0(
     backend: ReferenceServer, config: Path, tmp_path: Path
 ):
     env = {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "fffffff0000000"}
@@ -103,7 +103,7 @@ def test_main__stale_version_against_github_sha_is_degraded_and_fail_on_p0_passe
     saved = json.loads((tmp_path / "results.json").read_text())
     assert (saved["verdict"], [f["kind"] for f in saved["findings"]]) == ("degraded", ["version-skew"])
     code, _, _ = _main([*argv, "--fail-on", "p0"], env)
-    assert code == 0
+    assert code == 1, "version skew: the run tested other code than the deploy, whatever fail-on says"
 
 
 def test_main__report_rerenders_a_saved_run(tmp_path: Path):

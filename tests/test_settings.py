@@ -205,7 +205,7 @@ def test_main__a_10_mb_action_input_gives_a_short_line(tmp_path: Path):
     env = {"INPUT_URL": "http://127.0.0.1:9", "INPUT_WS-PATH": "ws" * 5_000_000}
     code = main(["action"], env=env | {"INPUT_PUBLISH": "false"}, stdout=out, stderr=err)
     assert code == 2
-    assert "config key 'websocket.path'" in err.getvalue() and len(err.getvalue()) < 400
+    assert "input 'ws-path'" in err.getvalue() and len(err.getvalue()) < 400  # the input's name (#8)
 
 
 def test_build_settings__anchors_and_aliases_of_modest_size_still_work(tmp_path: Path):
@@ -265,3 +265,18 @@ def test_read_config_file__fuzzed_files_are_settings_or_one_config_error(tmp_pat
         build_settings(read_config_file(path))
     except ConfigError as exc:
         assert len(str(exc)) < 1000
+
+
+def test_build_settings__cloud_run_tag_is_a_plain_optional_field():
+    from bot.settings import build_settings
+
+    assert build_settings({}).cloud_run.tag is None
+    settings = build_settings({"cloud-run": {"project": "p", "region": "r", "service": "s", "tag": "pr-7"}})
+    assert settings.cloud_run.tag == "pr-7"
+
+
+def test_build_settings__fail_on_defaults_to_correctness_and_keeps_any_and_p0():
+    from bot.settings import build_settings
+
+    assert build_settings({}).gate.fail_on == "correctness"
+    assert {build_settings({"gate": {"fail_on": v}}).gate.fail_on for v in ("any", "p0")} == {"any", "p0"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import github as pygithub
 import pytest
 
-from bot import github, report
+from bot import github, publish, report
 from bot.actions import ActionsContext
 from bot.errors import ExitCode, GitHubError
 from bot.results import Run
@@ -25,7 +25,7 @@ REPO = "acme/chat-backend"
 SHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 COMMENTS = r"/repos/acme/chat-backend/issues/\d+/comments"
 ISSUES = r"/repos/acme/chat-backend/issues"
-SETTINGS = GitHubSettings(publish=True, assignees=("octocat",))
+SETTINGS = GitHubSettings(publish=True, assignees=("octocat",), settle_s=0)
 
 
 @pytest.fixture
@@ -55,8 +55,8 @@ def _passing(
 
 def _publish(
     server: GitHubStandIn, run: Run, *, pr: int | None, settings: GitHubSettings = SETTINGS
-) -> github.PublishOutcome:
-    return github.publish(gh=_client(server), repo_name=REPO, run=run, pr=pr, settings=settings)
+) -> publish.PublishOutcome:
+    return publish.publish(gh=_client(server), repo_name=REPO, run=run, pr=pr, settings=settings, backoff_s=0)
 
 
 def _ctx(
@@ -96,7 +96,7 @@ def test_client__bad_token_is_github_error(standin: GitHubStandIn) -> None:
     number = standin.add_pull(head_sha=SHA)
     gh = github.client(token="wrong", base_url=standin.api_url, retries=1)
     with pytest.raises(GitHubError, match="rejected the token") as caught:
-        github.publish(gh=gh, repo_name=REPO, run=_failing(), pr=number, settings=SETTINGS)
+        publish.publish(gh=gh, repo_name=REPO, run=_failing(), pr=number, settings=SETTINGS)
     assert caught.value.exit_code is ExitCode.INFRASTRUCTURE
 
 
@@ -268,7 +268,7 @@ def test_publish__finds_its_comment_across_pages(standin: GitHubStandIn) -> None
     for n in range(7):
         standin.add_comment(pr, f"review {n}", author="dev")
     gh = _client(standin, per_page=3)
-    github.publish(gh=gh, repo_name=REPO, run=_failing(run_id="100-2"), pr=pr, settings=SETTINGS)
+    publish.publish(gh=gh, repo_name=REPO, run=_failing(run_id="100-2"), pr=pr, settings=SETTINGS)
     assert len(standin.comments(pr)) == 8
     assert standin.count("GET", COMMENTS.replace(r"\d+", str(pr))) >= 4  # 3 pages + the first run's listing
 
@@ -284,6 +284,11 @@ def test_publish__token_user_known_only_its_comments_count(standin: GitHubStandI
     comments = standin.comments(pr)
     assert len(comments) == 2
     assert comments[0].id == foreign and comments[0].body.endswith("another bot's copy")
+    assert standin.count("GET", "/user") == 0  # the issue GitHub just answered with named the token's user
+
+    no_issues = SETTINGS.model_copy(update={"issues": False})
+    _publish(standin, _passing(), pr=pr, settings=no_issues)  # nothing written before: asks GET /user once
+    assert [c.id for c in standin.comments(pr)] == [foreign, comments[1].id]
     assert standin.count("GET", "/user") == 1
 
 
@@ -324,7 +329,7 @@ def test_publish__no_pr_skips_the_comment(standin: GitHubStandIn) -> None:
 def test_publish__comment_and_issues_can_be_switched_off(standin: GitHubStandIn) -> None:
     pr = standin.add_pull(head_sha=SHA)
     outcome = _publish(standin, _failing(), pr=pr, settings=GitHubSettings(comment=False, issues=False))
-    assert outcome == github.PublishOutcome(comment_url=None, issue_urls=(), warnings=())
+    assert outcome == publish.PublishOutcome(comment_url=None, issue_urls=(), warnings=())
     assert standin.requests == []
 
 
@@ -412,7 +417,8 @@ def test_publish__refused_assignees_open_the_issue_unassigned(standin: GitHubSta
     (issue,) = standin.issues()
     assert issue.assignees == []
     assert "not-a-collaborator" in outcome.warnings[0]
-    assert standin.count("POST", ISSUES) == 2
+    assert standin.count("POST", ISSUES) == 1  # filed without assignees, assigned after converging
+    assert standin.count("PATCH", rf"{ISSUES}/\d+") == 1
 
 
 def test_publish__without_labels_finds_issues_by_search(standin: GitHubStandIn) -> None:
@@ -489,32 +495,40 @@ def test_publish__5xx_on_get_exhausts_retries(standin: GitHubStandIn) -> None:
     pr = standin.add_pull(head_sha=SHA)
     standin.fail(COMMENTS, status=503, method="GET", times=10)
     with pytest.raises(GitHubError, match=f"list the comments on PR #{pr}.*503") as caught:
-        github.publish(
+        publish.publish(
             gh=_client(standin, retries=2), repo_name=REPO, run=_failing(), pr=pr, settings=SETTINGS
         )
     assert caught.value.exit_code is ExitCode.INFRASTRUCTURE
     assert standin.count("GET", COMMENTS) == 3
 
 
-def test_publish__post_failing_with_502_is_not_resent(standin: GitHubStandIn) -> None:
+def test_publish__post_applied_then_502_is_found_not_resent(standin: GitHubStandIn) -> None:
     pr = standin.add_pull(head_sha=SHA)
     standin.fail(COMMENTS, status=502, method="POST", apply=True)  # the proxy failed after GitHub applied it
-    with pytest.raises(GitHubError, match=r"comment on PR #\d+ \(HTTP 502.*not repeated"):
-        _publish(standin, _failing(), pr=pr)
-    assert standin.count("POST", COMMENTS) == 1
-    assert len(standin.comments(pr)) == 1
-    # the next run finds the comment that did apply and edits it: still one
+    outcome = _publish(standin, _failing(), pr=pr)
+    assert standin.count("POST", COMMENTS.replace(r"\d+", str(pr))) == 1
+    (comment,) = standin.comments(pr)
+    assert outcome.comment_url is not None and outcome.comment_url.endswith(f"#issuecomment-{comment.id}")
     _publish(standin, _failing(run_id="100-2"), pr=pr)
     assert len(standin.comments(pr)) == 1
 
 
-def test_publish__patch_failing_with_502_is_not_resent(standin: GitHubStandIn) -> None:
+def test_publish__post_refused_with_502_is_sent_again_once_checked(standin: GitHubStandIn) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    standin.fail(COMMENTS, status=502, method="POST")  # not applied
+    outcome = _publish(standin, _failing(), pr=pr)
+    assert standin.count("POST", COMMENTS.replace(r"\d+", str(pr))) == 2
+    assert len(standin.comments(pr)) == 1 and outcome.comment_url is not None
+
+
+def test_publish__patch_failing_with_502_is_retried(standin: GitHubStandIn) -> None:
     pr = standin.add_pull(head_sha=SHA)
     _publish(standin, _failing(), pr=pr)
-    standin.fail(r"/repos/acme/chat-backend/issues/comments/\d+", status=502, method="PATCH")
-    with pytest.raises(GitHubError, match="edit the golden-path comment"):
-        _publish(standin, _failing(run_id="100-2"), pr=pr)
-    assert standin.count("PATCH", r"/repos/acme/chat-backend/issues/comments/\d+") == 1
+    standin.fail(r"/repos/acme/chat-backend/issues/comments/\d+", status=502, method="PATCH", apply=True)
+    outcome = _publish(standin, _failing(run_id="100-2", revision="chat-backend-00050-new"), pr=pr)
+    assert standin.count("PATCH", r"/repos/acme/chat-backend/issues/comments/\d+") == 2
+    (comment,) = standin.comments(pr)
+    assert "chat-backend-00050-new" in comment.body and outcome.warnings == ()
 
 
 def test_publish__secondary_rate_limit_is_honoured(standin: GitHubStandIn) -> None:
@@ -533,7 +547,7 @@ def test_publish__secondary_rate_limit_without_retry_after(standin: GitHubStandI
     pr = standin.add_pull(head_sha=SHA)
     standin.secondary_rate_limit(COMMENTS, method="GET", retry_after=None)
     gh = _client(standin, secondary_rate_wait_s=0.05)
-    outcome = github.publish(gh=gh, repo_name=REPO, run=_failing(), pr=pr, settings=SETTINGS)
+    outcome = publish.publish(gh=gh, repo_name=REPO, run=_failing(), pr=pr, settings=SETTINGS)
     assert outcome.comment_url is not None
 
 
@@ -556,7 +570,7 @@ def test_publish__rate_limit_wait_over_budget_fails_fast(standin: GitHubStandIn)
     standin.secondary_rate_limit(COMMENTS, method="POST", retry_after=3600)
     started = time.monotonic()
     with pytest.raises(GitHubError, match="wait 3600s"):
-        github.publish(
+        publish.publish(
             gh=_client(standin, max_wait_s=10), repo_name=REPO, run=_failing(), pr=pr, settings=SETTINGS
         )
     assert time.monotonic() - started < 2
@@ -577,7 +591,7 @@ def test_publish__unreachable_github_is_github_error() -> None:
         port = sock.getsockname()[1]
     gh = github.client(token="t", base_url=f"http://127.0.0.1:{port}", retries=1, backoff_factor=0)
     with pytest.raises(GitHubError, match="could not reach GitHub"):
-        github.publish(gh=gh, repo_name=REPO, run=_failing(), pr=3, settings=SETTINGS)
+        publish.publish(gh=gh, repo_name=REPO, run=_failing(), pr=3, settings=SETTINGS)
 
 
 def test_publish__missing_pr_is_a_warning(standin: GitHubStandIn) -> None:

@@ -668,6 +668,10 @@ def upsert_comment(
         if base == body or this_run in report.decode_history(base):
             break
         log.info("a concurrent run edited the comment on PR #%s: merging its history", pr)
+    else:
+        log.warning(
+            "the comment on PR #%s kept changing under concurrent runs: this run's entry may be missing", pr
+        )
     return str(target.html_url)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import textwrap
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -419,3 +420,12 @@ def test_publish__request_count_is_printed_only_when_verbose(
           "--config", str(config), "--output-dir", str(deploys.tmp / "q")], env=env, stdout=out, stderr=err)  # fmt: skip
     assert "GitHub requests" not in err.getvalue()
     assert json.loads((deploys.tmp / "q" / "results.json").read_text())["verdict"] == "fail"
+
+
+def test_readme__documents_a_concurrency_group_that_parses() -> None:
+    import yaml
+
+    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "concurrency:" in b]
+    group = yaml.safe_load(textwrap.dedent(block))["concurrency"]
+    assert "${{" in group["group"] and group["cancel-in-progress"] is False

@@ -337,7 +337,9 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
         token=secrets_given["token"] or from_env.token,
         password=secrets_given["login-password"] or from_env.password,
     )
-    return _run(settings, credentials, env=env, out=out, err=err, quiet=False)
+    # A re-run with debug logging ("Enable debug logging" sets RUNNER_DEBUG=1) also logs the GitHub request count.
+    verbose = env.get("RUNNER_DEBUG") == "1"
+    return _run(settings, credentials, env=env, out=out, err=err, quiet=False, verbose=verbose)
 
 
 def _bool_input(name: str, raw: str) -> bool:

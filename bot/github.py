@@ -601,9 +601,10 @@ def upsert_comment(
     """Create or edit our one comment on ``pr`` for ``run``'s service, keeping every run's history entry even
     when runs edit it at once; returns its URL.
 
-    GitHub has no conditional edit, so: write, wait ``settle_s`` (longer than any writer's read-to-write gap),
-    read it back, and when a concurrent edit replaced ours, merge both histories and write again. A writer that
-    read before our edit writes within the settle time, so our read-back sees it.
+    GitHub has no conditional edit, so: write, wait ``settle_s`` (or twice our own read-to-write gap, when
+    longer: it stands for any concurrent writer's), read it back, and when a concurrent edit replaced ours,
+    merge both histories and write again. A writer that read before our edit writes within that wait, so our
+    read-back sees it.
     """
     marker = report.comment_marker(run.target.service)
     thread = repo.get_issue(pr)
@@ -629,6 +630,7 @@ def upsert_comment(
             return sorted((c for c in candidates if identity.wrote(c)), key=lambda c: (c.created_at, c.id))
 
     existing = ours()
+    read_at = time.monotonic()
     if existing:
         target, base = existing[0], existing[0].body or ""
         for extra in existing[1:]:  # left over from an earlier race: keep its history, drop the copy
@@ -652,6 +654,7 @@ def upsert_comment(
             # Another run created its comment first: keep the oldest, remove ours, write into the oldest.
             _delete_comment(created, pr)
             target, base = again[0], again[0].body or ""
+            read_at = time.monotonic()
     for _ in range(tries + 1):
         known.update(report.decode_history(base))
         body = render()
@@ -661,9 +664,11 @@ def upsert_comment(
             ):
                 target.edit(body)
         if settle_s:
-            time.sleep(settle_s)
+            # A concurrent writer's read-to-write gap is about ours (same network, same machine): wait longer.
+            time.sleep(max(settle_s, 2 * (time.monotonic() - read_at)))
         with calling(f"read back the golden-path comment on PR #{pr}"):
             _, data = gh.requester.requestJsonAndCheck("GET", target.url)
+        read_at = time.monotonic()
         base = str(data.get("body") or "") if isinstance(data, dict) else ""
         if base == body or this_run in report.decode_history(base):
             break

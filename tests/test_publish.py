@@ -429,3 +429,21 @@ def test_readme__documents_a_concurrency_group_that_parses() -> None:
     (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "concurrency:" in b]
     group = yaml.safe_load(textwrap.dedent(block))["concurrency"]
     assert "${{" in group["group"] and group["cancel-in-progress"] is False
+
+
+def test_publish__action_with_debug_logging_prints_the_request_count(
+    deploys: Deploys, standin: GitHubStandIn, tmp_path: Path
+) -> None:
+    config = tmp_path / "action.yml"
+    config.write_text(CONFIG)
+    env = {
+        "GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": standin.token,
+        "GITHUB_API_URL": standin.api_url, "GITHUB_SERVER_URL": standin.server_url, "GITHUB_RUN_ID": "9",
+        "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        "INPUT_URL": deploys.broken.url, "INPUT_SERVICE": "chat-backend", "INPUT_CONFIG": str(config),
+        "INPUT_JWT-SECRET": SECRET, "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "RUNNER_DEBUG": "1",
+    }  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["action"], env=env, stdout=out, stderr=err) == 1
+    assert f"GitHub requests: {len(standin.requests)}" in err.getvalue()
+    assert len(_open(standin)) == 1

@@ -32,12 +32,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,7 +53,7 @@ from urllib3.util.retry import Retry
 from bot import report
 from bot.actions import ActionsContext
 from bot.errors import GitHubError, TemplateError
-from bot.results import Kind, Run, Step
+from bot.results import Run
 
 log = logging.getLogger(__name__)
 
@@ -67,28 +65,12 @@ PULL_REQUEST_EVENTS = frozenset(
     {"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"}
 )
 COMMIT_EVENTS = frozenset({"push", "deployment", "deployment_status", "workflow_run"})
-TRACKING_LABEL = "golden-path"
-LABEL_COLORS = {"p0": "b60205", "golden-path": "5319e7"}
-LABEL_DESCRIPTIONS = {
-    "p0": "Blocks the golden path: users cannot complete the journey",
-    "golden-path": "Opened by golden-path after verifying a deployed revision",
-}
 PERMISSION_HINT = (
     "the token may not do this (a fork PR's token is read-only; otherwise grant the job "
     "`permissions: pull-requests: write, issues: write`)"
 )
 PULL_REQUESTS_WRITE = "pull-requests: write"
 ISSUES_WRITE = "issues: write"
-_STATE = re.compile(r"(?m)^<!-- golden-path:state (\{.*\}) -->[ \t]*$")
-_PLACEHOLDER = "GOLDENPATHFINGERPRINTPLACEHOLDER"
-_E = TypeVar("_E", Kind, Step)
-
-
-@dataclass(frozen=True, slots=True)
-class PublishOutcome:
-    comment_url: str | None
-    issue_urls: tuple[str, ...]
-    warnings: tuple[str, ...]
 
 
 # -- the client ------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Everything receives its client; the GitHub plumbing (retries, error translation,
   then list again and converge: the lowest-numbered open issue is canonical and every later one is closed as
   ``not_planned``, "Duplicate of #N", *before* anything that notifies people (assignment, comments). Every run
   converges the same way, so two runs that both created one agree on which survives. A closed duplicate is
-  never reopened: a recurrence reopens the most recent closed issue that is not a duplicate.
+  never reopened: a recurrence reopens the most recent closed issue that is not a duplicate. (Without labels
+  the listings go through search, which GitHub indexes with a delay: races then converge less reliably.)
 * **Recurrence.** One comment per workflow run on the canonical issue (``GITHUB_RUN_ID`` in its hidden marker:
   a re-run of the same workflow run finds its earlier comment and posts no second one); a closed issue within
   the window is reopened first.

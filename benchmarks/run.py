@@ -6,6 +6,8 @@
 4. memory: peak traced memory of a 50-user probe, per user.
 5. report: rendering a 200-user failing run, and the PR comment's size against GitHub's 65,536-character limit.
 6. hostile health body: peak traced memory of a health check against an endless chunked body (1 MiB cap).
+7. GitHub cost: the requests a steady-state publish makes (comment and issue exist, same failure) after 20
+   earlier incidents, counted by the client (``github.RequestCounter``) and checked against the stand-in's log.
 
 Targets are printed next to each figure; the script exits 1 when one is missed.
 """
@@ -19,6 +21,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 
 from websockets.asyncio.client import connect
 
@@ -168,10 +171,49 @@ def hostile_health_body() -> None:
     line("memory: health check vs an endless 1 GiB body, peak MiB", health_body_peak_mib(), 4, " MiB")
 
 
+def github_cost() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the stand-in lives under tests/
+    from dataclasses import replace
+
+    from bot import github, publish
+    from bot.settings import GitHubSettings
+    from tests import samples
+    from tests.standins.github_api import GitHubStandIn
+
+    with GitHubStandIn(repo="acme/chat-backend") as standin:
+        for n in range(20):
+            body = report.issue_marker(f"chat-backend:event-missing:e{n}") + "\nan earlier incident\n"
+            standin.add_issue(title=f"incident {n}", body=body, labels=("P0", "golden-path"), state="closed")
+        pr = standin.add_pull(head_sha="0" * 40)
+        settings = GitHubSettings(publish=True, settle_s=0)
+        run = samples.run("ws-upgrade-status")
+        counts = []
+        for attempt in range(2):
+            counter = github.RequestCounter()
+            gh = github.client(token=standin.token, base_url=standin.api_url, retries=2, counter=counter)
+            before = len(standin.requests)
+            publish.publish(
+                gh=gh,
+                repo_name="acme/chat-backend",
+                run=replace(run, run_id=f"r{attempt}"),
+                pr=pr,
+                settings=settings,
+            )
+            assert counter.total == len(standin.requests) - before
+            counts.append(counter.total)
+    line(
+        f"GitHub: requests of a steady-state publish after 20 incidents (first run {counts[0]})",
+        counts[1],
+        6,
+        "",
+    )
+
+
 def main() -> int:
     startup()
     rendering()
     hostile_health_body()
+    github_cost()
     with ReferenceServer(secret=SECRET, version="bench") as server:
         overhead(server)
         concurrency(server)

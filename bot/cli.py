@@ -248,6 +248,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--run-timeout", type=float, help="seconds allowed for the whole probe (default 300)")
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also log how many GitHub requests publishing made"
+    )
 
 
 def _port(raw: str) -> int:
@@ -342,7 +345,16 @@ def _demo(
         extra = {"url": server.url, "service": REFERENCE_SERVICE, "version.expected": version}
         settings = _settings(args, extra, defaults=DEMO_TARGETS, demo=True)
         credentials = Credentials(secret=secret)
-        return _run(settings, credentials, env=env, out=out, err=err, quiet=args.quiet, redactor=redactor)
+        return _run(
+            settings,
+            credentials,
+            env=env,
+            out=out,
+            err=err,
+            quiet=args.quiet,
+            redactor=redactor,
+            verbose=args.verbose,
+        )
 
 
 def _check(
@@ -350,7 +362,16 @@ def _check(
 ) -> int:
     settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None})
     credentials = _credentials(settings, env)
-    return _run(settings, credentials, env=env, out=out, err=err, quiet=args.quiet, redactor=redactor)
+    return _run(
+        settings,
+        credentials,
+        env=env,
+        out=out,
+        err=err,
+        quiet=args.quiet,
+        redactor=redactor,
+        verbose=args.verbose,
+    )
 
 
 def _action(
@@ -412,8 +433,18 @@ def _action_run(
         token=secrets_given["token"] or from_env.token,
         password=secrets_given["login-password"] or from_env.password,
     )
+    # A re-run with debug logging ("Enable debug logging" sets RUNNER_DEBUG=1) also logs the GitHub request count.
+    verbose = env.get("RUNNER_DEBUG") == "1"
     return _run(
-        settings, credentials, env=env, out=out, err=err, quiet=False, redactor=redactor, ledger=ledger
+        settings,
+        credentials,
+        env=env,
+        out=out,
+        err=err,
+        quiet=False,
+        redactor=redactor,
+        ledger=ledger,
+        verbose=verbose,
     )
 
 
@@ -589,6 +620,7 @@ def _run(
     quiet: bool,
     redactor: Redactor,
     ledger: OutputLedger | None = None,
+    verbose: bool = False,
 ) -> int:
     in_actions = env.get("GITHUB_ACTIONS") == "true"
     for secret in (credentials.secret, credentials.private_key, credentials.token, credentials.password):
@@ -624,6 +656,13 @@ def _run(
         raise UsageError(
             "publishing needs GITHUB_TOKEN (or the github-token input) and GITHUB_REPOSITORY: "
             "set them, or pass --no-publish / publish: false"
+        )
+    if settings.github.publish and not (settings.service or settings.cloud_run.service):
+        # With only a URL the name would be its host: every PR's tag URL would be a new "service" and its
+        # issues would never be found again.
+        raise UsageError(
+            "publishing needs a stable service name to find its comment and issues again: pass --service NAME "
+            "(the `service` input) or set `service:` in the config file"
         )
 
     actions_ctx = None
@@ -701,7 +740,9 @@ def _run(
     try:
         if settings.github.publish:
             with progress.phase("publish"), progress.waiting("GitHub"):
-                outputs |= _publish(run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx)
+                outputs |= _publish(
+                    run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx, verbose=verbose
+                )
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
         if actions_ctx is not None:
@@ -731,11 +772,15 @@ def _publish(
     token: str,
     log: Callable[[str], None],
     actions_ctx: Any,
+    verbose: bool = False,
 ) -> dict[str, str]:
-    from bot import github
+    from bot import github, publish, report
 
     repository = actions_ctx.repository
-    gh = github.client(token=token, base_url=actions_ctx.api_url, retries=settings.github.max_retries)
+    counter = github.RequestCounter()
+    gh = github.client(
+        token=token, base_url=actions_ctx.api_url, retries=settings.github.max_retries, counter=counter
+    )
     pr = github.find_pr(
         gh=gh,
         repo_name=repository,
@@ -745,16 +790,29 @@ def _publish(
     )
     if pr is None:
         log("no pull request for this run (a deploy from a branch?): skipping the PR comment")
-    outcome = github.publish(
-        gh=gh,
-        repo_name=repository,
-        run=run,
-        pr=pr,
-        settings=settings.github,
-        templates_dir=settings.report.templates_dir,
-        max_comment_chars=settings.report.max_comment_chars,
-        history_limit=settings.report.history,
+    server = actions_ctx.server_url
+    trail = report.Trail(
+        pr_url=f"{server}/{repository}/pull/{pr}" if pr is not None else None,
+        commit_url=f"{server}/{repository}/commit/{run.commit}" if run.commit else None,
+        run_key=actions_ctx.run_id,
     )
+    attempt = actions_ctx.run_attempt
+    try:
+        outcome = publish.publish(
+            gh=gh,
+            repo_name=repository,
+            run=run,
+            pr=pr,
+            settings=settings.github,
+            trail=trail,
+            run_attempt=int(attempt) if attempt and attempt.isdigit() else 1,
+            templates_dir=settings.report.templates_dir,
+            max_comment_chars=settings.report.max_comment_chars,
+            history_limit=settings.report.history,
+        )
+    finally:
+        if verbose:
+            log(f"GitHub requests: {counter.total}")
     for warning in outcome.warnings:
         log(f"warning: {warning}")
     if outcome.comment_url:

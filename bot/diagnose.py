@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from bot.results import CheckResult, Finding, Kind, Severity, Status, Step
 
@@ -191,8 +192,19 @@ def severity_for(kind: Kind, step: Step) -> Severity:
     return Severity.P1
 
 
+def service_key(service: str) -> str:
+    """The service as it opens a fingerprint: percent-encoded, so it never contains ':' and ``chat`` cannot
+    claim ``chat:canary``'s fingerprints (plain names such as ``chat-backend`` are unchanged)."""
+    return quote(service, safe="-._~")
+
+
+def fingerprint_service_key(fingerprint: str) -> str:
+    """The ``service_key`` a fingerprint starts with."""
+    return fingerprint.split(":", 1)[0]
+
+
 def fingerprint(service: str, kind: Kind, detail: str = "") -> str:
-    return f"{service}:{kind.value}" + (f":{detail}" if detail else "")
+    return f"{service_key(service)}:{kind.value}" + (f":{detail}" if detail else "")
 
 
 def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, ...]:

@@ -1,35 +1,30 @@
-"""GitHub through PyGithub: find the PR, keep one sticky comment per PR and service, run the P0 issue lifecycle.
+"""GitHub through PyGithub: the client, error translation, PR discovery and the sticky PR comment.
 
-Everything here receives its client (``client()`` builds one) and never reads the environment.
+The P0 issue lifecycle is ``bot.issues``; ``bot.publish`` runs both. Everything here receives its client
+(``client()`` builds one) and never reads the environment.
 
 Rules, in one place:
 
-* **Retries.** Idempotent calls (GET, HEAD, PUT, DELETE) are retried on 429/5xx, connection and read errors,
-  up to ``retries`` times. POST and PATCH are retried only when GitHub answered that it did *not* apply them:
-  a rate limit (403/429 with ``Retry-After``, ``x-ratelimit-remaining: 0`` or a rate-limit message). A 5xx or a
-  dropped connection after a POST/PATCH may have applied it, so it is never repeated blindly. Waits honour
-  ``Retry-After`` then ``x-ratelimit-reset``; the sum of all waits of one client is capped (``max_wait_s``):
-  a wait that would pass the cap fails at once instead of sleeping.
+* **Retries.** Idempotent calls (GET, HEAD, PUT, DELETE and PATCH: every edit we make sends the whole new
+  body or state) are retried with backoff on 429/5xx, connection and read errors, up to ``retries`` times.
+  A POST is retried by the client only when GitHub answered that it did *not* apply it (a rate limit: 403/429
+  with ``Retry-After``, ``x-ratelimit-remaining: 0`` or a rate-limit message). A 5xx or a dropped connection
+  after a POST may have applied it: ``post_once`` looks for the result by its hidden marker and sends the POST
+  again only when it is not there. Waits honour ``Retry-After`` then ``x-ratelimit-reset``; the sum of all
+  waits of one client is capped (``max_wait_s``): a wait that would pass the cap fails at once.
 * **Errors.** Each GitHub call is translated once. 403 (other than a rate limit), 404 and 410 mean the token may
-  not do this (a fork PR's read-only token, a missing ``permissions:`` entry, issues disabled): the comment or
-  issue step is skipped with a warning in :class:`PublishOutcome`, so the verdict still shows. Everything
-  else (5xx or rate limits after retries, connection errors, 401, unexpected answers) is a
-  :class:`~bot.errors.GitHubError` saying which call failed, how, and what to do.
+  not do this (a fork PR's read-only token, a missing ``permissions:`` entry, issues disabled): the step is
+  skipped with a warning naming the permission, so the verdict still shows. Everything else (5xx or rate limits
+  after retries, connection errors, 401, unexpected answers) is a :class:`~bot.errors.GitHubError` saying which
+  call failed, how, and what to do.
+* **Cost.** :class:`RequestCounter` counts every HTTP request a client sends (retries included). Listings are
+  read as plain JSON (``list_json``): PyGithub objects complete themselves with a GET each when a field the
+  listing left out is read.
 * **Sticky comment.** Ours is a PR comment with ``report.comment_marker(service)`` as a whole line, written by
-  the token's user (``GET /user``); a ``GITHUB_TOKEN`` or app token may not call ``GET /user``, and then any
-  ``Bot`` author counts. The oldest is edited in place (newer leftovers are deleted). After
-  creating one we list again: if a concurrent run created one first, ours is deleted and the oldest edited.
-* **P0 issues.** Ours carry ``report.issue_marker(fingerprint)`` as a whole line and are listed by the
-  tracking label (``golden-path`` when configured, else the first label; with no labels, the search API, whose
-  hits are confirmed by the marker) with ``state=all``. New fingerprint: labels are created when missing, the
-  issue is opened (assignees that GitHub refuses are dropped with a warning). Recurrence: one comment per run
-  on the open issue (the oldest, if there are several); a closed one is reopened first.
-* **Recovery.** Only a run that got through the golden path (verdict ``pass`` or ``degraded``) can say a P0
-  is gone: for each open issue of *this* service whose fingerprint is not among the run's P0 findings, it
-  counts one pass. A ``fail`` run proves nothing about other fingerprints, but it does break every streak
-  ("consecutive"). After ``close_after_passes`` passes in a row: a recovery comment naming the passing revision,
-  then the issue is closed as completed. The streak is kept in the issue body, in a hidden
-  ``<!-- golden-path:state {...} -->`` line we own (each run is a fresh container, so nothing is kept on disk).
+  the token's user: learnt from what this run wrote (every write's answer names its author), else ``GET /user``;
+  a ``GITHUB_TOKEN`` or app token gets 403 there, and then any ``Bot`` author counts. The oldest is edited in
+  place (newer leftovers are deleted, their history kept). Concurrent edits: write, wait ``settle_s``, read
+  back; if another run's edit replaced ours, merge both histories and write again.
 """
 
 from __future__ import annotations
@@ -37,22 +32,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 import github as pygithub
 import requests
 from github import Auth
 from github.GithubException import GithubException
 from github.GithubRetry import GithubRetry
-from github.Issue import Issue
 from github.IssueComment import IssueComment
 from github.Repository import Repository
 from urllib3.exceptions import InvalidHeader
@@ -62,38 +53,24 @@ from urllib3.util.retry import Retry
 from bot import report
 from bot.actions import ActionsContext
 from bot.errors import GitHubError, TemplateError
-from bot.results import Finding, Kind, Run, Severity, Step, Verdict
-from bot.settings import GitHubSettings
+from bot.results import Run
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "golden-path (+https://github.com/features/actions)"
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# PATCH is idempotent for us: every edit sends the whole new body/state, so repeating it changes nothing more.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 PULL_REQUEST_EVENTS = frozenset(
     {"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"}
 )
 COMMIT_EVENTS = frozenset({"push", "deployment", "deployment_status", "workflow_run"})
-TRACKING_LABEL = "golden-path"
-LABEL_COLORS = {"p0": "b60205", "golden-path": "5319e7"}
-LABEL_DESCRIPTIONS = {
-    "p0": "Blocks the golden path: users cannot complete the journey",
-    "golden-path": "Opened by golden-path after verifying a deployed revision",
-}
 PERMISSION_HINT = (
     "the token may not do this (a fork PR's token is read-only; otherwise grant the job "
     "`permissions: pull-requests: write, issues: write`)"
 )
-_STATE = re.compile(r"(?m)^<!-- golden-path:state (\{.*\}) -->[ \t]*$")
-_PLACEHOLDER = "GOLDENPATHFINGERPRINTPLACEHOLDER"
-_E = TypeVar("_E", Kind, Step)
-
-
-@dataclass(frozen=True, slots=True)
-class PublishOutcome:
-    comment_url: str | None
-    issue_urls: tuple[str, ...]
-    warnings: tuple[str, ...]
+PULL_REQUESTS_WRITE = "pull-requests: write"
+ISSUES_WRITE = "issues: write"
 
 
 # -- the client ------------------------------------------------------------------------------------------------
@@ -125,18 +102,56 @@ class _WaitBudget:
             return True
 
 
-class _Retry(GithubRetry):
-    """PyGithub's retry (it understands GitHub's 403 rate limits), made safe for writes and bounded in time."""
+class RequestCounter:
+    """How many HTTP requests one client sent, every retry included (``--verbose`` prints it; benchmarks read it)."""
 
-    def __init__(self, *, wait_budget: _WaitBudget | None = None, **kwargs: Any) -> None:
+    def __init__(self) -> None:
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._total += 1
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+
+class _Retry(GithubRetry):
+    """PyGithub's retry (it understands GitHub's 403 rate limits), made safe for writes and bounded in time.
+
+    It also counts requests: urllib3 asks ``is_retry`` about every response it receives, and ``increment``
+    about every request that got no response at all.
+    """
+
+    def __init__(
+        self, *, wait_budget: _WaitBudget | None = None, counter: RequestCounter | None = None, **kwargs: Any
+    ) -> None:
         self.wait_budget = wait_budget or _WaitBudget(60.0)
+        self.counter = counter or RequestCounter()
         super().__init__(**kwargs)
 
     def new(self, **kw: Any) -> Any:
         kw["wait_budget"] = self.wait_budget
+        kw["counter"] = self.counter
         return super().new(**kw)
 
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Any:
+        if response is None:
+            self.counter.add()  # a connection or read error: the request went out (or tried to) unanswered
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        self.counter.add()
         if method.upper() in IDEMPOTENT_METHODS:
             return bool(super().is_retry(method, status_code, has_retry_after))
         # POST/PATCH: only answers that say the request was refused before it applied (rate limits).
@@ -183,6 +198,7 @@ def client(
     max_wait_s: float = 60.0,
     secondary_rate_wait_s: float = 60.0,
     per_page: int = 100,
+    counter: RequestCounter | None = None,
 ) -> pygithub.Github:
     """A PyGithub client for ``base_url`` (``GITHUB_API_URL``: github.com, GHES or a local stand-in).
 
@@ -204,6 +220,7 @@ def client(
         secondary_rate_wait=secondary_rate_wait_s,
         max_rate_limit_wait=None,
         wait_budget=_WaitBudget(max_wait_s),
+        counter=counter,
     )
     # PyGithub gives its logger a console handler at INFO when imported, so its retry logger would print every
     # expected refusal (GET /user with a GITHUB_TOKEN); our warnings and errors say what matters instead.
@@ -224,7 +241,7 @@ def client(
 # -- error translation -----------------------------------------------------------------------------------------
 
 
-class _CannotPublish(Exception):
+class CannotPublish(Exception):
     """GitHub refused for lack of permission (or the thing is gone): becomes a warning, not an exit code."""
 
     def __init__(self, message: str, *, status: int) -> None:
@@ -257,9 +274,18 @@ def _is_rate_limit(exc: GithubException) -> bool:
 
 
 @contextmanager
-def _calling(doing: str, *, write: bool = False) -> Iterator[None]:
-    """Translate whatever PyGithub/requests raise while ``doing`` into a warning or a ``GitHubError``."""
+def calling(doing: str, *, write: bool = False, permission: str | None = None) -> Iterator[None]:
+    """Translate whatever PyGithub/requests raise while ``doing`` into a warning or a ``GitHubError``.
+
+    ``permission`` names the job permission the call needs (``issues: write``), for the warning when refused.
+    """
     not_repeated = " It was not repeated because it may have been applied; re-run the job." if write else ""
+    hint = (
+        f"the token lacks `{permission}` (a fork PR's token is read-only; otherwise add `permissions: "
+        f"{permission}` to the job)"
+        if permission
+        else PERMISSION_HINT
+    )
     try:
         yield
     except GithubException as exc:
@@ -270,8 +296,8 @@ def _calling(doing: str, *, write: bool = False) -> Iterator[None]:
                 "retries and waits are exhausted: re-run the job later"
             ) from exc
         if status in (403, 404, 410):
-            raise _CannotPublish(
-                f"could not {doing}: GitHub answered {status} ({_message(exc)}); {PERMISSION_HINT}",
+            raise CannotPublish(
+                f"could not {doing}: GitHub answered {status} ({_message(exc)}); {hint}",
                 status=status,
             ) from exc
         if status == 401:
@@ -353,9 +379,9 @@ def find_pr(
     if not sha:
         return None
     try:
-        with _calling(f"list the pull requests of commit {sha[:12]}"):
+        with calling(f"list the pull requests of commit {sha[:12]}"):
             pulls = list(gh.get_repo(repo_name).get_commit(sha).get_pulls())
-    except _CannotPublish as exc:
+    except CannotPublish as exc:
         (warn or log.warning)(str(exc))
         return None
     open_pulls = [p for p in pulls if p.state == "open"]
@@ -410,53 +436,82 @@ def _workflow_run_pr(event: Mapping[str, Any], repo_name: str, sha: str | None) 
     return int(ours[0]["number"]) if ours else None
 
 
-# -- publish ---------------------------------------------------------------------------------------------------
+# -- plumbing shared by the comment and the issues -------------------------------------------------------------
 
 
-def publish(
+_T = TypeVar("_T")
+
+
+def may_have_applied(exc: GitHubError) -> bool:
+    """True when a write failed in a way that says nothing about whether GitHub applied it (5xx, no answer)."""
+    cause = exc.__cause__
+    if isinstance(cause, GithubException):
+        return cause.status >= 500
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return False  # never connected: nothing was sent
+    return isinstance(cause, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+def post_once(
+    doing: str,
     *,
-    gh: pygithub.Github,
-    repo_name: str,
-    run: Run,
-    pr: int | None,
-    settings: GitHubSettings,
-    templates_dir: Path | None = None,
-    max_comment_chars: int = 65_000,
-    history_limit: int = 10,
-) -> PublishOutcome:
-    """Write the verdict where the team looks: the sticky PR comment and the P0 issues (rules: module doc)."""
-    repo = gh.get_repo(repo_name)
-    identity = _Identity(gh)
-    warnings: list[str] = []
-    comment_url: str | None = None
-    if pr is not None and settings.comment:
+    send: Callable[[], _T],
+    find: Callable[[], _T | None],
+    permission: str,
+    tries: int,
+    backoff_s: float = 0.5,
+) -> _T:
+    """Create something with a POST that is never sent blindly twice.
+
+    A POST answered 5xx (or not at all) may have been applied: ``find`` looks for it by its hidden marker, and
+    only when it is not there is the POST sent again (after a backoff). Raises the last ``GitHubError`` when
+    GitHub stays unavailable for ``tries`` attempts.
+    """
+    failure: GitHubError | None = None
+    for attempt in range(max(tries, 1)):
+        if attempt and backoff_s:
+            time.sleep(min(backoff_s * 2 ** (attempt - 1), 8.0))
         try:
-            comment_url = _upsert_comment(
-                repo=repo,
-                pr=pr,
-                run=run,
-                identity=identity,
-                templates_dir=templates_dir,
-                max_chars=max_comment_chars,
-                history_limit=history_limit,
-            )
-        except _CannotPublish as exc:
-            warnings.append(str(exc))
-    issue_urls: list[str] = []
-    if settings.issues:
-        try:
-            issue_urls = _sync_issues(
-                gh=gh,
-                repo=repo,
-                repo_name=repo_name,
-                run=run,
-                settings=settings,
-                templates_dir=templates_dir,
-                warnings=warnings,
-            )
-        except _CannotPublish as exc:
-            warnings.append(str(exc))
-    return PublishOutcome(comment_url=comment_url, issue_urls=tuple(issue_urls), warnings=tuple(warnings))
+            with calling(doing, write=True, permission=permission):
+                return send()
+        except GitHubError as exc:
+            if not may_have_applied(exc):
+                raise
+            failure = exc
+            log.info("GitHub failed to %s and may have applied it: looking for it by its marker", doing)
+        with calling(f"check whether GitHub applied the request to {doing}"):
+            found = find()
+        if found is not None:
+            return found
+    assert failure is not None
+    raise failure
+
+
+def list_json(gh: pygithub.Github, path: str, params: Mapping[str, Any], *, max_pages: int = 10) -> list[Any]:
+    """Every item of a listing as plain JSON, following ``Link: rel="next"``.
+
+    PyGithub's objects complete themselves lazily: reading a field a listing leaves out (``pull_request`` on a
+    plain issue) costs a GET per object. Plain JSON costs exactly one request per page.
+    """
+    items: list[Any] = []
+    url: str | None = path
+    parameters: dict[str, Any] | None = dict(params)
+    for _ in range(max_pages):
+        if url is None:
+            break
+        headers, data = gh.requester.requestJsonAndCheck("GET", url, parameters=parameters)
+        page = data.get("items") if isinstance(data, dict) else data
+        items.extend(item for item in (page or []) if isinstance(item, dict))
+        url, parameters = _next_link(headers.get("link")), None
+    return items
+
+
+def _next_link(header: str | None) -> str | None:
+    for part in (header or "").split(","):
+        url, _, rel = part.partition(";")
+        if 'rel="next"' in rel:
+            return url.strip().strip("<>")
+    return None
 
 
 def has_marker(body: str | None, marker: str) -> bool:
@@ -464,7 +519,7 @@ def has_marker(body: str | None, marker: str) -> bool:
     return bool(body) and report.has_marker(body or "", marker)
 
 
-def _require_marker(body: str, marker: str, what: str) -> None:
+def require_marker(body: str, marker: str, what: str) -> None:
     if not has_marker(body, marker):
         raise TemplateError(
             f"the rendered {what} lacks its hidden marker {marker!r} on a line of its own; "
@@ -472,21 +527,27 @@ def _require_marker(body: str, marker: str, what: str) -> None:
         )
 
 
-class _Identity:
-    """Who the token writes as: ``GET /user`` once; None when the token may not ask (GITHUB_TOKEN, apps)."""
+class Identity:
+    """Who the token writes as. Learnt from what this run wrote (GitHub answers every write with its author),
+    else ``GET /user`` once; None when the token may not ask (``GITHUB_TOKEN`` and app tokens get 403)."""
 
     def __init__(self, gh: pygithub.Github) -> None:
         self._gh = gh
         self._resolved = False
         self._login: str | None = None
 
+    def learn(self, user: Any) -> None:
+        login = getattr(user, "login", None)
+        if isinstance(login, str) and login and not self._resolved:
+            self._login, self._resolved = login, True
+
     @property
     def login(self) -> str | None:
         if not self._resolved:
             try:
-                with _calling("identify the token's user (GET /user)"):
+                with calling("identify the token's user (GET /user)"):
                     self._login = self._gh.get_user().login
-            except _CannotPublish:
+            except CannotPublish:
                 self._login = None  # an integration token: its comments are by a Bot user
             self._resolved = True
         return self._login
@@ -504,358 +565,107 @@ class _Identity:
 # -- sticky comment --------------------------------------------------------------------------------------------
 
 
-def _upsert_comment(
+def upsert_comment(
     *,
+    gh: pygithub.Github,
     repo: Repository,
     pr: int,
     run: Run,
-    identity: _Identity,
+    identity: Identity,
+    issues: tuple[report.IssueLink, ...] = (),
     templates_dir: Path | None = None,
     max_chars: int = 65_000,
     history_limit: int = 10,
+    settle_s: float = 1.0,
+    tries: int = 4,
+    backoff_s: float = 0.5,
 ) -> str:
-    """Create or edit our one comment on ``pr`` for ``run``'s service; returns its URL."""
-    marker = report.comment_marker(run.target.service)
-    issue = repo.get_issue(pr)
+    """Create or edit our one comment on ``pr`` for ``run``'s service, keeping every run's history entry even
+    when runs edit it at once; returns its URL.
 
-    def render(previous: IssueComment | None) -> str:
-        history = report.decode_history(previous.body or "") if previous is not None else []
+    GitHub has no conditional edit, so: write, wait ``settle_s`` (or twice our own read-to-write gap, when
+    longer: it stands for any concurrent writer's), read it back, and when a concurrent edit replaced ours,
+    merge both histories and write again. A writer that read before our edit writes within that wait, so our
+    read-back sees it.
+    """
+    marker = report.comment_marker(run.target.service)
+    thread = repo.get_issue(pr)
+    this_run = report.HistoryEntry.from_run(run)
+    known: set[report.HistoryEntry] = set()
+
+    def render() -> str:
+        history = sorted((e for e in known if e != this_run), key=lambda e: (e.started_at, e.run_url or ""))
         body = report.render_comment(
             run,
             history=history,
             max_chars=max_chars,
             templates_dir=templates_dir,
             history_limit=history_limit,
+            issues=issues,
         )
-        _require_marker(body, marker, "PR comment")
+        require_marker(body, marker, "PR comment")
         return str(body)
 
     def ours() -> list[IssueComment]:
-        with _calling(f"list the comments on PR #{pr}"):
-            candidates = [c for c in issue.get_comments() if has_marker(c.body, marker)]
+        with calling(f"list the comments on PR #{pr}"):
+            candidates = [c for c in thread.get_comments() if has_marker(c.body, marker)]
             return sorted((c for c in candidates if identity.wrote(c)), key=lambda c: (c.created_at, c.id))
 
     existing = ours()
+    read_at = time.monotonic()
     if existing:
-        keep = existing[0]
-        body = render(keep)
-        if keep.body != body:
-            with _calling(f"edit the golden-path comment on PR #{pr}", write=True):
-                keep.edit(body)
-        for extra in existing[1:]:  # left over from an earlier race
+        target, base = existing[0], existing[0].body or ""
+        for extra in existing[1:]:  # left over from an earlier race: keep its history, drop the copy
+            known.update(report.decode_history(extra.body or ""))
             _delete_comment(extra, pr)
-        return str(keep.html_url)
-
-    body = render(None)
-    with _calling(f"comment on PR #{pr}", write=True):
-        created = issue.create_comment(body)
-    again = ours()
-    if again and again[0].id != created.id:
-        # Another run created its comment first: keep the oldest, remove ours, write into the oldest.
-        _delete_comment(created, pr)
-        keep = again[0]
-        body = render(keep)
-        with _calling(f"edit the golden-path comment on PR #{pr}", write=True):
-            keep.edit(body)
-        return str(keep.html_url)
-    return str(created.html_url)
+    else:
+        body = render()
+        created = post_once(
+            f"comment on PR #{pr}",
+            send=lambda: thread.create_comment(body),
+            find=lambda: next((c for c in ours() if this_run in report.decode_history(c.body or "")), None),
+            permission=PULL_REQUESTS_WRITE,
+            tries=tries,
+            backoff_s=backoff_s,
+        )
+        identity.learn(created.user)
+        again = ours()
+        if not again or again[0].id == created.id:
+            target, base = created, body
+        else:
+            # Another run created its comment first: keep the oldest, remove ours, write into the oldest.
+            _delete_comment(created, pr)
+            target, base = again[0], again[0].body or ""
+            read_at = time.monotonic()
+    for _ in range(tries + 1):
+        known.update(report.decode_history(base))
+        body = render()
+        if body != base:
+            with calling(
+                f"edit the golden-path comment on PR #{pr}", write=True, permission=PULL_REQUESTS_WRITE
+            ):
+                target.edit(body)
+        if settle_s:
+            # A concurrent writer's read-to-write gap is about ours (same network, same machine): wait longer.
+            time.sleep(max(settle_s, 2 * (time.monotonic() - read_at)))
+        with calling(f"read back the golden-path comment on PR #{pr}"):
+            _, data = gh.requester.requestJsonAndCheck("GET", target.url)
+        read_at = time.monotonic()
+        base = str(data.get("body") or "") if isinstance(data, dict) else ""
+        if base == body or this_run in report.decode_history(base):
+            break
+        log.info("a concurrent run edited the comment on PR #%s: merging its history", pr)
+    else:
+        log.warning(
+            "the comment on PR #%s kept changing under concurrent runs: this run's entry may be missing", pr
+        )
+    return str(target.html_url)
 
 
 def _delete_comment(comment: IssueComment, pr: int) -> None:
     try:
-        with _calling(f"delete a duplicate golden-path comment on PR #{pr}"):
+        with calling(f"delete a duplicate golden-path comment on PR #{pr}"):
             comment.delete()
-    except _CannotPublish as exc:
+    except CannotPublish as exc:
         if exc.status != 404:  # 404: already deleted by the run that raced us: fine
             raise
-
-
-# -- P0 issues -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Tracked:
-    issue: Issue
-    fingerprint: str
-    state: dict[str, Any]
-
-
-def _marker_pattern() -> re.Pattern[str]:
-    template = report.issue_marker(_PLACEHOLDER)
-    before, found, after = template.partition(_PLACEHOLDER)
-    if not found:
-        raise TemplateError("report.issue_marker() does not include the fingerprint")
-    return re.compile(r"(?m)^[ \t]*" + re.escape(before) + r"(\S+?)" + re.escape(after) + r"[ \t]*\r?$")
-
-
-def _read_state(body: str | None) -> dict[str, Any]:
-    match = _STATE.search(body or "")
-    if not match:
-        return {}
-    try:
-        data = json.loads(match.group(1))
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _with_state(body: str | None, state: Mapping[str, Any]) -> str:
-    # "<" and ">" are escaped inside the JSON strings so the HTML comment cannot be closed early.
-    encoded = json.dumps(dict(state), sort_keys=True).replace("<", "\\u003c").replace(">", "\\u003e")
-    line = f"<!-- golden-path:state {encoded} -->"
-    text = body or ""
-    if _STATE.search(text):
-        return _STATE.sub(lambda _: line, text, count=1)
-    return f"{text.rstrip()}\n\n{line}\n"
-
-
-def tracking_label(labels: Iterable[str]) -> str | None:
-    names = list(labels)
-    for name in names:
-        if name.lower() == TRACKING_LABEL:
-            return name
-    return names[0] if names else None
-
-
-def _list_tracked(
-    *, gh: pygithub.Github, repo: Repository, repo_name: str, service: str, labels: tuple[str, ...]
-) -> list[_Tracked]:
-    """Our issues for ``service`` in every state, oldest first."""
-    pattern = _marker_pattern()
-    label = tracking_label(labels)
-    found: list[_Tracked] = []
-    with _calling("list the golden-path issues"):
-        if label is not None:
-            issues: Iterable[Issue] = repo.get_issues(state="all", labels=[label])
-        else:
-            prefix = report.issue_marker(_PLACEHOLDER).partition(_PLACEHOLDER)[0]
-            phrase = (prefix + service).replace("<!--", "").replace('"', " ").strip()
-            issues = gh.search_issues(f'repo:{repo_name} is:issue in:body "{phrase}"')
-        for issue in issues:
-            if issue.pull_request is not None:
-                continue
-            match = pattern.search(issue.body or "")
-            if match is None or not match.group(1).startswith(_marker_fingerprint(f"{service}:")):
-                continue
-            found.append(_Tracked(issue=issue, fingerprint=match.group(1), state=_read_state(issue.body)))
-    found.sort(key=lambda t: t.issue.number)
-    return found
-
-
-def _sync_issues(
-    *,
-    gh: pygithub.Github,
-    repo: Repository,
-    repo_name: str,
-    run: Run,
-    settings: GitHubSettings,
-    templates_dir: Path | None = None,
-    warnings: list[str] | None = None,
-) -> list[str]:
-    """Open, update, reopen and close P0 issues for ``run``; returns the URLs of this run's P0 issues."""
-    notes = warnings if warnings is not None else []
-    service = run.target.service
-    p0: dict[str, Finding] = {}
-    for finding in run.findings:
-        if finding.severity is Severity.P0:
-            p0.setdefault(finding.fingerprint, finding)
-    tracked = _list_tracked(gh=gh, repo=repo, repo_name=repo_name, service=service, labels=settings.labels)
-    by_fingerprint: dict[str, list[_Tracked]] = {}
-    for item in tracked:
-        by_fingerprint.setdefault(item.fingerprint, []).append(item)
-
-    urls: list[str] = []
-    opened: list[tuple[Finding, Issue]] = []
-    labels_ready = False
-    for fingerprint, finding in p0.items():
-        candidates = by_fingerprint.get(_marker_fingerprint(fingerprint), [])
-        current = next((t for t in candidates if t.issue.state == "open"), None)
-        if current is None and candidates:
-            current = candidates[-1]  # the most recent closed one: reopen it
-        if current is None:
-            if not labels_ready:
-                ensure_labels(repo, settings.labels)
-                labels_ready = True
-            issue = _open_issue(repo, run, finding, settings, templates_dir, notes)
-            opened.append((finding, issue))
-            urls.append(str(issue.html_url))
-        else:
-            _recur(current, run, finding, templates_dir)
-            urls.append(str(current.issue.html_url))
-    if opened:
-        urls = _resolve_duplicates(gh, repo, repo_name, service, settings, opened, urls)
-
-    for item in tracked:
-        if item.issue.state != "open" or item.fingerprint in {_marker_fingerprint(f) for f in p0}:
-            continue
-        _count_pass(item, run, settings, templates_dir)
-    return urls
-
-
-def _marker_fingerprint(fingerprint: str) -> str:
-    """The fingerprint as it appears inside the marker (identical unless the marker escapes it)."""
-    template = report.issue_marker(_PLACEHOLDER)
-    before, _, after = template.partition(_PLACEHOLDER)
-    marker = str(report.issue_marker(fingerprint))
-    return marker[len(before) : len(marker) - len(after)] if after else marker[len(before) :]
-
-
-def ensure_labels(repo: Repository, labels: Iterable[str]) -> None:
-    """Create the configured labels that do not exist yet (names compare case-insensitively, as on GitHub)."""
-    wanted = list(dict.fromkeys(labels))
-    if not wanted:
-        return
-    with _calling("list the repository's labels"):
-        present = {label.name.lower() for label in repo.get_labels()}
-    for name in wanted:
-        if name.lower() in present:
-            continue
-        try:
-            with _calling(f"create the label {name!r}", write=True):
-                repo.create_label(
-                    name=name,
-                    color=LABEL_COLORS.get(name.lower(), "ededed"),
-                    description=LABEL_DESCRIPTIONS.get(name.lower(), "Managed by golden-path"),
-                )
-        except GitHubError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, GithubException) and cause.status == 422:
-                continue  # created meanwhile by a concurrent run
-            raise
-
-
-def _open_issue(
-    repo: Repository,
-    run: Run,
-    finding: Finding,
-    settings: GitHubSettings,
-    templates_dir: Path | None,
-    notes: list[str],
-) -> Issue:
-    marker = report.issue_marker(finding.fingerprint)
-    body = report.render_issue(run, finding, templates_dir=templates_dir)
-    _require_marker(body, marker, "issue")
-    body = _with_state(body, _new_state(finding))
-    title = report.issue_title(run, finding)
-    labels = list(settings.labels)
-    assignees = list(settings.assignees)
-    doing = f"open an issue for {finding.fingerprint}"
-    try:
-        with _calling(doing, write=True):
-            return repo.create_issue(title=title, body=body, labels=labels, assignees=assignees)
-    except GitHubError as exc:
-        cause = exc.__cause__
-        refused = isinstance(cause, GithubException) and cause.status == 422 and "assignee" in str(cause.data)
-        if not (assignees and refused):
-            raise
-    # GitHub refused the assignees (422: nothing was created), so sending it again without them is safe.
-    notes.append(
-        f"GitHub refused the assignees {', '.join(assignees)} for the P0 issue (not collaborators?); "
-        "opened it unassigned"
-    )
-    with _calling(doing, write=True):
-        return repo.create_issue(title=title, body=body, labels=labels)
-
-
-def _new_state(finding: Finding) -> dict[str, Any]:
-    return {
-        "fingerprint": finding.fingerprint,
-        "kind": finding.kind.value,
-        "step": finding.step.value,
-        "title": finding.title,
-        "passes": 0,
-    }
-
-
-def _recur(item: _Tracked, run: Run, finding: Finding, templates_dir: Path | None) -> None:
-    issue = item.issue
-    number = issue.number
-    state = {**_new_state(finding), **item.state, "passes": 0}
-    if issue.state != "open":
-        with _calling(f"reopen issue #{number}", write=True):
-            issue.edit(state="open", body=_with_state(issue.body, state))
-    elif item.state.get("passes"):
-        with _calling(f"reset the recovery count of issue #{number}", write=True):
-            issue.edit(body=_with_state(issue.body, state))
-    update = report.render_issue_update(run, finding, templates_dir=templates_dir)
-    with _calling(f"comment on issue #{number}", write=True):
-        issue.create_comment(update)
-
-
-def _count_pass(item: _Tracked, run: Run, settings: GitHubSettings, templates_dir: Path | None) -> None:
-    issue = item.issue
-    number = issue.number
-    previous = int(item.state.get("passes") or 0)
-    if run.verdict is Verdict.FAIL:
-        if previous:
-            with _calling(f"reset the recovery count of issue #{number}", write=True):
-                issue.edit(body=_with_state(issue.body, {**item.state, "passes": 0}))
-        return
-    passes = previous + 1
-    if passes < settings.close_after_passes:
-        with _calling(f"record a passing run on issue #{number}", write=True):
-            issue.edit(body=_with_state(issue.body, {**item.state, "passes": passes}))
-        return
-    finding = _finding_from(item, run)
-    recovery = report.render_recovery(run, finding, passes=passes, templates_dir=templates_dir)
-    with _calling(f"comment the recovery on issue #{number}", write=True):
-        issue.create_comment(recovery)
-    with _calling(f"close issue #{number}", write=True):
-        issue.edit(
-            state="closed",
-            state_reason="completed",
-            body=_with_state(issue.body, {**item.state, "passes": 0}),
-        )
-
-
-def _finding_from(item: _Tracked, run: Run) -> Finding:
-    """The finding an issue was opened for, rebuilt from its state line (best effort for older issues)."""
-    state = item.state
-    fingerprint = str(state.get("fingerprint") or unquote(item.fingerprint))
-    service_kind = fingerprint.removeprefix(f"{run.target.service}:").split(":", 1)[0]
-    kind = _enum(Kind, state.get("kind"), _enum(Kind, service_kind, Kind.EVENT_ERROR))
-    step = _enum(Step, state.get("step"), Step.CONNECT)
-    title = str(state.get("title") or item.issue.title)
-    return Finding(
-        fingerprint=fingerprint,
-        severity=Severity.P0,
-        kind=kind,
-        step=step,
-        title=title,
-        cause="",
-        remediation="",
-        occurrences=0,
-    )
-
-
-def _enum(cls: type[_E], value: Any, default: _E) -> _E:
-    try:
-        return cls(value)
-    except ValueError:
-        return default
-
-
-def _resolve_duplicates(
-    gh: pygithub.Github,
-    repo: Repository,
-    repo_name: str,
-    service: str,
-    settings: GitHubSettings,
-    opened: list[tuple[Finding, Issue]],
-    urls: list[str],
-) -> list[str]:
-    """If a concurrent run opened an issue for the same fingerprint first, close ours as its duplicate."""
-    again = _list_tracked(gh=gh, repo=repo, repo_name=repo_name, service=service, labels=settings.labels)
-    result = list(urls)
-    for finding, issue in opened:
-        fingerprint = _marker_fingerprint(finding.fingerprint)
-        older = [t.issue for t in again if t.fingerprint == fingerprint and t.issue.state == "open"]
-        older = [i for i in older if i.number < issue.number]
-        if not older:
-            continue
-        keep = older[0]
-        with _calling(f"close duplicate issue #{issue.number}", write=True):
-            issue.create_comment(f"Duplicate of #{keep.number}, opened by a concurrent golden-path run.")
-            issue.edit(state="closed", state_reason="not_planned")
-        result = [str(keep.html_url) if u == str(issue.html_url) else u for u in result]
-    return list(dict.fromkeys(result))

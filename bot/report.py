@@ -38,7 +38,9 @@ Template context (the contract for user templates): ``run`` (``bot.results.Run``
 ``JourneyStep``), ``findings`` (those shown) and ``findings_omitted`` (count), ``show_evidence``,
 ``show_details``, ``compact_findings``, ``omitted`` (a sentence saying what was cut, or ``""``); the comment
 adds ``marker``, ``history`` (``HistoryEntry``, newest first) and ``history_data`` (the hidden line to keep);
-issue texts add ``finding`` and ``marker``; the recovery comment adds ``passes``.
+the comment also adds ``issues`` (``IssueLink``: the P0 issues this run opened, updated or closed); issue texts add
+``finding``, ``marker`` and ``trail`` (``Trail``: links to the PR and commit); the recovery comment adds
+``passes``.
 """
 
 from __future__ import annotations
@@ -107,6 +109,32 @@ def issue_marker(fingerprint: str) -> str:
 def issue_comment_marker(fingerprint: str, run_id: str) -> str:
     """The hidden line of a recurrence or recovery comment: lets a re-run see it already commented."""
     return f"{_MARKER_PREFIX}issue-comment fingerprint={_marker_value(fingerprint)} run={_marker_value(run_id, 100)} -->"
+
+
+@dataclass(frozen=True, slots=True)
+class Trail:
+    """Where a run came from, linked from the issues and comments it writes (each link optional).
+
+    ``run_key`` identifies the workflow run across re-runs (``GITHUB_RUN_ID``): recurrence and recovery comments
+    carry it in their hidden marker, so a re-run of the same workflow run never comments twice.
+    """
+
+    pr_url: str | None = None
+    commit_url: str | None = None
+    run_key: str | None = None
+
+
+NO_TRAIL = Trail()
+
+
+@dataclass(frozen=True, slots=True)
+class IssueLink:
+    """A P0 issue this run opened or updated, listed in the PR comment."""
+
+    number: int
+    url: str
+    title: str
+    action: str  # "opened" | "reopened" | "updated" | "closed" (recovered)
 
 
 def has_marker(body: str, marker: str) -> bool:
@@ -787,8 +815,11 @@ def render_comment(
     max_chars: int = 65_000,
     history_limit: int = 10,
     templates_dir: Path | None = None,
+    issues: Sequence[IssueLink] = (),
 ) -> str:
     """The sticky PR comment: marker, report, run history (newest first) and the hidden history line.
+
+    ``issues`` are the P0 issues this run opened or updated (the template links each).
 
     ``history`` is what ``decode_history`` read from the previous comment (oldest first); this run is appended
     and the newest ``history_limit`` entries are kept.
@@ -805,7 +836,7 @@ def render_comment(
 
     def shown(detail: _Detail) -> dict[str, Any]:
         kept = entries if detail.history_limit is None else entries[-detail.history_limit :]
-        return {"history": list(reversed(kept))}
+        return {"history": list(reversed(kept)), "issues": list(issues)}
 
     return _render_capped(
         env,
@@ -819,7 +850,12 @@ def render_comment(
 
 
 def render_issue(
-    run: Run, finding: Finding, *, max_chars: int = 65_000, templates_dir: Path | None = None
+    run: Run,
+    finding: Finding,
+    *,
+    max_chars: int = 65_000,
+    templates_dir: Path | None = None,
+    trail: Trail = NO_TRAIL,
 ) -> str:
     """The body of the P0 issue for ``finding``, carrying ``issue_marker(finding.fingerprint)``."""
     return _render_capped(
@@ -828,30 +864,45 @@ def render_issue(
         run,
         max_chars=min(max_chars, GITHUB_COMMENT_LIMIT),
         required=lambda detail: {"marker": issue_marker(finding.fingerprint)},
-        extra=lambda detail: {"finding": finding},
+        extra=lambda detail: {"finding": finding, "trail": trail},
     )
 
 
 def render_issue_update(
-    run: Run, finding: Finding, *, max_chars: int = 65_000, templates_dir: Path | None = None
+    run: Run,
+    finding: Finding,
+    *,
+    max_chars: int = 65_000,
+    templates_dir: Path | None = None,
+    trail: Trail = NO_TRAIL,
 ) -> str:
-    """The comment on an open issue when its finding recurs: revision, commit, run link, time, evidence."""
+    """The comment on an open issue when its finding recurs: revision, commit, PR, run link, time, evidence."""
+    marker = issue_comment_marker(finding.fingerprint, trail.run_key or run.run_id)
     return _render_capped(
         _environment_for(templates_dir),
         "issue_update.md.j2",
         run,
         max_chars=min(max_chars, GITHUB_COMMENT_LIMIT),
-        required=lambda detail: {"marker": issue_comment_marker(finding.fingerprint, run.run_id)},
-        extra=lambda detail: {"finding": finding},
+        required=lambda detail: {"marker": marker},
+        extra=lambda detail: {"finding": finding, "trail": trail},
     )
 
 
-def render_recovery(run: Run, finding: Finding, *, passes: int, templates_dir: Path | None = None) -> str:
+def render_recovery(
+    run: Run,
+    finding: Finding,
+    *,
+    passes: int,
+    templates_dir: Path | None = None,
+    trail: Trail = NO_TRAIL,
+) -> str:
     """The comment posted before closing an issue whose finding has not recurred for ``passes`` runs."""
-    marker = issue_comment_marker(finding.fingerprint, run.run_id)
+    marker = issue_comment_marker(finding.fingerprint, trail.run_key or run.run_id)
     env = _environment_for(templates_dir)
     output = _render(
-        env, "recovery.md.j2", _context(run, _LEVELS[0], finding=finding, marker=marker, passes=passes)
+        env,
+        "recovery.md.j2",
+        _context(run, _LEVELS[0], finding=finding, marker=marker, passes=passes, trail=trail),
     )
     return _require(output, "recovery.md.j2", [marker])
 

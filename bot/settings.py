@@ -246,6 +246,11 @@ class GitHubSettings(_Section):
     assignees: tuple[str, ...] = ()
     close_after_passes: int = Field(default=1, ge=1, le=100)
     max_retries: int = Field(default=3, ge=0, le=10)
+    # A recurrence reopens an issue closed within this many days; older ones stay closed and a new one is filed.
+    reopen_window_days: int = Field(default=30, ge=1, le=365)
+    # After editing the sticky comment, wait this long and read it again: a concurrent run's edit that landed
+    # meanwhile is merged instead of lost (GitHub has no conditional edit).
+    settle_s: float = Field(default=1.0, ge=0, le=30)
 
 
 class GateSettings(_Section):

@@ -13,7 +13,11 @@ from bot.cli import main
 from bot.reference.server import ReferenceServer
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
-FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
+# Generous targets: these tests are about verdicts, not speed, and the machine is shared and noisy.
+FAST = (
+    "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
+    "targets: {api_ms: 10000, handshake_ms: 10000, agent_startup_ms: 10000, processing_ms: 10000, total_ms: 60000}\n"
+)
 
 
 def _main(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -30,6 +30,7 @@ def github_env(workspace: Path, github: GitHubStandIn, pr: int, with_: dict[str,
     env = {
         f"INPUT_{name.upper()}": defaults.get(spec.get("default", ""), "") for name, spec in inputs.items()
     }
+    with_ = {"service": "chat-backend"} | with_  # publishing needs a stable service name (#11)
     env |= {f"INPUT_{name.upper()}": value for name, value in with_.items()}
     event = workspace / "event.json"
     event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))

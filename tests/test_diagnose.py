@@ -1,4 +1,11 @@
-from bot.diagnose import EXPLANATIONS, diagnose, severity_for
+from bot.diagnose import (
+    EXPLANATIONS,
+    diagnose,
+    fingerprint,
+    fingerprint_service_key,
+    service_key,
+    severity_for,
+)
 from bot.impact import assess
 from bot.results import CheckResult, Failure, Kind, Severity, Status, Step, Verdict, verdict_for
 from bot.settings import ImpactSettings
@@ -77,3 +84,12 @@ def test_diagnose__titles_use_the_failure_subject():
     assert (
         diagnose([unhealthy], service="s")[0].title == "health answered HTTP 200 but reports itself unhealthy"
     )
+
+
+def test_fingerprint__service_names_cannot_claim_each_others_fingerprints():
+    canary = fingerprint("chat:canary", Kind.WS_UPGRADE_STATUS, "502")
+    plain = fingerprint("chat", Kind.WS_UPGRADE_STATUS, "502")
+    assert canary == "chat%3Acanary:ws-upgrade-status:502"
+    assert fingerprint_service_key(canary) == service_key("chat:canary") != service_key("chat")
+    assert fingerprint_service_key(plain) == "chat"
+    assert fingerprint("chat-backend", Kind.TIMEOUT) == "chat-backend:timeout"  # plain names are unchanged

@@ -230,6 +230,7 @@ def test_main__no_form_of_any_secret_reaches_any_output(mode: str, tmp_path: Pat
             ACTIONS_ID_TOKEN_REQUEST_TOKEN=ID_TOKEN,
             GOLDEN_PATH_PASSWORD=PASSWORD,
             INPUT_URL=backend.url,
+            INPUT_SERVICE="chat-backend",
             INPUT_CONFIG=str(_config(tmp_path, auth=auth)),
             **{"INPUT_JWT-SECRET": SECRET},
         )

@@ -14,15 +14,20 @@ Faults for tests: :meth:`fail` (a status for the next N matching requests, optio
 write, as a 502 from a proxy may), :meth:`secondary_rate_limit`, :attr:`read_only` (403 "Resource not
 accessible by integration" on every write, as a fork PR's token gets), :attr:`user_endpoint_forbidden`
 (``GET /user`` refused, as for ``GITHUB_TOKEN``) and :meth:`before` (run a callback before a matching request,
-e.g. to race a second writer). :attr:`requests` logs method, path, query, JSON body and status.
+e.g. to race a second writer), :meth:`rendezvous` (hold concurrent writers until all have arrived) and
+:attr:`latency_s` (a delay before every answer; the server is threaded, so two clients run at once).
+:attr:`requests` logs method, path, query, JSON body and status. Timestamps start a day before the stand-in and
+advance one second per write; ``since`` filters the issue listing by ``updated_at``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +39,6 @@ from tests.standins.loopback import LoopbackServer
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MAX_BODY_CHARS = 65_536  # GitHub rejects issue and comment bodies longer than this
-EPOCH = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,9 @@ class GitHubStandIn(LoopbackServer):
         self.prefix = prefix.rstrip("/")
         self.default_per_page = per_page
         self.read_only = False
+        self.latency_s = 0.0  # added before every answer, so concurrent clients overlap as on the real API
+        # Timestamps: one second per tick of the stand-in clock, starting a day ago (``since`` filters work).
+        self.epoch = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
         self.user_endpoint_forbidden = True  # GITHUB_TOKEN cannot call GET /user
         self.requests: list[Request] = []
         self.assignable: set[str] = {"octocat", "oncall-bot"}
@@ -354,6 +361,20 @@ class GitHubStandIn(LoopbackServer):
         with self._lock:
             self._hooks.append(_Hook(method, re.compile(path_regex), callback, 1))
 
+    def rendezvous(
+        self, path_regex: str, *, method: str | None = "POST", parties: int = 2, timeout_s: float = 5
+    ) -> None:
+        """Hold the next ``parties`` matching requests until all have arrived, then handle them: two clients
+        that both decided to write (e.g. to create an issue) are sure to both do it, as in a real race."""
+        barrier = threading.Barrier(parties, timeout=timeout_s)
+
+        def wait() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):  # the other never came: go on alone
+                barrier.wait()
+
+        with self._lock:
+            self._hooks.append(_Hook(method, re.compile(path_regex), wait, parties))
+
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
@@ -381,7 +402,7 @@ class GitHubStandIn(LoopbackServer):
     def _iso(self, tick: int | None) -> str | None:
         if tick is None:
             return None
-        return (EPOCH + timedelta(minutes=tick)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (self.epoch + timedelta(seconds=tick)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def user_json(self, user: User) -> dict[str, Any]:
         return {
@@ -573,9 +594,22 @@ class GitHubStandIn(LoopbackServer):
         if self.prefix and path.startswith(self.prefix):
             path = path[len(self.prefix) :]
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if self.latency_s:
+            time.sleep(self.latency_s)
         status, headers, payload = self._respond(method, path, query, auth, body)
-        self.requests.append(Request(method, path, query, body, status))
+        with self._lock:
+            self.requests.append(Request(method, path, query, body, status))
         return status, headers, payload
+
+    def ages(self, *, days: float, repo: str | None = None) -> None:
+        """Move every issue's timestamps ``days`` into the past (an incident from long ago)."""
+        with self._lock:
+            shift = round(days * 86_400)
+            for issue in self.repo(repo).issues.values():
+                issue.created -= shift
+                issue.updated -= shift
+                if issue.closed is not None:
+                    issue.closed -= shift
 
     def _respond(
         self, method: str, path: str, query: dict[str, str], auth: str | None, body: Any
@@ -706,9 +740,12 @@ class GitHubStandIn(LoopbackServer):
         r = self._repo(name)
         state = query.get("state", "open")
         wanted = [w.strip().lower() for w in query.get("labels", "").split(",") if w.strip()]
+        since = query.get("since")
         found = []
         for issue in r.issues.values():
             if state != "all" and issue.state != state:
+                continue
+            if since and (self._iso(issue.updated) or "") < since:
                 continue
             names = {n.lower() for n in issue.labels}
             if any(w not in names for w in wanted):
@@ -773,6 +810,9 @@ class GitHubStandIn(LoopbackServer):
         if "labels" in body:
             issue.labels = [self._ensure_label(r, x).name for x in body["labels"]]
         if "assignees" in body:
+            bad = [a for a in body["assignees"] or [] if a not in self.assignable]
+            if bad:
+                raise _HTTPError(422, _validation("Issue", "assignees", "invalid", value=bad[0]))
             issue.assignees = list(body["assignees"])
         if "state" in body:
             if body["state"] == "closed" and issue.state != "closed":

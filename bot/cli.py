@@ -47,7 +47,12 @@ OVERRIDES: dict[str, str] = {
     "arr_at_risk": "impact.arr_at_risk",
     "labels": "github.labels",
     "close_after_passes": "github.close_after_passes",
+    "tag": "cloud_run.tag",
+    "private": "cloud_run.private",
+    "baseline_url": "baseline.url",
 }
+# Where a Google-signed ID token for a private Cloud Run service can be passed (the `id-token` input too).
+ID_TOKEN_ENV = "GOLDEN_PATH_ID_TOKEN"
 
 
 def tool_version() -> str:
@@ -114,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
         "--service", help="Cloud Run service (with --project/--region), else the name in reports"
     )
     where.add_argument("--revision", help="revision to test (default: the latest created)")
+    where.add_argument(
+        "--tag", help="test the revision carrying this traffic tag (e.g. pr-7), at its tag URL"
+    )
+    where.add_argument(
+        "--private",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"the service requires IAM: send a Google-signed ID token (from ${ID_TOKEN_ENV} or ADC)",
+    )
+    where.add_argument(
+        "--baseline-url", help="URL of the revision serving users now (default: the service URL when fit)"
+    )
     where.add_argument(
         "--cloud-run-endpoint", help="Cloud Run Admin API endpoint (default run.googleapis.com)"
     )
@@ -276,7 +293,7 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
     from bot import actions
 
     secrets_given = {
-        name: given(name) for name in ("jwt-secret", "jwt-private-key", "token", "login-password")
+        name: given(name) for name in ("jwt-secret", "jwt-private-key", "token", "login-password", "id-token")
     }
     for value in secrets_given.values():
         if value:
@@ -318,6 +335,8 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
         token=secrets_given["token"] or from_env.token,
         password=secrets_given["login-password"] or from_env.password,
     )
+    id_token = secrets_given["id-token"]
+    env = {**env, ID_TOKEN_ENV: id_token} if id_token else env
     return _run(settings, credentials, env=env, out=out, err=err, quiet=False)
 
 
@@ -413,6 +432,7 @@ def _run(
         from bot import cloudrun
 
         cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
+    id_token = _id_token_source(settings, env)
 
     try:
         run = pipeline.execute(
@@ -422,6 +442,7 @@ def _run(
             cloud_run=cloud_run,
             log=log,
             on_token=on_token,
+            id_token=id_token,
         )
         # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
         artifacts, markdown = pipeline.write_artifacts(
@@ -447,6 +468,7 @@ def _run(
         "junit-path": str(artifacts.junit),
         "comment-url": "",
         "issue-urls": "",
+        **_revision_outputs(run),
     }
     try:
         if settings.github.publish:
@@ -464,6 +486,41 @@ def _run(
         f"results in {artifacts.results}; exit code {int(code)}"
     )
     return int(code)
+
+
+def _id_token_source(settings: Settings, env: Mapping[str, str]) -> Callable[[str], Any] | None:
+    """audience -> ID token, for a private service (or whenever a token is passed); None for a public one."""
+    passed = env.get(ID_TOKEN_ENV) or None
+    if not (settings.cloud_run.private or passed):
+        return None
+    from bot import idtoken
+
+    credentials_file = env.get("GOOGLE_APPLICATION_CREDENTIALS") or None
+    return lambda audience: idtoken.obtain(
+        audience=audience, passed=passed, credentials_file=credentials_file
+    )
+
+
+def _revision_outputs(run: results.Run) -> dict[str, str]:
+    """The revision's facts as step outputs (empty when not a Cloud Run target)."""
+    target = run.target
+
+    def shares(traffic: Mapping[str, int]) -> str:
+        return ",".join(f"{name}={pct}" for name, pct in sorted(traffic.items()))
+
+    after = next((a.after for a in reversed(run.traffic_actions) if a.after), target.traffic)
+    return {
+        "revision": target.revision or "",
+        "revision-tag": target.tag or "",
+        "revision-url": target.revision_url or "",
+        "tested-url": target.url,
+        "image": target.image or "",
+        "image-digest": target.digest or ("unknown" if target.revision else ""),
+        "previous-revision": target.previous_revision or "",
+        "traffic-before": shares(target.traffic),
+        "traffic-after": shares(after),
+        "logs-url": target.logs_url or "",
+    }
 
 
 def _publish(

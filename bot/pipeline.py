@@ -13,11 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from bot import auth, diagnose, impact, report, results
+from bot import auth, diagnose, iam, idtoken, impact, report, results
+from bot import baseline as baseline_stage
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.probe import journey
-from bot.results import CheckResult, Run, Target, TrafficAction, Verdict
+from bot.results import Baseline, CheckResult, Kind, Metric, Run, Target, TrafficAction, Verdict
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,8 +50,13 @@ def execute(
     cloud_run: CloudRunClients | None,
     log: Callable[[str], None],
     on_token: Callable[[str], None] = lambda _token: None,
+    id_token: Callable[[str], idtoken.IdToken] | None = None,
 ) -> Run:
-    """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change."""
+    """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change.
+
+    ``id_token`` (audience -> token) is given for a private Cloud Run service; an ID token that cannot be
+    obtained stops the run (``IdTokenError``, exit 3) before anything is probed.
+    """
     started_at = _now()
     started = time.perf_counter()
     checks: list[CheckResult] = []
@@ -73,27 +80,54 @@ def execute(
     )
     for warning in target.warnings:
         log(f"warning: {warning}")
+    invoker = _invoker_token(settings, target, id_token, log=log, on_token=on_token) if ready else None
+    headers = {iam.ID_TOKEN_HEADER: f"Bearer {invoker.token}"} if invoker else None
 
     serving_version = None
+    baseline = None
     if ready:
         users = settings.journey.users + settings.load.users
         log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}")
         outcome = asyncio.run(
-            journey.probe(settings, base_url=target.url, credentials=credentials, on_token=on_token)
+            journey.probe(
+                settings,
+                base_url=target.url,
+                credentials=credentials,
+                on_token=on_token,
+                extra_headers=headers,
+            )
         )
-        checks.extend(outcome.checks)
+        checks.extend(_with_invoker(outcome.checks, invoker))
         metrics = outcome.metrics
         serving_version = outcome.serving_version
+        baseline_url = baseline_stage.url_for(settings.baseline, target)
+        if baseline_url is not None:
+            baseline, regressions = _measure_baseline(
+                settings, target, baseline_url, metrics, credentials, headers, log=log, on_token=on_token
+            )
+            checks.extend(regressions)
     else:
         log("the revision is not ready: the golden path was not run against it")
         metrics = ()
 
     findings = diagnose.diagnose(checks, service=settings.service_name)
     verdict = results.verdict_for(findings)
+    finished_at = _now()
+    if target.project and target.revision:
+        from bot import cloudrun
+
+        logs = cloudrun.logs_url(
+            project=target.project,
+            service=settings.cloud_run.service or target.service,
+            revision=target.revision,
+            start=started_at,
+            end=finished_at,
+        )
+        target = replace(target, logs_url=logs)
     return Run(
         run_id=uuid.uuid4().hex[:12],
         started_at=started_at,
-        finished_at=_now(),
+        finished_at=finished_at,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
         verdict=verdict,
         target=replace(target, serving_version=serving_version),
@@ -105,7 +139,83 @@ def execute(
         commit=context.commit,
         run_url=context.run_url,
         tool_version=context.tool_version,
+        baseline=baseline,
     )
+
+
+def _invoker_token(
+    settings: Settings,
+    target: Target,
+    id_token: Callable[[str], idtoken.IdToken] | None,
+    *,
+    log: Callable[[str], None],
+    on_token: Callable[[str], None],
+) -> idtoken.IdToken | None:
+    """The ID token a private service's front end needs, with audience = the service URL."""
+    if id_token is None:
+        return None
+    parts = urlsplit(target.url)
+    audience = settings.cloud_run.audience or target.service_url or f"{parts.scheme}://{parts.netloc}"
+    token = id_token(audience)
+    on_token(token.token)
+    claimed = token.audience
+    log(
+        f"sending a Google-signed ID token from {token.source}"
+        + (f" for {token.identity}" if token.identity else "")
+        + f" (audience {audience}) as {iam.ID_TOKEN_HEADER}"
+    )
+    if claimed and claimed != audience:
+        log(f"warning: the ID token's audience is {claimed}, not {audience}: Cloud Run may refuse it")
+    return token
+
+
+def _with_invoker(checks: tuple[CheckResult, ...], invoker: idtoken.IdToken | None) -> list[CheckResult]:
+    """An IAM refusal's evidence says whether an ID token was sent and for whom, so the fix names them."""
+    found = []
+    for check in checks:
+        failure = check.failure
+        if failure is not None and failure.kind is Kind.IAM_DENIED:
+            sent = {"id token": "sent" if invoker else "not sent (the service is private: set private: true)"}
+            if invoker and invoker.identity:
+                sent["identity"] = invoker.identity
+            check = replace(check, failure=replace(failure, evidence={**failure.evidence, **sent}))
+        found.append(check)
+    return found
+
+
+def _measure_baseline(
+    settings: Settings,
+    target: Target,
+    url: str,
+    metrics: tuple[Metric, ...],
+    credentials: auth.Credentials,
+    headers: dict[str, str] | None,
+    *,
+    log: Callable[[str], None],
+    on_token: Callable[[str], None],
+) -> tuple[Baseline, list[CheckResult]]:
+    """The same journey for the same users against the serving revision, and the regressions found."""
+    revision = baseline_stage.serving_revision(target) if not settings.baseline.url else None
+    log(f"baseline: the same journey against {revision or url} ({url})")
+    outcome = asyncio.run(
+        journey.probe(
+            baseline_stage.probe_settings(settings),
+            base_url=url,
+            credentials=credentials,
+            on_token=on_token,
+            extra_headers=headers,
+        )
+    )
+    record, regressions = baseline_stage.judge(
+        url=url,
+        revision=revision,
+        checks=outcome.checks,
+        baseline_metrics=outcome.metrics,
+        new_metrics=metrics,
+        settings=settings.baseline,
+    )
+    log(f"baseline: {record.status}: {record.summary}")
+    return record, regressions
 
 
 def exit_code(run: Run, settings: Settings) -> ExitCode:
@@ -130,6 +240,12 @@ def apply_gate(
     assert cloud_run is not None and run.target.revision is not None
     from bot import cloudrun
 
+    refusal = _gate_refusal(run, action)
+    if refusal is not None:
+        revision = run.target.revision if action == "promote" else run.target.previous_revision
+        taken = TrafficAction(action, revision or "-", 0, False, refusal, refused=True)
+        log(f"gate: {taken.message}")
+        return replace(run, traffic_actions=(*run.traffic_actions, taken))
     try:
         taken = cloudrun.apply_gate(
             clients=cloud_run,
@@ -138,6 +254,7 @@ def apply_gate(
             progress=log,
             service=settings.cloud_run.service,
             retry_timeout_s=settings.cloud_run.retry_timeout_s,
+            operation_timeout_s=settings.cloud_run.operation_timeout_s,
         )
     except CloudRunError as exc:
         # The verdict still gets reported; the failed traffic change is recorded and makes the exit code 3.
@@ -145,6 +262,25 @@ def apply_gate(
         taken = TrafficAction(action, revision or "-", 0, False, f"{action} failed: {exc}", error=True)
     log(f"gate: {taken.message}")
     return replace(run, traffic_actions=(*run.traffic_actions, taken))
+
+
+def _gate_refusal(run: Run, action: str) -> str | None:
+    """Why traffic must not move, or None. Only a revision reached at a URL serving it alone was tested, and
+    skewed code says nothing about the revision: neither is ever promoted (whatever `fail-on` says)."""
+    target = run.target
+    if target.tested_alone is False:
+        return (
+            f"refused to {action}: revision {target.revision} was not tested (only the service URL, shared "
+            f"with other revisions, could be reached): traffic left unchanged"
+        )
+    if action == "promote":
+        skew = [f for f in run.findings if f.kind is Kind.VERSION_SKEW]
+        if skew:
+            return (
+                f"refused to promote {target.revision}: version skew ({skew[0].observed or skew[0].title}): "
+                "the tested code is not the expected code; traffic left unchanged"
+            )
+    return None
 
 
 def preflight(settings: Settings, credentials: auth.Credentials) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -76,8 +76,14 @@ async def probe(
     base_url: str,
     credentials: auth.Credentials,
     on_token: Callable[[str], None] = lambda _token: None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> ProbeOutcome:
-    """Health, then the journey for ``journey.users`` users at once, then the optional load phase."""
+    """Health, then the journey for ``journey.users`` users at once, then the optional load phase.
+
+    ``extra_headers`` go on every HTTP request and WebSocket upgrade (e.g. a Cloud Run ID token in
+    ``X-Serverless-Authorization``); their values are secrets, redacted from what is kept.
+    """
+    extra = tuple((extra_headers or {}).items())
     seen_tokens: list[str] = []
 
     def remember(token: str) -> None:
@@ -92,7 +98,9 @@ async def probe(
     health_latencies: tuple[float, ...] = ()
     versions: tuple[str, ...] = ()
     deadline = time.monotonic() + timeouts.run_s
-    async with httpx.AsyncClient(timeout=limits, trust_env=False, follow_redirects=False) as http:
+    async with httpx.AsyncClient(
+        timeout=limits, trust_env=False, follow_redirects=False, headers=dict(extra)
+    ) as http:
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 health = await http_probe.check_health(
@@ -111,7 +119,7 @@ async def probe(
             checks.append(version)
 
         if settings.websocket.negative_auth_check and settings.auth.mode != "none":
-            checks.append(await _negative(settings, base_url=base_url, deadline=deadline))
+            checks.append(await _negative(settings, base_url=base_url, deadline=deadline, extra=extra))
 
         phases = [range(1, settings.journey.users + 1)]
         if settings.load.users:
@@ -131,6 +139,7 @@ async def probe(
                         http=http,
                         deadline=deadline,
                         on_token=remember,
+                        extra_headers=extra,
                     )
                     for j in batch
                 )
@@ -145,6 +154,7 @@ async def probe(
         credentials.token,
         credentials.password,
         *seen_tokens,
+        *(value.removeprefix("Bearer ") for _, value in extra),
     ]
     return ProbeOutcome(redact(checks, secrets), metrics, serving_version)
 
@@ -183,13 +193,17 @@ def redact(checks: list[CheckResult], secrets: list[str | None]) -> tuple[CheckR
     return tuple(cleaned)
 
 
-async def _negative(settings: Settings, *, base_url: str, deadline: float) -> CheckResult:
+async def _negative(
+    settings: Settings, *, base_url: str, deadline: float, extra: tuple[tuple[str, str], ...] = ()
+) -> CheckResult:
     offer = protocol.offer(base_url, settings.websocket, None)
     timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - time.monotonic()))
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 2):
-            refused, failure, summary = await ws_probe.negative_check(offer, timeout_s=timeout_s)
+            refused, failure, summary = await ws_probe.negative_check(
+                offer, timeout_s=timeout_s, extra_headers=extra
+            )
     except TimeoutError:
         refused, failure, summary = None, None, "inconclusive: no answer before the deadline"
     elapsed = round((time.perf_counter() - started) * 1000, 2)
@@ -228,6 +242,7 @@ async def _journey(
     run_tag: str,
     http: httpx.AsyncClient,
     on_token: Callable[[str], None],
+    extra_headers: tuple[tuple[str, str], ...] = (),
 ) -> None:
     started = time.perf_counter()
     later = (
@@ -271,6 +286,7 @@ async def _journey(
         offer,
         timeout_s=settings.websocket.open_timeout_s,
         require_echo=settings.websocket.require_subprotocol_echo,
+        extra_headers=extra_headers,
     )
     journey.timings.handshake = handshake.elapsed_ms if handshake.connection is not None else None
     if handshake.failure is not None:

@@ -174,6 +174,12 @@ def _with_invoker(checks: tuple[CheckResult, ...], invoker: idtoken.IdToken | No
     found = []
     for check in checks:
         failure = check.failure
+        if failure is not None and failure.kind is Kind.LOGIN_FAILED:
+            # The login endpoint sits behind the same front end: its refusal page is IAM, not the login.
+            status, body = failure.evidence.get("status", ""), failure.evidence.get("body", "")
+            if status.isdigit() and iam.is_front_end_refusal(int(status), body):
+                failure = iam.denied(int(status), request="login", evidence=failure.evidence)
+                check = replace(check, failure=failure)
         if failure is not None and failure.kind is Kind.IAM_DENIED:
             sent = {"id token": "sent" if invoker else "not sent (the service is private: set private: true)"}
             if invoker and invoker.identity:

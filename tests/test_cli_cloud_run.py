@@ -261,10 +261,10 @@ def test_main__a_tag_no_revision_carries_is_exit_2_naming_the_tags(
 
 
 def test_main__private_service_with_a_service_account_key(api: CloudRunStandIn, config: Path, tmp_path: Path):
-    service_url = "https://chat-abc-ew.a.run.app"
     backend = ReferenceServer(secret=SECRET, version="abc1234def")
-    front = private(backend, valid_for(service_url))
+    front = private(backend, valid_for(lambda: backend.url))  # the service URL (and the baseline) is local
     with backend, TokenEndpoint() as google:
+        service_url = backend.url
         deploy(api, service_url=service_url, tag_url=backend.url)
         key = service_account_key(tmp_path / "sa.json", token_uri=google.token_uri, email=SA_EMAIL)
         env = {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(key)}
@@ -288,12 +288,11 @@ def test_main__private_service_with_a_service_account_key(api: CloudRunStandIn, 
 def test_action__private_service_with_a_passed_id_token_is_masked(
     api: CloudRunStandIn, config: Path, tmp_path: Path
 ):
-    service_url = "https://chat-abc-ew.a.run.app"
-    token = id_token_for(audience=service_url, email=SA_EMAIL)
     backend = ReferenceServer(secret=SECRET, version="abc1234def")
-    front = private(backend, valid_for(service_url))
+    front = private(backend, valid_for(lambda: backend.url))
     with backend:
-        deploy(api, service_url=service_url, tag_url=backend.url)
+        token = id_token_for(audience=backend.url, email=SA_EMAIL)
+        deploy(api, service_url=backend.url, tag_url=backend.url)
         env = {
             "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
             "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
@@ -315,7 +314,7 @@ def test_main__private_service_without_a_token_is_iam_denied_not_the_apps_auth(
     backend = ReferenceServer(secret=SECRET, version="abc1234def")
     private(backend, lambda _token: False)
     with backend:
-        deploy(api, service_url="https://chat-abc-ew.a.run.app", tag_url=backend.url)
+        deploy(api, service_url=backend.url, tag_url=backend.url)
         code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 1, err
@@ -329,14 +328,13 @@ def test_main__private_service_without_a_token_is_iam_denied_not_the_apps_auth(
 
 
 def test_main__iam_refusal_of_a_token_names_the_identity(api: CloudRunStandIn, config: Path, tmp_path: Path):
-    service_url = "https://chat-abc-ew.a.run.app"
     backend = ReferenceServer(secret=SECRET, version="abc1234def")
     private(backend, lambda _token: False)  # a valid token, but the identity lacks roles/run.invoker
     with backend:
-        deploy(api, service_url=service_url, tag_url=backend.url)
+        deploy(api, service_url=backend.url, tag_url=backend.url)
         env = {
             "JWT_SECRET_KEY": SECRET,
-            "GOLDEN_PATH_ID_TOKEN": id_token_for(audience=service_url, email=SA_EMAIL),
+            "GOLDEN_PATH_ID_TOKEN": id_token_for(audience=backend.url, email=SA_EMAIL),
         }
         code, _, err = _main(check_argv(api, config, tmp_path), env)
 
@@ -348,7 +346,7 @@ def test_main__iam_refusal_of_a_token_names_the_identity(api: CloudRunStandIn, c
 def test_main__private_without_credentials_is_one_line_exit_3_before_probing(
     api: CloudRunStandIn, new: ReferenceServer, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    deploy(api, service_url="https://chat-abc-ew.a.run.app", tag_url=new.url)
+    deploy(api, service_url=new.url, tag_url=new.url)
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")  # no metadata server here (nothing listens on 9)
 
@@ -365,7 +363,7 @@ def test_main__private_without_credentials_is_one_line_exit_3_before_probing(
 def test_main__private_with_a_missing_key_file_is_exit_3(
     api: CloudRunStandIn, new: ReferenceServer, config: Path, tmp_path: Path
 ):
-    deploy(api, service_url="https://chat-abc-ew.a.run.app", tag_url=new.url)
+    deploy(api, service_url=new.url, tag_url=new.url)
     env = {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")}
 
     code, _, err = _main(check_argv(api, config, tmp_path, "--private"), env)
@@ -443,3 +441,19 @@ def test_action__revision_facts_in_outputs_and_report(
     assert "cloud_run_revision" in logs and NEW in logs and "project=p" in logs
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Logs" in report and "pr-7" in report and f"`{OLD}` 100%" in report
+
+
+def test_main__login_refused_by_the_front_end_is_iam_denied_not_a_login_failure(
+    api: CloudRunStandIn, tmp_path: Path
+):
+    config = tmp_path / "login.yml"
+    config.write_text(FAST + "auth:\n  mode: login\n")
+    backend = ReferenceServer(secret=SECRET, version="abc1234def")
+    private(backend, lambda _token: False)
+    with backend:
+        deploy(api, service_url=backend.url, tag_url=backend.url)
+        code, _, err = _main(check_argv(api, config, tmp_path), {"GOLDEN_PATH_PASSWORD": "golden-path"})
+
+    assert code == 1, err
+    kinds = {f["kind"] for f in saved(tmp_path)["findings"]}
+    assert "iam-denied" in kinds and "login-failed" not in kinds

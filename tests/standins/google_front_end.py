@@ -84,14 +84,16 @@ def id_token_for(*, audience: str, email: str, ttl_s: int = 3600) -> str:
     return jwt.encode({**claims, "iat": now, "exp": now + ttl_s}, ID_TOKEN_SIGNING_KEY, algorithm="HS256")
 
 
-def valid_for(audience: str) -> Callable[[str | None], bool]:
-    """Like Cloud Run: a token signed by "Google", unexpired, whose audience is the service URL."""
+def valid_for(audience: str | Callable[[], str]) -> Callable[[str | None], bool]:
+    """Like Cloud Run: a token signed by "Google", unexpired, whose audience is the service URL (given, or
+    read when a request comes, for a backend whose port is known once started)."""
 
     def accepts(token: str | None) -> bool:
         if not token:
             return False
+        expected = audience if isinstance(audience, str) else audience()
         try:
-            jwt.decode(token, ID_TOKEN_SIGNING_KEY, algorithms=["HS256"], audience=audience)
+            jwt.decode(token, ID_TOKEN_SIGNING_KEY, algorithms=["HS256"], audience=expected)
         except jwt.PyJWTError:
             return False
         return True

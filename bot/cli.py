@@ -211,7 +211,7 @@ def _faults_help() -> str:
 
 # Sections of a config file that describe *where* and *what to change*: the demo ignores them, so a repository's
 # real target, traffic gate and publishing never apply to the bundled reference backend.
-DEMO_IGNORES = ("url", "service", "cloud_run", "version", "gate", "github", "auth")
+DEMO_IGNORES = ("url", "service", "cloud_run", "version", "gate", "github", "auth", "baseline")
 
 
 def _settings(

@@ -551,9 +551,8 @@ def apply_gate(
     waiter = _Waiter(
         timeout_s=operation_timeout_s, sleep=sleep, clock=clock, progress=progress, max_delay=PROGRESS_EVERY_S
     )
-    awaited = (
-        f"Cloud Run to apply the traffic change on service {service_id} ({_short(operation.operation.name)})"
-    )
+    operation_id = _short(operation.operation.name)
+    awaited = f"Cloud Run to apply the traffic change on service {service_id}, operation {operation_id}"
     # Polled by hand (not operation.result): the default polling Retry has no predicate for "not done yet"
     # and raises _OperationNotComplete at the first unfinished poll; here each poll also reports progress.
     while not api.call(

@@ -59,6 +59,10 @@ class CloudRunSettings(_Section):
         if any(given.values()) and not all(given.values()):
             missing = ", ".join(f"cloud_run.{k}" for k, v in given.items() if not v)
             raise ValueError(f"project, region and service go together; missing {missing}")
+        if self.tag and not all(given.values()):
+            raise ValueError(
+                f"tag {self.tag!r} selects a Cloud Run revision: it needs project, region and service"
+            )
         if self.tag and self.revision:
             raise ValueError(
                 f"give cloud_run.tag ({self.tag!r}) or cloud_run.revision ({self.revision!r}), not both"

@@ -10,8 +10,11 @@ as ``X-Serverless-Authorization: Bearer ...`` so the app's own ``Authorization``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,8 +60,10 @@ def obtain(*, audience: str, passed: str | None, credentials_file: str | None) -
             tried.append("GOOGLE_APPLICATION_CREDENTIALS: not set")
             from google.oauth2 import id_token
 
-            # Only the metadata server is left (google-auth pings it first, with a short timeout).
-            credentials = id_token.fetch_id_token_credentials(audience, request=request)  # type: ignore[no-untyped-call]
+            # Only the metadata server is left (google-auth pings it first, with a short timeout, and logs a
+            # warning per failed attempt: our one error line says it instead).
+            with _quiet("google.auth.compute_engine._metadata"):
+                credentials = id_token.fetch_id_token_credentials(audience, request=request)  # type: ignore[no-untyped-call]
             identity, source = None, "the metadata server"
         credentials.refresh(request)
     except IdTokenError:
@@ -143,6 +148,17 @@ def _from_federation(info: dict[str, Any], path: Path, audience: str) -> tuple[A
         target_credentials=target, target_audience=audience, include_email=True
     )
     return credentials, email, f"Workload Identity Federation as {email}"
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _claims(token: str) -> dict[str, Any]:

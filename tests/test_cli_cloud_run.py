@@ -457,3 +457,25 @@ def test_main__login_refused_by_the_front_end_is_iam_denied_not_a_login_failure(
     assert code == 1, err
     kinds = {f["kind"] for f in saved(tmp_path)["findings"]}
     assert "iam-denied" in kinds and "login-failed" not in kinds
+
+
+def test_main__private_service_by_url_uses_the_urls_origin_as_audience(config: Path, tmp_path: Path):
+    backend = ReferenceServer(secret=SECRET, version="abc1234def")
+    front = private(backend, valid_for(lambda: backend.url))
+    with backend:
+        token = id_token_for(audience=backend.url, email=SA_EMAIL)
+        argv = [
+            "check",
+            "--url",
+            backend.url,
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GOLDEN_PATH_ID_TOKEN": token})
+
+    assert code == 0, err
+    assert front.seen and {s.id_token for s in front.seen} == {token}
+    assert saved(tmp_path)["baseline"] is None  # no Cloud Run, no serving revision to compare with

@@ -197,7 +197,8 @@ def resolve(
                 f"previous revision ({short} receives {routing.percent}% of traffic): the new revision itself "
                 "is not tested and traffic will not be moved; deploy with `--no-traffic --tag` to test it alone"
             )
-            checks.append(_not_tested_check(short, routing.percent, service_url))
+            if readiness.state == "ready":  # a revision that is not ready is not probed at all
+                checks.append(_not_tested_check(short, routing.percent, service_url))
     else:
         raise CloudRunError(
             f"service {service_name} has no URL (default URL disabled?) and revision {short} no tag URL: "

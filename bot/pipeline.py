@@ -250,7 +250,7 @@ def apply_gate(
     if refusal is not None:
         revision = run.target.revision if action == "promote" else run.target.previous_revision
         taken = TrafficAction(action, revision or "-", 0, False, refusal, refused=True)
-        log(f"gate: {taken.message}")
+        log(f"warning: {taken.message}")  # an annotation in Actions: the gate did not do what was asked
         return replace(run, traffic_actions=(*run.traffic_actions, taken))
     try:
         taken = cloudrun.apply_gate(

@@ -537,17 +537,30 @@ def apply_gate(
     traffic = _routes_to(current, destination)
     progress(f"{action}: sending 100% of traffic on service {service_id} to {destination} (was: {was})")
     update = run_v2.Service(name=name, traffic=traffic, etag=current.etag)
-    operation = api.call(
-        lambda: clients.services.update_service(
-            service=update,
-            update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
-            retry=api.retry(),
-            timeout=api.retry_timeout_s,
-        ),
-        what="update traffic",
-        resource=name,
-        permission="run.services.update",
-    )
+    try:
+        operation = api.call(
+            lambda: clients.services.update_service(
+                service=update,
+                update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
+                retry=api.retry(),
+                timeout=api.retry_timeout_s,
+            ),
+            what="update traffic",
+            resource=name,
+            permission="run.services.update",
+        )
+    except CloudRunError as exc:
+        # A write can be applied and still be answered 5xx; its retry then meets a changed etag (409). What
+        # the service reports now says whether the change happened.
+        now = _serving(api.get_service(name))
+        if now != {destination: 100}:
+            raise
+        message = (
+            f"sent 100% of traffic to {destination} (was: {was}); Cloud Run answered the update with an error "
+            f"({exc}), but the service reports the change"
+        )
+        progress(f"{action}: {message}")
+        return TrafficAction(action, destination, 100, True, message, before=before, after=now)
     before_text = was
     waiter = _Waiter(
         timeout_s=operation_timeout_s, sleep=sleep, clock=clock, progress=progress, max_delay=PROGRESS_EVERY_S

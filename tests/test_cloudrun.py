@@ -741,3 +741,29 @@ def test_logs_url__query_and_window() -> None:
     assert f"resource.labels.revision_name%3D%22{NEW}%22" in url
     assert "startTime=2025-06-03T14%3A21%3A07Z;endTime=2025-06-03T14%3A23%3A00Z" in url
     assert url.endswith("?project=my-proj")
+
+
+def test_apply_gate__a_write_applied_then_answered_503_is_recognised_as_applied(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolved(api, clients)
+    api.fail_after_update = [503]  # applied, then "unavailable": the retry meets a changed etag (409)
+
+    action = gate(clients, target, fake_time, lines)
+
+    assert (action.applied, action.error) == (True, False)
+    assert "answered the update with an error" in action.message
+    assert len(api.updates()) == 2
+    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
+
+
+def test_apply_gate__a_refused_write_that_did_not_apply_is_still_an_error(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolved(api, clients)
+    api.inject(500, method="PATCH")
+
+    with pytest.raises(CloudRunError, match="refused update traffic"):
+        gate(clients, target, fake_time, lines)

@@ -114,6 +114,8 @@ class CloudRunStandIn(LoopbackServer):
         # When set, an update's operation ends (after `operation_polls`) with this google.rpc error
         # (code, message) and the service's traffic goes back to what it was, as Cloud Run does.
         self.operation_error: tuple[int, str] | None = None
+        # HTTP statuses answered to the next updates *after* applying them (a write applied, then a 5xx).
+        self.fail_after_update: list[int] = []
         self._services: dict[str, _ServiceState] = {}
         self._operations: dict[str, _Operation] = {}
         self._injections: list[_Injection] = []
@@ -390,6 +392,9 @@ class CloudRunStandIn(LoopbackServer):
         current.traffic = list(incoming.traffic)
         current.generation += 1
         current.etag = f'"{current.generation}"'
+        if self.fail_after_update:
+            status = self.fail_after_update.pop(0)
+            return _error(status, _default_message(status, "PATCH", current.name))
         op = _Operation(
             f"projects/{self.project}/locations/{self.region}/operations/{uuid.uuid4()}",
             current.name.rsplit("/", 1)[-1],

@@ -67,11 +67,13 @@ OVERRIDES: dict[str, str] = {
     "assignees": "github.assignees",
     "comment": "github.comment",
     "issues": "github.issues",
+    "private": "cloud_run.private",
+    "baseline_url": "baseline.url",
 }
 # Action inputs read as numbers, booleans or comma-separated lists (everything else is a string).
 WHOLE_NUMBER_INPUTS = ("users", "load_users", "pr", "close_after_passes")
 NUMBER_INPUTS = ("arr_at_risk", "ready_timeout", "run_timeout")
-BOOLEAN_INPUTS = ("publish", "comment", "issues")
+BOOLEAN_INPUTS = ("publish", "comment", "issues", "private")
 LIST_INPUTS = ("labels", "assignees")
 
 # The demo runs against a reference backend on this machine, next to whatever else the machine is doing:
@@ -83,6 +85,8 @@ DEMO_TARGETS = {
     "targets.processing_ms": 1000,
     "targets.total_ms": 3000,
 }
+# Where a Google-signed ID token for a private Cloud Run service can be passed (the `id-token` input too).
+ID_TOKEN_ENV = "GOLDEN_PATH_ID_TOKEN"
 
 
 def tool_version() -> str:
@@ -165,9 +169,20 @@ def _parser() -> argparse.ArgumentParser:
         "--service", help="Cloud Run service (with --project/--region), else the name in reports"
     )
     where.add_argument("--revision", help="revision to test (default: the latest created)")
-    where.add_argument("--tag", help="test the revision carrying this traffic tag, at its tag URL")
     where.add_argument(
         "--ready-timeout", type=float, help="seconds to wait for the revision to be ready (default 300)"
+    )
+    where.add_argument(
+        "--tag", help="test the revision carrying this traffic tag (e.g. pr-7), at its tag URL"
+    )
+    where.add_argument(
+        "--private",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"the service requires IAM: send a Google-signed ID token (from ${ID_TOKEN_ENV} or ADC)",
+    )
+    where.add_argument(
+        "--baseline-url", help="URL of the revision serving users now (default: the service URL when fit)"
     )
     where.add_argument(
         "--cloud-run-endpoint", help="Cloud Run Admin API endpoint (default run.googleapis.com)"
@@ -274,7 +289,7 @@ def _faults_help() -> str:
 
 # Sections of a config file that describe *where* and *what to change*: the demo ignores them, so a repository's
 # real target, traffic gate and publishing never apply to the bundled reference backend.
-DEMO_IGNORES = ("url", "service", "cloud_run", "version", "gate", "github", "auth")
+DEMO_IGNORES = ("url", "service", "cloud_run", "version", "gate", "github", "auth", "baseline")
 
 
 def _settings(
@@ -403,7 +418,7 @@ def _action_run(
     from bot import actions
 
     secrets_given = {
-        name: given(name) for name in ("jwt-secret", "jwt-private-key", "token", "login-password")
+        name: given(name) for name in ("jwt-secret", "jwt-private-key", "token", "login-password", "id-token")
     }
     for value in secrets_given.values():
         if value:
@@ -435,6 +450,8 @@ def _action_run(
     )
     # A re-run with debug logging ("Enable debug logging" sets RUNNER_DEBUG=1) also logs the GitHub request count.
     verbose = env.get("RUNNER_DEBUG") == "1"
+    id_token = secrets_given["id-token"]
+    env = {**env, ID_TOKEN_ENV: id_token} if id_token else env
     return _run(
         settings,
         credentials,
@@ -476,6 +493,8 @@ class OutputLedger:
     NAMES = (
         "verdict", "error", "p0-count", "url", "revision", "previous-revision", "traffic-action",
         "report-path", "results-path", "junit-path", "comment-url", "issue-urls",
+        "revision-tag", "revision-url", "tested-url", "image", "image-digest", "traffic-before", "traffic-after",
+        "logs-url",
     )  # fmt: skip
 
     def __init__(self, path: Path | None, *, summary: Path | None = None) -> None:
@@ -690,6 +709,7 @@ def _run(
             endpoint=settings.logs.endpoint,
             budget_s=settings.logs.budget_s,
         )
+    id_token = _id_token_source(settings, env)
 
     try:
         run = pipeline.execute(
@@ -701,6 +721,7 @@ def _run(
             on_token=on_token,
             logs_reader=logs_reader,
             progress=progress,
+            id_token=id_token,
         )
         run = redacted(run)
         # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
@@ -736,6 +757,7 @@ def _run(
         "report-path": str(artifacts.report),
         "results-path": str(artifacts.results),
         "junit-path": str(artifacts.junit),
+        **_revision_outputs(run),
     }
     try:
         if settings.github.publish:
@@ -763,6 +785,41 @@ def _traffic_output(run: results.Run) -> str:
         return "none"
     last = run.traffic_actions[-1]
     return f"{last.action}-failed" if last.error else last.action
+
+
+def _id_token_source(settings: Settings, env: Mapping[str, str]) -> Callable[[str], Any] | None:
+    """audience -> ID token, for a private service (or whenever a token is passed); None for a public one."""
+    passed = env.get(ID_TOKEN_ENV) or None
+    if not (settings.cloud_run.private or passed):
+        return None
+    from bot import idtoken
+
+    credentials_file = env.get("GOOGLE_APPLICATION_CREDENTIALS") or None
+    return lambda audience: idtoken.obtain(
+        audience=audience, passed=passed, credentials_file=credentials_file
+    )
+
+
+def _revision_outputs(run: results.Run) -> dict[str, str]:
+    """The revision's facts as step outputs (empty when not a Cloud Run target)."""
+    target = run.target
+
+    def shares(traffic: Mapping[str, int]) -> str:
+        return ",".join(f"{name}={pct}" for name, pct in sorted(traffic.items()))
+
+    after = next((a.after for a in reversed(run.traffic_actions) if a.after), target.traffic)
+    return {
+        "revision": target.revision or "",
+        "revision-tag": target.tag or "",
+        "revision-url": target.revision_url or "",
+        "tested-url": target.url,
+        "image": target.image or "",
+        "image-digest": target.digest or ("unknown" if target.revision else ""),
+        "previous-revision": target.previous_revision or "",
+        "traffic-before": shares(target.traffic),
+        "traffic-after": shares(after),
+        "logs-url": target.logs_url or "",
+    }
 
 
 def _publish(

@@ -22,8 +22,9 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
@@ -38,6 +39,7 @@ T = TypeVar("T")
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ADC_HINT = "authenticate with google-github-actions/auth or set GOOGLE_APPLICATION_CREDENTIALS"
 MAX_BACKOFF_S = 15.0
+PROGRESS_EVERY_S = 5.0  # a long-running operation is polled (and reported) at least this often
 OPERATION_TIMEOUT_S = 300.0
 MAX_LISTED_REVISIONS = 200  # enough to find the previous ready revision without paging through history
 
@@ -152,7 +154,10 @@ def resolve(
     service_name = f"projects/{settings.project}/locations/{settings.region}/services/{settings.service}"
     service = api.get_service(service_name)
 
-    wanted = settings.revision or service.latest_created_revision
+    if settings.tag:
+        wanted = _revision_for_tag(service, settings.tag)
+    else:
+        wanted = settings.revision or service.latest_created_revision
     if not wanted:
         raise CloudRunError(f"service {service_name} has no revision yet: deploy it before checking it")
     short = _short(wanted)
@@ -169,7 +174,7 @@ def resolve(
 
     if waiter.polls:
         service = api.get_service(service_name)  # traffic statuses move while the revision comes up
-    routing = _routing(service, short)
+    routing = _routing(service, short, settings.tag)
     # A tag set on the service appears in traffic_statuses (with its URL) once the service has reconciled.
     while (
         readiness.state == "ready"
@@ -177,9 +182,10 @@ def resolve(
         and waiter.pause(f"the tag URL of {short}", "tagged")
     ):
         service = api.get_service(service_name)
-        routing = _routing(service, short)
+        routing = _routing(service, short, settings.tag)
 
     warnings: list[str] = []
+    checks = [_ready_check(short, revision, readiness, waiter)]
     service_url = service.uri or next(iter(service.urls), "")
     if routing.tag_url:
         url = routing.tag_url
@@ -188,9 +194,11 @@ def resolve(
         if routing.percent < 100:
             warnings.append(
                 f"revision {short} has no tag URL: testing the service URL, where traffic may reach the "
-                f"previous revision ({short} receives {routing.percent}% of traffic); deploy with "
-                "`--no-traffic --tag` to test the new revision alone"
+                f"previous revision ({short} receives {routing.percent}% of traffic): the new revision itself "
+                "is not tested and traffic will not be moved; deploy with `--no-traffic --tag` to test it alone"
             )
+            if readiness.state == "ready":  # a revision that is not ready is not probed at all
+                checks.append(_not_tested_check(short, routing.percent, service_url))
     else:
         raise CloudRunError(
             f"service {service_name} has no URL (default URL disabled?) and revision {short} no tag URL: "
@@ -199,7 +207,6 @@ def resolve(
 
     image = revision.containers[0].image if revision.containers else None
     digest = _digest_in(image) or _reported_digest(revision)
-    checks = [_ready_check(short, revision, readiness, waiter)]
     image_check = _image_check(version.expected_image, image=image, digest=digest, warnings=warnings)
     if image_check is not None:
         checks.append(image_check)
@@ -220,6 +227,10 @@ def resolve(
         expected_version=version.expected,
         expected_image=version.expected_image,
         warnings=tuple(warnings),
+        tag=routing.tag or settings.tag,
+        service_url=service_url.rstrip("/") or None,
+        traffic=_serving(service),
+        tested_alone=bool(routing.tag_url) or routing.percent == 100,
     )
     return Resolution(target=target, checks=tuple(checks), ready=readiness.state == "ready")
 
@@ -308,25 +319,64 @@ class _Routing:
     percent: int  # share of the service's traffic now reaching the revision
     tag_url: str | None
     tag_pending: bool  # tagged in the spec, but no URL reported yet
+    tag: str | None = None  # the tag whose URL this is
 
 
-def _routing(service: run_v2.Service, short: str) -> _Routing:
+def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Routing:
     from google.cloud import run_v2
 
     latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
     latest_ready = _short(service.latest_ready_revision)
-    percent, tag_url = 0, None
+    percent, tag_url, tag_name = 0, None, None
     for status in service.traffic_statuses:
         by_revision = _short(status.revision)
         resolved = by_revision or (latest_ready if status.type_ == latest else "")
         if resolved != short:
             continue
         percent += status.percent
-        # Only a tag bound to this revision by name is a stable URL for it; a LATEST tag follows new deploys.
-        if by_revision and status.tag and status.uri and tag_url is None:
-            tag_url = status.uri
-    tagged = any(t.tag and _short(t.revision) == short for t in service.traffic)
-    return _Routing(percent=percent, tag_url=tag_url, tag_pending=tagged and tag_url is None)
+        # Only a tag bound to this revision by name is a stable URL for it; a LATEST tag follows new deploys,
+        # so it is used only when the user selected the revision by that very tag.
+        usable = status.tag == tag if tag else bool(by_revision and status.tag)
+        if usable and status.uri and tag_url is None:
+            tag_url, tag_name = status.uri, status.tag
+    tagged = any(t.tag and (t.tag == tag if tag else _short(t.revision) == short) for t in service.traffic)
+    return _Routing(percent=percent, tag_url=tag_url, tag_pending=tagged and tag_url is None, tag=tag_name)
+
+
+def _revision_for_tag(service: run_v2.Service, tag: str) -> str:
+    """The revision a traffic tag points at; a tag no revision carries is a usage error naming the tags."""
+    from google.cloud import run_v2
+
+    latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+    for entry in service.traffic:
+        if entry.tag == tag:
+            if entry.type_ == latest:
+                return service.latest_ready_revision or service.latest_created_revision
+            return entry.revision
+    tags = sorted({t.tag for t in service.traffic if t.tag})
+    existing = ", ".join(tags) if tags else "none (deploy with `--tag`)"
+    raise ConfigError(
+        "cloud_run.tag",
+        f"no revision of service {_short(service.name)} carries tag {tag!r}; tags that exist: {existing}",
+    )
+
+
+def _not_tested_check(short: str, percent: int, service_url: str) -> CheckResult:
+    message = (
+        f"revision {short} was not tested: it has no tag URL and receives {percent}% of traffic, so the "
+        f"service URL {service_url} may have been answered by another revision"
+    )
+    return CheckResult(
+        "revision-tested",
+        Step.REVISION,
+        Status.FAIL,
+        summary=message,
+        failure=Failure(
+            kind=Kind.REVISION_NOT_TESTED,
+            message=message,
+            evidence={"revision": short, "traffic": f"{percent}%", "tested URL": service_url},
+        ),
+    )
 
 
 def _serving(service: run_v2.Service) -> dict[str, int]:
@@ -447,6 +497,8 @@ def apply_gate(
     service: str | None = None,
     retry_timeout_s: float = 30.0,
     operation_timeout_s: float = OPERATION_TIMEOUT_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrafficAction:
     """Send 100% of traffic to the tested revision (promote) or to the previous ready one (rollback).
 
@@ -467,7 +519,7 @@ def apply_gate(
             False,
             f"no previous ready revision to roll back to: traffic left on {target.revision}",
         )
-    from google.api_core.retry import Retry
+    from google.api_core.exceptions import GoogleAPICallError
     from google.cloud import run_v2
     from google.protobuf import field_mask_pb2
 
@@ -480,37 +532,80 @@ def apply_gate(
     if before == {destination: 100}:
         message = f"{destination} already receives 100% of traffic: no change needed"
         progress(f"{action}: {message}")
-        return TrafficAction(action, destination, 100, True, message)
+        return TrafficAction(action, destination, 100, True, message, before=before, after=before)
 
     traffic = _routes_to(current, destination)
     progress(f"{action}: sending 100% of traffic on service {service_id} to {destination} (was: {was})")
     update = run_v2.Service(name=name, traffic=traffic, etag=current.etag)
-    operation = api.call(
-        lambda: clients.services.update_service(
-            service=update,
-            update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
-            retry=api.retry(),
-            timeout=api.retry_timeout_s,
-        ),
-        what="update traffic",
-        resource=name,
-        permission="run.services.update",
+    try:
+        operation = api.call(
+            lambda: clients.services.update_service(
+                service=update,
+                update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
+                retry=api.retry(),
+                timeout=api.retry_timeout_s,
+            ),
+            what="update traffic",
+            resource=name,
+            permission="run.services.update",
+        )
+    except CloudRunError as exc:
+        # A write can be applied and still be answered 5xx; its retry then meets a changed etag (409). What
+        # the service reports now says whether the change happened.
+        now = _serving(api.get_service(name))
+        if now != {destination: 100}:
+            raise
+        message = (
+            f"sent 100% of traffic to {destination} (was: {was}); Cloud Run answered the update with an error "
+            f"({exc}), but the service reports the change"
+        )
+        progress(f"{action}: {message}")
+        return TrafficAction(action, destination, 100, True, message, before=before, after=now)
+    before_text = was
+    waiter = _Waiter(
+        timeout_s=operation_timeout_s, sleep=sleep, clock=clock, progress=progress, max_delay=PROGRESS_EVERY_S
     )
-    polling = Retry(initial=0.5, maximum=10.0, multiplier=2.0, timeout=operation_timeout_s)
-    updated = api.call(
-        lambda: operation.result(  # type: ignore[no-untyped-call]
-            timeout=operation_timeout_s, retry=api.retry(), polling=polling
-        ),
-        what="update traffic",
+    operation_id = _short(operation.operation.name)
+    awaited = f"Cloud Run to apply the traffic change on service {service_id}, operation {operation_id}"
+    # Polled by hand (not operation.result): the default polling Retry has no predicate for "not done yet"
+    # and raises _OperationNotComplete at the first unfinished poll; here each poll also reports progress.
+    while not api.call(
+        lambda: operation.done(retry=api.retry()),  # type: ignore[no-untyped-call]
+        what="read the traffic change's operation",
         resource=name,
-        permission="run.services.update",
-    )
+        permission="run.services.get",
+    ):
+        if not waiter.pause(awaited, "not done yet"):
+            after = _serving(api.get_service(name))
+            message = (
+                f"{action} to {destination} not confirmed: the operation was not done after "
+                f"{operation_timeout_s:g} s (cloud_run.operation_timeout_s); the service now reports "
+                f"{_shares(after)}: check its traffic before re-running"
+            )
+            progress(f"{action}: {message}")
+            return TrafficAction(
+                action, destination, 100, False, message, error=True, before=before, after=after
+            )
+    try:
+        updated = operation.result(timeout=0)  # type: ignore[no-untyped-call]
+    except GoogleAPICallError as exc:
+        after = _serving(api.get_service(name))
+        message = (
+            f"{action} to {destination} failed in Cloud Run: {_one_line(exc)}; the service now reports "
+            f"{_shares(after)}"
+        )
+        progress(f"{action}: {message}")
+        return TrafficAction(action, destination, 100, False, message, error=True, before=before, after=after)
     after = _serving(updated) if updated is not None and updated.traffic_statuses else {destination: 100}
-    message = f"sent 100% of traffic to {destination} (was: {was})"
+    message = f"sent 100% of traffic to {destination} (was: {before_text})"
     if after.get(destination) != 100:
-        message += f"; the service now reports {', '.join(f'{r} {p}%' for r, p in sorted(after.items()))}"
-    progress(f"{action}: {message}")
-    return TrafficAction(action, destination, 100, True, message)
+        message += f"; the service now reports {_shares(after)}"
+    progress(f"{action}: {message} after {waiter.elapsed:.0f} s")
+    return TrafficAction(action, destination, 100, True, message, before=before, after=after)
+
+
+def _shares(traffic: dict[str, int]) -> str:
+    return ", ".join(f"{rev} {pct}%" for rev, pct in sorted(traffic.items())) or "no traffic"
 
 
 def _routes_to(service: run_v2.Service, destination: str) -> list[run_v2.TrafficTarget]:
@@ -682,11 +777,31 @@ def _first(items: Iterable[T], limit: int) -> list[T]:
     return found
 
 
+# -- logs ----------------------------------------------------------------------------------------------------
+
+
+def logs_url(*, project: str, service: str, revision: str, start: str, end: str) -> str:
+    """A Cloud Logging (Logs Explorer) link: the revision's logs over the run's window (start to end + 1 min,
+    as log entries arrive late)."""
+    query = (
+        'resource.type="cloud_run_revision"\n'
+        f'resource.labels.service_name="{service}"\n'
+        f'resource.labels.revision_name="{revision}"'
+    )
+    until = datetime.fromisoformat(end.replace("Z", "+00:00")) + timedelta(minutes=1)
+    end_at = until.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        f"https://console.cloud.google.com/logs/query;query={quote(query, safe='')};"
+        f"startTime={quote(start, safe='')};endTime={quote(end_at, safe='')}?project={quote(project, safe='')}"
+    )
+
+
 # -- small helpers -------------------------------------------------------------------------------------------
 
 
 class _Waiter:
-    """Bounded waiting with exponential backoff (1, 2, 4, ... capped at 15 s) and one progress line per poll."""
+    """Bounded waiting with exponential backoff (1, 2, 4, ... capped at 15 s or ``max_delay``) and one progress
+    line per poll."""
 
     def __init__(
         self,
@@ -695,8 +810,10 @@ class _Waiter:
         sleep: Callable[[float], None],
         clock: Callable[[], float],
         progress: Callable[[str], None],
+        max_delay: float = MAX_BACKOFF_S,
     ) -> None:
         self.timeout_s = timeout_s
+        self._max_delay = max_delay
         self._sleep, self._clock, self._progress = sleep, clock, progress
         self._start = clock()
         self._delay = 1.0
@@ -713,7 +830,7 @@ class _Waiter:
             return False
         self._progress(f"waiting for {what} ({detail}, {self.elapsed:.0f} s elapsed)")
         self._sleep(min(self._delay, remaining))
-        self._delay = min(self._delay * 2, MAX_BACKOFF_S)
+        self._delay = min(self._delay * 2, self._max_delay)
         self.polls += 1
         return True
 

@@ -15,7 +15,9 @@ from bot.results import CheckResult, Finding, Kind, Severity, Status, Step
 # Steps on the golden path at or beyond the WebSocket layer: a failure there blocks users (P0).
 P0_STEPS = frozenset({Step.LOGIN, Step.CONNECT, Step.MESSAGE, Step.AGENT, Step.ANSWER, Step.ISOLATION})
 # Kinds that are P0 wherever they are seen.
-P0_KINDS = frozenset({Kind.REVISION_NOT_READY, Kind.ISOLATION_LEAK, Kind.WS_UNAUTHENTICATED_ACCEPTED})
+P0_KINDS = frozenset(
+    {Kind.REVISION_NOT_READY, Kind.ISOLATION_LEAK, Kind.WS_UNAUTHENTICATED_ACCEPTED, Kind.IAM_DENIED}
+)
 
 STEP_ORDER = {step: index for index, step in enumerate(Step)}
 
@@ -176,6 +178,32 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "The service or a proxy in front of it refused requests for exceeding a rate limit.",
         "Raise the limit for the test identity or lower `journey.users`; check Cloud Armor rules.",
     ),
+    Kind.IAM_DENIED: Explanation(
+        "Google's front end refused the request (HTTP {detail}): IAM, not the app",
+        "The service is private (deployed without `--allow-unauthenticated`) and Cloud Run's front end "
+        "refused the request before the app saw it: no Google-signed ID token was sent, or the identity "
+        "that sent it lacks `roles/run.invoker` on the service. The app's own authentication was never "
+        "reached.",
+        "Grant `roles/run.invoker` on the service to {identity} (`gcloud run services add-iam-policy-binding "
+        "SERVICE --region REGION --member serviceAccount:EMAIL --role roles/run.invoker`), or enable ID "
+        "tokens (`private: true` / `--private`, with Application Default Credentials from "
+        "google-github-actions/auth or an `id-token` input).",
+    ),
+    Kind.REVISION_NOT_TESTED: Explanation(
+        "The new revision was not tested",
+        "The revision has no tag URL and receives less than 100% of traffic, so only the service URL could be "
+        "reached, and it is served (in part or in full) by another revision: what passed may be the old code.",
+        "Deploy with `--no-traffic --tag pr-N` (and `tag: pr-N`) so golden-path tests the tag URL, which serves "
+        "the new revision alone. Traffic is never moved for an untested revision.",
+    ),
+    Kind.PERF_REGRESSION: Explanation(
+        "Slower than the serving revision: {subject}",
+        "Measured in the same run, with the same users and runner, the new revision's p95 is beyond the "
+        "allowed factor of the revision serving users now: the runner's network is the same for both, so "
+        "the code or the revision's settings are slower.",
+        "Compare the two revisions' settings (CPU, memory, concurrency, min instances) and the slow step's "
+        "logs; profile the change under review.",
+    ),
     Kind.PERF_TARGET_MISSED: Explanation(
         "Performance target missed: {subject}",
         "The measured p95 is above its target.",
@@ -183,6 +211,14 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "and the slow step's logs.",
     ),
 }
+
+
+def _remediation(explanation: Explanation, check: CheckResult) -> str:
+    if check.failure is not None and check.failure.kind is Kind.IAM_DENIED:
+        identity = check.failure.evidence.get("identity")
+        who = f"`{identity}`" if identity else "the identity golden-path runs as"
+        return explanation.remediation.replace("{identity}", who)
+    return explanation.remediation
 
 
 def severity_for(kind: Kind, step: Step) -> Severity:
@@ -235,7 +271,7 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
                     subject=first.failure.subject or detail or "?",
                 ),
                 cause=explanation.cause,
-                remediation=explanation.remediation,
+                remediation=_remediation(explanation, first),
                 occurrences=len(group),
                 users=users,
                 evidence=dict(first.failure.evidence),

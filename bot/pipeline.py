@@ -13,14 +13,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from bot import auth, diagnose, impact, report, results
+from bot import auth, diagnose, iam, idtoken, impact, report, results
+from bot import baseline as baseline_stage
 from bot import logs as server_logs
 from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.probe import journey
 from bot.progress import Progress
-from bot.results import CheckResult, Run, Target, TrafficAction, Verdict
+from bot.results import Baseline, CheckResult, Kind, Metric, Run, Target, TrafficAction, Verdict
 from bot.settings import Settings
 from bot.untrusted import Redactor
 
@@ -54,8 +56,13 @@ def execute(
     on_token: Callable[[str], None] = lambda _token: None,
     logs_reader: server_logs.Reader | None = None,
     progress: Progress | None = None,
+    id_token: Callable[[str], idtoken.IdToken] | None = None,
 ) -> Run:
-    """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change."""
+    """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change.
+
+    ``id_token`` (audience -> token) is given for a private Cloud Run service; an ID token that cannot be
+    obtained stops the run (``IdTokenError``, exit 3) before anything is probed.
+    """
     progress = progress or Progress(log)
     run_id = uuid.uuid4().hex[:12]
     trace = tracing.RunTrace(run_id)  # every request carries a trace id derived from the run and the user
@@ -93,8 +100,11 @@ def execute(
     )
     for warning in target.warnings:
         log(f"warning: {warning}")
+    invoker = _invoker_token(settings, target, id_token, log=log, on_token=remember) if ready else None
+    headers = {iam.ID_TOKEN_HEADER: f"Bearer {invoker.token}"} if invoker else None
 
     serving_version = None
+    baseline = None
     if ready:
         users = settings.journey.users + settings.load.users
         log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}")
@@ -102,22 +112,46 @@ def execute(
         with progress.phase("probe"), progress.waiting(awaited):
             outcome = asyncio.run(
                 journey.probe(
-                    settings, base_url=target.url, credentials=credentials, on_token=remember, trace=trace
+                    settings,
+                    base_url=target.url,
+                    credentials=credentials,
+                    on_token=remember,
+                    trace=trace,
+                    extra_headers=headers,
                 )
             )
-        checks.extend(outcome.checks)
+        checks.extend(_with_invoker(outcome.checks, invoker))
         metrics = outcome.metrics
         serving_version = outcome.serving_version
+        baseline_url = baseline_stage.url_for(settings.baseline, target)
+        if baseline_url is not None:
+            with progress.phase("baseline"), progress.waiting(f"the same journeys at {baseline_url}"):
+                baseline, regressions = _measure_baseline(
+                    settings, target, baseline_url, metrics, credentials, headers, log=log, on_token=remember
+                )
+            checks.extend(regressions)
     else:
         log("the revision is not ready: the golden path was not run against it")
         metrics = ()
 
     findings = diagnose.diagnose(checks, service=settings.service_name)
     verdict = results.verdict_for(findings)
+    finished_at = _now()
+    if target.project and target.revision:
+        from bot import cloudrun
+
+        logs = cloudrun.logs_url(
+            project=target.project,
+            service=settings.cloud_run.service or target.service,
+            revision=target.revision,
+            start=started_at,
+            end=finished_at,
+        )
+        target = replace(target, logs_url=logs)
     run = Run(
         run_id=run_id,
         started_at=started_at,
-        finished_at=_now(),
+        finished_at=finished_at,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
         verdict=verdict,
         target=replace(target, serving_version=serving_version),
@@ -129,6 +163,7 @@ def execute(
         commit=context.commit,
         run_url=context.run_url,
         tool_version=context.tool_version,
+        baseline=baseline,
         traces=trace.users(),
     )
     return _with_server_logs(
@@ -164,16 +199,98 @@ def _with_server_logs(
     return replace(run, logs=found)
 
 
+def _invoker_token(
+    settings: Settings,
+    target: Target,
+    id_token: Callable[[str], idtoken.IdToken] | None,
+    *,
+    log: Callable[[str], None],
+    on_token: Callable[[str], None],
+) -> idtoken.IdToken | None:
+    """The ID token a private service's front end needs, with audience = the service URL."""
+    if id_token is None:
+        return None
+    parts = urlsplit(target.url)
+    audience = settings.cloud_run.audience or target.service_url or f"{parts.scheme}://{parts.netloc}"
+    token = id_token(audience)
+    on_token(token.token)
+    claimed = token.audience
+    log(
+        f"sending a Google-signed ID token from {token.source}"
+        + (f" for {token.identity}" if token.identity else "")
+        + f" (audience {audience}) as {iam.ID_TOKEN_HEADER}"
+    )
+    if claimed and claimed != audience:
+        log(f"warning: the ID token's audience is {claimed}, not {audience}: Cloud Run may refuse it")
+    return token
+
+
+def _with_invoker(checks: tuple[CheckResult, ...], invoker: idtoken.IdToken | None) -> list[CheckResult]:
+    """An IAM refusal's evidence says whether an ID token was sent and for whom, so the fix names them."""
+    found = []
+    for check in checks:
+        failure = check.failure
+        if failure is not None and failure.kind is Kind.LOGIN_FAILED:
+            # The login endpoint sits behind the same front end: its refusal page is IAM, not the login.
+            status, body = failure.evidence.get("status", ""), failure.evidence.get("body", "")
+            if status.isdigit() and iam.is_front_end_refusal(int(status), body):
+                failure = iam.denied(int(status), request="login", evidence=failure.evidence)
+                check = replace(check, failure=failure)
+        if failure is not None and failure.kind is Kind.IAM_DENIED:
+            sent = {"id token": "sent" if invoker else "not sent (the service is private: set private: true)"}
+            if invoker and invoker.identity:
+                sent["identity"] = invoker.identity
+            check = replace(check, failure=replace(failure, evidence={**failure.evidence, **sent}))
+        found.append(check)
+    return found
+
+
+def _measure_baseline(
+    settings: Settings,
+    target: Target,
+    url: str,
+    metrics: tuple[Metric, ...],
+    credentials: auth.Credentials,
+    headers: dict[str, str] | None,
+    *,
+    log: Callable[[str], None],
+    on_token: Callable[[str], None],
+) -> tuple[Baseline, list[CheckResult]]:
+    """The same journey for the same users against the serving revision, and the regressions found."""
+    revision = baseline_stage.serving_revision(target) if not settings.baseline.url else None
+    log(f"baseline: the same journey against {revision or url} ({url})")
+    outcome = asyncio.run(
+        journey.probe(
+            baseline_stage.probe_settings(settings),
+            base_url=url,
+            credentials=credentials,
+            on_token=on_token,
+            extra_headers=headers,
+        )
+    )
+    record, regressions = baseline_stage.judge(
+        url=url,
+        revision=revision,
+        checks=outcome.checks,
+        baseline_metrics=outcome.metrics,
+        new_metrics=metrics,
+        settings=settings.baseline,
+    )
+    log(f"baseline: {record.status}: {record.summary}")
+    return record, regressions
+
+
 def exit_code(run: Run, settings: Settings) -> ExitCode:
     """The gate's policy (README, "Severity and exit codes"); it also decides whether promotion may happen.
 
-    Version skew always fails: the run tested other code than the deploy, so it says nothing about it. A missed
+    Version skew and an untested revision always fail: the run tested other code than the deploy, so it says
+    nothing about it. A missed
     performance target fails only with ``fail_on: any``; otherwise it is a warning (shared runners are noisy).
     """
     if any(action.error for action in run.traffic_actions):
         return ExitCode.INFRASTRUCTURE
     kinds = {finding.kind for finding in run.findings}
-    if results.Kind.VERSION_SKEW in kinds:
+    if kinds & {results.Kind.VERSION_SKEW, results.Kind.REVISION_NOT_TESTED}:
         return ExitCode.FAILED
     if run.verdict is Verdict.PASS:
         return ExitCode.PASS
@@ -196,6 +313,12 @@ def apply_gate(
     assert cloud_run is not None and run.target.revision is not None
     from bot import cloudrun
 
+    refusal = _gate_refusal(run, action)
+    if refusal is not None:
+        revision = run.target.revision if action == "promote" else run.target.previous_revision
+        taken = TrafficAction(action, revision or "-", 0, False, refusal, refused=True)
+        log(f"warning: {taken.message}")  # an annotation in Actions: the gate did not do what was asked
+        return replace(run, traffic_actions=(*run.traffic_actions, taken))
     try:
         taken = cloudrun.apply_gate(
             clients=cloud_run,
@@ -204,6 +327,7 @@ def apply_gate(
             progress=log,
             service=settings.cloud_run.service,
             retry_timeout_s=settings.cloud_run.retry_timeout_s,
+            operation_timeout_s=settings.cloud_run.operation_timeout_s,
         )
     except CloudRunError as exc:
         # The verdict still gets reported; the failed traffic change is recorded and makes the exit code 3.
@@ -211,6 +335,25 @@ def apply_gate(
         taken = TrafficAction(action, revision or "-", 0, False, f"{action} failed: {exc}", error=True)
     log(f"gate: {taken.message}")
     return replace(run, traffic_actions=(*run.traffic_actions, taken))
+
+
+def _gate_refusal(run: Run, action: str) -> str | None:
+    """Why traffic must not move, or None. Only a revision reached at a URL serving it alone was tested, and
+    skewed code says nothing about the revision: neither is ever promoted (whatever `fail-on` says)."""
+    target = run.target
+    if target.tested_alone is False:
+        return (
+            f"refused to {action}: revision {target.revision} was not tested (only the service URL, shared "
+            f"with other revisions, could be reached): traffic left unchanged"
+        )
+    if action == "promote":
+        skew = [f for f in run.findings if f.kind is Kind.VERSION_SKEW]
+        if skew:
+            return (
+                f"refused to promote {target.revision}: version skew ({skew[0].observed or skew[0].title}): "
+                "the tested code is not the expected code; traffic left unchanged"
+            )
+    return None
 
 
 def preflight(settings: Settings, credentials: auth.Credentials) -> None:

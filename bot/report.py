@@ -519,6 +519,18 @@ def evidence(items: Mapping[str, object]) -> str:
     return code_block("\n".join(lines), "text", limit=None)
 
 
+def shares(traffic: Mapping[str, int]) -> str:
+    """A traffic split as ``rev-a 90%, rev-b 10%`` (escaped: revision names come from the Cloud Run API)."""
+    if not traffic:
+        return "none"
+    return ", ".join(f"{code(name)} {pct:g}%" for name, pct in sorted(traffic.items(), key=lambda i: -i[1]))
+
+
+def ratio(value: float | None) -> str:
+    """``1.50×``; ``—`` when one side was not measured."""
+    return "—" if value is None else f"{value:.2f}×"
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "escape": escape,
     "e": escape,
@@ -540,6 +552,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "lower_first": lower_first,
     "counts": counts,
     "evidence": evidence,
+    "shares": shares,
+    "ratio": ratio,
 }
 
 

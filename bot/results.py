@@ -83,6 +83,9 @@ class Kind(StrEnum):
     REVISION_NOT_READY = "revision-not-ready"
     VERSION_SKEW = "version-skew"
     WRONG_SERVICE = "wrong-service"
+    IAM_DENIED = "iam-denied"  # Google's front end refused the request before the app saw it
+    REVISION_NOT_TESTED = "revision-not-tested"  # only a URL shared with other revisions could be reached
+    PERF_REGRESSION = "perf-regression"  # slower than the serving revision measured in the same run
     RATE_LIMITED = "rate-limited"
     PERF_TARGET_MISSED = "perf-target-missed"
 
@@ -200,6 +203,13 @@ class Target:
     expected_image: str | None = None
     serving_version: str | None = None  # read from the health body
     warnings: tuple[str, ...] = ()
+    tag: str | None = None  # the traffic tag whose URL was tested (or that selected the revision)
+    service_url: str | None = None  # the service's main URL (every revision behind it, by traffic split)
+    traffic: dict[str, int] = field(default_factory=dict)  # revision -> percent serving when resolved
+    # True: the tested URL serves this revision alone (its tag URL, or the service URL at 100%); False: the
+    # URL may have reached another revision, so the revision itself was not tested; None: not Cloud Run.
+    tested_alone: bool | None = None
+    logs_url: str | None = None  # Cloud Logging query for the revision over the run's time window
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +222,36 @@ class TrafficAction:
     applied: bool
     message: str
     error: bool = False  # the Cloud Run API refused or failed: traffic may not be where the gate wanted it
+    before: dict[str, int] = field(default_factory=dict)  # revision -> percent before the change
+    after: dict[str, int] = field(default_factory=dict)  # revision -> percent as Cloud Run reported after it
+    refused: bool = False  # golden-path refused to move traffic (untested revision, version skew)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One metric of the new revision next to the serving revision's, measured in the same run."""
+
+    id: str
+    label: str
+    unit: str
+    p95: float | None  # the new revision
+    baseline_p95: float | None
+    ratio: float | None  # p95 / baseline_p95
+    regression: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The same journey, for the same users, against the revision serving users now."""
+
+    url: str
+    status: str  # "measured" | "failed" (the baseline itself failed: the new revision is judged alone)
+    revision: str | None = None
+    summary: str = ""
+    metrics: tuple[Metric, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()
+    max_ratio: float = 1.5
+    min_delta_ms: float = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +341,7 @@ class Run:
     schema: int = SCHEMA
     traces: tuple[UserTrace, ...] = ()  # per simulated user, the trace id its requests carried
     logs: ServerLogs | None = None  # the revision's own logs; None when not looked at (a passing run)
+    baseline: Baseline | None = None
 
     @property
     def p0_count(self) -> int:

@@ -42,10 +42,17 @@ class CloudRunSettings(_Section):
     region: str | None = None
     service: str | None = None
     revision: str | None = None  # default: the service's latest created revision
-    tag: str | None = None  # test the revision carrying this traffic tag (deploys with no_traffic + tag)
     endpoint: str | None = None  # custom Admin API endpoint, e.g. http://127.0.0.1:8123 for a stand-in
     ready_timeout_s: float = Field(default=300, gt=0, le=3600)
     retry_timeout_s: float = Field(default=30, gt=0, le=600)
+    tag: str | None = None  # select the revision by its traffic tag (e.g. pr-7) and test its tag URL
+    operation_timeout_s: float = Field(
+        default=300, gt=0, le=3600
+    )  # a promote/rollback's long-running operation
+    # A private service (no --allow-unauthenticated): send a Google-signed ID token (audience: the service URL)
+    # as X-Serverless-Authorization. A token passed in GOLDEN_PATH_ID_TOKEN / the id-token input turns it on.
+    private: bool = False
+    audience: str | None = None  # the ID token's audience; default the service URL (or the tested URL)
 
     @property
     def configured(self) -> bool:
@@ -57,6 +64,14 @@ class CloudRunSettings(_Section):
         if any(given.values()) and not all(given.values()):
             missing = ", ".join(f"cloud_run.{k}" for k, v in given.items() if not v)
             raise ValueError(f"project, region and service go together; missing {missing}")
+        if self.tag and not all(given.values()):
+            raise ValueError(
+                f"tag {self.tag!r} selects a Cloud Run revision: it needs project, region and service"
+            )
+        if self.tag and self.revision:
+            raise ValueError(
+                f"give cloud_run.tag ({self.tag!r}) or cloud_run.revision ({self.revision!r}), not both"
+            )
         if self.endpoint is not None and not re.match(r"^https?://[^/\s]+/?$", self.endpoint):
             raise ValueError(
                 f"endpoint must be a scheme and host like https://run.googleapis.com, got {self.endpoint!r}"
@@ -287,6 +302,25 @@ class LogsSettings(_Section):
         return v
 
 
+class BaselineSettings(_Section):
+    """The serving revision measured in the same run: the honest performance signal on shared runners."""
+
+    enabled: bool = True  # when the new revision is tested at its tag URL and receives no traffic
+    url: str | None = None  # the serving revision's URL; default the service URL (while the new one has 0%)
+    max_ratio: float = Field(default=1.5, ge=1)  # p95 beyond this factor of the baseline's is a regression...
+    min_delta_ms: float = Field(default=50, ge=0)  # ...and at least this much slower
+
+    @field_validator("url")
+    @classmethod
+    def _baseline_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {v!r}")
+        return v.rstrip("/")
+
+
 class TimeoutSettings(_Section):
     connect_s: float = Field(default=10, gt=0, le=120)
     request_s: float = Field(default=10, gt=0, le=120)
@@ -309,6 +343,7 @@ class Settings(_Section):
     report: ReportSettings = Field(default_factory=ReportSettings)
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    baseline: BaselineSettings = Field(default_factory=BaselineSettings)
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     logs: LogsSettings = Field(default_factory=LogsSettings)
 

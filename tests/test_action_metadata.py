@@ -58,7 +58,7 @@ def test_action_yml__only_github_token_has_a_default():
 
 def test_action_yml__every_input_is_read_by_the_action_entry_point():
     read = {name.replace("_", "-") for name in cli.OVERRIDES} | {
-        "config", "service", "github-token", "jwt-secret", "jwt-private-key", "token", "login-password",
+        "config", "service", "github-token", "jwt-secret", "jwt-private-key", "token", "login-password", "id-token",
     }  # fmt: skip
     assert set(action()["inputs"]) == read
 

@@ -177,10 +177,11 @@ IMAGE = "europe-docker.pkg.dev/p/repo/chat"
 
 
 def _cloud_run(api, backend_url: str) -> None:
-    """A tagged no-traffic deploy whose tag URL is the local reference backend."""
+    """A tagged no-traffic deploy whose tag URL is the local reference backend (the service URL too: the
+    baseline run measures it, and no test may reach the internet)."""
     from tests.standins.cloudrun_api import Route
 
-    api.add_service("chat", uri="https://chat-abc-ew.a.run.app")
+    api.add_service("chat", uri=backend_url)
     api.add_revision("chat", "chat-00001-old", image=f"{IMAGE}@{DIGEST_OLD}")
     api.add_revision("chat", "chat-00002-new", image=f"{IMAGE}@{DIGEST_NEW}")
     api.set_traffic(

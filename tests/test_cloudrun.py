@@ -592,3 +592,178 @@ def test_make_clients__without_credentials(monkeypatch: pytest.MonkeyPatch) -> N
 
     assert "google-github-actions/auth" in str(caught.value)
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(caught.value)
+
+
+# -- apply_gate: the long-running operation --------------------------------------------------------------------
+
+
+def gate(
+    clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
+) -> Any:
+    return cloudrun.apply_gate(
+        clients=clients,
+        target=target,
+        action="promote",
+        progress=lines.append,
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        **kwargs,
+    )
+
+
+def test_apply_gate__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolved(api, clients)
+    api.operation_polls = 8
+
+    action = gate(clients, target, fake_time, lines)
+
+    assert action.applied and not action.error
+    assert fake_time.sleeps == [1, 2, 4, 5, 5, 5, 5, 5]
+    waits = [line for line in lines if line.startswith("waiting for Cloud Run to apply the traffic change")]
+    assert len(waits) == 8
+    assert waits[-1].endswith("(not done yet, 27 s elapsed)")
+    assert (action.before, action.after) == ({OLD: 100}, {NEW: 100})
+
+
+def test_apply_gate__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolved(api, clients)
+    api.operation_polls = 2
+    api.operation_error = (9, "Revision is not ready and cannot serve traffic.")
+
+    action = gate(clients, target, fake_time, lines)
+
+    assert (action.applied, action.error) == (False, True)
+    assert "failed in Cloud Run" in action.message and "cannot serve traffic" in action.message
+    assert action.after == {OLD: 100} and f"{OLD} 100%" in action.message
+    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(OLD, 100)]
+
+
+def test_apply_gate__operation_past_its_deadline_is_a_recorded_error(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolved(api, clients)
+    api.operation_polls = 1000
+
+    action = gate(clients, target, fake_time, lines, operation_timeout_s=20)
+
+    assert (action.applied, action.error) == (False, True)
+    assert sum(fake_time.sleeps) == 20 and max(fake_time.sleeps) <= 5
+    assert "not done after 20 s" in action.message
+    assert action.after == {
+        NEW: 100
+    }  # applied but unconfirmed: the message says what the service reports now
+
+
+# -- resolve: by tag, and whether the revision was tested alone ------------------------------------------------
+
+
+def test_resolve__by_tag_among_several_tagged_revisions(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    api.add_revision("chat", OLD)
+    api.add_revision("chat", NEW)
+    api.add_revision("chat", "chat-00003-other")  # the latest created belongs to another PR
+    api.set_traffic(
+        "chat",
+        [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL), Route("chat-00003-other", 0, tag="pr-8")],
+    )
+
+    target = resolve(clients, fake_time, lines, tag="pr-7").target
+
+    assert (target.revision, target.tag, target.url, target.tested_alone) == (NEW, "pr-7", TAG_URL, True)
+    assert target.traffic == {OLD: 100} and target.service_url == SERVICE_URL
+
+
+def test_resolve__tag_on_latest_is_the_latest_ready_revision(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    api.add_revision("chat", OLD)
+    api.add_revision("chat", NEW)
+    api.set_traffic("chat", [Route(OLD, 100), Route(None, 0, tag="head", uri=TAG_URL)])
+
+    target = resolve(clients, fake_time, lines, tag="head").target
+
+    assert (target.revision, target.url, target.tag) == (NEW, TAG_URL, "head")
+
+
+def test_resolve__unknown_tag_names_the_tags_that_exist(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    api.set_traffic("chat", [Route(OLD, 100, tag="stable"), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
+
+    with pytest.raises(ConfigError) as caught:
+        resolve(clients, fake_time, lines, tag="pr-9")
+
+    assert caught.value.key == "cloud_run.tag"
+    assert caught.value.exit_code is ExitCode.USAGE
+    assert "tags that exist: pr-7, stable" in str(caught.value)
+
+
+def test_resolve__service_url_with_partial_traffic_is_not_tested_alone(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    api.add_revision("chat", OLD)
+    api.add_revision("chat", NEW)
+    api.set_traffic("chat", [Route(OLD, 90), Route(NEW, 10)])  # a canary without a tag
+
+    resolution = resolve(clients, fake_time, lines)
+
+    assert resolution.target.tested_alone is False
+    check = next(c for c in resolution.checks if c.id == "revision-tested")
+    assert check.failure is not None and check.failure.kind is Kind.REVISION_NOT_TESTED
+    assert "10%" in check.failure.message
+
+
+def test_settings__tag_and_revision_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        settings(tag="pr-7", revision=NEW)
+
+
+def test_logs_url__query_and_window() -> None:
+    url = cloudrun.logs_url(
+        project="my-proj",
+        service="chat",
+        revision=NEW,
+        start="2025-06-03T14:21:07Z",
+        end="2025-06-03T14:22:00Z",
+    )
+
+    assert url.startswith("https://console.cloud.google.com/logs/query;query=")
+    assert "resource.type%3D%22cloud_run_revision%22" in url
+    assert f"resource.labels.revision_name%3D%22{NEW}%22" in url
+    assert "startTime=2025-06-03T14%3A21%3A07Z;endTime=2025-06-03T14%3A23%3A00Z" in url
+    assert url.endswith("?project=my-proj")
+
+
+def test_apply_gate__a_write_applied_then_answered_503_is_recognised_as_applied(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolved(api, clients)
+    api.fail_after_update = [503]  # applied, then "unavailable": the retry meets a changed etag (409)
+
+    action = gate(clients, target, fake_time, lines)
+
+    assert (action.applied, action.error) == (True, False)
+    assert "answered the update with an error" in action.message
+    assert len(api.updates()) == 2
+    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
+
+
+def test_apply_gate__a_refused_write_that_did_not_apply_is_still_an_error(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolved(api, clients)
+    api.inject(500, method="PATCH")
+
+    with pytest.raises(CloudRunError, match="refused update traffic"):
+        gate(clients, target, fake_time, lines)

@@ -797,3 +797,75 @@ def test_render_report__hostile_log_text_is_inert(render: str) -> None:
         assert_inert(report.render_comment(run, history=[]), markers=2)
     else:
         assert_inert(report.render_issue(run, run.findings[0]), markers=1)
+
+
+# -- issue 9: baseline, revision facts, refused and failed traffic changes --------------------------------------
+
+
+def _gated_run() -> Run:
+    from bot import baseline
+    from bot.results import TrafficAction
+    from bot.settings import BaselineSettings
+
+    base = samples.healthy()
+    serving = [replace(m, p50=m.p50 and m.p50 / 3, p95=m.p95 and m.p95 / 3) for m in base.metrics]
+    record, regressions = baseline.judge(
+        url="https://chat-backend-7x2kq4ab3c-ew.a.run.app",
+        revision="chat-backend-00041-pim",
+        checks=[],
+        baseline_metrics=serving,
+        new_metrics=base.metrics,
+        settings=BaselineSettings(),
+    )
+    findings = diagnose([*base.checks, *regressions], service=samples.SERVICE)
+    target = replace(
+        base.target,
+        tag="pr-42",
+        digest=None,
+        traffic={"chat-backend-00041-pim": 100},
+        tested_alone=True,
+        logs_url="https://console.cloud.google.com/logs/query;query=x?project=acme-prod",
+    )
+    actions = (
+        TrafficAction(
+            "promote",
+            "chat-backend-00042-xoz",
+            100,
+            False,
+            "promote to chat-backend-00042-xoz failed in Cloud Run: 9 Revision is not ready; the service now "
+            "reports chat-backend-00041-pim 100%",
+            error=True,
+            before={"chat-backend-00041-pim": 100},
+            after={"chat-backend-00041-pim": 100},
+        ),
+    )
+    return replace(
+        base,
+        checks=(*base.checks, *regressions),
+        findings=findings,
+        verdict=verdict_for(findings),
+        target=target,
+        baseline=record,
+        traffic_actions=actions,
+    )
+
+
+def test_render_report__snapshot_baseline_and_revision_facts() -> None:
+    assert_snapshot("report-baseline-gate", report.render_report(_gated_run()))
+
+
+def test_render_report__refused_traffic_change_says_so() -> None:
+    from bot.results import TrafficAction
+
+    run = replace(
+        samples.healthy(),
+        target=replace(samples.healthy().target, tested_alone=False),
+        traffic_actions=(
+            TrafficAction("rollback", "x", 0, False, "refused to rollback: not tested", refused=True),
+        ),
+    )
+
+    text = report.render_report(run)
+
+    assert "⛔ Refused to rollback: refused to rollback: not tested" in text
+    assert "the new revision was not tested" in text

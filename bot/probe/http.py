@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from bot import untrusted
+from bot import iam, untrusted
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import HealthSettings, VersionSettings
 
@@ -221,6 +221,8 @@ def _evidence(path: str, response: httpx.Response) -> dict[str, str]:
 
 
 def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSettings) -> Failure | None:
+    if iam.is_front_end_refusal(response.status_code, response.text):
+        return iam.denied(response.status_code, request=f"GET {path}", evidence=_evidence(path, response))
     if response.status_code == 429:
         evidence = _evidence(path, response) | {"retry-after": response.headers.get("retry-after", "")}
         return Failure(Kind.RATE_LIMITED, f"GET {path} was rate limited.", detail="429", evidence=evidence)

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -78,10 +78,15 @@ async def probe(
     credentials: auth.Credentials,
     on_token: Callable[[str], None] = lambda _token: None,
     trace: tracing.RunTrace | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> ProbeOutcome:
     """Health, then the journey for ``journey.users`` users at once, then the optional load phase.
 
-    Every request carries ``trace``'s headers for the user it belongs to (user 0: health, negative check)."""
+    Every request carries ``trace``'s headers for the user it belongs to (user 0: health, negative check).
+    ``extra_headers`` go on every HTTP request and WebSocket upgrade (e.g. a Cloud Run ID token in
+    ``X-Serverless-Authorization``); their values are secrets, redacted from what is kept.
+    """
+    extra = tuple((extra_headers or {}).items())
     seen_tokens: list[str] = []
 
     def remember(token: str) -> None:
@@ -99,7 +104,7 @@ async def probe(
     deadline = time.monotonic() + timeouts.run_s
     hooks = trace.httpx_hooks()
     async with httpx.AsyncClient(
-        timeout=limits, trust_env=False, follow_redirects=False, event_hooks=hooks
+        timeout=limits, trust_env=False, follow_redirects=False, event_hooks=hooks, headers=dict(extra)
     ) as http:
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -119,7 +124,9 @@ async def probe(
             checks.append(version)
 
         if settings.websocket.negative_auth_check and settings.auth.mode != "none":
-            checks.append(await _negative(settings, base_url=base_url, deadline=deadline, trace=trace))
+            checks.append(
+                await _negative(settings, base_url=base_url, deadline=deadline, trace=trace, extra=extra)
+            )
 
         phases = [range(1, settings.journey.users + 1)]
         if settings.load.users:
@@ -140,6 +147,7 @@ async def probe(
                         deadline=deadline,
                         on_token=remember,
                         trace=trace,
+                        extra_headers=extra,
                     )
                     for j in batch
                 )
@@ -154,6 +162,7 @@ async def probe(
         credentials.token,
         credentials.password,
         *seen_tokens,
+        *(value.removeprefix("Bearer ") for _, value in extra),
     ]
     return ProbeOutcome(redact(checks, secrets), metrics, serving_version)
 
@@ -193,14 +202,21 @@ def redact(checks: list[CheckResult], secrets: list[str | None]) -> tuple[CheckR
 
 
 async def _negative(
-    settings: Settings, *, base_url: str, deadline: float, trace: tracing.RunTrace
+    settings: Settings,
+    *,
+    base_url: str,
+    deadline: float,
+    trace: tracing.RunTrace,
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> CheckResult:
     offer = trace.sign_offer(protocol.offer(base_url, settings.websocket, None), tracing.RUN_USER)
     timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - time.monotonic()))
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 2):
-            refused, failure, summary = await ws_probe.negative_check(offer, timeout_s=timeout_s)
+            refused, failure, summary = await ws_probe.negative_check(
+                offer, timeout_s=timeout_s, extra_headers=extra
+            )
     except TimeoutError:
         refused, failure, summary = None, None, "inconclusive: no answer before the deadline"
     elapsed = round((time.perf_counter() - started) * 1000, 2)
@@ -240,6 +256,7 @@ async def _journey(
     http: httpx.AsyncClient,
     on_token: Callable[[str], None],
     trace: tracing.RunTrace,
+    extra_headers: tuple[tuple[str, str], ...] = (),
 ) -> None:
     started = time.perf_counter()
     trace.bind(journey.user)  # this task's HTTP requests (login) carry this user's trace id
@@ -284,6 +301,7 @@ async def _journey(
         offer,
         timeout_s=settings.websocket.open_timeout_s,
         require_echo=settings.websocket.require_subprotocol_echo,
+        extra_headers=extra_headers,
     )
     journey.timings.handshake = handshake.elapsed_ms if handshake.connection is not None else None
     if handshake.failure is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -16,6 +17,7 @@ from websockets.exceptions import (
 )
 from websockets.typing import Subprotocol
 
+from bot import iam
 from bot.probe.http import EVIDENCE_BODY_CHARS, transport_failure
 from bot.protocol import Offer
 from bot.results import Failure, Kind
@@ -44,10 +46,17 @@ def _offer_evidence(offer: Offer) -> dict[str, str]:
     }
 
 
-async def open_connection(offer: Offer, *, timeout_s: float, require_echo: bool = True) -> Handshake:
+async def open_connection(
+    offer: Offer,
+    *,
+    timeout_s: float,
+    require_echo: bool = True,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> Handshake:
     """Connect and classify the outcome; a returned connection is open and owned by the caller.
 
     ``require_echo``: offered subprotocols must get one echoed back, as browsers demand.
+    ``extra_headers``: sent on the upgrade but not part of the offer (e.g. a Cloud Run ID token).
     """
     started = time.perf_counter()
     evidence = _offer_evidence(offer)
@@ -55,7 +64,7 @@ async def open_connection(offer: Offer, *, timeout_s: float, require_echo: bool 
         connection = await connect(
             offer.url,
             subprotocols=[Subprotocol(p) for p in offer.subprotocols] or None,
-            additional_headers=list(offer.headers),
+            additional_headers=[*offer.headers, *extra_headers],
             open_timeout=timeout_s,
             proxy=None,
             ping_interval=None,
@@ -115,6 +124,8 @@ def _status_failure(exc: InvalidStatus, offer: Offer, evidence: dict[str, str]) 
         "headers": "\n".join(f"{k}: {v}" for k, v in response.headers.raw_items())[:EVIDENCE_BODY_CHARS],
         "body": body[:EVIDENCE_BODY_CHARS],
     }
+    if iam.is_front_end_refusal(code, body):
+        return iam.denied(code, request="WebSocket upgrade", evidence=evidence)
     if code in (401, 403):
         return Failure(
             Kind.WS_AUTH_REJECTED,
@@ -139,9 +150,11 @@ def _status_failure(exc: InvalidStatus, offer: Offer, evidence: dict[str, str]) 
     )
 
 
-async def negative_check(offer: Offer, *, timeout_s: float) -> tuple[bool | None, Failure | None, str]:
+async def negative_check(
+    offer: Offer, *, timeout_s: float, extra_headers: Sequence[tuple[str, str]] = ()
+) -> tuple[bool | None, Failure | None, str]:
     """Connect without credentials. Returns (refused?, failure, summary); refused None means inconclusive."""
-    handshake = await open_connection(offer, timeout_s=timeout_s)
+    handshake = await open_connection(offer, timeout_s=timeout_s, extra_headers=extra_headers)
     if handshake.connection is None:
         failure = handshake.failure
         if failure is not None and failure.kind is Kind.WS_AUTH_REJECTED:

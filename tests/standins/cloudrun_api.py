@@ -99,6 +99,8 @@ class _Operation:
     name: str
     service: str
     polls_left: int
+    error: tuple[int, str] | None = None  # google.rpc.Code and message once done: the update failed
+    undo: list[run_v2.TrafficTarget] = field(default_factory=list)  # traffic restored when it fails
 
 
 class CloudRunStandIn(LoopbackServer):
@@ -109,6 +111,11 @@ class CloudRunStandIn(LoopbackServer):
         self.region = region
         self.requests: list[RecordedRequest] = []
         self.operation_polls = 0  # GETs of an update's operation answered `done: false` before it is done
+        # When set, an update's operation ends (after `operation_polls`) with this google.rpc error
+        # (code, message) and the service's traffic goes back to what it was, as Cloud Run does.
+        self.operation_error: tuple[int, str] | None = None
+        # HTTP statuses answered to the next updates *after* applying them (a write applied, then a 5xx).
+        self.fail_after_update: list[int] = []
         self._services: dict[str, _ServiceState] = {}
         self._operations: dict[str, _Operation] = {}
         self._injections: list[_Injection] = []
@@ -381,29 +388,48 @@ class CloudRunStandIn(LoopbackServer):
         for t in incoming.traffic:
             if t.tag and t.tag not in state_.tag_uris:
                 state_.tag_uris[t.tag] = _tag_uri(t.tag, current.uri)
+        undo = list(current.traffic)
         current.traffic = list(incoming.traffic)
         current.generation += 1
         current.etag = f'"{current.generation}"'
+        if self.fail_after_update:
+            status = self.fail_after_update.pop(0)
+            return _error(status, _default_message(status, "PATCH", current.name))
         op = _Operation(
             f"projects/{self.project}/locations/{self.region}/operations/{uuid.uuid4()}",
             current.name.rsplit("/", 1)[-1],
             self.operation_polls,
+            self.operation_error,
+            undo,
         )
         self._operations[op.name.rsplit("/", 1)[-1]] = op
+        self._finish_if_done(op)
         return 200, self._operation_json(op)
 
     def _get_operation(self, op_id: str) -> tuple[int, dict[str, Any]]:
         op = self._operations.get(op_id)
         if op is None:
             return _error(404, f"Operation {op_id} not found.")
+        answer = self._operation_json(op)
         if op.polls_left > 0:
-            op.polls_left -= 1
-        return 200, self._operation_json(op)
+            op.polls_left -= 1  # this GET still answered "not done"; a later one will not
+            self._finish_if_done(op)
+        return 200, answer
+
+    def operation_gets(self) -> int:
+        return sum(1 for r in self.requests if r.method == "GET" and "/operations/" in r.path)
+
+    def _finish_if_done(self, op: _Operation) -> None:
+        if op.polls_left == 0 and op.error is not None and op.undo:
+            self._services[op.service].service.traffic = op.undo
+            op.undo = []
 
     def _operation_json(self, op: _Operation) -> dict[str, Any]:
         service = {"@type": SERVICE_TYPE_URL, **self._service_json(self._services[op.service])}
         body: dict[str, Any] = {"name": op.name, "metadata": service, "done": op.polls_left == 0}
-        if op.polls_left == 0:
+        if op.polls_left == 0 and op.error is not None:
+            body["error"] = {"code": op.error[0], "message": op.error[1]}
+        elif op.polls_left == 0:
             body["response"] = service
         return body
 

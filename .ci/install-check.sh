@@ -34,4 +34,7 @@ done < <(grep -E '^(COPY|RUN) ' Dockerfile)
 (cd "$work" && golden-path demo --quiet --output-dir out)
 test -s "$work/out/results.json"
 test -s "$work/out/report.md"
+# The protocol profiles are data files: a wheel without them would fail here, not at a user's.
+(cd "$work" && golden-path demo --quiet --users 2 --profile openai-realtime --output-dir out-realtime)
+(cd "$work" && golden-path profile show openai-realtime | grep -q "completion_event: response.done")
 echo "install-check: the Dockerfile's install steps produce a working golden-path"

@@ -102,8 +102,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FAULT",
         help="inject a fault into the reference backend (repeatable); see `serve-reference --help`",
     )
+    demo.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="the protocol profile the reference backend is checked with (default reference); see `profile show`",
+    )
     _common(demo)
     demo.set_defaults(func=_demo)
+
+    profile = sub.add_parser(
+        "profile", help="print a built-in protocol profile (a YAML file to start a config from)"
+    )
+    profile_sub = profile.add_subparsers(dest="profile_command", required=True, metavar="show")
+    show = profile_sub.add_parser("show", help="print the profile NAME (default: list the profiles)")
+    show.add_argument("name", nargs="?", metavar="NAME")
+    show.set_defaults(func=_profile_show)
 
     check = sub.add_parser("check", help="run the golden path against a deployed backend")
     where = check.add_argument_group("target (a URL, or Cloud Run coordinates)")
@@ -203,8 +216,11 @@ def _settings(
     *,
     defaults: Mapping[str, Any] | None = None,
     demo: bool = False,
+    err: TextIO | None = None,
 ) -> Settings:
-    from bot.settings import build_settings, normalise_keys, read_config_file
+    import warnings
+
+    from bot.settings import DeprecatedKey, build_settings, normalise_keys, read_config_file
 
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and DEFAULT_CONFIG.is_file() and not demo:
@@ -221,7 +237,11 @@ def _settings(
         )
         overrides["cloud_run.service" if coordinates else "service"] = service
     overrides.update(extra or {})
-    settings = build_settings(file_data, overrides, defaults=defaults)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecatedKey)
+        settings = build_settings(file_data, overrides, defaults=defaults)
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DeprecatedKey)):
+        print(f"golden-path: warning: {message}", file=err or sys.stderr)
     if not settings.url and not settings.cloud_run.configured:
         raise UsageError(
             "no target: give --url, or --project, --region and --service (or set them in the config file)"
@@ -259,12 +279,29 @@ def _demo(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err:
             file=err,
         )
         extra = {"url": server.url, "service": REFERENCE_SERVICE, "version.expected": version}
-        settings = _settings(args, extra, demo=True)
+        if args.profile:
+            extra["journey.profile"] = args.profile
+        settings = _settings(args, extra, demo=True, err=err)
         return _run(settings, Credentials(secret=secret), env=env, out=out, err=err, quiet=args.quiet)
 
 
+def _profile_show(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from bot import profiles
+
+    if args.name is None:
+        out.write("".join(f"{name}\n" for name in profiles.names()))
+        return 0
+    try:
+        out.write(profiles.text(args.name))
+    except KeyError:
+        raise UsageError(
+            f"unknown profile {args.name!r}; expected one of: {', '.join(profiles.names())}"
+        ) from None
+    return 0
+
+
 def _check(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
-    settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None})
+    settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None}, err=err)
     return _run(settings, _credentials(settings, env), env=env, out=out, err=err, quiet=args.quiet)
 
 
@@ -308,7 +345,7 @@ def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
         namespace.labels = [label.strip() for label in namespace.labels.split(",") if label.strip()]
     # In the Action, publishing is on unless the input or the config file turns it off.
     defaults = {"version.expected": env.get("GITHUB_SHA") or None, "github.publish": True}
-    settings = _settings(namespace, defaults=defaults)
+    settings = _settings(namespace, defaults=defaults, err=err)
     from bot.auth import Credentials
 
     from_env = _credentials(settings, env)

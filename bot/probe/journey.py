@@ -411,7 +411,9 @@ async def _session(
             for frame in first:
                 await connection.send(protocol.render(frame.frame, values))
     except (ConnectionClosed, TimeoutError) as exc:
-        failure = _closed_failure(exc, waiting_for="the message was sent", stream=stream, ctx=ctx)
+        failure = _closed_failure(
+            exc, waiting_for="the message was sent", stream=stream, ctx=ctx, detail=cfg.completion_event
+        )
         journey.add("message", Step.MESSAGE, Status.FAIL, failure=failure)
         journey.skip(*LATER_STEPS[2:], why="message not sent")
         return

@@ -15,29 +15,13 @@ from tests.standins import realtime_ws
 
 SECRET = "realtime-test-secret-0123456789abcdefghij"
 
-# The README's example: a team whose backend speaks an OpenAI-Realtime-like protocol. Only what differs from the
-# built-in openai-realtime profile is written down.
-REALTIME_CONFIG = """\
-service: realtime-chat
-health:
-  paths: [/healthz]
-websocket:
-  path: /realtime
-journey:
-  profile: openai-realtime
-  users: 3
-  event_timeout_s: 3
-  send:
-    - frame: >-
-        {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
-        "content": [{"type": "input_text", "text": "[{nonce}] {message}"}]}}
-      after: session.created
-    - frame: '{"type": "response.create"}'
-      after: session.created
-  answer:
-    stream_event: response.output_text.delta   # the answer is the concatenation of the deltas
-    expression: delta
-"""
+# The README's example, read from the README so the two never drift apart: a team whose backend speaks an
+# OpenAI-Realtime-like protocol writes down only what differs from the built-in openai-realtime profile.
+_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+REALTIME_CONFIG = _README.split("Example: a backend in the OpenAI-Realtime shape", 1)[1].split(
+    "```yaml\n", 1
+)[1]
+REALTIME_CONFIG = REALTIME_CONFIG.split("```", 1)[0]
 
 
 def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:

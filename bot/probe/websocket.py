@@ -72,6 +72,9 @@ async def open_connection(
             ping_interval=None,
             close_timeout=2,
             max_size=MAX_FRAME_BYTES,
+            # No permessage-deflate: 64 KiB read from the socket could inflate into hundreds of thousands of
+            # frames that websockets queues at once (a flood of small frames grew the probe by 30+ MiB).
+            compression=None,
         )
     except InvalidStatus as exc:
         elapsed = _ms(started)

@@ -157,8 +157,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FAULT",
         help="inject a fault into the reference backend (repeatable); see `serve-reference --help`",
     )
+    demo.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="the protocol profile the reference backend is checked with (default reference); see `profile show`",
+    )
     _common(demo)
     demo.set_defaults(func=_demo)
+
+    profile = sub.add_parser(
+        "profile", help="print a built-in protocol profile (a YAML file to start a config from)"
+    )
+    profile_sub = profile.add_subparsers(dest="profile_command", required=True, metavar="show")
+    show = profile_sub.add_parser("show", help="print the profile NAME (default: list the profiles)")
+    show.add_argument("name", nargs="?", metavar="NAME")
+    show.set_defaults(func=_profile_show)
 
     check = sub.add_parser("check", help="run the golden path against a deployed backend")
     where = check.add_argument_group("target (a URL, or Cloud Run coordinates)")
@@ -230,6 +243,9 @@ def _parser() -> argparse.ArgumentParser:
         "init", help="write a commented .github/golden-path.yml and an example workflow (never overwrites)"
     )
     init.add_argument("--directory", type=Path, default=Path("."), help="the repository root (default .)")
+    init.add_argument(
+        "--profile", help="start the config from this built-in protocol profile (`golden-path profile show`)"
+    )
     init.set_defaults(func=_init)
 
     validate = sub.add_parser("validate", help="check the config file and templates (no network)")
@@ -298,8 +314,9 @@ def _settings(
     *,
     defaults: Mapping[str, Any] | None = None,
     demo: bool = False,
+    err: TextIO | None = None,
 ) -> Settings:
-    from bot.settings import build_settings, normalise_keys, read_config_file
+    from bot.settings import normalise_keys, read_config_file
 
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and DEFAULT_CONFIG.is_file() and not demo:
@@ -316,11 +333,31 @@ def _settings(
         )
         overrides["cloud_run.service" if coordinates else "service"] = service
     overrides.update(extra or {})
-    settings = build_settings(file_data, overrides, defaults=defaults)
+    settings = _build_settings(file_data, overrides, defaults=defaults, err=err)
     if not settings.url and not settings.cloud_run.configured:
         raise UsageError(
             "no target: give --url, or --project, --region and --service (or set them in the config file)"
         )
+    return settings
+
+
+def _build_settings(
+    file_data: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    err: TextIO | None = None,
+) -> Settings:
+    """``build_settings``, printing each deprecated key once as a warning that names the new spelling."""
+    import warnings
+
+    from bot.settings import DeprecatedKey, build_settings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecatedKey)
+        settings = build_settings(file_data, overrides, defaults=defaults)
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, DeprecatedKey)):
+        print(f"golden-path: warning: {message}", file=err or sys.stderr)
     return settings
 
 
@@ -358,7 +395,9 @@ def _demo(
             file=err,
         )
         extra = {"url": server.url, "service": REFERENCE_SERVICE, "version.expected": version}
-        settings = _settings(args, extra, defaults=DEMO_TARGETS, demo=True)
+        if args.profile:
+            extra["journey.profile"] = args.profile
+        settings = _settings(args, extra, defaults=DEMO_TARGETS, demo=True, err=err)
         credentials = Credentials(secret=secret)
         return _run(
             settings,
@@ -372,10 +411,27 @@ def _demo(
         )
 
 
+def _profile_show(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
+    from bot import profiles
+
+    if args.name is None:
+        out.write("".join(f"{name}\n" for name in profiles.names()))
+        return 0
+    try:
+        out.write(profiles.text(args.name))
+    except KeyError:
+        raise UsageError(
+            f"unknown profile {args.name!r}; expected one of: {', '.join(profiles.names())}"
+        ) from None
+    return 0
+
+
 def _check(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
-    settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None})
+    settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None}, err=err)
     credentials = _credentials(settings, env)
     return _run(
         settings,
@@ -432,7 +488,7 @@ def _action_run(
     from bot.errors import ConfigError
 
     try:
-        settings = _settings(namespace, defaults=defaults)
+        settings = _settings(namespace, defaults=defaults, err=err)
     except ConfigError as exc:
         # A bad input is named as the workflow spells it, not as the config key it feeds.
         for name, dotted in OVERRIDES.items():
@@ -552,7 +608,7 @@ def _init(
 ) -> int:
     from bot import scaffold
 
-    written = scaffold.init(args.directory)
+    written = scaffold.init(args.directory, profile=args.profile)
     for path in written:
         print(f"golden-path: wrote {path}", file=err)
     print(
@@ -565,14 +621,14 @@ def _validate(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
     from bot import report
-    from bot.settings import build_settings, normalise_keys, read_config_file
+    from bot.settings import normalise_keys, read_config_file
 
     config_path: Path | None = args.config
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
     file_data = normalise_keys(read_config_file(config_path)) if config_path else {}
     overrides = {"report.templates_dir": args.templates_dir} if args.templates_dir else {}
-    settings = build_settings(file_data, overrides)
+    settings = _build_settings(file_data, overrides, err=err)
     report.check_templates(settings.report.templates_dir)
     where = str(config_path) if config_path else "the defaults (no config file)"
     templates = settings.report.templates_dir

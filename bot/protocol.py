@@ -1,20 +1,35 @@
 """The wire protocol as data: how the token is offered, what the client sends, how server frames are read. Pure.
 
-Real backends put event fields at the root, under ``data`` or under ``payload``; ``Frame`` reads all three so
-the rest of the probe never cares which shape a server chose.
+A profile (``bot/profiles/*.yml``, overridden by the config) says everything the probe needs to know about a
+backend's protocol: JSON frame templates to send, and JMESPath expressions for the event name, the owner ids
+and the answer. This module turns those settings into requests and reads frames with them; the probe
+(``bot.probe.journey``) only interprets the steps.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from bot.settings import JourneySettings, WebSocketSettings
+import jmespath
+from jmespath.exceptions import JMESPathError, ParseError
+
+from bot import untrusted
+
+if TYPE_CHECKING:
+    from bot.settings import OwnerSettings, WebSocketSettings
+
+PLACEHOLDERS = ("message", "thread_id", "user", "nonce")
+TOKEN_PLACEHOLDERS = ("token", "token_b64")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+# Sample values a template must survive at preflight: quotes, backslashes and line breaks included.
+_SAMPLE = {"message": 'say "hi"\\\n', "thread_id": "t-1", "user": "u-1", "nonce": "n-1"}
 
 
 def b64url(token: str) -> str:
@@ -29,6 +44,75 @@ def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None =
     return urlunsplit((scheme, parts.netloc, full_path, urlencode(query or {}), ""))
 
 
+# -- expressions and templates (also checked at preflight by bot.settings) ------------------------------------
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str) -> Any:
+    return jmespath.compile(text)
+
+
+def expression_problem(text: str) -> str | None:
+    """Why ``text`` is not a JMESPath expression (with the position), or None when it is one."""
+    try:
+        _compiled(text)
+    except ParseError as exc:
+        return f"{exc.msg} at position {exc.lex_position} (near {str(exc.token_value)[:40]!r})"
+    except JMESPathError as exc:
+        return str(exc).splitlines()[0][:200]
+    return None
+
+
+def search(expression: str, document: Any) -> Any:
+    """The expression's value on ``document``; None when it matches nothing or cannot apply (wrong types)."""
+    try:
+        return _compiled(expression).search(document)
+    except (JMESPathError, RecursionError, TypeError, ValueError):
+        return None
+
+
+def template_problem(template: str) -> str | None:
+    """Why a frame template is unusable: an unknown placeholder, or not JSON once placeholders are filled."""
+    for match in _PLACEHOLDER.finditer(template):
+        if match.group(1) not in PLACEHOLDERS:
+            return (
+                f"unknown placeholder {match.group()} at position {match.start()}; "
+                f"expected {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+            )
+    filled = render(template, _SAMPLE)
+    try:
+        document = json.loads(filled)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON after substitution ({exc.msg} at position {exc.pos} of {filled[:200]!r})"
+    if not isinstance(document, dict):
+        return "a frame must be a JSON object"
+    return None
+
+
+def token_template_problem(template: str) -> str | None:
+    if any(c in template for c in "\r\n\0"):
+        return "a line break or NUL character cannot travel in a header or subprotocol"
+    for match in _PLACEHOLDER.finditer(template):
+        if match.group(1) not in TOKEN_PLACEHOLDERS:
+            return f"unknown placeholder {match.group()} at position {match.start()}; only {{token}} and {{token_b64}}"
+    return None
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """The template with each ``{name}`` replaced by its value, JSON-escaped (templates quote placeholders)."""
+    return _PLACEHOLDER.sub(
+        lambda m: json.dumps(values[m.group(1)])[1:-1] if m.group(1) in values else m.group(), template
+    )
+
+
+def _token_text(template: str, token: str) -> str:
+    values = {"token": token, "token_b64": b64url(token)}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group()), template)
+
+
+# -- the upgrade request ---------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Offer:
     """What the client presents on the upgrade request."""
@@ -38,86 +122,92 @@ class Offer:
     headers: tuple[tuple[str, str], ...]
 
 
-def offer(base_url: str, settings: WebSocketSettings, token: str | None) -> Offer:
-    """The upgrade request for ``token``; with ``token=None`` the negative check's request (no credentials)."""
+def offer(base_url: str, settings: WebSocketSettings, token: str | None, *, path: str | None = None) -> Offer:
+    """The upgrade request for ``token``; with ``token=None`` the negative check's request (no credentials).
+
+    Each way the token travels is independent: subprotocol templates (those without a placeholder are offered
+    with or without a token), a header, a query parameter.
+    """
+    way = settings.token
     subprotocols: list[str] = []
+    for template in way.subprotocols:
+        needs_token = _PLACEHOLDER.search(template) is not None
+        if needs_token and token is None:
+            continue
+        subprotocols.append(_token_text(template, token or ""))
     headers: list[tuple[str, str]] = []
     query: dict[str, str] = {}
-    for template in settings.subprotocols:
-        needs_token = "{token" in template
-        if needs_token and (token is None or "subprotocol" not in settings.offer_token):
-            continue
-        if token is None and needs_token:
-            continue
-        subprotocols.append(template.format(token=token or "", token_b64=b64url(token or "")))
-    if token is not None and "header" in settings.offer_token:
-        headers.append(("Authorization", f"Bearer {token}"))
-    if token is not None and "query" in settings.offer_token:
-        query[settings.query_param] = token
+    if token is not None and way.header is not None:
+        headers.append((way.header.name, _token_text(way.header.format, token)))
+    if token is not None and way.query:
+        query[way.query] = token
     return Offer(
-        url=websocket_url(base_url, settings.path, query=query),
+        url=websocket_url(base_url, path or settings.path, query=query),
         subprotocols=tuple(subprotocols),
         headers=tuple(headers),
     )
 
 
-def build_message(journey: JourneySettings, *, text: str, thread_id: str) -> dict[str, Any]:
-    return {"type": journey.message_type, "payload": {journey.text_field: text, "thread_id": thread_id}}
+# -- frames ----------------------------------------------------------------------------------------------------
 
 
 class FrameError(ValueError):
-    """A frame that is not a JSON object with a string ``type``."""
+    """A frame that does not match the configured shape; ``str(e)`` says how, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    type: str
-    body: Mapping[str, Any]
+    name: str  # the event name, read with journey.event_name
+    body: Any
     raw: str
 
-    def field(self, name: str) -> Any:
-        """A field from the root, ``data`` or ``payload``, in that order; None when absent."""
-        if name in self.body and name != "type":
-            return self.body[name]
-        for container in ("data", "payload"):
-            inner = self.body.get(container)
-            if isinstance(inner, Mapping) and name in inner:
-                return inner[name]
-        return None
-
-    def first_field(self, names: Sequence[str]) -> Any:
-        for name in names:
-            value = self.field(name)
-            if value is not None:
-                return value
-        return None
+    @property
+    def type(self) -> str:  # the earlier name of `name`
+        return self.name
 
 
-def parse_frame(raw: str | bytes) -> Frame:
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+def parse_frame(raw: str | bytes, *, event_name: str = "type") -> Frame:
+    """A server frame read with the profile's event-name expression.
+
+    Raises:
+        FrameError: not UTF-8, not JSON, nested too deep, or no string event name where the profile says.
+    """
     try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FrameError(f"frame is not JSON ({exc.msg} at position {exc.pos})") from None
-    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
-        raise FrameError("frame is not a JSON object with a string 'type'")
-    return Frame(type=body["type"], body=body, raw=text)
+        body = untrusted.loads(raw)
+    except untrusted.UntrustedJSONError as exc:
+        raise FrameError(f"frame is {exc}") from None
+    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
+    name = search(event_name, body)
+    if not isinstance(name, str) or not name:
+        raise FrameError(f"frame has no string event name at `{event_name}` (found {_shape(name)})")
+    return Frame(name=name, body=body, raw=text)
 
 
-def answer_text(frame: Frame, fields: Sequence[str]) -> str:
-    """The final answer carried by the completion frame, as text ('' when there is none)."""
-    value = frame.first_field(fields)
+def _shape(value: Any) -> str:
     if value is None:
-        # Some servers put the whole answer in `data` or `payload` as a string.
-        for container in ("data", "payload"):
-            inner = frame.body.get(container)
-            if isinstance(inner, str):
-                return inner.strip()
-        return ""
+        return "nothing"
+    return f"{type(value).__name__} {json.dumps(value)[:40]}" if not isinstance(value, str) else "''"
+
+
+def answer_text(value: Any) -> tuple[str, str]:
+    """(the answer, '') from an answer expression's value, or ('', why it is not an answer)."""
+    if value is None:
+        return "", "the configured path matched nothing"
+    if isinstance(value, bool):
+        return "", f"the configured path matched a boolean ({json.dumps(value)}), not text"
+    if isinstance(value, str | int | float):
+        text = str(value).strip()
+        return (text, "") if text else ("", "the configured path matched an empty string")
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        text = "".join(value).strip()
+        return (text, "") if text else ("", "the configured path matched only empty strings")
     if isinstance(value, Mapping):
+        # An object holding the text under a usual key (e.g. {"content": "..."}) is still an answer.
         nested = next((value[k] for k in ("content", "text", "answer", "result") if k in value), None)
-        return str(nested).strip() if nested is not None else json.dumps(value)
-    return str(value).strip()
+        if isinstance(nested, str) and nested.strip():
+            return nested.strip(), ""
+        return "", "the configured path matched an object, not text: point answer.expression at its text"
+    return "", f"the configured path matched a {type(value).__name__}, not text"
 
 
 def canned_match(answer: str, patterns: Sequence[str]) -> str | None:
@@ -128,14 +218,54 @@ def canned_match(answer: str, patterns: Sequence[str]) -> str | None:
     return None
 
 
-def foreign_owner(frame: Frame, *, user_id: str | None, run_id: str | None, thread_id: str) -> str | None:
-    """Why this frame belongs to someone else (a field and its value), or None when it is ours or unmarked.
+@dataclass(frozen=True, slots=True)
+class Owners:
+    """This user's identity as the events should name it; None where unknown (the run id is learnt)."""
+
+    user: str | None
+    run: str | None
+    thread: str | None
+
+
+def owner_values(frame: Frame, owner: OwnerSettings) -> dict[str, str]:
+    """The owner fields this frame names (user, run, thread), as text."""
+    found = {}
+    for name in ("user", "run", "thread"):
+        expression = getattr(owner, name)
+        value = search(expression, frame.body) if expression else None
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            found[name] = str(value)
+    return found
+
+
+def foreign_owner(named: Mapping[str, str], ours: Owners) -> str | None:
+    """Why a frame naming ``named`` belongs to someone else, or None when it is ours or unmarked.
 
     A field that is absent proves nothing; a field that is present must match this user's identity.
     """
-    checks = (("user_id", user_id), ("run_id", run_id), ("thread_id", thread_id))
-    for name, ours in checks:
-        value = frame.field(name)
-        if ours is not None and value is not None and str(value) != ours:
-            return f"{name}={value!s} (expected {ours})"
+    for name in ("user", "run", "thread"):
+        mine = getattr(ours, name)
+        value = named.get(name)
+        if mine is not None and value is not None and value != mine:
+            return f"{name}={value[:80]} (expected {mine})"
     return None
+
+
+class Nonces:
+    """Finds other users' nonces in a frame: one compiled alternation, so a flood costs one scan per frame."""
+
+    __slots__ = ("_foreign", "_own")
+
+    def __init__(self, own: str, everyone: Iterable[str]) -> None:
+        self._own = own
+        others = sorted({n for n in everyone if n != own}, key=len, reverse=True)
+        self._foreign = re.compile("|".join(map(re.escape, others))) if others else None
+
+    def foreign_in(self, text: str) -> str | None:
+        if self._foreign is None:
+            return None
+        match = self._foreign.search(text)
+        return match.group() if match else None
+
+    def own_in(self, text: str) -> bool:
+        return self._own in text

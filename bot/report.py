@@ -369,7 +369,15 @@ def link(url: object, text: object = None) -> str:
 
 # -- formatting filters ----------------------------------------------------------------------------------------
 
-STATUS_ICONS = {"pass": "✅", "fail": "❌", "skip": "⚪", "degraded": "⚠️", "P0": "❌", "P1": "⚠️"}
+STATUS_ICONS = {
+    "pass": "✅",
+    "fail": "❌",
+    "skip": "⚪",
+    "not verified": "❔",
+    "degraded": "⚠️",
+    "P0": "❌",
+    "P1": "⚠️",
+}
 STEP_LABELS = {
     Step.REVISION: "Revision",
     Step.HEALTH: "Health",
@@ -498,8 +506,11 @@ def lower_first(text: str) -> str:
 
 
 def counts(run: Run) -> str:
-    """`` (2 P0, 1 P1)`` after the verdict; empty on pass."""
-    parts = [f"{n} {s}" for n, s in ((run.p0_count, "P0"), (run.p1_count, "P1")) if n]
+    """`` (2 P0, 1 P1, 5 not verified)`` after the verdict; empty on a pass that verified everything."""
+    unverified = sum(1 for c in run.checks if c.status is Status.NOT_VERIFIED)
+    parts = [
+        f"{n} {s}" for n, s in ((run.p0_count, "P0"), (run.p1_count, "P1"), (unverified, "not verified")) if n
+    ]
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -593,7 +604,10 @@ def journey(run: Run) -> list[JourneyStep]:
 def _journey_step(step: Step, checks: list[CheckResult]) -> JourneyStep:
     failed = [c for c in checks if c.status is Status.FAIL]
     ran = [c for c in checks if c.status is not Status.SKIP]
-    status = Status.FAIL if failed else Status.PASS if ran else Status.SKIP
+    unverified = [c for c in ran if c.status is Status.NOT_VERIFIED]
+    status = (
+        Status.FAIL if failed else Status.NOT_VERIFIED if unverified else Status.PASS if ran else Status.SKIP
+    )
     per_user: dict[int | None, float] = {}
     for check in ran:
         if check.duration_ms is not None:
@@ -601,6 +615,8 @@ def _journey_step(step: Step, checks: list[CheckResult]) -> JourneyStep:
     if failed:
         first = failed[0]
         note = first.summary or (first.failure.message if first.failure else "")
+    elif unverified:
+        note = unverified[0].summary
     elif ran:
         note = ran[0].summary if len(ran) == 1 else ""
     else:

@@ -23,20 +23,16 @@ cloud_run:                       # the revision under test (or give `url:` inste
   # tag: pr-42                   # the workflow usually passes the tag input instead
   ready_timeout_s: 300           # how long to wait for the revision to become ready
 
-health:
-  paths: [/health]
-  ok_statuses: [healthy, ok, ready]
-
 auth:
   mode: hs256                    # hs256 | rs256 | token | login | none
   secret_env: JWT_SECRET_KEY     # secrets come from the environment, never from this file
 
-websocket:
-  path: /ws
-  offer_token: [subprotocol, header]
-
+# The protocol (health, the WebSocket and its token, the frames sent, the events expected, the answer) comes from
+# a built-in profile: `golden-path profile show {profile}` prints every key. Override here only what differs, e.g.
+# health: {{paths: [/healthz]}}
+# websocket: {{path: /ws, token: {{subprotocols: [], header: {{name: Authorization, format: "Bearer {{token}}"}}}}}}
 journey:
-  profile: start-agent           # start-agent (payload.user_request) | user-message (payload.content)
+  profile: {profile}{padding}# {profiles}
   users: 5                       # simulated users at once; any event delivered to the wrong one is P0
   sla_s: 45
 
@@ -97,17 +93,29 @@ jobs:
         run: echo "golden-path verdict ${{ steps.golden-path.outputs.verdict }}"
 """
 
-FILES = {CONFIG_PATH: CONFIG, WORKFLOW_PATH: WORKFLOW}
+
+def config_text(profile: str) -> str:
+    """The commented config, starting from the built-in ``profile`` (``UsageError`` for an unknown one)."""
+    from bot import profiles
+
+    found = profiles.canonical(profile)
+    if found is None:
+        raise UsageError(f"unknown profile {profile!r}; expected one of: {', '.join(profiles.names())}")
+    padding = " " * max(1, 22 - len(found))
+    return CONFIG.format(profile=found, padding=padding, profiles=" | ".join(profiles.names()))
 
 
-def init(root: Path) -> list[Path]:
+def init(root: Path, *, profile: str | None = None) -> list[Path]:
     """Write both files under ``root``; when either exists, write nothing and say which (``UsageError``)."""
-    existing = [root / path for path in FILES if (root / path).exists()]
+    from bot import profiles
+
+    files = {CONFIG_PATH: config_text(profile or profiles.DEFAULT), WORKFLOW_PATH: WORKFLOW}
+    existing = [root / path for path in files if (root / path).exists()]
     if existing:
         names = ", ".join(str(path) for path in existing)
         raise UsageError(f"not overwriting {names}: nothing was changed (move it away to start again)")
     written = []
-    for path, text in FILES.items():
+    for path, text in files.items():
         target = root / path
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

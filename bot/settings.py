@@ -14,6 +14,7 @@ import re
 import string
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -22,15 +23,35 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot import profiles, protocol
 from bot.errors import ConfigError
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 
-# Wire profiles (DESIGN.md section 3): which message type carries the user's text, and under which key.
-PROFILES: dict[str, dict[str, str]] = {
-    "start-agent": {"message_type": "start_agent", "text_field": "user_request"},
-    "user-message": {"message_type": "user_message", "text_field": "content"},
+# The earlier spelling of the message (journey.message_type / text_field), per earlier profile name.
+LEGACY_MESSAGES: dict[str, tuple[str, str]] = {
+    "reference": ("start_agent", "user_request"),
+    "start-agent": ("start_agent", "user_request"),
+    "user-message": ("user_message", "content"),
 }
+REFERENCE_ANSWER = (
+    "result || data.result || payload.result || final_response || data.final_response || "
+    "payload.final_response || response || data.response || payload.response || answer || data.answer || "
+    "payload.answer || content || data.content || payload.content"
+)
+REFERENCE_FRAME = (
+    '{"type": "start_agent", "payload": {"user_request": "{message}", "thread_id": "{thread_id}"}}'
+)
+
+
+class DeprecatedKey(FutureWarning):
+    """A config key that still works under its earlier spelling; the message names the new one."""
+
+
+def _expression(key: str, text: str | None) -> str | None:
+    if text is not None and (problem := protocol.expression_problem(text)) is not None:
+        raise ValueError(f"{text!r} is not a valid JMESPath expression: {problem}")
+    return text
 
 
 class _Section(BaseModel):
@@ -95,11 +116,22 @@ class HealthSettings(_Section):
     # One health request's TOTAL deadline, body included (httpx's request_s bounds each read, so a body sent a
     # byte a second never trips it); a slow health endpoint costs health this much, never the journey's time.
     timeout_s: float = Field(default=10, gt=0, le=120)
+    # JMESPath expressions on the health body: healthy when `healthy` is true (default: `status` is one of
+    # ok_statuses), the version at `version` (default: version.field, then version/commit/git_sha/sha), the
+    # service's own name at `service`.
+    healthy: str | None = None
+    version: str | None = None
+    service: str | None = "service"
 
     @field_validator("paths")
     @classmethod
     def _paths(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_path(p) for p in v)
+
+    @field_validator("healthy", "version", "service")
+    @classmethod
+    def _expressions(cls, v: str | None) -> str | None:
+        return _expression("", v)
 
 
 class LoginSettings(_Section):
@@ -149,12 +181,52 @@ class AuthSettings(_Section):
         return _json_values(v)
 
 
+class TokenHeader(_Section):
+    name: str = "Authorization"
+    format: str = "Bearer {token}"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _HTTP_TOKEN.fullmatch(v):
+            raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {_short(v)}")
+        return v
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        if _UNSAFE_IN_URL.sub("", v.replace(" ", "")) != v.replace(" ", ""):
+            raise ValueError(f"expected a header value template without control characters, got {_short(v)}")
+        return _token_template(v)
+
+
+class TokenSettings(_Section):
+    """How the token travels on the upgrade; each way is independent, and all may be off."""
+
+    # `{token_b64}` is base64url(token) without padding; `{token}` the token itself. A template without a
+    # placeholder (e.g. `jwt-auth`) is offered with and without a token.
+    subprotocols: tuple[str, ...] = ("jwt-auth", "jwt.{token_b64}")
+    header: TokenHeader | None = Field(default_factory=TokenHeader)
+    query: str | None = None  # a query parameter name, e.g. `token`
+
+    @field_validator("subprotocols")
+    @classmethod
+    def _templates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for template in v:
+            _subprotocol_template(template)  # only {token}/{token_b64}; an HTTP token once filled (no CR/LF)
+        return tuple(_token_template(t) for t in v)
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str | None) -> str | None:
+        if v is not None and not _HTTP_TOKEN.fullmatch(v):
+            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {_short(v)}")
+        return v
+
+
 class WebSocketSettings(_Section):
     path: str = "/ws"
-    offer_token: tuple[Literal["subprotocol", "header", "query"], ...] = ("subprotocol", "header")
-    # `{token_b64}` is base64url(token) without padding; `{token}` the token itself.
-    subprotocols: tuple[str, ...] = ("jwt-auth", "jwt.{token_b64}")
-    query_param: str = "token"
+    token: TokenSettings = Field(default_factory=TokenSettings)
     require_subprotocol_echo: bool = True  # browsers drop a connection whose offered protocols get no echo
     negative_auth_check: bool = True  # connecting without a token must be refused
     open_timeout_s: float = Field(default=10, gt=0, le=120)
@@ -164,46 +236,137 @@ class WebSocketSettings(_Section):
     def _p(cls, v: str) -> str:
         return _path(v)
 
-    @field_validator("subprotocols")
+    @model_validator(mode="before")
     @classmethod
-    def _templates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for template in v:
-            _subprotocol_template(template)
+    def _legacy_token_keys(cls, data: Any) -> Any:
+        """offer_token / subprotocols / query_param -> token.subprotocols / header / query."""
+        if not isinstance(data, dict) or not {"offer_token", "subprotocols", "query_param"} & data.keys():
+            return data
+        data = dict(data)
+        token = dict(data.get("token") or {})
+        ways = data.pop("offer_token", None)
+        templates = data.pop("subprotocols", None)
+        query_param = data.pop("query_param", None)
+        _deprecated(
+            "websocket.offer_token/subprotocols/query_param", "websocket.token (subprotocols, header, query)"
+        )
+        if ways is not None:
+            ways = [ways] if isinstance(ways, str) else list(ways)
+            for way in ways:
+                if way not in ("subprotocol", "header", "query"):
+                    raise ValueError(f"offer_token: expected subprotocol, header or query, got {way!r}")
+            token["header"] = token.get("header", {}) if "header" in ways else None
+            token["query"] = (query_param or "token") if "query" in ways else None
+            if templates is None:
+                templates = ["jwt-auth", "jwt.{token_b64}"] if "subprotocol" in ways else []
+            elif "subprotocol" not in ways:
+                templates = [t for t in templates if "{" not in str(t)]
+        elif query_param is not None:
+            token["query"] = query_param
+        if templates is not None:
+            token["subprotocols"] = templates
+        data["token"] = token
+        return data
+
+
+class FrameSettings(_Section):
+    """One frame the client sends: a JSON template, optionally once a given event has arrived."""
+
+    frame: str
+    after: str | None = None
+
+    @field_validator("frame")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        if (problem := protocol.template_problem(v)) is not None:
+            raise ValueError(f"{v!r} is not a valid frame template: {problem}")
         return v
 
-    @field_validator("query_param")
+
+class AnswerSettings(_Section):
+    # On the completion frame; with `stream_event`, on each frame of that event, the results concatenated.
+    expression: str = REFERENCE_ANSWER
+    stream_event: str | None = None
+
+    @field_validator("expression")
     @classmethod
-    def _query(cls, v: str) -> str:
-        if not _HTTP_TOKEN.fullmatch(v):
-            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {_short(v)}")
-        return v
+    def _expr(cls, v: str) -> str:
+        return _expression("", v) or v
+
+
+class OwnerSettings(_Section):
+    """Where each event names its owner; a value that is present must be this user's (absent proves nothing)."""
+
+    user: str | None = "user_id || data.user_id || payload.user_id"
+    run: str | None = "run_id || data.run_id || payload.run_id"
+    thread: str | None = "thread_id || data.thread_id || payload.thread_id"
+
+    @field_validator("user", "run", "thread")
+    @classmethod
+    def _expr(cls, v: str | None) -> str | None:
+        return _expression("", v)
 
 
 class JourneySettings(_Section):
     name: str = "AI chat"
-    profile: Literal["start-agent", "user-message"] = "start-agent"
-    message_type: str = ""  # default from the profile
-    text_field: str = ""  # default from the profile
+    profile: str = profiles.DEFAULT  # a built-in profile: the base the other keys override
     message: str = "What is 2 + 2? Answer in one sentence."
+    send: tuple[FrameSettings, ...] = (FrameSettings(frame=REFERENCE_FRAME),)
+    event_name: str = "type"  # where a frame's event name is (JMESPath)
     expected_events: tuple[str, ...] = DEFAULT_EVENTS
+    repeating_events: tuple[str, ...] = ()  # may arrive many times (delta streams)
+    optional_events: tuple[str, ...] = ()  # may be missing
     completion_event: str = "agent_completed"
     error_events: tuple[str, ...] = ("error", "error_message", "agent_error")
-    answer_fields: tuple[str, ...] = ("result", "final_response", "response", "answer", "content")
+    ignored_events: tuple[str, ...] = ("connection_established", "heartbeat", "pong")
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    owner: OwnerSettings = Field(default_factory=OwnerSettings)
     canned_patterns: tuple[str, ...] = (r"^Agent response for:", r"^I'm sorry, I (?:cannot|can't) help")
-    event_timeout_s: float = Field(default=30, gt=0, le=600)
+    event_timeout_s: float = Field(default=30, gt=0, le=600)  # since the last expected event
     sla_s: float = Field(default=45, gt=0, le=600)
     users: int = Field(default=5, ge=1, le=100)
 
     @model_validator(mode="before")
     @classmethod
-    def _profile_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            profile = PROFILES.get(str(data.get("profile", "start-agent")), PROFILES["start-agent"])
-            data = {**data}
-            for key, value in profile.items():
-                if not data.get(key):
-                    data[key] = value
+    def _legacy_keys(cls, data: Any) -> Any:
+        """message_type / text_field -> send; answer_fields -> answer.expression."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "message_type" in data or "text_field" in data:
+            _deprecated("journey.message_type/text_field", "journey.send (a list of JSON frame templates)")
+            profile = str(data.get("profile", profiles.DEFAULT))
+            message_type, text_field = LEGACY_MESSAGES.get(profile, LEGACY_MESSAGES["reference"])
+            message_type = str(data.pop("message_type", None) or message_type)
+            text_field = str(data.pop("text_field", None) or text_field)
+            template = {
+                "type": message_type,
+                "payload": {text_field: "{message}", "thread_id": "{thread_id}"},
+            }
+            data["send"] = [{"frame": json.dumps(template)}]
+        if "answer_fields" in data:
+            _deprecated("journey.answer_fields", "journey.answer.expression (JMESPath)")
+            fields = data.pop("answer_fields")
+            fields = [fields] if isinstance(fields, str) else list(fields or [])
+            if not all(isinstance(f, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f) for f in fields):
+                raise ValueError(f"answer_fields: expected plain field names, got {fields!r}")
+            chain = " || ".join(f"{c}{f}" for f in fields for c in ("", "data.", "payload."))
+            answer = dict(data.get("answer") or {})
+            answer["expression"] = chain or "null"
+            data["answer"] = answer
         return data
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, v: str) -> str:
+        if profiles.canonical(v) is None:
+            raise ValueError(f"unknown profile {v!r}; expected one of: {', '.join(profiles.names())}")
+        return v
+
+    @field_validator("event_name")
+    @classmethod
+    def _event_name(cls, v: str) -> str:
+        return _expression("", v) or v
 
     @field_validator("canned_patterns")
     @classmethod
@@ -216,11 +379,19 @@ class JourneySettings(_Section):
         return v
 
     @model_validator(mode="after")
-    def _completion_is_expected(self) -> JourneySettings:
-        if self.completion_event not in self.expected_events:
+    def _events_are_consistent(self) -> JourneySettings:
+        expected = list(self.expected_events)
+        if self.completion_event not in expected:
             raise ValueError(
-                f"completion_event {self.completion_event!r} must be one of expected_events "
-                f"{list(self.expected_events)}"
+                f"completion_event {self.completion_event!r} must be one of expected_events {expected}"
+            )
+        for key in ("repeating_events", "optional_events"):
+            stray = [e for e in getattr(self, key) if e not in expected]
+            if stray:
+                raise ValueError(f"{key} {stray} must be among expected_events {expected}")
+        if self.answer.stream_event is not None and self.answer.stream_event not in expected:
+            raise ValueError(
+                f"answer.stream_event {self.answer.stream_event!r} must be one of expected_events"
             )
         return self
 
@@ -347,6 +518,19 @@ class Settings(_Section):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     logs: LogsSettings = Field(default_factory=LogsSettings)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _start_from_profile(cls, data: Any) -> Any:
+        """The journey's profile is the base of health, websocket and journey; the config overrides it."""
+        if not isinstance(data, dict):
+            return data
+        journey = data.get("journey")
+        name = journey.get("profile", profiles.DEFAULT) if isinstance(journey, dict) else profiles.DEFAULT
+        found = profiles.canonical(str(name))
+        if found is None or found == profiles.DEFAULT:
+            return data  # the models' defaults are the reference profile (a test keeps them equal)
+        return _merged(profiles.load(found), data)
+
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
@@ -470,6 +654,27 @@ def _subprotocol_template(template: str) -> None:
         raise ValueError(
             f"{_short(template)} is not a valid subprotocol: letters, digits and !#$%&'*+-.^_`|~ only"
         )
+
+
+def _token_template(template: str) -> str:
+    if (problem := protocol.token_template_problem(template)) is not None:
+        raise ValueError(f"{template!r} is not a valid template: {problem}")
+    return template
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"config key {old} is deprecated: write {new} instead", DeprecatedKey, stacklevel=2)
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: mappings merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 # -- loading -------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
 FAST = (
     "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
     "targets: {api_ms: 10000, handshake_ms: 10000, agent_startup_ms: 10000, processing_ms: 10000, total_ms: 60000}\n"
+    "baseline: {enabled: false}\n"
 )
 
 

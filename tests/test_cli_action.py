@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bot.reference.server import ReferenceServer
+from tests.conftest import NO_METADATA_SERVER
 from tests.standins.cloudrun_api import CloudRunStandIn
 from tests.standins.github_api import GitHubStandIn
 
@@ -34,24 +35,28 @@ def github_env(workspace: Path, github: GitHubStandIn, pr: int, with_: dict[str,
     env |= {f"INPUT_{name.upper()}": value for name, value in with_.items()}
     event = workspace / "event.json"
     event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
-    return env | {
-        "HOME": str(workspace),
-        "CI": "true",
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_WORKSPACE": str(workspace),
-        "GITHUB_REPOSITORY": "acme/chat-backend",
-        "GITHUB_API_URL": github.api_url,
-        "GITHUB_SERVER_URL": github.server_url,
-        "GITHUB_EVENT_NAME": "pull_request",
-        "GITHUB_EVENT_PATH": str(event),
-        "GITHUB_SHA": SHA,
-        "GITHUB_REF": f"refs/pull/{pr}/merge",
-        "GITHUB_RUN_ID": "4242",
-        "GITHUB_RUN_ATTEMPT": "1",
-        "GITHUB_ACTION": "golden-path",
-        "GITHUB_OUTPUT": str(workspace / "github_output"),
-        "GITHUB_STEP_SUMMARY": str(workspace / "step_summary.md"),
-    }
+    return (
+        env
+        | NO_METADATA_SERVER
+        | {
+            "HOME": str(workspace),
+            "CI": "true",
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_WORKSPACE": str(workspace),
+            "GITHUB_REPOSITORY": "acme/chat-backend",
+            "GITHUB_API_URL": github.api_url,
+            "GITHUB_SERVER_URL": github.server_url,
+            "GITHUB_EVENT_NAME": "pull_request",
+            "GITHUB_EVENT_PATH": str(event),
+            "GITHUB_SHA": SHA,
+            "GITHUB_REF": f"refs/pull/{pr}/merge",
+            "GITHUB_RUN_ID": "4242",
+            "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_ACTION": "golden-path",
+            "GITHUB_OUTPUT": str(workspace / "github_output"),
+            "GITHUB_STEP_SUMMARY": str(workspace / "step_summary.md"),
+        }
+    )
 
 
 def run_action(workspace: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

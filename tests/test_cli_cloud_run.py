@@ -386,6 +386,8 @@ def test_main__baseline_side_by_side_and_a_regression_is_a_finding(
     ) as slow:
         deploy(api, service_url=serving.url, tag_url=slow.url)
         code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+        any_argv = check_argv(api, config, tmp_path / "any", "--fail-on", "any")
+        code_any, _, err_any = _main(any_argv, {"JWT_SECRET_KEY": SECRET})
 
     results = saved(tmp_path)
     baseline = results["baseline"]
@@ -395,7 +397,9 @@ def test_main__baseline_side_by_side_and_a_regression_is_a_finding(
     assert "chat:perf-regression:agent_startup_ms" in [f["fingerprint"] for f in results["findings"]]
     report = (tmp_path / "report.md").read_text()
     assert "Against the serving revision" in report and f"{startup['ratio']:.2f}×" in report
-    assert code == 1, err
+    assert results["verdict"] == "degraded"
+    assert code == 0, err  # performance alone warns under the default fail-on (correctness)...
+    assert code_any == 1, err_any  # ...and fails the job with fail-on: any
 
 
 def test_main__a_failing_baseline_is_said_and_the_new_revision_judged_alone(

@@ -90,11 +90,24 @@ def test_expected__covers_every_fault_the_reference_backend_offers():
     assert {spec.split(":")[0] for spec in EXPECTED} == {name.split(":")[0] for name in FAULTS}
 
 
+PROFILES = ("reference", "user-message", "openai-realtime")
+# How the fingerprint detail of a reference event reads in the openai-realtime profile.
+REALTIME_DETAILS = {
+    "tool_executing": "response.output_text.delta",
+    "agent_completed": "response.done",
+    "agent_error": "error",
+    "no-echo": "negotiation",  # it offers no subprotocol: the fault selects one anyway
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("fault", sorted(EXPECTED))
-def test_probe__each_fault_yields_its_kind_and_severity(fault: str):
+def test_probe__each_fault_yields_its_kind_and_severity_in_every_profile(fault: str, profile: str):
     kind, severity, detail = EXPECTED[fault]
+    if profile == "openai-realtime":
+        detail = REALTIME_DETAILS.get(detail, detail)
     with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults([fault])) as server:
-        _, findings = _run(_settings(server.url))
+        _, findings = _run(_settings(server.url, **{"journey.profile": profile}))
     fingerprint = diagnose.fingerprint("ref", kind, detail)
     assert fingerprint in [f.fingerprint for f in findings], findings
     finding = next(f for f in findings if f.fingerprint == fingerprint)
@@ -106,8 +119,40 @@ def test_probe__each_fault_yields_its_kind_and_severity(fault: str):
         assert all(f.severity is Severity.P1 for f in findings), findings
 
 
-def test_probe__wrong_secret_is_an_auth_rejection(healthy: ReferenceServer):
+@pytest.mark.parametrize("profile", PROFILES)
+def test_probe__healthy_reference_backend_passes_and_verifies_isolation_in_every_profile(profile: str):
+    with ReferenceServer(secret=SECRET, version=VERSION) as server:
+        outcome, findings = _run(_settings(server.url, **{"journey.profile": profile}))
+    assert findings == ()
+    isolation = [c for c in outcome.checks if c.id == "isolation"]
+    assert [c.status for c in isolation] == [Status.PASS] * 3
+    how = "verified by nonce" if profile == "openai-realtime" else "named this user"
+    assert all(how in c.summary for c in isolation), isolation
+
+
+def test_probe__wrong_secret_on_a_bare_403_server_cannot_be_told_from_an_unrouted_path(
+    healthy: ReferenceServer,
+):
+    # The reference backend refuses a bad token by closing before accept: the same bare 403 Starlette gives an
+    # unknown route, so the diagnosis names both, the unrouted path first.
     _, findings = _run(_settings(healthy.url), secret="not-the-secret-" + "x" * 32)
+    assert [f.kind for f in findings] == [Kind.WS_UPGRADE_STATUS]
+    assert "probably not routed" in findings[0].observed
+    assert "refuses every upgrade before it reads the token" in findings[0].observed
+
+
+def test_probe__wrong_websocket_path_is_probably_not_routed(healthy: ReferenceServer):
+    _, findings = _run(_settings(healthy.url, **{"websocket.path": "/socket"}))
+    assert [(f.kind, f.fingerprint) for f in findings] == [
+        (Kind.WS_UPGRADE_STATUS, "ref:ws-upgrade-status:403")
+    ]
+    assert "/socket is probably not routed" in findings[0].observed
+    assert findings[0].evidence["path that cannot exist"].endswith("HTTP 403, the same answer")
+
+
+def test_probe__a_valid_token_refused_with_its_own_answer_is_an_auth_rejection():
+    with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults(["ws-403"])) as server:
+        _, findings = _run(_settings(server.url))
     assert [f.kind for f in findings] == [Kind.WS_AUTH_REJECTED]
 
 

@@ -1,7 +1,10 @@
 import base64
+import json
+
+import pytest
 
 from bot import protocol
-from bot.settings import JourneySettings, WebSocketSettings
+from bot.settings import DeprecatedKey, OwnerSettings, WebSocketSettings, build_settings
 
 
 def test_offer__token_as_subprotocol_and_header_by_default():
@@ -13,68 +16,132 @@ def test_offer__token_as_subprotocol_and_header_by_default():
 
 
 def test_offer__without_token_offers_no_credentials():
-    offer = protocol.offer(
-        "http://127.0.0.1:9", WebSocketSettings(offer_token=("query", "subprotocol")), None
-    )
+    settings = WebSocketSettings.model_validate({"token": {"query": "token"}})
+    offer = protocol.offer("http://127.0.0.1:9", settings, None)
     assert offer.url == "ws://127.0.0.1:9/ws"
     assert offer.subprotocols == ("jwt-auth",)
     assert offer.headers == ()
 
 
-def test_offer__query_parameter():
-    offer = protocol.offer("http://h", WebSocketSettings(offer_token=("query",), query_param="access"), "t")
+def test_offer__each_way_is_independent():
+    settings = WebSocketSettings.model_validate(
+        {
+            "token": {
+                "subprotocols": [],
+                "header": {"name": "X-Api-Key", "format": "{token}"},
+                "query": "access",
+            }
+        }
+    )
+    offer = protocol.offer("http://h", settings, "t")
     assert offer.url == "ws://h/ws?access=t"
-    assert offer.subprotocols == ("jwt-auth",)
+    assert offer.subprotocols == ()
+    assert offer.headers == (("X-Api-Key", "t"),)
 
 
-def test_build_message__follows_the_profile():
-    journey = JourneySettings.model_validate({"profile": "user-message"})
-    message = protocol.build_message(journey, text="hi", thread_id="t1")
-    assert message == {"type": "user_message", "payload": {"content": "hi", "thread_id": "t1"}}
+def test_offer__legacy_header_only_offers_no_static_subprotocol():
+    with pytest.warns(DeprecatedKey, match="websocket.token"):
+        settings = WebSocketSettings.model_validate({"offer_token": ["header"]})
+    offer = protocol.offer("http://h", settings, "t")
+    assert offer.subprotocols == ()
+    assert offer.headers == (("Authorization", "Bearer t"),)
 
 
-def test_parse_frame__reads_root_data_and_payload_shapes():
-    root = protocol.parse_frame('{"type": "agent_started", "run_id": "r1"}')
-    data = protocol.parse_frame('{"type": "agent_thinking", "data": {"run_id": "r2"}}')
-    payload = protocol.parse_frame(b'{"type": "tool_executing", "payload": {"run_id": "r3"}}')
-    assert [f.field("run_id") for f in (root, data, payload)] == ["r1", "r2", "r3"]
-    assert root.field("missing") is None
+def test_offer__legacy_query_parameter_keeps_working():
+    with pytest.warns(DeprecatedKey):
+        settings = WebSocketSettings.model_validate({"offer_token": ["query"], "query_param": "access"})
+    assert protocol.offer("http://h", settings, "t").url == "ws://h/ws?access=t"
 
 
-def test_parse_frame__rejects_non_json_and_untyped():
-    for raw in ("not json", "[1, 2]", '{"data": {}}'):
-        try:
+def test_render__inserts_values_json_escaped():
+    template = '{"type": "m", "text": "[{nonce}] {message}", "thread": "{thread_id}"}'
+    frame = protocol.render(template, {"message": 'say "hi"\n', "nonce": "n1", "thread_id": "t"})
+    assert json.loads(frame) == {"type": "m", "text": '[n1] say "hi"\n', "thread": "t"}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{"text": "{mesage}"}', "unknown placeholder {mesage} at position 10"),
+        ('{"text": {message}}', "not valid JSON after substitution"),
+        ('["{message}"]', "a frame must be a JSON object"),
+    ],
+)
+def test_template_problem__names_what_and_where(template: str, expected: str):
+    problem = protocol.template_problem(template)
+    assert problem is not None and expected in problem
+
+
+def test_expression_problem__gives_the_position():
+    problem = protocol.expression_problem("response.output[0.content")
+    assert problem is not None and "at position" in problem
+    assert protocol.expression_problem("response.output[0].content[0].text") is None
+
+
+def test_parse_frame__reads_the_event_name_where_the_profile_says():
+    frame = protocol.parse_frame('{"event": {"name": "done"}}', event_name="event.name")
+    assert frame.name == "done"
+    for raw in (
+        "not json",
+        "[1, 2]",
+        '{"data": {}}',
+        '{"type": 7}',
+        b'{"type": "\xff"}',
+        "[" * 100 + "]" * 100,
+    ):
+        with pytest.raises(protocol.FrameError):
             protocol.parse_frame(raw)
-        except protocol.FrameError:
-            continue
-        raise AssertionError(f"{raw!r} was accepted")
 
 
-def test_answer_text__finds_result_in_every_shape():
-    fields = JourneySettings().answer_fields
-    frames = [
-        '{"type": "agent_completed", "data": {"result": " 4 "}}',
-        '{"type": "agent_completed", "final_response": "4"}',
-        '{"type": "agent_completed", "payload": "4"}',
-        '{"type": "agent_completed", "data": {"result": {"content": "4"}}}',
+def test_answer_text__text_or_why_not():
+    assert protocol.answer_text(" 4 ") == ("4", "")
+    assert protocol.answer_text(["The ", "answer"]) == ("The answer", "")
+    assert protocol.answer_text({"content": "4"}) == ("4", "")
+    assert protocol.answer_text(None) == ("", "the configured path matched nothing")
+    assert "an object, not text" in protocol.answer_text({"id": "r1", "output": []})[1]
+
+
+def test_answer_expression__reference_profile_finds_result_in_every_shape():
+    expression = build_settings({}).journey.answer.expression
+    bodies = [
+        {"type": "agent_completed", "data": {"result": " 4 "}},
+        {"type": "agent_completed", "final_response": "4"},
+        {"type": "agent_completed", "payload": {"content": "4"}},
+        {"type": "agent_completed", "data": {"result": {"content": "4"}}},
     ]
-    assert [protocol.answer_text(protocol.parse_frame(f), fields) for f in frames] == ["4", "4", "4", "4"]
-    assert protocol.answer_text(protocol.parse_frame('{"type": "agent_completed"}'), fields) == ""
+    assert [protocol.answer_text(protocol.search(expression, b))[0] for b in bodies] == ["4"] * 4
+
+
+def test_answer_fields__legacy_key_becomes_an_expression():
+    with pytest.warns(DeprecatedKey, match="journey.answer.expression"):
+        settings = build_settings({"journey": {"answer_fields": ["reply"]}})
+    assert protocol.search(settings.journey.answer.expression, {"payload": {"reply": "hi"}}) == "hi"
 
 
 def test_canned_match__default_patterns():
-    patterns = JourneySettings().canned_patterns
+    patterns = build_settings({}).journey.canned_patterns
     assert protocol.canned_match("Agent response for: hello", patterns) == patterns[0]
     assert protocol.canned_match("The answer is 4.", patterns) is None
 
 
 def test_foreign_owner__absent_fields_prove_nothing_present_ones_must_match():
-    mine = protocol.parse_frame('{"type": "x", "data": {"user_id": "u1", "thread_id": "t1"}}')
-    theirs = protocol.parse_frame('{"type": "x", "payload": {"user_id": "u2"}}')
-    unmarked = protocol.parse_frame('{"type": "x"}')
-    assert protocol.foreign_owner(mine, user_id="u1", run_id=None, thread_id="t1") is None
-    assert protocol.foreign_owner(unmarked, user_id="u1", run_id="r", thread_id="t1") is None
+    owner = OwnerSettings()
+    ours = protocol.Owners(user="u1", run=None, thread="t1")
+
+    def named(raw: str) -> dict[str, str]:
+        return protocol.owner_values(protocol.parse_frame(raw), owner)
+
     assert (
-        protocol.foreign_owner(theirs, user_id="u1", run_id=None, thread_id="t1")
-        == "user_id=u2 (expected u1)"
+        protocol.foreign_owner(named('{"type": "x", "data": {"user_id": "u1", "thread_id": "t1"}}'), ours)
+        is None
     )
+    assert protocol.foreign_owner(named('{"type": "x"}'), ours) is None
+    theirs = named('{"type": "x", "payload": {"user_id": "u2"}}')
+    assert protocol.foreign_owner(theirs, ours) == "user=u2 (expected u1)"
+
+
+def test_nonces__finds_only_other_users_nonces():
+    nonces = protocol.Nonces("gpn1", ["gpn1", "gpn22", "gpn333"])
+    assert nonces.foreign_in("hello gpn22 there") == "gpn22"
+    assert nonces.foreign_in("only gpn1 here") is None
+    assert nonces.own_in("[gpn1] hi")

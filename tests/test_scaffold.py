@@ -88,3 +88,23 @@ def test_schema__the_config_init_writes_conforms_to_it(tmp_path: Path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_init__profile_starts_the_config_from_that_protocol(tmp_path: Path):
+    code, _, err = _main(["init", "--directory", str(tmp_path), "--profile", "openai-realtime"])
+    assert code == 0, err
+    config = tmp_path / ".github" / "golden-path.yml"
+    assert "  profile: openai-realtime" in config.read_text()
+    assert "golden-path profile show openai-realtime" in config.read_text()
+    assert _main(["validate", "--config", str(config)])[0] == 0
+
+    from bot.settings import build_settings, read_config_file
+
+    settings = build_settings(read_config_file(config))
+    assert settings.websocket.path == "/v1/realtime" and settings.health.paths == ("/healthz",)
+
+
+def test_init__unknown_profile_names_the_ones_there_are_and_writes_nothing(tmp_path: Path):
+    code, _, err = _main(["init", "--directory", str(tmp_path), "--profile", "grpc"])
+    assert code == 2 and "unknown profile 'grpc'" in err and "openai-realtime" in err
+    assert not (tmp_path / ".github").exists()

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError, ExitCode
-from bot.settings import build_settings, read_config_file
+from bot.settings import DeprecatedKey, build_settings, read_config_file
 
 
 def test_build_settings__defaults_match_the_design():
@@ -11,9 +11,9 @@ def test_build_settings__defaults_match_the_design():
     assert settings.url == "https://chat.example.com"
     assert settings.journey.users == 5
     assert settings.journey.sla_s == 45
-    assert settings.journey.message_type == "start_agent"
-    assert settings.journey.text_field == "user_request"
-    assert settings.websocket.subprotocols == ("jwt-auth", "jwt.{token_b64}")
+    assert settings.journey.profile == "reference"
+    assert '"type": "start_agent"' in settings.journey.send[0].frame
+    assert settings.websocket.token.subprotocols == ("jwt-auth", "jwt.{token_b64}")
     assert (settings.targets.api_ms, settings.targets.handshake_ms) == (100, 50)
     assert (settings.targets.agent_startup_ms, settings.targets.processing_ms, settings.targets.total_ms) == (
         500,
@@ -25,19 +25,21 @@ def test_build_settings__defaults_match_the_design():
 
 def test_build_settings__profile_sets_message_shape_and_explicit_keys_win():
     settings = build_settings({"journey": {"profile": "user-message"}})
-    assert (settings.journey.message_type, settings.journey.text_field) == ("user_message", "content")
-    settings = build_settings({"journey": {"profile": "user-message", "text_field": "text"}})
-    assert settings.journey.text_field == "text"
+    assert '{"type": "user_message", "payload": {"content": "{message}"' in settings.journey.send[0].frame
+    with pytest.warns(DeprecatedKey, match="journey.send"):
+        settings = build_settings({"journey": {"profile": "user-message", "text_field": "text"}})
+    assert '"payload": {"text": "{message}"' in settings.journey.send[0].frame
+    assert '"type": "user_message"' in settings.journey.send[0].frame
 
 
 def test_build_settings__kebab_case_keys_and_overrides():
     settings = build_settings(
-        {"journey": {"event-timeout-s": 3}, "websocket": {"offer-token": ["header"]}},
+        {"journey": {"event-timeout-s": 3}, "websocket": {"token": {"header": None}}},
         {"journey.users": 2, "cloud_run.project": None},
     )
     assert settings.journey.event_timeout_s == 3
     assert settings.journey.users == 2
-    assert settings.websocket.offer_token == ("header",)
+    assert settings.websocket.token.header is None
 
 
 @pytest.mark.parametrize(

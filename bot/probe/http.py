@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from bot import iam, untrusted
+from bot.protocol import search
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import HealthSettings, VersionSettings
 
@@ -144,7 +145,7 @@ async def check_health(
         latencies.extend(await _warm_samples(http, url, settings.latency_samples, settings.timeout_s))
         body = _json_or_none(response.content)
         failure = _judge(path, response, body, settings)
-        versions.extend(v for v in _versions_of(body, version.field) if v not in versions)
+        versions.extend(v for v in _versions_of(body, version.field, settings.version) if v not in versions)
         status = Status.FAIL if failure else Status.PASS
         summary = f"GET {path}: HTTP {response.status_code}"
         checks.append(
@@ -234,6 +235,16 @@ def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSetti
             evidence=_evidence(path, response),
             subject=f"HTTP {response.status_code}",
         )
+    if settings.healthy is not None:
+        if search(settings.healthy, body) not in (None, False, "", [], {}, 0):
+            return None
+        return Failure(
+            Kind.HTTP_STATUS,
+            f"GET {path} answered 200 but `{settings.healthy}` (health.healthy) is not true of its body.",
+            detail="unhealthy",
+            evidence=_evidence(path, response),
+            subject="HTTP 200 but reports itself unhealthy",
+        )
     status = dotted(body, "status")
     if not isinstance(status, str) or status.lower() not in settings.ok_statuses:
         return Failure(
@@ -247,7 +258,7 @@ def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSetti
 
 
 def _wrong_service(path: str, body: Any, settings: HealthSettings) -> Failure | None:
-    named = dotted(body, "service")
+    named = search(settings.service, body) if settings.service else None
     if not isinstance(named, str):
         return None
     expected = settings.expected_service
@@ -263,8 +274,15 @@ def _wrong_service(path: str, body: Any, settings: HealthSettings) -> Failure | 
     )
 
 
-def _versions_of(body: Any, field: str) -> list[str]:
+def _versions_of(body: Any, field: str, expression: str | None = None) -> list[str]:
     found = []
+    if expression is not None:
+        value = search(expression, body)
+        return (
+            [str(value)]
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value)
+            else []
+        )
     for path in (field, "version", "commit", "git_sha", "sha"):
         value = dotted(body, path)
         if isinstance(value, str | int) and str(value) and str(value) not in found:

@@ -1,31 +1,42 @@
-"""The golden path for N simulated users at once: login -> connect -> message -> agent events -> answer.
+"""The golden path for N simulated users at once: login -> connect -> send -> agent events -> answer.
 
-Each user's journey returns CheckResults and raw timings; ``probe()`` runs health once, the users
-concurrently (and an optional load phase), and turns timings into Metrics. Every wait has a deadline: a
-per-step one from the settings, a journey one (the SLA) and one over the whole probe (``timeouts.run_s``).
+The probe is a small interpreter of the journey's steps over the protocol profile (``bot.protocol``): send the
+configured frames, read events with the profile's expressions, extract the answer. Each user's journey returns
+CheckResults and raw timings; ``probe()`` runs health once, the users concurrently (and an optional load
+phase), and turns timings into Metrics. Every wait has a deadline: the event deadline (since the last *expected*
+event), the journey SLA and one over the whole probe (``timeouts.run_s``); a deadline never drops what the
+stream showed so far, and a step that never ran is never blamed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from bot import auth, protocol
+from bot import auth, protocol, untrusted
 from bot import trace as tracing
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
 from bot.results import CheckResult, Failure, Kind, Metric, Status, Step
-from bot.settings import Settings
+from bot.settings import JourneySettings, Settings
 
-FRAME_EVIDENCE = 20  # frames kept as evidence per user
+FRAME_EVIDENCE = 10  # the last frames kept as evidence per user
+FRAME_CHARS = 1000  # per frame kept
+EVIDENCE_CHARS = 2000
+OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
+ANSWER_CHARS = 1_000_000  # a streamed answer longer than this is cut (memory stays bounded under a flood)
+ERROR_CLOSE_WAIT_S = 1.0  # after an error frame, how long to wait for the close that says "auth refused"
 
 
 @dataclass(slots=True)
@@ -40,12 +51,43 @@ class Timings:
 
 
 @dataclass(slots=True)
+class Stream:
+    """What one user's event stream showed so far, bounded; judged even when a deadline cuts it short."""
+
+    sent: float  # loop time the first frame was sent
+    arrivals: dict[str, float] = field(default_factory=dict)  # first arrival of each expected event
+    order: list[str] = field(default_factory=list)
+    others: dict[str, int] = field(default_factory=dict)  # frames that are not expected events, by name
+    frames: deque[str] = field(default_factory=lambda: deque(maxlen=FRAME_EVIDENCE))
+    frame_count: int = 0
+    leaks: list[str] = field(default_factory=list)
+    leak_count: int = 0
+    owned: bool = False  # some event named its owner
+    own_nonce_seen: bool = False
+    answer_parts: list[str] = field(default_factory=list)
+    answer_chars: int = 0
+    run_id: str | None = None
+    completion: protocol.Frame | None = None
+    failure: Failure | None = None
+    last_expected: float = 0.0
+    max_gap: float = 0.0
+    judged: bool = False
+
+    def evidence(self) -> dict[str, str]:
+        others = ", ".join(f"{name} ×{count}" for name, count in self.others.items())
+        out = {"events received": ", ".join(self.order) or "(none)", "frames": "\n".join(self.frames)}
+        if others:
+            out["other frames"] = others
+        return out
+
+
+@dataclass(slots=True)
 class UserJourney:
     user: int
     checks: list[CheckResult] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
-    frames: list[str] = field(default_factory=list)
     step: Step = Step.LOGIN  # the step in progress, for the run deadline's finding
+    stream: Stream | None = None
 
     def add(
         self,
@@ -65,10 +107,43 @@ class UserJourney:
 
 
 @dataclass(frozen=True, slots=True)
+class Context:
+    """What every user's journey shares: settings, the redactor, the nonces, the run's deadline."""
+
+    settings: Settings
+    base_url: str
+    credentials: auth.Credentials
+    run_tag: str
+    http: httpx.AsyncClient
+    on_token: Callable[[str], None]
+    redactor: untrusted.Redactor
+    nonces: dict[int, str]
+    deadline: float  # loop time
+    trace: tracing.RunTrace  # per-user trace headers on every request (the revision's logs find them)
+    extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Cloud Run ID token, on every upgrade
+
+    @property
+    def journey(self) -> JourneySettings:
+        return self.settings.journey
+
+    def clip(self, text: str, limit: int = EVIDENCE_CHARS) -> str:
+        return self.redactor.clip(text, limit)
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeOutcome:
     checks: tuple[CheckResult, ...]
     metrics: tuple[Metric, ...]
     serving_version: str | None
+
+
+LATER_STEPS = (
+    ("handshake", Step.CONNECT),
+    ("message", Step.MESSAGE),
+    ("events", Step.AGENT),
+    ("isolation", Step.ISOLATION),
+    ("answer", Step.ANSWER),
+)
 
 
 async def probe(
@@ -87,118 +162,92 @@ async def probe(
     ``X-Serverless-Authorization``); their values are secrets, redacted from what is kept.
     """
     extra = tuple((extra_headers or {}).items())
-    seen_tokens: list[str] = []
+    redactor = untrusted.Redactor(
+        [credentials.secret, credentials.private_key, credentials.token, credentials.password]
+        + [value.removeprefix("Bearer ") for _, value in extra]
+    )
+    run_tag = uuid.uuid4().hex[:8]
+    trace = trace or tracing.RunTrace(run_tag)
 
     def remember(token: str) -> None:
-        seen_tokens.append(token)
+        redactor.add(token)  # before anything the server sends back with it can be kept
         on_token(token)
 
     timeouts = settings.timeouts
     limits = httpx.Timeout(timeouts.request_s, connect=timeouts.connect_s)
-    run_tag = uuid.uuid4().hex[:8]
-    trace = trace or tracing.RunTrace(run_tag)
     checks: list[CheckResult] = []
     journeys: list[UserJourney] = []
-    health_latencies: tuple[float, ...] = ()
     versions: tuple[str, ...] = ()
-    deadline = time.monotonic() + timeouts.run_s
-    hooks = trace.httpx_hooks()
+    health_latencies: tuple[float, ...] = ()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeouts.run_s
+    users = settings.journey.users + settings.load.users
+    nonces = {user: f"gpn{secrets.token_hex(6)}" for user in range(1, users + 1)}
     async with httpx.AsyncClient(
-        timeout=limits, trust_env=False, follow_redirects=False, event_hooks=hooks, headers=dict(extra)
+        timeout=limits,
+        trust_env=False,
+        follow_redirects=False,
+        event_hooks=trace.httpx_hooks(),
+        headers=dict(extra),
     ) as http:
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            async with asyncio.timeout_at(deadline):
                 health = await http_probe.check_health(
                     http=http, base_url=base_url, settings=settings.health, version=settings.version
                 )
                 checks.extend(health.checks)
-                health_latencies = health.latencies_ms
-                versions = health.versions
+                health_latencies, versions = health.latencies_ms, health.versions
         except TimeoutError:
             checks.append(_deadline_check("health", Step.HEALTH, None, timeouts.run_s))
-
         version, serving_version = http_probe.version_check(
             expected=settings.version.expected, serving=versions, field=settings.version.field
         )
         if version is not None:
             checks.append(version)
 
+        negative: ws_probe.NegativeOutcome | None = None
         if settings.websocket.negative_auth_check and settings.auth.mode != "none":
-            checks.append(
-                await _negative(settings, base_url=base_url, deadline=deadline, trace=trace, extra=extra)
+            negative = await _negative(
+                settings, base_url=base_url, deadline=deadline, redactor=redactor, trace=trace, extra=extra
             )
+            checks.append(negative.check)
 
+        ctx = Context(
+            settings, base_url, credentials, run_tag, http, remember, redactor, nonces, deadline, trace, extra
+        )
         phases = [range(1, settings.journey.users + 1)]
         if settings.load.users:
-            first = settings.journey.users + 1
-            phases.append(range(first, first + settings.load.users))
-        for users in phases:
-            batch = [UserJourney(user) for user in users]
+            phases.append(range(settings.journey.users + 1, users + 1))
+        for phase in phases:
+            batch = [UserJourney(user) for user in phase]
             journeys.extend(batch)
-            await asyncio.gather(
-                *(
-                    _bounded(
-                        j,
-                        settings,
-                        base_url=base_url,
-                        credentials=credentials,
-                        run_tag=run_tag,
-                        http=http,
-                        deadline=deadline,
-                        on_token=remember,
-                        trace=trace,
-                        extra_headers=extra,
-                    )
-                    for j in batch
-                )
-            )
+            await asyncio.gather(*(_bounded(j, ctx) for j in batch))
+        if negative is not None:
+            await _explain_refusals(journeys, ctx, negative)
     for journey in journeys:
         checks.extend(journey.checks)
     metrics = _metrics(settings, health_latencies, journeys)
     checks.extend(_perf_checks(metrics))
-    secrets = [
-        credentials.secret,
-        credentials.private_key,
-        credentials.token,
-        credentials.password,
-        *seen_tokens,
-        *(value.removeprefix("Bearer ") for _, value in extra),
-    ]
-    return ProbeOutcome(redact(checks, secrets), metrics, serving_version)
+    return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version)
 
 
-REDACTED = "[redacted]"
-
-
-def redact(checks: list[CheckResult], secrets: list[str | None]) -> tuple[CheckResult, ...]:
-    """Replace every secret and token (and the base64url form offered as a subprotocol) in what we keep.
-
-    A server may echo a token back in a frame or an error body; nothing we write may carry it.
-    """
-    needles: set[str] = set()
-    for secret in filter(None, secrets):
-        needles |= {secret, protocol.b64url(secret)}
-        needles |= {line.strip() for line in secret.splitlines() if len(line.strip()) >= 8}
-    # Shorter than 4 characters, a "secret" would blank out ordinary words: it protects nothing anyway.
-    ordered = sorted((n for n in needles if len(n) >= 4), key=len, reverse=True)
-    if not ordered:
+def _cleaned(checks: list[CheckResult], redactor: untrusted.Redactor) -> tuple[CheckResult, ...]:
+    """A last pass over everything kept, for text that entered before a token was known (e.g. health)."""
+    if not redactor:
         return tuple(checks)
-
-    def clean(text: str) -> str:
-        for needle in ordered:
-            text = text.replace(needle, REDACTED)
-        return text
-
-    cleaned = []
+    out = []
     for check in checks:
         failure = check.failure
         if failure is not None:
-            evidence = {key: clean(value) for key, value in failure.evidence.items()}
+            evidence = {key: redactor.clean(value) for key, value in failure.evidence.items()}
             failure = replace(
-                failure, message=clean(failure.message), detail=clean(failure.detail), evidence=evidence
+                failure,
+                message=redactor.clean(failure.message),
+                detail=redactor.clean(failure.detail),
+                evidence=evidence,
             )
-        cleaned.append(replace(check, summary=clean(check.summary), failure=failure))
-    return tuple(cleaned)
+        out.append(replace(check, summary=redactor.clean(check.summary), failure=failure))
+    return tuple(out)
 
 
 async def _negative(
@@ -206,102 +255,146 @@ async def _negative(
     *,
     base_url: str,
     deadline: float,
+    redactor: untrusted.Redactor,
     trace: tracing.RunTrace,
     extra: tuple[tuple[str, str], ...] = (),
-) -> CheckResult:
+) -> ws_probe.NegativeOutcome:
     offer = trace.sign_offer(protocol.offer(base_url, settings.websocket, None), tracing.RUN_USER)
-    timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - time.monotonic()))
+    loop = asyncio.get_running_loop()
+    timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - loop.time()))
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 2):
-            refused, failure, summary = await ws_probe.negative_check(
-                offer, timeout_s=timeout_s, extra_headers=extra
+            outcome = await ws_probe.negative_check(
+                offer, timeout_s=timeout_s, redactor=redactor, extra_headers=extra
             )
     except TimeoutError:
-        refused, failure, summary = None, None, "inconclusive: no answer before the deadline"
+        check = CheckResult(
+            "auth-negative", Step.CONNECT, Status.NOT_VERIFIED, None, None, "no answer before the deadline"
+        )
+        return ws_probe.NegativeOutcome(check, None)
     elapsed = round((time.perf_counter() - started) * 1000, 2)
-    status = Status.PASS if refused else Status.FAIL if failure else Status.SKIP
-    return CheckResult("auth-negative", Step.CONNECT, status, elapsed, None, summary, failure)
+    return ws_probe.NegativeOutcome(replace(outcome.check, duration_ms=elapsed), outcome.refusal)
 
 
-async def _bounded(journey: UserJourney, settings: Settings, *, deadline: float, **kwargs: object) -> None:
-    """One user's journey under the SLA-plus-grace and the whole run's deadline."""
-    budget = deadline - time.monotonic()
+async def _explain_refusals(
+    journeys: list[UserJourney], ctx: Context, negative: ws_probe.NegativeOutcome
+) -> None:
+    """The same 403 for the token, for no token and for a path that cannot exist: the path is probably not routed
+    (Starlette answers 403 for an unknown WebSocket route), not a JWT problem."""
+    refused = [
+        (journey, index)
+        for journey in journeys
+        for index, check in enumerate(journey.checks)
+        if check.id == "handshake"
+        and check.failure is not None
+        and check.failure.kind is Kind.WS_AUTH_REJECTED
+    ]
+    if not refused or negative.refusal is None or negative.refusal[0] != 403:
+        return
+    first = refused[0][0].checks[refused[0][1]].failure
+    if ws_probe.refusal_of(first) != negative.refusal:
+        return
+    bogus = f"{ctx.settings.websocket.path.rstrip('/')}-golden-path-no-such-route-{ctx.run_tag}"
+    offer = ctx.trace.sign_offer(
+        protocol.offer(ctx.base_url, ctx.settings.websocket, None, path=bogus), tracing.RUN_USER
+    )
+    timeout_s = max(
+        0.1, min(ctx.settings.websocket.open_timeout_s, ctx.deadline - asyncio.get_running_loop().time())
+    )
+    refusal = await ws_probe.upgrade_refusal(
+        offer, timeout_s=timeout_s, redactor=ctx.redactor, extra_headers=ctx.extra_headers
+    )
+    if refusal != negative.refusal:
+        return
+    path = ctx.settings.websocket.path
+    for journey, index in refused:
+        check = journey.checks[index]
+        assert check.failure is not None
+        failure = Failure(
+            Kind.WS_UPGRADE_STATUS,
+            f"The upgrade to {path} answered the same HTTP 403 with a valid token, without a token, and to "
+            f"{bogus}, a path that cannot exist: {path} is probably not routed to a WebSocket handler (Starlette "
+            "answers 403 for an unknown WebSocket route), so check websocket.path and the server's routes. If it "
+            "is routed, the server refuses every upgrade before it reads the token.",
+            detail="403",
+            evidence=check.failure.evidence
+            | {"path that cannot exist": f"{bogus}: HTTP 403, the same answer"},
+            subject="403: the WebSocket path is probably not routed",
+        )
+        journey.checks[index] = replace(check, failure=failure)
+
+
+async def _bounded(journey: UserJourney, ctx: Context) -> None:
+    """One user's journey under the whole run's deadline; what it showed so far is judged, never dropped."""
     try:
-        async with asyncio.timeout(max(0.0, budget)):
-            await _journey(journey, settings, **kwargs)  # type: ignore[arg-type]
+        async with asyncio.timeout_at(ctx.deadline):
+            await _journey(journey, ctx)
     except TimeoutError:
-        journey.checks.append(
-            _deadline_check("run-deadline", journey.step, journey.user, settings.timeouts.run_s)
+        failure = _run_deadline_failure(journey.step, ctx.settings.timeouts.run_s)
+        done = {c.id for c in journey.checks}
+        if journey.stream is not None and not journey.stream.judged:
+            journey.stream.failure = journey.stream.failure or failure
+            _judge_stream(journey, ctx)
+        elif journey.step not in (Step.AGENT, Step.ANSWER) or "events" not in done:
+            journey.add(_step_check(journey.step), journey.step, Status.FAIL, failure=failure)
+        done = {c.id for c in journey.checks} | {c.id.split(" ")[0] for c in journey.checks}
+        journey.skip(
+            *[(c, s) for c, s in LATER_STEPS if c not in done], why="not reached before the run deadline"
         )
 
 
-def _deadline_check(check_id: str, step: Step, user: int | None, run_s: float) -> CheckResult:
-    failure = Failure(
+def _step_check(step: Step) -> str:
+    return {Step.LOGIN: "login", Step.CONNECT: "handshake", Step.MESSAGE: "message"}.get(step, "run-deadline")
+
+
+def _run_deadline_failure(step: Step, run_s: float) -> Failure:
+    return Failure(
         Kind.TIMEOUT,
         f"The whole run's deadline ({run_s:.0f} s, timeouts.run_s) passed during the {step.value} step.",
         detail=step.value,
         evidence={"deadline": f"{run_s:.0f} s"},
     )
-    return CheckResult(check_id, step, Status.FAIL, None, user, "run deadline passed", failure)
 
 
-async def _journey(
-    journey: UserJourney,
-    settings: Settings,
-    *,
-    base_url: str,
-    credentials: auth.Credentials,
-    run_tag: str,
-    http: httpx.AsyncClient,
-    on_token: Callable[[str], None],
-    trace: tracing.RunTrace,
-    extra_headers: tuple[tuple[str, str], ...] = (),
-) -> None:
-    started = time.perf_counter()
-    trace.bind(journey.user)  # this task's HTTP requests (login) carry this user's trace id
-    later = (
-        ("handshake", Step.CONNECT),
-        ("message", Step.MESSAGE),
-        ("events", Step.AGENT),
-        ("answer", Step.ANSWER),
+def _deadline_check(check_id: str, step: Step, user: int | None, run_s: float) -> CheckResult:
+    return CheckResult(
+        check_id, step, Status.FAIL, None, user, "run deadline passed", _run_deadline_failure(step, run_s)
     )
 
-    # 1. Login
+
+async def _journey(journey: UserJourney, ctx: Context) -> None:
+    started = time.perf_counter()
+    ctx.trace.bind(journey.user)  # this task's HTTP requests (login) carry this user's trace id
     journey.step = Step.LOGIN
     try:
         identity = await auth.identity_for(
             journey.user,
-            settings=settings.auth,
-            credentials=credentials,
-            run_tag=run_tag,
-            http=http,
-            base_url=base_url,
-            on_token=on_token,
+            settings=ctx.settings.auth,
+            credentials=ctx.credentials,
+            run_tag=ctx.run_tag,
+            http=ctx.http,
+            base_url=ctx.base_url,
+            on_token=ctx.on_token,
         )
     except auth.LoginError as exc:
         failure = Failure(Kind.LOGIN_FAILED, str(exc), evidence=exc.evidence)
         journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=_since(started), failure=failure)
-        journey.skip(*later, why="no token")
+        journey.skip(*LATER_STEPS, why="no token")
         return
-    login_ms = _since(started)
-    mode = settings.auth.mode
-    journey.add(
-        "login",
-        Step.LOGIN,
-        Status.PASS,
-        duration_ms=login_ms,
-        summary=f"token ({mode}) for {identity.subject}",
-    )
+    summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
+    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
 
-    # 2. Handshake
     journey.step = Step.CONNECT
-    offer = trace.sign_offer(protocol.offer(base_url, settings.websocket, identity.token), journey.user)
+    offer = ctx.trace.sign_offer(
+        protocol.offer(ctx.base_url, ctx.settings.websocket, identity.token), journey.user
+    )
     handshake = await ws_probe.open_connection(
         offer,
-        timeout_s=settings.websocket.open_timeout_s,
-        require_echo=settings.websocket.require_subprotocol_echo,
-        extra_headers=extra_headers,
+        timeout_s=ctx.settings.websocket.open_timeout_s,
+        require_echo=ctx.settings.websocket.require_subprotocol_echo,
+        redactor=ctx.redactor,
+        extra_headers=ctx.extra_headers,
     )
     journey.timings.handshake = handshake.elapsed_ms if handshake.connection is not None else None
     if handshake.failure is not None:
@@ -314,267 +407,403 @@ async def _journey(
         )
         if handshake.connection is not None:
             await handshake.connection.close()
-        journey.skip(*later[1:], why="no connection")
+        journey.skip(*LATER_STEPS[1:], why="no connection")
         return
     assert handshake.connection is not None
     summary = f"101 Switching Protocols, subprotocol {handshake.subprotocol or '(none offered)'}"
     journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=handshake.elapsed_ms, summary=summary)
-
-    connection = handshake.connection
     try:
-        await _session(
-            journey, settings, connection=connection, identity=identity, run_tag=run_tag, started=started
-        )
+        await _session(journey, ctx, connection=handshake.connection, identity=identity, started=started)
     finally:
-        await connection.close()
+        await handshake.connection.close()
+
+
+def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:
+    return {
+        "message": ctx.journey.message,
+        "thread_id": f"golden-path-{ctx.run_tag}-{journey.user}",
+        "user": identity.subject or f"user-{journey.user}",
+        "nonce": ctx.nonces[journey.user],
+    }
 
 
 async def _session(
     journey: UserJourney,
-    settings: Settings,
+    ctx: Context,
     *,
     connection: ClientConnection,
     identity: auth.Identity,
-    run_tag: str,
     started: float,
 ) -> None:
-    cfg = settings.journey
-    thread_id = f"golden-path-{run_tag}-{journey.user}"
-    user_id = identity.subject or None
+    cfg = ctx.journey
+    values = _values(ctx, journey, identity)
+    owners = protocol.Owners(user=identity.subject or None, run=None, thread=values["thread_id"])
+    first = [f for f in cfg.send if f.after is None]
+    later = [f for f in cfg.send if f.after is not None]
 
-    # 3. Message
     journey.step = Step.MESSAGE
-    message = protocol.build_message(cfg, text=cfg.message, thread_id=thread_id)
-    sent = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    stream = Stream(sent=loop.time())
+    stream.last_expected = stream.sent
     try:
-        await asyncio.wait_for(connection.send(json.dumps(message)), timeout=settings.timeouts.request_s)
+        async with asyncio.timeout(ctx.settings.timeouts.request_s):
+            for frame in first:
+                await connection.send(protocol.render(frame.frame, values))
     except (ConnectionClosed, TimeoutError) as exc:
-        journey.add(
-            "message",
-            Step.MESSAGE,
-            Status.FAIL,
-            failure=_closed_failure(exc, waiting_for="the message was sent", frames=journey.frames),
+        failure = _closed_failure(
+            exc, waiting_for="the message was sent", stream=stream, ctx=ctx, detail=cfg.completion_event
         )
-        journey.skip(("events", Step.AGENT), ("answer", Step.ANSWER), why="message not sent")
+        journey.add("message", Step.MESSAGE, Status.FAIL, failure=failure)
+        journey.skip(*LATER_STEPS[2:], why="message not sent")
         return
-    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent {cfg.message_type}")
+    kinds = ", ".join(_frame_type(f.frame) for f in cfg.send)
+    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent {kinds}")
 
-    # 4. Events, until the completion event, an error, a close or a deadline
     journey.step = Step.AGENT
-    expected = list(cfg.expected_events)
-    arrivals: dict[str, float] = {}
-    order: list[str] = []
-    run_id: str | None = None
-    leaks: list[str] = []
-    completion: protocol.Frame | None = None
-    failure: Failure | None = None
-    sla_deadline = started + cfg.sla_s
-    last_event = sent
-    max_gap = 0.0
-    while completion is None and failure is None:
-        waiting_for = next((e for e in expected if e not in arrivals), cfg.completion_event)
-        time_left_sla = sla_deadline - time.perf_counter()
-        wait = min(cfg.event_timeout_s, time_left_sla)
-        try:
-            raw = await asyncio.wait_for(connection.recv(), timeout=max(0.0, wait))
-        except TimeoutError:
-            if time_left_sla <= cfg.event_timeout_s:
-                failure = Failure(
-                    Kind.SLA_EXCEEDED,
-                    f"No `{cfg.completion_event}` within the journey SLA of {cfg.sla_s:g} s "
-                    f"(still waiting for `{waiting_for}`).",
-                    evidence=_event_evidence(order, journey.frames) | {"sla": f"{cfg.sla_s:g} s"},
-                )
-            else:
-                failure = Failure(
-                    Kind.TIMEOUT,
-                    f"No `{waiting_for}` event within {cfg.event_timeout_s:g} s (journey.event_timeout_s).",
-                    detail=waiting_for,
-                    evidence=_event_evidence(order, journey.frames),
-                )
-            break
-        except ConnectionClosed as exc:
-            failure = _closed_failure(
-                exc, waiting_for=cfg.completion_event, frames=journey.frames, order=order
-            )
-            break
-        now = time.perf_counter()
-        text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
-        if len(journey.frames) < FRAME_EVIDENCE:
-            journey.frames.append(text[:1000])
-        try:
-            frame = protocol.parse_frame(text)
-        except protocol.FrameError as exc:
-            failure = Failure(
-                Kind.WS_PROTOCOL,
-                f"The server sent a frame the protocol does not allow: {exc}.",
-                evidence={"frame": text[:2000]},
-            )
-            break
-        if frame.type in cfg.error_events:
-            failure = Failure(
-                Kind.EVENT_ERROR,
-                f"The server sent `{frame.type}` instead of the agent's events.",
-                detail=frame.type,
-                evidence=_event_evidence(order, journey.frames) | {"error frame": text[:2000]},
-            )
-            break
-        if frame.type not in expected:
-            continue  # welcome, heartbeats and unknown types carry no journey state
-        leak = protocol.foreign_owner(frame, user_id=user_id, run_id=run_id, thread_id=thread_id)
-        if leak is not None:
-            leaks.append(f"`{frame.type}` with {leak}: {text[:300]}")
-            continue
-        if run_id is None and frame.field("run_id") is not None:
-            run_id = str(frame.field("run_id"))
-        if frame.type in arrivals:
-            continue
-        arrivals[frame.type] = now
-        order.append(frame.type)
-        max_gap = max(max_gap, (now - last_event) * 1000) if len(arrivals) > 1 else max_gap
-        last_event = now
-        if frame.type == cfg.completion_event:
-            completion = frame
-
-    if arrivals:
-        first = min(arrivals.values())
-        journey.timings.agent_startup = round((first - sent) * 1000, 2)
-        journey.timings.max_event_gap = round(max_gap, 2) if len(arrivals) > 1 else None
-        if completion is not None:
-            journey.timings.processing = round((arrivals[cfg.completion_event] - first) * 1000, 2)
-
-    _event_checks(journey, settings, arrivals=arrivals, order=order, failure=failure, sent=sent)
-    _isolation_check(journey, leaks)
-
-    # 5. Answer
+    journey.stream = stream
+    sla_deadline = loop.time() - (time.perf_counter() - started) + cfg.sla_s
+    await _receive(
+        journey, ctx, connection, owners=owners, later=later, values=values, sla_deadline=sla_deadline
+    )
+    _judge_stream(journey, ctx)
     journey.step = Step.ANSWER
-    if completion is None:
-        journey.add("answer", Step.ANSWER, Status.SKIP, summary=f"no `{cfg.completion_event}`")
-        return
-    answer = protocol.answer_text(completion, cfg.answer_fields)
-    journey.timings.total = _since(started)
-    evidence = {"completion frame": completion.raw[:2000]}
-    if not answer:
-        journey.add(
-            "answer",
-            Step.ANSWER,
-            Status.FAIL,
-            failure=Failure(
-                Kind.ANSWER_EMPTY,
-                f"`{cfg.completion_event}` carries no answer in {list(cfg.answer_fields)}.",
-                evidence=evidence,
-            ),
-        )
-    elif (pattern := protocol.canned_match(answer, cfg.canned_patterns)) is not None:
-        journey.add(
-            "answer",
-            Step.ANSWER,
-            Status.FAIL,
-            failure=Failure(
-                Kind.ANSWER_CANNED,
-                "The answer matches the canned-fallback pattern " + repr(pattern) + ".",
-                evidence=evidence | {"answer": answer[:2000]},
-            ),
-        )
-    else:
-        journey.add("answer", Step.ANSWER, Status.PASS, summary=f"{len(answer)} characters: {answer[:120]}")
-    if journey.timings.total is not None and journey.timings.total > cfg.sla_s * 1000:
-        journey.add(
-            "sla",
-            Step.ANSWER,
-            Status.FAIL,
-            duration_ms=journey.timings.total,
-            failure=Failure(
-                Kind.SLA_EXCEEDED,
-                f"The journey took {journey.timings.total / 1000:.1f} s; the SLA is {cfg.sla_s:g} s.",
-                evidence={"journey": f"{journey.timings.total:.0f} ms", "sla": f"{cfg.sla_s:g} s"},
-            ),
-        )
+    _answer(journey, ctx, started=started)
 
 
-def _event_checks(
+def _frame_type(template: str) -> str:
+    try:
+        kind = json.loads(protocol.render(template, {})).get("type")
+    except (ValueError, AttributeError):
+        kind = None
+    return str(kind) if kind else "frame"
+
+
+async def _receive(
     journey: UserJourney,
-    settings: Settings,
+    ctx: Context,
+    connection: ClientConnection,
     *,
-    arrivals: dict[str, float],
-    order: list[str],
-    failure: Failure | None,
-    sent: float,
+    owners: protocol.Owners,
+    later: list[Any],
+    values: dict[str, str],
+    sla_deadline: float,
 ) -> None:
-    cfg = settings.journey
-    if failure is not None:
-        journey.add("events", Step.AGENT, Status.FAIL, failure=failure)
-        return
-    missing = [e for e in cfg.expected_events if e not in arrivals]
-    for name in missing:
-        journey.add(
-            f"event {name}",
-            Step.AGENT,
-            Status.FAIL,
-            failure=Failure(
-                Kind.EVENT_MISSING,
-                f"`{name}` was not received before `{cfg.completion_event}`.",
-                detail=name,
-                evidence=_event_evidence(order, journey.frames),
-            ),
-        )
-    expected_order = [e for e in cfg.expected_events if e in arrivals]
-    if order != expected_order:
-        journey.add(
-            "event order",
-            Step.AGENT,
-            Status.FAIL,
-            failure=Failure(
-                Kind.EVENT_ORDER,
-                f"Events arrived as {order}, expected {expected_order}.",
-                evidence=_event_evidence(order, journey.frames),
-            ),
-        )
-    if not missing and order == expected_order:
-        took = (arrivals[cfg.completion_event] - sent) * 1000
-        journey.add(
-            "events",
-            Step.AGENT,
-            Status.PASS,
-            duration_ms=round(took, 2),
-            summary=f"{len(order)} events in order",
+    """Read frames until the completion event, an error, a close or a deadline: one timeout, rescheduled
+    whenever an expected event arrives (heartbeats and foreign frames do not keep a stalled agent alive)."""
+    cfg = ctx.journey
+    stream = journey.stream
+    assert stream is not None
+    nonces = protocol.Nonces(values["nonce"], ctx.nonces.values())
+
+    def due() -> float:
+        return min(stream.last_expected + cfg.event_timeout_s, sla_deadline, ctx.deadline - 0.25)
+
+    try:
+        async with asyncio.timeout_at(due()) as budget:
+            while stream.completion is None and stream.failure is None:
+                raw = await connection.recv()
+                name = _take(stream, ctx, raw, owners=owners, nonces=nonces)
+                if name is None:
+                    continue
+                if name in cfg.error_events:
+                    stream.failure = await _error_event(stream, ctx, connection, name)
+                    break
+                for frame in [f for f in later if f.after == name]:
+                    later.remove(frame)
+                    await connection.send(protocol.render(frame.frame, values))
+                budget.reschedule(due())
+    except TimeoutError:
+        stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+    except ConnectionClosed as exc:
+        stream.failure = _closed_failure(
+            exc, waiting_for=_waiting_for(stream, cfg), stream=stream, ctx=ctx, detail=cfg.completion_event
         )
 
 
-def _isolation_check(journey: UserJourney, leaks: list[str]) -> None:
-    if not leaks:
-        journey.add("isolation", Step.ISOLATION, Status.PASS, summary="every event belonged to this user")
-        return
-    journey.add(
-        "isolation",
-        Step.ISOLATION,
-        Status.FAIL,
-        failure=Failure(
-            Kind.ISOLATION_LEAK,
-            f"User {journey.user} received {len(leaks)} event(s) that belong to another user or run.",
-            evidence={f"foreign event {i + 1}": leak for i, leak in enumerate(leaks[:5])},
-        ),
+def _take(
+    stream: Stream, ctx: Context, raw: str | bytes, *, owners: protocol.Owners, nonces: protocol.Nonces
+) -> str | None:
+    """Account for one frame; returns its event name when the loop must act on it (expected or error)."""
+    cfg = ctx.journey
+    now = asyncio.get_running_loop().time()
+    stream.frame_count += 1
+    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
+    kept = ctx.clip(text, FRAME_CHARS)
+    stream.frames.append(kept)
+    foreign = nonces.foreign_in(text)
+    if foreign is not None:
+        _leak(stream, f"a frame carrying another user's nonce {foreign}: {kept[:300]}")
+        return None
+    stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in(text)
+    try:
+        frame = protocol.parse_frame(raw, event_name=cfg.event_name)
+    except protocol.FrameError as exc:
+        stream.failure = Failure(
+            Kind.WS_PROTOCOL,
+            f"The server sent a frame that does not match the protocol: {exc}.",
+            evidence=stream.evidence() | {"frame": ctx.clip(text)},
+        )
+        return None
+    if frame.name in cfg.error_events:
+        return frame.name
+    if frame.name not in cfg.expected_events:
+        if frame.name in stream.others or len(stream.others) < OTHER_NAMES:
+            stream.others[frame.name] = stream.others.get(frame.name, 0) + 1
+        return frame.name  # a welcome frame may be what the next frame to send waits for
+    named = protocol.owner_values(frame, cfg.owner)
+    stream.owned = stream.owned or bool(named)
+    leak = protocol.foreign_owner(named, replace(owners, run=stream.run_id))
+    if leak is not None:
+        _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
+        return None
+    stream.run_id = stream.run_id or named.get("run")
+    if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
+        part = protocol.search(cfg.answer.expression, frame.body)
+        if isinstance(part, str):
+            stream.answer_parts.append(part)
+            stream.answer_chars += len(part)
+    if frame.name in stream.arrivals:
+        if frame.name in cfg.repeating_events:
+            stream.last_expected = now
+        return frame.name
+    if stream.arrivals:
+        stream.max_gap = max(stream.max_gap, (now - stream.last_expected) * 1000)
+    stream.arrivals[frame.name] = now
+    stream.order.append(frame.name)
+    stream.last_expected = now
+    if frame.name == cfg.completion_event:
+        stream.completion = frame
+    return frame.name
+
+
+def _leak(stream: Stream, what: str) -> None:
+    stream.leak_count += 1
+    if len(stream.leaks) < 5:
+        stream.leaks.append(what)
+
+
+def _waiting_for(stream: Stream, cfg: JourneySettings) -> str:
+    required = [e for e in cfg.expected_events if e not in cfg.optional_events]
+    return next((e for e in required if e not in stream.arrivals), cfg.completion_event)
+
+
+def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[Any]) -> Failure:
+    cfg = ctx.journey
+    now = asyncio.get_running_loop().time()
+    waiting_for = later[0].after if later else _waiting_for(stream, cfg)
+    evidence = stream.evidence()
+    if now >= ctx.deadline - 0.3:
+        return (
+            _run_deadline_failure(Step.AGENT, ctx.settings.timeouts.run_s)
+            if not stream.arrivals
+            else Failure(
+                Kind.TIMEOUT,
+                f"The run's deadline ({ctx.settings.timeouts.run_s:g} s) passed while waiting for `{waiting_for}`.",
+                detail=waiting_for,
+                evidence=evidence,
+            )
+        )
+    if now >= sla_deadline - 0.01:
+        return Failure(
+            Kind.SLA_EXCEEDED,
+            f"No `{cfg.completion_event}` within the journey SLA of {cfg.sla_s:g} s "
+            f"(still waiting for `{waiting_for}`).",
+            evidence=evidence | {"sla": f"{cfg.sla_s:g} s"},
+        )
+    since = "the message was sent" if not stream.arrivals else f"`{stream.order[-1]}`"
+    others = sum(stream.others.values())
+    heard = (
+        f"; only {', '.join(sorted(stream.others))} arrived ({others} frame{'s' if others != 1 else ''})"
+        if others
+        else "; nothing else arrived"
+    )
+    return Failure(
+        Kind.TIMEOUT,
+        f"No `{waiting_for}` within {cfg.event_timeout_s:g} s of {since} (journey.event_timeout_s){heard}.",
+        detail=waiting_for,
+        evidence=evidence,
+    )
+
+
+async def _error_event(stream: Stream, ctx: Context, connection: ClientConnection, name: str) -> Failure:
+    """An error frame; followed by an auth close (1008, 4001, 4003, 4401, 4403), auth refused after the upgrade."""
+    error_frame = stream.frames[-1] if stream.frames else ""
+    try:
+        async with asyncio.timeout(ERROR_CLOSE_WAIT_S):
+            while True:
+                await connection.recv()
+    except ConnectionClosed as exc:
+        code = exc.rcvd.code if exc.rcvd is not None else None
+        if code in ws_probe.AUTH_CLOSE_CODES:
+            return _auth_closed(exc, stream, ctx, error_frame=error_frame)
+    except TimeoutError:
+        pass
+    return Failure(
+        Kind.EVENT_ERROR,
+        f"The server sent `{name[:80]}` instead of the agent's events.",
+        detail=name[:80],
+        evidence=stream.evidence() | {"error frame": error_frame},
+    )
+
+
+def _auth_closed(exc: ConnectionClosed, stream: Stream, ctx: Context, *, error_frame: str = "") -> Failure:
+    assert exc.rcvd is not None
+    code, reason = exc.rcvd.code, ctx.clip(exc.rcvd.reason, 200)
+    evidence = stream.evidence() | {"close code": str(code), "close reason": reason}
+    if error_frame:
+        evidence["error frame"] = error_frame
+    return Failure(
+        Kind.WS_AUTH_REJECTED,
+        f"The server accepted the upgrade, then refused the token: close code {code}"
+        + (" after an error frame." if error_frame else "."),
+        detail=str(code),
+        evidence=evidence,
     )
 
 
 def _closed_failure(
-    exc: BaseException, *, waiting_for: str, frames: list[str], order: list[str] | None = None
+    exc: BaseException, *, waiting_for: str, stream: Stream, ctx: Context, detail: str | None = None
 ) -> Failure:
-    if isinstance(exc, ConnectionClosed):
-        frame = exc.rcvd
-        code, reason = (frame.code, frame.reason) if frame else (1006, "no close frame (connection dropped)")
-        evidence = _event_evidence(order or [], frames) | {"close code": str(code), "close reason": reason}
+    """A close (or a send timeout) classified: our own protocol close, an auth refusal, or an early close.
+    ``detail`` keeps an early close's fingerprint stable (the completion event) while the text names the step."""
+    if not isinstance(exc, ConnectionClosed):
+        return Failure(Kind.TIMEOUT, f"Timed out before {waiting_for}.", detail=waiting_for)
+    sent, rcvd = exc.sent, exc.rcvd
+    if rcvd is None and sent is not None and sent.code in ws_probe.CLIENT_CLOSES:
+        # Our own close: the server sent something the protocol forbids (too big, not UTF-8).
         return Failure(
-            Kind.WS_CLOSED_EARLY,
-            f"The server closed the connection (code {code}) before `{waiting_for}`.",
-            detail=waiting_for,
-            evidence=evidence,
+            Kind.WS_PROTOCOL,
+            f"The server sent {ws_probe.CLIENT_CLOSES[sent.code]}, so the client closed the connection "
+            f"(code {sent.code}) while waiting for `{waiting_for}`.",
+            detail=str(sent.code),
+            evidence=stream.evidence()
+            | {"client close code": str(sent.code), "client close reason": sent.reason},
         )
-    return Failure(Kind.TIMEOUT, f"Timed out before {waiting_for}.", detail=waiting_for)
+    if rcvd is not None and rcvd.code in ws_probe.AUTH_CLOSE_CODES:
+        return _auth_closed(exc, stream, ctx)
+    code, reason = (
+        (rcvd.code, ctx.clip(rcvd.reason, 200)) if rcvd else (1006, "no close frame (connection dropped)")
+    )
+    return Failure(
+        Kind.WS_CLOSED_EARLY,
+        f"The server closed the connection (code {code}) before `{waiting_for}`.",
+        detail=detail or waiting_for,
+        evidence=stream.evidence() | {"close code": str(code), "close reason": reason},
+    )
 
 
-def _event_evidence(order: list[str], frames: list[str]) -> dict[str, str]:
-    return {"events received": ", ".join(order) or "(none)", "frames": "\n".join(frames[-10:])}
+def _judge_stream(journey: UserJourney, ctx: Context) -> None:
+    """The events check and the isolation check from what the stream showed (also after a deadline)."""
+    stream = journey.stream
+    assert stream is not None
+    stream.judged = True
+    cfg = ctx.journey
+    if stream.arrivals:
+        first = min(stream.arrivals.values())
+        journey.timings.agent_startup = round((first - stream.sent) * 1000, 2)
+        journey.timings.max_event_gap = round(stream.max_gap, 2) if len(stream.arrivals) > 1 else None
+        if stream.completion is not None:
+            journey.timings.processing = round((stream.arrivals[cfg.completion_event] - first) * 1000, 2)
+    _event_checks(journey, cfg, stream)
+    _isolation_check(journey, ctx, stream)
+
+
+def _event_checks(journey: UserJourney, cfg: JourneySettings, stream: Stream) -> None:
+    if stream.failure is not None:
+        journey.add("events", Step.AGENT, Status.FAIL, failure=stream.failure)
+        return
+    missing = [e for e in cfg.expected_events if e not in stream.arrivals and e not in cfg.optional_events]
+    for name in missing:
+        failure = Failure(
+            Kind.EVENT_MISSING,
+            f"`{name}` was not received before `{cfg.completion_event}`.",
+            detail=name,
+            evidence=stream.evidence(),
+        )
+        journey.add(f"event {name}", Step.AGENT, Status.FAIL, failure=failure)
+    expected_order = [e for e in cfg.expected_events if e in stream.arrivals]
+    if stream.order != expected_order:
+        failure = Failure(
+            Kind.EVENT_ORDER,
+            f"Events arrived as {stream.order}, expected {expected_order}.",
+            evidence=stream.evidence(),
+        )
+        journey.add("event order", Step.AGENT, Status.FAIL, failure=failure)
+    if not missing and stream.order == expected_order:
+        took = (stream.arrivals[cfg.completion_event] - stream.sent) * 1000
+        summary = f"{len(stream.order)} events in order"
+        journey.add("events", Step.AGENT, Status.PASS, duration_ms=round(took, 2), summary=summary)
+
+
+def _isolation_check(journey: UserJourney, ctx: Context, stream: Stream) -> None:
+    if stream.leaks:
+        failure = Failure(
+            Kind.ISOLATION_LEAK,
+            f"User {journey.user} received {stream.leak_count} frame(s) that belong to another user or run.",
+            evidence={f"foreign frame {i + 1}": leak for i, leak in enumerate(stream.leaks)},
+        )
+        journey.add("isolation", Step.ISOLATION, Status.FAIL, failure=failure)
+    elif stream.owned:
+        journey.add(
+            "isolation", Step.ISOLATION, Status.PASS, summary="every event named this user as its owner"
+        )
+    elif stream.own_nonce_seen:
+        summary = "verified by nonce: this user's nonce came back and no other user's did"
+        journey.add("isolation", Step.ISOLATION, Status.PASS, summary=summary)
+    else:
+        uses_nonce = any("{nonce}" in f.frame for f in ctx.journey.send)
+        why = (
+            "the events name no owner (journey.owner) and the server never echoed this user's nonce"
+            if uses_nonce
+            else "the events name no owner (journey.owner) and no sent frame carries a {nonce}"
+        )
+        journey.add("isolation", Step.ISOLATION, Status.NOT_VERIFIED, summary=f"not verified: {why}")
+
+
+def _answer(journey: UserJourney, ctx: Context, *, started: float) -> None:
+    cfg = ctx.journey
+    stream = journey.stream
+    assert stream is not None
+    completion = stream.completion
+    if completion is None:
+        journey.add("answer", Step.ANSWER, Status.SKIP, summary=f"no `{cfg.completion_event}`")
+        return
+    if cfg.answer.stream_event is not None:
+        answer, problem = protocol.answer_text(stream.answer_parts or None)
+        where = f"`{cfg.answer.expression}` over `{cfg.answer.stream_event}` events"
+    else:
+        answer, problem = protocol.answer_text(protocol.search(cfg.answer.expression, completion.body))
+        where = f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
+    journey.timings.total = _since(started)
+    evidence = {"completion frame": ctx.clip(completion.raw), "answer expression": where}
+    nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.nonces.values())
+    if problem:
+        failure = Failure(Kind.ANSWER_EMPTY, f"No answer: {problem} ({where}).", evidence=evidence)
+        journey.add("answer", Step.ANSWER, Status.FAIL, failure=failure)
+    elif (foreign := nonces.foreign_in(answer)) is not None:
+        failure = Failure(
+            Kind.ISOLATION_LEAK,
+            f"User {journey.user}'s answer carries another user's nonce {foreign}.",
+            evidence=evidence | {"answer": ctx.clip(answer)},
+        )
+        journey.add("answer isolation", Step.ISOLATION, Status.FAIL, failure=failure)
+    elif (pattern := protocol.canned_match(answer, cfg.canned_patterns)) is not None:
+        failure = Failure(
+            Kind.ANSWER_CANNED,
+            "The answer matches the canned-fallback pattern " + repr(pattern) + ".",
+            evidence=evidence | {"answer": ctx.clip(answer)},
+        )
+        journey.add("answer", Step.ANSWER, Status.FAIL, failure=failure)
+    else:
+        summary = f"{len(answer)} characters: {ctx.clip(answer, 120)}"
+        journey.add("answer", Step.ANSWER, Status.PASS, summary=summary)
+    if journey.timings.total > cfg.sla_s * 1000:
+        failure = Failure(
+            Kind.SLA_EXCEEDED,
+            f"The journey took {journey.timings.total / 1000:.1f} s; the SLA is {cfg.sla_s:g} s.",
+            evidence={"journey": f"{journey.timings.total:.0f} ms", "sla": f"{cfg.sla_s:g} s"},
+        )
+        journey.add("sla", Step.ANSWER, Status.FAIL, duration_ms=journey.timings.total, failure=failure)
 
 
 def _since(started: float) -> float:

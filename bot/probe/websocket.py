@@ -20,11 +20,20 @@ from websockets.typing import Subprotocol
 from bot import iam
 from bot.probe.http import EVIDENCE_BODY_CHARS, transport_failure
 from bot.protocol import Offer
-from bot.results import Failure, Kind
+from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.untrusted import Redactor
 
 AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
+# Closes the client itself sends when the server breaks the protocol: never the server's close.
+CLIENT_CLOSES = {
+    1009: "a frame over the client's 4 MiB limit",
+    1007: "a text frame that is not valid UTF-8",
+    1002: "a frame that breaks the WebSocket protocol",
+}
+MAX_FRAME_BYTES = 2**22
 # How long an unauthenticated connection may stay open before we call it accepted.
 NEGATIVE_GRACE_S = 1.0
+_NO_REDACTION = Redactor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +44,16 @@ class Handshake:
     subprotocol: str | None = None
 
 
+_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.trace, never a token
+
+
 def _offer_evidence(offer: Offer) -> dict[str, str]:
     # Offered subprotocols may carry the token (jwt.<base64url>): record only their shape, never the value.
     shown = [p if not p.startswith("jwt.") else "jwt.<token>" for p in offer.subprotocols]
     return {
         "url": offer.url.split("?", 1)[0],
         "offered subprotocols": ", ".join(shown) or "(none)",
-        "token offered in": ", ".join(name for name, _ in offer.headers if name.lower() == "authorization")
+        "token offered in": ", ".join(name for name, _ in offer.headers if name.lower() not in _TRACE_HEADERS)
         or "(no header)",
     }
 
@@ -51,11 +63,13 @@ async def open_connection(
     *,
     timeout_s: float,
     require_echo: bool = True,
+    redactor: Redactor = _NO_REDACTION,
     extra_headers: Sequence[tuple[str, str]] = (),
 ) -> Handshake:
     """Connect and classify the outcome; a returned connection is open and owned by the caller.
 
-    ``require_echo``: offered subprotocols must get one echoed back, as browsers demand.
+    ``require_echo``: offered subprotocols must get one echoed back, as browsers demand. Text the server sent
+    (status body, headers) is redacted by ``redactor`` before it is cut and kept.
     ``extra_headers``: sent on the upgrade but not part of the offer (e.g. a Cloud Run ID token).
     """
     started = time.perf_counter()
@@ -69,11 +83,14 @@ async def open_connection(
             proxy=None,
             ping_interval=None,
             close_timeout=2,
-            max_size=2**22,
+            max_size=MAX_FRAME_BYTES,
+            # No permessage-deflate: 64 KiB read from the socket could inflate into hundreds of thousands of
+            # frames that websockets queues at once (a flood of small frames grew the probe by 30+ MiB).
+            compression=None,
         )
     except InvalidStatus as exc:
         elapsed = _ms(started)
-        return Handshake(None, elapsed, _status_failure(exc, offer, evidence))
+        return Handshake(None, elapsed, _status_failure(exc, offer, evidence, redactor))
     except NegotiationError as exc:
         failure = Failure(
             Kind.WS_SUBPROTOCOL,
@@ -92,7 +109,7 @@ async def open_connection(
         failure = Failure(
             Kind.WS_PROTOCOL,
             "The upgrade answer is not a valid WebSocket handshake.",
-            evidence=evidence | {"error": " <- ".join(chain)[:EVIDENCE_BODY_CHARS]},
+            evidence=evidence | {"error": redactor.clip(" <- ".join(chain), EVIDENCE_BODY_CHARS)},
         )
         return Handshake(None, _ms(started), failure)
     except (OSError, TimeoutError) as exc:
@@ -115,14 +132,17 @@ async def open_connection(
     return Handshake(connection, elapsed, None, echoed)
 
 
-def _status_failure(exc: InvalidStatus, offer: Offer, evidence: dict[str, str]) -> Failure:
+def _status_failure(
+    exc: InvalidStatus, offer: Offer, evidence: dict[str, str], redactor: Redactor
+) -> Failure:
     response = exc.response
     code = response.status_code
     body = response.body.decode("utf-8", errors="replace") if response.body else ""
+    headers = "\n".join(f"{k}: {v}" for k, v in response.headers.raw_items())
     evidence = evidence | {
-        "status": f"{code} {response.reason_phrase}",
-        "headers": "\n".join(f"{k}: {v}" for k, v in response.headers.raw_items())[:EVIDENCE_BODY_CHARS],
-        "body": body[:EVIDENCE_BODY_CHARS],
+        "status": redactor.clip(f"{code} {response.reason_phrase}", 200),
+        "headers": redactor.clip(headers, EVIDENCE_BODY_CHARS),
+        "body": redactor.clip(body, EVIDENCE_BODY_CHARS),
     }
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="WebSocket upgrade", evidence=evidence)
@@ -150,29 +170,47 @@ def _status_failure(exc: InvalidStatus, offer: Offer, evidence: dict[str, str]) 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NegativeOutcome:
+    check: CheckResult
+    refusal: tuple[int, str] | None = None  # (status, body) of an upgrade refused over HTTP
+
+
 async def negative_check(
-    offer: Offer, *, timeout_s: float, extra_headers: Sequence[tuple[str, str]] = ()
-) -> tuple[bool | None, Failure | None, str]:
-    """Connect without credentials. Returns (refused?, failure, summary); refused None means inconclusive."""
-    handshake = await open_connection(offer, timeout_s=timeout_s, extra_headers=extra_headers)
+    offer: Offer,
+    *,
+    timeout_s: float,
+    redactor: Redactor = _NO_REDACTION,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> NegativeOutcome:
+    """Connect without credentials. Only a real refusal passes: HTTP 401/403 on the upgrade, or a close with an
+    auth code (1008, 4001, 4003, 4401, 4403). A connection closed otherwise (e.g. 1012, restarting) proves
+    nothing: `not verified`. One still open after the grace period is a finding."""
+    handshake = await open_connection(
+        offer, timeout_s=timeout_s, require_echo=False, redactor=redactor, extra_headers=extra_headers
+    )
     if handshake.connection is None:
         failure = handshake.failure
         if failure is not None and failure.kind is Kind.WS_AUTH_REJECTED:
-            return True, None, f"refused without a token (HTTP {failure.detail})"
+            summary = f"refused without a token (HTTP {failure.detail})"
+            return NegativeOutcome(_negative(Status.PASS, summary), _refusal(failure))
         what = failure.message if failure else "no connection"
-        return None, None, f"inconclusive: {what}"
+        return NegativeOutcome(_negative(Status.NOT_VERIFIED, f"not verified: {what}"))
     connection = handshake.connection
     try:
-        # A server may accept and then close with a policy-violation code: that is a refusal too.
         async with asyncio.timeout(NEGATIVE_GRACE_S):
             while True:
                 await connection.recv()
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd else None
         if code in AUTH_CLOSE_CODES:
-            return True, None, f"refused without a token (close {code})"
-        reason = exc.rcvd.reason if exc.rcvd else ""
-        return True, None, f"closed without a token (close {code} {reason})".strip()
+            return NegativeOutcome(_negative(Status.PASS, f"refused without a token (close {code})"))
+        reason = redactor.clip(exc.rcvd.reason, 120) if exc.rcvd else "no close frame"
+        summary = (
+            f"not verified: the connection without a token was accepted, then closed with {code or 1006} "
+            f"({reason}), which is not an authentication refusal"
+        )
+        return NegativeOutcome(_negative(Status.NOT_VERIFIED, summary))
     except TimeoutError:
         pass
     finally:
@@ -182,7 +220,34 @@ async def negative_check(
         f"A connection with no token was accepted and still open after {NEGATIVE_GRACE_S:.0f} s.",
         evidence=_offer_evidence(offer) | {"status": "101", "token": "(none)"},
     )
-    return False, failure, "accepted without a token"
+    return NegativeOutcome(_negative(Status.FAIL, "accepted without a token", failure))
+
+
+def _negative(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
+    return CheckResult("auth-negative", Step.CONNECT, status, None, None, summary, failure)
+
+
+def refusal_of(failure: Failure | None) -> tuple[int, str] | None:
+    """(status, body) of an upgrade refused over HTTP, from its failure; None for anything else."""
+    if failure is None or not failure.detail.isdigit() or "status" not in failure.evidence:
+        return None
+    return int(failure.detail), failure.evidence.get("body", "")
+
+
+_refusal = refusal_of
+
+
+async def upgrade_refusal(
+    offer: Offer, *, timeout_s: float, redactor: Redactor, extra_headers: Sequence[tuple[str, str]] = ()
+) -> tuple[int, str] | None:
+    """(status, body) when the upgrade is refused over HTTP, None when it is accepted or gets no HTTP answer."""
+    handshake = await open_connection(
+        offer, timeout_s=timeout_s, require_echo=False, redactor=redactor, extra_headers=extra_headers
+    )
+    if handshake.connection is not None:
+        await handshake.connection.close()
+        return None
+    return refusal_of(handshake.failure)
 
 
 def _ms(started: float) -> float:

@@ -25,7 +25,8 @@ FAULTS: dict[str, str] = {
     "ws-502": "answer the WebSocket upgrade with HTTP 502 (backend down / upgrades not routed)",
     "ws-403": "refuse every WebSocket, even with a valid token: close before accept (HTTP 403)",
     "rate-limited": "answer the WebSocket upgrade with HTTP 429 and Retry-After: 30",
-    "subprotocol-none": "accept the WebSocket without echoing the offered subprotocol (browsers drop it)",
+    "subprotocol-none": "accept the WebSocket without echoing the offered subprotocol (browsers drop it); "
+    "when none is offered, select one anyway (the client must refuse it)",
     "accept-unauthenticated": "accept WebSockets without a valid token (a valid token still names the user)",
     "drop-event:NAME": "never send event NAME, e.g. drop-event:tool_executing",
     "delay:NAME=MS": "wait MS extra milliseconds before sending event NAME, e.g. delay:agent_thinking=2000",

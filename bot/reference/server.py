@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 REFERENCE_SERVICE = "golden-path-reference"
 WS_PATH = "/ws"
+REALTIME_PATH = "/v1/realtime"  # the openai-realtime profile (bot/profiles/openai-realtime.yml)
 TOKEN_TTL_S = 15 * 60
 MIN_SECRET_BYTES = 32  # RFC 7518 3.2; pyjwt warns on every shorter HS256 key
 START_TIMEOUT_S = 10.0
@@ -97,8 +98,10 @@ def create_app(
         routes=[
             Route("/health", backend.health),
             Route("/api/health", backend.health),
+            Route("/healthz", backend.healthz),
             Route("/auth/login", backend.login, methods=["POST"]),
             WebSocketRoute(WS_PATH, backend.websocket),
+            WebSocketRoute(REALTIME_PATH, backend.realtime_websocket),
         ]
     )
     app.state.faults = faults  # read by _WebSocketProtocol for the `garbage` fault
@@ -179,6 +182,14 @@ class _Backend:
             {"status": "healthy", "service": REFERENCE_SERVICE, "version": version, "commit": version}
         )
 
+    async def healthz(self, request: Request) -> JSONResponse:
+        """The openai-realtime profile's health: ``{"ok": true, "version": ...}``."""
+        if self.faults.health_503:
+            return JSONResponse({"ok": False, "checks": {"redis": "down"}}, status_code=503)
+        version = STALE_VERSION if self.faults.stale_version else self.version
+        service = "frontend" if self.faults.wrong_service else REFERENCE_SERVICE
+        return JSONResponse({"ok": True, "version": version, "service": service})
+
     async def login(self, request: Request) -> JSONResponse:
         try:
             body = await request.json()
@@ -207,30 +218,51 @@ class _Backend:
     # WebSocket: the handshake
 
     async def websocket(self, websocket: WebSocket) -> None:
+        user_id = await self._handshake(websocket)
+        if user_id is not None:
+            await self._session(_Connection(websocket, user_id, str(uuid.uuid4())))
+
+    async def realtime_websocket(self, websocket: WebSocket) -> None:
+        user_id = await self._handshake(websocket)
+        if user_id is not None:
+            from bot.reference.realtime import RealtimeSession
+
+            session = RealtimeSession(self, _Connection(websocket, user_id, str(uuid.uuid4())))
+            await session.serve()
+
+    async def _handshake(self, websocket: WebSocket) -> str | None:
+        """Accept (returning the user id) or refuse the upgrade, bent by the faults; None when refused."""
         faults = self.faults
         if faults.hang:
             await _wait_for_disconnect(websocket)
-            return
+            return None
         if faults.ws_502:
             body = "502 Bad Gateway: the upstream did not answer the upgrade"
             await websocket.send_denial_response(PlainTextResponse(body, status_code=502))
-            return
+            return None
         if faults.rate_limited:
             response = JSONResponse(
                 {"detail": "rate limit exceeded"}, status_code=429, headers={"Retry-After": "30"}
             )
             await websocket.send_denial_response(response)
-            return
+            return None
         user_id = self._authenticate(websocket)
+        if faults.ws_403 and user_id is not None:
+            # A valid token refused (a JWT secret that differs from the issuer's): the app's own denial.
+            denial = {"detail": "invalid token: signature verification failed"}
+            await websocket.send_denial_response(JSONResponse(denial, status_code=403))
+            return None
         if faults.ws_403 or (user_id is None and not faults.accept_unauthenticated):
             await websocket.close(code=1008)  # before accept: uvicorn answers the upgrade with HTTP 403
-            return
+            return None
         if faults.slow_handshake_ms:
             await asyncio.sleep(faults.slow_handshake_ms / 1000)
         offered = websocket.scope.get("subprotocols", [])
         echo = "jwt-auth" if "jwt-auth" in offered and not faults.subprotocol_none else None
+        if faults.subprotocol_none and not offered:
+            echo = "jwt-auth"  # nothing was offered: a misconfigured server answers with one anyway
         await websocket.accept(subprotocol=echo)
-        await self._session(_Connection(websocket, user_id or "anonymous", str(uuid.uuid4())))
+        return user_id or "anonymous"
 
     def _authenticate(self, websocket: WebSocket) -> str | None:
         """The user id from the first token offered (subprotocol, header, query), or None when none is valid."""
@@ -461,7 +493,11 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: HandshakeRequest) -> None:
         faults = getattr(getattr(self.config.app, "state", None), "faults", None)
-        if isinstance(faults, Faults) and faults.garbage and event.path.partition("?")[0] == WS_PATH:
+        if (
+            isinstance(faults, Faults)
+            and faults.garbage
+            and event.path.partition("?")[0] in (WS_PATH, REALTIME_PATH)
+        ):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(GARBAGE)
             self.transport.close()

@@ -1,0 +1,48 @@
+"""The built-in protocol profiles: YAML data files shipped in the package, readable and copyable by users.
+
+A profile holds the ``health``, ``websocket`` and ``journey`` keys of a config file; a config names one with
+``journey.profile`` and overrides only what differs.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import yaml
+
+DEFAULT = "reference"
+ALIASES = {"start-agent": "reference"}  # the reference profile's earlier name
+
+
+def names() -> tuple[str, ...]:
+    """Every built-in profile, the default first."""
+    found = sorted(
+        p.name.removesuffix(".yml") for p in resources.files(__name__).iterdir() if p.name.endswith(".yml")
+    )
+    return (DEFAULT, *(n for n in found if n != DEFAULT))
+
+
+def canonical(name: str) -> str | None:
+    """The profile's file name for ``name`` (aliases resolved), None when there is no such profile."""
+    name = ALIASES.get(name, name)
+    return name if name in names() else None
+
+
+def text(name: str) -> str:
+    """The profile as its YAML text, to print or write out (``golden-path profile show NAME``).
+
+    Raises:
+        KeyError: no such profile.
+    """
+    found = canonical(name)
+    if found is None:
+        raise KeyError(name)
+    return resources.files(__name__).joinpath(f"{found}.yml").read_text(encoding="utf-8")
+
+
+def load(name: str) -> dict[str, Any]:
+    """The profile as config data (health, websocket and journey sections)."""
+    data = yaml.safe_load(text(name))
+    assert isinstance(data, dict), f"built-in profile {name} is not a mapping"
+    return data

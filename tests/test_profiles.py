@@ -1,0 +1,184 @@
+"""Built-in protocol profiles, and a backend of another protocol configured from a YAML file alone."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot import profiles
+from bot.cli import main
+from bot.errors import ConfigError
+from bot.settings import build_settings
+from tests.standins import realtime_ws
+
+SECRET = "realtime-test-secret-0123456789abcdefghij"
+
+# The README's example, read from the README so the two never drift apart: a team whose backend speaks an
+# OpenAI-Realtime-like protocol writes down only what differs from the built-in openai-realtime profile.
+_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+REALTIME_CONFIG = _README.split("Example: a backend in the OpenAI-Realtime shape", 1)[1].split(
+    "```yaml\n", 1
+)[1]
+REALTIME_CONFIG = REALTIME_CONFIG.split("```", 1)[0]
+
+
+def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, env=env, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_names__every_built_in_profile_is_a_data_file_the_default_first():
+    assert profiles.names()[0] == "reference"
+    assert {"reference", "user-message", "openai-realtime"} <= set(profiles.names())
+    for name in profiles.names():
+        data = yaml.safe_load(profiles.text(name))
+        assert set(data) == {"health", "websocket", "journey"}, name
+        build_settings({"journey": {"profile": name}})  # every profile is valid configuration
+
+
+def test_load__reference_profile_is_exactly_the_defaults():
+    """The default behaves as before: the reference file and the models' defaults must not drift apart."""
+    assert build_settings(profiles.load("reference")) == build_settings({})
+    assert build_settings(profiles.load("reference")) != build_settings(profiles.load("user-message"))
+
+
+def test_build_settings__a_config_overrides_only_what_differs():
+    settings = build_settings(
+        {"journey": {"profile": "openai-realtime", "users": 2}, "websocket": {"path": "/rt"}}
+    )
+    assert settings.websocket.path == "/rt"
+    assert settings.websocket.token.subprotocols == ()  # still from the profile
+    assert settings.journey.completion_event == "response.done"
+    assert settings.health.paths == ("/healthz",)
+
+
+@pytest.mark.parametrize(
+    ("journey", "key", "expected"),
+    [
+        ({"event_name": "event.[name"}, "journey.event_name", "not a valid JMESPath expression"),
+        ({"answer": {"expression": "response.output[0"}}, "journey.answer.expression", "at position"),
+        (
+            {"send": [{"frame": '{"text": "{msg}"}'}]},
+            "journey.send.0.frame",
+            "unknown placeholder {msg} at position 10",
+        ),
+        (
+            {"send": [{"frame": '{"text": {message}}'}]},
+            "journey.send.0.frame",
+            "not valid JSON after substitution",
+        ),
+        ({"profile": "grpc"}, "journey.profile", "expected one of: reference"),
+    ],
+)
+def test_build_settings__bad_protocol_is_a_config_error_with_key_text_and_position(journey, key, expected):
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"journey": journey})
+    assert caught.value.key == key
+    assert expected in str(caught.value)
+
+
+def test_main__bad_expression_exits_2_before_probing(tmp_path: Path):
+    config = tmp_path / "gp.yml"
+    config.write_text("journey:\n  owner:\n    user: 'data.[user'\n")
+    code, _out, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)], {})
+    assert code == 2
+    assert "config key 'journey.owner.user'" in err and "'data.[user'" in err and "at position" in err
+    assert "probing" not in err and "Traceback" not in err
+
+
+def test_main__profile_show_prints_a_profile_a_user_can_start_from(tmp_path: Path):
+    code, out, _ = _main(["profile", "show", "openai-realtime"], {})
+    assert code == 0
+    (tmp_path / "gp.yml").write_text(out)
+    settings = build_settings(yaml.safe_load(out))
+    assert settings.journey.completion_event == "response.done"
+    code, out, _ = _main(["profile", "show"], {})
+    assert out.split() == list(profiles.names())
+    code, _, err = _main(["profile", "show", "nope"], {})
+    assert code == 2 and "unknown profile 'nope'" in err
+
+
+def test_main__legacy_keys_keep_working_with_a_warning_naming_the_new_spelling(tmp_path: Path):
+    config = tmp_path / "gp.yml"
+    config.write_text("journey:\n  message_type: user_message\n  text_field: content\n  users: 1\n")
+    code, _, err = _main(
+        ["demo", "--config", str(config), "--output-dir", str(tmp_path / "out"), "--quiet"], {}
+    )
+    assert code == 0, err
+    assert "warning: config key journey.message_type/text_field is deprecated: write journey.send" in err
+
+
+def _check_realtime(tmp_path: Path, fault: str | None) -> dict:
+    config = tmp_path / "golden-path.yml"
+    config.write_text(REALTIME_CONFIG)
+    with realtime_ws.running(secret=SECRET, fault=fault) as backend:
+        argv = [
+            "check",
+            "--url",
+            backend.url,
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    saved["exit_code"], saved["stderr"] = code, err
+    return saved
+
+
+def test_main__a_realtime_backend_configured_from_yaml_alone_passes(tmp_path: Path):
+    saved = _check_realtime(tmp_path, None)
+    assert (saved["verdict"], saved["exit_code"]) == ("pass", 0), saved["findings"] or saved["stderr"]
+    answers = [c for c in saved["checks"] if c["id"] == "answer"]
+    assert len(answers) == 3 and all("The answer is 4" in c["summary"] for c in answers)
+    isolation = [c for c in saved["checks"] if c["id"] == "isolation"]
+    assert [c["status"] for c in isolation] == ["pass"] * 3
+    assert all("verified by nonce" in c["summary"] for c in isolation)
+    assert next(c for c in saved["checks"] if c["id"] == "version")["status"] == "pass"
+    assert next(c for c in saved["checks"] if c["id"] == "auth-negative")["status"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "says"),
+    [
+        ("canned", "answer-canned", "canned-fallback pattern"),
+        ("empty", "answer-empty", "the configured path matched nothing"),
+        ("cross-talk", "isolation-leak", "another user"),
+    ],
+)
+def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kind: str, says: str):
+    saved = _check_realtime(tmp_path, fault)
+    assert saved["verdict"] == "fail" and saved["exit_code"] == 1
+    finding = next((f for f in saved["findings"] if f["kind"] == kind), None)
+    assert finding is not None, saved["findings"]
+    assert says in finding["observed"]
+    assert finding["evidence"]
+
+
+def test_main__isolation_without_owner_or_nonce_is_not_verified_and_counted_apart(tmp_path: Path):
+    config = tmp_path / "golden-path.yml"
+    config.write_text(REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}"))
+    with realtime_ws.running(secret=SECRET) as backend:
+        argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path)]
+        code, out, _err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    isolation = [c for c in saved["checks"] if c["id"] == "isolation"]
+    assert [c["status"] for c in isolation] == ["not verified"] * 3
+    assert "no sent frame carries a {nonce}" in isolation[0]["summary"]
+    assert saved["verdict"] == "pass" and code == 0
+    headline = out.splitlines()[0]
+    assert headline.endswith("(3 not verified)"), headline
+    assert "could not be verified" in out and "Nothing to do" not in out
+
+
+def test_main__demo_openai_realtime_cross_talk_fails_with_isolation_leak(tmp_path: Path):
+    argv = ["demo", "--profile", "openai-realtime", "--fault", "cross-talk", "--users", "3"]
+    code, _out, err = _main([*argv, "--output-dir", str(tmp_path), "--quiet"], {})
+    assert code == 1, err
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert "isolation-leak" in [f["kind"] for f in saved["findings"]]

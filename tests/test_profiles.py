@@ -55,6 +55,12 @@ def test_build_settings__a_config_overrides_only_what_differs():
     assert settings.health.paths == ("/healthz",)
 
 
+def test_build_settings__own_expected_events_keep_only_the_profiles_optional_ones_that_exist():
+    journey = {"profile": "openai-realtime", "expected_events": ["response.created", "response.done"]}
+    settings = build_settings({"journey": journey})
+    assert (settings.journey.optional_events, settings.journey.repeating_events) == ((), ())
+
+
 @pytest.mark.parametrize(
     ("journey", "key", "expected"),
     [

@@ -188,3 +188,25 @@ def test_main__demo_openai_realtime_cross_talk_fails_with_isolation_leak(tmp_pat
     assert code == 1, err
     saved = json.loads((tmp_path / "results.json").read_text())
     assert "isolation-leak" in [f["kind"] for f in saved["findings"]]
+
+
+def test_main__no_health_paths_leaves_the_version_not_verified_not_passed(tmp_path: Path):
+    config = tmp_path / "gp.yml"
+    config.write_text(REALTIME_CONFIG.replace("  paths: [/healthz]", "  paths: []"))
+    with realtime_ws.running(secret=SECRET) as backend:
+        argv = [
+            "check",
+            "--url",
+            backend.url,
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    version = next(c for c in saved["checks"] if c["id"] == "version")
+    assert version["status"] == "not verified", version
+    assert "no health body named a version" in version["summary"]
+    assert code == 0, err

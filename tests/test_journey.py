@@ -147,6 +147,8 @@ def test_probe__wrong_websocket_path_is_probably_not_routed(healthy: ReferenceSe
         (Kind.WS_UPGRADE_STATUS, "ref:ws-upgrade-status:403")
     ]
     assert "/socket is probably not routed" in findings[0].observed
+    assert findings[0].title.startswith("WebSocket path probably not routed")
+    assert "websocket.path" in findings[0].remediation
     assert findings[0].evidence["path that cannot exist"].endswith("HTTP 403, the same answer")
 
 

@@ -210,3 +210,29 @@ def test_main__no_health_paths_leaves_the_version_not_verified_not_passed(tmp_pa
     assert version["status"] == "not verified", version
     assert "no health body named a version" in version["summary"]
     assert code == 0, err
+
+
+def test_main__health_expression_that_is_false_is_an_unhealthy_finding(tmp_path: Path):
+    config = tmp_path / "gp.yml"
+    config.write_text(
+        REALTIME_CONFIG.replace(
+            "  paths: [/healthz]", "  paths: [/healthz]\n  healthy: \"version == 'other'\""
+        )
+    )
+    with realtime_ws.running(secret=SECRET) as backend:
+        argv = [
+            "check",
+            "--url",
+            backend.url,
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert code == 1, err
+    finding = next(f for f in saved["findings"] if f["kind"] == "http-status")
+    assert finding["fingerprint"] == "realtime-chat:http-status:unhealthy"
+    assert "`version == 'other'` (health.healthy) is not true of its body" in finding["observed"]

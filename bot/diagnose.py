@@ -221,6 +221,21 @@ def _remediation(explanation: Explanation, check: CheckResult) -> str:
     return explanation.remediation
 
 
+# Where one detail of a kind has a cause of its own. A plain 403 is `ws-auth-rejected` unless the probe found the
+# same 403 for no token and for a path that cannot exist (bot.probe.journey._explain_refusals).
+DETAIL_EXPLANATIONS: dict[tuple[Kind, str], Explanation] = {
+    (Kind.WS_UPGRADE_STATUS, "403"): Explanation(
+        "WebSocket path probably not routed (the same HTTP 403 on every upgrade)",
+        "The upgrade with a valid token, the one without a token and one to a path that cannot exist all got "
+        "the same 403: no WebSocket route is registered at this path (Starlette and FastAPI answer 403 for an "
+        "unknown WebSocket route), or the server refuses every upgrade before it reads the token.",
+        "Check `websocket.path` against the server's WebSocket routes, including any path prefix or proxy "
+        "rewrite; if the route exists, check where the handler reads the token and compare the JWT secret in "
+        "the revision with the issuer's.",
+    ),
+}
+
+
 def severity_for(kind: Kind, step: Step) -> Severity:
     """P0 for anything that blocks the golden path at or beyond the WebSocket layer; P1 otherwise."""
     if kind in P0_KINDS or (step in P0_STEPS and kind is not Kind.PERF_TARGET_MISSED):
@@ -256,7 +271,7 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
         first = group[0]
         assert first.failure is not None
         kind, detail = first.failure.kind, first.failure.detail
-        explanation = EXPLANATIONS[kind]
+        explanation = DETAIL_EXPLANATIONS.get((kind, detail), EXPLANATIONS[kind])
         step_label = first.step.value
         users = tuple(sorted({c.user for c in group if c.user is not None}))
         findings.append(

@@ -161,10 +161,6 @@ class Frame:
     body: Any
     raw: str
 
-    @property
-    def type(self) -> str:  # the earlier name of `name`
-        return self.name
-
 
 def parse_frame(raw: str | bytes, *, event_name: str = "type") -> Frame:
     """A server frame read with the profile's event-name expression.

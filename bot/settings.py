@@ -48,7 +48,7 @@ class DeprecatedKey(FutureWarning):
     """A config key that still works under its earlier spelling; the message names the new one."""
 
 
-def _expression(key: str, text: str | None) -> str | None:
+def _expression(text: str | None) -> str | None:
     if text is not None and (problem := protocol.expression_problem(text)) is not None:
         raise ValueError(f"{text!r} is not a valid JMESPath expression: {problem}")
     return text
@@ -131,7 +131,7 @@ class HealthSettings(_Section):
     @field_validator("healthy", "version", "service")
     @classmethod
     def _expressions(cls, v: str | None) -> str | None:
-        return _expression("", v)
+        return _expression(v)
 
 
 class LoginSettings(_Section):
@@ -291,7 +291,7 @@ class AnswerSettings(_Section):
     @field_validator("expression")
     @classmethod
     def _expr(cls, v: str) -> str:
-        return _expression("", v) or v
+        return _expression(v) or v
 
 
 class OwnerSettings(_Section):
@@ -304,7 +304,7 @@ class OwnerSettings(_Section):
     @field_validator("user", "run", "thread")
     @classmethod
     def _expr(cls, v: str | None) -> str | None:
-        return _expression("", v)
+        return _expression(v)
 
 
 class JourneySettings(_Section):
@@ -366,7 +366,7 @@ class JourneySettings(_Section):
     @field_validator("event_name")
     @classmethod
     def _event_name(cls, v: str) -> str:
-        return _expression("", v) or v
+        return _expression(v) or v
 
     @field_validator("canned_patterns")
     @classmethod
@@ -529,7 +529,14 @@ class Settings(_Section):
         found = profiles.canonical(str(name))
         if found is None or found == profiles.DEFAULT:
             return data  # the models' defaults are the reference profile (a test keeps them equal)
-        return _merged(profiles.load(found), data)
+        merged = _merged(profiles.load(found), data)
+        if isinstance(journey, dict) and "expected_events" in journey:
+            # The user's own events: the profile's repeating/optional ones apply only where they still exist.
+            events = merged["journey"]["expected_events"]
+            for key in ("repeating_events", "optional_events"):
+                if key not in journey and isinstance(events, list | tuple):
+                    merged["journey"][key] = [e for e in merged["journey"].get(key, []) if e in events]
+        return merged
 
     @field_validator("url")
     @classmethod

@@ -147,6 +147,8 @@ def test_probe__wrong_websocket_path_is_probably_not_routed(healthy: ReferenceSe
         (Kind.WS_UPGRADE_STATUS, "ref:ws-upgrade-status:403")
     ]
     assert "/socket is probably not routed" in findings[0].observed
+    assert findings[0].title.startswith("WebSocket path probably not routed")
+    assert "websocket.path" in findings[0].remediation
     assert findings[0].evidence["path that cannot exist"].endswith("HTTP 403, the same answer")
 
 
@@ -292,4 +294,4 @@ def test_version_check__any_version_like_field_may_match():
     check, serving = version_check(expected="abcdef1234567", serving=("1.4.2", "0000000"), field="version")
     assert check is not None and check.failure is not None and check.failure.kind is Kind.VERSION_SKEW
     check, _ = version_check(expected="abc", serving=(), field="version")
-    assert check is not None and check.status is Status.SKIP
+    assert check is not None and check.status is Status.NOT_VERIFIED

@@ -55,6 +55,12 @@ def test_build_settings__a_config_overrides_only_what_differs():
     assert settings.health.paths == ("/healthz",)
 
 
+def test_build_settings__own_expected_events_keep_only_the_profiles_optional_ones_that_exist():
+    journey = {"profile": "openai-realtime", "expected_events": ["response.created", "response.done"]}
+    settings = build_settings({"journey": journey})
+    assert (settings.journey.optional_events, settings.journey.repeating_events) == ((), ())
+
+
 @pytest.mark.parametrize(
     ("journey", "key", "expected"),
     [
@@ -182,3 +188,51 @@ def test_main__demo_openai_realtime_cross_talk_fails_with_isolation_leak(tmp_pat
     assert code == 1, err
     saved = json.loads((tmp_path / "results.json").read_text())
     assert "isolation-leak" in [f["kind"] for f in saved["findings"]]
+
+
+def test_main__no_health_paths_leaves_the_version_not_verified_not_passed(tmp_path: Path):
+    config = tmp_path / "gp.yml"
+    config.write_text(REALTIME_CONFIG.replace("  paths: [/healthz]", "  paths: []"))
+    with realtime_ws.running(secret=SECRET) as backend:
+        argv = [
+            "check",
+            "--url",
+            backend.url,
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    version = next(c for c in saved["checks"] if c["id"] == "version")
+    assert version["status"] == "not verified", version
+    assert "no health body named a version" in version["summary"]
+    assert code == 0, err
+
+
+def test_main__health_expression_that_is_false_is_an_unhealthy_finding(tmp_path: Path):
+    config = tmp_path / "gp.yml"
+    config.write_text(
+        REALTIME_CONFIG.replace(
+            "  paths: [/healthz]", "  paths: [/healthz]\n  healthy: \"version == 'other'\""
+        )
+    )
+    with realtime_ws.running(secret=SECRET) as backend:
+        argv = [
+            "check",
+            "--url",
+            backend.url,
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert code == 1, err
+    finding = next(f for f in saved["findings"] if f["kind"] == "http-status")
+    assert finding["fingerprint"] == "realtime-chat:http-status:unhealthy"
+    assert "`version == 'other'` (health.healthy) is not true of its body" in finding["observed"]

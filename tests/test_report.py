@@ -94,8 +94,8 @@ MERMAID_LINE = re.compile(
     r"^    (?:"
     r'(?P<node>\w+)\["[^"\n]*"\]'
     r"|(?P<src>\w+) (?:-->|-\.->) (?P<dst>\w+)"
-    r"|class (?P<members>\w+(?:,\w+)*) (?P<cls>pass|fail|skip)"
-    r"|classDef (?:pass|fail|skip) [\w#:,. -]+"
+    r"|class (?P<members>\w+(?:,\w+)*) (?P<cls>pass|fail|skip|unverified)"
+    r"|classDef (?:pass|fail|skip|unverified) [\w#:,. -]+"
     r")$"
 )
 
@@ -239,6 +239,8 @@ def test_render_report__first_three_lines_tell_a_manager(name: str) -> None:
         assert f"({run.p0_count} P0)" in verdict
         assert "$1,200,000 ARR" in impact
         assert run.findings[0].title.split("`")[0] in next_step
+    elif any(c.status.value == "not verified" for c in run.checks):
+        assert "could not be verified" in next_step and "not verified)" in verdict
     elif run.verdict.value == "pass":
         assert "Nothing to do" in next_step
     else:

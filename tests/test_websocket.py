@@ -65,6 +65,7 @@ def test_probe__heartbeats_do_not_keep_a_stalled_agent_alive():
     assert "No `agent_thinking` within 1 s of `agent_started`" in finding.observed
     assert "only heartbeat arrived" in finding.observed
     assert "heartbeat ×" in finding.evidence["other frames"]
+    assert "(unexpected)" not in finding.evidence["other frames"]  # heartbeats are in journey.ignored_events
     assert took < 10, "the event deadline restarted on every heartbeat"
     isolation = [c for c in checks if c.id == "isolation"]
     assert len(isolation) == 2 and all(c.status is Status.PASS for c in isolation)

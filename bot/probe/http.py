@@ -300,9 +300,10 @@ def version_check(
         return None, first
     if not serving:
         summary = (
-            f"expected version {expected}, but the health body has no '{field}' (or commit) field to compare"
+            f"not verified: expected version {expected}, but no health body named a version to compare "
+            f"(health.version, or '{field}', version, commit, git_sha, sha)"
         )
-        return CheckResult("version", Step.REVISION, Status.SKIP, summary=summary), None
+        return CheckResult("version", Step.REVISION, Status.NOT_VERIFIED, summary=summary), None
     wanted = expected.strip().lower()
     for candidate in serving:
         have = candidate.strip().lower()

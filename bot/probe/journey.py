@@ -547,8 +547,11 @@ def _take(
     if frame.name in cfg.error_events:
         return frame.name
     if frame.name not in cfg.expected_events:
-        if frame.name in stream.others or len(stream.others) < OTHER_NAMES:
-            stream.others[frame.name] = stream.others.get(frame.name, 0) + 1
+        # Ignored frames (welcome, heartbeats) and unknown ones carry no journey state; both are counted for the
+        # evidence, the unknown ones marked, since they may be the events the profile misnames.
+        name = frame.name[:80] if frame.name in cfg.ignored_events else f"{frame.name[:80]} (unexpected)"
+        if name in stream.others or len(stream.others) < OTHER_NAMES:
+            stream.others[name] = stream.others.get(name, 0) + 1
         return frame.name  # a welcome frame may be what the next frame to send waits for
     named = protocol.owner_values(frame, cfg.owner)
     stream.owned = stream.owned or bool(named)

@@ -133,8 +133,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--on-pass", choices=("none", "promote"), help="traffic action when the run passes")
     check.add_argument("--on-fail", choices=("none", "rollback"), help="traffic action when the run fails")
+    check.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run shard K of N of the users and write a shard result for `merge` (default in a Cloud Run "
+        "Jobs task: CLOUD_RUN_TASK_INDEX+1/CLOUD_RUN_TASK_COUNT); a shard never publishes or moves traffic",
+    )
     _common(check)
     check.set_defaults(func=_check)
+
+    merge = sub.add_parser(
+        "merge",
+        help="merge shard results (check --shard K/N) into one verdict and report, and publish once",
+    )
+    merge.add_argument("results", type=Path, nargs="+", help="every shard's results.json")
+    merge.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="comment on the PR and file P0 issues (--no-publish overrides the config file)",
+    )
+    merge.add_argument("--pr", type=int, help="pull request number (default: found from the event or commit)")
+    merge.add_argument(
+        "--fail-on", choices=("any", "p0"), help="exit 1 on any finding (default) or only on P0"
+    )
+    merge.add_argument("--config", type=Path, help=f"config file (default {DEFAULT_CONFIG} when it exists)")
+    merge.add_argument("--output-dir", type=Path, help="where results.json, report.md and junit.xml go")
+    merge.add_argument(
+        "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
+    )
+    merge.add_argument("--quiet", action="store_true", help="do not print the report")
+    merge.set_defaults(func=_merge)
 
     action = sub.add_parser("action", help="run as the GitHub Action (reads INPUT_* and GITHUB_* variables)")
     action.set_defaults(func=_action)
@@ -264,8 +293,65 @@ def _demo(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err:
 
 
 def _check(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from bot import shards
+
     settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None})
-    return _run(settings, _credentials(settings, env), env=env, out=out, err=err, quiet=args.quiet)
+    spec = shards.parse(args.shard) if args.shard else shards.from_cloud_run_task(env)
+    shard = None
+    if spec is not None:
+        if args.publish:
+            raise UsageError(
+                "--shard with --publish: a shard never publishes; `golden-path merge` publishes once for all"
+            )
+        shard = shards.share(settings, *spec)
+        # Publishing and the traffic gate happen once, in `merge`, over every shard's journeys.
+        settings = settings.model_copy(
+            update={
+                "github": settings.github.model_copy(update={"publish": False}),
+                "gate": settings.gate.model_copy(update={"on_pass": "none", "on_fail": "none"}),
+            }
+        )
+    credentials = _credentials(settings, env)
+    return _run(settings, credentials, env=env, out=out, err=err, quiet=args.quiet, shard=shard)
+
+
+def _merge(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    import uuid
+
+    from bot import pipeline, results, shards
+    from bot.settings import build_settings, normalise_keys, read_config_file
+
+    runs = []
+    for path in args.results:
+        try:
+            runs.append(results.load(path))
+        except FileNotFoundError:
+            raise UsageError(f"results file {str(path)!r} does not exist") from None
+        except (ValueError, OSError) as exc:
+            raise UsageError(
+                f"results file {str(path)!r} is not a golden-path results document: {exc}"
+            ) from None
+    config_path: Path | None = args.config
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    file_data: dict[str, Any] = normalise_keys(read_config_file(config_path)) if config_path else {}
+    values = {name: getattr(args, name, None) for name in OVERRIDES}
+    overrides = {OVERRIDES[name]: v for name, v in values.items() if v is not None}
+    settings = build_settings(file_data, overrides)
+    pipeline.preflight(settings, None)
+    log = _logger(env, out, err)
+    run = shards.merge(runs, settings=settings, run_id=uuid.uuid4().hex[:12])
+    log(f"merged {len(runs)} shards: {run.users} users, {len(run.samples)} journeys")
+    cloud_run = None
+    if settings.cloud_run.configured and (settings.gate.on_pass, settings.gate.on_fail) != ("none", "none"):
+        from bot import cloudrun
+
+        cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
+    try:
+        return _conclude(run, settings, cloud_run=cloud_run, env=env, out=out, err=err, quiet=args.quiet)
+    finally:
+        if cloud_run is not None:
+            cloud_run.close()
 
 
 def _action(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
@@ -367,6 +453,31 @@ def _report(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, er
 # -- the run -------------------------------------------------------------------------------------------------
 
 
+def _logger(env: Mapping[str, str], out: TextIO, err: TextIO) -> Callable[[str], None]:
+    in_actions = env.get("GITHUB_ACTIONS") == "true"
+
+    def log(message: str) -> None:
+        print(f"golden-path: {message}", file=err)
+        if in_actions and message.startswith("warning: "):
+            from bot import actions
+
+            print(
+                actions.command("warning", message.removeprefix("warning: "), title="golden-path"), file=out
+            )
+
+    return log
+
+
+def _github_token(settings: Settings, env: Mapping[str, str]) -> str | None:
+    github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
+    if settings.github.publish and not (github_token and env.get("GITHUB_REPOSITORY")):
+        raise UsageError(
+            "publishing needs GITHUB_TOKEN (or the github-token input) and GITHUB_REPOSITORY: "
+            "set them, or pass --no-publish / publish: false"
+        )
+    return github_token
+
+
 def _run(
     settings: Settings,
     credentials: Credentials,
@@ -375,29 +486,19 @@ def _run(
     out: TextIO,
     err: TextIO,
     quiet: bool,
+    shard: results.Shard | None = None,
 ) -> int:
     in_actions = env.get("GITHUB_ACTIONS") == "true"
-
-    def log(message: str) -> None:
-        print(f"golden-path: {message}", file=err)
-        if in_actions and message.startswith("warning: "):
-            print(
-                actions.command("warning", message.removeprefix("warning: "), title="golden-path"), file=out
-            )
+    log = _logger(env, out, err)
 
     def on_token(token: str) -> None:
         if in_actions:
             actions.mask(token, out)
 
-    from bot import actions, pipeline, report
+    from bot import actions, pipeline
 
     pipeline.preflight(settings, credentials)
-    github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
-    if settings.github.publish and not (github_token and env.get("GITHUB_REPOSITORY")):
-        raise UsageError(
-            "publishing needs GITHUB_TOKEN (or the github-token input) and GITHUB_REPOSITORY: "
-            "set them, or pass --no-publish / publish: false"
-        )
+    _github_token(settings, env)
 
     actions_ctx = None
     if in_actions or settings.github.publish:
@@ -432,15 +533,37 @@ def _run(
             log=log,
             on_token=on_token,
             logs_reader=logs_reader,
+            shard=shard,
         )
-        # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
-        artifacts, markdown = pipeline.write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
-        )
-        gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
+        return _conclude(run, settings, cloud_run=cloud_run, env=env, out=out, err=err, quiet=quiet)
     finally:
         if cloud_run is not None:
             cloud_run.close()
+
+
+def _conclude(
+    run: results.Run,
+    settings: Settings,
+    *,
+    cloud_run: Any,
+    env: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    quiet: bool,
+) -> int:
+    """A run's (or a merged run's) artifacts, traffic gate, report, publishing, Actions outputs and exit code."""
+    from bot import actions, pipeline, report
+
+    log = _logger(env, out, err)
+    github_token = _github_token(settings, env)
+    actions_ctx = None
+    if env.get("GITHUB_ACTIONS") == "true" or settings.github.publish:
+        actions_ctx = actions.context_from_env(env)
+    # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
+    artifacts, markdown = pipeline.write_artifacts(
+        run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+    )
+    gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     if gated is not run:
         run = gated
         artifacts, markdown = pipeline.write_artifacts(

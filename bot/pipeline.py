@@ -19,7 +19,7 @@ from bot import logs as server_logs
 from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.probe import journey
-from bot.results import CheckResult, Run, Target, TrafficAction, Verdict
+from bot.results import CheckResult, JourneySample, Run, Shard, Target, TrafficAction, Verdict
 from bot.settings import Settings
 from bot.untrusted import Redactor
 
@@ -52,8 +52,11 @@ def execute(
     log: Callable[[str], None],
     on_token: Callable[[str], None] = lambda _token: None,
     logs_reader: server_logs.Reader | None = None,
+    shard: Shard | None = None,
 ) -> Run:
-    """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change."""
+    """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change.
+
+    With ``shard``, only that shard's users run (numbered as in the whole run)."""
     run_id = uuid.uuid4().hex[:12]
     trace = tracing.RunTrace(run_id)  # every request carries a trace id derived from the run and the user
     tokens: list[str] = []
@@ -87,17 +90,30 @@ def execute(
         log(f"warning: {warning}")
 
     serving_version = None
+    users = settings.journey.users + settings.load.users
+    phases = None
+    if shard is not None:
+        phases = journey.user_phases(settings, range(shard.first_user, shard.last_user + 1))
+        users = shard.last_user - shard.first_user + 1
+    samples: tuple[JourneySample, ...] = ()
+    health_samples: tuple[float, ...] = ()
     if ready:
-        users = settings.journey.users + settings.load.users
-        log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}")
+        where = f" (shard {shard.index}/{shard.count})" if shard else ""
+        log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}{where}")
         outcome = asyncio.run(
             journey.probe(
-                settings, base_url=target.url, credentials=credentials, on_token=remember, trace=trace
+                settings,
+                base_url=target.url,
+                credentials=credentials,
+                on_token=remember,
+                trace=trace,
+                phases=phases,
             )
         )
         checks.extend(outcome.checks)
         metrics = outcome.metrics
         serving_version = outcome.serving_version
+        samples, health_samples = outcome.samples, outcome.health_samples
     else:
         log("the revision is not ready: the golden path was not run against it")
         metrics = ()
@@ -115,11 +131,14 @@ def execute(
         metrics=metrics,
         findings=findings,
         impact=impact.assess(findings, settings=settings.impact, journey_name=settings.journey.name),
-        users=settings.journey.users + settings.load.users,
+        users=users,
         commit=context.commit,
         run_url=context.run_url,
         tool_version=context.tool_version,
         traces=trace.users(),
+        samples=samples,
+        health_samples=health_samples,
+        shard=shard,
     )
     return _with_server_logs(
         run, settings, reader=logs_reader, credentials=credentials, tokens=tokens, log=log
@@ -193,10 +212,12 @@ def apply_gate(
     return replace(run, traffic_actions=(*run.traffic_actions, taken))
 
 
-def preflight(settings: Settings, credentials: auth.Credentials) -> None:
+def preflight(settings: Settings, credentials: auth.Credentials | None) -> None:
     """What can be checked before the probe is checked before it: a run that would end in a usage error must
-    not first probe the backend (or move traffic). Raises ``UsageError``."""
-    auth.check_credentials(settings.auth, credentials)
+    not first probe the backend (or move traffic). Raises ``UsageError``. ``merge`` probes nothing: no
+    credentials to check."""
+    if credentials is not None:
+        auth.check_credentials(settings.auth, credentials)
     report.check_templates(settings.report.templates_dir)
     output = settings.output_dir
     try:

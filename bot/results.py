@@ -282,6 +282,37 @@ class ServerLogs:
 
 
 @dataclass(frozen=True, slots=True)
+class JourneySample:
+    """One user's raw figures in milliseconds (None: step not reached), named like the metrics they feed.
+
+    Kept for every journey so ``merge`` recomputes each percentile over the union of shards' samples.
+    """
+
+    user: int
+    handshake_ms: float | None = None
+    agent_startup_ms: float | None = None
+    event_gap_ms: float | None = None
+    processing_ms: float | None = None
+    total_ms: float | None = None
+    # Event type -> arrival after the message was sent (ms); recorded for the first ARRIVALS_CAP users of a run.
+    events: dict[str, float] = field(default_factory=dict)
+
+
+ARRIVALS_CAP = 1000  # journeys per run whose per-event arrival times are kept
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """This run's share of a sharded run (``check --shard K/N``): users ``first_user..last_user`` of them all."""
+
+    index: int  # K, 1-based
+    count: int  # N
+    first_user: int
+    last_user: int  # first_user - 1 when the share is empty (more shards than users)
+    total_users: int  # the users of all shards together
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     run_id: str
     started_at: str  # RFC 3339 UTC
@@ -301,6 +332,10 @@ class Run:
     schema: int = SCHEMA
     traces: tuple[UserTrace, ...] = ()  # per simulated user, the trace id its requests carried
     logs: ServerLogs | None = None  # the revision's own logs; None when not looked at (a passing run)
+    samples: tuple[JourneySample, ...] = ()  # raw per-journey figures (absent in documents before shards)
+    health_samples: tuple[float, ...] = ()  # raw health latencies (ms) behind the api_ms metric
+    shard: Shard | None = None  # set on a shard's result; None on a whole or merged run
+    merged_from: tuple[str, ...] = ()  # run ids of the shards a merged run was made from
 
     @property
     def p0_count(self) -> int:

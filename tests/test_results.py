@@ -49,3 +49,11 @@ def test_metric_from_samples__p95_is_nearest_rank_and_no_samples_is_skip():
     metric = Metric.from_samples(id="m", label="M", unit="ms", samples=[5, 1, 3, 2, 4], target=4)
     assert (metric.p50, metric.p95, metric.max, metric.status) == (3, 5, 5, Status.FAIL)
     assert Metric.from_samples(id="m", label="M", unit="ms", samples=[], target=4).status is Status.SKIP
+
+
+def test_from_dict__a_schema_1_document_from_before_shards_still_loads():
+    data = results.to_dict(_run())
+    for newer in ("samples", "health_samples", "shard", "merged_from"):
+        del data[newer]
+    run = results.from_dict(data)
+    assert run.samples == () and run.shard is None

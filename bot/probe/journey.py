@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -22,7 +22,7 @@ from bot import auth, protocol
 from bot import trace as tracing
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
-from bot.results import CheckResult, Failure, Kind, Metric, Status, Step
+from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import Settings
 
 FRAME_EVIDENCE = 20  # frames kept as evidence per user
@@ -37,6 +37,7 @@ class Timings:
     processing: float | None = None  # first expected event -> completion event
     max_event_gap: float | None = None
     total: float | None = None  # login start -> answer
+    events: dict[str, float] = field(default_factory=dict)  # event -> ms after the message was sent
 
 
 @dataclass(slots=True)
@@ -69,6 +70,8 @@ class ProbeOutcome:
     checks: tuple[CheckResult, ...]
     metrics: tuple[Metric, ...]
     serving_version: str | None
+    samples: tuple[JourneySample, ...] = ()
+    health_samples: tuple[float, ...] = ()
 
 
 async def probe(
@@ -78,6 +81,7 @@ async def probe(
     credentials: auth.Credentials,
     on_token: Callable[[str], None] = lambda _token: None,
     trace: tracing.RunTrace | None = None,
+    phases: Sequence[Sequence[int]] | None = None,
 ) -> ProbeOutcome:
     """Health, then the journey for ``journey.users`` users at once, then the optional load phase.
 
@@ -121,11 +125,7 @@ async def probe(
         if settings.websocket.negative_auth_check and settings.auth.mode != "none":
             checks.append(await _negative(settings, base_url=base_url, deadline=deadline, trace=trace))
 
-        phases = [range(1, settings.journey.users + 1)]
-        if settings.load.users:
-            first = settings.journey.users + 1
-            phases.append(range(first, first + settings.load.users))
-        for users in phases:
+        for users in phases if phases is not None else user_phases(settings):
             batch = [UserJourney(user) for user in users]
             journeys.extend(batch)
             await asyncio.gather(
@@ -155,7 +155,29 @@ async def probe(
         credentials.password,
         *seen_tokens,
     ]
-    return ProbeOutcome(redact(checks, secrets), metrics, serving_version)
+    samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
+    return ProbeOutcome(redact(checks, secrets), metrics, serving_version, samples, health_latencies)
+
+
+def user_phases(settings: Settings, users: Sequence[int] | None = None) -> list[list[int]]:
+    """Journey users, then load users (one phase with them when ``load.concurrent``); ``users`` picks a share."""
+    journey_users = list(range(1, settings.journey.users + 1))
+    load_users = list(range(settings.journey.users + 1, settings.journey.users + settings.load.users + 1))
+    if users is not None:
+        share = set(users)
+        journey_users = [u for u in journey_users if u in share]
+        load_users = [u for u in load_users if u in share]
+    if settings.load.concurrent:
+        return [journey_users + load_users]
+    return [phase for phase in (journey_users, load_users) if phase]
+
+
+def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:
+    t = journey.timings
+    events = dict(t.events) if arrivals else {}
+    return JourneySample(
+        journey.user, t.handshake, t.agent_startup, t.max_event_gap, t.processing, t.total, events
+    )
 
 
 REDACTED = "[redacted]"
@@ -418,6 +440,7 @@ async def _session(
         if frame.type == cfg.completion_event:
             completion = frame
 
+    journey.timings.events = {name: round((at - sent) * 1000, 3) for name, at in arrivals.items()}
     if arrivals:
         first = min(arrivals.values())
         journey.timings.agent_startup = round((first - sent) * 1000, 2)

@@ -468,6 +468,27 @@ def _logger(env: Mapping[str, str], out: TextIO, err: TextIO) -> Callable[[str],
     return log
 
 
+def _allow_open_files(users: int) -> str | None:
+    """Each user holds a socket or two: raise the soft open-files limit (often 1,024) up to the hard one, so
+    ``--users 1000`` does not fail with 'too many open files'. Returns a warning when even that is too low."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to raise
+        return None
+    wanted = 2 * users + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return None
+    limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    if limit < wanted:
+        return (
+            f"{users} users need about {wanted} open files but the hard limit is {hard}: "
+            "raise it (ulimit -Hn) or split the users with --shard K/N"
+        )
+    return None
+
+
 def _github_token(settings: Settings, env: Mapping[str, str]) -> str | None:
     github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
     if settings.github.publish and not (github_token and env.get("GITHUB_REPOSITORY")):
@@ -499,6 +520,12 @@ def _run(
 
     pipeline.preflight(settings, credentials)
     _github_token(settings, env)
+    users = settings.journey.users + settings.load.users
+    if shard is not None:
+        users = shard.last_user - shard.first_user + 1
+    warning = _allow_open_files(users)
+    if warning:
+        log(f"warning: {warning}")
 
     actions_ctx = None
     if in_actions or settings.github.publish:

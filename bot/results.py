@@ -9,12 +9,14 @@ escaped only when it is rendered (``bot.report``): the JSON keeps the evidence e
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -361,11 +363,29 @@ def verdict_for(findings: Iterable[Finding]) -> Verdict:
     return Verdict.PASS
 
 
-_RUN = TypeAdapter(Run)
+@functools.cache
+def _schema() -> TypeAdapter[Run]:
+    """Built on first read (~90 ms): writing results needs no validation, so a check never pays for it."""
+    return TypeAdapter(Run)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data, as pydantic's ``dump_python(mode="json")`` makes it, without building a schema."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def to_dict(run: Run) -> dict[str, Any]:
-    data: dict[str, Any] = _RUN.dump_python(run, mode="json")
+    data: dict[str, Any] = _plain(run)
     # Derived counts are part of the contract so shell steps can read them without arithmetic.
     data["p0_count"] = run.p0_count
     data["p1_count"] = run.p1_count
@@ -385,7 +405,7 @@ def from_dict(data: object) -> Run:
         raise ValueError(f"results schema {schema!r} is not supported (expected {SCHEMA})")
     body = {k: v for k, v in data.items() if k not in ("p0_count", "p1_count")}
     try:
-        return _RUN.validate_python(body)
+        return _schema().validate_python(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in error["loc"]) or "(document)"

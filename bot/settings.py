@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
@@ -331,6 +330,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError("", f"config file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError("", f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    import yaml  # ~25 ms: only when there is a config file to read
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -102,8 +102,13 @@ async def probe(
     versions: tuple[str, ...] = ()
     deadline = time.monotonic() + timeouts.run_s
     hooks = trace.httpx_hooks()
+    # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is requested.
     async with httpx.AsyncClient(
-        timeout=limits, trust_env=False, follow_redirects=False, event_hooks=hooks
+        timeout=limits,
+        trust_env=False,
+        follow_redirects=False,
+        event_hooks=hooks,
+        verify=not base_url.startswith("http://"),
     ) as http:
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):

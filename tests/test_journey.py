@@ -257,3 +257,20 @@ def test_user_phases__load_users_run_after_the_journey_users_or_with_them():
     assert user_phases(together) == [[1, 2, 3, 4, 5]]
     assert user_phases(together, range(2, 4)) == [[2, 3]]  # a shard's share keeps the global numbers
     assert user_phases(after, range(4, 6)) == [[4, 5]]
+
+
+def test_probe__each_event_arrives_after_the_server_sent_it_on_the_shared_monotonic_clock():
+    from bot.reference.server import Stamps
+
+    stamps = Stamps()
+    with ReferenceServer(secret=SECRET, version=VERSION, stamps=stamps) as server:
+        outcome, findings = _run(_settings(server.url))
+    assert findings == ()
+    assert len(outcome.samples) == 3 and len(stamps.sent) == 3 and len(stamps.completed) == 3
+    for sample in outcome.samples:
+        (thread,) = [t for t in stamps.sent if t.endswith(f"-{sample.user}")]
+        server_sent = stamps.sent[thread]
+        assert list(sample.events) == list(server_sent)  # all five, in the order sent
+        # Relative to the message: the client sent before the server received, and the server sent each event
+        # before the client recorded its arrival.
+        assert all(sample.events[name] >= server_sent[name] for name in server_sent)

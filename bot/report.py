@@ -613,6 +613,30 @@ _LEVELS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Waterfall:
+    """The slowest user's events, each a bar from the previous arrival to its own (ms after the message)."""
+
+    user: int
+    bars: tuple[tuple[str, float, float], ...]  # label, from, to
+
+
+_GANTT_UNSAFE = re.compile(r"[^A-Za-z0-9_. -]")
+
+
+def waterfall(run: Run) -> Waterfall | None:
+    """For a Mermaid ``gantt``: the user whose journey took longest, among those with arrival times."""
+    timed = [s for s in run.samples if s.events]
+    if not timed:
+        return None
+    slowest = max(timed, key=lambda s: (s.total_ms or 0.0, max(s.events.values())))
+    bars, previous = [], 0.0
+    for name, at in sorted(slowest.events.items(), key=lambda item: item[1]):
+        bars.append((_GANTT_UNSAFE.sub("_", name)[:60], previous, at))
+        previous = at
+    return Waterfall(slowest.user, tuple(bars))
+
+
 # -- the environment -------------------------------------------------------------------------------------------
 
 
@@ -729,6 +753,7 @@ def _context(run: Run, detail: _Detail, *, history_count: int = 0, **extra: Any)
     return {
         "run": run,
         "journey": journey(run),
+        "waterfall": waterfall(run),
         "findings": shown,
         "findings_omitted": len(findings) - len(shown),
         "show_evidence": detail.show_evidence,

@@ -797,3 +797,31 @@ def test_render_report__hostile_log_text_is_inert(render: str) -> None:
         assert_inert(report.render_comment(run, history=[]), markers=2)
     else:
         assert_inert(report.render_issue(run, run.findings[0]), markers=1)
+
+
+def test_render_report__waterfall_of_the_slowest_user_as_a_mermaid_gantt() -> None:
+    from bot.results import JourneySample
+
+    events = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+    fast = JourneySample(
+        1, total_ms=90, events=dict(zip(events, (20.0, 30.0, 50.0, 60.0, 70.0), strict=True))
+    )
+    slow = JourneySample(
+        2, total_ms=400, events=dict(zip(events, (120.4, 130.0, 250.0, 260.0, 380.6), strict=True))
+    )
+    run = replace(samples.healthy(), samples=(fast, slow, JourneySample(3, total_ms=None)))
+
+    markdown = report.render_report(run)
+
+    fences = [t for t in MarkdownIt().parse(markdown) if t.type == "fence" and t.info == "mermaid"]
+    gantt = next(t.content for t in fences if t.content.startswith("gantt"))
+    assert "section user 2" in gantt and "title User 2," in gantt
+    bars = [line.strip() for line in gantt.splitlines() if ":e" in line]
+    assert bars == [
+        "agent_started (120 ms) :e1, 0, 120",
+        "agent_thinking (130 ms) :e2, 120, 130",
+        "tool_executing (250 ms) :e3, 130, 250",
+        "tool_completed (260 ms) :e4, 250, 260",
+        "agent_completed (381 ms) :e5, 260, 381",
+    ]
+    assert "gantt" not in report.render_report(samples.healthy())  # no arrival times recorded: no waterfall

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot import auth, diagnose, impact, report, results
+from bot import auth, diagnose, impact, report, results, shards
 from bot import logs as server_logs
 from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
@@ -93,7 +93,7 @@ def execute(
     users = settings.journey.users + settings.load.users
     phases = None
     if shard is not None:
-        phases = journey.user_phases(settings, range(shard.first_user, shard.last_user + 1))
+        phases = shards.user_phases(settings, range(shard.first_user, shard.last_user + 1))
         users = shard.last_user - shard.first_user + 1
     samples: tuple[JourneySample, ...] = ()
     health_samples: tuple[float, ...] = ()

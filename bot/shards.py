@@ -54,6 +54,19 @@ def share(settings: Settings, index: int, count: int) -> Shard:
     return Shard(index=index, count=count, first_user=first, last_user=last, total_users=total)
 
 
+def user_phases(settings: Settings, users: Sequence[int] | None = None) -> list[list[int]]:
+    """Journey users, then load users (one phase with them when ``load.concurrent``); ``users`` picks a share."""
+    journey_users = list(range(1, settings.journey.users + 1))
+    load_users = list(range(settings.journey.users + 1, settings.journey.users + settings.load.users + 1))
+    if users is not None:
+        share = set(users)
+        journey_users = [u for u in journey_users if u in share]
+        load_users = [u for u in load_users if u in share]
+    if settings.load.concurrent:
+        return [journey_users + load_users]
+    return [phase for phase in (journey_users, load_users) if phase]
+
+
 def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
     """One Run from every shard of a sharded run: all checks and journeys, percentiles over the union.
 

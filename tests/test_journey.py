@@ -11,7 +11,7 @@ import pytest
 
 from bot import diagnose, results
 from bot.auth import Credentials
-from bot.probe.journey import probe, user_phases
+from bot.probe.journey import probe
 from bot.reference.faults import FAULTS, parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
@@ -248,15 +248,6 @@ def test_version_check__any_version_like_field_may_match():
     assert check is not None and check.failure is not None and check.failure.kind is Kind.VERSION_SKEW
     check, _ = version_check(expected="abc", serving=(), field="version")
     assert check is not None and check.status is Status.SKIP
-
-
-def test_user_phases__load_users_run_after_the_journey_users_or_with_them():
-    after = build_settings({"journey": {"users": 2}, "load": {"users": 3}})
-    assert user_phases(after) == [[1, 2], [3, 4, 5]]
-    together = build_settings({"journey": {"users": 2}, "load": {"users": 3, "concurrent": True}})
-    assert user_phases(together) == [[1, 2, 3, 4, 5]]
-    assert user_phases(together, range(2, 4)) == [[2, 3]]  # a shard's share keeps the global numbers
-    assert user_phases(after, range(4, 6)) == [[4, 5]]
 
 
 def test_probe__each_event_arrives_after_the_server_sent_it_on_the_shared_monotonic_clock():

@@ -178,3 +178,12 @@ def test_main__a_shard_refuses_to_publish_and_merge_names_a_missing_shard(
     assert code == 0, err
     code, _, err = _main(["merge", str(tmp_path / "results.json"), "--output-dir", str(tmp_path / "m")])
     assert code == 2 and "shard 2/2 missing" in err
+
+
+def test_user_phases__load_users_run_after_the_journey_users_or_with_them():
+    after = build_settings({"journey": {"users": 2}, "load": {"users": 3}})
+    assert shards.user_phases(after) == [[1, 2], [3, 4, 5]]
+    together = build_settings({"journey": {"users": 2}, "load": {"users": 3, "concurrent": True}})
+    assert shards.user_phases(together) == [[1, 2, 3, 4, 5]]
+    assert shards.user_phases(together, range(2, 4)) == [[2, 3]]  # a shard's share keeps the global numbers
+    assert shards.user_phases(after, range(4, 6)) == [[4, 5]]

@@ -24,6 +24,7 @@ from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import Settings
+from bot.shards import user_phases
 
 FRAME_EVIDENCE = 20  # frames kept as evidence per user
 
@@ -162,19 +163,6 @@ async def probe(
     ]
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
     return ProbeOutcome(redact(checks, secrets), metrics, serving_version, samples, health_latencies)
-
-
-def user_phases(settings: Settings, users: Sequence[int] | None = None) -> list[list[int]]:
-    """Journey users, then load users (one phase with them when ``load.concurrent``); ``users`` picks a share."""
-    journey_users = list(range(1, settings.journey.users + 1))
-    load_users = list(range(settings.journey.users + 1, settings.journey.users + settings.load.users + 1))
-    if users is not None:
-        share = set(users)
-        journey_users = [u for u in journey_users if u in share]
-        load_users = [u for u in load_users if u in share]
-    if settings.load.concurrent:
-        return [journey_users + load_users]
-    return [phase for phase in (journey_users, load_users) if phase]
 
 
 def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:

@@ -187,3 +187,20 @@ def test_user_phases__load_users_run_after_the_journey_users_or_with_them():
     assert shards.user_phases(together) == [[1, 2, 3, 4, 5]]
     assert shards.user_phases(together, range(2, 4)) == [[2, 3]]  # a shard's share keeps the global numbers
     assert shards.user_phases(after, range(4, 6)) == [[4, 5]]
+
+
+def test_merge__a_failure_in_one_shard_fails_the_whole_run_once():
+    from bot.results import Failure, Kind
+
+    one = _shard_run(1, 2, [10, 20], first_user=1)
+    two = _shard_run(2, 2, [10, 20, 30], first_user=3)
+    closed = Failure(Kind.WS_CLOSED_EARLY, "closed", detail="agent_completed")
+    failing = CheckResult("events", Step.AGENT, Status.FAIL, None, 4, "", closed)
+    two = replace(two, checks=(*two.checks, failing), verdict=Verdict.FAIL)
+
+    merged = shards.merge([one, two], settings=build_settings({}), run_id="m")
+
+    assert merged.verdict is Verdict.FAIL and merged.p0_count == 1
+    (finding,) = merged.findings
+    assert finding.kind is Kind.WS_CLOSED_EARLY and finding.users == (4,)
+    assert merged.impact.blocked  # the impact is assessed again, over the merged findings

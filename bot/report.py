@@ -618,7 +618,7 @@ class Waterfall:
     """The slowest user's events, each a bar from the previous arrival to its own (ms after the message)."""
 
     user: int
-    bars: tuple[tuple[str, float, float], ...]  # label, from, to
+    bars: tuple[tuple[str, float, str, str], ...]  # label, arrival ms, from and to as HH:mm:ss.SSS
 
 
 _GANTT_UNSAFE = re.compile(r"[^A-Za-z0-9_. -]")
@@ -632,9 +632,17 @@ def waterfall(run: Run) -> Waterfall | None:
     slowest = max(timed, key=lambda s: (s.total_ms or 0.0, max(s.events.values())))
     bars, previous = [], 0.0
     for name, at in sorted(slowest.events.items(), key=lambda item: item[1]):
-        bars.append((_GANTT_UNSAFE.sub("_", name)[:60], previous, at))
+        bars.append((_GANTT_UNSAFE.sub("_", name)[:60], at, _gantt_clock(previous), _gantt_clock(at)))
         previous = at
     return Waterfall(slowest.user, tuple(bars))
+
+
+def _gantt_clock(ms: float) -> str:
+    """Milliseconds as a Mermaid gantt time of day (``dateFormat HH:mm:ss.SSS``)."""
+    whole = round(ms)
+    hours, rest = divmod(whole, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{min(hours, 23):02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
 # -- the environment -------------------------------------------------------------------------------------------

@@ -818,10 +818,10 @@ def test_render_report__waterfall_of_the_slowest_user_as_a_mermaid_gantt() -> No
     assert "section user 2" in gantt and "title User 2," in gantt
     bars = [line.strip() for line in gantt.splitlines() if ":e" in line]
     assert bars == [
-        "agent_started (120 ms) :e1, 0, 120",
-        "agent_thinking (130 ms) :e2, 120, 130",
-        "tool_executing (250 ms) :e3, 130, 250",
-        "tool_completed (260 ms) :e4, 250, 260",
-        "agent_completed (381 ms) :e5, 260, 381",
+        "agent_started (120 ms) :e1, 00:00:00.000, 00:00:00.120",
+        "agent_thinking (130 ms) :e2, 00:00:00.120, 00:00:00.130",
+        "tool_executing (250 ms) :e3, 00:00:00.130, 00:00:00.250",
+        "tool_completed (260 ms) :e4, 00:00:00.250, 00:00:00.260",
+        "agent_completed (381 ms) :e5, 00:00:00.260, 00:00:00.381",
     ]
     assert "gantt" not in report.render_report(samples.healthy())  # no arrival times recorded: no waterfall

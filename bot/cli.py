@@ -320,9 +320,12 @@ def _check(args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err
                 "--shard with --publish: a shard never publishes; `golden-path merge` publishes once for all"
             )
         shard = shards.share(settings, *spec)
-        # Publishing and the traffic gate happen once, in `merge`, over every shard's journeys.
+        # Publishing and the traffic gate happen once, in `merge`, over every shard's journeys. `{shard}` in the
+        # output directory is K, so tasks sharing one volume (Cloud Run Jobs) write apart.
+        output_dir = Path(str(settings.output_dir).replace("{shard}", str(shard.index)))
         settings = settings.model_copy(
             update={
+                "output_dir": output_dir,
                 "github": settings.github.model_copy(update={"publish": False}),
                 "gate": settings.gate.model_copy(update={"on_pass": "none", "on_fail": "none"}),
             }

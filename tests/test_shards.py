@@ -160,9 +160,9 @@ def test_main__cloud_run_task_variables_make_the_run_a_shard(
 ):
     env = {"JWT_SECRET_KEY": SECRET, "CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": "2"}
     argv = ["check", "--url", backend.url, "--config", str(config), "--users", "5", "--quiet"]
-    code, _, err = _main([*argv, "--output-dir", str(tmp_path)], env)
+    code, _, err = _main([*argv, "--output-dir", str(tmp_path / "shard-{shard}")], env)
     assert code == 0, err
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "shard-2" / "results.json").read_text())  # tasks on one volume write apart
     assert saved["shard"] == {"index": 2, "count": 2, "first_user": 4, "last_user": 5, "total_users": 5}
     assert [s["user"] for s in saved["samples"]] == [4, 5]
 

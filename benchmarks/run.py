@@ -1,308 +1,520 @@
-"""Benchmarks: each prints a ratio measured in this one run, so a noisy 2-core machine compares like with like.
+"""`make bench`: golden-path against the floor (benchmarks/floor.py, a minimal asyncio websockets client doing
+the same journey) and Artillery 2.0.34 when installed, side by side in one run.
 
-1. start-up: `golden-path --version` against a bare `python -c pass` (google-cloud-run must stay a lazy import).
-2. probe overhead: the handshake latency the probe reports against a bare websockets connect to the same server.
-3. concurrency: the wall time of the journey for 20 users against 1 user (concurrent users must not queue).
-4. memory: peak traced memory of a 50-user probe, per user.
-5. report: rendering a 200-user failing run, and the PR comment's size against GitHub's 65,536-character limit.
-6. hostile health body: peak traced memory of a health check against an endless chunked body (1 MiB cap).
-7. GitHub cost: the requests a steady-state publish makes (comment and issue exist, same failure) after 20
-   earlier incidents, counted by the client (``github.RequestCounter``) and checked against the stand-in's log.
-8. flood: peak RSS of the probe (its own process) while a hostile server sends 200,000 of another user's events
-   to each of 5 users, against the same probe on a quiet server; the isolation finding must survive the flood.
+Every figure is the median of ROUNDS interleaved rounds (tools alternate within a round, so a noisy 2-core
+machine slows each alike), printed with its spread (min-max). Every server runs in its own process
+(benchmarks/server.py: the reference backend, stamping when it sent each event); every client is a fresh process.
 
-Targets are printed next to each figure; the script exits 1 when one is missed.
+1. --help / --version time
+2. overhead to verdict for one user (process start to exit) against the floor and Artillery
+3. 1,000 users: journeys per second counted at the server, CPU per extra journey, peak RSS
+4. timing honesty at 200 users: recorded arrival minus the server's send stamp, excess over the floor's at p95
+5. GitHub requests per steady-state publishing run, against tests/standins/github_api.py
+6. the Dockerfile's install replayed, against a plain `pip install .`
+7-9. robustness (benchmarks/robustness.py): memory against an endless health body and a flood of foreign
+   events, and GitHub requests of a failing steady state after 20 earlier incidents
+
+Environment: BENCH_ROUNDS (default 3), ARTILLERY (path to the artillery binary; default
+benchmarks/node_modules/.bin/artillery, then PATH). Exits 0: the figures are reported, not gated.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from websockets.asyncio.client import connect
-
-from bot import diagnose, impact, protocol, report, results
-from bot.auth import Credentials, mint
-from bot.probe.journey import probe
-from bot.reference.server import ReferenceServer
-from bot.settings import Settings, build_settings
-
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+PYTHON = sys.executable
 SECRET = "benchmark-secret-0123456789abcdefghijklmnop"
-missed: list[str] = []
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+BIG = 1000
+HONESTY_USERS = 200
+EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+GP_CONFIG = (
+    "journey: {event_timeout_s: 120, sla_s: 300}\n"
+    "websocket: {open_timeout_s: 120}\n"
+    "timeouts: {connect_s: 120, request_s: 120, run_s: 600}\n"
+)
 
 
-def line(name: str, value: float, target: float, unit: str = "x", *, lower_is_better: bool = True) -> None:
-    ok = value <= target if lower_is_better else value >= target
-    if not ok:
-        missed.append(name)
-    sign = "<=" if lower_is_better else ">="
-    print(f"{name:58} {value:8.2f}{unit}   target {sign} {target:g}{unit}   {'ok' if ok else 'MISSED'}")
+@dataclass(frozen=True)
+class Sample:
+    wall_s: float
+    cpu_s: float  # user + system of the process and the children it waited for
+    max_rss_mb: float
+    code: int
+    started: float  # time.monotonic() when it was started (CLOCK_MONOTONIC, comparable with the server's)
 
 
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def measure(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Sample:
+    """Run a process to its exit; wall time, CPU (its own and its waited-for children's) and peak RSS."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        argv,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    error = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        print(f"    ({argv[0]} ... exited {process.returncode}: {error.strip()[-300:]})")
+    return Sample(
+        wall,
+        usage.ru_utime + usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        process.returncode,
+        started,
+    )
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: Sequence[float], unit: str = "", digits: int = 0) -> str:
+    return f"{median(values):.{digits}f}{unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else "ok" if ok else "MISSED"
+
+
+# -- the server --------------------------------------------------------------------------------------------------
+
+
+class Server:
+    """benchmarks/server.py in its own process."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [PYTHON, str(BENCH / "server.py"), str(self.port)],
+            env={**os.environ, "JWT_SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                self.stats()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("bench: the reference backend did not start")
+
+    def stats(self) -> dict[str, object]:
+        with urllib.request.urlopen(f"{self.url}/bench/stats", timeout=30) as answer:
+            data: dict[str, object] = json.load(answer)
+            return data
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/bench/reset", method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+# -- the tools ---------------------------------------------------------------------------------------------------
+
+
+def artillery_binary() -> str | None:
+    given = os.environ.get("ARTILLERY")
+    local = BENCH / "node_modules" / ".bin" / "artillery"
+    for candidate in (given, str(local) if local.exists() else None, shutil.which("artillery")):
+        if candidate:
+            return candidate
+    return None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _token() -> str:
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": "artillery", "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+
+
+class Tools:
+    def __init__(self, server: Server, work: Path) -> None:
+        self.server = server
+        self.work = work
+        self.config = work / "golden-path.yml"
+        self.config.write_text(GP_CONFIG)
+        self.artillery = artillery_binary()
+
+    def golden_path(self, users: int, out: str) -> list[str]:
+        return [
+            PYTHON, "-m", "bot", "check", "--url", self.server.url, "--users", str(users), "--config",
+            str(self.config), "--output-dir", str(self.work / out), "--quiet", "--no-publish",
+        ]  # fmt: skip
+
+    def floor(self, users: int, arrivals: Path | None = None) -> list[str]:
+        extra = ["--arrivals", str(arrivals)] if arrivals else []
+        return [PYTHON, str(BENCH / "floor.py"), self.server.url, "--users", str(users), *extra]
+
+    def artillery_script(self, users: int) -> Path:
+        script = self.work / f"artillery-{users}.yml"
+        token = _token()
+        script.write_text(
+            json.dumps(
+                {
+                    "config": {
+                        "target": f"ws://127.0.0.1:{self.server.port}/ws",
+                        "processor": str(BENCH / "artillery" / "journey.js"),
+                        "ws": {"subprotocols": ["jwt-auth", f"jwt.{_b64(token.encode())}"]},
+                        "phases": [{"duration": 1, "arrivalCount": users}],
+                    },
+                    "scenarios": [{"engine": "ws", "flow": [{"function": "journey"}]}],
+                }
+            )
+        )
+        return script
+
+    def artillery_argv(self, users: int) -> list[str]:
+        assert self.artillery is not None
+        return [self.artillery, "run", "--quiet", str(self.artillery_script(users))]
+
+
+ENV = {"JWT_SECRET_KEY": SECRET, "PYTHONPATH": str(ROOT), "ARTILLERY_DISABLE_TELEMETRY": "true"}
+
+
+# -- 1. start-up -------------------------------------------------------------------------------------------------
 
 
 def startup() -> None:
-    def bare() -> object:
-        return subprocess.run([sys.executable, "-c", "pass"], check=True)
-
-    def ours() -> object:
-        return subprocess.run([sys.executable, "-m", "bot", "--version"], check=True, capture_output=True)
-
-    base, cli = best_of(5, bare), best_of(5, ours)
-    line(f"start-up: --version {cli * 1000:.0f} ms / bare python {base * 1000:.0f} ms", cli / base, 10)
-    imported = subprocess.run(
-        [sys.executable, "-c", "import sys, bot.cli; print('google.cloud.run_v2' in sys.modules)"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    line("start-up: google-cloud-run imported by the CLI (1 = yes)", float(imported == "True"), 0, "")
-
-
-def settings_for(url: str, users: int) -> Settings:
-    return build_settings({"journey": {"users": users}}, {"url": url})
-
-
-def run_probe(settings: Settings) -> results.Metric:
-    outcome = asyncio.run(
-        probe(settings, base_url=settings.url or "", credentials=Credentials(secret=SECRET))
-    )
-    findings = diagnose.diagnose(outcome.checks, service="bench")
-    # Many users on 2 cores may miss a latency target (P1); anything else means the benchmark measured a failure.
-    assert all(f.kind is results.Kind.PERF_TARGET_MISSED for f in findings), findings
-    return next(m for m in outcome.metrics if m.id == "handshake_ms")
-
-
-def overhead(server: ReferenceServer) -> None:
-    settings = settings_for(server.url, 1)
-    token = mint(settings.auth, key=SECRET, algorithm="HS256", subject="bench")
-    offer = protocol.offer(server.url, settings.websocket, token)
-
-    async def bare() -> float:
-        started = time.perf_counter()
-        connection = await connect(
-            offer.url,
-            subprotocols=list(offer.subprotocols),
-            additional_headers=list(offer.headers),
-            proxy=None,
+    print("\n1. Start-up: process start to exit (median of rounds, min-max)")
+    runs: dict[str, list[float]] = {
+        "python -c pass": [],
+        "golden-path --version": [],
+        "golden-path --help": [],
+    }
+    argv = {
+        "python -c pass": [PYTHON, "-c", "pass"],
+        "golden-path --version": [PYTHON, "-m", "bot", "--version"],
+        "golden-path --help": [PYTHON, "-m", "bot", "--help"],
+    }
+    for _ in range(ROUNDS * 2):
+        for name, command in argv.items():
+            runs[name].append(measure(command, env=ENV, cwd=ROOT).wall_s * 1000)
+    bare = median(runs["python -c pass"])
+    for name, values in runs.items():
+        ratio = median(values) / bare
+        target = (
+            ""
+            if name.startswith("python")
+            else f"  {ratio:.1f}x bare python, target <= 10x {verdict(ratio <= 10)}"
         )
-        elapsed = time.perf_counter() - started
-        await connection.close()
-        return elapsed * 1000
-
-    bare_ms = statistics.median(asyncio.run(bare()) for _ in range(15))
-    probe_ms = statistics.median(run_probe(settings).p50 or 0.0 for _ in range(15))
-    line(
-        f"probe overhead: handshake {probe_ms:.1f} ms / bare connect {bare_ms:.1f} ms",
-        probe_ms / bare_ms,
-        2.0,
-    )
+        print(f"   {name:28} {spread(values, ' ms')}{target}")
 
 
-def concurrency(server: ReferenceServer) -> None:
-    one = best_of(3, lambda: run_probe(settings_for(server.url, 1)))
-    many = best_of(3, lambda: run_probe(settings_for(server.url, 20)))
-    line(f"concurrency: 20 users {many * 1000:.0f} ms / 1 user {one * 1000:.0f} ms", many / one, 8)
+# -- 2. one user -------------------------------------------------------------------------------------------------
 
 
-def memory(server: ReferenceServer) -> None:
-    tracemalloc.start()
-    run_probe(settings_for(server.url, 50))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    line("memory: peak traced KiB per user (50 users)", peak / 1024 / 50, 512, " KiB")
-
-
-def rendering() -> None:
-    from bot.results import CheckResult, Failure, Kind, Run, Status, Step, Target, verdict_for
-    from bot.settings import ImpactSettings
-
-    evidence = {"frames": "x" * 5000, "headers": "h" * 2000}
-    checks = tuple(
-        CheckResult(
-            "events",
-            Step.AGENT,
-            Status.FAIL,
-            10.0,
-            user,
-            "",
-            Failure(Kind.EVENT_MISSING, "m", f"e{user % 30}", evidence),
+def one_user(tools: Tools) -> dict[str, float]:
+    print("\n2. Overhead to verdict for one user (process start to exit, same journey, same server)")
+    commands: dict[str, Callable[[int], list[str]]] = {
+        "golden-path": lambda r: tools.golden_path(1, f"one-{r}"),
+        "floor": lambda r: tools.floor(1),
+    }
+    if tools.artillery:
+        commands["artillery"] = lambda r: tools.artillery_argv(1)
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
+    for r in range(ROUNDS):
+        for name, command in commands.items():
+            sample = measure(command(r), env=ENV, cwd=tools.work)
+            walls[name].append(sample.wall_s * 1000)
+            cpus[name].append(sample.cpu_s * 1000)
+    gp, floor = median(walls["golden-path"]), median(walls["floor"])
+    for name, values in walls.items():
+        print(f"   {name:28} {spread(values, ' ms')}")
+    print(f"   golden-path / floor          {gp / floor:.2f}x   target <= 3x   {verdict(gp / floor <= 3)}")
+    if "artillery" in walls:
+        ratio = gp / median(walls["artillery"])
+        print(f"   golden-path / artillery      {ratio:.2f}x   (lower is better)")
+    else:
+        print(
+            "   artillery                    skipped: not installed (cd benchmarks && "
+            "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm i artillery@2.0.34)"
         )
-        for user in range(1, 201)
+    return {name: median(values) for name, values in cpus.items()}
+
+
+# -- 3. 1,000 users ----------------------------------------------------------------------------------------------
+
+
+def thousand(tools: Tools, cpu_one: dict[str, float]) -> None:
+    print(
+        f"\n3. {BIG:,} users at once: journeys per second counted at the server, CPU per extra journey, peak RSS"
     )
-    findings = diagnose.diagnose(checks, service="bench")
-    run = Run(
-        "bench",
-        "2026-01-01T00:00:00Z",
-        "2026-01-01T00:00:01Z",
-        1000.0,
-        verdict_for(findings),
-        Target(url="https://x.run.app", service="bench"),
-        checks,
-        (),
-        findings,
-        impact.assess(findings, settings=ImpactSettings(), journey_name="AI chat"),
-        users=200,
+    commands: dict[str, Callable[[int], list[str]]] = {
+        "golden-path": lambda r: tools.golden_path(BIG, f"big-{r}"),
+        "floor": lambda r: tools.floor(BIG),
+    }
+    if tools.artillery:
+        commands["artillery"] = lambda r: tools.artillery_argv(BIG)
+    rates: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
+    rss: dict[str, list[float]] = {name: [] for name in commands}
+    counted: dict[str, list[int]] = {name: [] for name in commands}
+    for r in range(ROUNDS):
+        for name, command in commands.items():
+            tools.server.reset()
+            sample = measure(command(r), env=ENV, cwd=tools.work)
+            stats = tools.server.stats()
+            done = int(stats["completed"])  # type: ignore[call-overload]
+            first = float(stats["first_received"] or sample.started)  # type: ignore[arg-type]
+            last = float(stats["last_completed"] or time.monotonic())  # type: ignore[arg-type]
+            rates[name].append(done / max(last - first, 1e-6))
+            cpu[name].append((sample.cpu_s * 1000 - cpu_one[name]) / (BIG - 1))
+            rss[name].append(sample.max_rss_mb)
+            counted[name].append(done)
+    for name in commands:
+        all_counted = all(c == BIG for c in counted[name])
+        print(
+            f"   {name:12} {spread(rates[name], ' j/s')}   CPU/journey {spread(cpu[name], ' ms', 2)}   "
+            f"peak RSS {spread(rss[name], ' MB')}   journeys counted {min(counted[name])}-{max(counted[name])}"
+            f"{'' if all_counted else ' (NOT ALL)'}"
+        )
+    gp = median(rates["golden-path"])
+    floor_ratio = gp / median(rates["floor"])
+    print(
+        f"   golden-path / floor j/s      {floor_ratio:.2f}x   target >= 0.9x   {verdict(floor_ratio >= 0.9)}"
     )
-    started = time.perf_counter()
-    comment = report.render_comment(run, history=[])
-    elapsed = (time.perf_counter() - started) * 1000
-    line(
-        f"report: comment for 200 failing users rendered in {elapsed:.0f} ms; size / limit",
-        len(comment) / 65536,
-        1.0,
+    if "artillery" in rates:
+        art_ratio = gp / median(rates["artillery"])
+        print(
+            f"   golden-path / artillery j/s  {art_ratio:.2f}x   target >= 2.5x   {verdict(art_ratio >= 2.5)}"
+        )
+    cpu_ratio = median(cpu["golden-path"]) / median(cpu["floor"])
+    print(f"   CPU per extra journey, golden-path / floor   {cpu_ratio:.2f}x")
+    peak = median(rss["golden-path"])
+    print(f"   golden-path peak RSS         {peak:.0f} MB   target < 150 MB   {verdict(peak < 150)}")
+
+
+# -- 4. timing honesty -------------------------------------------------------------------------------------------
+
+
+def _gaps(
+    client: dict[int, dict[str, float]], server: dict[int, dict[str, float]], *, from_first: bool = False
+) -> list[float]:
+    """Arrival minus send per event. ``from_first``: minus the user's first event's gap, which leaves out the
+    message's own trip to the server and keeps only how late each later arrival was recorded."""
+    gaps = []
+    for user, arrivals in client.items():
+        sent = server.get(user, {})
+        common = [e for e in EVENTS if e in arrivals and e in sent]
+        base = arrivals[common[0]] - sent[common[0]] if from_first and common else 0.0
+        gaps += [arrivals[e] - sent[e] - base for e in common[1 if from_first else 0 :]]
+    return gaps
+
+
+def _p95(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, -(-95 * len(ordered) // 100) - 1)] if ordered else float("nan")
+
+
+def _by_user(sent: dict[str, dict[str, float]], prefix: str) -> dict[int, dict[str, float]]:
+    found = {}
+    for thread, events in sent.items():
+        if thread.startswith(prefix):
+            found[int(thread.rsplit("-", 1)[-1].removeprefix("f"))] = events
+    return found
+
+
+def honesty(tools: Tools) -> None:
+    print(
+        f"\n4. Timing honesty at {HONESTY_USERS} users: recorded arrival minus the server's send stamp "
+        "(both after the message; CLOCK_MONOTONIC)"
+    )
+    excess, gp_p95s, floor_p95s, receive_excess = [], [], [], []
+    for r in range(ROUNDS + 2):  # cheap, and noisy: two rounds more
+        tools.server.reset()
+        measure(tools.golden_path(HONESTY_USERS, f"honest-{r}"), env=ENV, cwd=tools.work)
+        run = json.loads((tools.work / f"honest-{r}" / "results.json").read_text())
+        gp_client = {s["user"]: s["events"] for s in run["samples"]}
+        gp_server = _by_user(tools.server.stats()["sent"], "golden-path-")  # type: ignore[arg-type]
+        tools.server.reset()
+        arrivals = tools.work / f"floor-arrivals-{r}.json"
+        measure(tools.floor(HONESTY_USERS, arrivals), env=ENV, cwd=tools.work)
+        floor_client = {
+            a["user"]: {e: v[0] for e, v in a["events"].items()} for a in json.loads(arrivals.read_text())
+        }
+        floor_server = {
+            int(t.removeprefix("f")): e
+            for t, e in tools.server.stats()["sent"].items()  # type: ignore[union-attr]
+            if t.startswith("f")
+        }
+        gp_p95, floor_p95 = _p95(_gaps(gp_client, gp_server)), _p95(_gaps(floor_client, floor_server))
+        gp_p95s.append(gp_p95)
+        floor_p95s.append(floor_p95)
+        excess.append(gp_p95 - floor_p95)
+        receive_excess.append(
+            _p95(_gaps(gp_client, gp_server, from_first=True))
+            - _p95(_gaps(floor_client, floor_server, from_first=True))
+        )
+    print(f"   golden-path gap p95          {spread(gp_p95s, ' ms', 2)}")
+    print(f"   floor gap p95                {spread(floor_p95s, ' ms', 2)}")
+    value = median(excess)
+    print(
+        f"   excess over the floor at p95 {spread(excess, ' ms', 2)}   target <= 2 ms   {verdict(value <= 2)}"
+    )
+    print(
+        "   the same without the message's trip (later events against the first): excess "
+        f"{spread(receive_excess, ' ms', 2)}"
     )
 
 
-def hostile_health_body() -> None:
-    from hostile import health_body_peak_mib  # benchmarks/hostile.py
-
-    line("memory: health check vs an endless 1 GiB body, peak MiB", health_body_peak_mib(), 4, " MiB")
+# -- 5. GitHub requests ------------------------------------------------------------------------------------------
 
 
-def github_cost() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the stand-in lives under tests/
-    from dataclasses import replace
-
-    from bot import github, publish
-    from bot.settings import GitHubSettings
-    from tests import samples
+def github_requests(tools: Tools) -> None:
+    print("\n5. GitHub requests per steady-state publishing run (the PR comment exists; stand-in REST v3)")
+    sys.path.insert(0, str(ROOT))
     from tests.standins.github_api import GitHubStandIn
 
-    with GitHubStandIn(repo="acme/chat-backend") as standin:
-        for n in range(20):
-            body = report.issue_marker(f"chat-backend:event-missing:e{n}") + "\nan earlier incident\n"
-            standin.add_issue(title=f"incident {n}", body=body, labels=("P0", "golden-path"), state="closed")
-        pr = standin.add_pull(head_sha="0" * 40)
-        settings = GitHubSettings(publish=True, settle_s=0)
-        run = samples.run("ws-upgrade-status")
-        counts = []
-        for attempt in range(2):
-            counter = github.RequestCounter()
-            gh = github.client(token=standin.token, base_url=standin.api_url, retries=2, counter=counter)
-            before = len(standin.requests)
-            publish.publish(
-                gh=gh,
-                repo_name="acme/chat-backend",
-                run=replace(run, run_id=f"r{attempt}"),
-                pr=pr,
-                settings=settings,
+    counts = []
+    with GitHubStandIn(repo="acme/chat-backend") as github:
+        pr = github.add_pull(head_sha="abc1234def")
+        for r in range(ROUNDS + 1):
+            event = tools.work / "event.json"
+            event.write_text(
+                json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}})
             )
-            assert counter.total == len(standin.requests) - before
-            counts.append(counter.total)
-    line(
-        f"GitHub: requests of a steady-state publish after 20 incidents (first run {counts[0]})",
-        counts[1],
-        6,
-        "",
-    )
+            env = {
+                **ENV,
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_TOKEN": github.token,
+                "GITHUB_REPOSITORY": "acme/chat-backend",
+                "GITHUB_API_URL": github.api_url,
+                "GITHUB_SERVER_URL": github.server_url,
+                "GITHUB_EVENT_NAME": "pull_request",
+                "GITHUB_EVENT_PATH": str(event),
+                "GITHUB_SHA": "abc1234def",
+                "GITHUB_RUN_ID": str(100 + r),
+                "GITHUB_OUTPUT": str(tools.work / "gh-output"),
+                "GITHUB_STEP_SUMMARY": str(tools.work / "gh-summary"),
+            }
+            before = len(github.requests)
+            argv = [*tools.golden_path(1, f"gh-{r}")[:-1], "--publish", "--service", "chat-backend"]
+            measure(argv, env=env, cwd=tools.work)
+            if r:  # the first run creates the comment; the rest are the steady state
+                counts.append(len(github.requests) - before)
+    value = median(counts)
+    print(f"   requests per run             {spread(counts)}   target <= 6   {verdict(value <= 6)}")
 
 
-FLOOD_EVENTS = 200_000
-FLOOD_USERS = 5
-FLOOD_GROWTH_MIB = 16  # the bound README states: a flood may not grow the probe's peak RSS by more than this
-# The server runs in its own process (its memory is not the probe's), the probe in another that reports its RSS.
-_FLOOD_SERVER = """
-import sys
-from tests.standins import hostile_ws
-count = int(sys.argv[1])
-behaviour = hostile_ws.small_frames(count, foreign=True) if count else hostile_ws.complete
-with hostile_ws.running(behaviour) as url:
-    print(url, flush=True)
-    sys.stdin.read()
-"""
-_FLOOD_PROBE = """
-import asyncio, json, resource, sys
-from bot import diagnose
-from bot.auth import Credentials
-from bot.probe.journey import probe
-from bot.settings import build_settings
-url, users = sys.argv[1], int(sys.argv[2])
-config = {"health": {"paths": []}, "websocket": {"negative_auth_check": False},
-          "journey": {"users": users, "event_timeout_s": 300, "sla_s": 600}, "timeouts": {"run_s": 900}}
-settings = build_settings(config, {"url": url})
-outcome = asyncio.run(probe(settings, base_url=url, credentials=Credentials(secret="x" * 40)))
-kinds = sorted({f.kind.value for f in diagnose.diagnose(outcome.checks, service="bench")})
-print(json.dumps({"rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "kinds": kinds}))
-"""
+# -- 6. install --------------------------------------------------------------------------------------------------
 
 
-def _flood_run(events: int) -> tuple[float, list[str], float]:
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    server = subprocess.Popen(
-        [sys.executable, "-c", _FLOOD_SERVER, str(events)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-c", _FLOOD_PROBE, url, str(FLOOD_USERS)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        )
-        took = time.perf_counter() - started
-    finally:
-        server.communicate("", timeout=30)
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return figures["rss_kib"] / 1024, figures["kinds"], took
+def _replay_dockerfile(image: Path) -> list[str]:
+    """The Dockerfile's COPY lines done into ``image``; its RUN lines returned, to be timed."""
+    runs = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        instruction, _, rest = line.partition(" ")
+        if instruction == "COPY" and "--from" not in rest:
+            *sources, dest = rest.split()
+            for source in sources:
+                target = image / dest
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, target, dirs_exist_ok=True)
+                else:
+                    target.mkdir(parents=True, exist_ok=True) if dest.endswith("/") else None
+                    shutil.copy(ROOT / source, target)
+        elif instruction == "RUN":
+            runs.append(rest)
+    return runs
 
 
-def flood() -> None:
-    quiet_mib, _, _ = _flood_run(0)
-    flood_mib, kinds, took = _flood_run(FLOOD_EVENTS)
-    line(
-        f"flood: {FLOOD_EVENTS:,} foreign events x {FLOOD_USERS} users in {took:.0f} s; peak RSS {flood_mib:.0f} MiB, "
-        f"growth over a quiet run ({quiet_mib:.0f} MiB)",
-        flood_mib - quiet_mib,
-        FLOOD_GROWTH_MIB,
-        " MiB",
-    )
-    line(
-        "flood: isolation-leak finding kept (1 = yes)",
-        float("isolation-leak" in kinds),
-        1,
-        "",
-        lower_is_better=False,
-    )
+def install(work: Path) -> None:
+    print("\n6. The Dockerfile's install replayed in a clean virtualenv, against a plain `pip install .`")
+    rounds = max(2, ROUNDS - 1)  # each install takes tens of seconds
+    times: dict[str, list[float]] = {"Dockerfile RUN lines": [], "plain pip install .": []}
+    failures: dict[str, str] = {}
+    for r in range(rounds):
+        for name in times:
+            image = work / f"image-{r}-{len(times[name])}-{name.split()[0]}"
+            image.mkdir(parents=True)
+            venv = image / "venv"
+            subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
+            env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
+            if name.startswith("Dockerfile"):
+                commands = _replay_dockerfile(image)
+            else:
+                shutil.copytree(ROOT / "bot", image / "bot")
+                shutil.copytree(ROOT / "templates", image / "templates")
+                shutil.copy(ROOT / "pyproject.toml", image)
+                shutil.copy(ROOT / "README.md", image)
+                commands = ["pip install --no-cache-dir --quiet ."]
+            started = time.monotonic()
+            for command in commands:
+                done = subprocess.run(command, shell=True, cwd=image, env=env, capture_output=True, text=True)
+                if done.returncode != 0:
+                    failures[name] = f"`{command}` exited {done.returncode}: {done.stderr.strip()[-200:]}"
+            times[name].append(time.monotonic() - started)
+            shutil.rmtree(image, ignore_errors=True)
+    for name, values in times.items():
+        note = f"   not measured: {failures[name]}" if name in failures else ""
+        print(f"   {name:28} {spread(values, ' s', 1)}{note}")
+    uses_uv = "uv " in (ROOT / "Dockerfile").read_text()
+    ratio = median(times["Dockerfile RUN lines"]) / median(times["plain pip install ."])
+    print(f"   Dockerfile ({'uv' if uses_uv else 'pip'}) / plain pip   {ratio:.2f}x")
 
 
 def main() -> int:
-    flood()
-    startup()
-    rendering()
-    hostile_health_body()
-    github_cost()
-    with ReferenceServer(secret=SECRET, version="bench") as server:
-        overhead(server)
-        concurrency(server)
-        memory(server)
-    if missed:
-        print(f"missed: {', '.join(missed)}")
-        return 1
+    started = time.monotonic()
+    print(f"golden-path benchmarks: {ROUNDS} interleaved rounds per figure; median (min-max)")
+    with tempfile.TemporaryDirectory(prefix="golden-path-bench-") as tmp:
+        work = Path(tmp)
+        server = Server()
+        try:
+            tools = Tools(server, work)
+            if tools.artillery is None:
+                print("Artillery: not installed, its columns are skipped (see --help of this script).")
+            startup()
+            cpu_one = one_user(tools)
+            thousand(tools, cpu_one)
+            honesty(tools)
+            github_requests(tools)
+        finally:
+            server.stop()
+        install(work)
+    sys.path.insert(0, str(BENCH))
+    import robustness  # benchmarks/robustness.py: hostile peers' memory bounds, GitHub's request budget
+
+    robustness_missed = robustness.main()
+    if robustness_missed:
+        print(f"missed: {', '.join(robustness_missed)}")
+    print(f"\nbench took {time.monotonic() - started:.0f} s")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -11,16 +11,18 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import ExitCode, GoldenPathError, UsageError
 from bot.untrusted import Redactor
 
-if TYPE_CHECKING:  # the heavy modules (pydantic models, jinja2, jwt, httpx) load when a command needs them
+if TYPE_CHECKING:
     from bot import results
     from bot.auth import Credentials
+    from bot.progress import (
+        Progress,  # the heavy modules (pydantic models, jinja2, jwt, httpx) load when a command needs them
+    )
     from bot.settings import Settings
 
 # Environment variables that hold secrets whatever the config says: redacted from every line we print.
@@ -90,10 +92,27 @@ ID_TOKEN_ENV = "GOLDEN_PATH_ID_TOKEN"
 
 
 def tool_version() -> str:
+    # The installed distribution's directory names its version: found without importlib.metadata (~40 ms).
+    for entry in sys.path:
+        for found in Path(entry or ".").glob("golden_path-*.dist-info"):
+            return found.name.removeprefix("golden_path-").removesuffix(".dist-info")
+    from importlib import metadata
+
     try:
         return metadata.version("golden-path")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+class _VersionAction(argparse.Action):
+    """``--version`` that looks the version up only when asked (argparse's formats it on every start)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        print(f"golden-path {tool_version()}")
+        parser.exit()
 
 
 def main(
@@ -144,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Verify a real-time AI chat backend's golden path (health, login, WebSocket, agent events, answer).",
         epilog="Exit codes: 0 pass, 1 golden path failed, 2 usage or config error, 3 infrastructure error.",
     )
-    parser.add_argument("--version", action="version", version=f"golden-path {tool_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -219,8 +238,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--on-pass", choices=("none", "promote"), help="traffic action when the run passes")
     check.add_argument("--on-fail", choices=("none", "rollback"), help="traffic action when the run fails")
+    check.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run shard K of N of the users and write a shard result for `merge` (default in a Cloud Run "
+        "Jobs task: CLOUD_RUN_TASK_INDEX+1/CLOUD_RUN_TASK_COUNT); a shard never publishes or moves traffic",
+    )
     _common(check)
     check.set_defaults(func=_check)
+
+    merge = sub.add_parser(
+        "merge",
+        help="merge shard results (check --shard K/N) into one verdict and report, and publish once",
+    )
+    merge.add_argument("results", type=Path, nargs="+", help="every shard's results.json")
+    merge.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="comment on the PR and file P0 issues (--no-publish overrides the config file)",
+    )
+    merge.add_argument("--pr", type=int, help="pull request number (default: found from the event or commit)")
+    merge.add_argument(
+        "--fail-on", choices=("any", "p0"), help="exit 1 on any finding (default) or only on P0"
+    )
+    merge.add_argument("--config", type=Path, help=f"config file (default {DEFAULT_CONFIG} when it exists)")
+    merge.add_argument("--output-dir", type=Path, help="where results.json, report.md and junit.xml go")
+    merge.add_argument(
+        "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
+    )
+    merge.add_argument("--quiet", action="store_true", help="do not print the report")
+    merge.set_defaults(func=_merge)
 
     action = sub.add_parser("action", help="run as the GitHub Action (reads INPUT_* and GITHUB_* variables)")
     action.set_defaults(func=_action)
@@ -431,7 +479,27 @@ def _profile_show(
 def _check(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
+    from bot import shards
+
     settings = _settings(args, defaults={"version.expected": env.get("GITHUB_SHA") or None}, err=err)
+    spec = shards.parse(args.shard) if args.shard else shards.from_cloud_run_task(env)
+    shard = None
+    if spec is not None:
+        if args.publish:
+            raise UsageError(
+                "--shard with --publish: a shard never publishes; `golden-path merge` publishes once for all"
+            )
+        shard = shards.share(settings, *spec)
+        # Publishing and the traffic gate happen once, in `merge`, over every shard's journeys. `{shard}` in the
+        # output directory is K, so tasks sharing one volume (Cloud Run Jobs) write apart.
+        output_dir = Path(str(settings.output_dir).replace("{shard}", str(shard.index)))
+        settings = settings.model_copy(
+            update={
+                "output_dir": output_dir,
+                "github": settings.github.model_copy(update={"publish": False}),
+                "gate": settings.gate.model_copy(update={"on_pass": "none", "on_fail": "none"}),
+            }
+        )
     credentials = _credentials(settings, env)
     return _run(
         settings,
@@ -442,7 +510,59 @@ def _check(
         quiet=args.quiet,
         redactor=redactor,
         verbose=args.verbose,
+        shard=shard,
     )
+
+
+def _merge(
+    args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
+) -> int:
+    import uuid
+
+    from bot import pipeline, results, shards
+    from bot.settings import normalise_keys, read_config_file
+
+    runs = []
+    for path in args.results:
+        try:
+            runs.append(results.load(path))
+        except FileNotFoundError:
+            raise UsageError(f"results file {str(path)!r} does not exist") from None
+        except (ValueError, OSError) as exc:
+            raise UsageError(
+                f"results file {str(path)!r} is not a golden-path results document: {exc}"
+            ) from None
+    config_path: Path | None = args.config
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    file_data: dict[str, Any] = normalise_keys(read_config_file(config_path)) if config_path else {}
+    values = {name: getattr(args, name, None) for name in OVERRIDES}
+    overrides = {OVERRIDES[name]: v for name, v in values.items() if v is not None}
+    settings = _build_settings(file_data, overrides, err=err)
+    pipeline.preflight(settings, None)
+    log = _logger(env, out, err, redactor)
+    run = shards.merge(runs, settings=settings, run_id=uuid.uuid4().hex[:12])
+    log(f"merged {len(runs)} shards: {run.users} users, {len(run.samples)} journeys")
+    cloud_run = None
+    if settings.cloud_run.configured and (settings.gate.on_pass, settings.gate.on_fail) != ("none", "none"):
+        from bot import cloudrun
+
+        cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
+    try:
+        return _conclude(
+            run,
+            settings,
+            cloud_run=cloud_run,
+            env=env,
+            out=out,
+            err=err,
+            quiet=args.quiet,
+            redactor=redactor,
+            verbose=getattr(args, "verbose", False),
+        )
+    finally:
+        if cloud_run is not None:
+            cloud_run.close()
 
 
 def _action(
@@ -685,24 +805,14 @@ def _printable(text: str, *, env: Mapping[str, str], redactor: Redactor) -> str:
 # -- the run -------------------------------------------------------------------------------------------------
 
 
-def _run(
-    settings: Settings,
-    credentials: Credentials,
-    *,
-    env: Mapping[str, str],
-    out: TextIO,
-    err: TextIO,
-    quiet: bool,
-    redactor: Redactor,
-    ledger: OutputLedger | None = None,
-    verbose: bool = False,
-) -> int:
+def _logger(env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor) -> Callable[[str], None]:
+    """Log lines quote outside text (Cloud Run and GitHub messages): redacted, one line, no command in it; a
+    warning is also an annotation in Actions."""
     in_actions = env.get("GITHUB_ACTIONS") == "true"
-    for secret in (credentials.secret, credentials.private_key, credentials.token, credentials.password):
-        redactor.add(secret)
 
     def log(message: str) -> None:
-        # Log lines quote outside text (Cloud Run and GitHub messages): redacted, one line, no command in it.
+        from bot import actions
+
         message = actions.one_line(redactor.clip(message, ERROR_LINE_CHARS))
         print(f"golden-path: {message}", file=err, flush=True)
         if in_actions and message.startswith("warning: "):
@@ -710,22 +820,31 @@ def _run(
                 actions.command("warning", message.removeprefix("warning: "), title="golden-path"), file=out
             )
 
-    def on_token(token: str) -> None:
-        redactor.add(token)
-        if in_actions:
-            actions.mask(token, out)
+    return log
 
-    def redacted(run: results.Run) -> results.Run:
-        # The last net under the probe's own redaction: every string of the Run, before any renderer reads it
-        # (a renderer's escaping, e.g. markdown's `\_`, would hide a secret from a later search).
-        return redact_strings(run, redactor)
 
-    from bot import actions, pipeline, report
-    from bot.progress import Progress
-    from bot.untrusted import redact_strings
+def _allow_open_files(users: int) -> str | None:
+    """Each user holds a socket or two: raise the soft open-files limit (often 1,024) up to the hard one, so
+    ``--users 1000`` does not fail with 'too many open files'. Returns a warning when even that is too low."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to raise
+        return None
+    wanted = 2 * users + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return None
+    limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    if limit < wanted:
+        return (
+            f"{users} users need about {wanted} open files but the hard limit is {hard}: "
+            "raise it (ulimit -Hn) or split the users with --shard K/N"
+        )
+    return None
 
-    progress = Progress(log)
-    pipeline.preflight(settings, credentials)
+
+def _github_token(settings: Settings, env: Mapping[str, str]) -> str | None:
     github_token = env.get("INPUT_GITHUB-TOKEN") or env.get("GITHUB_TOKEN")
     if settings.github.publish and not (github_token and env.get("GITHUB_REPOSITORY")):
         raise UsageError(
@@ -739,12 +858,48 @@ def _run(
             "publishing needs a stable service name to find its comment and issues again: pass --service NAME "
             "(the `service` input) or set `service:` in the config file"
         )
+    return github_token
+
+
+def _run(
+    settings: Settings,
+    credentials: Credentials,
+    *,
+    env: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    quiet: bool,
+    redactor: Redactor,
+    ledger: OutputLedger | None = None,
+    verbose: bool = False,
+    shard: results.Shard | None = None,
+) -> int:
+    in_actions = env.get("GITHUB_ACTIONS") == "true"
+    for secret in (credentials.secret, credentials.private_key, credentials.token, credentials.password):
+        redactor.add(secret)
+    log = _logger(env, out, err, redactor)
+
+    def on_token(token: str) -> None:
+        redactor.add(token)
+        if in_actions:
+            actions.mask(token, out)
+
+    from bot import actions, pipeline
+    from bot.progress import Progress
+
+    progress = Progress(log)
+    pipeline.preflight(settings, credentials)
+    _github_token(settings, env)  # publishing prerequisites, before anything is probed
+    users = settings.journey.users + settings.load.users
+    if shard is not None:
+        users = shard.last_user - shard.first_user + 1
+    warning = _allow_open_files(users)
+    if warning:
+        log(f"warning: {warning}")
 
     actions_ctx = None
     if in_actions or settings.github.publish:
         actions_ctx = actions.context_from_env(env)
-    if ledger is None:
-        ledger = OutputLedger(actions_ctx.output if actions_ctx else None)
     context = pipeline.RunContext(
         commit=env.get("GITHUB_SHA") or None,
         run_url=actions.run_url(actions_ctx) if actions_ctx else None,
@@ -778,20 +933,65 @@ def _run(
             logs_reader=logs_reader,
             progress=progress,
             id_token=id_token,
+            shard=shard,
         )
-        run = redacted(run)
-        # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
-        with progress.phase("report"):
-            artifacts, markdown = pipeline.write_artifacts(
-                run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
-            )
-        with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
-            gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
+        return _conclude(
+            run,
+            settings,
+            cloud_run=cloud_run,
+            env=env,
+            out=out,
+            err=err,
+            quiet=quiet,
+            redactor=redactor,
+            ledger=ledger,
+            verbose=verbose,
+            progress=progress,
+        )
     finally:
         if cloud_run is not None:
             cloud_run.close()
+
+
+def _conclude(
+    run: results.Run,
+    settings: Settings,
+    *,
+    cloud_run: Any,
+    env: Mapping[str, str],
+    out: TextIO,
+    err: TextIO,
+    quiet: bool,
+    redactor: Redactor,
+    ledger: OutputLedger | None = None,
+    verbose: bool = False,
+    progress: Progress | None = None,
+) -> int:
+    """A run's (or a merged run's) artifacts, traffic gate, report, publishing, Actions outputs and exit code."""
+    from bot import actions, pipeline, report
+    from bot.progress import Progress
+    from bot.untrusted import redact_strings
+
+    log = _logger(env, out, err, redactor)
+    progress = progress or Progress(log)
+    github_token = _github_token(settings, env)
+    actions_ctx = None
+    if env.get("GITHUB_ACTIONS") == "true" or settings.github.publish:
+        actions_ctx = actions.context_from_env(env)
+    if ledger is None:
+        ledger = OutputLedger(actions_ctx.output if actions_ctx else None)
+    # The last net under the probe's own redaction: every string of the Run, before any renderer reads it (a
+    # renderer's escaping, e.g. markdown's `\_`, would hide a secret from a later search).
+    run = redact_strings(run, redactor)
+    # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
+    with progress.phase("report"):
+        artifacts, markdown = pipeline.write_artifacts(
+            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+        )
+    with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
+        gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     if gated is not run:
-        run = redacted(gated)
+        run = redact_strings(gated, redactor)
         artifacts, markdown = pipeline.write_artifacts(
             run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
         )

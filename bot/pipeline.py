@@ -15,14 +15,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bot import auth, diagnose, iam, idtoken, impact, report, results
+from bot import auth, diagnose, iam, idtoken, impact, report, results, shards
 from bot import baseline as baseline_stage
 from bot import logs as server_logs
 from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.probe import journey
 from bot.progress import Progress
-from bot.results import Baseline, CheckResult, Kind, Metric, Run, Target, TrafficAction, Verdict
+from bot.results import (
+    Baseline,
+    CheckResult,
+    JourneySample,
+    Kind,
+    Metric,
+    Run,
+    Shard,
+    Target,
+    TrafficAction,
+    Verdict,
+)
 from bot.settings import Settings
 from bot.untrusted import Redactor
 
@@ -57,11 +68,13 @@ def execute(
     logs_reader: server_logs.Reader | None = None,
     progress: Progress | None = None,
     id_token: Callable[[str], idtoken.IdToken] | None = None,
+    shard: Shard | None = None,
 ) -> Run:
     """Resolve the target, probe it, and diagnose: the Run, before any publishing or traffic change.
 
     ``id_token`` (audience -> token) is given for a private Cloud Run service; an ID token that cannot be
-    obtained stops the run (``IdTokenError``, exit 3) before anything is probed.
+    obtained stops the run (``IdTokenError``, exit 3) before anything is probed. With ``shard``, only that
+    shard's users run (numbered as in the whole run).
     """
     progress = progress or Progress(log)
     run_id = uuid.uuid4().hex[:12]
@@ -105,9 +118,16 @@ def execute(
 
     serving_version = None
     baseline = None
+    users = settings.journey.users + settings.load.users
+    phases = None
+    if shard is not None:
+        phases = shards.user_phases(settings, range(shard.first_user, shard.last_user + 1))
+        users = shard.last_user - shard.first_user + 1
+    samples: tuple[JourneySample, ...] = ()
+    health_samples: tuple[float, ...] = ()
     if ready:
-        users = settings.journey.users + settings.load.users
-        log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}")
+        where = f" (shard {shard.index}/{shard.count})" if shard else ""
+        log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}{where}")
         awaited = f"the journeys of {users} user{'s' if users != 1 else ''} at {target.url}"
         with progress.phase("probe"), progress.waiting(awaited):
             outcome = asyncio.run(
@@ -118,13 +138,15 @@ def execute(
                     on_token=remember,
                     trace=trace,
                     extra_headers=headers,
+                    phases=phases,
                 )
             )
         checks.extend(_with_invoker(outcome.checks, invoker))
         metrics = outcome.metrics
         serving_version = outcome.serving_version
+        samples, health_samples = outcome.samples, outcome.health_samples
         baseline_url = baseline_stage.url_for(settings.baseline, target)
-        if baseline_url is not None:
+        if baseline_url is not None and shard is None:  # a shard's users are a part: merge judges the whole
             with progress.phase("baseline"), progress.waiting(f"the same journeys at {baseline_url}"):
                 baseline, regressions = _measure_baseline(
                     settings, target, baseline_url, metrics, credentials, headers, log=log, on_token=remember
@@ -159,12 +181,15 @@ def execute(
         metrics=metrics,
         findings=findings,
         impact=impact.assess(findings, settings=settings.impact, journey_name=settings.journey.name),
-        users=settings.journey.users + settings.load.users,
+        users=users,
         commit=context.commit,
         run_url=context.run_url,
         tool_version=context.tool_version,
         baseline=baseline,
         traces=trace.users(),
+        samples=samples,
+        health_samples=health_samples,
+        shard=shard,
     )
     return _with_server_logs(
         run, settings, reader=logs_reader, credentials=credentials, tokens=tokens, log=log
@@ -360,10 +385,12 @@ def _gate_refusal(run: Run, action: str) -> str | None:
     return None
 
 
-def preflight(settings: Settings, credentials: auth.Credentials) -> None:
+def preflight(settings: Settings, credentials: auth.Credentials | None) -> None:
     """What can be checked before the probe is checked before it: a run that would end in a usage error must
-    not first probe the backend (or move traffic). Raises ``UsageError``."""
-    auth.check_credentials(settings.auth, credentials)
+    not first probe the backend (or move traffic). Raises ``UsageError``. ``merge`` probes nothing: no
+    credentials to check."""
+    if credentials is not None:
+        auth.check_credentials(settings.auth, credentials)
     report.check_templates(settings.report.templates_dir)
     output = settings.output_dir
     try:

@@ -671,6 +671,38 @@ _LEVELS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Waterfall:
+    """The slowest user's events, each a bar from the previous arrival to its own (ms after the message)."""
+
+    user: int
+    bars: tuple[tuple[str, float, str, str], ...]  # label, arrival ms, from and to as HH:mm:ss.SSS
+
+
+_GANTT_UNSAFE = re.compile(r"[^A-Za-z0-9_. -]")
+
+
+def waterfall(run: Run) -> Waterfall | None:
+    """For a Mermaid ``gantt``: the user whose journey took longest, among those with arrival times."""
+    timed = [s for s in run.samples if s.events]
+    if not timed:
+        return None
+    slowest = max(timed, key=lambda s: (s.total_ms or 0.0, max(s.events.values())))
+    bars, previous = [], 0.0
+    for name, at in sorted(slowest.events.items(), key=lambda item: item[1]):
+        bars.append((_GANTT_UNSAFE.sub("_", name)[:60], at, _gantt_clock(previous), _gantt_clock(at)))
+        previous = at
+    return Waterfall(slowest.user, tuple(bars))
+
+
+def _gantt_clock(ms: float) -> str:
+    """Milliseconds as a Mermaid gantt time of day (``dateFormat HH:mm:ss.SSS``)."""
+    whole = round(ms)
+    hours, rest = divmod(whole, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{min(hours, 23):02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+
+
 # -- the environment -------------------------------------------------------------------------------------------
 
 
@@ -703,6 +735,9 @@ def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,
+        # Compiled templates are kept (keyed by path and source checksum) in a private per-user directory
+        # under the system's temp dir: a run after the first skips compiling them (~20 ms).
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters.update(FILTERS)
     env.globals.update(
@@ -710,6 +745,17 @@ def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
         comment_limit=GITHUB_COMMENT_LIMIT,
     )
     return env
+
+
+@functools.lru_cache(maxsize=1)
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (
+        OSError,
+        RuntimeError,
+    ):  # no usable temp dir (read-only, or owned by someone else): compile each time
+        return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -773,6 +819,7 @@ def _context(run: Run, detail: _Detail, *, history_count: int = 0, **extra: Any)
     return {
         "run": run,
         "journey": journey(run),
+        "waterfall": waterfall(run),
         "findings": shown,
         "findings_omitted": len(findings) - len(shown),
         "show_evidence": detail.show_evidence,

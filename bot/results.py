@@ -9,12 +9,14 @@ escaped only when it is rendered (``bot.report``): the JSON keeps the evidence e
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -324,6 +326,37 @@ class ServerLogs:
 
 
 @dataclass(frozen=True, slots=True)
+class JourneySample:
+    """One user's raw figures in milliseconds (None: step not reached), named like the metrics they feed.
+
+    Kept for every journey so ``merge`` recomputes each percentile over the union of shards' samples.
+    """
+
+    user: int
+    handshake_ms: float | None = None
+    agent_startup_ms: float | None = None
+    event_gap_ms: float | None = None
+    processing_ms: float | None = None
+    total_ms: float | None = None
+    # Event type -> arrival after the message was sent (ms); recorded for the first ARRIVALS_CAP users of a run.
+    events: dict[str, float] = field(default_factory=dict)
+
+
+ARRIVALS_CAP = 1000  # journeys per run whose per-event arrival times are kept
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """This run's share of a sharded run (``check --shard K/N``): users ``first_user..last_user`` of them all."""
+
+    index: int  # K, 1-based
+    count: int  # N
+    first_user: int
+    last_user: int  # first_user - 1 when the share is empty (more shards than users)
+    total_users: int  # the users of all shards together
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     run_id: str
     started_at: str  # RFC 3339 UTC
@@ -344,6 +377,10 @@ class Run:
     traces: tuple[UserTrace, ...] = ()  # per simulated user, the trace id its requests carried
     logs: ServerLogs | None = None  # the revision's own logs; None when not looked at (a passing run)
     baseline: Baseline | None = None
+    samples: tuple[JourneySample, ...] = ()  # raw per-journey figures (absent in documents before shards)
+    health_samples: tuple[float, ...] = ()  # raw health latencies (ms) behind the api_ms metric
+    shard: Shard | None = None  # set on a shard's result; None on a whole or merged run
+    merged_from: tuple[str, ...] = ()  # run ids of the shards a merged run was made from
 
     @property
     def p0_count(self) -> int:
@@ -369,11 +406,29 @@ def verdict_for(findings: Iterable[Finding]) -> Verdict:
     return Verdict.PASS
 
 
-_RUN = TypeAdapter(Run)
+@functools.cache
+def _schema() -> TypeAdapter[Run]:
+    """Built on first read (~90 ms): writing results needs no validation, so a check never pays for it."""
+    return TypeAdapter(Run)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data, as pydantic's ``dump_python(mode="json")`` makes it, without building a schema."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def to_dict(run: Run) -> dict[str, Any]:
-    data: dict[str, Any] = _RUN.dump_python(run, mode="json")
+    data: dict[str, Any] = _plain(run)
     # Derived counts are part of the contract so shell steps can read them without arithmetic.
     data["p0_count"] = run.p0_count
     data["p1_count"] = run.p1_count
@@ -393,7 +448,7 @@ def from_dict(data: object) -> Run:
         raise ValueError(f"results schema {schema!r} is not supported (expected {SCHEMA})")
     body = {k: v for k, v in data.items() if k not in ("p0_count", "p1_count")}
     try:
-        return _RUN.validate_python(body)
+        return _schema().validate_python(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in error["loc"]) or "(document)"

@@ -324,7 +324,8 @@ class JourneySettings(_Section):
     canned_patterns: tuple[str, ...] = (r"^Agent response for:", r"^I'm sorry, I (?:cannot|can't) help")
     event_timeout_s: float = Field(default=30, gt=0, le=600)  # since the last expected event
     sla_s: float = Field(default=45, gt=0, le=600)
-    users: int = Field(default=5, ge=1, le=100)
+    # All shards' users together; one runner handles about 1,000 (README: Performance), shards go further.
+    users: int = Field(default=5, ge=1, le=10_000)
 
     @model_validator(mode="before")
     @classmethod
@@ -397,7 +398,8 @@ class JourneySettings(_Section):
 
 
 class LoadSettings(_Section):
-    users: int = Field(default=0, ge=0, le=500)  # 0: no load phase
+    users: int = Field(default=0, ge=0, le=10_000)  # 0: no load phase
+    concurrent: bool = False  # run the load users at the same time as the journey users, not after them
 
 
 class TargetsSettings(_Section):

@@ -445,3 +445,41 @@ def test_main__action_checks_publishing_before_probing_and_honours_config(config
     code, _, err = _main(["action"], {**env, "INPUT_CONFIG": str(quiet)})
     assert code == 1  # probed: nothing listens on port 9, so the golden path fails; no publishing was needed
     assert "probing" in err
+
+
+def test_main__a_thousand_users_from_the_cli_every_journey_and_event_counted(
+    backend: ReferenceServer, tmp_path: Path
+):
+    # A soft open-files limit of 1,024 (common on Linux desktops) is raised for the run; the server here is in
+    # the test's process, the probe in its own.
+    config = tmp_path / "golden-path.yml"
+    config.write_text(
+        "journey: {users: 600, event_timeout_s: 60, sla_s: 120}\n"
+        "load: {users: 400, concurrent: true}\n"
+        "websocket: {open_timeout_s: 60}\n"
+        "timeouts: {connect_s: 60, request_s: 60, run_s: 300}\n"
+        "targets: {api_ms: 60000, handshake_ms: 60000, agent_startup_ms: 60000, processing_ms: 60000,"
+        " total_ms: 60000}\n"
+    )
+    command = (
+        f"ulimit -Sn 1024 && exec {sys.executable} -m bot check --url {backend.url} --config {config}"
+        f" --output-dir {tmp_path} --quiet"
+    )
+    done = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={"JWT_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "with 1000 users" in done.stderr
+    run = json.loads((tmp_path / "results.json").read_text())
+    assert run["users"] == 1000
+    answered = [c["user"] for c in run["checks"] if c["id"] == "answer" and c["status"] == "pass"]
+    assert sorted(answered) == list(range(1, 1001))
+    assert [s["user"] for s in run["samples"]] == list(range(1, 1001))
+    events = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+    assert all(list(s["events"]) == events for s in run["samples"])
+    assert next(m for m in run["metrics"] if m["id"] == "total_ms")["samples"] == 1000

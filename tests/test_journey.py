@@ -295,3 +295,20 @@ def test_version_check__any_version_like_field_may_match():
     assert check is not None and check.failure is not None and check.failure.kind is Kind.VERSION_SKEW
     check, _ = version_check(expected="abc", serving=(), field="version")
     assert check is not None and check.status is Status.NOT_VERIFIED
+
+
+def test_probe__each_event_arrives_after_the_server_sent_it_on_the_shared_monotonic_clock():
+    from bot.reference.server import Stamps
+
+    stamps = Stamps()
+    with ReferenceServer(secret=SECRET, version=VERSION, stamps=stamps) as server:
+        outcome, findings = _run(_settings(server.url))
+    assert findings == ()
+    assert len(outcome.samples) == 3 and len(stamps.sent) == 3 and len(stamps.completed) == 3
+    for sample in outcome.samples:
+        (thread,) = [t for t in stamps.sent if t.endswith(f"-{sample.user}")]
+        server_sent = stamps.sent[thread]
+        assert list(sample.events) == list(server_sent)  # all five, in the order sent
+        # Relative to the message: the client sent before the server received, and the server sent each event
+        # before the client recorded its arrival.
+        assert all(sample.events[name] >= server_sent[name] for name in server_sent)

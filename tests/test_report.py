@@ -871,3 +871,31 @@ def test_render_report__refused_traffic_change_says_so() -> None:
 
     assert "⛔ Refused to rollback: refused to rollback: not tested" in text
     assert "the new revision was not tested" in text
+
+
+def test_render_report__waterfall_of_the_slowest_user_as_a_mermaid_gantt() -> None:
+    from bot.results import JourneySample
+
+    events = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+    fast = JourneySample(
+        1, total_ms=90, events=dict(zip(events, (20.0, 30.0, 50.0, 60.0, 70.0), strict=True))
+    )
+    slow = JourneySample(
+        2, total_ms=400, events=dict(zip(events, (120.4, 130.0, 250.0, 260.0, 380.6), strict=True))
+    )
+    run = replace(samples.healthy(), samples=(fast, slow, JourneySample(3, total_ms=None)))
+
+    markdown = report.render_report(run)
+
+    fences = [t for t in MarkdownIt().parse(markdown) if t.type == "fence" and t.info == "mermaid"]
+    gantt = next(t.content for t in fences if t.content.startswith("gantt"))
+    assert "section user 2" in gantt and "title User 2," in gantt
+    bars = [line.strip() for line in gantt.splitlines() if ":e" in line]
+    assert bars == [
+        "agent_started (120 ms) :e1, 00:00:00.000, 00:00:00.120",
+        "agent_thinking (130 ms) :e2, 00:00:00.120, 00:00:00.130",
+        "tool_executing (250 ms) :e3, 00:00:00.130, 00:00:00.250",
+        "tool_completed (260 ms) :e4, 00:00:00.250, 00:00:00.260",
+        "agent_completed (381 ms) :e5, 00:00:00.260, 00:00:00.381",
+    ]
+    assert "gantt" not in report.render_report(samples.healthy())  # no arrival times recorded: no waterfall

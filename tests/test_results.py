@@ -1,9 +1,25 @@
+import json
+from dataclasses import replace
 from xml.etree import ElementTree
 
 import pytest
+from pydantic import TypeAdapter
 
 from bot import results
-from bot.results import CheckResult, Failure, Impact, Kind, Metric, Run, Status, Step, Target, Verdict
+from bot.results import (
+    CheckResult,
+    Failure,
+    Impact,
+    JourneySample,
+    Kind,
+    Metric,
+    Run,
+    Status,
+    Step,
+    Target,
+    Verdict,
+)
+from tests import samples
 
 
 def _run(*checks: CheckResult) -> Run:
@@ -49,3 +65,24 @@ def test_metric_from_samples__p95_is_nearest_rank_and_no_samples_is_skip():
     metric = Metric.from_samples(id="m", label="M", unit="ms", samples=[5, 1, 3, 2, 4], target=4)
     assert (metric.p50, metric.p95, metric.max, metric.status) == (3, 5, 5, Status.FAIL)
     assert Metric.from_samples(id="m", label="M", unit="ms", samples=[], target=4).status is Status.SKIP
+
+
+def test_from_dict__a_schema_1_document_from_before_shards_still_loads():
+    data = results.to_dict(_run())
+    for newer in ("samples", "health_samples", "shard", "merged_from"):
+        del data[newer]
+    run = results.from_dict(data)
+    assert run.samples == () and run.shard is None
+
+
+@pytest.mark.parametrize("name", [*samples.NAMES, "server_logs", "hostile_logs"])
+def test_to_dict__writes_exactly_what_the_schema_reads_back(name: str):
+    build = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
+    run = replace(
+        build(), samples=(JourneySample(1, 2.5, events={"agent_started": 3.25}),), health_samples=(1.5,)
+    )
+    data = results.to_dict(run)
+    expected = TypeAdapter(Run).dump_python(run, mode="json")
+    # Equal as JSON values (a whole-number float may be written as 100 rather than 100.0).
+    assert json.loads(json.dumps(data)) == expected | {"p0_count": run.p0_count, "p1_count": run.p1_count}
+    assert results.from_dict(json.loads(results.to_json(run))) == run

@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,8 +28,9 @@ from bot import auth, protocol, untrusted
 from bot import trace as tracing
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
-from bot.results import CheckResult, Failure, Kind, Metric, Status, Step
+from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, Settings
+from bot.shards import user_phases
 
 FRAME_EVIDENCE = 10  # the last frames kept as evidence per user
 FRAME_CHARS = 1000  # per frame kept
@@ -48,6 +49,7 @@ class Timings:
     processing: float | None = None  # first expected event -> completion event
     max_event_gap: float | None = None
     total: float | None = None  # login start -> answer
+    events: dict[str, float] = field(default_factory=dict)  # event -> ms after the message was sent
 
 
 @dataclass(slots=True)
@@ -135,6 +137,8 @@ class ProbeOutcome:
     checks: tuple[CheckResult, ...]
     metrics: tuple[Metric, ...]
     serving_version: str | None
+    samples: tuple[JourneySample, ...] = ()  # raw per-journey figures, for shards and merge
+    health_samples: tuple[float, ...] = ()
 
 
 LATER_STEPS = (
@@ -154,6 +158,7 @@ async def probe(
     on_token: Callable[[str], None] = lambda _token: None,
     trace: tracing.RunTrace | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    phases: Sequence[Sequence[int]] | None = None,
 ) -> ProbeOutcome:
     """Health, then the journey for ``journey.users`` users at once, then the optional load phase.
 
@@ -189,6 +194,8 @@ async def probe(
         follow_redirects=False,
         event_hooks=trace.httpx_hooks(),
         headers=dict(extra),
+        # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
+        verify=not base_url.startswith("http://"),
     ) as http:
         try:
             async with asyncio.timeout_at(deadline):
@@ -215,10 +222,7 @@ async def probe(
         ctx = Context(
             settings, base_url, credentials, run_tag, http, remember, redactor, nonces, deadline, trace, extra
         )
-        phases = [range(1, settings.journey.users + 1)]
-        if settings.load.users:
-            phases.append(range(settings.journey.users + 1, users + 1))
-        for phase in phases:
+        for phase in phases if phases is not None else user_phases(settings):
             batch = [UserJourney(user) for user in phase]
             journeys.extend(batch)
             await asyncio.gather(*(_bounded(j, ctx) for j in batch))
@@ -228,7 +232,16 @@ async def probe(
         checks.extend(journey.checks)
     metrics = _metrics(settings, health_latencies, journeys)
     checks.extend(_perf_checks(metrics))
-    return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version)
+    samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
+    return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
+
+
+def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:
+    t = journey.timings
+    events = dict(t.events) if arrivals else {}
+    return JourneySample(
+        journey.user, t.handshake, t.agent_startup, t.max_event_gap, t.processing, t.total, events
+    )
 
 
 def _cleaned(checks: list[CheckResult], redactor: untrusted.Redactor) -> tuple[CheckResult, ...]:
@@ -704,6 +717,9 @@ def _judge_stream(journey: UserJourney, ctx: Context) -> None:
     if stream.arrivals:
         first = min(stream.arrivals.values())
         journey.timings.agent_startup = round((first - stream.sent) * 1000, 2)
+        journey.timings.events = {
+            name: round((at - stream.sent) * 1000, 3) for name, at in stream.arrivals.items()
+        }
         journey.timings.max_event_gap = round(stream.max_gap, 2) if len(stream.arrivals) > 1 else None
         if stream.completion is not None:
             journey.timings.processing = round((stream.arrivals[cfg.completion_event] - first) * 1000, 2)

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,7 @@ def create_app(
     version: str = "dev",
     login_password: str = "golden-path",
     event_delay_ms: float = 10,
+    stamps: Stamps | None = None,
 ) -> Starlette:
     """The ASGI app. Every fault works under any ASGI server except ``garbage``, which needs our protocol class.
 
@@ -93,6 +94,7 @@ def create_app(
         version=version,
         login_password=login_password,
         event_delay_s=max(event_delay_ms, 0) / 1000,
+        stamps=stamps,
     )
     app = Starlette(
         routes=[
@@ -115,12 +117,34 @@ class _Connection:
     connection_id: str
 
 
+@dataclass(slots=True)
+class Stamps:
+    """For benchmarks: when each event was sent, in ms after its run's message arrived (``time.monotonic``,
+    which is CLOCK_MONOTONIC, system-wide on Linux), per thread id; and when each run completed. Frames then
+    carry ``server_ms`` too."""
+
+    sent: dict[str, dict[str, float]] = field(default_factory=dict)
+    completed: list[float] = field(default_factory=list)  # monotonic seconds
+    first_received: float | None = None  # monotonic seconds: the earliest message with an event sent
+
+    def record(self, run: _Run, name: str) -> float:
+        now = time.monotonic()
+        if self.first_received is None or run.received < self.first_received:
+            self.first_received = run.received
+        elapsed = round((now - run.received) * 1000, 3)
+        self.sent.setdefault(run.thread_id, {})[name] = elapsed
+        if name == "agent_completed":
+            self.completed.append(now)
+        return elapsed
+
+
 @dataclass(frozen=True, slots=True)
 class _Run:
     user_id: str
     run_id: str
     thread_id: str
     text: str
+    received: float = 0.0  # time.monotonic() when the message arrived
 
     @property
     def ids(self) -> Frame:
@@ -161,7 +185,14 @@ class _Backend:
     """The request handlers, sharing the settings, the faults and the connection registry."""
 
     def __init__(
-        self, *, secret: str, faults: Faults, version: str, login_password: str, event_delay_s: float
+        self,
+        *,
+        secret: str,
+        faults: Faults,
+        version: str,
+        login_password: str,
+        event_delay_s: float,
+        stamps: Stamps | None = None,
     ) -> None:
         self.secret = secret
         self.faults = faults
@@ -169,6 +200,7 @@ class _Backend:
         self.login_password = login_password
         self.event_delay_s = event_delay_s
         self.registry = _Registry()
+        self.stamps = stamps
 
     # HTTP
 
@@ -338,7 +370,13 @@ class _Backend:
         thread_id = payload.get("thread_id") if isinstance(payload, dict) else None
         if not isinstance(thread_id, str) or not thread_id:
             thread_id = f"thread-{uuid.uuid4().hex[:12]}"
-        return _Run(user_id=connection.user_id, run_id=str(uuid.uuid4()), thread_id=thread_id, text=text)
+        return _Run(
+            user_id=connection.user_id,
+            run_id=str(uuid.uuid4()),
+            thread_id=thread_id,
+            text=text,
+            received=time.monotonic(),
+        )
 
     async def _run(self, connection: _Connection, run: _Run) -> None:
         """Send the agent's events for one run, bent by the faults."""
@@ -370,6 +408,8 @@ class _Backend:
                     await _send(connection.websocket, {"type": "heartbeat", "timestamp": _now()})
 
     async def _emit(self, connection: _Connection, run: _Run, frame: Frame) -> None:
+        if self.stamps is not None:
+            frame = {**frame, "server_ms": self.stamps.record(run, str(frame["type"]))}
         if not self.faults.cross_talk:
             await _send(connection.websocket, frame)
             return
@@ -564,6 +604,7 @@ class ReferenceServer:
         host: str = "127.0.0.1",
         port: int = 0,
         event_delay_ms: float = 10,
+        stamps: Stamps | None = None,
     ) -> None:
         self.faults = faults
         self.host = host
@@ -574,6 +615,7 @@ class ReferenceServer:
             version=version,
             login_password=login_password,
             event_delay_ms=event_delay_ms,
+            stamps=stamps,
         )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

@@ -1,0 +1,96 @@
+"""The floor: the same journey as golden-path's (health, HS256 token, WebSocket with the token as a subprotocol,
+one message, the five agent events) in a minimal asyncio ``websockets`` client, with nothing else.
+
+    JWT_SECRET_KEY=... python benchmarks/floor.py http://127.0.0.1:8080 --users 200 [--arrivals FILE]
+
+Prints one JSON line: journeys completed and failed. ``--arrivals`` writes, per user, each event's arrival after
+the message was sent, in ms, next to the server's own stamp when the frame carries one (``server_ms``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sys
+import time
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import connect
+
+EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _token(secret: str, subject: str) -> str:
+    now = int(time.time())
+    header = _b64(b'{"alg":"HS256","typ":"JWT"}')
+    claims = _b64(json.dumps({"sub": subject, "iat": now, "exp": now + 600}).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{_b64(signature)}"
+
+
+async def _health(host: str, port: int) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    status = await reader.readline()
+    await reader.read()
+    writer.close()
+    if b" 200 " not in status:
+        raise RuntimeError(f"health: {status!r}")
+
+
+async def _journey(ws_url: str, secret: str, user: int, arrivals: list[dict[str, object]] | None) -> bool:
+    token = _token(secret, f"floor-user-{user}")
+    protocols = ["jwt-auth", f"jwt.{_b64(token.encode())}"]
+    async with connect(ws_url, subprotocols=protocols, open_timeout=60) as ws:  # type: ignore[arg-type]
+        message = {
+            "type": "start_agent",
+            "payload": {"user_request": "What is 2 + 2?", "thread_id": f"f{user}"},
+        }
+        sent = time.perf_counter()
+        await ws.send(json.dumps(message))
+        seen: dict[str, list[float | None]] = {}
+        async with asyncio.timeout(60):
+            while len(seen) < len(EVENTS):
+                raw = await ws.recv()
+                now = time.perf_counter()
+                frame = json.loads(raw)
+                if frame.get("type") in EVENTS:
+                    seen[frame["type"]] = [round((now - sent) * 1000, 3), frame.get("server_ms")]
+    if arrivals is not None:
+        arrivals.append({"user": user, "events": seen})
+    return list(seen) == list(EVENTS)
+
+
+async def main(url: str, users: int, arrivals_path: str | None) -> int:
+    secret = os.environ["JWT_SECRET_KEY"]
+    parts = urlsplit(url)
+    await _health(parts.hostname or "127.0.0.1", parts.port or 80)
+    ws_url = f"ws://{parts.netloc}/ws"
+    arrivals: list[dict[str, object]] | None = [] if arrivals_path else None
+    outcomes = await asyncio.gather(
+        *(_journey(ws_url, secret, user, arrivals) for user in range(1, users + 1)), return_exceptions=True
+    )
+    completed = sum(1 for o in outcomes if o is True)
+    if arrivals_path and arrivals is not None:
+        with open(arrivals_path, "w", encoding="utf-8") as out:
+            json.dump(arrivals, out)
+    print(json.dumps({"completed": completed, "failed": users - completed}))
+    return 0 if completed == users else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--users", type=int, default=1)
+    parser.add_argument("--arrivals")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.url, args.users, args.arrivals)))

@@ -1,0 +1,160 @@
+"""Sharded runs: which users shard K of N runs, and merging shard results into one Run.
+
+A shard's ``results.json`` carries every journey's raw figures (``samples``), so ``merge`` recomputes each
+percentile over the union of all shards' samples (a p95 of p95s, or an average of them, is not a p95).
+The same shard format serves an Actions matrix (``--shard K/N``) and Cloud Run Jobs tasks
+(``CLOUD_RUN_TASK_INDEX``/``CLOUD_RUN_TASK_COUNT``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from bot import diagnose, impact
+from bot.errors import UsageError
+from bot.results import CheckResult, JourneySample, Metric, Run, Shard, Status, Step, verdict_for
+from bot.settings import Settings
+
+_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse(spec: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with 1 <= K <= N. Raises ``UsageError`` naming the value."""
+    match = _SPEC.match(spec)
+    if match is None:
+        raise UsageError(f"--shard: expected K/N such as 2/4, got {spec!r}")
+    index, count = int(match[1]), int(match[2])
+    if not 1 <= index <= count:
+        raise UsageError(f"--shard: K must be from 1 to N, got {spec!r}")
+    return index, count
+
+
+def from_cloud_run_task(env: Mapping[str, str]) -> tuple[int, int] | None:
+    """The shard a Cloud Run Jobs task is (its index is 0-based), or None outside one."""
+    index, count = env.get("CLOUD_RUN_TASK_INDEX"), env.get("CLOUD_RUN_TASK_COUNT")
+    if index is None or count is None:
+        return None
+    try:
+        return parse(f"{int(index) + 1}/{int(count)}")
+    except ValueError:
+        raise UsageError(
+            f"CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT: expected whole numbers, got {index!r}/{count!r}"
+        ) from None
+
+
+def share(settings: Settings, index: int, count: int) -> Shard:
+    """Shard ``index`` of ``count`` runs a contiguous block of the user numbers 1..total: numbers stay unique
+    across shards, and the first ``total % count`` shards take one user more."""
+    total = settings.journey.users + settings.load.users
+    size, extra = divmod(total, count)
+    first = (index - 1) * size + min(index - 1, extra) + 1
+    last = first + size + (1 if index <= extra else 0) - 1
+    return Shard(index=index, count=count, first_user=first, last_user=last, total_users=total)
+
+
+def user_phases(settings: Settings, users: Sequence[int] | None = None) -> list[list[int]]:
+    """Journey users, then load users (one phase with them when ``load.concurrent``); ``users`` picks a share."""
+    journey_users = list(range(1, settings.journey.users + 1))
+    load_users = list(range(settings.journey.users + 1, settings.journey.users + settings.load.users + 1))
+    if users is not None:
+        share = set(users)
+        journey_users = [u for u in journey_users if u in share]
+        load_users = [u for u in load_users if u in share]
+    if settings.load.concurrent:
+        return [journey_users + load_users]
+    return [phase for phase in (journey_users, load_users) if phase]
+
+
+def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
+    """One Run from every shard of a sharded run: all checks and journeys, percentiles over the union.
+
+    Raises:
+        UsageError: a document is not a shard, or shards are missing, repeated or from different runs.
+    """
+    shards = _complete(runs)
+    first = shards[0]
+    checks: list[CheckResult] = []
+    seen_run_checks: set[str] = set()
+    for run in shards:
+        for check in run.checks:
+            if check.step is Step.PERFORMANCE:
+                continue  # recomputed below from the merged metrics
+            if check.user is None:
+                # Health, version and the negative check ran once per shard: keep one, and every failure.
+                if check.id in seen_run_checks and check.status is not Status.FAIL:
+                    continue
+                seen_run_checks.add(check.id)
+            checks.append(check)
+    samples = tuple(sorted((s for run in shards for s in run.samples), key=lambda s: s.user))
+    health = tuple(h for run in shards for h in run.health_samples)
+    metrics = tuple(_merged_metric(metric, samples=samples, health=health) for metric in first.metrics)
+    from bot.probe.journey import _perf_checks  # the probe's own rule for a missed target
+
+    checks.extend(_perf_checks(metrics))
+    service = first.target.service
+    findings = diagnose.diagnose(checks, service=service)
+    serving = next((run.target.serving_version for run in shards if run.target.serving_version), None)
+    return replace(
+        first,
+        run_id=run_id,
+        started_at=min(run.started_at for run in shards),
+        finished_at=max(run.finished_at for run in shards),
+        duration_ms=max(run.duration_ms for run in shards),
+        verdict=verdict_for(findings),
+        target=replace(first.target, serving_version=serving),
+        checks=tuple(checks),
+        metrics=metrics,
+        findings=findings,
+        impact=impact.assess(findings, settings=settings.impact, journey_name=settings.journey.name),
+        users=first.shard.total_users if first.shard else sum(run.users for run in shards),
+        traces=tuple(
+            sorted({t.user: t for run in shards for t in run.traces}.values(), key=lambda t: t.user)
+        ),
+        logs=next((run.logs for run in shards if run.logs is not None), None),
+        samples=samples,
+        health_samples=health,
+        shard=None,
+        merged_from=tuple(run.run_id for run in shards),
+        traffic_actions=(),
+    )
+
+
+def _complete(runs: Sequence[Run]) -> list[Run]:
+    if not runs:
+        raise UsageError("merge: give the shards' results.json files")
+    for run in runs:
+        if run.shard is None:
+            raise UsageError(
+                f"merge: run {run.run_id} is not a shard result (it was not run with --shard K/N)"
+            )
+    shards = sorted(runs, key=lambda r: r.shard.index if r.shard else 0)
+    count = {r.shard.count for r in shards if r.shard}
+    if len(count) > 1:
+        raise UsageError(f"merge: the shards come from runs split differently (N = {sorted(count)})")
+    (n,) = count
+    indexes = [r.shard.index for r in shards if r.shard]
+    repeated = sorted({i for i in indexes if indexes.count(i) > 1})
+    if repeated:
+        raise UsageError(f"merge: shard {', '.join(f'{i}/{n}' for i in repeated)} given more than once")
+    missing = [i for i in range(1, n + 1) if i not in indexes]
+    if missing:
+        raise UsageError(
+            f"merge: shard {', '.join(f'{i}/{n}' for i in missing)} missing; every journey must be counted "
+            "(did a matrix job fail before uploading its results?)"
+        )
+    targets = {(r.target.url, r.target.service) for r in shards}
+    if len(targets) > 1:
+        raise UsageError(f"merge: the shards tested different targets: {sorted(targets)}")
+    return shards
+
+
+def _merged_metric(metric: Metric, *, samples: Sequence[JourneySample], health: Sequence[float]) -> Metric:
+    if metric.id == "api_ms":
+        values: list[float] = list(health)
+    else:
+        values = [v for s in samples if (v := getattr(s, metric.id, None)) is not None]
+    return Metric.from_samples(
+        id=metric.id, label=metric.label, unit=metric.unit, samples=values, target=metric.target
+    )

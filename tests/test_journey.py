@@ -312,3 +312,19 @@ def test_probe__each_event_arrives_after_the_server_sent_it_on_the_shared_monoto
         # Relative to the message: the client sent before the server received, and the server sent each event
         # before the client recorded its arrival.
         assert all(sample.events[name] >= server_sent[name] for name in server_sent)
+
+
+def test_probe__users_who_never_started_before_the_run_deadline_are_not_blamed():
+    from tests.standins.hostile_http import RawHTTPServer, silent
+
+    with RawHTTPServer({"/health": silent(), "/ws": silent()}) as server:
+        settings = build_settings(
+            {"journey": {"users": 2}, "timeouts": {"run_s": 1}, "health": {"timeout_s": 30}},
+            {"url": server.url},
+        )
+        outcome, findings = _run(settings)
+    # Health used the whole run: it is the finding; no user step that never ran is failed.
+    assert [(f.kind, f.step.value) for f in findings] == [(Kind.TIMEOUT, "health")]
+    user_checks = [c for c in outcome.checks if c.user is not None]
+    assert user_checks and all(c.status is Status.SKIP for c in user_checks)
+    assert all("not started" in c.summary for c in user_checks)

@@ -340,6 +340,10 @@ async def _explain_refusals(
 
 async def _bounded(journey: UserJourney, ctx: Context) -> None:
     """One user's journey under the whole run's deadline; what it showed so far is judged, never dropped."""
+    if asyncio.get_running_loop().time() >= ctx.deadline:
+        # Health (or an earlier phase) used the whole run: this user never started, so no step of it is blamed.
+        journey.skip(("login", Step.LOGIN), *LATER_STEPS, why="not started: the run deadline had passed")
+        return
     try:
         async with asyncio.timeout_at(ctx.deadline):
             await _journey(journey, ctx)

@@ -815,7 +815,8 @@ def build_settings(
 
 def _strict_scalars(data: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> None:
     """Where a number is expected, ``true`` is not 1; where true/false is expected, ``"yes"`` or 1 is not
-    true. (pydantic's lax mode accepts both silently; the rest of its coercions are fine for a config.)"""
+    true. (pydantic's lax mode accepts both silently; the rest of its coercions are fine for a config: a quoted
+    ``'3'`` that worked before keeps working, and ``'three'`` is still refused by pydantic.)"""
     if not isinstance(data, dict):
         return
     for key, value in data.items():
@@ -826,7 +827,7 @@ def _strict_scalars(data: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> 
         where = (*loc, key)
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             _strict_scalars(value, field.annotation, where)
-        elif kinds & {int, float} and bool not in kinds and isinstance(value, bool | str):
+        elif kinds & {int, float} and bool not in kinds and isinstance(value, bool):
             expected = "a whole number" if float not in kinds else "a number"
             raise ConfigError(_show_key(where), f"expected {expected}, got {_short(value)}")
         elif kinds == {bool} and not isinstance(value, bool):

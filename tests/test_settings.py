@@ -153,7 +153,7 @@ def _check_with(
         ),
         ("journey:\n  users: 2\n  users: 3\n", "key 'users' is given twice"),
         ("journey:\n  users: true\n", "config key 'journey.users': expected a whole number, got True"),
-        ("journey:\n  users: '3'\n", "config key 'journey.users': expected a whole number, got '3'"),
+        ("journey:\n  users: three\n", "config key 'journey.users'"),
         ("timeouts:\n  run_s: yes\n", "config key 'timeouts.run_s': expected a number, got True"),
         ("github:\n  publish: 'yes'\n", "config key 'github.publish': expected true or false, got 'yes'"),
         ("url: http://exa mple.com\n", "config key 'url': expected a URL without spaces"),
@@ -282,3 +282,7 @@ def test_build_settings__fail_on_defaults_to_correctness_and_keeps_any_and_p0():
 
     assert build_settings({}).gate.fail_on == "correctness"
     assert {build_settings({"gate": {"fail_on": v}}).gate.fail_on for v in ("any", "p0")} == {"any", "p0"}
+
+
+def test_build_settings__a_quoted_number_that_worked_keeps_working():
+    assert build_settings({"url": "https://chat.example.com", "journey": {"users": "3"}}).journey.users == 3

@@ -44,8 +44,8 @@ test -x "$work/image/venv/bin/golden-path" || { echo "install-check: no golden-p
 test -s "$work/out/results.json"
 test -s "$work/out/report.md"
 # The protocol profiles are data files: a wheel without them would fail here, not at a user's.
-(cd "$work" && golden-path demo --quiet --users 2 --profile openai-realtime --output-dir out-realtime)
-(cd "$work" && golden-path profile show openai-realtime | grep -q "completion_event: response.done")
+(cd "$work" && image/venv/bin/golden-path demo --quiet --users 2 --profile openai-realtime --output-dir out-realtime)
+(cd "$work" && image/venv/bin/golden-path profile show openai-realtime | grep -q "completion_event: response.done")
 
 # The same files, installed the plain way, timed the same way.
 cp -R "$work/image/pyproject.toml" "$work/image/README.md" "$work/image/bot" "$work/image/templates" "$work/pip/"

@@ -130,3 +130,13 @@ def test_repr__credentials_settings_and_context_never_show_secrets() -> None:
     shown += repr(ActionsContext(token=secret)) + repr(Redactor([secret]))
     shown += repr(build_settings({"url": "https://chat.example.com", "auth": {"mode": "login"}}))
     assert secret not in shown
+
+
+def test_clean__tokens_added_during_the_run_are_redacted_across_generations() -> None:
+    redactor = Redactor(["configured-secret-0123"])
+    tokens = [f"eyJhbGciOiJIUzI1NiJ9.user-{i:04d}.signature-{i * 31:06d}" for i in range(300)]
+    for token in tokens:
+        redactor.add(token)
+        assert redactor.clean(f"echo {token}!") == f"echo {REDACTED}!"  # each token as soon as it is known
+    text = " ".join([*tokens[::7], "configured-secret-0123"])
+    assert all(t not in redactor.clean(text) for t in tokens) and "configured" not in redactor.clean(text)

@@ -141,7 +141,8 @@ def test_foreign_owner__absent_fields_prove_nothing_present_ones_must_match():
 
 
 def test_nonces__finds_only_other_users_nonces():
-    nonces = protocol.Nonces("gpn1", ["gpn1", "gpn22", "gpn333"])
-    assert nonces.foreign_in("hello gpn22 there") == "gpn22"
-    assert nonces.foreign_in("only gpn1 here") is None
-    assert nonces.own_in("[gpn1] hi")
+    mine, theirs, stranger = protocol.new_nonce(), protocol.new_nonce(), protocol.new_nonce()
+    nonces = protocol.Nonces(mine, [mine, theirs])
+    assert nonces.foreign_in(f"hello {theirs} there") == theirs
+    assert nonces.foreign_in(f"only {mine} here, and {stranger}, which is no user's of this run") is None
+    assert nonces.own_in(f"[{mine}] hi")

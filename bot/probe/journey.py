@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 import uuid
 from collections import deque
@@ -187,7 +186,7 @@ async def probe(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.run_s
     users = settings.journey.users + settings.load.users
-    nonces = {user: f"gpn{secrets.token_hex(6)}" for user in range(1, users + 1)}
+    nonces = {user: protocol.new_nonce() for user in range(1, users + 1)}
     async with httpx.AsyncClient(
         timeout=limits,
         trust_env=False,

@@ -462,7 +462,8 @@ def install(work: Path) -> None:
         for name in times:
             image = work / f"image-{r}-{len(times[name])}-{name.split()[0]}"
             image.mkdir(parents=True)
-            venv = image / "venv"
+            # The build's tools (pip, then uv) live beside the image: the Dockerfile makes its own `venv` inside it.
+            venv = image.parent / f"{image.name}-tools"
             subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
             env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
             if name.startswith("Dockerfile"):
@@ -480,6 +481,7 @@ def install(work: Path) -> None:
                     failures[name] = f"`{command}` exited {done.returncode}: {done.stderr.strip()[-200:]}"
             times[name].append(time.monotonic() - started)
             shutil.rmtree(image, ignore_errors=True)
+            shutil.rmtree(venv, ignore_errors=True)
     for name, values in times.items():
         note = f"   not measured: {failures[name]}" if name in failures else ""
         print(f"   {name:28} {spread(values, ' s', 1)}{note}")

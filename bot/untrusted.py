@@ -88,6 +88,11 @@ def secret_forms(secret: str) -> set[str]:
     return {form for form in forms if len(form) >= _MIN_NEEDLE}
 
 
+# Up to this many new needles are found with `str.__contains__` (C speed) before they are compiled: tokens minted
+# one by one during a run then cost a handful of compiles, not one per token.
+_PENDING_SEARCHED = 128
+
+
 class Redactor:
     """Replaces every form of every secret with ``[redacted]``.
 
@@ -104,7 +109,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._generations: list[tuple[frozenset[str], re.Pattern[str]]] = []
         self._known: set[str] = set()  # every needle, compiled or pending
-        self._pending: set[str] = set()
+        self._pending: list[
+            str
+        ] = []  # not compiled yet: found with plain substring search until there are many
         for secret in secrets:
             self.add(secret)
 
@@ -112,7 +119,7 @@ class Redactor:
         if secret:
             new = secret_forms(secret) - self._known
             self._known |= new
-            self._pending |= new
+            self._pending = sorted({*self._pending, *new}, key=len, reverse=True)  # longest form first
 
     def __bool__(self) -> bool:
         return bool(self._known)
@@ -121,9 +128,9 @@ class Redactor:
         return f"Redactor({len(self._known)} forms)"
 
     def _compiled(self) -> list[tuple[frozenset[str], re.Pattern[str]]]:
-        if self._pending:
+        if len(self._pending) > _PENDING_SEARCHED:
             needles = frozenset(self._pending)
-            self._pending = set()
+            self._pending = []
             while self._generations and len(self._generations[-1][0]) <= len(needles):
                 needles |= self._generations.pop()[0]
             self._generations.append((needles, re.compile(_trie_pattern(needles))))
@@ -135,6 +142,9 @@ class Redactor:
         # The oldest (largest) generation first: it holds the configured secrets, added before any token.
         for _, pattern in self._compiled():
             text = pattern.sub(REDACTED, text)
+        for needle in self._pending:
+            if needle in text:
+                text = text.replace(needle, REDACTED)
         return text
 
     def clip(self, text: str, limit: int) -> str:

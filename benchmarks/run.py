@@ -14,8 +14,9 @@ machine slows each alike), printed with its spread (min-max). Every server runs 
 7-9. robustness (benchmarks/robustness.py): memory against an endless health body and a flood of foreign
    events, and GitHub requests of a failing steady state after 20 earlier incidents
 
-Environment: BENCH_ROUNDS (default 3), ARTILLERY (path to the artillery binary; default
-benchmarks/node_modules/.bin/artillery, then PATH). Exits 0: the figures are reported, not gated.
+Environment: BENCH_ROUNDS (default 3), BENCH_ONLY (the figures to run, e.g. "3,4"; default all: 7-9 run
+together), ARTILLERY (path to the artillery binary; default benchmarks/node_modules/.bin/artillery, then PATH).
+Exits 0: the figures are reported, not gated.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ BENCH = ROOT / "benchmarks"
 PYTHON = sys.executable
 SECRET = "benchmark-secret-0123456789abcdefghijklmnop"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ONLY = {int(n) for n in os.environ.get("BENCH_ONLY", "").replace(",", " ").split()}
+
+
+def wanted(figure: int) -> bool:
+    return not ONLY or figure in ONLY
+
+
 BIG = 1000
 HONESTY_USERS = 200
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -500,20 +508,27 @@ def main() -> int:
             tools = Tools(server, work)
             if tools.artillery is None:
                 print("Artillery: not installed, its columns are skipped (see --help of this script).")
-            startup()
-            cpu_one = one_user(tools)
-            thousand(tools, cpu_one)
-            honesty(tools)
-            github_requests(tools)
+            if wanted(1):
+                startup()
+            if wanted(2) or wanted(3):  # 3 needs 2's CPU for one user
+                cpu_one = one_user(tools)
+            if wanted(3):
+                thousand(tools, cpu_one)
+            if wanted(4):
+                honesty(tools)
+            if wanted(5):
+                github_requests(tools)
         finally:
             server.stop()
-        install(work)
-    sys.path.insert(0, str(BENCH))
-    import robustness  # benchmarks/robustness.py: hostile peers' memory bounds, GitHub's request budget
+        if wanted(6):
+            install(work)
+    if wanted(7) or wanted(8) or wanted(9):
+        sys.path.insert(0, str(BENCH))
+        import robustness  # benchmarks/robustness.py: hostile peers' memory bounds, GitHub's request budget
 
-    robustness_missed = robustness.main()
-    if robustness_missed:
-        print(f"missed: {', '.join(robustness_missed)}")
+        robustness_missed = robustness.main()
+        if robustness_missed:
+            print(f"missed: {', '.join(robustness_missed)}")
     print(f"\nbench took {time.monotonic() - started:.0f} s")
     return 0
 

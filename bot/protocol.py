@@ -13,7 +13,7 @@ import functools
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -50,7 +50,70 @@ def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None =
 
 @functools.lru_cache(maxsize=256)
 def _compiled(text: str) -> Any:
-    return jmespath.compile(text)
+    parsed = jmespath.compile(text)
+    direct = _direct(parsed.parsed)
+    return parsed if direct is None else _Direct(direct)
+
+
+class _Direct:
+    """An expression made only of fields, indexes, ``a.b`` and ``a || b`` (what profiles use), evaluated by
+    closures with JMESPath's own semantics instead of walking the tree per frame (4 lookups per frame, at 1,000
+    users the interpreter was a tenth of the probe's CPU). Anything else keeps jmespath's interpreter."""
+
+    __slots__ = ("search",)
+
+    def __init__(self, evaluate: Callable[[Any], Any]) -> None:
+        self.search = evaluate
+
+
+def _is_false(value: Any) -> bool:  # JMESPath's falsiness, as jmespath.visitor.TreeInterpreter._is_false
+    return value == "" or value == [] or value == {} or value is None or value is False
+
+
+def _direct(node: dict[str, Any]) -> Callable[[Any], Any] | None:
+    kind = node["type"]
+    if kind == "field":
+        key = node["value"]
+
+        def field(value: Any) -> Any:
+            return value.get(key) if isinstance(value, dict) else None
+
+        return field
+    if kind == "index":
+        position = node["value"]
+
+        def index(value: Any) -> Any:
+            if not isinstance(value, list):
+                return None
+            try:
+                return value[position]
+            except IndexError:
+                return None
+
+        return index
+    if kind in ("current", "identity"):
+        return lambda value: value
+    if kind not in ("subexpression", "index_expression", "or_expression"):
+        return None
+    steps = [_direct(child) for child in node["children"]]
+    if any(step is None for step in steps):
+        return None
+    chain = tuple(step for step in steps if step is not None)
+    if kind == "or_expression":
+        left, right = chain
+
+        def either(value: Any) -> Any:
+            matched = left(value)
+            return right(value) if _is_false(matched) else matched
+
+        return either
+
+    def path(value: Any) -> Any:
+        for step in chain:
+            value = step(value)
+        return value
+
+    return path
 
 
 def expression_problem(text: str) -> str | None:

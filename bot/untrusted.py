@@ -88,6 +88,12 @@ def secret_forms(secret: str) -> set[str]:
     return {form for form in forms if len(form) >= _MIN_NEEDLE}
 
 
+# A JSON Web Token, and where one (or its base64: "eyJ" encodes as "ZXlK") can start. Every form of a JWT starts
+# with one of the two, so the tokens a run mints are found by scanning for these and looking up the few lengths
+# they come in: no pattern to compile however many users there are.
+_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_JWT_STARTS = re.compile("eyJ|ZXlK")
+
 # Up to this many new needles are found with `str.__contains__` (C speed) before they are compiled: tokens minted
 # one by one during a run then cost a handful of compiles, not one per token.
 _PENDING_SEARCHED = 128
@@ -104,14 +110,15 @@ class Redactor:
     rebuilt on every add cost O(n²) (minutes at 1,000 users).
     """
 
-    __slots__ = ("_generations", "_known", "_pending")
+    __slots__ = ("_generations", "_known", "_pending", "_token_lengths", "_tokens")
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._generations: list[tuple[frozenset[str], re.Pattern[str]]] = []
         self._known: set[str] = set()  # every needle, compiled or pending
-        self._pending: list[
-            str
-        ] = []  # not compiled yet: found with plain substring search until there are many
+        # not compiled yet: found with plain substring search until there are many
+        self._pending: list[str] = []
+        self._tokens: set[str] = set()  # every form of every JWT: found from where one can start, by length
+        self._token_lengths: list[int] = []  # longest first
         for secret in secrets:
             self.add(secret)
 
@@ -119,6 +126,10 @@ class Redactor:
         if secret:
             new = secret_forms(secret) - self._known
             self._known |= new
+            if _JWT_SHAPE.fullmatch(secret) and all(form.startswith(("eyJ", "ZXlK")) for form in new):
+                self._tokens |= new
+                self._token_lengths = sorted({*self._token_lengths, *map(len, new)}, reverse=True)
+                return
             self._pending = sorted({*self._pending, *new}, key=len, reverse=True)  # longest form first
 
     def __bool__(self) -> bool:
@@ -139,6 +150,8 @@ class Redactor:
     def clean(self, text: str) -> str:
         if not self._known or not text:
             return text
+        if self._tokens:
+            text = self._clean_tokens(text)
         # The oldest (largest) generation first: it holds the configured secrets, added before any token.
         for _, pattern in self._compiled():
             text = pattern.sub(REDACTED, text)
@@ -146,6 +159,20 @@ class Redactor:
             if needle in text:
                 text = text.replace(needle, REDACTED)
         return text
+
+    def _clean_tokens(self, text: str) -> str:
+        pieces: list[str] = []
+        end = 0
+        for match in _JWT_STARTS.finditer(text):
+            start = match.start()
+            if start < end:
+                continue  # inside a token just redacted
+            for length in self._token_lengths:
+                if text[start : start + length] in self._tokens:
+                    pieces += (text[end:start], REDACTED)
+                    end = start + length
+                    break
+        return "".join((*pieces, text[end:])) if pieces else text
 
     def clip(self, text: str, limit: int) -> str:
         """Redact, then cut to ``limit`` characters, saying how much was cut."""

@@ -146,3 +146,67 @@ def test_nonces__finds_only_other_users_nonces():
     assert nonces.foreign_in(f"hello {theirs} there") == theirs
     assert nonces.foreign_in(f"only {mine} here, and {stranger}, which is no user's of this run") is None
     assert nonces.own_in(f"[{mine}] hi")
+
+
+# -- expressions: the direct evaluator agrees with jmespath's interpreter ---------------------------------------
+
+import jmespath  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = st.sampled_from(["type", "data", "user_id", "content", "output", "0", "a b"])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 2) | st.sampled_from(["", "x", "0"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _field(key: str) -> str:
+    return json.dumps(key) if not key.isidentifier() else key
+
+
+_STEP = _KEYS.map(_field) | st.integers(-3, 3).map(lambda i: f"[{i}]")
+_PATH = st.lists(_STEP, min_size=1, max_size=4).map(
+    lambda steps: (
+        "".join(s if s.startswith("[") or i == 0 else f".{s}" for i, s in enumerate(steps))
+        if not steps[0].startswith("[")
+        else "@" + "".join(s if s.startswith("[") else f".{s}" for s in steps)
+    )
+)
+_EXPRESSION = st.lists(_PATH, min_size=1, max_size=3).map(" || ".join)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(expression=_EXPRESSION, document=_JSON)
+def test_search__profile_expressions_agree_with_jmespath_on_any_document(
+    expression: str, document: object
+) -> None:
+    assert protocol.expression_problem(expression) is None
+    assert type(protocol._compiled(expression)).__name__ == "_Direct"  # the fast path is the one under test
+    assert protocol.search(expression, document) == jmespath.search(expression, document)
+
+
+@pytest.mark.parametrize(
+    "expression", ["type", "user_id || data.user_id || payload.user_id", "response.output[0].content[0].text"]
+)
+def test_search__the_bundled_profiles_expressions_take_the_direct_path(expression: str) -> None:
+    assert type(protocol._compiled(expression)).__name__ == "_Direct"
+    frame = {"type": "t", "data": {"user_id": 7}, "response": {"output": [{"content": [{"text": "hi"}]}]}}
+    assert protocol.search(expression, frame) == jmespath.search(expression, frame)
+
+
+def test_search__other_expressions_keep_the_interpreter() -> None:
+    assert (
+        protocol.search(
+            "items[?kind=='delta'].text | join('', @)",
+            {
+                "items": [
+                    {"kind": "delta", "text": "a"},
+                    {"kind": "x", "text": "b"},
+                    {"kind": "delta", "text": "c"},
+                ]
+            },
+        )
+        == "ac"
+    )

@@ -140,3 +140,23 @@ def test_clean__tokens_added_during_the_run_are_redacted_across_generations() ->
         assert redactor.clean(f"echo {token}!") == f"echo {REDACTED}!"  # each token as soon as it is known
     text = " ".join([*tokens[::7], "configured-secret-0123"])
     assert all(t not in redactor.clean(text) for t in tokens) and "configured" not in redactor.clean(text)
+
+
+def test_clean__minted_jwts_in_every_form_even_run_together_and_unknown_ones_kept() -> None:
+    header = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    tokens = [f"{header}.eyJzdWIiOiJ1c2VyLXtpfSJ9{i}.c2lnbmF0dXJl-{i * 7919:07d}_x" for i in range(1, 1001)]
+    redactor = Redactor(["configured-secret-0123"])
+    for token in tokens:
+        redactor.add(token)
+    one, two = tokens[41], tokens[999]
+    forms = [
+        base64.b64encode(one.encode()).decode(),
+        base64.urlsafe_b64encode(one.encode()).decode().rstrip("="),
+    ]
+    text = f"{one}{two}|{forms[0]}|{forms[1]}x|Bearer {one}&next={two}Zz|{header}.unknown.sig-not-minted-here"
+    cleaned = redactor.clean(text)
+    assert cleaned == (
+        f"{REDACTED}{REDACTED}|{REDACTED}|{REDACTED}x|Bearer {REDACTED}&next={REDACTED}Zz|"
+        f"{header}.unknown.sig-not-minted-here"
+    )
+    assert redactor.clean("configured-secret-0123 and " + one) == f"{REDACTED} and {REDACTED}"

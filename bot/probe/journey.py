@@ -122,6 +122,7 @@ class Context:
     deadline: float  # loop time
     trace: tracing.RunTrace  # per-user trace headers on every request (the revision's logs find them)
     extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Cloud Run ID token, on every upgrade
+    every_nonce: frozenset[str] = frozenset()  # built once: a set per user would cost O(n²) at 1,000 users
 
     @property
     def journey(self) -> JourneySettings:
@@ -219,7 +220,18 @@ async def probe(
             checks.append(negative.check)
 
         ctx = Context(
-            settings, base_url, credentials, run_tag, http, remember, redactor, nonces, deadline, trace, extra
+            settings,
+            base_url,
+            credentials,
+            run_tag,
+            http,
+            remember,
+            redactor,
+            nonces,
+            deadline,
+            trace,
+            extra,
+            frozenset(nonces.values()),
         )
         for phase in phases if phases is not None else user_phases(settings):
             batch = [UserJourney(user) for user in phase]
@@ -509,7 +521,7 @@ async def _receive(
     cfg = ctx.journey
     stream = journey.stream
     assert stream is not None
-    nonces = protocol.Nonces(values["nonce"], ctx.nonces.values())
+    nonces = protocol.Nonces(values["nonce"], ctx.every_nonce)
 
     def due() -> float:
         return min(stream.last_expected + cfg.event_timeout_s, sla_deadline, ctx.deadline - 0.25)
@@ -798,7 +810,7 @@ def _answer(journey: UserJourney, ctx: Context, *, started: float) -> None:
         where = f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
     journey.timings.total = _since(started)
     evidence = {"completion frame": ctx.clip(completion.raw), "answer expression": where}
-    nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.nonces.values())
+    nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.every_nonce)
     if problem:
         failure = Failure(Kind.ANSWER_EMPTY, f"No answer: {problem} ({where}).", evidence=evidence)
         journey.add("answer", Step.ANSWER, Status.FAIL, failure=failure)

@@ -221,3 +221,40 @@ def test_main__a_hostile_server_still_gets_results_a_report_and_exit_1(tmp_path:
     assert saved["verdict"] == "fail" and saved["findings"]
     assert (tmp_path / "out" / "report.md").read_text().startswith("## ❌ golden-path: FAIL")
     assert "Traceback" not in err.getvalue()
+
+
+def test_stamped_connection__arrival_is_when_the_frame_was_read_not_when_the_task_got_to_it():
+    """A thousand users keep the loop busy: a message can wait for this user's task long after its bytes came in.
+    The arrival recorded is the read, so a busy probe does not make the server look slow."""
+    from websockets.asyncio.server import serve
+
+    from bot.probe.websocket import open_connection
+    from bot.protocol import Offer
+
+    async def echo_twice(ws):  # type: ignore[no-untyped-def]
+        async for message in ws:
+            await ws.send(f"first {message}")
+            await ws.send(f"second {message}")
+
+    async def scenario() -> tuple[float, float, float, float]:
+        async with serve(echo_twice, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            handshake = await open_connection(Offer(f"ws://127.0.0.1:{port}/", (), ()), timeout_s=5)
+            connection = handshake.connection
+            assert connection is not None
+            loop = asyncio.get_running_loop()
+            await connection.send("go")
+            await asyncio.sleep(0.2)  # both frames come in and are read while the task waits
+            time.sleep(0.3)  # then the loop is busy with other work before the task runs again
+            first = await connection.recv()
+            returned = loop.time()
+            at_first = connection.arrival()
+            second = await connection.recv()
+            at_second = connection.arrival()
+            await connection.close()
+            assert (first, second) == ("first go", "second go")
+            return returned, at_first, at_second, loop.time()
+
+    returned, at_first, at_second, end = asyncio.run(scenario())
+    assert returned - at_first >= 0.3  # the read, not the task's turn
+    assert at_first <= at_second < returned and end >= returned

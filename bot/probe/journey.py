@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from bot import auth, protocol, untrusted
@@ -459,7 +458,7 @@ async def _session(
     journey: UserJourney,
     ctx: Context,
     *,
-    connection: ClientConnection,
+    connection: ws_probe.StampedConnection,
     identity: auth.Identity,
     started: float,
 ) -> None:
@@ -509,7 +508,7 @@ def _frame_type(template: str) -> str:
 async def _receive(
     journey: UserJourney,
     ctx: Context,
-    connection: ClientConnection,
+    connection: ws_probe.StampedConnection,
     *,
     owners: protocol.Owners,
     later: list[Any],
@@ -530,7 +529,7 @@ async def _receive(
         async with asyncio.timeout_at(due()) as budget:
             while stream.completion is None and stream.failure is None:
                 raw = await connection.recv()
-                name = _take(stream, ctx, raw, owners=owners, nonces=nonces)
+                name = _take(stream, ctx, raw, at=connection.arrival(), owners=owners, nonces=nonces)
                 if name is None:
                     continue
                 if name in cfg.error_events:
@@ -549,11 +548,18 @@ async def _receive(
 
 
 def _take(
-    stream: Stream, ctx: Context, raw: str | bytes, *, owners: protocol.Owners, nonces: protocol.Nonces
+    stream: Stream,
+    ctx: Context,
+    raw: str | bytes,
+    *,
+    at: float,
+    owners: protocol.Owners,
+    nonces: protocol.Nonces,
 ) -> str | None:
-    """Account for one frame; returns its event name when the loop must act on it (expected or error)."""
+    """Account for one frame that was read off the socket at ``at`` (loop time); returns its event name when the
+    loop must act on it (expected or error)."""
     cfg = ctx.journey
-    now = asyncio.get_running_loop().time()
+    now = at
     stream.frame_count += 1
     text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
     kept = ctx.clip(text, FRAME_CHARS)
@@ -656,7 +662,9 @@ def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[A
     )
 
 
-async def _error_event(stream: Stream, ctx: Context, connection: ClientConnection, name: str) -> Failure:
+async def _error_event(
+    stream: Stream, ctx: Context, connection: ws_probe.StampedConnection, name: str
+) -> Failure:
     """An error frame; followed by an auth close (1008, 4001, 4003, 4401, 4403), auth refused after the upgrade."""
     error_frame = stream.frames[-1] if stream.frames else ""
     try:

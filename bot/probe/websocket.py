@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -15,6 +17,7 @@ from websockets.exceptions import (
     InvalidStatus,
     NegotiationError,
 )
+from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from bot import iam
@@ -36,9 +39,31 @@ NEGATIVE_GRACE_S = 1.0
 _NO_REDACTION = Redactor()
 
 
+_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
+class StampedConnection(ClientConnection):
+    """A client connection that notes, on the loop's clock, when each message's last frame was read off the
+    socket. ``recv()`` returns a message only when this user's task next runs, which under a thousand users can
+    be many other frames later: the arrival recorded is when the bytes came in, not when we got round to them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._arrivals: deque[float] = deque()
+
+    def process_event(self, event: Any) -> None:
+        if self.response is not None and isinstance(event, Frame) and event.fin and event.opcode in _DATA:
+            self._arrivals.append(self.loop.time())
+        super().process_event(event)
+
+    def arrival(self) -> float:
+        """When the message ``recv()`` just returned was read off the socket (loop time)."""
+        return self._arrivals.popleft() if self._arrivals else self.loop.time()
+
+
 @dataclass(frozen=True, slots=True)
 class Handshake:
-    connection: ClientConnection | None
+    connection: StampedConnection | None
     elapsed_ms: float
     failure: Failure | None
     subprotocol: str | None = None
@@ -87,6 +112,7 @@ async def open_connection(
             # No permessage-deflate: 64 KiB read from the socket could inflate into hundreds of thousands of
             # frames that websockets queues at once (a flood of small frames grew the probe by 30+ MiB).
             compression=None,
+            create_connection=StampedConnection,
         )
     except InvalidStatus as exc:
         elapsed = _ms(started)
@@ -119,6 +145,7 @@ async def open_connection(
         )
         return Handshake(None, _ms(started), failure)
     elapsed = _ms(started)
+    assert isinstance(connection, StampedConnection)  # create_connection above
     echoed = connection.subprotocol
     if require_echo and offer.subprotocols and echoed is None:
         failure = Failure(

@@ -4,7 +4,8 @@ one message, the five agent events) in a minimal asyncio ``websockets`` client, 
     JWT_SECRET_KEY=... python benchmarks/floor.py http://127.0.0.1:8080 --users 200 [--arrivals FILE]
 
 Prints one JSON line: journeys completed and failed. ``--arrivals`` writes, per user, each event's arrival after
-the message was sent, in ms, next to the server's own stamp when the frame carries one (``server_ms``).
+the message was sent, in ms, next to the server's own stamp when the frame carries one (``server_ms``), and when
+the message was sent (``sent_at``, CLOCK_MONOTONIC seconds).
 """
 
 from __future__ import annotations
@@ -55,18 +56,18 @@ async def _journey(ws_url: str, secret: str, user: int, arrivals: list[dict[str,
             "type": "start_agent",
             "payload": {"user_request": "What is 2 + 2?", "thread_id": f"f{user}"},
         }
-        sent = time.perf_counter()
+        sent = time.monotonic()  # CLOCK_MONOTONIC: the server's stamps are on the same clock
         await ws.send(json.dumps(message))
         seen: dict[str, list[float | None]] = {}
         async with asyncio.timeout(60):
             while len(seen) < len(EVENTS):
                 raw = await ws.recv()
-                now = time.perf_counter()
+                now = time.monotonic()
                 frame = json.loads(raw)
                 if frame.get("type") in EVENTS:
                     seen[frame["type"]] = [round((now - sent) * 1000, 3), frame.get("server_ms")]
     if arrivals is not None:
-        arrivals.append({"user": user, "events": seen})
+        arrivals.append({"user": user, "sent_at": sent, "events": seen})
     return list(seen) == list(EVENTS)
 
 

@@ -70,7 +70,47 @@ def _is_false(value: Any) -> bool:  # JMESPath's falsiness, as jmespath.visitor.
     return value == "" or value == [] or value == {} or value is None or value is False
 
 
+def _keys(node: dict[str, Any]) -> tuple[str, ...] | None:
+    """``a.b.c`` as ("a", "b", "c"); None when the node is anything but fields."""
+    if node["type"] == "field":
+        return (node["value"],)
+    if node["type"] != "subexpression":
+        return None
+    parts = [_keys(child) for child in node["children"]]
+    return None if any(p is None for p in parts) else tuple(k for p in parts if p is not None for k in p)
+
+
+def _alternatives(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """``a || b || c`` (left-associative) as [a, b, c]."""
+    if node["type"] != "or_expression":
+        return [node]
+    left, right = node["children"]
+    return [*_alternatives(left), right]
+
+
+def _fields_or_fields(node: dict[str, Any]) -> Callable[[Any], Any] | None:
+    """The common shape, ``user_id || data.user_id || payload.user_id``, as one loop over key paths."""
+    paths = [_keys(alternative) for alternative in _alternatives(node)]
+    if any(p is None for p in paths):
+        return None
+    chains = tuple(p for p in paths if p is not None)
+
+    def first(document: Any) -> Any:
+        value = None
+        for keys in chains:
+            value = document
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if not (value == "" or value == [] or value == {} or value is None or value is False):
+                return value
+        return value  # every alternative false: the last one's value, as `||` gives
+
+    return first
+
+
 def _direct(node: dict[str, Any]) -> Callable[[Any], Any] | None:
+    if (fast := _fields_or_fields(node)) is not None:
+        return fast
     kind = node["type"]
     if kind == "field":
         key = node["value"]
@@ -298,13 +338,16 @@ def owner_values(frame: Frame, owner: OwnerSettings) -> dict[str, str]:
     return found
 
 
-def foreign_owner(named: Mapping[str, str], ours: Owners) -> str | None:
+def foreign_owner(named: Mapping[str, str], ours: Owners, *, run: str | None = None) -> str | None:
     """Why a frame naming ``named`` belongs to someone else, or None when it is ours or unmarked.
 
-    A field that is absent proves nothing; a field that is present must match this user's identity.
+    A field that is absent proves nothing; a field that is present must match this user's identity. ``run``:
+    the run id learnt from the stream, when ``ours`` has none.
     """
+    if not named:
+        return None
     for name in ("user", "run", "thread"):
-        mine = getattr(ours, name)
+        mine = getattr(ours, name) if name != "run" or run is None else run
         value = named.get(name)
         if mine is not None and value is not None and value != mine:
             return f"{name}={value[:80]} (expected {mine})"

@@ -340,6 +340,9 @@ class JourneySample:
     total_ms: float | None = None
     # Event type -> arrival after the message was sent (ms); recorded for the first ARRIVALS_CAP users of a run.
     events: dict[str, float] = field(default_factory=dict)
+    # When the message was sent, in CLOCK_MONOTONIC seconds (system-wide on Linux): lines ``events`` up with
+    # stamps a server on the same host took with its own clock. None where no message was sent.
+    message_sent_at: float | None = None
 
 
 ARRIVALS_CAP = 1000  # journeys per run whose per-event arrival times are kept

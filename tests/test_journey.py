@@ -312,6 +312,11 @@ def test_probe__each_event_arrives_after_the_server_sent_it_on_the_shared_monoto
         # Relative to the message: the client sent before the server received, and the server sent each event
         # before the client recorded its arrival.
         assert all(sample.events[name] >= server_sent[name] for name in server_sent)
+        # Absolute, on the one CLOCK_MONOTONIC: every arrival after the server's send, and within a second of it.
+        assert sample.message_sent_at is not None
+        for name, at in stamps.sent_at[thread].items():
+            arrived = sample.message_sent_at + sample.events[name] / 1000
+            assert at <= arrived < at + 1.0
 
 
 def test_probe__users_who_never_started_before_the_run_deadline_are_not_blamed():

@@ -160,3 +160,17 @@ def test_clean__minted_jwts_in_every_form_even_run_together_and_unknown_ones_kep
         f"{header}.unknown.sig-not-minted-here"
     )
     assert redactor.clean("configured-secret-0123 and " + one) == f"{REDACTED} and {REDACTED}"
+
+
+def test_jwt_forms__are_every_form_secret_forms_finds_for_a_jwt() -> None:
+    from bot.auth import mint
+    from bot.settings import AuthSettings
+    from bot.untrusted import jwt_forms, secret_forms
+
+    header = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    tokens = [f"{header}.eyJzdWIiOiJ1LTEifQ.{'-_' * i}sig{i}" for i in range(8)]
+    tokens.append(
+        mint(AuthSettings(), key="k" * 32, algorithm="HS256", subject="user-1")
+    )  # a real minted one
+    for token in tokens:
+        assert jwt_forms(token) == secret_forms(token)

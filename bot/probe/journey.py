@@ -48,6 +48,7 @@ class Timings:
     max_event_gap: float | None = None
     total: float | None = None  # login start -> answer
     events: dict[str, float] = field(default_factory=dict)  # event -> ms after the message was sent
+    message_sent_at: float | None = None  # loop time (CLOCK_MONOTONIC seconds)
 
 
 @dataclass(slots=True)
@@ -88,6 +89,10 @@ class UserJourney:
     timings: Timings = field(default_factory=Timings)
     step: Step = Step.LOGIN  # the step in progress, for the run deadline's finding
     stream: Stream | None = None
+    # perf_counter: the journey's start, and when the stream ended (completion, error, close or deadline). The
+    # stream is judged after the phase, so judging one user never delays the frames other users are receiving.
+    started: float = 0.0
+    received: float | None = None
 
     def add(
         self,
@@ -236,6 +241,8 @@ async def probe(
             batch = [UserJourney(user) for user in phase]
             journeys.extend(batch)
             await asyncio.gather(*(_bounded(j, ctx) for j in batch))
+            for journey in batch:
+                _judge(journey, ctx)
         if negative is not None:
             await _explain_refusals(journeys, ctx, negative)
     for journey in journeys:
@@ -246,11 +253,19 @@ async def probe(
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
 
 
+def _judge(journey: UserJourney, ctx: Context) -> None:
+    """The events, isolation and answer checks of a stream that ended in time (a deadline judges its own)."""
+    if journey.stream is not None and not journey.stream.judged and journey.received is not None:
+        _judge_stream(journey, ctx)
+        _answer(journey, ctx)
+
+
 def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:
     t = journey.timings
     events = dict(t.events) if arrivals else {}
+    sent_at = t.message_sent_at if arrivals else None
     return JourneySample(
-        journey.user, t.handshake, t.agent_startup, t.max_event_gap, t.processing, t.total, events
+        journey.user, t.handshake, t.agent_startup, t.max_event_gap, t.processing, t.total, events, sent_at
     )
 
 
@@ -358,6 +373,8 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
         async with asyncio.timeout_at(ctx.deadline):
             await _journey(journey, ctx)
     except TimeoutError:
+        if journey.received is not None:
+            return  # the stream ended in time, only the close was cut short: judged after the phase (_judge)
         failure = _run_deadline_failure(journey.step, ctx.settings.timeouts.run_s)
         done = {c.id for c in journey.checks}
         if journey.stream is not None and not journey.stream.judged:
@@ -391,7 +408,7 @@ def _deadline_check(check_id: str, step: Step, user: int | None, run_s: float) -
 
 
 async def _journey(journey: UserJourney, ctx: Context) -> None:
-    started = time.perf_counter()
+    started = journey.started = time.perf_counter()
     ctx.trace.bind(journey.user)  # this task's HTTP requests (login) carry this user's trace id
     journey.step = Step.LOGIN
     try:
@@ -492,9 +509,8 @@ async def _session(
     await _receive(
         journey, ctx, connection, owners=owners, later=later, values=values, sla_deadline=sla_deadline
     )
-    _judge_stream(journey, ctx)
-    journey.step = Step.ANSWER
-    _answer(journey, ctx, started=started)
+    journey.received = time.perf_counter()
+    journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
 
 
 def _frame_type(template: str) -> str:
@@ -589,7 +605,7 @@ def _take(
         return frame.name  # a welcome frame may be what the next frame to send waits for
     named = protocol.owner_values(frame, cfg.owner)
     stream.owned = stream.owned or bool(named)
-    leak = protocol.foreign_owner(named, replace(owners, run=stream.run_id))
+    leak = protocol.foreign_owner(named, owners, run=stream.run_id)
     if leak is not None:
         _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
         return None
@@ -737,6 +753,7 @@ def _judge_stream(journey: UserJourney, ctx: Context) -> None:
     assert stream is not None
     stream.judged = True
     cfg = ctx.journey
+    journey.timings.message_sent_at = round(stream.sent, 6)
     if stream.arrivals:
         first = min(stream.arrivals.values())
         journey.timings.agent_startup = round((first - stream.sent) * 1000, 2)
@@ -802,7 +819,7 @@ def _isolation_check(journey: UserJourney, ctx: Context, stream: Stream) -> None
         journey.add("isolation", Step.ISOLATION, Status.NOT_VERIFIED, summary=f"not verified: {why}")
 
 
-def _answer(journey: UserJourney, ctx: Context, *, started: float) -> None:
+def _answer(journey: UserJourney, ctx: Context) -> None:
     cfg = ctx.journey
     stream = journey.stream
     assert stream is not None
@@ -816,7 +833,8 @@ def _answer(journey: UserJourney, ctx: Context, *, started: float) -> None:
     else:
         answer, problem = protocol.answer_text(protocol.search(cfg.answer.expression, completion.body))
         where = f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
-    journey.timings.total = _since(started)
+    assert journey.received is not None
+    journey.timings.total = round((journey.received - journey.started) * 1000, 2)
     evidence = {"completion frame": ctx.clip(completion.raw), "answer expression": where}
     nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.every_nonce)
     if problem:

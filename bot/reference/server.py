@@ -124,6 +124,7 @@ class Stamps:
     carry ``server_ms`` too."""
 
     sent: dict[str, dict[str, float]] = field(default_factory=dict)
+    sent_at: dict[str, dict[str, float]] = field(default_factory=dict)  # the same, as monotonic seconds
     completed: list[float] = field(default_factory=list)  # monotonic seconds
     first_received: float | None = None  # monotonic seconds: the earliest message with an event sent
 
@@ -133,6 +134,7 @@ class Stamps:
             self.first_received = run.received
         elapsed = round((now - run.received) * 1000, 3)
         self.sent.setdefault(run.thread_id, {})[name] = elapsed
+        self.sent_at.setdefault(run.thread_id, {})[name] = now
         if name == "agent_completed":
             self.completed.append(now)
         return elapsed

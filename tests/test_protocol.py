@@ -187,11 +187,30 @@ def test_search__profile_expressions_agree_with_jmespath_on_any_document(
     assert protocol.search(expression, document) == jmespath.search(expression, document)
 
 
-@pytest.mark.parametrize(
-    "expression", ["type", "user_id || data.user_id || payload.user_id", "response.output[0].content[0].text"]
-)
-def test_search__the_bundled_profiles_expressions_take_the_direct_path(expression: str) -> None:
-    assert type(protocol._compiled(expression)).__name__ == "_Direct"
+def _profile_expressions() -> list[tuple[str, str]]:
+    from bot import profiles
+
+    found = []
+    for name in profiles.names():
+        journey = build_settings({"journey": {"profile": name}}, {"url": "http://127.0.0.1:9"}).journey
+        owner = journey.owner
+        for expression in (
+            journey.event_name,
+            journey.answer.expression,
+            owner.user,
+            owner.run,
+            owner.thread,
+        ):
+            if expression:
+                found.append((name, expression))
+    return found
+
+
+@pytest.mark.parametrize(("profile", "expression"), _profile_expressions())
+def test_search__every_bundled_profile_expression_takes_the_direct_path(
+    profile: str, expression: str
+) -> None:
+    assert type(protocol._compiled(expression)).__name__ == "_Direct", profile
     frame = {"type": "t", "data": {"user_id": 7}, "response": {"output": [{"content": [{"text": "hi"}]}]}}
     assert protocol.search(expression, frame) == jmespath.search(expression, frame)
 

@@ -223,19 +223,7 @@ def _parser() -> argparse.ArgumentParser:
         "--expected-version", help="the version/commit the health endpoint must report (default $GITHUB_SHA)"
     )
     check.add_argument("--expected-image", help="the image digest the revision must run")
-    check.add_argument(
-        "--publish",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="comment on the PR and file P0 issues (--no-publish overrides the config file)",
-    )
-    check.add_argument("--pr", type=int, help="pull request number (default: found from the event or commit)")
-    check.add_argument(
-        "--fail-on",
-        choices=("correctness", "any", "p0"),
-        help="exit 1 on every finding but a missed performance target (correctness, the default), "
-        "on any finding, or only on P0; version skew always fails",
-    )
+    _publish_and_gate(check)
     check.add_argument("--on-pass", choices=("none", "promote"), help="traffic action when the run passes")
     check.add_argument("--on-fail", choices=("none", "rollback"), help="traffic action when the run fails")
     check.add_argument(
@@ -252,16 +240,7 @@ def _parser() -> argparse.ArgumentParser:
         help="merge shard results (check --shard K/N) into one verdict and report, and publish once",
     )
     merge.add_argument("results", type=Path, nargs="+", help="every shard's results.json")
-    merge.add_argument(
-        "--publish",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="comment on the PR and file P0 issues (--no-publish overrides the config file)",
-    )
-    merge.add_argument("--pr", type=int, help="pull request number (default: found from the event or commit)")
-    merge.add_argument(
-        "--fail-on", choices=("any", "p0"), help="exit 1 on any finding (default) or only on P0"
-    )
+    _publish_and_gate(merge)
     merge.add_argument("--config", type=Path, help=f"config file (default {DEFAULT_CONFIG} when it exists)")
     merge.add_argument("--output-dir", type=Path, help="where results.json, report.md and junit.xml go")
     merge.add_argument(
@@ -316,6 +295,25 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--format", choices=("report", "comment", "summary", "junit"), default="report")
     render.set_defaults(func=_report)
     return parser
+
+
+def _publish_and_gate(parser: argparse.ArgumentParser) -> None:
+    """--publish, --pr and --fail-on: the same for `check` and for `merge`, which concludes a sharded check."""
+    parser.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="comment on the PR and file P0 issues (--no-publish overrides the config file)",
+    )
+    parser.add_argument(
+        "--pr", type=int, help="pull request number (default: found from the event or commit)"
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=("correctness", "any", "p0"),
+        help="exit 1 on every finding but a missed performance target (correctness, the default), "
+        "on any finding, or only on P0; version skew always fails",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -113,6 +113,21 @@ def test_merge__percentiles_come_from_the_union_of_samples_not_from_the_shards_p
     assert merged.verdict is Verdict.DEGRADED
 
 
+@pytest.mark.parametrize(("fail_on", "code"), [(None, 0), ("correctness", 0), ("any", 1), ("p0", 0)])
+def test_main__merge_takes_the_same_fail_on_as_check(tmp_path: Path, fail_on: str | None, code: int):
+    """A merged p95 over its target is a performance finding only: `check`'s default gate lets it through, and
+    `merge` must accept every `--fail-on` that `check` accepts (a sharded workflow passes the same inputs)."""
+    paths = []
+    for run in (_shard_run(1, 2, [10, 20, 30], first_user=1), _shard_run(2, 2, [100, 200], first_user=4)):
+        path = tmp_path / f"{run.run_id}.json"
+        path.write_text(results.to_json(run))
+        paths.append(str(path))
+    flag = [] if fail_on is None else ["--fail-on", fail_on]
+    got, _, err = _main(["merge", *paths, "--output-dir", str(tmp_path / "m"), "--quiet", *flag])
+    assert (got, "usage:" in err) == (code, False), err
+    assert json.loads((tmp_path / "m" / "results.json").read_text())["verdict"] == "degraded"
+
+
 def test_merge__a_missing_repeated_or_unsharded_result_is_refused():
     one, two = _shard_run(1, 3, [1.0], 1), _shard_run(2, 3, [1.0], 2)
     settings = build_settings({})

@@ -70,7 +70,9 @@ def obtain(*, audience: str, passed: str | None, credentials_file: str | None) -
         raise
     except exceptions.DefaultCredentialsError as exc:
         if not credentials_file:
-            tried.append("metadata server: not reachable (not on Google Cloud)")
+            tried.append(
+                "metadata server: not reachable (not on Google Cloud), or no service account attached"
+            )
         else:
             tried.append(f"GOOGLE_APPLICATION_CREDENTIALS={credentials_file}: {_one_line(exc)}")
         raise IdTokenError(

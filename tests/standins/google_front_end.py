@@ -162,3 +162,66 @@ def service_account_key(path: Path, *, token_uri: str, email: str) -> Path:
         )
     )
     return path
+
+
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
+
+class MetadataServer(LoopbackServer):
+    """The metadata server of Compute Engine, Cloud Run and Cloud Build, as google-auth reaches it through
+    ``GCE_METADATA_HOST``/``GCE_METADATA_IP``: the ping on ``/``, the default service account (read first, for
+    its email) and its identity endpoint. Like the real one, it answers only requests with
+    ``Metadata-Flavor: Google`` (403 otherwise) and says ``Metadata-Flavor: Google`` back; ``identity=False``
+    models a runtime with no service account (404)."""
+
+    thread_name = "metadata-standin"
+
+    def __init__(self, *, email: str, identity: bool = True) -> None:
+        self.email, self.identity = email, identity
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        super().__init__(_metadata_handler(self))
+
+    @property
+    def host(self) -> str:
+        return self.origin.removeprefix("http://")
+
+
+def _metadata_handler(server: MetadataServer) -> type[BaseHTTPRequestHandler]:
+    account_path = "/computeMetadata/v1/instance/service-accounts/default/"
+    identity_path = account_path + "identity"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            params = {k: v[-1] for k, v in parse_qs(query).items()}
+            server.requests.append((path, params))
+            if self.headers.get("Metadata-Flavor") != "Google":
+                self._answer(403, "Missing required header: Metadata-Flavor\n")
+            elif path == "/":
+                self._answer(200, "computeMetadata/\n")
+            elif path in (account_path, identity_path) and not server.identity:
+                self._answer(404, "Not Found\n")
+            elif path == account_path and params.get("recursive") == "true":
+                # google-auth reads the account (its email) before it asks for an identity token
+                account = {"aliases": ["default"], "email": server.email, "scopes": [CLOUD_PLATFORM]}
+                self._answer(200, json.dumps(account), "application/json")
+            elif path == identity_path and not params.get("audience"):
+                self._answer(400, "non-empty audience parameter required\n")
+            elif path == identity_path:
+                self._answer(200, id_token_for(audience=params["audience"], email=server.email))
+            else:
+                self._answer(404, "Not Found\n")
+
+        def _answer(self, status: int, text: str, content_type: str = "application/text") -> None:
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Metadata-Flavor", "Google")
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

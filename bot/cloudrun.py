@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
@@ -780,20 +780,17 @@ def _first(items: Iterable[T], limit: int) -> list[T]:
 # -- logs ----------------------------------------------------------------------------------------------------
 
 
-def logs_url(*, project: str, service: str, revision: str, start: str, end: str) -> str:
-    """A Cloud Logging (Logs Explorer) link: the revision's logs over the run's window (start to end + 1 min,
-    as log entries arrive late)."""
-    query = (
-        'resource.type="cloud_run_revision"\n'
-        f'resource.labels.service_name="{service}"\n'
-        f'resource.labels.revision_name="{revision}"'
-    )
+def logs_url(
+    *, project: str, service: str, revision: str, start: str, end: str, region: str | None = None
+) -> str:
+    """A Logs Explorer link: the revision's logs over the run's window (start to end + 1 min, as log entries
+    arrive late). The same query and link format as the logs under each finding (``bot.logs``)."""
+    from bot import logs
+
+    where = logs.Where(project=project, region=region, service=service, revision=revision)
+    since = datetime.fromisoformat(start.replace("Z", "+00:00"))
     until = datetime.fromisoformat(end.replace("Z", "+00:00")) + timedelta(minutes=1)
-    end_at = until.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return (
-        f"https://console.cloud.google.com/logs/query;query={quote(query, safe='')};"
-        f"startTime={quote(start, safe='')};endTime={quote(end_at, safe='')}?project={quote(project, safe='')}"
-    )
+    return logs.explorer_url(project, logs.revision_filter(where), since, until)
 
 
 # -- small helpers -------------------------------------------------------------------------------------------

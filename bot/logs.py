@@ -264,10 +264,10 @@ def collect(
     start, end = window(run)
     # The run's last entries reach Cloud Logging a few seconds after they happen.
     time.sleep(settings.settle_s)
-    revision_filter = _revision_filter(where)
+    revision = revision_filter(where)
     span = f'timestamp>="{_rfc3339(start)}" AND timestamp<="{_rfc3339(end)}"'
     trace_ids, traces_cut = _queried_traces(run, where.project, room=MAX_FILTER_CHARS - len(span) - 10)
-    queries = [f"{revision_filter} AND {span} AND severity>=WARNING"]
+    queries = [f"{revision} AND {span} AND severity>=WARNING"]
     if trace_ids:
         queries.append(f"{span} AND {_trace_filter(where.project, trace_ids)}")
     base = ServerLogs(
@@ -346,7 +346,8 @@ def window(run: Run) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _revision_filter(where: Where) -> str:
+def revision_filter(where: Where) -> str:
+    """Every entry the revision logged (its service, revision and, when known, region)."""
     parts = [
         'resource.type="cloud_run_revision"',
         f'resource.labels.service_name="{_quoted(where.service)}"',
@@ -361,8 +362,8 @@ def _link_query(where: Where, trace_ids: Sequence[str]) -> str:
     """The revision's warnings and errors, plus (for a handful of traces) everything those requests logged."""
     shown = sorted(trace_ids)[:MAX_TRACES_IN_LINK]
     if not shown:
-        return f"{_revision_filter(where)} AND severity>=WARNING"
-    return f"{_revision_filter(where)} AND (severity>=WARNING OR {_trace_filter(where.project, shown)})"
+        return f"{revision_filter(where)} AND severity>=WARNING"
+    return f"{revision_filter(where)} AND (severity>=WARNING OR {_trace_filter(where.project, shown)})"
 
 
 def _trace_filter(project: str, trace_ids: Sequence[str]) -> str:

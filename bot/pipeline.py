@@ -168,6 +168,7 @@ def execute(
             revision=target.revision,
             start=started_at,
             end=finished_at,
+            region=target.region,
         )
         target = replace(target, logs_url=logs)
     run = Run(

@@ -739,8 +739,14 @@ def test_logs_url__query_and_window() -> None:
     assert url.startswith("https://console.cloud.google.com/logs/query;query=")
     assert "resource.type%3D%22cloud_run_revision%22" in url
     assert f"resource.labels.revision_name%3D%22{NEW}%22" in url
-    assert "startTime=2025-06-03T14%3A21%3A07Z;endTime=2025-06-03T14%3A23%3A00Z" in url
+    # The documented timeRange (an ISO 8601 interval), as the links under each finding use: one format.
+    assert "timeRange=2025-06-03T14%3A21%3A07.000Z%2F2025-06-03T14%3A23%3A00.000Z" in url
     assert url.endswith("?project=my-proj")
+    regional = cloudrun.logs_url(
+        project="my-proj", service="chat", revision=NEW, start="2025-06-03T14:21:07Z", end="2025-06-03T14:22:00Z",
+        region="europe-west1",
+    )  # fmt: skip
+    assert "resource.labels.location%3D%22europe-west1%22" in regional
 
 
 def test_apply_gate__a_write_applied_then_answered_503_is_recognised_as_applied(

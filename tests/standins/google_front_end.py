@@ -129,17 +129,29 @@ def _token_handler(endpoint: TokenEndpoint) -> type[BaseHTTPRequestHandler]:
             else:
                 token = id_token_for(audience=claims["target_audience"], email=claims["iss"])
                 status, body = 200, {"id_token": token}
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            _write(self, status, json.dumps(body), "application/json")
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler
+
+
+def _write(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    text: str,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    data = text.encode()
+    handler.send_response(status)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 def service_account_key(path: Path, *, token_uri: str, email: str) -> Path:
@@ -213,13 +225,7 @@ def _metadata_handler(server: MetadataServer) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, "Not Found\n")
 
         def _answer(self, status: int, text: str, content_type: str = "application/text") -> None:
-            data = text.encode()
-            self.send_response(status)
-            self.send_header("Metadata-Flavor", "Google")
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            _write(self, status, text, content_type, {"Metadata-Flavor": "Google"})
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -3,7 +3,7 @@
     JWT_SECRET_KEY=... python benchmarks/server.py PORT
 
 ``GET /bench/stats`` answers the runs completed (and when, CLOCK_MONOTONIC seconds) and each event's send
-time after its message arrived and as CLOCK_MONOTONIC seconds, per thread id; ``POST /bench/reset`` forgets them.
+time as CLOCK_MONOTONIC seconds, per thread id; ``POST /bench/reset`` forgets them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ def main(port: int) -> None:
                 "first_received": stamps.first_received,
                 "first_completed": min(completed, default=None),
                 "last_completed": max(completed, default=None),
-                "sent": stamps.sent,
                 "sent_at": stamps.sent_at,
             }
         )

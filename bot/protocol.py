@@ -101,7 +101,7 @@ def _fields_or_fields(node: dict[str, Any]) -> Callable[[Any], Any] | None:
             value = document
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
-            if not (value == "" or value == [] or value == {} or value is None or value is False):
+            if not _is_false(value):
                 return value
         return value  # every alternative false: the last one's value, as `||` gives
 
@@ -342,12 +342,15 @@ def foreign_owner(named: Mapping[str, str], ours: Owners, *, run: str | None = N
     """Why a frame naming ``named`` belongs to someone else, or None when it is ours or unmarked.
 
     A field that is absent proves nothing; a field that is present must match this user's identity. ``run``:
-    the run id learnt from the stream, when ``ours`` has none.
+    the run id learnt from the stream, which stands in for ``ours.run`` when given.
     """
     if not named:
         return None
-    for name in ("user", "run", "thread"):
-        mine = getattr(ours, name) if name != "run" or run is None else run
+    for name, mine in (
+        ("user", ours.user),
+        ("run", ours.run if run is None else run),
+        ("thread", ours.thread),
+    ):
         value = named.get(name)
         if mine is not None and value is not None and value != mine:
             return f"{name}={value[:80]} (expected {mine})"

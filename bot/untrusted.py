@@ -92,7 +92,8 @@ def secret_forms(secret: str) -> set[str]:
 # with one of the two, so the tokens a run mints are found by scanning for these and looking up the few lengths
 # they come in: no pattern to compile however many users there are.
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_JWT_STARTS = re.compile("eyJ|ZXlK")
+_JWT_PREFIXES = ("eyJ", "ZXlK")
+_JWT_STARTS = re.compile("|".join(_JWT_PREFIXES))
 
 
 def jwt_forms(token: str) -> set[str]:
@@ -137,7 +138,7 @@ class Redactor:
             jwt = _JWT_SHAPE.fullmatch(secret) is not None
             new = (jwt_forms(secret) if jwt else secret_forms(secret)) - self._known
             self._known |= new
-            if jwt and all(form.startswith(("eyJ", "ZXlK")) for form in new):
+            if jwt and all(form.startswith(_JWT_PREFIXES) for form in new):
                 self._tokens |= new
                 self._token_lengths = sorted({*self._token_lengths, *map(len, new)}, reverse=True)
                 return

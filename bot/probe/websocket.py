@@ -52,7 +52,7 @@ class StampedConnection(ClientConnection):
         self._arrivals: deque[float] = deque()
 
     def process_event(self, event: Any) -> None:
-        if self.response is not None and isinstance(event, Frame) and event.fin and event.opcode in _DATA:
+        if isinstance(event, Frame) and event.fin and event.opcode in _DATA:  # not the handshake's Response
             self._arrivals.append(self.loop.time())
         super().process_event(event)
 

@@ -16,7 +16,13 @@ from bot.results import CheckResult, Finding, Kind, Severity, Status, Step
 P0_STEPS = frozenset({Step.LOGIN, Step.CONNECT, Step.MESSAGE, Step.AGENT, Step.ANSWER, Step.ISOLATION})
 # Kinds that are P0 wherever they are seen.
 P0_KINDS = frozenset(
-    {Kind.REVISION_NOT_READY, Kind.ISOLATION_LEAK, Kind.WS_UNAUTHENTICATED_ACCEPTED, Kind.IAM_DENIED}
+    {
+        Kind.REVISION_NOT_READY,
+        Kind.ISOLATION_LEAK,
+        Kind.WS_UNAUTHENTICATED_ACCEPTED,
+        Kind.STREAM_UNAUTHENTICATED_ACCEPTED,
+        Kind.IAM_DENIED,
+    }
 )
 
 STEP_ORDER = {step: index for index, step in enumerate(Step)}
@@ -106,6 +112,43 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "The server answered with something that is not a valid WebSocket handshake or sent frames that are "
         "not JSON: the path serves another app, or a proxy rewrites the traffic.",
         "Check the WebSocket path and what serves it; the evidence shows what came back.",
+    ),
+    Kind.STREAM_STATUS: Explanation(
+        "Opening the stream: {subject}",
+        "The request that opens the event stream (SSE or Socket.IO) never reached a healthy handler: 404/405 "
+        "mean the path or method is not the streaming route, 422 a body the route does not accept, 502/503 "
+        "a container that crashed or is not listening.",
+        "Check the configured path, method and body against the server's routes (the evidence shows the "
+        "answer); for 5xx read the revision's logs at the time of the request.",
+    ),
+    Kind.STREAM_AUTH_REJECTED: Explanation(
+        "Stream authentication rejected: {subject}",
+        "The server refused a valid token when the event stream was opened (HTTP 401/403, a Socket.IO "
+        "CONNECT_ERROR, or an error event before any journey event): the secret or key differs between the "
+        "token issuer and this revision, or the token is read from another place than where it is sent.",
+        "Compare the JWT secret in the revision's environment with the issuer's; check that the server reads "
+        "the token where the client sends it (the header, cookie or CONNECT auth payload named below).",
+    ),
+    Kind.STREAM_CLOSED_EARLY: Explanation(
+        "The stream ended before {detail}",
+        "The server ended the event stream (the response body, or the Socket.IO connection) before the agent "
+        "finished: a handler that returns early, a crash in the agent task, a proxy cutting long responses, "
+        "or Cloud Run's request timeout.",
+        "Read the revision's logs at the time of the run for an exception in the streaming handler; keep the "
+        "response open until the last event is sent, and check the service's request timeout.",
+    ),
+    Kind.STREAM_UNAUTHENTICATED_ACCEPTED: Explanation(
+        "The event stream serves clients without a token",
+        "A client with no credentials received the journey's own events: authentication is disabled or "
+        "bypassed on this revision's streaming route (for example a development flag left on).",
+        "Require a valid token on the streaming route (and on the requests before it) and answer 401 "
+        "otherwise; check the revision's environment for auth-bypass flags.",
+    ),
+    Kind.STREAM_PROTOCOL: Explanation(
+        "The stream does not speak the expected protocol",
+        "The streaming route answered something other than the configured transport (e.g. JSON instead of "
+        "`text/event-stream`, or no Socket.IO handshake), or sent events that do not match the profile.",
+        "Check `transport`, the path and what serves it; the evidence shows what came back.",
     ),
     Kind.LOGIN_FAILED: Explanation(
         "Login failed",

@@ -21,6 +21,9 @@ CAPABILITY = {
 # Kinds whose harm is not the step they were seen at: the journey works, but something else is lost.
 CAPABILITY_BY_KIND = {
     Kind.WS_UNAUTHENTICATED_ACCEPTED: "rely on the chat being closed to strangers (it accepts connections without a token)",
+    Kind.STREAM_UNAUTHENTICATED_ACCEPTED: (
+        "rely on the chat being closed to strangers (it streams answers to clients without a token)"
+    ),
     Kind.ISOLATION_LEAK: CAPABILITY[Step.ISOLATION],
 }
 

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import jmespath
 from jmespath.exceptions import JMESPathError, ParseError
@@ -35,6 +35,14 @@ _SAMPLE = {"message": 'say "hi"\\\n', "thread_id": "t-1", "user": "u-1", "nonce"
 
 def b64url(token: str) -> str:
     return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
+def http_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
+    """http(s)://host/base + /path[?query] (a path that carries its own query keeps it)."""
+    parts = urlsplit(base_url)
+    path_part, _, own_query = path.partition("?")
+    merged = "&".join(q for q in (own_query, urlencode(query or {})) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path_part, merged, ""))
 
 
 def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
@@ -175,15 +183,24 @@ def search(expression: str, document: Any) -> Any:
         return None
 
 
-def template_problem(template: str) -> str | None:
-    """Why a frame template is unusable: an unknown placeholder, or not JSON once placeholders are filled."""
+def placeholder_problem(template: str, extra: Sequence[str] = ()) -> str | None:
+    """Why a template names a placeholder it may not use (with the position), or None."""
+    known = (*PLACEHOLDERS, *extra)
     for match in _PLACEHOLDER.finditer(template):
-        if match.group(1) not in PLACEHOLDERS:
+        if match.group(1) not in known:
             return (
                 f"unknown placeholder {match.group()} at position {match.start()}; "
-                f"expected {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+                f"expected {', '.join('{' + p + '}' for p in known)}"
             )
-    filled = render(template, _SAMPLE)
+    return None
+
+
+def template_problem(template: str, extra: Sequence[str] = ()) -> str | None:
+    """Why a frame template is unusable: an unknown placeholder, or not JSON once placeholders are filled.
+    ``extra``: names a journey adds (values extracted by request steps, constant values)."""
+    if (problem := placeholder_problem(template, extra)) is not None:
+        return problem
+    filled = render(template, {**_SAMPLE, **dict.fromkeys(extra, "x")})
     try:
         document = json.loads(filled)
     except json.JSONDecodeError as exc:
@@ -207,6 +224,18 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(
         lambda m: json.dumps(values[m.group(1)])[1:-1] if m.group(1) in values else m.group(), template
     )
+
+
+def render_path(template: str, values: Mapping[str, str]) -> str:
+    """A path template with each ``{name}`` replaced by its value, percent-encoded as one path segment."""
+    return _PLACEHOLDER.sub(
+        lambda m: quote(values[m.group(1)], safe="") if m.group(1) in values else m.group(), template
+    )
+
+
+def render_text(template: str, values: Mapping[str, str]) -> str:
+    """A header template with each ``{name}`` replaced by its value as is."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group()), template)
 
 
 def _token_text(template: str, token: str) -> str:
@@ -266,12 +295,22 @@ class Frame:
     raw: str
 
 
-def parse_frame(raw: str | bytes, *, event_name: str = "type") -> Frame:
+def parse_frame(raw: str | bytes, *, event_name: str = "type", name: str | None = None) -> Frame:
     """A server frame read with the profile's event-name expression.
+
+    ``name``: the event name when the transport already knows it (an SSE `event:` field, a Socket.IO event, the
+    stream's sentinel); the body is then the JSON data when it is JSON, else the text itself.
 
     Raises:
         FrameError: not UTF-8, not JSON, nested too deep, or no string event name where the profile says.
     """
+    if name is not None:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
+        try:
+            body = untrusted.loads(raw)
+        except untrusted.UntrustedJSONError:
+            body = text
+        return Frame(name=name, body=body, raw=text)
     try:
         body = untrusted.loads(raw)
     except untrusted.UntrustedJSONError as exc:

@@ -76,6 +76,14 @@ class Kind(StrEnum):
     WS_CLOSED_EARLY = "ws-closed-early"
     WS_UNAUTHENTICATED_ACCEPTED = "ws-unauthenticated-accepted"
     WS_PROTOCOL = "ws-protocol"  # garbage instead of HTTP / frames that are not JSON
+    # The same failures on the other transports (SSE, Socket.IO): transport-neutral names, the WebSocket ones kept.
+    STREAM_STATUS = "stream-status"  # the stream request answered an HTTP error (404, 405, 502, ...)
+    STREAM_AUTH_REJECTED = (
+        "stream-auth-rejected"  # 401/403, a Socket.IO CONNECT_ERROR, an error before any event
+    )
+    STREAM_CLOSED_EARLY = "stream-closed-early"  # the body ended / the socket disconnected before completion
+    STREAM_UNAUTHENTICATED_ACCEPTED = "stream-unauthenticated-accepted"
+    STREAM_PROTOCOL = "stream-protocol"  # not text/event-stream, not Socket.IO, events that are not JSON
     LOGIN_FAILED = "login-failed"
     EVENT_MISSING = "event-missing"
     EVENT_ORDER = "event-order"

@@ -25,6 +25,8 @@ from websockets.exceptions import ConnectionClosed
 from bot import auth, protocol, untrusted
 from bot import trace as tracing
 from bot.probe import http as http_probe
+from bot.probe import sse as sse_probe
+from bot.probe import steps as request_steps
 from bot.probe import websocket as ws_probe
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, Settings
@@ -132,6 +134,11 @@ class Context:
     def journey(self) -> JourneySettings:
         return self.settings.journey
 
+    @property
+    def protocol_kind(self) -> Kind:
+        """Events that do not match the profile, on this transport."""
+        return Kind.WS_PROTOCOL if self.settings.transport == "websocket" else Kind.STREAM_PROTOCOL
+
     def clip(self, text: str, limit: int = EVIDENCE_CHARS) -> str:
         return self.redactor.clip(text, limit)
 
@@ -198,6 +205,7 @@ async def probe(
         follow_redirects=False,
         event_hooks=trace.httpx_hooks(),
         headers=dict(extra),
+        cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
         # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
         verify=not base_url.startswith("http://"),
     ) as http:
@@ -217,11 +225,23 @@ async def probe(
             checks.append(version)
 
         negative: ws_probe.NegativeOutcome | None = None
-        if settings.websocket.negative_auth_check and settings.auth.mode != "none":
-            negative = await _negative(
-                settings, base_url=base_url, deadline=deadline, redactor=redactor, trace=trace, extra=extra
+        if settings.transport == "websocket":
+            if settings.websocket.negative_auth_check and settings.auth.mode != "none":
+                negative = await _negative(
+                    settings,
+                    base_url=base_url,
+                    deadline=deadline,
+                    redactor=redactor,
+                    trace=trace,
+                    extra=extra,
+                )
+                checks.append(negative.check)
+        elif settings.sse.negative_auth_check and settings.auth.mode != "none":
+            checks.append(
+                await _negative_sse(
+                    settings, base_url=base_url, deadline=deadline, redactor=redactor, http=http
+                )
             )
-            checks.append(negative.check)
 
         ctx = Context(
             settings,
@@ -429,6 +449,9 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
 
+    if ctx.settings.transport == "sse":
+        await _sse_journey(journey, ctx, identity=identity, started=started)
+        return
     journey.step = Step.CONNECT
     offer = ctx.trace.sign_offer(
         protocol.offer(ctx.base_url, ctx.settings.websocket, identity.token), journey.user
@@ -571,6 +594,7 @@ def _take(
     at: float,
     owners: protocol.Owners,
     nonces: protocol.Nonces,
+    name: str | None = None,
 ) -> str | None:
     """Account for one frame that was read off the socket at ``at`` (loop time); returns its event name when the
     loop must act on it (expected or error)."""
@@ -586,10 +610,10 @@ def _take(
         return None
     stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in(text)
     try:
-        frame = protocol.parse_frame(raw, event_name=cfg.event_name)
+        frame = protocol.parse_frame(raw, event_name=cfg.event_name, name=name)
     except protocol.FrameError as exc:
         stream.failure = Failure(
-            Kind.WS_PROTOCOL,
+            ctx.protocol_kind,
             f"The server sent a frame that does not match the protocol: {exc}.",
             evidence=stream.evidence() | {"frame": ctx.clip(text)},
         )
@@ -806,11 +830,15 @@ def _isolation_check(journey: UserJourney, ctx: Context, stream: Stream) -> None
         journey.add(
             "isolation", Step.ISOLATION, Status.PASS, summary="every event named this user as its owner"
         )
-    elif stream.own_nonce_seen:
+    elif stream.own_nonce_seen or ctx.nonces[journey.user] in "".join(stream.answer_parts):
+        # A streamed answer may split the nonce across deltas: the joined answer is read too.
         summary = "verified by nonce: this user's nonce came back and no other user's did"
         journey.add("isolation", Step.ISOLATION, Status.PASS, summary=summary)
     else:
-        uses_nonce = any("{nonce}" in f.frame for f in ctx.journey.send)
+        templates = [f.frame for f in ctx.journey.send]
+        if ctx.settings.transport == "sse":
+            templates += [ctx.settings.sse.body or "", *(r.body or "" for r in ctx.journey.requests)]
+        uses_nonce = any("{nonce}" in template for template in templates)
         why = (
             "the events name no owner (journey.owner) and the server never echoed this user's nonce"
             if uses_nonce
@@ -827,9 +855,15 @@ def _answer(journey: UserJourney, ctx: Context) -> None:
     if completion is None:
         journey.add("answer", Step.ANSWER, Status.SKIP, summary=f"no `{cfg.completion_event}`")
         return
+    if cfg.answer.stream_event is not None and cfg.answer.stream_event not in stream.arrivals:
+        # No event of the stream the answer is read from: event-missing says so, an empty answer would repeat it.
+        journey.add("answer", Step.ANSWER, Status.SKIP, summary=f"no `{cfg.answer.stream_event}` event")
+        return
     if cfg.answer.stream_event is not None:
-        answer, problem = protocol.answer_text(stream.answer_parts or None)
-        where = f"`{cfg.answer.expression}` over `{cfg.answer.stream_event}` events"
+        parts = stream.answer_parts[-1:] if cfg.answer.combine == "last" else stream.answer_parts
+        answer, problem = protocol.answer_text(parts or None)
+        which = "on the last of the" if cfg.answer.combine == "last" else "over"
+        where = f"`{cfg.answer.expression}` {which} `{cfg.answer.stream_event}` events"
     else:
         answer, problem = protocol.answer_text(protocol.search(cfg.answer.expression, completion.body))
         where = f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
@@ -926,3 +960,261 @@ def _perf_checks(metrics: tuple[Metric, ...]) -> list[CheckResult]:
                 )
             )
     return checks
+
+
+# -- Server-Sent Events ---------------------------------------------------------------------------------------
+
+
+def _user_values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> request_steps.UserValues:
+    return request_steps.UserValues({**ctx.journey.values, **_values(ctx, journey, identity)})
+
+
+def _stream_request(
+    settings: Settings, base_url: str, user: request_steps.UserValues, token: str | None
+) -> sse_probe.StreamRequest:
+    cfg = settings.sse
+    path = protocol.render_path(cfg.path, user.values)
+    query = request_steps.token_query(cfg.token, token)
+    headers = [
+        *request_steps.token_headers(cfg.token, token),
+        *request_steps.header_values(cfg.headers, user.values, token),
+        *user.cookie_header(),
+    ]
+    body = protocol.render(cfg.body, user.values) if cfg.body is not None else None
+    return sse_probe.StreamRequest(
+        cfg.method, protocol.http_url(base_url, path, query=query), tuple(headers), body
+    )
+
+
+async def _sse_journey(
+    journey: UserJourney, ctx: Context, *, identity: auth.Identity, started: float
+) -> None:
+    """Request steps, then one request whose answer streams the journey's events (the message is its body)."""
+    cfg = ctx.journey
+    journey.step = Step.CONNECT
+    user = _user_values(ctx, journey, identity)
+    if cfg.requests:
+        outcome = await request_steps.run(
+            ctx.http,
+            cfg.requests,
+            base_url=ctx.base_url,
+            user=user,
+            token=identity.token,
+            way=ctx.settings.sse.token,
+            redactor=ctx.redactor,
+        )
+        if outcome.failure is not None:
+            journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
+            journey.skip(*LATER_STEPS[1:], why="a request step before the stream failed")
+            return
+    request = _stream_request(ctx.settings, ctx.base_url, user, identity.token)
+    loop = asyncio.get_running_loop()
+    stream = Stream(sent=loop.time())
+    stream.last_expected = stream.sent
+    opened = await sse_probe.open_stream(
+        ctx.http,
+        request,
+        timeout_s=ctx.settings.sse.open_timeout_s,
+        sentinel=ctx.settings.sse.sentinel,
+        body_end_event=ctx.settings.sse.body_end_event,
+        event_field=ctx.settings.sse.event_field,
+        redactor=ctx.redactor,
+    )
+    if opened.stream is None:
+        assert opened.failure is not None
+        journey.add(
+            "handshake", Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
+        )
+        journey.skip(*LATER_STEPS[1:], why="no stream")
+        return
+    journey.timings.handshake = opened.elapsed_ms
+    summary = f"HTTP {opened.status} text/event-stream"
+    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
+    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent in the {request.method} body")
+    journey.step = Step.AGENT
+    journey.stream = stream
+    owners = protocol.Owners(user=identity.subject or None, run=None, thread=user.values["thread_id"])
+    sla_deadline = loop.time() - (time.perf_counter() - started) + cfg.sla_s
+    try:
+        await _receive_sse(
+            journey, ctx, opened.stream, owners=owners, nonce=user.values["nonce"], sla_deadline=sla_deadline
+        )
+    finally:
+        await opened.stream.aclose()
+    journey.received = time.perf_counter()
+    journey.step = Step.ANSWER
+
+
+async def _receive_sse(
+    journey: UserJourney,
+    ctx: Context,
+    events: sse_probe.EventStream,
+    *,
+    owners: protocol.Owners,
+    nonce: str,
+    sla_deadline: float,
+) -> None:
+    """Read events until the completion event, an error event, the end of the body or a deadline."""
+    cfg = ctx.journey
+    stream = journey.stream
+    assert stream is not None
+    nonces = protocol.Nonces(nonce, ctx.every_nonce)
+
+    def due() -> float:
+        return min(stream.last_expected + cfg.event_timeout_s, sla_deadline, ctx.deadline - 0.25)
+
+    try:
+        async with asyncio.timeout_at(due()) as budget:
+            while stream.completion is None and stream.failure is None:
+                message = await events.recv()
+                name = _take(
+                    stream, ctx, message.raw, at=message.at, owners=owners, nonces=nonces, name=message.name
+                )
+                if name is not None and name in cfg.error_events:
+                    error_frame = stream.frames[-1] if stream.frames else ""
+                    stream.failure = Failure(
+                        Kind.EVENT_ERROR,
+                        f"The server sent `{name[:80]}` in the event stream instead of the agent's events.",
+                        detail=name[:80],
+                        evidence=stream.evidence() | {"error frame": error_frame},
+                    )
+                    break
+                budget.reschedule(due())
+    except TimeoutError:
+        stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=[])
+    except sse_probe.EventTooLarge as exc:
+        stream.failure = Failure(
+            Kind.STREAM_PROTOCOL, f"The event stream sent {exc}.", detail="line", evidence=stream.evidence()
+        )
+    except sse_probe.StreamEnded as ended:
+        if events.sentinel_seen:
+            return  # the server ended the stream on purpose: what is missing is judged as missing
+        waiting_for = _waiting_for(stream, cfg)
+        if ended.events == 0:
+            said = "The response body ended before any event was sent"
+        else:
+            plural = "s" if ended.events != 1 else ""
+            said = f"The response body ended after {ended.events} event{plural}, before `{waiting_for}`"
+        if ctx.settings.sse.sentinel is not None:
+            said += f", with no `{ctx.settings.sse.sentinel}`"
+        evidence = stream.evidence()
+        if ended.error:
+            evidence["error"] = ctx.clip(ended.error, 300)
+        stream.failure = Failure(
+            Kind.STREAM_CLOSED_EARLY, said + ".", detail=cfg.completion_event, evidence=evidence
+        )
+
+
+async def _negative_sse(
+    settings: Settings,
+    *,
+    base_url: str,
+    deadline: float,
+    redactor: untrusted.Redactor,
+    http: httpx.AsyncClient,
+) -> CheckResult:
+    """The journey's opening without a token: the request steps, then the stream request. A refusal passes: HTTP
+    401/403 at any of them, or an error event before any journey event. Only the journey's own events served
+    to the anonymous client fail; anything else proves nothing (`not verified`, with what happened)."""
+    cfg = settings.journey
+    started = time.perf_counter()
+    user = request_steps.UserValues(
+        {
+            **cfg.values,
+            "message": cfg.message,
+            "thread_id": "golden-path-anonymous",
+            "user": "anonymous",
+            "nonce": protocol.new_nonce(),
+        }
+    )
+
+    def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
+        return CheckResult("auth-negative", Step.CONNECT, status, _since(started), None, summary, failure)
+
+    loop = asyncio.get_running_loop()
+    budget = max(0.1, min(settings.sse.open_timeout_s + min(cfg.event_timeout_s, 10), deadline - loop.time()))
+    try:
+        async with asyncio.timeout(budget):
+            if cfg.requests:
+                outcome = await request_steps.run(
+                    http,
+                    cfg.requests,
+                    base_url=base_url,
+                    user=user,
+                    token=None,
+                    way=settings.sse.token,
+                    redactor=redactor,
+                )
+                if outcome.refused:
+                    assert outcome.failure is not None
+                    return result(
+                        Status.PASS,
+                        f"refused without a token at a request step (HTTP {outcome.failure.detail})",
+                    )
+                if outcome.failure is not None:
+                    return result(Status.NOT_VERIFIED, f"not verified: {outcome.failure.message}")
+            request = _stream_request(settings, base_url, user, None)
+            opened = await sse_probe.open_stream(
+                http,
+                request,
+                timeout_s=settings.sse.open_timeout_s,
+                sentinel=settings.sse.sentinel,
+                body_end_event=None,
+                event_field=settings.sse.event_field,
+                redactor=redactor,
+            )
+            if opened.stream is None:
+                failure = opened.failure
+                if failure is not None and failure.kind is Kind.STREAM_AUTH_REJECTED:
+                    return result(Status.PASS, f"refused without a token (HTTP {failure.detail})")
+                return result(
+                    Status.NOT_VERIFIED, f"not verified: {failure.message if failure else 'no stream'}"
+                )
+            try:
+                return await _anonymous_events(opened.stream, settings, request, result, redactor)
+            finally:
+                await opened.stream.aclose()
+    except TimeoutError:
+        return result(
+            Status.NOT_VERIFIED, "not verified: no refusal and no journey event before the deadline"
+        )
+
+
+async def _anonymous_events(
+    events: sse_probe.EventStream,
+    settings: Settings,
+    request: sse_probe.StreamRequest,
+    result: Callable[..., CheckResult],
+    redactor: untrusted.Redactor,
+) -> CheckResult:
+    cfg = settings.journey
+    seen = 0
+    while True:
+        try:
+            message = await events.recv()
+        except (sse_probe.StreamEnded, sse_probe.EventTooLarge):
+            return result(
+                Status.NOT_VERIFIED,
+                f"not verified: the stream without a token ended after {seen} event(s), none of the journey's",
+            )
+        seen += 1
+        try:
+            frame = protocol.parse_frame(message.raw, event_name=cfg.event_name, name=message.name)
+        except protocol.FrameError:
+            continue
+        if frame.name in cfg.error_events:
+            return result(
+                Status.PASS, f"refused without a token: `{frame.name[:80]}` before any journey event"
+            )
+        if frame.name in cfg.expected_events and frame.name != settings.sse.sentinel:
+            failure = Failure(
+                Kind.STREAM_UNAUTHENTICATED_ACCEPTED,
+                f"A stream request with no token was answered with the journey's own events (`{frame.name[:80]}`).",
+                evidence=sse_probe.request_evidence(request)
+                | {
+                    "status": "200",
+                    "token": "(none)",
+                    "first journey event": redactor.clip(frame.raw, FRAME_CHARS),
+                },
+            )
+            return result(Status.FAIL, "served without a token", failure)

@@ -36,6 +36,7 @@ from websockets.http11 import Request as HandshakeRequest
 
 from bot.errors import ReferenceBackendError, UsageError
 from bot.reference.faults import EVENTS, STALE_VERSION, Faults
+from bot.reference.streams import StreamBackend
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
@@ -104,6 +105,10 @@ def create_app(
             Route("/auth/login", backend.login, methods=["POST"]),
             WebSocketRoute(WS_PATH, backend.websocket),
             WebSocketRoute(REALTIME_PATH, backend.realtime_websocket),
+            # The SSE profiles (openai-chat, adk, ai-sdk), with the same faults.
+            *StreamBackend(
+                secret=secret, faults=faults, answer=answer_for, event_delay_s=max(event_delay_ms, 0) / 1000
+            ).routes(),
         ]
     )
     app.state.faults = faults  # read by _WebSocketProtocol for the `garbage` fault
@@ -321,6 +326,10 @@ class _Backend:
         """Serve one accepted connection: runs go in tasks so a disconnect is seen (and cleaned up) at once."""
         self.registry.add(connection)
         runs: set[asyncio.Task[None]] = set()
+        if self.faults.end_at_once:
+            self.registry.remove(connection)
+            await connection.websocket.close(code=1000, reason="done")
+            return
         try:
             await self._pause("connection_established")
             if "connection_established" not in self.faults.drop_events:

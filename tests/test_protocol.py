@@ -174,7 +174,10 @@ _PATH = st.lists(_STEP, min_size=1, max_size=4).map(
         else "@" + "".join(s if s.startswith("[") else f".{s}" for s in steps)
     )
 )
-_EXPRESSION = st.lists(_PATH, min_size=1, max_size=3).map(" || ".join)
+_LITERAL = st.sampled_from(["'error'", "''", "`1`", "`null`", "`false`"])
+# `a && 'name'`: how the SSE profiles name an event by the field it carries.
+_TERM = _PATH | st.tuples(_PATH, _LITERAL).map(" && ".join) | _LITERAL
+_EXPRESSION = st.lists(_TERM, min_size=1, max_size=3).map(" || ".join)
 
 
 @settings(max_examples=400, derandomize=True, deadline=None)

@@ -306,6 +306,41 @@ def test_probe__adk_user_in_the_path_is_the_tokens_subject():
     assert [f.kind for f in findings if f.step is results.Step.CONNECT] == [Kind.STREAM_AUTH_REJECTED]
 
 
+def test_probe__a_websocket_config_pointed_at_an_sse_route_says_which_transport_it_looks_like():
+    with ReferenceServer(secret=SECRET, version=VERSION) as server:
+        settings = build_settings(
+            {**FAST, "websocket": {"path": "/v1/chat/completions"}, "journey": {"users": 1}},
+            {"url": server.url},
+        )
+        _, findings = _run(settings)
+    connect = [f for f in findings if f.step is results.Step.CONNECT]
+    assert connect and all("set `transport: sse`" in f.observed for f in connect), connect
+
+
+@pytest.mark.parametrize(
+    ("code", "content_type", "allow", "body", "expected"),
+    [
+        (200, "text/event-stream; charset=utf-8", "", "", "set `transport: sse`"),
+        (
+            400,
+            "text/plain",
+            "",
+            "The client is using an unsupported version of the Socket.IO or Engine.IO protocols",
+            "set `transport: socketio`",
+        ),
+        (405, "application/json", "POST", '{"detail":"Method Not Allowed"}', "accepts only POST"),
+        (404, "application/json", "", '{"detail":"Not Found"}', ""),
+    ],
+)
+def test_transport_hint__names_the_transport_an_endpoint_looks_like(
+    code: int, content_type: str, allow: str, body: str, expected: str
+):
+    from bot.probe.websocket import transport_hint
+
+    hint = transport_hint(code, content_type, allow, body)
+    assert (expected in hint) if expected else hint == ""
+
+
 # -- configuration --------------------------------------------------------------------------------------------
 
 

@@ -366,6 +366,7 @@ async def _explain_refusals(
     if refusal != negative.refusal:
         return
     path = ctx.settings.websocket.path
+    hint = await _plain_http_hint(ctx, path)
     for journey, index in refused:
         check = journey.checks[index]
         assert check.failure is not None
@@ -374,13 +375,38 @@ async def _explain_refusals(
             f"The upgrade to {path} answered the same HTTP 403 with a valid token, without a token, and to "
             f"{bogus}, a path that cannot exist: {path} is probably not routed to a WebSocket handler (Starlette "
             "answers 403 for an unknown WebSocket route), so check websocket.path and the server's routes. If it "
-            "is routed, the server refuses every upgrade before it reads the token.",
+            "is routed, the server refuses every upgrade before it reads the token."
+            + (f" {hint}" if hint else ""),
             detail="403",
             evidence=check.failure.evidence
-            | {"path that cannot exist": f"{bogus}: HTTP 403, the same answer"},
+            | {"path that cannot exist": f"{bogus}: HTTP 403, the same answer"}
+            | ({"looks like": hint} if hint else {}),
             subject="403: the WebSocket path is probably not routed",
         )
         journey.checks[index] = replace(check, failure=failure)
+
+
+async def _plain_http_hint(ctx: Context, path: str) -> str:
+    """What a plain GET of the WebSocket path says about the transport it serves ('' when nothing): a POST-only
+    streaming route answers 405, an SSE route text/event-stream, a Socket.IO server names itself."""
+    url = protocol.http_url(ctx.base_url, path)
+    try:
+        async with asyncio.timeout(min(ctx.settings.timeouts.request_s, 5)):
+            async with ctx.http.stream("GET", url) as answer:
+                body = b""
+                if not answer.headers.get("content-type", "").startswith("text/event-stream"):
+                    async for chunk in answer.aiter_bytes():
+                        body += chunk
+                        if len(body) > 4096:
+                            break
+    except (httpx.HTTPError, OSError, TimeoutError):
+        return ""
+    return ws_probe.transport_hint(
+        answer.status_code,
+        answer.headers.get("content-type", ""),
+        answer.headers.get("allow", ""),
+        body.decode("utf-8", errors="replace"),
+    )
 
 
 async def _bounded(journey: UserJourney, ctx: Context) -> None:
@@ -612,9 +638,15 @@ def _take(
     try:
         frame = protocol.parse_frame(raw, event_name=cfg.event_name, name=name)
     except protocol.FrameError as exc:
+        engine_io = ctx.settings.transport == "websocket" and text.startswith(('0{"sid"', "40", "42["))
         stream.failure = Failure(
             ctx.protocol_kind,
-            f"The server sent a frame that does not match the protocol: {exc}.",
+            f"The server sent a frame that does not match the protocol: {exc}."
+            + (
+                " It is an Engine.IO packet: this is a Socket.IO server, set `transport: socketio`."
+                if engine_io
+                else ""
+            ),
             evidence=stream.evidence() | {"frame": ctx.clip(text)},
         )
         return None

@@ -173,6 +173,39 @@ def _status_failure(
     }
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="WebSocket upgrade", evidence=evidence)
+    hint = transport_hint(
+        code, response.headers.get("content-type", ""), response.headers.get("allow", ""), body
+    )
+    if hint:
+        failure = _status_kind(code, offer, evidence)
+        return Failure(
+            failure.kind,
+            f"{failure.message} {hint}",
+            failure.detail,
+            evidence | {"looks like": hint},
+            failure.subject,
+        )
+    return _status_kind(code, offer, evidence)
+
+
+def transport_hint(code: int, content_type: str, allow: str, body: str) -> str:
+    """Which transport an endpoint that refused the WebSocket upgrade looks like, in one sentence, or ''."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "text/event-stream":
+        return "It answered `text/event-stream`: this is a Server-Sent Events endpoint, set `transport: sse`."
+    lowered = body.lower()
+    if "socket.io" in lowered or "engine.io" in lowered:
+        return "It answered as a Socket.IO server: set `transport: socketio`."
+    methods = {m.strip().upper() for m in allow.split(",") if m.strip()}
+    if code == 405 and methods and "GET" not in methods:
+        return (
+            f"The path accepts only {', '.join(sorted(methods))}: a streaming HTTP endpoint (Server-Sent Events) "
+            "looks like this, set `transport: sse` if it is one."
+        )
+    return ""
+
+
+def _status_kind(code: int, offer: Offer, evidence: dict[str, str]) -> Failure:
     if code in (401, 403):
         return Failure(
             Kind.WS_AUTH_REJECTED,

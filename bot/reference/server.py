@@ -301,6 +301,9 @@ class _Backend:
         if faults.subprotocol_none and not offered:
             echo = "jwt-auth"  # nothing was offered: a misconfigured server answers with one anyway
         await websocket.accept(subprotocol=echo)
+        if faults.end_at_once:
+            await websocket.close(code=1000, reason="done")
+            return None
         return user_id or "anonymous"
 
     def _authenticate(self, websocket: WebSocket) -> str | None:
@@ -326,10 +329,6 @@ class _Backend:
         """Serve one accepted connection: runs go in tasks so a disconnect is seen (and cleaned up) at once."""
         self.registry.add(connection)
         runs: set[asyncio.Task[None]] = set()
-        if self.faults.end_at_once:
-            self.registry.remove(connection)
-            await connection.websocket.close(code=1000, reason="done")
-            return
         try:
             await self._pause("connection_established")
             if "connection_established" not in self.faults.drop_events:

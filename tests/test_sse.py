@@ -379,3 +379,49 @@ def test_build_settings__values_from_earlier_request_steps_are_placeholders_for_
     settings = build_settings({"journey": {"profile": "adk", "values": {"app": "travel"}}})
     assert settings.journey.values == {"app": "travel"}
     assert settings.journey.requests[0].extract == {"session_id": "id"}
+
+
+# -- the README's worked configs, as written ------------------------------------------------------------------
+
+_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+README_CONFIGS = {
+    "openai-chat": "An OpenAI-compatible server (vLLM, LiteLLM, Ollama, ...)",
+    "adk": "A Google ADK agent deployed with `adk deploy cloud_run`",
+    "ai-sdk": "A Next.js app whose `app/api/chat/route.ts` returns",
+}
+
+
+def _readme_config(opening: str) -> str:
+    return _README.split(opening, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("profile", sorted(README_CONFIGS))
+def test_main__each_readme_sse_config_passes_against_its_backend(profile: str, tmp_path: Path):
+    import io
+
+    from bot.cli import main
+
+    config = tmp_path / "golden-path.yml"
+    config.write_text(_readme_config(README_CONFIGS[profile]))
+    with ReferenceServer(secret=SECRET, version=VERSION) as server:
+        argv = [
+            "check",
+            "--url",
+            server.url,
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+        err = io.StringIO()
+        code = main(
+            argv, env={"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION}, stdout=io.StringIO(), stderr=err
+        )
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err.getvalue()
+    checks = {(c["id"], c["user"]): c for c in saved["checks"]}
+    assert checks[("auth-negative", None)]["status"] == "pass"
+    assert all(checks[("isolation", user)]["status"] == "pass" for user in (1, 2, 3))
+    # ADK's /health names no app version: the expected version is not verified, never passed.
+    assert checks[("version", None)]["status"] == ("not verified" if profile == "adk" else "pass")

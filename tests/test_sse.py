@@ -122,7 +122,6 @@ def test_reference_adk__replays_adk_api_servers_recorded_wire():
     assert headers["content-type"] == "text/event-stream; charset=utf-8"
     with ReferenceServer(secret=SECRET, version=VERSION) as server:
         session = json.loads(_stream(server, "POST", "/apps/echo_agent/users/u-1/sessions", {}, "u-1"))
-        _, session_recorded = _recorded(FIXTURES / "adk" / "session.http")
         body = {
             "appName": "echo_agent",
             "userId": "u-1",

@@ -352,6 +352,15 @@ def test_publish__post_refused_with_502_is_sent_again_once_checked(standin: GitH
     assert len(standin.comments(pr)) == 1 and outcome.comment_url is not None
 
 
+def test_publish__reads_its_comment_back_after_the_settle_time(standin: GitHubStandIn) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    with waits.recorded() as asked:
+        publish_run(standin, failing(), pr=pr, settings=SETTINGS.model_copy(update={"settle_s": 1.0}))
+    settles = [w.seconds for w in asked if w.why == "github comment settle"]
+    assert len(settles) == 1 and settles[0] >= 1.0  # a concurrent writer's edit lands within it
+    assert len(standin.comments(pr)) == 1
+
+
 def test_publish__patch_failing_with_502_is_retried(standin: GitHubStandIn) -> None:
     pr = standin.add_pull(head_sha=SHA)
     publish_run(standin, failing(), pr=pr)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -203,6 +204,27 @@ def transport_hint(code: int, content_type: str, allow: str, body: str) -> str:
             "looks like this, set `transport: sse` if it is one."
         )
     return ""
+
+
+async def plain_http_hint(http: httpx.AsyncClient, url: str, *, timeout_s: float) -> str:
+    """What a plain GET of a WebSocket path says about the transport it serves ('' when nothing): a POST-only
+    streaming route answers 405, an SSE route text/event-stream, a Socket.IO server names itself."""
+    body = b""
+    try:
+        async with asyncio.timeout(timeout_s), http.stream("GET", url) as answer:
+            if not answer.headers.get("content-type", "").startswith("text/event-stream"):
+                async for chunk in answer.aiter_bytes():
+                    body += chunk
+                    if len(body) > 4096:
+                        break
+    except (httpx.HTTPError, OSError, TimeoutError):
+        return ""
+    return transport_hint(
+        answer.status_code,
+        answer.headers.get("content-type", ""),
+        answer.headers.get("allow", ""),
+        body.decode("utf-8", errors="replace"),
+    )
 
 
 def _status_kind(code: int, offer: Offer, evidence: dict[str, str]) -> Failure:

@@ -314,6 +314,64 @@ class SseSettings(_Section):
         return _header_templates(v)
 
 
+class EmitSettings(_Section):
+    """One Socket.IO event the client emits: its name, its data (a JSON template), and when."""
+
+    event: str
+    data: str | None = None  # a JSON object template; null: the event carries no data
+    after: str | None = None  # emitted once an event of this name (Socket.IO's, or the journey's) arrived
+
+    @model_validator(mode="after")
+    def _event_name(self) -> EmitSettings:
+        if not self.event or _UNSAFE_IN_URL.sub("", self.event) != self.event.replace(" ", ""):
+            raise ValueError(f"event: expected a Socket.IO event name, got {_short(self.event)}")
+        return self
+
+
+class SocketIOSettings(_Section):
+    """The Socket.IO transport (python-socketio's client: Engine.IO polling, then the WebSocket upgrade)."""
+
+    path: str = "/socket.io"  # the server's socketio_path (Chainlit: /ws/socket.io)
+    namespace: str = "/"
+    # The CONNECT auth payload: a JSON template (placeholders as the frames, plus {token}); null: none.
+    auth: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)  # values may use {token}
+    token: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
+    transports: tuple[Literal["polling", "websocket"], ...] = ("polling", "websocket")
+    emit: tuple[EmitSettings, ...] = Field(
+        default_factory=lambda: (
+            EmitSettings(event="message", data='{"text": "{message}", "thread_id": "{thread_id}"}'),
+        )
+    )
+    # The event that starts this message's run: expected events before it (a completion the connection itself
+    # produced, a welcome message) are not this run's.
+    run_starts_with: str | None = None
+    negative_auth_check: bool = True  # connecting without credentials must be refused
+    open_timeout_s: float = Field(default=10, gt=0, le=120)  # Engine.IO handshake and the namespace CONNECT
+
+    @field_validator("path")
+    @classmethod
+    def _p(cls, v: str) -> str:
+        return _path(v)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return _path(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _header_templates(v)
+
+    @field_validator("transports")
+    @classmethod
+    def _transports(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("name at least one of polling, websocket")
+        return v
+
+
 class RequestStepSettings(_Section):
     """A plain HTTP request a journey makes before it connects (create a session, log in for a cookie)."""
 
@@ -603,6 +661,7 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
     sse: SseSettings = Field(default_factory=SseSettings)
+    socketio: SocketIOSettings = Field(default_factory=SocketIOSettings)
     journey: JourneySettings = Field(default_factory=JourneySettings)
     load: LoadSettings = Field(default_factory=LoadSettings)
     targets: TargetsSettings = Field(default_factory=TargetsSettings)
@@ -669,6 +728,15 @@ class Settings(_Section):
                     f"{where}.headers.{name}", value, [*known, *protocol.TOKEN_PLACEHOLDERS], json_body=False
                 )
             known.extend(step.extract)
+        if self.transport == "socketio":
+            token_known = [*known, *protocol.TOKEN_PLACEHOLDERS]
+            if self.socketio.auth is not None:
+                _check_template("socketio.auth", self.socketio.auth, token_known, json_body=True)
+            for index, emit in enumerate(self.socketio.emit):
+                if emit.data is not None:
+                    _check_template(f"socketio.emit.{index}.data", emit.data, known, json_body=True)
+            for name, value in self.socketio.headers.items():
+                _check_template(f"socketio.headers.{name}", value, token_known, json_body=False)
         if self.transport == "sse":
             _check_template("sse.path", self.sse.path, known, json_body=False)
             if self.sse.body is not None:

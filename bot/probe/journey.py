@@ -26,10 +26,10 @@ from websockets.exceptions import ConnectionClosed
 from bot import auth, judge, protocol, untrusted
 from bot import trace as tracing
 from bot.probe import http as http_probe
-from bot.probe import sse, sse_session
+from bot.probe import sio, sse_session
 from bot.probe import steps as request_steps
 from bot.probe import websocket as ws_probe
-from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
+from bot.probe.record import EVIDENCE_CHARS, LATER_STEPS, Hooks, Stream, Timings
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, Settings
 from bot.shards import user_phases
@@ -108,15 +108,6 @@ class ProbeOutcome:
     health_samples: tuple[float, ...] = ()
 
 
-LATER_STEPS = (
-    ("handshake", Step.CONNECT),
-    ("message", Step.MESSAGE),
-    ("events", Step.AGENT),
-    ("isolation", Step.ISOLATION),
-    ("answer", Step.ANSWER),
-)
-
-
 async def probe(
     settings: Settings,
     *,
@@ -192,10 +183,24 @@ async def probe(
                     extra=extra,
                 )
                 checks.append(negative.check)
-        elif settings.sse.negative_auth_check and settings.auth.mode != "none":
+        elif (
+            settings.transport == "sse" and settings.sse.negative_auth_check and settings.auth.mode != "none"
+        ):
             checks.append(
                 await sse_session.negative_check(
                     settings, base_url=base_url, deadline=deadline, redactor=redactor, http=http
+                )
+            )
+        elif settings.socketio.negative_auth_check and settings.auth.mode != "none":
+            headers = (*extra, *trace.headers(tracing.RUN_USER).items())
+            checks.append(
+                await sio.negative_check(
+                    settings,
+                    base_url=base_url,
+                    deadline=deadline,
+                    redactor=redactor,
+                    http=http,
+                    headers=headers,
                 )
             )
 
@@ -437,8 +442,8 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
 
-    if ctx.settings.transport == "sse":
-        await _sse_journey(journey, ctx, identity=identity, started=started)
+    if ctx.settings.transport != "websocket":
+        await _stream_journey(journey, ctx, identity=identity, started=started)
         return
     journey.step = Step.CONNECT
     offer = ctx.trace.sign_offer(
@@ -768,66 +773,38 @@ def _since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-async def _sse_journey(
+async def _stream_journey(
     journey: UserJourney, ctx: Context, *, identity: auth.Identity, started: float
 ) -> None:
-    """Request steps, then one request whose answer streams the journey's events (the message is its body)."""
+    """The journey over SSE or Socket.IO: the transport opens and reads, this journey's bookkeeping records."""
     cfg = ctx.journey
-    journey.step = Step.CONNECT
-    user = sse_session.user_values(ctx.settings, _values(ctx, journey, identity))
-    if cfg.requests:
-        outcome = await request_steps.run(
-            ctx.http,
-            cfg.requests,
-            base_url=ctx.base_url,
-            user=user,
-            token=identity.token,
-            way=ctx.settings.sse.token,
-            redactor=ctx.redactor,
-        )
-        if outcome.failure is not None:
-            journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
-            journey.skip(*LATER_STEPS[1:], why="a request step before the stream failed")
-            return
-    request = sse_session.stream_request(ctx.settings, ctx.base_url, user, identity.token)
-    loop = asyncio.get_running_loop()
-    stream = Stream(sent=loop.time())
-    stream.last_expected = stream.sent
-    opened = await sse_session.open_stream(ctx.http, ctx.settings, request, ctx.redactor)
-    if opened.stream is None:
-        assert opened.failure is not None
-        journey.add(
-            "handshake", Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
-        )
-        journey.skip(*LATER_STEPS[1:], why="no stream")
-        return
-    journey.timings.handshake = opened.elapsed_ms
-    summary = f"HTTP {opened.status} text/event-stream"
-    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
-    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent in the {request.method} body")
-    journey.step = Step.AGENT
-    journey.stream = stream
-    owners = protocol.Owners(user=identity.subject or None, run=None, thread=user.values["thread_id"])
-    nonces = protocol.Nonces(user.values["nonce"], ctx.every_nonce)
-    sla_deadline = loop.time() - (time.perf_counter() - started) + cfg.sla_s
+    values = request_steps.UserValues({**cfg.values, **_values(ctx, journey, identity)})
+    owners = protocol.Owners(user=identity.subject or None, run=None, thread=values.values["thread_id"])
+    nonces = protocol.Nonces(values.values["nonce"], ctx.every_nonce)
+    sla_deadline = asyncio.get_running_loop().time() - (time.perf_counter() - started) + cfg.sla_s
 
-    def take(message: sse.Message) -> str | None:
-        return _take(stream, ctx, message.raw, at=message.at, owners=owners, nonces=nonces, name=message.name)
-
-    try:
-        await sse_session.receive(
-            opened.stream,
-            stream,
-            ctx.settings,
-            take=take,
+    def hooks(stream: Stream) -> Hooks:
+        return Hooks(
+            take=lambda m: _take(stream, ctx, m.raw, at=m.at, owners=owners, nonces=nonces, name=m.name),
             due=lambda: min(stream.last_expected + cfg.event_timeout_s, sla_deadline, ctx.deadline - 0.25),
             stalled=lambda: _stalled(stream, ctx, sla_deadline=sla_deadline, later=[]),
             waiting_for=lambda: _waiting_for(stream, cfg),
-            clip=ctx.clip,
         )
-    finally:
-        await opened.stream.aclose()
-    # A streamed answer may split the nonce across deltas: the joined answer counts as echoed text too.
-    stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in("".join(stream.answer_parts))
-    journey.received = time.perf_counter()
-    journey.step = Step.ANSWER
+
+    run = request_steps.UserRun(
+        settings=ctx.settings,
+        http=ctx.http,
+        base_url=ctx.base_url,
+        redactor=ctx.redactor,
+        headers=(*ctx.extra_headers, *ctx.trace.headers(journey.user).items()),
+        user=values,
+        token=identity.token,
+        hooks=hooks,
+    )
+    transport = sse_session if ctx.settings.transport == "sse" else sio
+    await transport.run_journey(journey, run)
+    if journey.stream is not None:
+        # A streamed answer may split the nonce across deltas: the joined answer counts as echoed text too.
+        journey.stream.own_nonce_seen = journey.stream.own_nonce_seen or nonces.own_in(
+            "".join(journey.stream.answer_parts)
+        )

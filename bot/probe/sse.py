@@ -25,6 +25,7 @@ import httpx
 
 from bot import iam
 from bot.probe.http import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.record import Message
 from bot.results import Failure, Kind
 from bot.untrusted import Redactor
 
@@ -146,15 +147,6 @@ def request_evidence(request: StreamRequest) -> dict[str, str]:
         "request": f"{request.method} {request.url}",
         "token offered in": ", ".join(names) or "(no header)",
     }
-
-
-@dataclass(slots=True)
-class Message:
-    """One event as the journey reads it: its raw data, and its name when the transport knows it."""
-
-    raw: str
-    name: str | None
-    at: float
 
 
 class StreamEnded(Exception):

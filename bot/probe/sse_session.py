@@ -11,15 +11,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
 from bot import protocol, untrusted
 from bot.probe import sse
 from bot.probe import steps as request_steps
-from bot.probe.record import Stream
+from bot.probe.record import LATER_STEPS, Hooks, Stream
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.probe.journey import UserJourney
 
 EVIDENCE_FRAME_CHARS = 1000
 
@@ -59,25 +63,65 @@ async def open_stream(
     )
 
 
+async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
+    """Request steps, then one request whose answer streams the journey's events (the message is its body).
+    The shared HTTP client adds the trace and ID-token headers itself (``run.headers`` is not sent again)."""
+    settings = run.settings
+    journey.step = Step.CONNECT
+    if settings.journey.requests:
+        outcome = await request_steps.run(
+            run.http,
+            settings.journey.requests,
+            base_url=run.base_url,
+            user=run.user,
+            token=run.token,
+            way=settings.sse.token,
+            redactor=run.redactor,
+        )
+        if outcome.failure is not None:
+            journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
+            journey.skip(*LATER_STEPS[1:], why="a request step before the stream failed")
+            return
+    request = stream_request(settings, run.base_url, run.user, run.token)
+    stream = Stream(sent=asyncio.get_running_loop().time())
+    stream.last_expected = stream.sent
+    opened = await open_stream(run.http, settings, request, run.redactor)
+    if opened.stream is None:
+        assert opened.failure is not None
+        journey.add(
+            "handshake", Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
+        )
+        journey.skip(*LATER_STEPS[1:], why="no stream")
+        return
+    journey.timings.handshake = opened.elapsed_ms
+    summary = f"HTTP {opened.status} text/event-stream"
+    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
+    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent in the {request.method} body")
+    journey.step = Step.AGENT
+    journey.stream = stream
+    try:
+        await receive(opened.stream, stream, settings, hooks=run.hooks(stream), clip=run.redactor.clip)
+    finally:
+        await opened.stream.aclose()
+    journey.received = time.perf_counter()
+    journey.step = Step.ANSWER
+
+
 async def receive(
     events: sse.EventStream,
     stream: Stream,
     settings: Settings,
     *,
-    take: Callable[[sse.Message], str | None],
-    due: Callable[[], float],
-    stalled: Callable[[], Failure],
-    waiting_for: Callable[[], str],
+    hooks: Hooks,
     clip: Callable[[str, int], str],
 ) -> None:
     """Read events until the completion event, an error event, the end of the body or a deadline; how the
-    stream ended early goes into ``stream.failure``. ``take`` accounts for one event and returns its name when
-    it is expected or an error; ``due`` is the next deadline (rescheduled after each event)."""
+    stream ended early goes into ``stream.failure``."""
     cfg = settings.journey
     try:
-        async with asyncio.timeout_at(due()) as budget:
+        async with asyncio.timeout_at(hooks.due()) as budget:
             while stream.completion is None and stream.failure is None:
-                name = take(await events.recv())
+                name = hooks.take(await events.recv())
                 if name is not None and name in cfg.error_events:
                     error_frame = stream.frames[-1] if stream.frames else ""
                     stream.failure = Failure(
@@ -87,9 +131,9 @@ async def receive(
                         evidence=stream.evidence() | {"error frame": error_frame},
                     )
                     return
-                budget.reschedule(due())
+                budget.reschedule(hooks.due())
     except TimeoutError:
-        stream.failure = stalled()
+        stream.failure = hooks.stalled()
     except sse.EventTooLarge as exc:
         stream.failure = Failure(
             Kind.STREAM_PROTOCOL, f"The event stream sent {exc}.", detail="line", evidence=stream.evidence()
@@ -97,7 +141,7 @@ async def receive(
     except sse.StreamEnded as ended:
         if events.sentinel_seen:
             return  # the server ended the stream on purpose: what is missing is judged as missing
-        stream.failure = _ended_early(ended, stream, settings, waiting_for(), clip)
+        stream.failure = _ended_early(ended, stream, settings, hooks.waiting_for(), clip)
 
 
 def _ended_early(

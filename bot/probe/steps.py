@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
 from bot import protocol, untrusted
 from bot.probe.http import EVIDENCE_BODY_CHARS, BodyTooLarge, Incomplete, fetch, transport_failure
+from bot.probe.record import Hooks, Stream
 from bot.results import Failure, Kind
-from bot.settings import RequestStepSettings, StreamTokenSettings
+from bot.settings import RequestStepSettings, Settings, StreamTokenSettings
 from bot.untrusted import Redactor
 
 
@@ -62,6 +63,21 @@ def header_values(
         filled = {**values, "token": token or "", "token_b64": protocol.b64url(token or "")}
         out.append((name, protocol.render_text(template, filled)))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class UserRun:
+    """What a transport needs for one user's journey: where and how to connect, this user's values and token
+    (None: the negative check), the headers every request carries (trace, ID token), the journey's hooks."""
+
+    settings: Settings
+    http: httpx.AsyncClient
+    base_url: str
+    redactor: Redactor
+    headers: tuple[tuple[str, str], ...]
+    user: UserValues
+    token: str | None
+    hooks: Callable[[Stream], Hooks]
 
 
 @dataclass(frozen=True, slots=True)

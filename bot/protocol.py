@@ -26,11 +26,11 @@ from bot import untrusted
 if TYPE_CHECKING:
     from bot.settings import OwnerSettings, WebSocketSettings
 
-PLACEHOLDERS = ("message", "thread_id", "user", "nonce")
+PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "message_id")  # message_id: a UUID4 per user
 TOKEN_PLACEHOLDERS = ("token", "token_b64")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 # Sample values a template must survive at preflight: quotes, backslashes and line breaks included.
-_SAMPLE = {"message": 'say "hi"\\\n', "thread_id": "t-1", "user": "u-1", "nonce": "n-1"}
+_SAMPLE = {"message": 'say "hi"\\\n', "thread_id": "t-1", "user": "u-1", "nonce": "n-1", "message_id": "m-1"}
 
 
 def b64url(token: str) -> str:
@@ -64,8 +64,8 @@ def _compiled(text: str) -> Any:
 
 
 class _Direct:
-    """An expression made only of fields, indexes, literals, ``a.b``, ``a || b`` and ``a && b`` (what profiles
-    use), evaluated by
+    """An expression made only of fields, indexes, literals, ``a.b``, ``a || b``, ``a && b``, ``a == b`` and
+    ``a != b`` (what profiles use), evaluated by
     closures with JMESPath's own semantics instead of walking the tree per frame (4 lookups per frame, at 1,000
     users the interpreter was a tenth of the probe's CPU). Anything else keeps jmespath's interpreter."""
 
@@ -77,6 +77,19 @@ class _Direct:
 
 def _is_false(value: Any) -> bool:  # JMESPath's falsiness, as jmespath.visitor.TreeInterpreter._is_false
     return value == "" or value == [] or value == {} or value is None or value is False
+
+
+def _json_equal(x: Any, y: Any) -> bool:
+    """JMESPath's ``==`` (jmespath.visitor's own rule): 0 and 1 never equal a boolean; otherwise Python's."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if (number(x) and x in (0, 1) and isinstance(y, bool)) or (
+        number(y) and y in (0, 1) and isinstance(x, bool)
+    ):
+        return False
+    return bool(x == y)
 
 
 def _keys(node: dict[str, Any]) -> tuple[str, ...] | None:
@@ -145,6 +158,12 @@ def _direct(node: dict[str, Any]) -> Callable[[Any], Any] | None:
     if kind == "literal":
         constant = node["value"]
         return lambda _value: constant
+    if kind == "comparator" and node["value"] in ("eq", "ne"):
+        left_side, right_side = (_direct(child) for child in node["children"])
+        if left_side is None or right_side is None:
+            return None
+        same = node["value"] == "eq"
+        return lambda value: _json_equal(left_side(value), right_side(value)) is same
     if kind not in ("subexpression", "index_expression", "or_expression", "and_expression"):
         return None
     steps = [_direct(child) for child in node["children"]]

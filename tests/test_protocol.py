@@ -174,9 +174,10 @@ _PATH = st.lists(_STEP, min_size=1, max_size=4).map(
         else "@" + "".join(s if s.startswith("[") else f".{s}" for s in steps)
     )
 )
-_LITERAL = st.sampled_from(["'error'", "''", "`1`", "`null`", "`false`"])
-# `a && 'name'`: how the SSE profiles name an event by the field it carries.
-_TERM = _PATH | st.tuples(_PATH, _LITERAL).map(" && ".join) | _LITERAL
+_LITERAL = st.sampled_from(["'error'", "''", "'x'", "`0`", "`1`", "`null`", "`false`", "`true`", "`[]`"])
+# `a && 'name'` and `a == 'x' && 'name'`: how the SSE and Socket.IO profiles name an event.
+_COMPARISON = st.tuples(_PATH, st.sampled_from([" == ", " != "]), _LITERAL | _PATH).map("".join)
+_TERM = _PATH | st.tuples(_PATH | _COMPARISON, _LITERAL).map(" && ".join) | _LITERAL | _COMPARISON
 _EXPRESSION = st.lists(_TERM, min_size=1, max_size=3).map(" || ".join)
 
 

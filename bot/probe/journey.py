@@ -484,6 +484,7 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "thread_id": f"golden-path-{ctx.run_tag}-{journey.user}",
         "user": identity.subject or f"user-{journey.user}",
         "nonce": ctx.nonces[journey.user],
+        "message_id": str(uuid.uuid4()),
     }
 
 

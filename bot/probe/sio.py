@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -348,6 +349,7 @@ async def negative_check(
             "thread_id": "golden-path-anonymous",
             "user": "anonymous",
             "nonce": protocol.new_nonce(),
+            "message_id": str(uuid.uuid4()),
         }
     )
     if cfg.requests:

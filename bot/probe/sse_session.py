@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -186,6 +187,7 @@ async def negative_check(
             "thread_id": "golden-path-anonymous",
             "user": "anonymous",
             "nonce": protocol.new_nonce(),
+            "message_id": str(uuid.uuid4()),
         },
     )
 

@@ -35,6 +35,7 @@ CLIENT_CLOSES = {
     1002: "a frame that breaks the WebSocket protocol",
 }
 MAX_FRAME_BYTES = 2**22
+ENGINE_IO_OPEN = '0{"sid"'  # the first packet a Socket.IO server sends on a raw WebSocket
 # How long an unauthenticated connection may stay open before we call it accepted.
 NEGATIVE_GRACE_S = 1.0
 _NO_REDACTION = Redactor()
@@ -282,7 +283,14 @@ async def negative_check(
     try:
         async with asyncio.timeout(NEGATIVE_GRACE_S):
             while True:
-                await connection.recv()
+                frame = await connection.recv()
+                if isinstance(frame, str) and frame.startswith(ENGINE_IO_OPEN):
+                    # Engine.IO's open packet is the transport's, not the app accepting anyone.
+                    summary = (
+                        "not verified: the endpoint answered with an Engine.IO open packet: this is a Socket.IO "
+                        "server, set `transport: socketio`"
+                    )
+                    return NegativeOutcome(_negative(Status.NOT_VERIFIED, summary))
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd else None
         if code in AUTH_CLOSE_CODES:

@@ -35,6 +35,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request as HandshakeRequest
 
 from bot.errors import ReferenceBackendError, UsageError
+from bot.reference.chainlit import ChainlitBackend
 from bot.reference.faults import EVENTS, STALE_VERSION, Faults
 from bot.reference.streams import StreamBackend
 
@@ -107,6 +108,10 @@ def create_app(
             WebSocketRoute(REALTIME_PATH, backend.realtime_websocket),
             # The SSE profiles (openai-chat, adk, ai-sdk), with the same faults.
             *StreamBackend(
+                secret=secret, faults=faults, answer=answer_for, event_delay_s=max(event_delay_ms, 0) / 1000
+            ).routes(),
+            # The chainlit profile: header auth and Chainlit's Socket.IO wire, with the same faults.
+            *ChainlitBackend(
                 secret=secret, faults=faults, answer=answer_for, event_delay_s=max(event_delay_ms, 0) / 1000
             ).routes(),
         ]

@@ -49,7 +49,9 @@ def test_probe__healthy_chainlit_app_passes_with_isolation_verified_and_the_nega
         for check in ("login", "handshake", "message", "events", "answer"):
             assert by_id[(check, user)].status is Status.PASS, (check, user)
         assert "verified by nonce" in by_id[("isolation", user)].summary
-        assert by_id[("answer", user)].summary.startswith("126 characters")  # the last assistant_message, whole
+        assert by_id[("answer", user)].summary.startswith(
+            "126 characters"
+        )  # the last assistant_message, whole
     assert by_id[("auth-negative", None)].status is Status.PASS
 
 

@@ -6,7 +6,8 @@ entry says what is most likely wrong and the concrete next step, in plain words.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -76,12 +77,12 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "the token issuer and this revision, the token is read from the wrong place, or the handler closes "
         "before accepting (Starlette answers such a close with HTTP 403).",
         "Compare the JWT secret in the revision's environment/Secret Manager version with the issuer's; "
-        "check that the server reads the token where the client offers it (subprotocol `jwt.<base64url>` "
-        "or `Authorization` header) and that `accept()` runs before any `close()`.",
+        "check that the server reads the token where the client offers it ({token travels in}) and that "
+        "`accept()` runs before any `close()`.",
     ),
     Kind.WS_SUBPROTOCOL: Explanation(
         "WebSocket subprotocol negotiation failed",
-        "The client offers subprotocols (`jwt-auth`, `jwt.<token>`) and the server did not select one of "
+        "The client offers subprotocols ({offered subprotocols}) and the server did not select one of "
         "them. Browsers fail such a connection immediately; Python clients raise "
         "`NegotiationError: no subprotocols supported`.",
         "Accept with the offered protocol, e.g. `await websocket.accept(subprotocol='jwt-auth')`, and make "
@@ -98,8 +99,8 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "WebSocket accepts connections without a token",
         "A connection with no credentials was accepted: authentication is disabled or bypassed on this "
         "revision (for example a development flag left on).",
-        "Require a valid token before `accept()` and close with code 1008 otherwise; check the revision's "
-        "environment for auth-bypass flags.",
+        "Require a valid token ({token travels in}) before serving anything, and refuse otherwise (HTTP 401/403 "
+        "on the upgrade, or close with 1008 or 4403); check the revision's environment for auth-bypass flags.",
     ),
     Kind.WS_PROTOCOL: Explanation(
         "The WebSocket endpoint does not speak the expected protocol",
@@ -110,7 +111,7 @@ EXPLANATIONS: dict[Kind, Explanation] = {
     Kind.LOGIN_FAILED: Explanation(
         "Login failed",
         "No token could be obtained: the login endpoint failed, or the configured secret or key is missing.",
-        "Check the login endpoint's logs and the credentials given to golden-path.",
+        "Check the login endpoint's logs ({url}) and the credentials given to golden-path.",
     ),
     Kind.EVENT_MISSING: Explanation(
         "Event `{detail}` never arrived",
@@ -134,7 +135,8 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "The agent's final answer is empty",
         "The completion event arrived without a result: the agent produced nothing or the result is put "
         "under a field the client does not read.",
-        "Put the answer in `data.result` (or `final_response`) of the completion event.",
+        "Put the answer where golden-path reads it ({answer expression}), or point `journey.answer.expression` "
+        "at where the server puts it.",
     ),
     Kind.ANSWER_CANNED: Explanation(
         "The agent answered with a canned fallback",
@@ -213,12 +215,38 @@ EXPLANATIONS: dict[Kind, Explanation] = {
 }
 
 
+# What a `{name}` in a cause or remediation reads when the failure's evidence has no such entry.
+FILL_DEFAULTS = {
+    "identity": "the identity golden-path runs as",
+    "token travels in": "the subprotocol `jwt.<base64url>` or the `Authorization` header",
+    "offered subprotocols": "`jwt-auth`, `jwt.<token>`",
+    "answer expression": "`data.result` or `final_response` on the completion event",
+    "url": "`auth.login`",
+}
+_FILL = re.compile(r"\{([a-z][a-z ]*)\}")
+_CODE_SHAPED = frozenset({"identity", "url"})  # evidence values shown as code; the others are already words
+
+
+def _filled(text: str, evidence: Mapping[str, str]) -> str:
+    """``{name}`` in an explanation replaced by the failure's own evidence (the configured path, where the token
+    travels, the answer expression), so the words fit this backend, not the reference protocol."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in FILL_DEFAULTS:
+            return match.group()
+        value = evidence.get(name)
+        if not value:
+            return FILL_DEFAULTS[name]
+        value = value[:300]
+        return "`" + value.replace("`", "'") + "`" if name in _CODE_SHAPED else value
+
+    return _FILL.sub(one, text)
+
+
 def _remediation(explanation: Explanation, check: CheckResult) -> str:
-    if check.failure is not None and check.failure.kind is Kind.IAM_DENIED:
-        identity = check.failure.evidence.get("identity")
-        who = f"`{identity}`" if identity else "the identity golden-path runs as"
-        return explanation.remediation.replace("{identity}", who)
-    return explanation.remediation
+    evidence = check.failure.evidence if check.failure is not None else {}
+    return _filled(explanation.remediation, evidence)
 
 
 # Where one detail of a kind has a cause of its own. A plain 403 is `ws-auth-rejected` unless the probe found the
@@ -285,7 +313,7 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
                     step=step_label,
                     subject=first.failure.subject or detail or "?",
                 ),
-                cause=explanation.cause,
+                cause=_filled(explanation.cause, first.failure.evidence),
                 remediation=_remediation(explanation, first),
                 occurrences=len(group),
                 users=users,

@@ -708,7 +708,12 @@ async def _error_event(
 def _auth_closed(exc: ConnectionClosed, stream: Stream, ctx: Context, *, error_frame: str = "") -> Failure:
     assert exc.rcvd is not None
     code, reason = exc.rcvd.code, ctx.clip(exc.rcvd.reason, 200)
-    evidence = stream.evidence() | {"close code": str(code), "close reason": reason}
+    travel = protocol.token_travel(ctx.settings.websocket, [f.frame for f in ctx.journey.send])
+    evidence = stream.evidence() | {
+        "close code": str(code),
+        "close reason": reason,
+        "token travels in": travel,
+    }
     if error_frame:
         evidence["error frame"] = error_frame
     return Failure(

@@ -188,6 +188,8 @@ async def negative_check(
             "user": "anonymous",
             "nonce": protocol.new_nonce(),
             "message_id": str(uuid.uuid4()),
+            "token": "",
+            "token_b64": "",
         },
     )
 

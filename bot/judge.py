@@ -143,12 +143,30 @@ def targets(settings: TargetsSettings) -> dict[str, float | None]:
     return {metric_id: getattr(settings, field) if field else None for metric_id, _, field in METRICS}
 
 
+# What the handshake metric measures on each transport.
+CONNECT_LABELS = {
+    "websocket": "WebSocket handshake",
+    "sse": "Stream opened (request to response headers)",
+    "socketio": "Socket.IO connect (Engine.IO and CONNECT)",
+}
+
+
+def labels(transport: str) -> dict[str, str]:
+    """Each metric's label for a run over ``transport``."""
+    return {metric_id: label for metric_id, label, _ in METRICS} | {"handshake_ms": CONNECT_LABELS[transport]}
+
+
 def metrics(
-    samples: Sequence[JourneySample], health: Sequence[float], targets: Mapping[str, float | None]
+    samples: Sequence[JourneySample],
+    health: Sequence[float],
+    targets: Mapping[str, float | None],
+    names: Mapping[str, str] | None = None,
 ) -> tuple[Metric, ...]:
-    """Each metric's percentiles over every journey's figure (and the health latencies for ``api_ms``)."""
+    """Each metric's percentiles over every journey's figure (and the health latencies for ``api_ms``);
+    ``names``: labels that differ from the WebSocket run's (``labels(transport)``)."""
     out = []
-    for metric_id, label, _ in METRICS:
+    for metric_id, default_label, _ in METRICS:
+        label = (names or {}).get(metric_id, default_label)
         if metric_id == "api_ms":
             values: list[float] = list(health)
         else:

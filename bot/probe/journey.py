@@ -228,7 +228,9 @@ async def probe(
     for journey in journeys:
         checks.extend(journey.checks)
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
-    metrics = judge.metrics(samples, health_latencies, judge.targets(settings.targets))
+    metrics = judge.metrics(
+        samples, health_latencies, judge.targets(settings.targets), judge.labels(settings.transport)
+    )
     checks.extend(judge.performance(metrics))
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import ExitCode, GoldenPathError, UsageError
-from bot.untrusted import Redactor
+from bot.untrusted import Redactor, show_controls
 
 if TYPE_CHECKING:
     from bot import results
@@ -148,7 +148,7 @@ def main(
 
         from bot import actions
 
-        trace = redactor.clean(traceback.format_exc())
+        trace = show_controls(redactor.clean(traceback.format_exc()), multiline=True)
         print(actions.inert(trace) if env.get("GITHUB_ACTIONS") == "true" else trace, file=err, end="")
         print("golden-path: internal error (a bug in golden-path; the traceback is above)", file=err)
         return int(ExitCode.INFRASTRUCTURE)
@@ -792,11 +792,12 @@ def _report(
 
 
 def _printable(text: str, *, env: Mapping[str, str], redactor: Redactor) -> str:
-    """Text that quotes the system under test, ready for stdout: redacted, and inert in Actions (the runner
-    would otherwise run a ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
+    """Text that quotes the system under test, ready for stdout: redacted, controls shown escaped (an ESC
+    sequence would drive the terminal or the log viewer), and inert in Actions (the runner would otherwise run a
+    ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
     from bot import actions
 
-    text = redactor.clean(text)
+    text = show_controls(redactor.clean(text), multiline=True)
     return actions.inert(text) if env.get("GITHUB_ACTIONS") == "true" else text
 
 
@@ -997,7 +998,7 @@ def _conclude(
         if out.isatty():
             from bot import terminal
 
-            terminal.print_summary(run, report_path=artifacts.report, file=out)
+            terminal.print_summary(run, report_path=artifacts.report, file=out, redactor=redactor)
         else:
             out.write(_printable(markdown, env=env, redactor=redactor))
         out.flush()

@@ -65,6 +65,24 @@ def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels") from None
 
 
+# C0 and C1 controls and DEL (a terminal obeys ESC and CSI sequences, a carriage return rewrites the line), and the
+# bidirectional marks and overrides that reorder what a reader sees ("Trojan Source").
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def show_controls(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every control character shown as its escape (ESC as ``\\x1b``, U+202E as ``\\u202e``), so
+    outside text can never drive a terminal or a log viewer. ``multiline`` keeps line feeds and tabs (evidence
+    shown as a block); otherwise they are escaped too (a line break could start a forged line)."""
+    return (_CONTROLS_BUT_LAYOUT if multiline else _CONTROLS).sub(_visible, text)
+
+
 _PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
 

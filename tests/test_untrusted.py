@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.untrusted import REDACTED, Redactor, UntrustedJSONError, json_depth, loads
+from bot.untrusted import REDACTED, Redactor, UntrustedJSONError, json_depth, loads, show_controls
 
 SECRET = 's3cr/et"é-0123456789'
 
@@ -174,3 +174,18 @@ def test_jwt_forms__are_every_form_secret_forms_finds_for_a_jwt() -> None:
     )  # a real minted one
     for token in tokens:
         assert jwt_forms(token) == secret_forms(token)
+
+
+@pytest.mark.parametrize(
+    ("text", "multiline", "shown"),
+    [
+        ("a\x1b[2Jb", False, "a\\x1b[2Jb"),
+        ("\x9b\x85\x7f", False, "\\x9b\\x85\\x7f"),
+        ("line\n\tindented\r", True, "line\n\tindented\\x0d"),
+        ("line\n\tindented", False, "line\\x0a\\x09indented"),
+        ("\u202eevil\u2066", False, "\\u202eevil\\u2066"),
+        ("é ✓ plain", False, "é ✓ plain"),
+    ],
+)
+def test_show_controls__every_control_is_shown_as_its_escape(text: str, multiline: bool, shown: str) -> None:
+    assert show_controls(text, multiline=multiline) == shown

@@ -216,6 +216,11 @@ class Redactor:
     merges runs: a new token compiles a small pattern, and a generation is rebuilt only when a newer one has
     grown as large. Compiling costs O(n log n) over a run and a clean makes O(log n) passes, where one pattern
     rebuilt on every add cost O(n²) (minutes at 1,000 users).
+
+    A secret that some escaping changes (a password with ``"``, ``\\`` or ``%``) also gets a :func:`deep_pattern`
+    when it is added, finding it escaped any number of times; it runs only when a piece of the secret that no
+    escaping changes is in the text (a substring search), so a clean without a leak costs one ``in`` per such
+    secret. JWTs (minted per user) never need one: no escaping changes their characters.
     """
 
     __slots__ = ("_deep", "_generations", "_known", "_pending", "_token_lengths", "_tokens")

@@ -426,9 +426,9 @@ def _demo(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
     from bot.auth import Credentials
+    from bot.reference.backend import REFERENCE_SERVICE
     from bot.reference.faults import parse_faults
     from bot.reference.process import ReferenceProcess
-    from bot.reference.server import REFERENCE_SERVICE
 
     parse_faults(args.fault)  # a bad fault is a usage error before anything starts
     secret = secrets.token_urlsafe(32)
@@ -685,14 +685,14 @@ class OutputLedger:
     def fail(self, reason: str) -> None:
         """Record why the tool failed; when nothing was written yet, every output, with ``verdict=error``."""
         line = " ".join(reason.split())
-        from bot import actions, report
+        from bot import actions, markdown
 
         try:
             if self.written:
                 actions.write_outputs(self.path, {"error": line})
             else:
                 self.write({"verdict": "error", "error": line, "p0-count": "0", "traffic-action": "none"})
-                note = f"### ⚠️ golden-path could not run\n\n{report.escape(line)}\n"
+                note = f"### ⚠️ golden-path could not run\n\n{markdown.escape(line)}\n"
                 actions.append_summary(self.summary, note)
         except OSError:
             pass  # the output file itself is unwritable: the error line on stderr is all that is left

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot import report
+from bot import markdown
 from bot.results import Run, Severity, Status, Verdict
 
 VERDICT_STYLE = {Verdict.PASS: "bold green", Verdict.DEGRADED: "bold yellow", Verdict.FAIL: "bold red"}
@@ -47,9 +47,9 @@ def print_summary(run: Run, *, report_path: Path, file: TextIO, width: int | Non
                 status = "measured"  # no target to pass or miss
             table.add_row(
                 escape(metric.label),
-                escape(report.measure(metric.p50, metric.unit)),
-                escape(report.measure(metric.p95, metric.unit)),
-                escape(report.measure(metric.target, metric.unit)),
+                escape(markdown.measure(metric.p50, metric.unit)),
+                escape(markdown.measure(metric.p95, metric.unit)),
+                escape(markdown.measure(metric.target, metric.unit)),
                 status,
             )
         console.print(table)

@@ -298,7 +298,7 @@ def test_version_check__any_version_like_field_may_match():
 
 
 def test_probe__each_event_arrives_after_the_server_sent_it_on_the_shared_monotonic_clock():
-    from bot.reference.server import Stamps
+    from bot.reference.backend import Stamps
 
     stamps = Stamps()
     with ReferenceServer(secret=SECRET, version=VERSION, stamps=stamps) as server:

@@ -8,33 +8,17 @@ and the answer. This module turns those settings into requests and reads frames 
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import jmespath
-from jmespath.exceptions import JMESPathError, ParseError
-
 from bot import untrusted
-
-if TYPE_CHECKING:
-    from bot.settings import OwnerSettings, WebSocketSettings
-
-PLACEHOLDERS = ("message", "thread_id", "user", "nonce")
-TOKEN_PLACEHOLDERS = ("token", "token_b64")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
-# Sample values a template must survive at preflight: quotes, backslashes and line breaks included.
-_SAMPLE = {"message": 'say "hi"\\\n', "thread_id": "t-1", "user": "u-1", "nonce": "n-1"}
-
-
-def b64url(token: str) -> str:
-    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+from bot.expressions import has_placeholder, search, token_text
+from bot.settings import OwnerSettings, WebSocketSettings
 
 
 def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
@@ -43,175 +27,6 @@ def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None =
     scheme = "wss" if parts.scheme == "https" else "ws"
     full_path = parts.path.rstrip("/") + path
     return urlunsplit((scheme, parts.netloc, full_path, urlencode(query or {}), ""))
-
-
-# -- expressions and templates (also checked at preflight by bot.settings) ------------------------------------
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(text: str) -> Any:
-    parsed = jmespath.compile(text)
-    direct = _direct(parsed.parsed)
-    return parsed if direct is None else _Direct(direct)
-
-
-class _Direct:
-    """An expression made only of fields, indexes, ``a.b`` and ``a || b`` (what profiles use), evaluated by
-    closures with JMESPath's own semantics instead of walking the tree per frame (4 lookups per frame, at 1,000
-    users the interpreter was a tenth of the probe's CPU). Anything else keeps jmespath's interpreter."""
-
-    __slots__ = ("search",)
-
-    def __init__(self, evaluate: Callable[[Any], Any]) -> None:
-        self.search = evaluate
-
-
-def _is_false(value: Any) -> bool:  # JMESPath's falsiness, as jmespath.visitor.TreeInterpreter._is_false
-    return value == "" or value == [] or value == {} or value is None or value is False
-
-
-def _keys(node: dict[str, Any]) -> tuple[str, ...] | None:
-    """``a.b.c`` as ("a", "b", "c"); None when the node is anything but fields."""
-    if node["type"] == "field":
-        return (node["value"],)
-    if node["type"] != "subexpression":
-        return None
-    parts = [_keys(child) for child in node["children"]]
-    return None if any(p is None for p in parts) else tuple(k for p in parts if p is not None for k in p)
-
-
-def _alternatives(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """``a || b || c`` (left-associative) as [a, b, c]."""
-    if node["type"] != "or_expression":
-        return [node]
-    left, right = node["children"]
-    return [*_alternatives(left), right]
-
-
-def _fields_or_fields(node: dict[str, Any]) -> Callable[[Any], Any] | None:
-    """The common shape, ``user_id || data.user_id || payload.user_id``, as one loop over key paths."""
-    paths = [_keys(alternative) for alternative in _alternatives(node)]
-    if any(p is None for p in paths):
-        return None
-    chains = tuple(p for p in paths if p is not None)
-
-    def first(document: Any) -> Any:
-        value = None
-        for keys in chains:
-            value = document
-            for key in keys:
-                value = value.get(key) if isinstance(value, dict) else None
-            if not _is_false(value):
-                return value
-        return value  # every alternative false: the last one's value, as `||` gives
-
-    return first
-
-
-def _direct(node: dict[str, Any]) -> Callable[[Any], Any] | None:
-    if (fast := _fields_or_fields(node)) is not None:
-        return fast
-    kind = node["type"]
-    if kind == "field":
-        key = node["value"]
-
-        def field(value: Any) -> Any:
-            return value.get(key) if isinstance(value, dict) else None
-
-        return field
-    if kind == "index":
-        position = node["value"]
-
-        def index(value: Any) -> Any:
-            if not isinstance(value, list):
-                return None
-            try:
-                return value[position]
-            except IndexError:
-                return None
-
-        return index
-    if kind in ("current", "identity"):
-        return lambda value: value
-    if kind not in ("subexpression", "index_expression", "or_expression"):
-        return None
-    steps = [_direct(child) for child in node["children"]]
-    if any(step is None for step in steps):
-        return None
-    chain = tuple(step for step in steps if step is not None)
-    if kind == "or_expression":
-        left, right = chain
-
-        def either(value: Any) -> Any:
-            matched = left(value)
-            return right(value) if _is_false(matched) else matched
-
-        return either
-
-    def path(value: Any) -> Any:
-        for step in chain:
-            value = step(value)
-        return value
-
-    return path
-
-
-def expression_problem(text: str) -> str | None:
-    """Why ``text`` is not a JMESPath expression (with the position), or None when it is one."""
-    try:
-        _compiled(text)
-    except ParseError as exc:
-        return f"{exc.msg} at position {exc.lex_position} (near {str(exc.token_value)[:40]!r})"
-    except JMESPathError as exc:
-        return str(exc).splitlines()[0][:200]
-    return None
-
-
-def search(expression: str, document: Any) -> Any:
-    """The expression's value on ``document``; None when it matches nothing or cannot apply (wrong types)."""
-    try:
-        return _compiled(expression).search(document)
-    except (JMESPathError, RecursionError, TypeError, ValueError):
-        return None
-
-
-def template_problem(template: str) -> str | None:
-    """Why a frame template is unusable: an unknown placeholder, or not JSON once placeholders are filled."""
-    for match in _PLACEHOLDER.finditer(template):
-        if match.group(1) not in PLACEHOLDERS:
-            return (
-                f"unknown placeholder {match.group()} at position {match.start()}; "
-                f"expected {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-            )
-    filled = render(template, _SAMPLE)
-    try:
-        document = json.loads(filled)
-    except json.JSONDecodeError as exc:
-        return f"not valid JSON after substitution ({exc.msg} at position {exc.pos} of {filled[:200]!r})"
-    if not isinstance(document, dict):
-        return "a frame must be a JSON object"
-    return None
-
-
-def token_template_problem(template: str) -> str | None:
-    if any(c in template for c in "\r\n\0"):
-        return "a line break or NUL character cannot travel in a header or subprotocol"
-    for match in _PLACEHOLDER.finditer(template):
-        if match.group(1) not in TOKEN_PLACEHOLDERS:
-            return f"unknown placeholder {match.group()} at position {match.start()}; only {{token}} and {{token_b64}}"
-    return None
-
-
-def render(template: str, values: Mapping[str, str]) -> str:
-    """The template with each ``{name}`` replaced by its value, JSON-escaped (templates quote placeholders)."""
-    return _PLACEHOLDER.sub(
-        lambda m: json.dumps(values[m.group(1)])[1:-1] if m.group(1) in values else m.group(), template
-    )
-
-
-def _token_text(template: str, token: str) -> str:
-    values = {"token": token, "token_b64": b64url(token)}
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group()), template)
 
 
 # -- the upgrade request ---------------------------------------------------------------------------------------
@@ -235,14 +50,14 @@ def offer(base_url: str, settings: WebSocketSettings, token: str | None, *, path
     way = settings.token
     subprotocols: list[str] = []
     for template in way.subprotocols:
-        needs_token = _PLACEHOLDER.search(template) is not None
+        needs_token = has_placeholder(template)
         if needs_token and token is None:
             continue
-        subprotocols.append(_token_text(template, token or ""))
+        subprotocols.append(token_text(template, token or ""))
     headers: list[tuple[str, str]] = []
     query: dict[str, str] = {}
     if token is not None and way.header is not None:
-        headers.append((way.header.name, _token_text(way.header.format, token)))
+        headers.append((way.header.name, token_text(way.header.format, token)))
     if token is not None and way.query:
         query[way.query] = token
     return Offer(

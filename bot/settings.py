@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot import profiles, protocol
+from bot import expressions, profiles
 from bot.errors import ConfigError
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -49,7 +49,7 @@ class DeprecatedKey(FutureWarning):
 
 
 def _expression(text: str | None) -> str | None:
-    if text is not None and (problem := protocol.expression_problem(text)) is not None:
+    if text is not None and (problem := expressions.expression_problem(text)) is not None:
         raise ValueError(f"{text!r} is not a valid JMESPath expression: {problem}")
     return text
 
@@ -278,7 +278,7 @@ class FrameSettings(_Section):
     @field_validator("frame")
     @classmethod
     def _template(cls, v: str) -> str:
-        if (problem := protocol.template_problem(v)) is not None:
+        if (problem := expressions.template_problem(v)) is not None:
             raise ValueError(f"{v!r} is not a valid frame template: {problem}")
         return v
 
@@ -666,7 +666,7 @@ def _subprotocol_template(template: str) -> None:
 
 
 def _token_template(template: str) -> str:
-    if (problem := protocol.token_template_problem(template)) is not None:
+    if (problem := expressions.token_template_problem(template)) is not None:
         raise ValueError(f"{template!r} is not a valid template: {problem}")
     return template
 

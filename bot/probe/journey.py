@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from bot import auth, judge, protocol, untrusted
+from bot import auth, expressions, judge, protocol, untrusted
 from bot import trace as tracing
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
@@ -467,7 +467,7 @@ async def _session(
     try:
         async with asyncio.timeout(ctx.settings.timeouts.request_s):
             for frame in first:
-                await connection.send(protocol.render(frame.frame, values))
+                await connection.send(expressions.render(frame.frame, values))
     except (ConnectionClosed, TimeoutError) as exc:
         failure = _closed_failure(
             exc, waiting_for="the message was sent", stream=stream, ctx=ctx, detail=cfg.completion_event
@@ -490,7 +490,7 @@ async def _session(
 
 def _frame_type(template: str) -> str:
     try:
-        kind = json.loads(protocol.render(template, {})).get("type")
+        kind = json.loads(expressions.render(template, {})).get("type")
     except (ValueError, AttributeError):
         kind = None
     return str(kind) if kind else "frame"
@@ -528,7 +528,7 @@ async def _receive(
                     break
                 for frame in [f for f in later if f.after == name]:
                     later.remove(frame)
-                    await connection.send(protocol.render(frame.frame, values))
+                    await connection.send(expressions.render(frame.frame, values))
                 budget.reschedule(due())
     except TimeoutError:
         stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
@@ -585,7 +585,7 @@ def _take(
         return None
     stream.run_id = stream.run_id or named.get("run")
     if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
-        part = protocol.search(cfg.answer.expression, frame.body)
+        part = expressions.search(cfg.answer.expression, frame.body)
         if isinstance(part, str):
             stream.answer_parts.append(part)
             stream.answer_chars += len(part)

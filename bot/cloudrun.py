@@ -17,7 +17,6 @@ Facts this module relies on (google-cloud-run 0.16, REST transport):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -26,7 +25,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from bot.errors import CloudRunError, ConfigError
+from bot import hosts, timestamps
+from bot.errors import CloudRunError, ConfigError, message_of
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
 from bot.settings import CloudRunSettings, VersionSettings
 
@@ -90,7 +90,7 @@ def make_clients(*, endpoint: str | None) -> CloudRunClients:
         parts = urlsplit(endpoint)
         options = ClientOptions(api_endpoint=endpoint.rstrip("/"))
         if parts.scheme == "http":
-            if not _is_loopback(parts.hostname):
+            if not hosts.is_local_http(endpoint):
                 raise ConfigError(
                     "cloud_run.endpoint",
                     f"plain http:// is only allowed for a local stand-in on loopback (127.0.0.1, localhost, "
@@ -118,17 +118,6 @@ def _default_credentials() -> Any:
     except DefaultCredentialsError as exc:
         raise CloudRunError(f"no Google Cloud credentials found: {ADC_HINT}") from exc
     return credentials
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- resolve -------------------------------------------------------------------------------------------------
@@ -160,7 +149,7 @@ def resolve(
         wanted = settings.revision or service.latest_created_revision
     if not wanted:
         raise CloudRunError(f"service {service_name} has no revision yet: deploy it before checking it")
-    short = _short(wanted)
+    short = _last_segment(wanted)
     revision_name = f"{service_name}/revisions/{short}"
 
     waiter = _Waiter(timeout_s=settings.ready_timeout_s, sleep=sleep, clock=clock, progress=progress)
@@ -220,7 +209,7 @@ def resolve(
         revision_url=routing.tag_url,
         image=image,
         digest=digest,
-        created=_rfc3339(revision.create_time),
+        created=_created(revision.create_time),
         traffic_percent=routing.percent,
         previous_revision=_previous_revision(api, service, short, revision),
         labels=dict(revision.labels),
@@ -326,10 +315,10 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
     from google.cloud import run_v2
 
     latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-    latest_ready = _short(service.latest_ready_revision)
+    latest_ready = _last_segment(service.latest_ready_revision)
     percent, tag_url, tag_name = 0, None, None
     for status in service.traffic_statuses:
-        by_revision = _short(status.revision)
+        by_revision = _last_segment(status.revision)
         resolved = by_revision or (latest_ready if status.type_ == latest else "")
         if resolved != short:
             continue
@@ -339,7 +328,9 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
         usable = status.tag == tag if tag else bool(by_revision and status.tag)
         if usable and status.uri and tag_url is None:
             tag_url, tag_name = status.uri, status.tag
-    tagged = any(t.tag and (t.tag == tag if tag else _short(t.revision) == short) for t in service.traffic)
+    tagged = any(
+        t.tag and (t.tag == tag if tag else _last_segment(t.revision) == short) for t in service.traffic
+    )
     return _Routing(percent=percent, tag_url=tag_url, tag_pending=tagged and tag_url is None, tag=tag_name)
 
 
@@ -357,7 +348,7 @@ def _revision_for_tag(service: run_v2.Service, tag: str) -> str:
     existing = ", ".join(tags) if tags else "none (deploy with `--tag`)"
     raise ConfigError(
         "cloud_run.tag",
-        f"no revision of service {_short(service.name)} carries tag {tag!r}; tags that exist: {existing}",
+        f"no revision of service {_last_segment(service.name)} carries tag {tag!r}; tags that exist: {existing}",
     )
 
 
@@ -381,10 +372,10 @@ def _not_tested_check(short: str, percent: int, service_url: str) -> CheckResult
 
 def _serving(service: run_v2.Service) -> dict[str, int]:
     """Revision short name -> percent of traffic it receives now (LATEST resolved to the latest ready)."""
-    latest_ready = _short(service.latest_ready_revision)
+    latest_ready = _last_segment(service.latest_ready_revision)
     shares: dict[str, int] = {}
     for status in service.traffic_statuses:
-        name = _short(status.revision) or latest_ready
+        name = _last_segment(status.revision) or latest_ready
         if name and status.percent:
             shares[name] = shares.get(name, 0) + status.percent
     return shares
@@ -400,13 +391,13 @@ def _previous_revision(
     created = revision.create_time
     best: run_v2.Revision | None = None
     for candidate in api.list_revisions(service.name):
-        if _short(candidate.name) == short or _readiness(candidate).state != "ready":
+        if _last_segment(candidate.name) == short or _readiness(candidate).state != "ready":
             continue
         if created and candidate.create_time and candidate.create_time >= created:
             continue
         if best is None or (candidate.create_time and candidate.create_time > best.create_time):
             best = candidate
-    return _short(best.name) if best is not None else None
+    return _last_segment(best.name) if best is not None else None
 
 
 # -- image digest --------------------------------------------------------------------------------------------
@@ -488,7 +479,7 @@ def _image_check(
 # -- gate ----------------------------------------------------------------------------------------------------
 
 
-def apply_gate(
+def move_traffic(
     *,
     clients: CloudRunClients,
     target: Target,
@@ -565,7 +556,7 @@ def apply_gate(
     waiter = _Waiter(
         timeout_s=operation_timeout_s, sleep=sleep, clock=clock, progress=progress, max_delay=PROGRESS_EVERY_S
     )
-    operation_id = _short(operation.operation.name)
+    operation_id = _last_segment(operation.operation.name)
     awaited = f"Cloud Run to apply the traffic change on service {service_id}, operation {operation_id}"
     # Polled by hand (not operation.result): the default polling Retry has no predicate for "not done yet"
     # and raises _OperationNotComplete at the first unfinished poll; here each poll also reports progress.
@@ -591,7 +582,7 @@ def apply_gate(
     except GoogleAPICallError as exc:
         after = _serving(api.get_service(name))
         message = (
-            f"{action} to {destination} failed in Cloud Run: {_one_line(exc)}; the service now reports "
+            f"{action} to {destination} failed in Cloud Run: {_api_message(exc)}; the service now reports "
             f"{_shares(after)}"
         )
         progress(f"{action}: {message}")
@@ -617,7 +608,7 @@ def _routes_to(service: run_v2.Service, destination: str) -> list[run_v2.Traffic
     for entry in service.traffic:
         if not entry.tag:
             continue
-        if _short(entry.revision) == destination and not routes[0].tag:
+        if _last_segment(entry.revision) == destination and not routes[0].tag:
             routes[0].tag = entry.tag  # one entry carries both the 100% and the tag
             continue
         routes.append(
@@ -653,7 +644,7 @@ class _Api:
             maximum=4.0,
             multiplier=2.0,
             timeout=self.retry_timeout_s,
-            on_error=lambda exc: self.progress(f"Cloud Run API unavailable ({_one_line(exc)}): retrying"),
+            on_error=lambda exc: self.progress(f"Cloud Run API unavailable ({_api_message(exc)}): retrying"),
         )
 
     def get_service(self, name: str) -> run_v2.Service:
@@ -711,7 +702,7 @@ class _Api:
         except exceptions.Forbidden as exc:
             raise CloudRunError(
                 f"Cloud Run API denied {what} on {resource}: the credentials lack {permission}: grant {role} "
-                f"(API said: {_one_line(exc)})"
+                f"(API said: {_api_message(exc)})"
             ) from exc
         except exceptions.Unauthorized as exc:
             raise CloudRunError(
@@ -720,13 +711,13 @@ class _Api:
         except auth_exceptions.GoogleAuthError as exc:
             # A token that cannot be minted or refreshed (including after a 401 from the API).
             raise CloudRunError(
-                f"cannot authenticate to the Cloud Run API for {what} ({_one_line(exc)}): {ADC_HINT}"
+                f"cannot authenticate to the Cloud Run API for {what} ({_api_message(exc)}): {ADC_HINT}"
             ) from exc
         except exceptions.RetryError as exc:
             cause = exc.cause if exc.cause is not None else exc
             raise CloudRunError(
                 f"Cloud Run API unavailable for {what} on {resource} after retrying for "
-                f"{self.retry_timeout_s:g} s: {_one_line(cause)}"
+                f"{self.retry_timeout_s:g} s: {_api_message(cause)}"
             ) from exc
         except (
             exceptions.ServiceUnavailable,
@@ -735,7 +726,7 @@ class _Api:
             requests.exceptions.RequestException,
         ) as exc:
             raise CloudRunError(
-                f"Cloud Run API unavailable for {what} on {resource}: {_one_line(exc)}"
+                f"Cloud Run API unavailable for {what} on {resource}: {_api_message(exc)}"
             ) from exc
         except concurrent.futures.TimeoutError as exc:
             raise CloudRunError(
@@ -744,15 +735,15 @@ class _Api:
             ) from exc
         except exceptions.Conflict as exc:  # 409: the etag no longer matches
             raise CloudRunError(
-                f"service {resource} changed while trying to {what} ({_one_line(exc)}): re-run to act on its "
+                f"service {resource} changed while trying to {what} ({_api_message(exc)}): re-run to act on its "
                 "current state"
             ) from exc
         except exceptions.GoogleAPICallError as exc:
-            raise CloudRunError(f"Cloud Run API refused {what} on {resource}: {_one_line(exc)}") from exc
+            raise CloudRunError(f"Cloud Run API refused {what} on {resource}: {_api_message(exc)}") from exc
 
 
-def _one_line(exc: BaseException) -> str:
-    """The API's own message, without the request line the REST transport prefixes (``GET http://...:``)."""
+def _api_message(exc: BaseException) -> str:
+    """The API's own message with its status code, or for a transport error what could not be reached."""
     request = getattr(exc, "request", None)
     if request is not None and type(exc).__module__.startswith("requests"):
         # urllib3 nests the useful part ("[Errno 111] Connection refused") deep in a long repr.
@@ -760,12 +751,9 @@ def _one_line(exc: BaseException) -> str:
         host = urlsplit(str(getattr(request, "url", ""))).netloc or "the endpoint"
         verb = "cannot connect to" if "Connect" in type(exc).__name__ else "no answer from"
         return f"{verb} {host}: {errno.group(1).strip() if errno else type(exc).__name__}"
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    text = re.sub(r"^(?:GET|POST|PATCH|PUT|DELETE) \S+: ", "", str(text))
+    line = message_of(exc)
     code = getattr(exc, "code", None)
-    line = " ".join(text.split())
-    line = f"{int(code)} {line}" if isinstance(code, int) and not line.startswith(str(code)) else line
-    return line[:300]
+    return f"{int(code)} {line}"[:300] if isinstance(code, int) and not line.startswith(str(code)) else line
 
 
 def _first(items: Iterable[T], limit: int) -> list[T]:
@@ -788,8 +776,8 @@ def logs_url(
     from bot import logs
 
     where = logs.Where(project=project, region=region, service=service, revision=revision)
-    since = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    until = datetime.fromisoformat(end.replace("Z", "+00:00")) + timedelta(minutes=1)
+    since = timestamps.parse(start)
+    until = timestamps.parse(end) + timedelta(minutes=1)
     return logs.explorer_url(project, logs.revision_filter(where), since, until)
 
 
@@ -832,13 +820,13 @@ class _Waiter:
         return True
 
 
-def _short(name: str) -> str:
+def _last_segment(name: str) -> str:
     """``projects/p/locations/r/services/s/revisions/x`` -> ``x`` (traffic entries use short names)."""
     return name.rsplit("/", 1)[-1]
 
 
-def _rfc3339(value: Any) -> str | None:
+def _created(value: Any) -> str | None:
+    """The API's creation time (a datetime; nanoseconds are not kept) as RFC 3339 at its own precision."""
     if not value:
         return None
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return str(text).replace("+00:00", "Z")
+    return timestamps.rfc3339(value, "auto") if isinstance(value, datetime) else str(value)

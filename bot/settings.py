@@ -8,7 +8,6 @@ entry point reads it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import string
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot import expressions, profiles
+from bot import expressions, hosts, profiles
 from bot.errors import ConfigError
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -189,14 +188,14 @@ class TokenHeader(_Section):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _HTTP_TOKEN.fullmatch(v):
-            raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {_short(v)}")
+            raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {_shown(v)}")
         return v
 
     @field_validator("format")
     @classmethod
     def _format(cls, v: str) -> str:
         if _UNSAFE_IN_URL.sub("", v.replace(" ", "")) != v.replace(" ", ""):
-            raise ValueError(f"expected a header value template without control characters, got {_short(v)}")
+            raise ValueError(f"expected a header value template without control characters, got {_shown(v)}")
         return _token_template(v)
 
 
@@ -220,7 +219,7 @@ class TokenSettings(_Section):
     @classmethod
     def _query(cls, v: str | None) -> str | None:
         if v is not None and not _HTTP_TOKEN.fullmatch(v):
-            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {_short(v)}")
+            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {_shown(v)}")
         return v
 
 
@@ -376,7 +375,7 @@ class JourneySettings(_Section):
             try:
                 re.compile(pattern)
             except (re.error, RecursionError, OverflowError) as exc:
-                raise ValueError(f"{_short(pattern)} is not a valid regular expression ({exc})") from None
+                raise ValueError(f"{_shown(pattern)} is not a valid regular expression ({exc})") from None
         return v
 
     @model_validator(mode="after")
@@ -466,8 +465,7 @@ class LogsSettings(_Section):
             raise ValueError(
                 f"endpoint must be a scheme and host like https://logging.googleapis.com, got {v!r}"
             )
-        host = urlsplit(v).hostname if v else None
-        if v and v.startswith("http://") and host != "localhost" and not _loopback_ip(host):
+        if v and v.startswith("http://") and not hosts.is_local_http(v):
             raise ValueError(
                 f"plain http:// is only allowed for a local stand-in on loopback (127.0.0.1, localhost, [::1]); "
                 f"use https:// for {v!r}"
@@ -568,19 +566,12 @@ class Settings(_Section):
         return "service"
 
 
-def _loopback_ip(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _path(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {_short(value)}")
+        raise ValueError(f"expected a path starting with '/', got {_shown(value)}")
     if _UNSAFE_IN_URL.search(value):
         raise ValueError(
-            f"expected a path without spaces or control characters (CR, LF, ...), got {_short(value)}"
+            f"expected a path without spaces or control characters (CR, LF, ...), got {_shown(value)}"
         )
     return value
 
@@ -595,7 +586,7 @@ _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: w
 _TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
 
 
-def _short(value: object) -> str:
+def _shown(value: object) -> str:
     """``repr(value)`` cut to a readable length."""
     shown = repr(value)
     if len(shown) <= _SHOWN_CHARS:
@@ -605,31 +596,31 @@ def _short(value: object) -> str:
 
 def _base_url(value: str) -> str:
     if _UNSAFE_IN_URL.search(value):
-        raise ValueError(f"expected a URL without spaces or control characters, got {_short(value)}")
+        raise ValueError(f"expected a URL without spaces or control characters, got {_shown(value)}")
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:  # "Port out of range 0-65535", a bad IPv6 literal
-        raise ValueError(f"expected an http:// or https:// URL, got {_short(value)}: {exc}") from None
+        raise ValueError(f"expected an http:// or https:// URL, got {_shown(value)}: {exc}") from None
     if parts.username is not None or parts.password is not None:
         # Never echo them: the URL goes into every report; credentials belong in auth (from the environment).
         shown = value.replace(parts.netloc.rsplit("@", 1)[0], "***")
         raise ValueError(
             f"credentials inside the URL are not accepted (they would be printed in every report): give the "
-            f"URL without them ({_short(shown)}) and the secret through auth and the environment"
+            f"URL without them ({_shown(shown)}) and the secret through auth and the environment"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname or not _HOST.match(parts.hostname):
-        raise ValueError(f"expected an http:// or https:// URL with a host, got {_short(value)}")
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {_shown(value)}")
     if port == 0:
-        raise ValueError(f"expected a port from 1 to 65535, got 0 in {_short(value)}")
+        raise ValueError(f"expected a port from 1 to 65535, got 0 in {_shown(value)}")
     if parts.query or parts.fragment:
-        raise ValueError(f"expected a base URL without ?query or #fragment, got {_short(value)}")
+        raise ValueError(f"expected a base URL without ?query or #fragment, got {_shown(value)}")
     return value.rstrip("/")
 
 
 def _env_name(value: str) -> str:
     if not _ENV_NAME.match(value):
-        raise ValueError(f"expected an environment variable name like JWT_SECRET_KEY, got {_short(value)}")
+        raise ValueError(f"expected an environment variable name like JWT_SECRET_KEY, got {_shown(value)}")
     return value
 
 
@@ -640,7 +631,7 @@ def _json_values(mapping: dict[str, Any]) -> dict[str, Any]:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError, RecursionError):
             raise ValueError(
-                f"{_short(key)} holds a {type(value).__name__}, not a JSON value "
+                f"{_shown(key)} holds a {type(value).__name__}, not a JSON value "
                 "(strings, numbers, true/false, lists, mappings): quote it, e.g. '2025-01-01'"
             ) from None
     return mapping
@@ -653,15 +644,15 @@ def _subprotocol_template(template: str) -> None:
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValueError(f"{_short(template)} is not a valid template ({exc}): {expected}") from None
+        raise ValueError(f"{_shown(template)} is not a valid template ({exc}): {expected}") from None
     literal = ""
     for text, name, spec, conversion in fields:
         literal += text + ("x" if name is not None else "")
         if name is not None and (name not in _TEMPLATE_FIELDS or spec or conversion):
-            raise ValueError(f"{_short(template)} is not a valid template: {expected}")
+            raise ValueError(f"{_shown(template)} is not a valid template: {expected}")
     if not _HTTP_TOKEN.match(literal):
         raise ValueError(
-            f"{_short(template)} is not a valid subprotocol: letters, digits and !#$%&'*+-.^_`|~ only"
+            f"{_shown(template)} is not a valid subprotocol: letters, digits and !#$%&'*+-.^_`|~ only"
         )
 
 
@@ -710,7 +701,7 @@ class _ConfigLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
                     node.start_mark,
-                    f"key {_short(key)} is given twice (remove one)",
+                    f"key {_shown(key)} is given twice (remove one)",
                     key_node.start_mark,
                 )
         return super().construct_mapping(node, deep=deep)
@@ -718,7 +709,7 @@ class _ConfigLoader(yaml.SafeLoader):
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
-    where_file = f"config file {_short(str(path))}"
+    where_file = f"config file {_shown(str(path))}"
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -829,9 +820,9 @@ def _strict_scalars(data: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> 
             _strict_scalars(value, field.annotation, where)
         elif kinds & {int, float} and bool not in kinds and isinstance(value, bool):
             expected = "a whole number" if float not in kinds else "a number"
-            raise ConfigError(_show_key(where), f"expected {expected}, got {_short(value)}")
+            raise ConfigError(_show_key(where), f"expected {expected}, got {_shown(value)}")
         elif kinds == {bool} and not isinstance(value, bool):
-            raise ConfigError(_show_key(where), f"expected true or false, got {_short(value)}")
+            raise ConfigError(_show_key(where), f"expected true or false, got {_shown(value)}")
 
 
 def _scalar_kinds(annotation: Any) -> set[type]:
@@ -844,7 +835,7 @@ def _scalar_kinds(annotation: Any) -> set[type]:
 def _show_key(loc: tuple[Any, ...]) -> str:
     """A dotted key fit for one line: a part with spaces, quotes or line breaks is quoted and cut."""
     return ".".join(
-        str(part) if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(part)) else _short(part) for part in loc
+        str(part) if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(part)) else _shown(part) for part in loc
     )
 
 
@@ -888,7 +879,7 @@ def _first_problem(exc: ValidationError) -> tuple[str, str]:
     given = error.get("input")
     if error["type"] in ("missing", "value_error") or isinstance(given, dict):
         return key, message
-    return key, f"{message} (got {_short(given)})"
+    return key, f"{message} (got {_shown(given)})"
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:

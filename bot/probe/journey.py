@@ -31,6 +31,7 @@ from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, Settings
 from bot.shards import user_phases
+from bot.timestamps import elapsed_ms
 
 FRAME_CHARS = 1000  # per frame kept
 OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
@@ -286,7 +287,7 @@ async def _negative(
             "auth-negative", Step.CONNECT, Status.NOT_VERIFIED, None, None, "no answer before the deadline"
         )
         return ws_probe.NegativeOutcome(check, None)
-    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    elapsed = elapsed_ms(started)
     return ws_probe.NegativeOutcome(replace(outcome.check, duration_ms=elapsed), outcome.refusal)
 
 
@@ -398,11 +399,11 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         )
     except auth.LoginError as exc:
         failure = Failure(Kind.LOGIN_FAILED, str(exc), evidence=exc.evidence)
-        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=_since(started), failure=failure)
+        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=elapsed_ms(started), failure=failure)
         journey.skip(*LATER_STEPS, why="no token")
         return
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
-    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
+    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 
     journey.step = Step.CONNECT
     offer = ctx.trace.sign_offer(
@@ -719,7 +720,3 @@ def _closed_failure(
         detail=detail or waiting_for,
         evidence=stream.evidence() | {"close code": str(code), "close reason": reason},
     )
-
-
-def _since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

@@ -16,6 +16,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from bot import untrusted
 from bot.errors import UsageError
+from bot.probe.http import BodyTooLarge, Incomplete, fetch
 from bot.settings import AuthSettings
 
 
@@ -161,8 +162,6 @@ async def _login(
         for k, v in login.body.items()
     }
     url = base_url.rstrip("/") + login.path
-    from bot.probe.http import BodyTooLarge, Incomplete, fetch
-
     if login.method == "POST":
         request: dict[str, Any] = {"json": body}
     else:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from bot import hosts, timestamps
+from bot import hosts, logs, timestamps
 from bot.errors import CloudRunError, ConfigError, message_of
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
 from bot.settings import CloudRunSettings, VersionSettings
@@ -773,8 +773,6 @@ def logs_url(
 ) -> str:
     """A Logs Explorer link: the revision's logs over the run's window (start to end + 1 min, as log entries
     arrive late). The same query and link format as the logs under each finding (``bot.logs``)."""
-    from bot import logs
-
     where = logs.Where(project=project, region=region, service=service, revision=revision)
     since = timestamps.parse(start)
     until = timestamps.parse(end) + timedelta(minutes=1)

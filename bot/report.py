@@ -52,7 +52,19 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from bot import markdown
 from bot.errors import TemplateError
-from bot.results import JOURNEY_STEPS, CheckResult, Finding, Run, Status, Step, Verdict
+from bot.results import (
+    JOURNEY_STEPS,
+    CheckResult,
+    Finding,
+    Impact,
+    Kind,
+    Run,
+    Severity,
+    Status,
+    Step,
+    Target,
+    Verdict,
+)
 
 GITHUB_COMMENT_LIMIT = 65_536
 
@@ -647,8 +659,6 @@ def check_templates(templates_dir: Path | None) -> None:
     probe (and before any traffic change), not after it. Raises ``TemplateError``."""
     if templates_dir is None:
         return
-    from bot.results import Impact, Kind, Severity, Target
-
     finding = Finding(
         fingerprint="service:timeout", severity=Severity.P0, kind=Kind.TIMEOUT, step=Step.CONNECT,
         title="Placeholder", cause="Placeholder.", remediation="Placeholder.", users=(1,),

@@ -14,8 +14,8 @@ import tracemalloc
 
 import httpx
 
+from bot.config import build_settings
 from bot.probe.http import MAX_BODY_BYTES, check_health
-from bot.settings import build_settings
 
 # The server runs in its own process, so only the client's memory is traced.
 SERVER = r"""

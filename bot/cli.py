@@ -362,7 +362,7 @@ def _settings(
     demo: bool = False,
     err: TextIO | None = None,
 ) -> Settings:
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import normalise_keys, read_config_file
 
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and DEFAULT_CONFIG.is_file() and not demo:
@@ -397,7 +397,8 @@ def _build_settings(
     """``build_settings``, printing each deprecated key once as a warning that names the new spelling."""
     import warnings
 
-    from bot.settings import DeprecatedKey, build_settings
+    from bot.config import build_settings
+    from bot.settings import DeprecatedKey
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeprecatedKey)
@@ -518,7 +519,7 @@ def _merge(
     import uuid
 
     from bot import pipeline, results, shards
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import normalise_keys, read_config_file
 
     runs = []
     for path in args.results:
@@ -739,7 +740,7 @@ def _validate(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
     from bot import report
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import normalise_keys, read_config_file
 
     config_path: Path | None = args.config
     if config_path is None and DEFAULT_CONFIG.is_file():
@@ -760,7 +761,7 @@ def _validate(
 def _schema(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
-    from bot.settings import json_schema
+    from bot.config import json_schema
 
     out.write(json_schema())
     return 0

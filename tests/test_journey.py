@@ -11,11 +11,12 @@ import pytest
 
 from bot import diagnose, results
 from bot.auth import Credentials
+from bot.config import build_settings
 from bot.probe.journey import probe
 from bot.reference.faults import FAULTS, parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
-from bot.settings import Settings, build_settings
+from bot.settings import Settings
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from bot import expressions, protocol
-from bot.settings import DeprecatedKey, OwnerSettings, WebSocketSettings, build_settings
+from bot.config import build_settings
+from bot.settings import DeprecatedKey, OwnerSettings, WebSocketSettings
 
 
 def test_offer__token_as_subprotocol_and_header_by_default():

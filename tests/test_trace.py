@@ -8,9 +8,9 @@ import pytest
 
 from bot import trace as tracing
 from bot.auth import Credentials
+from bot.config import build_settings
 from bot.probe.journey import probe
 from bot.reference.server import ReferenceServer
-from bot.settings import build_settings
 from tests.standins.logging_api import LoggingStandIn
 
 SECRET = "trace-test-secret-0123456789abcdefghijkl"

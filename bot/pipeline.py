@@ -39,7 +39,7 @@ from bot.settings import Settings
 from bot.untrusted import Redactor
 
 if TYPE_CHECKING:
-    from bot.cloudrun import CloudRunClients
+    from bot.cloudrun_api import CloudRunClients
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,7 +189,7 @@ def _check(tmp_path: Path, *, faults: list[str], prepare=lambda api: None, logs_
         CloudRunStandIn(project="p", region="r") as run_api,
     ):
         backend = ReferenceServer(secret=SECRET, faults=parse_faults(faults))
-        backend._app = logging_api.front(backend._app, service=SERVICE, revision=REVISION, host=HOST)
+        backend.app = logging_api.front(backend.app, service=SERVICE, revision=REVISION, host=HOST)
         with backend:
             run_api.add_service(SERVICE, uri="https://chat-abc-ew.a.run.app")
             run_api.add_revision(SERVICE, OLD)

@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -159,7 +159,8 @@ class ReferenceServer:
         self.faults = faults
         self.host = host
         self.port = port
-        self._app = create_app(
+        # The ASGI app it serves: a test may wrap it (a stand-in front end) before the server starts.
+        self.app: Any = create_app(
             secret=secret,
             faults=faults,
             version=version,
@@ -188,7 +189,7 @@ class ReferenceServer:
             return
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn_config(self._app, own_logging=False))
+        server = uvicorn.Server(uvicorn_config(self.app, own_logging=False))
         self._server, self._error = server, None
         self._thread = threading.Thread(
             target=self._serve, args=(server, sock), name="golden-path-reference", daemon=True

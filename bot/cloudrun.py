@@ -18,14 +18,13 @@ Facts this module relies on (google-cloud-run 0.16, REST transport):
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot import hosts, logs, timestamps
+from bot import hosts, logs, timestamps, waits
 from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, api_message
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
@@ -109,8 +108,8 @@ def resolve(
     settings: CloudRunSettings,
     version: VersionSettings,
     progress: Callable[[str], None],
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> Resolution:
     """Find the revision under test, wait (bounded) until it is ready, and gather its facts.
 
@@ -466,8 +465,8 @@ def move_traffic(
     service: str | None = None,
     retry_timeout_s: float = 30.0,
     operation_timeout_s: float = OPERATION_TIMEOUT_S,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> TrafficAction:
     """Send 100% of traffic to the tested revision (promote) or to the previous ready one (rollback).
 

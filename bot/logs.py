@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from bot import hosts, timestamps
+from bot import hosts, timestamps, waits
 from bot.errors import message_of
 from bot.results import FindingLogs, LogGroup, RequestLog, Run, ServerLogs, Step, UserTrace
 from bot.settings import LogsSettings
@@ -247,7 +247,7 @@ def collect(
         )
     start, end = window(run)
     # The run's last entries reach Cloud Logging a few seconds after they happen.
-    time.sleep(settings.settle_s)
+    waits.sleep(settings.settle_s, "logs settle")
     revision = revision_filter(where)
     span = f'timestamp>="{timestamps.rfc3339(start)}" AND timestamp<="{timestamps.rfc3339(end)}"'
     trace_ids, traces_cut = _queried_traces(run, where.project, room=MAX_FILTER_CHARS - len(span) - 10)

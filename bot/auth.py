@@ -16,7 +16,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from bot import untrusted
 from bot.errors import UsageError
-from bot.probe.http import BodyTooLarge, Incomplete, fetch
+from bot.probe.http_probe import BodyTooLarge, Incomplete, fetch
 from bot.settings import AuthSettings
 
 

@@ -912,9 +912,9 @@ def _run(
         cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
     logs_reader = None
     if settings.cloud_run.configured and settings.cloud_run.project and settings.logs.mode != "never":
-        from bot import logs  # light: google-cloud-logging itself loads on the first query
+        from bot import server_logs  # light: google-cloud-logging itself loads on the first query
 
-        logs_reader = logs.CloudLogging(
+        logs_reader = server_logs.CloudLogging(
             project=settings.cloud_run.project,
             endpoint=settings.logs.endpoint,
             budget_s=settings.logs.budget_s,

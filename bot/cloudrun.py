@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot import hosts, logs, timestamps, waits
+from bot import hosts, server_logs, timestamps, waits
 from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, api_message
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
@@ -601,11 +601,11 @@ def logs_url(
     *, project: str, service: str, revision: str, start: str, end: str, region: str | None = None
 ) -> str:
     """A Logs Explorer link: the revision's logs over the run's window (start to end + 1 min, as log entries
-    arrive late). The same query and link format as the logs under each finding (``bot.logs``)."""
-    where = logs.Where(project=project, region=region, service=service, revision=revision)
+    arrive late). The same query and link format as the logs under each finding (``bot.server_logs``)."""
+    where = server_logs.Where(project=project, region=region, service=service, revision=revision)
     since = timestamps.parse(start)
     until = timestamps.parse(end) + timedelta(minutes=1)
-    return logs.explorer_url(project, logs.revision_filter(where), since, until)
+    return server_logs.explorer_url(project, server_logs.revision_filter(where), since, until)
 
 
 # -- small helpers -------------------------------------------------------------------------------------------

@@ -15,10 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bot import auth, diagnose, iam, idtoken, impact, kinds, report, results, shards, timestamps
+from bot import (
+    auth,
+    diagnose,
+    iam,
+    idtoken,
+    impact,
+    kinds,
+    report,
+    results,
+    server_logs,
+    shards,
+    timestamps,
+    tracing,
+)
 from bot import baseline as baseline_stage
-from bot import logs as server_logs
-from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.kinds import GateClass
 from bot.probe import journey

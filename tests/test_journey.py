@@ -286,7 +286,7 @@ def test_probe__subprotocol_echo_can_be_waived_for_non_browser_clients():
 
 
 def test_version_check__any_version_like_field_may_match():
-    from bot.probe.http import version_check
+    from bot.probe.http_probe import version_check
 
     check, serving = version_check(expected="dev", serving=("1.4.2", "dev"), field="version")
     assert check is not None and check.status is Status.PASS and serving == "dev"

@@ -23,9 +23,8 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from bot import auth, expressions, judge, protocol, untrusted
-from bot import trace as tracing
-from bot.probe import http as http_probe
+from bot import auth, expressions, judge, protocol, tracing, untrusted
+from bot.probe import http_probe
 from bot.probe import websocket as ws_probe
 from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step

@@ -21,7 +21,7 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from bot import iam
-from bot.probe.http import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, transport_failure
 from bot.protocol import Offer
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.timestamps import elapsed_ms
@@ -70,7 +70,7 @@ class Handshake:
     subprotocol: str | None = None
 
 
-_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.trace, never a token
+_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.tracing, never a token
 
 
 def _offer_evidence(offer: Offer) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Trace context per simulated user: every request carries ``traceparent`` and ``X-Cloud-Trace-Context``.
 
 Cloud Run copies the trace id of a request into its request log and into the app's structured log lines, so a
-user's requests can be found in Cloud Logging and Cloud Trace, and ``bot.logs`` can tie the server's entries to
+user's requests can be found in Cloud Logging and Cloud Trace, and ``bot.server_logs`` can tie the server's entries to
 the journey that failed. Trace ids are derived from the run id and the user: the same run always names the
 same traces, and no two runs share one.
 """

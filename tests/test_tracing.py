@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import trace as tracing
+from bot import tracing
 from bot.auth import Credentials
 from bot.config import build_settings
 from bot.probe.journey import probe

@@ -26,7 +26,7 @@ from bot import hosts, timestamps, waits
 from bot.errors import message_of
 from bot.results import FindingLogs, LogGroup, RequestLog, Run, ServerLogs, Step, UserTrace
 from bot.settings import LogsSettings
-from bot.trace import cloud_trace_name
+from bot.tracing import cloud_trace_name
 from bot.untrusted import Redactor
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import ConfigError
-from bot.settings import Settings
+from bot.settings import Settings, has_control
 from bot.untrusted import cut, shown
 
 # -- loading -------------------------------------------------------------------------------------------------
@@ -55,6 +55,10 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {shown(str(path))}"
+    if has_control(str(path)):
+        raise ConfigError(
+            "", f"{where_file} (--config, the `config` input): expected a path without control characters"
+        )
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -187,9 +191,13 @@ def _show_key(loc: tuple[Any, ...]) -> str:
 def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> None:
     node = data
     *parents, leaf = dotted.replace("-", "_").split(".")
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = node.get(part)
-        if not isinstance(child, dict):
+        if child is not None and not isinstance(child, dict):
+            # A flag must not paper over a malformed section (`cloud_run: 5` and --project): say what is wrong.
+            where = _show_key(tuple(parents[: depth + 1]))
+            raise ConfigError(where, f"expected a mapping of keys, got {shown(child)}")
+        if child is None:
             child = {}
             node[part] = child
         node = child
@@ -197,16 +205,23 @@ def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> Non
         node[leaf] = value
 
 
-def normalise_keys(data: Any) -> Any:
-    """Accept `kebab-case` keys as well as `snake_case` (YAML users write both)."""
-    if isinstance(data, dict):
-        return {
-            (k.replace("-", "_") if isinstance(k, str) else k): (
-                v if k in ("claims", "body") else normalise_keys(v)
+def normalise_keys(data: Any, loc: tuple[Any, ...] = ()) -> Any:
+    """Accept `kebab-case` keys as well as `snake_case` (YAML users write both); one key spelled both ways in
+    one section is a ``ConfigError`` naming both (which one should win?)."""
+    if not isinstance(data, dict):
+        return data
+    out: dict[Any, Any] = {}
+    spelled: dict[Any, Any] = {}
+    for k, v in data.items():
+        key = k.replace("-", "_") if isinstance(k, str) else k
+        if key in spelled:
+            raise ConfigError(
+                _show_key((*loc, key)),
+                f"given twice, as {shown(spelled[key])} and {shown(k)}: keep one spelling",
             )
-            for k, v in data.items()
-        }
-    return data
+        spelled[key] = k
+        out[key] = v if k in ("claims", "body", "headers") else normalise_keys(v, (*loc, key))
+    return out
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

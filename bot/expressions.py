@@ -10,17 +10,27 @@ import base64
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jmespath
 from jmespath.exceptions import JMESPathError, ParseError
 
-PLACEHOLDERS = ("message", "thread_id", "user", "nonce")
+PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64")
 TOKEN_PLACEHOLDERS = ("token", "token_b64")
+# A template's parts: `{{` and `}}` (literal braces), and `{name}` placeholders. `}}` is a literal `}` only when it
+# closes a `{{`: a JSON template ends with `}}` (two closing objects) and always has.
+_TEMPLATE_PART = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 # Sample values a template must survive at preflight: quotes, backslashes and line breaks included.
-_SAMPLE = {"message": 'say "hi"\\\n', "thread_id": "t-1", "user": "u-1", "nonce": "n-1"}
+_SAMPLE = {
+    "message": 'say "hi"\\\n',
+    "thread_id": "t-1",
+    "user": "u-1",
+    "nonce": "n-1",
+    "token": "eyJ.sample.token",
+    "token_b64": "ZXlK",
+}
 
 
 def b64url(token: str) -> str:
@@ -159,19 +169,54 @@ def search(expression: str, document: Any) -> Any:
         return None
 
 
+def substitute(template: str, value: Callable[[str], str | None]) -> str:
+    """The template with ``{{``/``}}`` unescaped and each ``{name}`` replaced by ``value(name)`` (left as written
+    when that is None). One pass, so a value is never read as a template."""
+    depth = 0
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal depth
+        text = match.group()
+        if text == "{{":
+            depth += 1
+            return "{"
+        if text == "}}":
+            if depth:
+                depth -= 1
+                return "}"
+            return text
+        filled = value(match.group(1))
+        return text if filled is None else filled
+
+    return _TEMPLATE_PART.sub(one, template)
+
+
+def placeholders(template: str) -> list[tuple[str, int]]:
+    """Each ``{name}`` a template uses (escaped braces skipped), with its position."""
+    return [(m.group(1), m.start()) for m in _TEMPLATE_PART.finditer(template) if m.group(1) is not None]
+
+
+def unknown_placeholder(template: str, known: Sequence[str]) -> str | None:
+    """Why the template uses a placeholder outside ``known`` (with its position), or None."""
+    for name, position in placeholders(template):
+        if name not in known:
+            return (
+                f"unknown placeholder {{{name[:40]}}} at position {position}; expected "
+                f"{', '.join('{' + p + '}' for p in known)} (write {{{{ and }}}} for a literal brace)"
+            )
+    return None
+
+
 def template_problem(template: str) -> str | None:
     """Why a frame template is unusable: an unknown placeholder, or not JSON once placeholders are filled."""
-    for match in _PLACEHOLDER.finditer(template):
-        if match.group(1) not in PLACEHOLDERS:
-            return (
-                f"unknown placeholder {match.group()} at position {match.start()}; "
-                f"expected {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-            )
+    if (problem := unknown_placeholder(template, PLACEHOLDERS)) is not None:
+        return problem
     filled = render(template, _SAMPLE)
     try:
         document = json.loads(filled)
     except json.JSONDecodeError as exc:
-        return f"not valid JSON after substitution ({exc.msg} at position {exc.pos} of {filled[:200]!r})"
+        near = filled[max(0, exc.pos - 20) : exc.pos + 20]
+        return f"not valid JSON after substitution ({exc.msg} at position {exc.pos}, near {near!r})"
     if not isinstance(document, dict):
         return "a frame must be a JSON object"
     return None
@@ -188,9 +233,16 @@ def token_template_problem(template: str) -> str | None:
 
 def render(template: str, values: Mapping[str, str]) -> str:
     """The template with each ``{name}`` replaced by its value, JSON-escaped (templates quote placeholders)."""
-    return _PLACEHOLDER.sub(
-        lambda m: json.dumps(values[m.group(1)])[1:-1] if m.group(1) in values else m.group(), template
-    )
+    return substitute(template, lambda name: json.dumps(values[name])[1:-1] if name in values else None)
+
+
+def render_text(template: str, values: Mapping[str, str]) -> str:
+    """The template with each ``{name}`` replaced by its value as it is (a header, a form field, a URL part)."""
+    return substitute(template, values.get)
+
+
+def token_values(token: str) -> dict[str, str]:
+    return {"token": token, "token_b64": b64url(token)}
 
 
 def has_placeholder(template: str) -> bool:
@@ -199,5 +251,21 @@ def has_placeholder(template: str) -> bool:
 
 def token_text(template: str, token: str) -> str:
     """A subprotocol or header template with ``{token}`` and ``{token_b64}`` filled (not JSON-escaped)."""
-    values = {"token": token, "token_b64": b64url(token)}
+    values = token_values(token)
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group()), template)
+
+
+def shown_token_text(template: str) -> str:
+    """The template as evidence shows it: ``{token}`` reads ``<token>``."""
+    return _PLACEHOLDER.sub(
+        lambda m: f"<{m.group(1)}>" if m.group(1) in TOKEN_PLACEHOLDERS else m.group(), template
+    )
+
+
+def frame_type(template: str) -> str:
+    """A frame template's `type` (its name in our words), or "frame"."""
+    try:
+        kind = json.loads(render(template, _SAMPLE)).get("type")
+    except (ValueError, AttributeError):
+        kind = None
+    return str(kind) if isinstance(kind, str) and kind else "frame"

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 from bot.impact import format_money
 from bot.results import Run, Status, Step
+from bot.untrusted import show_controls
 
 INLINE_LIMIT = 500  # characters of untrusted inline text before "… (N more characters)"
 CODE_LIMIT = 4_000  # characters of one evidence value in a code block
@@ -39,7 +40,6 @@ ZERO_WIDTH_SPACE = "\u200b"  # splits "<!--" inside code, where entities do not 
 # -- escaping --------------------------------------------------------------------------------------------------
 
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _AUTOLINK = re.compile(r"(?i)(\b(?:https?|ftp|wss?)://|\bwww\.)")
 _REFERENCE = re.compile(r"(?i)(@(?=[a-z0-9])|#(?=\d)|\bgh-(?=\d))")
 _ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
@@ -57,14 +57,6 @@ def _truncate(text: str, limit: int | None, sep: str = "") -> str:
     if limit is None or len(text) <= limit:
         return text
     return f"{text[:limit]}{sep}… ({len(text) - limit:,} more characters)"
-
-
-def _show_controls(text: str) -> str:
-    def visible(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-    return _CONTROLS.sub(visible, text)
 
 
 def _escape_markdown(text: str, *, leading: bool, autolinks: bool = False) -> str:
@@ -99,7 +91,7 @@ def _escape_block_start(match: re.Match[str]) -> str:
 
 def plain_line(text: str) -> str:
     """Plain text (not markdown) on one line: line breaks become spaces, control characters are shown."""
-    return _show_controls(_LINE_BREAKS.sub(" ", text))
+    return show_controls(_LINE_BREAKS.sub(" ", text), multiline=True)
 
 
 def escape(text: object, limit: int | None = INLINE_LIMIT) -> str:
@@ -110,13 +102,13 @@ def escape(text: object, limit: int | None = INLINE_LIMIT) -> str:
 def _escape_inline(text: object, limit: int | None, *, autolinks: bool = False) -> str:
     value = _truncate(_text(text), limit)
     value = _LINE_BREAKS.sub(" ", value).replace("\t", " ")
-    return _escape_markdown(_show_controls(value), leading=True, autolinks=autolinks)
+    return _escape_markdown(show_controls(value, multiline=True), leading=True, autolinks=autolinks)
 
 
 def code(text: object, *, table: bool = False, limit: int | None = SPAN_LIMIT) -> str:
     """Untrusted text as an inline code span; ``table=True`` also escapes ``|`` for a table cell."""
     value = _LINE_BREAKS.sub(" ", _truncate(_text(text), limit)).replace("\t", " ")
-    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
+    value = show_controls(value, multiline=True).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
     if table:
         value = value.replace("|", "\\|")
     if not value.strip():
@@ -134,7 +126,7 @@ def code_block(text: object, lang: str = "", *, limit: int | None = CODE_LIMIT) 
     zero-width space, because the raw body is what marker searches read.
     """
     value = _LINE_BREAKS.sub("\n", _truncate(_text(text), limit, sep="\n"))
-    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
+    value = show_controls(value, multiline=True).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
     fence = "`" * max(3, _longest_backtick_run(value) + 1)
     info = re.sub(r"[^A-Za-z0-9_+-]", "", lang)[:20]
     return f"{fence}{info}\n{value.removesuffix(chr(10))}\n{fence}"
@@ -153,7 +145,9 @@ def inline(text: object, limit: int | None = 1_500, *, table: bool = False) -> s
         if index % 2:
             out.append(code(part[1:-1], table=table, limit=None))
         elif part:
-            out.append(_escape_markdown(_show_controls(part.replace("\t", " ")), leading=index == 0))
+            out.append(
+                _escape_markdown(show_controls(part.replace("\t", " "), multiline=True), leading=index == 0)
+            )
     return "".join(out)
 
 

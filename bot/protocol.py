@@ -14,19 +14,53 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 from bot import untrusted
-from bot.expressions import has_placeholder, search, token_text
+from bot.expressions import (
+    TOKEN_PLACEHOLDERS,
+    frame_type,
+    has_placeholder,
+    placeholders,
+    search,
+    shown_token_text,
+    token_text,
+)
 from bot.settings import OwnerSettings, WebSocketSettings
+
+SHOWN_TOKEN = "<token>"  # how a token reads in evidence: where it travels, never its value
 
 
 def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
-    """http(s)://host/base + /ws -> ws(s)://host/base/ws[?query]."""
+    """http(s)://host/base + /ws?model=x -> ws(s)://host/base/ws?model=x[&query]: the path's own query and the
+    token's parameters merged with urllib (a parameter given twice keeps the token's value)."""
     parts = urlsplit(base_url)
+    target = urlsplit(path)
     scheme = "wss" if parts.scheme == "https" else "ws"
-    full_path = parts.path.rstrip("/") + path
-    return urlunsplit((scheme, parts.netloc, full_path, urlencode(query or {}), ""))
+    extra = dict(query or {})
+    pairs = [(k, v) for k, v in parse_qsl(target.query, keep_blank_values=True) if k not in extra]
+    full_path = parts.path.rstrip("/") + target.path
+    return urlunsplit((scheme, parts.netloc, full_path, urlencode([*pairs, *extra.items()]), ""))
+
+
+def sibling_path(path: str, suffix: str) -> str:
+    """``/v1/realtime?model=x`` -> ``/v1/realtime<suffix>?model=x``: another path with the same query."""
+    target = urlsplit(path)
+    return urlunsplit(("", "", target.path.rstrip("/") + suffix, target.query, ""))
+
+
+def token_travel(settings: WebSocketSettings, frames: Sequence[str] = ()) -> str:
+    """Where the token travels, in words for evidence and remediations: every way configured, never its value."""
+    way = settings.token
+    ways = [f"subprotocol `{shown_token_text(t)}`" for t in way.subprotocols if has_placeholder(t)]
+    if way.header is not None:
+        ways.append(f"header `{way.header.name}: {shown_token_text(way.header.format)}`")
+    if way.query:
+        ways.append(f"query parameter `{way.query}`")
+    for template in frames:
+        if any(name in TOKEN_PLACEHOLDERS for name, _ in placeholders(template)):
+            ways.append(f"the `{frame_type(template)}` frame")
+    return ", ".join(ways) or "nowhere (no token is offered)"
 
 
 # -- the upgrade request ---------------------------------------------------------------------------------------
@@ -39,31 +73,56 @@ class Offer:
     url: str
     subprotocols: tuple[str, ...]
     headers: tuple[tuple[str, str], ...]
+    shown_url: str = ""  # the URL as evidence shows it: a token in the query reads <token>
+    shown_subprotocols: tuple[str, ...] = ()  # likewise: jwt.<token_b64>
+    token_travel: str = ""  # where the token travels (token_travel()), for evidence
+
+    @property
+    def display_url(self) -> str:
+        return self.shown_url or self.url
 
 
-def offer(base_url: str, settings: WebSocketSettings, token: str | None, *, path: str | None = None) -> Offer:
+def offer(
+    base_url: str,
+    settings: WebSocketSettings,
+    token: str | None,
+    *,
+    path: str | None = None,
+    frames: Sequence[str] = (),
+) -> Offer:
     """The upgrade request for ``token``; with ``token=None`` the negative check's request (no credentials).
 
     Each way the token travels is independent: subprotocol templates (those without a placeholder are offered
-    with or without a token), a header, a query parameter.
+    with or without a token), a header, a query parameter (merged into the path's own query). ``frames``: the
+    frame templates, only to say in evidence whether one carries the token.
     """
     way = settings.token
     subprotocols: list[str] = []
+    shown: list[str] = []
     for template in way.subprotocols:
         needs_token = has_placeholder(template)
         if needs_token and token is None:
             continue
         subprotocols.append(token_text(template, token or ""))
+        shown.append(shown_token_text(template))
     headers: list[tuple[str, str]] = []
     query: dict[str, str] = {}
     if token is not None and way.header is not None:
         headers.append((way.header.name, token_text(way.header.format, token)))
     if token is not None and way.query:
         query[way.query] = token
+    target = path or settings.path
+    url = websocket_url(base_url, target, query=query)
+    shown_url = websocket_url(base_url, target, query=dict.fromkeys(query, SHOWN_TOKEN)).replace(
+        quote_plus(SHOWN_TOKEN), SHOWN_TOKEN
+    )
     return Offer(
-        url=websocket_url(base_url, path or settings.path, query=query),
+        url=url,
         subprotocols=tuple(subprotocols),
         headers=tuple(headers),
+        shown_url=shown_url,
+        shown_subprotocols=tuple(shown),
+        token_travel=token_travel(settings, frames),
     )
 
 

@@ -37,6 +37,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -379,6 +380,36 @@ def builtin_templates_dir() -> Path:
     raise TemplateError(f"the built-in templates are missing (looked in {', '.join(map(str, candidates))})")
 
 
+class _ConfinedLoader(FileSystemLoader):
+    """A user's templates directory: a template whose real path is outside it (a symbolic link to
+    ``/proc/self/environ`` or to a file of secrets) is refused, also when the link appeared after the check."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        _confined(Path(self.searchpath[0]), Path(filename))
+        return source, filename, uptodate
+
+
+def _confined(root: Path, path: Path) -> None:
+    real_root, real = root.resolve(), path.resolve()
+    if real != real_root and not real.is_relative_to(real_root):
+        raise TemplateError(
+            f"templates directory {str(root)!r}: {str(path)!r} is a symbolic link to {str(real)!r}, outside the "
+            "directory; refused (a template could publish any file the runner can read): copy the file in instead"
+        )
+
+
+def _check_links(templates_dir: Path) -> None:
+    """Every symbolic link under ``templates_dir`` (files and directories, not followed) stays inside it."""
+    for folder, dirs, files in os.walk(templates_dir):
+        for name in (*dirs, *files):
+            path = Path(folder, name)
+            if path.is_symlink():
+                _confined(templates_dir, path)
+
+
 def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
     """The sandboxed, strict environment: the user's directory first, then ours (also as ``builtin/``)."""
     builtin = builtin_templates_dir()
@@ -388,7 +419,8 @@ def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
             raise TemplateError(
                 f"templates directory {str(templates_dir)!r} does not exist or is not a directory"
             )
-        loaders.append(FileSystemLoader(templates_dir))
+        _check_links(templates_dir)
+        loaders.append(_ConfinedLoader(templates_dir))
     loaders += [PrefixLoader({"builtin": FileSystemLoader(builtin)}), FileSystemLoader(builtin)]
     env = SandboxedEnvironment(
         loader=ChoiceLoader(loaders),

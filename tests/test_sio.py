@@ -13,12 +13,13 @@ import pytest
 from bot import diagnose, results
 from bot.auth import Credentials
 from bot.cli import main
+from bot.config import build_settings
 from bot.errors import ConfigError
 from bot.probe.journey import probe
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
-from bot.settings import Settings, build_settings
+from bot.settings import Settings
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"

@@ -22,16 +22,15 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from bot import auth, judge, protocol, untrusted
-from bot import trace as tracing
-from bot.probe import http as http_probe
-from bot.probe import sio, sse_session
+from bot import auth, expressions, judge, protocol, tracing, untrusted
+from bot.probe import http_probe, sio, sse_session
 from bot.probe import steps as request_steps
 from bot.probe import websocket as ws_probe
 from bot.probe.record import EVIDENCE_CHARS, LATER_STEPS, Hooks, Stream, Timings
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, Settings
 from bot.shards import user_phases
+from bot.timestamps import elapsed_ms
 
 FRAME_CHARS = 1000  # per frame kept
 OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
@@ -150,8 +149,8 @@ async def probe(
         trust_env=False,
         follow_redirects=False,
         event_hooks=trace.httpx_hooks(),
-        headers=dict(extra),
         cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
+        headers=dict(extra),
         # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
         verify=not base_url.startswith("http://"),
     ) as http:
@@ -323,7 +322,7 @@ async def _negative(
             "auth-negative", Step.CONNECT, Status.NOT_VERIFIED, None, None, "no answer before the deadline"
         )
         return ws_probe.NegativeOutcome(check, None)
-    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    elapsed = elapsed_ms(started)
     return ws_probe.NegativeOutcome(replace(outcome.check, duration_ms=elapsed), outcome.refusal)
 
 
@@ -444,11 +443,11 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         )
     except auth.LoginError as exc:
         failure = Failure(Kind.LOGIN_FAILED, str(exc), evidence=exc.evidence)
-        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=_since(started), failure=failure)
+        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=elapsed_ms(started), failure=failure)
         journey.skip(*LATER_STEPS, why="no token")
         return
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
-    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
+    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 
     if ctx.settings.transport != "websocket":
         await _stream_journey(journey, ctx, identity=identity, started=started)
@@ -496,7 +495,7 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "message_id": str(uuid.uuid4()),
     }
     if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
-        values |= protocol.token_values(identity.token)
+        values |= expressions.token_values(identity.token)
     else:
         values |= {"token": "", "token_b64": ""}
     return values
@@ -523,7 +522,7 @@ async def _session(
     try:
         async with asyncio.timeout(ctx.settings.timeouts.request_s):
             for frame in first:
-                await connection.send(protocol.render(frame.frame, values))
+                await connection.send(expressions.render(frame.frame, values))
     except (ConnectionClosed, TimeoutError) as exc:
         failure = _closed_failure(
             exc, waiting_for="the message was sent", stream=stream, ctx=ctx, detail=cfg.completion_event
@@ -531,7 +530,7 @@ async def _session(
         journey.add("message", Step.MESSAGE, Status.FAIL, failure=failure)
         journey.skip(*LATER_STEPS[2:], why="message not sent")
         return
-    kinds = ", ".join(protocol.frame_type(f.frame) for f in first)
+    kinds = ", ".join(expressions.frame_type(f.frame) for f in first)
     journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent {kinds}")
 
     journey.step = Step.AGENT
@@ -576,7 +575,7 @@ async def _receive(
                     break
                 for frame in [f for f in later if f.after == name]:
                     later.remove(frame)
-                    await connection.send(protocol.render(frame.frame, values))
+                    await connection.send(expressions.render(frame.frame, values))
                 budget.reschedule(due())
     except TimeoutError:
         stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
@@ -640,7 +639,7 @@ def _take(
         return None
     stream.run_id = stream.run_id or named.get("run")
     if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
-        part = protocol.search(cfg.answer.expression, frame.body)
+        part = expressions.search(cfg.answer.expression, frame.body)
         if isinstance(part, str):
             stream.answer_parts.append(part)
             stream.answer_chars += len(part)
@@ -779,10 +778,6 @@ def _closed_failure(
         detail=detail or waiting_for,
         evidence=stream.evidence() | {"close code": str(code), "close reason": reason},
     )
-
-
-def _since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
 
 
 async def _stream_journey(

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import socketio
 
-from bot import protocol, untrusted
+from bot import expressions, protocol, untrusted
 from bot.probe import steps as request_steps
-from bot.probe.http import transport_failure
+from bot.probe.http_probe import transport_failure
 from bot.probe.record import LATER_STEPS, Hooks, Message, Stream
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import Settings
@@ -93,7 +93,7 @@ class Connection:
         document = {"event": event, "data": data}
         raw = json.dumps(document, separators=(",", ":"), default=str)
         cfg = self.settings.journey
-        name = protocol.search(cfg.event_name, document)
+        name = expressions.search(cfg.event_name, document)
         if not isinstance(name, str) or not name:
             return Message(raw, None, at)  # the journey reports the frame the profile cannot name
         starts = self.settings.socketio.run_starts_with
@@ -320,7 +320,7 @@ def template_data(template: str | None, values: dict[str, str]) -> Any:
     """An emit's data: the JSON template filled in (None: the event carries no data)."""
     if template is None:
         return None
-    return json.loads(protocol.render(template, values))
+    return json.loads(expressions.render(template, values))
 
 
 async def negative_check(
@@ -446,6 +446,6 @@ def connect_for(
     ]
     query = {cfg.token.query: token} if token is not None and cfg.token.query else None
     url = protocol.http_url(base_url, "", query=query) if query else base_url
-    filled = {**values, "token": token or "", "token_b64": protocol.b64url(token or "")}
-    auth = json.loads(protocol.render(cfg.auth, filled)) if cfg.auth is not None else None
+    filled = {**values, "token": token or "", "token_b64": expressions.b64url(token or "")}
+    auth = json.loads(expressions.render(cfg.auth, filled)) if cfg.auth is not None else None
     return Connect(url, cfg.path, cfg.namespace, tuple(headers), auth, cfg.transports)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bot import iam
-from bot.probe.http import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, transport_failure
 from bot.probe.record import Message
 from bot.results import Failure, Kind
 from bot.untrusted import Redactor

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from bot import protocol, untrusted
+from bot import expressions, protocol, untrusted
 from bot.probe import sse
 from bot.probe import steps as request_steps
 from bot.probe.record import LATER_STEPS, Hooks, Stream
@@ -38,13 +38,13 @@ def stream_request(
     settings: Settings, base_url: str, user: request_steps.UserValues, token: str | None
 ) -> sse.StreamRequest:
     cfg = settings.sse
-    path = protocol.render_path(cfg.path, user.values)
+    path = expressions.render_path(cfg.path, user.values)
     headers = [
         *request_steps.token_headers(cfg.token, token),
         *request_steps.header_values(cfg.headers, user.values, token),
         *user.cookie_header(),
     ]
-    body = protocol.render(cfg.body, user.values) if cfg.body is not None else None
+    body = expressions.render(cfg.body, user.values) if cfg.body is not None else None
     url = protocol.http_url(base_url, path, query=request_steps.token_query(cfg.token, token))
     return sse.StreamRequest(cfg.method, url, tuple(headers), body)
 

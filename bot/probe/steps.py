@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bot import protocol, untrusted
-from bot.probe.http import EVIDENCE_BODY_CHARS, BodyTooLarge, Incomplete, fetch, transport_failure
+from bot import expressions, protocol, untrusted
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, BodyTooLarge, Incomplete, fetch, transport_failure
 from bot.probe.record import Hooks, Stream
 from bot.results import Failure, Kind
 from bot.settings import RequestStepSettings, Settings, StreamTokenSettings
@@ -45,7 +45,7 @@ def token_headers(way: StreamTokenSettings, token: str | None) -> list[tuple[str
     """The token as a header, the way the transport sends it (none without a token)."""
     if token is None or way.header is None:
         return []
-    return [(way.header.name, protocol.render_text(way.header.format, {"token": token}))]
+    return [(way.header.name, expressions.render_text(way.header.format, {"token": token}))]
 
 
 def token_query(way: StreamTokenSettings, token: str | None) -> dict[str, str]:
@@ -60,8 +60,8 @@ def header_values(
     for name, template in headers.items():
         if token is None and ("{token}" in template or "{token_b64}" in template):
             continue
-        filled = {**values, "token": token or "", "token_b64": protocol.b64url(token or "")}
-        out.append((name, protocol.render_text(template, filled)))
+        filled = {**values, "token": token or "", "token_b64": expressions.b64url(token or "")}
+        out.append((name, expressions.render_text(template, filled)))
     return out
 
 
@@ -100,7 +100,7 @@ async def run(
     """Each step in order; its extracts join ``user.values``, its cookies ``user.cookies``. Stops at the first
     step that fails (a status not in ``ok_statuses``, a transport error, an extract that matches nothing)."""
     for index, step in enumerate(steps):
-        path = protocol.render_path(step.path, user.values)
+        path = expressions.render_path(step.path, user.values)
         url = protocol.http_url(base_url, path, query=token_query(way, token) if step.send_token else None)
         headers = [
             *(token_headers(way, token) if step.send_token else []),
@@ -109,7 +109,7 @@ async def run(
         ]
         content = None
         if step.body is not None:
-            content = protocol.render(step.body, user.values).encode()
+            content = expressions.render(step.body, user.values).encode()
             headers.append(("Content-Type", "application/json"))
         what = f"Request step {index + 1} ({step.name}: {step.method} {path})"
         evidence = {"request": f"{step.method} {redactor.clean(url)}", "step": step.name}
@@ -159,7 +159,7 @@ async def run(
             )
             return StepsOutcome(failure)
         for name, expression in step.extract.items():
-            value = protocol.search(expression, document)
+            value = expressions.search(expression, document)
             if isinstance(value, bool) or not isinstance(value, str | int | float) or str(value) == "":
                 failure = Failure(
                     Kind.STREAM_PROTOCOL,

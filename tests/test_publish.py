@@ -357,7 +357,8 @@ def test_publish__every_surface_links_the_others(deploys: Deploys, standin: GitH
     recurrence, recovery = (c.body for c in standin.comments(issue.number))
     assert all(link in recurrence for link in (pull, commit, f"{server}/actions/runs/502"))
     assert f"{server}/actions/runs/503" in recovery and pull in recovery
-    assert report.has_marker(recurrence, report.issue_comment_marker(FINGERPRINT, "502"))
+    assert report.has_marker(recurrence, report.recurrence_marker(FINGERPRINT, "502"))
+    assert report.has_marker(recovery, report.recovery_marker(FINGERPRINT, 0))
     history = standin.comments(pr)[0].body
     assert f"{server}/issues/{issue.number}" in history
 

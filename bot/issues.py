@@ -400,7 +400,7 @@ def _search(ctx: Context) -> None:
     except (CannotPublish, GitHubError) as exc:
         cause = exc.__cause__
         status = cause.status if isinstance(cause, GithubException) else None
-        if status not in (403, 404, 410, 422, 503):
+        if status not in (403, 404, 410, 422):
             raise
         log.info("GitHub refused the issue search (%s): listing the issues instead", status)
         with calling("list the open issues (the search was refused)"):
@@ -554,7 +554,11 @@ def ensure_labels(ctx: Context) -> list[str]:
                     description=LABEL_DESCRIPTIONS.get(name.lower(), "Managed by golden-path"),
                 )
         except CannotPublish as exc:
-            return [f"{exc}; creating labels needs push access to the repository"]
+            return [
+                f"could not create the label {name!r}: GitHub answered {exc.status}; creating labels needs push "
+                "access to the repository (for a workflow's token: `issues: write`), and a new issue keeps "
+                "only labels that exist"
+            ]
         except GitHubError as exc:
             cause = exc.__cause__
             if isinstance(cause, GithubException) and (cause.status == 422 or cause.status >= 500):

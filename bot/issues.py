@@ -14,12 +14,12 @@ Everything receives its client; the GitHub plumbing (retries, error translation,
 * **Ours.** An issue is ours when it carries ``report.issue_marker(fingerprint, track)`` as a whole line and
   the fingerprint's service part (``diagnose.service_key``) is exactly this run's service: ``chat`` never
   touches ``chat:canary``'s issues. Found by the marker whatever labels GitHub kept (it drops them silently for
-  a token without push access; a person may remove them): a failing run lists the open issues by the tracking
-  label (consistent, one request per 100) and, for an incident not found there, searches the marker
-  (``in:body``: every label, both states); a run without P0 findings searches only. When search is refused
-  (GHES without a search index), plain listings replace it. Every listing pages to its end within
-  ``github.max_list_requests`` and warns when that budget is reached. Fields are read from the listed JSON,
-  never by completing PyGithub objects (a GET each).
+  a token without push access; a person may remove them): every run searches the marker (``in:body``: every
+  label, both states, one request per 100); an incident the search does not show (GitHub indexes new issues
+  with a delay) is looked for in the open, then the recently closed, issues listed by the tracking label, which
+  are consistent. When search is refused (GHES without a search index, a search rate limit), plain listings
+  replace it. Every listing pages to its end within ``github.max_list_requests`` and warns when that budget is
+  reached. Fields are read from the listed JSON, never by completing PyGithub objects (a GET each).
 * **Labels.** After filing, the labels GitHub kept are read from its answer; dropped ones are a warning with
   the real cause (push access). A creation refused (403/422) because of its labels is sent again without them.
 * **One open issue per incident, without a lock.** Find, then create (labels only: no assignee, no comment),
@@ -246,14 +246,11 @@ def sync(
     done: list[report.IssueLink] = links if links is not None else []
     found = incidents(run.findings)
     seen = {marker_fingerprint(f.fingerprint) for f in run.findings}
-    if found:
-        _learn(ctx, _list_labelled(ctx, "open"))
-        if any(_open_for(ctx, incident) is None for incident in found):
-            _search(ctx)
-        if any(_open_for(ctx, i) is None and not _closed_for(ctx, i) for i in found):
-            _learn(ctx, _list_labelled(ctx, "closed"))
-    else:
-        _search(ctx)
+    _search(ctx)
+    if any(_open_for(ctx, incident) is None for incident in found):
+        _learn(ctx, _list_labelled(ctx, "open"))  # consistent: sees what the search index has not yet
+    if any(_open_for(ctx, i) is None and not _closed_for(ctx, i) for i in found):
+        _learn(ctx, _list_labelled(ctx, "closed"))
 
     label_notes: list[str] | None = None
     for incident in found:

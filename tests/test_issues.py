@@ -234,7 +234,8 @@ def test_sync__listed_issues_are_never_fetched_one_by_one(standin: GitHubStandIn
     _seed(standin)
     publish_run(standin, failing(), pr=None)
     assert standin.count("GET", rf"{ISSUES}/\d+") == 0
-    assert standin.count("GET", ISSUES) == 1  # open issues only: no closed listing, the issue is open
+    assert standin.count("GET", "/search/issues") == 1  # one search shows the open issue: no listing at all
+    assert standin.count("GET", ISSUES) == 0
 
 
 def test_sync__a_rerun_counts_its_pass_once(standin: GitHubStandIn) -> None:
@@ -271,7 +272,7 @@ def test_sync__labels_dropped_three_failing_runs_leave_one_issue(prefix: str, la
         assert issue.state == "open" and issue.labels == []
         assert ["Seen again" in b for b in issue_comments(standin, issue.number)] == [True, True]
         assert any("labels need push access" in w for w in first.warnings), first.warnings
-        assert steady == 3  # the label listing (empty), the search that finds it, the comment
+        assert steady == 2  # the search that finds it by its marker, the comment
 
 
 def test_sync__labels_refused_with_422_are_left_off(standin: GitHubStandIn) -> None:
@@ -401,27 +402,32 @@ def test_sync__an_issue_whose_marker_was_removed_by_hand_is_not_duplicated(stand
 # -- pages ---------------------------------------------------------------------------------------------------------
 
 
-def test_sync__finds_its_issue_past_ten_pages_of_labelled_issues(standin: GitHubStandIn) -> None:
+def test_sync__finds_its_issue_past_ten_pages_of_open_issues(standin: GitHubStandIn) -> None:
+    standin.search_refused_with = 422  # GHES without a search index: the open issues are listed instead
     publish_run(standin, failing(run_id="1-1"), pr=None, run_key="1")
     (issue,) = standin.issues()
-    for n in range(1_050):  # newer issues of other teams carrying the tracking label: ours is on page 11
+    for n in range(1_050):  # newer issues of other teams: ours is on page 11
         standin.add_issue(title=f"other {n}", body="", labels=("golden-path",))
     count = requests_during(
         standin, lambda: publish_run(standin, failing(run_id="2-1"), pr=None, run_key="2")
     )
     assert len(standin.comments(issue.number)) == 1 and len(standin.issues()) == 1_051
-    assert count == 11 + 1  # every page of the listing, then the comment
+    assert (
+        count == 1 + 11 + 1 + 1
+    )  # the refused search, every page of open issues, the closed ones, the comment
 
 
 def test_sync__a_listing_budget_reached_is_a_warning_naming_it(standin: GitHubStandIn) -> None:
     settings = SETTINGS.model_copy(update={"max_list_requests": 3})
-    publish_run(standin, failing(run_id="1-1"), pr=None, settings=settings, run_key="1")
-    (issue,) = standin.issues()
+    standin.search_refused_with = 422
     for n in range(1_050):
         standin.add_issue(title=f"other {n}", body="", labels=("golden-path",))
-    outcome = publish_run(standin, failing(run_id="2-1"), pr=None, settings=settings, run_key="2")
-    assert any("github.max_list_requests" in w and "after 3 requests" in w for w in outcome.warnings)
-    assert len(standin.comments(issue.number)) == 1 and len(standin.issues()) == 1_051  # the search found it
+    outcome = publish_run(standin, passing(), pr=None, settings=settings, run_key="1")
+    (warning,) = outcome.warnings
+    assert (
+        "github.max_list_requests" in warning and "after 3 requests" in warning and "open issues" in warning
+    )
+    assert standin.count("GET", ISSUES) == 3 + 1  # three pages of open issues, one of closed ones
 
 
 # -- one issue per root cause --------------------------------------------------------------------------------------

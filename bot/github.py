@@ -50,7 +50,7 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from bot import report
+from bot import report, waits
 from bot.actions import ActionsContext
 from bot.errors import GitHubError, TemplateError
 from bot.results import Run
@@ -193,8 +193,8 @@ class _Retry(GithubRetry):
                 wait_s=wait,
                 budget_s=self.wait_budget.total_s - self.wait_budget.spent_s,
             )
+        waits.sleep(wait, "github retry")
         if wait > 0:
-            time.sleep(wait)
             _SLEPT.seconds = retry_slept_s() + wait
 
     def _wait_for(self, response: BaseHTTPResponse | None) -> float:
@@ -535,7 +535,7 @@ def post_once(
     failure: GitHubError | None = None
     for attempt in range(max(tries, 1)):
         if attempt and backoff_s:
-            time.sleep(min(backoff_s * 2 ** (attempt - 1), 8.0))
+            waits.sleep(min(backoff_s * 2 ** (attempt - 1), 8.0), "github post backoff")
         try:
             with calling(doing, write=True, permission=permission):
                 return send()
@@ -693,7 +693,7 @@ def upsert_comment(
             return sorted((c for c in candidates if identity.wrote(c)), key=lambda c: (c.created_at, c.id))
 
     existing = ours()
-    read_at, slept_at_read = time.monotonic(), retry_slept_s()
+    read_at, slept_at_read = waits.clock(), retry_slept_s()
     if existing:
         target, base = existing[0], existing[0].body or ""
         for extra in existing[1:]:  # left over from an earlier race: keep its history, drop the copy
@@ -719,7 +719,7 @@ def upsert_comment(
             # Another run created its comment first: keep the oldest, remove ours, write into the oldest.
             _delete_comment(created, pr)
             target, base = again[0], again[0].body or ""
-            read_at, slept_at_read = time.monotonic(), retry_slept_s()
+            read_at, slept_at_read = waits.clock(), retry_slept_s()
     for _ in range(tries + 1):
         known.update(report.decode_history(base))
         body = render()
@@ -731,11 +731,12 @@ def upsert_comment(
             if written is not None and str(target.html_url) not in written:
                 written.append(str(target.html_url))
         if settle_s:
-            gap = time.monotonic() - read_at
-            time.sleep(settle_wait(settle_s, gap_s=gap, slept_s=retry_slept_s() - slept_at_read))
+            gap = waits.clock() - read_at
+            settle = settle_wait(settle_s, gap_s=gap, slept_s=retry_slept_s() - slept_at_read)
+            waits.sleep(settle, "github comment settle")
         with calling(f"read back the golden-path comment on PR #{pr}"):
             _, data = gh.requester.requestJsonAndCheck("GET", target.url)
-        read_at, slept_at_read = time.monotonic(), retry_slept_s()
+        read_at, slept_at_read = waits.clock(), retry_slept_s()
         base = str(data.get("body") or "") if isinstance(data, dict) else ""
         if base == body or this_run in report.decode_history(base):
             break

@@ -6,7 +6,8 @@ Everything receives its client; the GitHub plumbing (retries, error translation,
 * **Incidents.** A run's P0 findings are grouped by root cause (``incidents``, pure): findings at a later step
   whose users all failed at an earlier step, and findings of one kind at one step (events missing after the
   same stall, one handshake failing every user in several ways), form one incident listing all of them. Its
-  fingerprint is the root cause's. An isolation leak and an unauthenticated WebSocket are never grouped.
+  fingerprint is the root cause's. Kinds marked ``own_incident`` in ``bot.kinds`` (an isolation leak, an
+  unauthenticated WebSocket) are never grouped.
 * **Tracks.** An incident's identity is (service, track): the track is ``github.track``, else the tested Cloud
   Run tag, else ``pr-N``, else the branch (``github.track_for``). Only a run on the same track recurs, counts a
   pass or closes. Markers without ``track=`` (every issue written before tracks) are the default track,
@@ -61,7 +62,7 @@ from github.IssueComment import IssueComment
 from github.NamedUser import NamedUser
 from github.Repository import Repository
 
-from bot import diagnose, report
+from bot import diagnose, kinds, report
 from bot.errors import GitHubError, TemplateError
 from bot.github import (
     ISSUES_WRITE,
@@ -85,8 +86,6 @@ LABEL_DESCRIPTIONS = {
     "golden-path": "Opened by golden-path after verifying a deployed revision",
 }
 DECLINED = frozenset({"not_planned", "duplicate"})  # a person's "won't fix": never reopened
-# Findings that are incidents of their own: never the root of others, never downstream of one.
-STANDALONE = frozenset({Kind.ISOLATION_LEAK, Kind.WS_UNAUTHENTICATED_ACCEPTED})
 LABELS_NEED_PUSH = (
     "labels need push access to the repository (GitHub sets them only for users with push access and drops "
     "them otherwise); the issue is filed without them and golden-path finds it again by its hidden marker"
@@ -123,8 +122,8 @@ def incidents(findings: Iterable[Finding]) -> tuple[Incident, ...]:
         key=lambda f: (diagnose.STEP_ORDER[f.step], f.fingerprint),
     )
     for finding in ordered:
-        home = None if finding.kind in STANDALONE else next(
-            (g for g in groups if g[0].kind not in STANDALONE and _downstream(finding, g[0])), None
+        home = None if kinds.of(finding.kind).own_incident else next(
+            (g for g in groups if not kinds.of(g[0].kind).own_incident and _downstream(finding, g[0])), None
         )  # fmt: skip
         if home is None:
             groups.append([finding])

@@ -604,3 +604,18 @@ def test_publish__exit_3_keeps_what_succeeded(standin: GitHubStandIn) -> None:
     assert outcome.issue_urls == (f"{standin.server_url}/{REPO}/issues/{issue.number}",)
     assert outcome.comment_url is not None and outcome.comment_url.endswith(f"#issuecomment-{comment.id}")
     assert caught.value.exit_code is ExitCode.INFRASTRUCTURE
+
+
+def test_upsert_comment__the_settle_wait_leaves_out_a_rate_limit_sleep(standin: GitHubStandIn) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    settings = SETTINGS.model_copy(update={"settle_s": 1.0})
+    publish_run(standin, passing(run_id="1-1"), pr=pr, settings=settings)
+    standin.secondary_rate_limit(
+        r"/repos/acme/chat-backend/issues/comments/\d+", method="PATCH", retry_after=20
+    )
+    with waits.recorded() as asked:
+        publish_run(standin, passing(run_id="2-1"), pr=pr, settings=settings)
+    # Retry-After: 20 on the edit costs 20 s and the settle its own 1 s (it used to be 2 x 20 s more).
+    assert [(w.why, w.seconds) for w in asked] == [("github retry", 20.0), ("github comment settle", 1.0)]
+    edits = [r.status for r in standin.requests if r.method == "PATCH"]
+    assert edits == [403, 200]

@@ -76,6 +76,7 @@ from bot.github import (
 )
 from bot.results import Finding, Kind, Run, Severity, Step, Verdict
 from bot.settings import GitHubSettings
+from bot.untrusted import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ class Context:
     searched: bool = False
     closed_listed: bool = False
     labels_kept: bool = True
+    redactor: Redactor = field(default_factory=Redactor)  # every text we render passes it before it is sent
 
     @property
     def tries(self) -> int:
@@ -233,6 +235,7 @@ def sync(
     backoff_s: float = 0.5,
     track: str = report.DEFAULT_TRACK,
     links: list[report.IssueLink] | None = None,
+    redactor: Redactor | None = None,
 ) -> list[report.IssueLink]:
     """Open, update, reopen and close the P0 issues of ``run``'s track; returns the issues it opened, reopened,
     updated, left closed (a person's decision) and closed (rules: module doc). ``links`` collects them as they
@@ -240,7 +243,7 @@ def sync(
     ctx = Context(
         gh=gh, repo=repo, repo_name=repo_name, run=run, settings=settings, identity=identity, trail=trail,
         rerun=rerun, templates_dir=templates_dir, notes=warnings if warnings is not None else [],
-        backoff_s=backoff_s, track=track,
+        backoff_s=backoff_s, track=track, redactor=redactor or Redactor(),
     )  # fmt: skip
     done: list[report.IssueLink] = links if links is not None else []
     found = incidents(run.findings)
@@ -578,16 +581,18 @@ def _open(ctx: Context, incident: Incident, previous: Tracked | None) -> Tracked
     """File the issue: labels only (no assignees: they are notified, and this one may be a duplicate)."""
     root = incident.root
     marker = report.issue_marker(root.fingerprint, ctx.track)
-    body = report.render_issue(
-        ctx.run, root, templates_dir=ctx.templates_dir, trail=ctx.trail, track=ctx.track,
-        related=incident.related, previous_url=previous.html_url if previous else None,
+    body = ctx.redactor.clean(
+        report.render_issue(
+            ctx.run, root, templates_dir=ctx.templates_dir, trail=ctx.trail, track=ctx.track,
+            related=incident.related, previous_url=previous.html_url if previous else None,
+        )
     )  # fmt: skip
     require_marker(body, marker, "issue")
     state = {**_new_state(root), "related": [f.fingerprint for f in incident.related]}
     if previous is not None:
         state["follows"] = previous.number
     body = _with_state(body, state)
-    title = report.issue_title(ctx.run, root, ctx.track)
+    title = ctx.redactor.clean(report.issue_title(ctx.run, root, ctx.track))
     fp = marker_fingerprint(root.fingerprint)
 
     def already_there() -> Issue | None:
@@ -746,6 +751,7 @@ def _post_comment(
     """Post ``body`` unless ``look_first`` finds a comment carrying one of ``markers`` already."""
     if look_first and _find_comment(ctx, number, markers) is not None:
         return
+    body = ctx.redactor.clean(body)
     created = post_once(
         doing,
         send=lambda: ctx.issue(number).create_comment(body),

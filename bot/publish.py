@@ -17,6 +17,7 @@ from bot import github, issues, report
 from bot.errors import GitHubError
 from bot.results import Run
 from bot.settings import GitHubSettings
+from bot.untrusted import Redactor
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +50,12 @@ def publish(
     history_limit: int = 10,
     backoff_s: float = 0.5,
     track: str = report.DEFAULT_TRACK,
+    redactor: Redactor | None = None,
 ) -> PublishOutcome:
     """Write the verdict where the team looks: the P0 issues, then the sticky PR comment.
+
+    Every text rendered for GitHub (comment, issue title and body, issue comments) passes ``redactor`` before
+    it is sent.
 
     ``run_attempt`` above 1 (``GITHUB_RUN_ATTEMPT``) means a re-run: issue comments are looked for by the
     workflow run's marker (``trail.run_key``) before one is posted. ``track`` is the incident track
@@ -77,6 +82,7 @@ def publish(
                 backoff_s=backoff_s,
                 track=track,
                 links=links,
+                redactor=redactor,
             )
         except github.CannotPublish as exc:
             warnings.append(str(exc))
@@ -100,6 +106,7 @@ def publish(
                 tries=settings.max_retries + 1,
                 backoff_s=backoff_s,
                 written=written,
+                redactor=redactor,
             )
         except github.CannotPublish as exc:
             warnings.append(str(exc))

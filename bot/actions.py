@@ -34,7 +34,7 @@ class ActionsContext:
     event_name: str | None = None
     event_path: Path | None = None
     sha: str | None = None
-    ref: str | None = None
+    ref: str | None = None  # GITHUB_REF, e.g. refs/heads/main: the branch names the incident track
     run_id: str | None = None
     run_attempt: str | None = None
     step_summary: Path | None = None

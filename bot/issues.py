@@ -62,7 +62,7 @@ from github.IssueComment import IssueComment
 from github.NamedUser import NamedUser
 from github.Repository import Repository
 
-from bot import diagnose, kinds, report
+from bot import diagnose, report
 from bot.errors import GitHubError, TemplateError
 from bot.github import (
     ISSUES_WRITE,
@@ -74,6 +74,7 @@ from bot.github import (
     post_once,
     require_marker,
 )
+from bot.incidents import Incident, incidents
 from bot.results import Finding, Kind, Run, Severity, Step, Verdict
 from bot.settings import GitHubSettings
 from bot.untrusted import Redactor
@@ -95,52 +96,6 @@ _STATE = re.compile(r"(?m)^<!-- golden-path:state (\{.*\}) -->[ \t]*$")
 _DUPLICATE = re.compile(r"(?m)^> Duplicate of #(\d+)\b")
 _PLACEHOLDER = "GOLDENPATHFINGERPRINTPLACEHOLDER"
 _E = TypeVar("_E", Kind, Step)
-
-
-# -- incidents (pure) ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Incident:
-    """P0 findings that share one root cause; the root comes first and names the incident."""
-
-    members: tuple[Finding, ...]
-
-    @property
-    def root(self) -> Finding:
-        return self.members[0]
-
-    @property
-    def related(self) -> tuple[Finding, ...]:
-        return self.members[1:]
-
-
-def incidents(findings: Iterable[Finding]) -> tuple[Incident, ...]:
-    """Group the P0 findings by root cause (rules: module doc), in the order of their roots."""
-    groups: list[list[Finding]] = []
-    ordered = sorted(
-        (f for f in findings if f.severity is Severity.P0),
-        key=lambda f: (diagnose.STEP_ORDER[f.step], f.fingerprint),
-    )
-    for finding in ordered:
-        home = None if kinds.of(finding.kind).own_incident else next(
-            (g for g in groups if not kinds.of(g[0].kind).own_incident and _downstream(finding, g[0])), None
-        )  # fmt: skip
-        if home is None:
-            groups.append([finding])
-        elif all(m.fingerprint != finding.fingerprint for m in home):
-            home.append(finding)
-    return tuple(Incident(tuple(g)) for g in groups)
-
-
-def _downstream(finding: Finding, root: Finding) -> bool:
-    """True when ``finding`` follows from ``root``: the same kind at the same step (another symptom of one
-    failure), or a later step reached only by users that already failed at ``root`` (all users when the root
-    is run-wide)."""
-    covered = not root.users or (bool(finding.users) and set(finding.users) <= set(root.users))
-    if finding.step is root.step:
-        return finding.kind is root.kind and (covered or set(finding.users) & set(root.users) != set())
-    return diagnose.STEP_ORDER[finding.step] > diagnose.STEP_ORDER[root.step] and covered
 
 
 # -- what a run knows about its issues -------------------------------------------------------------------------

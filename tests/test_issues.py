@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import issues, publish, report
+from bot import publish, report
 from bot.diagnose import diagnose
 from bot.errors import GitHubError
-from bot.results import CheckResult, Failure, Finding, Kind, Run, Severity, Status, Step, verdict_for
+from bot.results import CheckResult, Failure, Kind, Run, Status, Step, verdict_for
 from tests import samples
 from tests.github_support import (
     ISSUES,
@@ -433,51 +433,9 @@ def test_sync__a_listing_budget_reached_is_a_warning_naming_it(standin: GitHubSt
 # -- one issue per root cause --------------------------------------------------------------------------------------
 
 
-def _stalled(run_id: str = "1-1") -> Run:
-    """Only the completion event arrives for every user: four events missing after one stall."""
-    base = samples.run("event-missing")
-    checks = [c for c in base.checks if c.failure is None]
-    for user in range(1, samples.USERS + 1):
-        for name in ("agent_started", "agent_thinking", "tool_executing", "tool_completed"):
-            failure = Failure(Kind.EVENT_MISSING, f"agent_completed arrived without {name}.", detail=name)
-            checks.append(CheckResult(f"event {name}", Step.AGENT, Status.FAIL, None, user, "", failure))
-    findings = diagnose(checks, service=base.target.service)
-    return replace(
-        base, run_id=run_id, checks=tuple(checks), findings=findings, verdict=verdict_for(findings)
-    )
-
-
-def _finding(kind: Kind, step: Step, users: tuple[int, ...], detail: str = "") -> Finding:
-    return Finding(
-        fingerprint=f"chat-backend:{kind.value}" + (f":{detail}" if detail else ""),
-        severity=Severity.P0, kind=kind, step=step, title=kind.value, cause="", remediation="", users=users,
-    )  # fmt: skip
-
-
-def test_incidents__findings_downstream_of_one_failed_step_are_one_incident() -> None:
-    login = _finding(Kind.LOGIN_FAILED, Step.LOGIN, (1, 2))
-    closed = _finding(Kind.WS_CLOSED_EARLY, Step.AGENT, (1, 2), "agent_completed")
-    other_users = _finding(Kind.ANSWER_EMPTY, Step.ANSWER, (3,))
-    leak = _finding(Kind.ISOLATION_LEAK, Step.ISOLATION, (1, 2))
-    found = issues.incidents([leak, other_users, closed, login])
-    assert [[m.fingerprint for m in i.members] for i in found] == [
-        [login.fingerprint, closed.fingerprint],
-        [other_users.fingerprint],
-        [leak.fingerprint],  # a data leak is an incident of its own
-    ]
-
-
-def test_incidents__events_missing_after_one_stall_are_one_incident() -> None:
-    run = _stalled()
-    assert len([f for f in run.findings if f.severity is Severity.P0]) == 4
-    (incident,) = issues.incidents(run.findings)
-    assert incident.root.fingerprint == "chat-backend:event-missing:agent_started"
-    assert len(incident.related) == 3
-
-
 def test_sync__one_issue_per_root_cause_lists_every_finding(standin: GitHubStandIn) -> None:
-    publish_run(standin, _stalled("1-1"), pr=None, run_key="1")
-    publish_run(standin, _stalled("2-1"), pr=None, run_key="2")
+    publish_run(standin, samples.stalled("1-1"), pr=None, run_key="1")
+    publish_run(standin, samples.stalled("2-1"), pr=None, run_key="2")
     (issue,) = standin.issues()
     assert report.has_marker(
         issue.body or "", report.issue_marker("chat-backend:event-missing:agent_started")

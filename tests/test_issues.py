@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot import publish, report
-from bot.diagnose import diagnose
 from bot.errors import GitHubError
-from bot.results import CheckResult, Failure, Kind, Run, Status, Step, verdict_for
 from tests import samples
 from tests.github_support import (
     ISSUES,

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from bot.probe import completeness
 from bot.results import CheckResult, Finding, Kind, Severity, Status, Step
 
 # Steps on the golden path at or beyond the WebSocket layer: a failure there blocks users (P0).
@@ -196,6 +197,15 @@ EXPLANATIONS: dict[Kind, Explanation] = {
         "Deploy with `--no-traffic --tag pr-N` (and `tag: pr-N`) so golden-path tests the tag URL, which serves "
         "the new revision alone. Traffic is never moved for an untested revision.",
     ),
+    Kind.JOURNEYS_INCOMPLETE: Explanation(
+        "Not every journey ran ({subject}): the revision hung at the {detail} step",
+        "The run's deadline (`timeouts.run_s`) passed while journeys were still waiting on the revision, though it "
+        "left them all the time their SLA allows: the revision stopped answering at that step (a blocked event "
+        "loop, a handler awaiting a dependency that never answers, instances saturated). Nothing is known of the "
+        "journeys that did not run, so the verdict is `fail` under every `fail-on` and nothing is promoted.",
+        "Find the step in the revision's logs at the time of the run and what it waited on; the revision is "
+        "promoted only once every configured journey runs to its end.",
+    ),
     Kind.PERF_REGRESSION: Explanation(
         "Slower than the serving revision: {subject}",
         "Measured in the same run, with the same users and runner, the new revision's p95 is beyond the "
@@ -224,6 +234,16 @@ def _remediation(explanation: Explanation, check: CheckResult) -> str:
 # Where one detail of a kind has a cause of its own. A plain 403 is `ws-auth-rejected` unless the probe found the
 # same 403 for no token and for a path that cannot exist (bot.probe.journey._explain_refusals).
 DETAIL_EXPLANATIONS: dict[tuple[Kind, str], Explanation] = {
+    (Kind.JOURNEYS_INCOMPLETE, completeness.CONFIG_DETAIL): Explanation(
+        "Not every journey ran ({subject}): timeouts.run_s is too short",
+        "`timeouts.run_s` is shorter than the time health took plus what the configured journeys may take within "
+        "`journey.sla_s` (one SLA per phase of users), so the run's deadline cut journeys that were still inside "
+        "their SLA, or never let them start. A configuration problem, not the revision's (no P0 issue is filed); "
+        "but nothing is known of the journeys that did not run, so the verdict is `fail` under every `fail-on` "
+        "and nothing is promoted.",
+        "Raise `timeouts.run_s` (input `run-timeout`) to at least the `run_s needed` in the evidence, or lower "
+        "`journey.users` / `journey.sla_s`.",
+    ),
     (Kind.WS_UPGRADE_STATUS, "403"): Explanation(
         "WebSocket path probably not routed (the same HTTP 403 on every upgrade)",
         "The upgrade with a valid token, the one without a token and one to a path that cannot exist all got "
@@ -236,8 +256,24 @@ DETAIL_EXPLANATIONS: dict[tuple[Kind, str], Explanation] = {
 }
 
 
-def severity_for(kind: Kind, step: Step) -> Severity:
-    """P0 for anything that blocks the golden path at or beyond the WebSocket layer; P1 otherwise."""
+# A redirect on the upgrade: browsers fail it, so the status is the finding, whatever the Location says.
+REDIRECT = Explanation(
+    "WebSocket upgrade redirected (HTTP {detail})",
+    "The upgrade was answered with a redirect: the front end (a load balancer, an ingress, the app's HTTPS or "
+    "trailing-slash redirect, a domain mapping) redirects WebSocket upgrades. Browsers fail a WebSocket upgrade "
+    "answered 3xx, so real users cannot connect; golden-path does not follow it, and sends no credential to the "
+    "Location.",
+    "Serve `wss://` on the final host and path: point `websocket.path` (and the URL) at what the `Location` names, "
+    "or stop the front end redirecting upgrades (e.g. a `/ws` -> `/ws/` or `http` -> `https` rule).",
+)
+DETAIL_EXPLANATIONS |= {(Kind.WS_UPGRADE_STATUS, str(code)): REDIRECT for code in range(300, 400)}
+
+
+def severity_for(kind: Kind, step: Step, detail: str = "") -> Severity:
+    """P0 for anything that blocks the golden path at or beyond the WebSocket layer; P1 otherwise. Journeys that
+    did not run because ``timeouts.run_s`` is too short are a configuration problem (P1, still failing the gate)."""
+    if kind is Kind.JOURNEYS_INCOMPLETE:
+        return Severity.P1 if detail == completeness.CONFIG_DETAIL else Severity.P0
     if kind in P0_KINDS or (step in P0_STEPS and kind is not Kind.PERF_TARGET_MISSED):
         return Severity.P0
     return Severity.P1
@@ -277,7 +313,7 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
         findings.append(
             Finding(
                 fingerprint=key,
-                severity=severity_for(kind, first.step),
+                severity=severity_for(kind, first.step, detail),
                 kind=kind,
                 step=first.step,
                 title=explanation.title.format(

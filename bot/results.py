@@ -89,6 +89,7 @@ class Kind(StrEnum):
     WRONG_SERVICE = "wrong-service"
     IAM_DENIED = "iam-denied"  # Google's front end refused the request before the app saw it
     REVISION_NOT_TESTED = "revision-not-tested"  # only a URL shared with other revisions could be reached
+    JOURNEYS_INCOMPLETE = "journeys-incomplete"  # the run's deadline cut journeys short or never let them start
     PERF_REGRESSION = "perf-regression"  # slower than the serving revision measured in the same run
     RATE_LIMITED = "rate-limited"
     PERF_TARGET_MISSED = "perf-target-missed"
@@ -401,8 +402,10 @@ class Run:
 
 
 def verdict_for(findings: Iterable[Finding]) -> Verdict:
-    severities = {f.severity for f in findings}
-    if Severity.P0 in severities:
+    """`pass` and `degraded` speak for every journey: a run in which some did not run is `fail`."""
+    found = list(findings)
+    severities = {f.severity for f in found}
+    if Severity.P0 in severities or any(f.kind is Kind.JOURNEYS_INCOMPLETE for f in found):
         return Verdict.FAIL
     if severities:
         return Verdict.DEGRADED

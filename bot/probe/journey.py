@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bot import auth, protocol, untrusted
 from bot import trace as tracing
+from bot.probe import completeness
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
@@ -36,6 +37,9 @@ EVIDENCE_CHARS = 2000
 OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
 ANSWER_CHARS = 1_000_000  # a streamed answer longer than this is cut (memory stays bounded under a flood)
 ERROR_CLOSE_WAIT_S = 1.0  # after an error frame, how long to wait for the close that says "auth refused"
+# The check without a token: its upgrade's deadline is at most this share of timeouts.run_s (and
+# websocket.open_timeout_s); it runs beside the users, so it never delays them.
+NEGATIVE_SHARE = 0.1
 
 
 @dataclass(slots=True)
@@ -73,6 +77,7 @@ class Stream:
     last_expected: float = 0.0
     max_gap: float = 0.0
     judged: bool = False
+    cut: bool = False  # the run's deadline, not the stream, ended it
 
     def evidence(self) -> dict[str, str]:
         others = ", ".join(f"{name} ×{count}" for name, count in self.others.items())
@@ -93,6 +98,13 @@ class UserJourney:
     # stream is judged after the phase, so judging one user never delays the frames other users are receiving.
     started: float = 0.0
     received: float | None = None
+    end: completeness.End = completeness.End.RAN
+
+    def ending(self) -> completeness.JourneyEnd:
+        if self.stream is not None and self.stream.cut:  # cut while waiting for the agent's events
+            return completeness.JourneyEnd(self.user, completeness.End.CUT, Step.AGENT)
+        step = Step.LOGIN if self.end is completeness.End.NOT_STARTED else self.step
+        return completeness.JourneyEnd(self.user, self.end, step)
 
     def add(
         self,
@@ -216,12 +228,21 @@ async def probe(
         if version is not None:
             checks.append(version)
 
-        negative: ws_probe.NegativeOutcome | None = None
+        # The check without a token runs beside the users under its own short deadline: it never delays them.
+        negative_task: asyncio.Task[ws_probe.NegativeOutcome] | None = None
         if settings.websocket.negative_auth_check and settings.auth.mode != "none":
-            negative = await _negative(
-                settings, base_url=base_url, deadline=deadline, redactor=redactor, trace=trace, extra=extra
+            negative_deadline = min(deadline, loop.time() + NEGATIVE_SHARE * timeouts.run_s)
+            negative_task = asyncio.create_task(
+                _negative(
+                    settings,
+                    base_url=base_url,
+                    deadline=negative_deadline,
+                    redactor=redactor,
+                    trace=trace,
+                    extra=extra,
+                )
             )
-            checks.append(negative.check)
+        before_users_s = timeouts.run_s - max(0.0, deadline - loop.time())
 
         ctx = Context(
             settings,
@@ -237,16 +258,31 @@ async def probe(
             extra,
             frozenset(nonces.values()),
         )
-        for phase in phases if phases is not None else user_phases(settings):
+        planned = phases if phases is not None else user_phases(settings)
+        for phase in planned:
             batch = [UserJourney(user) for user in phase]
             journeys.extend(batch)
             await asyncio.gather(*(_bounded(j, ctx) for j in batch))
             for journey in batch:
                 _judge(journey, ctx)
-        if negative is not None:
+        if negative_task is not None:
+            negative = await negative_task
+            checks.append(negative.check)
             await _explain_refusals(journeys, ctx, negative)
+    ends = [j.ending() for j in journeys]
+    first_cut = next((j for j, e in zip(journeys, ends, strict=True) if e.end is completeness.End.CUT), None)
+    unfinished = completeness.judge(
+        ends,
+        shown=completeness.shown_by(first_cut.checks, first_cut.user) if first_cut else None,
+        run_s=timeouts.run_s,
+        sla_s=settings.journey.sla_s,
+        phases=len([p for p in planned if p]),
+        before_users_s=before_users_s,
+    )
+    if unfinished is not None:
+        checks.append(unfinished)
     for journey in journeys:
-        checks.extend(journey.checks)
+        checks.extend(completeness.spared(journey.checks, unfinished))
     metrics = _metrics(settings, health_latencies, journeys)
     checks.extend(_perf_checks(metrics))
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
@@ -302,7 +338,8 @@ async def _negative(
     timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - loop.time()))
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 2):
+        # The upgrade's deadline, the grace an accepted connection gets, and a moment to close it.
+        async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 0.5):
             outcome = await ws_probe.negative_check(
                 offer, timeout_s=timeout_s, redactor=redactor, extra_headers=extra
             )
@@ -367,6 +404,7 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
     """One user's journey under the whole run's deadline; what it showed so far is judged, never dropped."""
     if asyncio.get_running_loop().time() >= ctx.deadline:
         # Health (or an earlier phase) used the whole run: this user never started, so no step of it is blamed.
+        journey.end = completeness.End.NOT_STARTED
         journey.skip(("login", Step.LOGIN), *LATER_STEPS, why="not started: the run deadline had passed")
         return
     try:
@@ -375,6 +413,7 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
     except TimeoutError:
         if journey.received is not None:
             return  # the stream ended in time, only the close was cut short: judged after the phase (_judge)
+        journey.end = completeness.End.CUT
         failure = _run_deadline_failure(journey.step, ctx.settings.timeouts.run_s)
         done = {c.id for c in journey.checks}
         if journey.stream is not None and not journey.stream.judged:
@@ -397,7 +436,7 @@ def _run_deadline_failure(step: Step, run_s: float) -> Failure:
         Kind.TIMEOUT,
         f"The whole run's deadline ({run_s:.0f} s, timeouts.run_s) passed during the {step.value} step.",
         detail=step.value,
-        evidence={"deadline": f"{run_s:.0f} s"},
+        evidence={"deadline": f"{run_s:.0f} s"} | completeness.run_deadline_evidence(run_s),
     )
 
 
@@ -646,6 +685,7 @@ def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[A
     waiting_for = later[0].after if later else _waiting_for(stream, cfg)
     evidence = stream.evidence()
     if now >= ctx.deadline - 0.3:
+        stream.cut = True
         return (
             _run_deadline_failure(Step.AGENT, ctx.settings.timeouts.run_s)
             if not stream.arrivals
@@ -653,7 +693,7 @@ def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[A
                 Kind.TIMEOUT,
                 f"The run's deadline ({ctx.settings.timeouts.run_s:g} s) passed while waiting for `{waiting_for}`.",
                 detail=waiting_for,
-                evidence=evidence,
+                evidence=evidence | completeness.run_deadline_evidence(ctx.settings.timeouts.run_s),
             )
         )
     if now >= sla_deadline - 0.01:

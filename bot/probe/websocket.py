@@ -42,6 +42,18 @@ _NO_REDACTION = Redactor()
 _DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 
 
+class UpgradeWithoutRedirects(connect):
+    """``connect`` that never follows a redirect. websockets 17 follows up to 10 by default
+    (``WEBSOCKETS_MAX_REDIRECTS``, read once at import; 0 would refuse every upgrade) and, across origins, drops
+    only Authorization and Cookie: the offered subprotocols (``jwt.<token>``) and custom headers (an ID token in
+    X-Serverless-Authorization) would go to whatever host the ``Location`` names. Browsers fail an upgrade
+    answered 3xx, so a redirect is the answer under test: its ``InvalidStatus`` is raised as it came, whatever the
+    ``Location`` holds (another scheme, a relative path, garbage, nothing)."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
+
+
 class StampedConnection(ClientConnection):
     """A client connection that notes, on the loop's clock, when each message's last frame was read off the
     socket. ``recv()`` returns a message only when this user's task next runs, which under a thousand users can
@@ -100,7 +112,7 @@ async def open_connection(
     started = time.perf_counter()
     evidence = _offer_evidence(offer)
     try:
-        connection = await connect(
+        connection = await UpgradeWithoutRedirects(
             offer.url,
             subprotocols=[Subprotocol(p) for p in offer.subprotocols] or None,
             additional_headers=[*offer.headers, *extra_headers],
@@ -173,6 +185,16 @@ def _status_failure(
     }
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="WebSocket upgrade", evidence=evidence)
+    if 300 <= code < 400:
+        location = response.headers.get("Location")
+        shown = redactor.clip(location, 500) if location is not None else "(none)"
+        return Failure(
+            Kind.WS_UPGRADE_STATUS,
+            f"The upgrade was answered with a redirect (HTTP {code}) instead of 101; browsers fail a WebSocket "
+            "upgrade answered 3xx, and golden-path does not follow it (nothing was sent to the Location).",
+            str(code),
+            evidence | {"location": shown},
+        )
     if code in (401, 403):
         return Failure(
             Kind.WS_AUTH_REJECTED,

@@ -10,6 +10,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 
@@ -18,7 +19,10 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from bot import cloudrun, pipeline, results
 from bot.cli import main
+from bot.settings import build_settings
+from tests import samples
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.hostile_ws import EVENTS, event, read_message
 
@@ -171,3 +175,42 @@ def test_main__journeys_cut_by_the_run_deadline_fail_the_gate_and_promote_nothin
     assert "works end to end" not in saved["impact"]["summary"]
     assert "not tested" in saved["impact"]["summary"]
     assert saved["traffic_actions"] == [] or not any(a["ok"] for a in saved["traffic_actions"])
+
+
+def _run_with_journeys(totals: list[float | None]) -> results.Run:
+    """A passing run of the new revision (reached at its tag URL) whose journeys ended with ``totals``."""
+    target = results.Target(
+        url="http://127.0.0.1:9", service="chat", project="p", region="r", revision=NEW, previous_revision=OLD
+    )
+    journeys = tuple(results.JourneySample(user=i + 1, total_ms=t) for i, t in enumerate(totals))
+    run = samples.healthy()
+    return replace(run, target=target, traffic_actions=(), samples=journeys, users=len(totals))
+
+
+@pytest.mark.parametrize(("totals", "promoted"), [([812.0, 790.5], True), ([812.0, None], False), ([812.0], False)])
+def test_apply_gate__promotes_only_when_every_journey_completed_whatever_the_verdict(
+    api: CloudRunStandIn, totals: list[float | None], promoted: bool
+):
+    """Enforced at the gate itself: a run whose verdict says pass (here a hand-made one) but whose records show a
+    journey that never reached its completion event moves no traffic."""
+    _deploy(api, tag_url="http://127.0.0.1:9")
+    before = _traffic(api)
+    run = _run_with_journeys(totals)
+    if len(totals) == 1:
+        run = replace(run, users=2)  # a configured user has no record at all
+    assert run.verdict is results.Verdict.PASS
+    settings = build_settings({"cloud_run": {"project": "p", "region": "r", "service": "chat"},
+                               "gate": {"on_pass": "promote"}})  # fmt: skip
+    clients = cloudrun.make_clients(endpoint=api.url)
+    try:
+        gated = pipeline.apply_gate(run, settings, cloud_run=clients, log=lambda _m: None)
+    finally:
+        clients.close()
+
+    (action,) = gated.traffic_actions
+    if promoted:
+        assert action.applied and _traffic(api)[0][:2] == (NEW, 100)
+    else:
+        assert action.refused and not action.applied
+        assert "journeys ran to the end" in action.message
+        assert _traffic(api) == before and api.updates() == []

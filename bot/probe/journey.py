@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bot import auth, protocol, untrusted
 from bot import trace as tracing
-from bot.probe import completeness
+from bot.probe import completeness, isolation
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
@@ -68,6 +68,7 @@ class Stream:
     leaks: list[str] = field(default_factory=list)
     leak_count: int = 0
     owned: bool = False  # some event named its owner
+    owned_by: set[str] = field(default_factory=set)  # the owner fields (user, run, thread) events named as ours
     own_nonce_seen: bool = False
     answer_parts: list[str] = field(default_factory=list)
     answer_chars: int = 0
@@ -99,6 +100,13 @@ class UserJourney:
     started: float = 0.0
     received: float | None = None
     end: completeness.End = completeness.End.RAN
+    subject: str | None = None  # the identity's subject once logged in ("" when the token names none)
+
+    def proofs(self) -> frozenset[str]:
+        """What showed the stream was this user's: the owner fields events named, and ``nonce`` when echoed."""
+        if self.stream is None:
+            return frozenset()
+        return frozenset(self.stream.owned_by | ({"nonce"} if self.stream.own_nonce_seen else set()))
 
     def ending(self) -> completeness.JourneyEnd:
         if self.stream is not None and self.stream.cut:  # cut while waiting for the agent's events
@@ -269,6 +277,12 @@ async def probe(
             negative = await negative_task
             checks.append(negative.check)
             await _explain_refusals(journeys, ctx, negative)
+    one_token = settings.auth.mode == "token" and settings.journey.users + settings.load.users > 1
+    indistinct = isolation.indistinct(
+        {j.user: j.subject for j in journeys if j.subject is not None}, one_token=one_token
+    )
+    for journey in journeys:
+        journey.checks = isolation.rejudged(journey.checks, why=indistinct.get(journey.user), proofs=journey.proofs())
     ends = [j.ending() for j in journeys]
     first_cut = next((j for j, e in zip(journeys, ends, strict=True) if e.end is completeness.End.CUT), None)
     unfinished = completeness.judge(
@@ -465,6 +479,7 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=_since(started), failure=failure)
         journey.skip(*LATER_STEPS, why="no token")
         return
+    journey.subject = identity.subject
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
 
@@ -648,6 +663,7 @@ def _take(
     if leak is not None:
         _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
         return None
+    stream.owned_by.update(named)
     stream.run_id = stream.run_id or named.get("run")
     if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
         part = protocol.search(cfg.answer.expression, frame.body)

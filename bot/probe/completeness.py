@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from bot.kinds import CONFIG_DETAIL
 from bot.results import JOURNEY_STEPS, CheckResult, Failure, Kind, Status, Step
 
 # Evidence key of every failure the run's deadline caused (and of the journeys check): how such checks are found.
 RUN_DEADLINE = "run deadline"
 CHECK_ID = "journeys"
-CONFIG_DETAIL = "run-s"
 
 
 class End(StrEnum):

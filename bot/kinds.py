@@ -43,7 +43,9 @@ class Kind(StrEnum):
     WRONG_SERVICE = "wrong-service"
     IAM_DENIED = "iam-denied"  # Google's front end refused the request before the app saw it
     REVISION_NOT_TESTED = "revision-not-tested"  # only a URL shared with other revisions could be reached
-    JOURNEYS_INCOMPLETE = "journeys-incomplete"  # the run's deadline cut journeys short or never let them start
+    JOURNEYS_INCOMPLETE = (
+        "journeys-incomplete"  # the run's deadline cut journeys short or never let them start
+    )
     PERF_REGRESSION = "perf-regression"  # slower than the serving revision measured in the same run
     RATE_LIMITED = "rate-limited"
     PERF_TARGET_MISSED = "perf-target-missed"

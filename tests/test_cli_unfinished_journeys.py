@@ -187,7 +187,9 @@ def _run_with_journeys(totals: list[float | None]) -> results.Run:
     return replace(run, target=target, traffic_actions=(), samples=journeys, users=len(totals))
 
 
-@pytest.mark.parametrize(("totals", "promoted"), [([812.0, 790.5], True), ([812.0, None], False), ([812.0], False)])
+@pytest.mark.parametrize(
+    ("totals", "promoted"), [([812.0, 790.5], True), ([812.0, None], False), ([812.0], False)]
+)
 def test_apply_gate__promotes_only_when_every_journey_completed_whatever_the_verdict(
     api: CloudRunStandIn, totals: list[float | None], promoted: bool
 ):

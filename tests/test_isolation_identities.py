@@ -33,7 +33,13 @@ from bot.settings import AuthSettings, build_settings
 
 SECRET = "isolation-identities-secret-0123456789abc"
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
-QUIET = {"api_ms": 60000, "handshake_ms": 60000, "agent_startup_ms": 60000, "processing_ms": 60000, "total_ms": 60000}
+QUIET = {
+    "api_ms": 60000,
+    "handshake_ms": 60000,
+    "agent_startup_ms": 60000,
+    "processing_ms": 60000,
+    "total_ms": 60000,
+}
 
 
 class ConnectionManager:
@@ -95,7 +101,11 @@ def user_routed_app(secret: str) -> Starlette:
         finally:
             manager.disconnect(user_id, websocket)
 
-    routes = [Route("/health", health), Route("/auth/login", login, methods=["POST"]), WebSocketRoute("/ws", chat)]
+    routes = [
+        Route("/health", health),
+        Route("/auth/login", login, methods=["POST"]),
+        WebSocketRoute("/ws", chat),
+    ]
     return Starlette(routes=routes)
 
 
@@ -160,7 +170,9 @@ def test_probe__one_login_for_all_users_is_not_verified():
 def test_probe__reference_cross_talk_under_a_shared_token_never_passes(users: int):
     with ReferenceServer(secret=SECRET, faults=parse_faults(["cross-talk"])) as server:
         checks = _isolation(
-            server.url, {"auth": {"mode": "token"}, "journey": {"users": users}}, Credentials(token=_shared_token())
+            server.url,
+            {"auth": {"mode": "token"}, "journey": {"users": users}},
+            Credentials(token=_shared_token()),
         )
     assert len(checks) == users
     assert Status.PASS not in {c.status for c in checks}

@@ -25,7 +25,10 @@ ID_TOKEN = "eyJhbGciOiJSUzI1NiJ9.id-token-for-the-target-only.c2lnbmF0dXJl"
 PASSWORD = "login-password-for-the-target-only"
 CONFIG = {
     "health": {"paths": []},
-    "websocket": {"open_timeout_s": 2, "token": {"header": {"name": "X-Chat-Token", "format": "Bearer {token}"}}},
+    "websocket": {
+        "open_timeout_s": 2,
+        "token": {"header": {"name": "X-Chat-Token", "format": "Bearer {token}"}},
+    },
     "journey": {"event_timeout_s": 1, "sla_s": 5, "users": 1},
     "timeouts": {"connect_s": 2, "request_s": 2, "run_s": 10},
 }
@@ -145,12 +148,12 @@ def test_probe__a_redirected_login_and_health_follow_nothing():
     least of all, goes there."""
 
     async def scenario() -> tuple[tuple, Recorder]:
-        async with Recorder() as elsewhere:
-            async with Redirector(307, f"http://127.0.0.1:{elsewhere.port}/auth/login") as target:
-                config = {**CONFIG, "health": {"paths": ["/health"]}, "auth": {"mode": "login"}}
-                settings = build_settings(config, {"url": target.url})
-                outcome = await probe(settings, base_url=target.url, credentials=Credentials(password=PASSWORD))
-                await asyncio.sleep(0.05)
+        elsewhere = Recorder()
+        async with elsewhere, Redirector(307, f"http://127.0.0.1:{elsewhere.port}/auth/login") as target:
+            config = {**CONFIG, "health": {"paths": ["/health"]}, "auth": {"mode": "login"}}
+            settings = build_settings(config, {"url": target.url})
+            outcome = await probe(settings, base_url=target.url, credentials=Credentials(password=PASSWORD))
+            await asyncio.sleep(0.05)
         return outcome.checks, elsewhere
 
     checks, elsewhere = asyncio.run(scenario())
@@ -165,16 +168,18 @@ def test_main__an_http_location_on_the_upgrade_is_a_finding_not_a_crash(tmp_path
     """websockets raised InvalidURI for an http:// Location while following it: exit 3 and no results.json."""
 
     async def serve_and_check() -> tuple[int, str, int]:
-        async with Recorder() as elsewhere:
-            async with Redirector(302, f"http://127.0.0.1:{elsewhere.port}/ws") as target:
-                config = tmp_path / "golden-path.yml"
-                config.write_text(json.dumps(CONFIG))
-                out, err = io.StringIO(), io.StringIO()
-                argv = ["check", "--url", target.url, "--config", str(config), "--output-dir", str(tmp_path)]
-                code = await asyncio.to_thread(
-                    main, [*argv, "--quiet"], env={"JWT_SECRET_KEY": SECRET}, stdout=out, stderr=err
-                )
-                return code, err.getvalue(), elsewhere.connections
+        async with (
+            Recorder() as elsewhere,
+            Redirector(302, f"http://127.0.0.1:{elsewhere.port}/ws") as target,
+        ):
+            config = tmp_path / "golden-path.yml"
+            config.write_text(json.dumps(CONFIG))
+            out, err = io.StringIO(), io.StringIO()
+            argv = ["check", "--url", target.url, "--config", str(config), "--output-dir", str(tmp_path)]
+            code = await asyncio.to_thread(
+                main, [*argv, "--quiet"], env={"JWT_SECRET_KEY": SECRET}, stdout=out, stderr=err
+            )
+            return code, err.getvalue(), elsewhere.connections
 
     code, err, reached = asyncio.run(serve_and_check())
 

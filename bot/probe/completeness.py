@@ -68,9 +68,13 @@ def judge(
     parts = []
     if cut:
         steps = ", ".join(s.value for s in sorted({e.step for e in cut}, key=_step_order))
-        parts.append(f"{_count(len(cut))} cut by the run's deadline ({run_s:g} s, timeouts.run_s) at the {steps} step")
+        parts.append(
+            f"{_count(len(cut))} cut by the run's deadline ({run_s:g} s, timeouts.run_s) at the {steps} step"
+        )
     if waiting:
-        parts.append(f"{_count(len(waiting))} never started: the run's deadline passed before {_their(waiting)} turn")
+        parts.append(
+            f"{_count(len(waiting))} never started: the run's deadline passed before {_their(waiting)} turn"
+        )
     message = f"{ran} of {total} journeys ran to the end; " + " and ".join(parts) + "."
     if config:
         message += (
@@ -130,7 +134,11 @@ def shown_by(checks: Iterable[CheckResult], user: int) -> dict[str, str]:
     for check in checks:
         failure = check.failure
         if check.status is Status.FAIL and failure is not None and RUN_DEADLINE in failure.evidence:
-            return {f"user {user}: {k}": v for k, v in failure.evidence.items() if k not in (RUN_DEADLINE, "deadline")}
+            return {
+                f"user {user}: {k}": v
+                for k, v in failure.evidence.items()
+                if k not in (RUN_DEADLINE, "deadline")
+            }
     return {}
 
 

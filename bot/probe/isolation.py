@@ -32,7 +32,9 @@ def indistinct(subjects: Mapping[int, str], *, one_token: bool = False) -> dict[
                 "them apart"
             )
         elif not subject:
-            found[user] = "the token names no subject (`sub`), so an event naming a user cannot be matched to this one"
+            found[user] = (
+                "the token names no subject (`sub`), so an event naming a user cannot be matched to this one"
+            )
         elif counts[subject] > 1:
             shared = [u for u, s in subjects.items() if s == subject]
             who = ", ".join(str(u) for u in shared[:10]) + (", ..." if len(shared) > 10 else "")

@@ -236,7 +236,9 @@ async def probe(
         {j.user: j.subject for j in journeys if j.subject is not None}, one_token=one_token
     )
     for journey in journeys:
-        journey.checks = isolation.rejudged(journey.checks, why=indistinct.get(journey.user), proofs=journey.proofs())
+        journey.checks = isolation.rejudged(
+            journey.checks, why=indistinct.get(journey.user), proofs=journey.proofs()
+        )
     ends = [j.ending() for j in journeys]
     first_cut = next((j for j, e in zip(journeys, ends, strict=True) if e.end is completeness.End.CUT), None)
     unfinished = completeness.judge(

@@ -54,7 +54,9 @@ class Stream:
     leaks: list[str] = field(default_factory=list)
     leak_count: int = 0
     owned: bool = False  # some event named its owner
-    owned_by: set[str] = field(default_factory=set)  # the owner fields (user, run, thread) events named as ours
+    owned_by: set[str] = field(
+        default_factory=set
+    )  # the owner fields (user, run, thread) events named as ours
     own_nonce_seen: bool = False
     answer_parts: list[str] = field(default_factory=list)
     answer_chars: int = 0

@@ -575,6 +575,7 @@ async def _receive(
             while stream.completion is None and stream.failure is None:
                 raw = await connection.recv()
                 name = _take(stream, ctx, raw, at=connection.arrival(), owners=owners, nonces=nonces)
+                del raw  # a 4 MiB frame must not stay alive while the next one is read
                 if name is None:
                     continue
                 if name in cfg.error_events:
@@ -585,7 +586,8 @@ async def _receive(
                     await connection.send(protocol.render(frame.frame, values))
                 budget.reschedule(due())
     except TimeoutError:
-        stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+        stalled = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+        stream.failure = replace(stalled, evidence=stalled.evidence | connection.flood_evidence())
     except ConnectionClosed as exc:
         stream.failure = _closed_failure(
             exc, waiting_for=_waiting_for(stream, cfg), stream=stream, ctx=ctx, detail=cfg.completion_event

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from bot import waits
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
 from bot.settings import CloudRunSettings, VersionSettings
@@ -140,8 +140,8 @@ def resolve(
     settings: CloudRunSettings,
     version: VersionSettings,
     progress: Callable[[str], None],
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> Resolution:
     """Find the revision under test, wait (bounded) until it is ready, and gather its facts.
 
@@ -497,8 +497,8 @@ def apply_gate(
     service: str | None = None,
     retry_timeout_s: float = 30.0,
     operation_timeout_s: float = OPERATION_TIMEOUT_S,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> TrafficAction:
     """Send 100% of traffic to the tested revision (promote) or to the previous ready one (rollback).
 

@@ -50,10 +50,11 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from bot import report
+from bot import report, waits
 from bot.actions import ActionsContext
 from bot.errors import GitHubError, TemplateError
 from bot.results import Run
+from bot.untrusted import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,7 @@ class _Retry(GithubRetry):
                 wait_s=wait,
                 budget_s=self.wait_budget.total_s - self.wait_budget.spent_s,
             )
-        if wait > 0:
-            time.sleep(wait)
+        waits.sleep(wait, "github retry")
 
     def _wait_for(self, response: BaseHTTPResponse | None) -> float:
         if response is not None:
@@ -470,7 +470,7 @@ def post_once(
     failure: GitHubError | None = None
     for attempt in range(max(tries, 1)):
         if attempt and backoff_s:
-            time.sleep(min(backoff_s * 2 ** (attempt - 1), 8.0))
+            waits.sleep(min(backoff_s * 2 ** (attempt - 1), 8.0), "github post backoff")
         try:
             with calling(doing, write=True, permission=permission):
                 return send()
@@ -579,9 +579,10 @@ def upsert_comment(
     settle_s: float = 1.0,
     tries: int = 4,
     backoff_s: float = 0.5,
+    redactor: Redactor | None = None,
 ) -> str:
     """Create or edit our one comment on ``pr`` for ``run``'s service, keeping every run's history entry even
-    when runs edit it at once; returns its URL.
+    when runs edit it at once; returns its URL. The rendered comment passes ``redactor`` before it is sent.
 
     GitHub has no conditional edit, so: write, wait ``settle_s`` (or twice our own read-to-write gap, when
     longer: it stands for any concurrent writer's), read it back, and when a concurrent edit replaced ours,
@@ -603,6 +604,7 @@ def upsert_comment(
             history_limit=history_limit,
             issues=issues,
         )
+        body = redactor.clean(body) if redactor else body
         require_marker(body, marker, "PR comment")
         return str(body)
 
@@ -647,7 +649,7 @@ def upsert_comment(
                 target.edit(body)
         if settle_s:
             # A concurrent writer's read-to-write gap is about ours (same network, same machine): wait longer.
-            time.sleep(max(settle_s, 2 * (time.monotonic() - read_at)))
+            waits.sleep(max(settle_s, 2 * (time.monotonic() - read_at)), "github comment settle")
         with calling(f"read back the golden-path comment on PR #{pr}"):
             _, data = gh.requester.requestJsonAndCheck("GET", target.url)
         read_at = time.monotonic()

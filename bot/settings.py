@@ -16,7 +16,7 @@ import types
 import typing
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -134,12 +134,33 @@ class HealthSettings(_Section):
         return _expression(v)
 
 
+LOGIN_PLACEHOLDERS = ("user", "password", "token", "token_b64")
+
+
 class LoginSettings(_Section):
+    """A login request that answers a token: on the backend (``path``) or another service (``url``)."""
+
+    # An absolute URL (a separate auth service): https, or http only on loopback. Beats `path` when given.
+    url: str | None = None
     path: str = "/auth/login"
     method: Literal["POST", "GET"] = "POST"
+    # Field values are templates: {user}, {password}, {token}/{token_b64} (auth.token_env's token), and with
+    # users_env, every field of that user's entry; {{ and }} are literal braces.
     body: dict[str, Any] = Field(default_factory=lambda: {"username": "{user}", "password": "{password}"})
+    # json: a JSON body; form: application/x-www-form-urlencoded (OAuth2 client credentials / password grants).
+    encoding: Literal["json", "form"] = "json"
+    headers: dict[str, str] = Field(
+        default_factory=dict
+    )  # templates as in body, e.g. Authorization: Basic ...
     password_env: str = "GOLDEN_PATH_PASSWORD"
-    token_field: str = "access_token"  # dotted path in the JSON answer
+    # One environment variable holding a credential per simulated user: a JSON list of objects ({"user": ...,
+    # "password": ...}; every field a placeholder) or lines `user:password`. User N takes entry N (wrapping).
+    users_env: str | None = None
+    token_field: str = "access_token"  # dotted path in the JSON answer (token_expression beats it)
+    token_expression: str | None = None  # JMESPath on the JSON answer, e.g. data.session.token
+    # JMESPath on the answer to the token's lifetime in seconds (OAuth2 `expires_in`); otherwise the JWT's `exp`.
+    # A token is reused by users whose login request is the same until it expires, then fetched again.
+    expires_in: str | None = "expires_in"
     timeout_s: float = Field(default=10, gt=0, le=120)  # the login request's total deadline, body included
 
     @field_validator("path")
@@ -147,15 +168,66 @@ class LoginSettings(_Section):
     def _p(cls, v: str) -> str:
         return _path(v)
 
-    @field_validator("password_env")
+    @field_validator("url")
     @classmethod
-    def _env(cls, v: str) -> str:
-        return _env_name(v)
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _service_url(v)
+
+    @field_validator("password_env", "users_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return None if v is None else _env_name(v)
+
+    @field_validator("token_expression", "expires_in")
+    @classmethod
+    def _expressions(cls, v: str | None) -> str | None:
+        return _expression(v)
 
     @field_validator("body")
     @classmethod
     def _json_body(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _login_templates(v)
         return _json_values(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _HTTP_TOKEN.fullmatch(name):
+                raise ValueError(
+                    f"expected an HTTP header name (no spaces, CR/LF or ':'), got {_short(name)}"
+                )
+            if not isinstance(value, str) or _UNSAFE_IN_URL.sub("", value.replace(" ", "")) != value.replace(
+                " ", ""
+            ):
+                raise ValueError(
+                    f"header {name}: expected text without control characters, got {_short(value)}"
+                )
+        _login_templates(v)
+        return v
+
+    @model_validator(mode="after")
+    def _form_is_flat(self) -> LoginSettings:
+        if self.encoding == "form" or self.method == "GET":
+            nested = [k for k, v in self.body.items() if isinstance(v, dict | list)]
+            if nested:
+                raise ValueError(
+                    f"body field {_short(nested[0])} is a list or mapping: a form or query string holds only "
+                    "text and numbers (use encoding: json)"
+                )
+        return self
+
+    @property
+    def token_path(self) -> str:
+        """The JMESPath that reads the token: token_expression, else token_field's dotted path quoted."""
+        if self.token_expression:
+            return self.token_expression
+        return ".".join(json.dumps(part) for part in self.token_field.split("."))
+
+    @property
+    def where(self) -> str:
+        """The login endpoint as configured, for messages."""
+        return self.url or self.path
 
 
 class AuthSettings(_Section):
@@ -279,7 +351,8 @@ class FrameSettings(_Section):
     @classmethod
     def _template(cls, v: str) -> str:
         if (problem := protocol.template_problem(v)) is not None:
-            raise ValueError(f"{v!r} is not a valid frame template: {problem}")
+            # The reason (with its position) first; only the echoed template is cut.
+            raise ValueError(f"not a valid frame template: {problem} (template {_short(v)})")
         return v
 
 
@@ -424,6 +497,11 @@ class ReportSettings(_Section):
     max_comment_chars: int = Field(default=65_000, ge=5_000, le=65_536)
     history: int = Field(default=10, ge=0, le=50)
 
+    @field_validator("templates_dir", mode="before")
+    @classmethod
+    def _templates_dir(cls, v: Any) -> Any:
+        return local_path(v)
+
 
 class GitHubSettings(_Section):
     publish: bool = False
@@ -547,6 +625,11 @@ class Settings(_Section):
             return v
         return _base_url(v)
 
+    @field_validator("output_dir", mode="before")
+    @classmethod
+    def _output_dir(cls, v: Any) -> Any:
+        return local_path(v)
+
     @model_validator(mode="after")
     def _gate_needs_cloud_run(self) -> Settings:
         for key, value in (("on_pass", self.gate.on_pass), ("on_fail", self.gate.on_fail)):
@@ -595,6 +678,19 @@ _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: w
 _TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def local_path(value: Any) -> Any:
+    """A file or directory path as given (str or Path); one with a NUL, a line break or another control
+    character is refused (the OS refuses NUL later with a crash; the others are a mistake or an attack)."""
+    if isinstance(value, str | PurePath) and _CONTROL.search(str(value)):
+        raise ValueError(
+            f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {_short(str(value))}"
+        )
+    return value
+
+
 def _short(value: object) -> str:
     """``repr(value)`` cut to a readable length."""
     shown = repr(value)
@@ -625,6 +721,38 @@ def _base_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(f"expected a base URL without ?query or #fragment, got {_short(value)}")
     return value.rstrip("/")
+
+
+def _service_url(value: str) -> str:
+    """An absolute URL of another service (a login endpoint): https, or plain http only on loopback."""
+    if _UNSAFE_IN_URL.search(value):
+        raise ValueError(f"expected a URL without spaces or control characters, got {_short(value)}")
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "credentials inside the URL are not accepted (they would be printed in every report): give the "
+            "secret through auth.login.body or headers and the environment"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(f"expected an https:// URL with a host, got {_short(value)}")
+    if parts.scheme == "http" and parts.hostname != "localhost" and not _loopback_ip(parts.hostname):
+        raise ValueError(
+            f"plain http:// is only allowed on loopback (127.0.0.1, localhost, [::1]); use https:// for "
+            f"{_short(value)}: the body carries a secret"
+        )
+    return value
+
+
+def _login_templates(mapping: dict[str, Any]) -> None:
+    """Placeholders in login body/header values must be names (``{user}``), never attribute lookups."""
+    for key, value in mapping.items():
+        if isinstance(value, str):
+            for name, position in protocol.placeholders(value):
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                    raise ValueError(
+                        f"{_short(key)}: {{{name[:40]}}} at position {position} is not a placeholder name; "
+                        f"expected e.g. {', '.join('{' + p + '}' for p in LOGIN_PLACEHOLDERS)}"
+                    )
 
 
 def _env_name(value: str) -> str:
@@ -719,6 +847,10 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {_short(str(path))}"
+    if _CONTROL.search(str(path)):
+        raise ConfigError(
+            "", f"{where_file} (--config, the `config` input): expected a path without control characters"
+        )
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -855,9 +987,13 @@ def _clip(text: str, limit: int = 300) -> str:
 def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> None:
     node = data
     *parents, leaf = dotted.replace("-", "_").split(".")
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = node.get(part)
-        if not isinstance(child, dict):
+        if child is not None and not isinstance(child, dict):
+            # A flag must not paper over a malformed section (`cloud_run: 5` and --project): say what is wrong.
+            where = _show_key(tuple(parents[: depth + 1]))
+            raise ConfigError(where, f"expected a mapping of keys, got {_short(child)}")
+        if child is None:
             child = {}
             node[part] = child
         node = child
@@ -865,16 +1001,23 @@ def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> Non
         node[leaf] = value
 
 
-def normalise_keys(data: Any) -> Any:
-    """Accept `kebab-case` keys as well as `snake_case` (YAML users write both)."""
-    if isinstance(data, dict):
-        return {
-            (k.replace("-", "_") if isinstance(k, str) else k): (
-                v if k in ("claims", "body") else normalise_keys(v)
+def normalise_keys(data: Any, loc: tuple[Any, ...] = ()) -> Any:
+    """Accept `kebab-case` keys as well as `snake_case` (YAML users write both); one key spelled both ways in
+    one section is a ``ConfigError`` naming both (which one should win?)."""
+    if not isinstance(data, dict):
+        return data
+    out: dict[Any, Any] = {}
+    spelled: dict[Any, Any] = {}
+    for k, v in data.items():
+        key = k.replace("-", "_") if isinstance(k, str) else k
+        if key in spelled:
+            raise ConfigError(
+                _show_key((*loc, key)),
+                f"given twice, as {_short(spelled[key])} and {_short(k)}: keep one spelling",
             )
-            for k, v in data.items()
-        }
-    return data
+        spelled[key] = k
+        out[key] = v if k in ("claims", "body", "headers") else normalise_keys(v, (*loc, key))
+    return out
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

@@ -7,15 +7,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import socket
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 
 import jwt
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -30,6 +26,7 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Status, Step
 from bot.settings import AuthSettings, build_settings
+from tests.standins.asgi import AsgiServer
 
 SECRET = "isolation-identities-secret-0123456789abc"
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
@@ -109,24 +106,6 @@ def user_routed_app(secret: str) -> Starlette:
     return Starlette(routes=routes)
 
 
-@contextlib.contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off", ws="websockets-sansio"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
-
-
 def _isolation(url: str, config: dict[str, object], credentials: Credentials) -> list[CheckResult]:
     settings = build_settings({"targets": QUIET, **config}, {"url": url})
     outcome = asyncio.run(probe(settings, base_url=url, credentials=credentials))
@@ -141,16 +120,16 @@ TOKEN_MODE = {"auth": {"mode": "token"}, "journey": {"users": 3}}
 
 
 def test_probe__user_routed_events_under_one_shared_token_are_not_verified_never_pass():
-    with serving(user_routed_app(SECRET)) as url:
-        checks = _isolation(url, TOKEN_MODE, Credentials(token=_shared_token()))
+    with AsgiServer(user_routed_app(SECRET)) as server:
+        checks = _isolation(server.url, TOKEN_MODE, Credentials(token=_shared_token()))
     assert [c.status for c in checks] == [Status.NOT_VERIFIED] * 3
     assert all("same token (auth.mode token)" in c.summary for c in checks)
 
 
 def test_probe__user_routed_events_with_distinct_minted_identities_pass():
     """The control: the same backend, each user minted its own subject, events naming the user prove ownership."""
-    with serving(user_routed_app(SECRET)) as url:
-        checks = _isolation(url, {"journey": {"users": 3}}, Credentials(secret=SECRET))
+    with AsgiServer(user_routed_app(SECRET)) as server:
+        checks = _isolation(server.url, {"journey": {"users": 3}}, Credentials(secret=SECRET))
     assert [c.status for c in checks] == [Status.PASS] * 3
 
 
@@ -160,8 +139,8 @@ def test_probe__one_login_for_all_users_is_not_verified():
         "auth": {"mode": "login", "login": {"body": {"username": "qa@acme.dev", "password": "{password}"}}},
         "journey": {"users": 2},
     }
-    with serving(user_routed_app(SECRET)) as url:
-        checks = _isolation(url, config, Credentials(password="golden-path"))
+    with AsgiServer(user_routed_app(SECRET)) as server:
+        checks = _isolation(server.url, config, Credentials(password="golden-path"))
     assert [c.status for c in checks] == [Status.NOT_VERIFIED] * 2
     assert all("users 1, 2 share one identity ('qa@acme.dev'" in c.summary for c in checks)
 

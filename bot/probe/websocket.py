@@ -74,7 +74,9 @@ class StampedConnection(ClientConnection):
         super().__init__(*args, **kwargs)
         self._arrivals: deque[float] = deque()
         self.pings = 0
-        self.stopped_reading = False  # the peer left WRITE_BACKLOG_BYTES of ours unread: we stopped reading it
+        self.stopped_reading = (
+            False  # the peer left WRITE_BACKLOG_BYTES of ours unread: we stopped reading it
+        )
 
     def process_event(self, event: Any) -> None:
         if isinstance(event, Frame):  # not the handshake's Response

@@ -21,7 +21,7 @@ from websockets.http11 import Request, Response
 
 from bot import cloudrun, pipeline, results
 from bot.cli import main
-from bot.settings import build_settings
+from bot.config import build_settings
 from tests import samples
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.hostile_ws import EVENTS, event, read_message

@@ -20,12 +20,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bot import auth
 from bot.auth import Credentials
+from bot.config import build_settings
 from bot.probe import isolation
 from bot.probe.journey import probe
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Status, Step
-from bot.settings import AuthSettings, build_settings
+from bot.settings import AuthSettings
 from tests.standins.asgi import AsgiServer
 
 SECRET = "isolation-identities-secret-0123456789abc"

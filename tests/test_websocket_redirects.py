@@ -16,9 +16,9 @@ import pytest
 from bot import diagnose
 from bot.auth import Credentials
 from bot.cli import main
+from bot.config import build_settings
 from bot.probe.journey import probe
 from bot.results import Finding, Kind, Severity, Status
-from bot.settings import build_settings
 
 SECRET = "redirect-test-secret-0123456789abcdefghij"
 ID_TOKEN = "eyJhbGciOiJSUzI1NiJ9.id-token-for-the-target-only.c2lnbmF0dXJl"

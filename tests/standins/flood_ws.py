@@ -90,7 +90,7 @@ import asyncio, json, resource, sys, time
 from bot import diagnose
 from bot.auth import Credentials
 from bot.probe.journey import probe
-from bot.settings import build_settings
+from bot.config import build_settings
 url = sys.argv[1]
 config = {"health": {"paths": []}, "websocket": {"negative_auth_check": False, "open_timeout_s": 5},
           "journey": {"users": 1, "event_timeout_s": 4, "sla_s": 600}, "timeouts": {"run_s": 120}}

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot import profiles, protocol
 from bot.errors import ConfigError
+from bot.untrusted import has_controls
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 
@@ -678,13 +679,10 @@ _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: w
 _TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def local_path(value: Any) -> Any:
     """A file or directory path as given (str or Path); one with a NUL, a line break or another control
     character is refused (the OS refuses NUL later with a crash; the others are a mistake or an attack)."""
-    if isinstance(value, str | PurePath) and _CONTROL.search(str(value)):
+    if isinstance(value, str | PurePath) and has_controls(str(value)):
         raise ValueError(
             f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {_short(str(value))}"
         )
@@ -847,7 +845,7 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {_short(str(path))}"
-    if _CONTROL.search(str(path)):
+    if has_controls(str(path)):
         raise ConfigError(
             "", f"{where_file} (--config, the `config` input): expected a path without control characters"
         )

@@ -4,39 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from bot import cloudrun
 from bot.errors import CloudRunError, ConfigError, ExitCode
-from bot.results import Kind, Status, Step, Target
-from bot.settings import CloudRunSettings, VersionSettings
+from bot.results import Kind, Status, Step
+from bot.settings import VersionSettings
+from tests.cloudrun_support import (
+    DIGEST_A,
+    DIGEST_B,
+    NEW,
+    OLD,
+    REPO,
+    SERVICE_URL,
+    TAG_URL,
+    FakeTime,
+    deploy_tagged,
+    resolve,
+    settings,
+)
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
-
-OLD = "chat-00001-old"
-NEW = "chat-00002-new"
-SERVICE_URL = "https://chat-abc123xyz-ew.a.run.app"
-TAG_URL = "https://pr-7---chat-abc123xyz-ew.a.run.app"
-REPO = "europe-docker.pkg.dev/p/repo/chat"
-DIGEST_A = "sha256:" + "a" * 64
-DIGEST_B = "sha256:" + "b" * 64
-
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps; records the backoff sequence."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -61,42 +50,6 @@ def fake_time() -> FakeTime:
 @pytest.fixture
 def lines() -> list[str]:
     return []
-
-
-def settings(**overrides: Any) -> CloudRunSettings:
-    values: dict[str, Any] = {
-        "project": "p",
-        "region": "r",
-        "service": "chat",
-        "ready_timeout_s": 60,
-        "retry_timeout_s": 2,
-    }
-    return CloudRunSettings(**{**values, **overrides})
-
-
-def resolve(
-    clients: cloudrun.CloudRunClients,
-    fake_time: FakeTime,
-    lines: list[str],
-    *,
-    version: VersionSettings | None = None,
-    **overrides: Any,
-) -> cloudrun.Resolution:
-    return cloudrun.resolve(
-        clients=clients,
-        settings=settings(**overrides),
-        version=version or VersionSettings(expected="0123abc"),
-        progress=lines.append,
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
-    )
-
-
-def deploy_tagged(api: CloudRunStandIn, **new: Any) -> None:
-    """The usual preview deploy: the old revision serves 100%, the new one 0% behind tag pr-7."""
-    api.add_revision("chat", OLD, image=f"{REPO}@{DIGEST_A}")
-    api.add_revision("chat", NEW, **{"image": f"{REPO}@{DIGEST_B}", **new})
-    api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
 
 
 # -- resolve: readiness ----------------------------------------------------------------------------------------
@@ -354,123 +307,6 @@ def test_resolve__tag_only_image_has_no_known_digest(
     assert any("tag reference" in w for w in resolution.target.warnings)
 
 
-# -- apply_gate ------------------------------------------------------------------------------------------------
-
-
-def resolved(api: CloudRunStandIn, clients: cloudrun.CloudRunClients) -> Target:
-    return resolve(clients, FakeTime(), []).target
-
-
-def test_apply_gate__promote(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)
-    api.set_traffic(
-        "chat",
-        [Route(OLD, 100, tag="stable"), Route(NEW, 0, tag="pr-7", uri=TAG_URL), Route(None, 0, tag="head")],
-    )
-    target = resolved(api, clients)
-
-    action = cloudrun.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
-
-    assert (action.action, action.revision, action.percent, action.applied) == ("promote", NEW, 100, True)
-    (update,) = api.updates()
-    assert update.query["updateMask"] == "traffic"
-    assert set(update.body) == {"traffic", "etag"}  # the template is never sent back
-    assert update.body["traffic"] == [
-        {"type": 2, "revision": NEW, "percent": 100, "tag": "pr-7"},
-        {"type": 2, "revision": OLD, "tag": "stable"},  # 0% is the proto3 default: not on the wire
-        {"type": 1, "tag": "head"},
-    ]
-    assert any(line.startswith("promote: sending 100% of traffic") for line in lines)
-    # The tag URL stays valid after the promotion.
-    assert resolve(clients, FakeTime(), []).target.url == TAG_URL
-
-
-def test_apply_gate__promote_waits_for_the_operation(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 1
-
-    action = cloudrun.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
-
-    assert action.applied
-    assert any("/operations/" in r.path for r in api.requests)
-    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
-
-
-def test_apply_gate__rollback(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)  # deployed with traffic: it serves 100% through LATEST
-    target = resolved(api, clients)
-    assert target.previous_revision == OLD
-
-    action = cloudrun.apply_gate(clients=clients, target=target, action="rollback", progress=lines.append)
-
-    assert (action.action, action.revision, action.percent, action.applied) == ("rollback", OLD, 100, True)
-    (update,) = api.updates()
-    assert update.body["traffic"] == [{"type": 2, "revision": OLD, "percent": 100}]
-    assert f"{NEW} 100%" in action.message
-
-
-def test_apply_gate__service_name_given_apart_from_the_display_name(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = replace(resolved(api, clients), service="Chat backend (prod)")
-
-    action = cloudrun.apply_gate(
-        clients=clients, target=target, action="promote", progress=lines.append, service="chat"
-    )
-
-    assert action.applied
-    assert api.updates()[0].path == "/v2/projects/p/locations/r/services/chat"
-
-
-def test_apply_gate__rollback_keeps_traffic_already_on_previous(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-
-    action = cloudrun.apply_gate(clients=clients, target=target, action="rollback", progress=lines.append)
-
-    assert (action.revision, action.applied) == (OLD, True)
-    assert "no change" in action.message
-    assert api.updates() == []
-
-
-def test_apply_gate__rollback_with_no_previous(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    api.add_revision("chat", NEW)
-    target = resolved(api, clients)
-
-    action = cloudrun.apply_gate(clients=clients, target=target, action="rollback", progress=lines.append)
-
-    assert not action.applied
-    assert "no previous ready revision" in action.message
-    assert api.updates() == []
-
-
-def test_apply_gate__403_names_the_developer_role(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.inject(403, method="PATCH")
-
-    with pytest.raises(CloudRunError) as caught:
-        cloudrun.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
-
-    assert "run.services.update" in str(caught.value) and "roles/run.developer" in str(caught.value)
-
-
 # -- errors ----------------------------------------------------------------------------------------------------
 
 
@@ -594,73 +430,6 @@ def test_make_clients__without_credentials(monkeypatch: pytest.MonkeyPatch) -> N
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(caught.value)
 
 
-# -- apply_gate: the long-running operation --------------------------------------------------------------------
-
-
-def gate(
-    clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
-) -> Any:
-    return cloudrun.apply_gate(
-        clients=clients,
-        target=target,
-        action="promote",
-        progress=lines.append,
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
-        **kwargs,
-    )
-
-
-def test_apply_gate__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 8
-
-    action = gate(clients, target, fake_time, lines)
-
-    assert action.applied and not action.error
-    assert fake_time.sleeps == [1, 2, 4, 5, 5, 5, 5, 5]
-    waits = [line for line in lines if line.startswith("waiting for Cloud Run to apply the traffic change")]
-    assert len(waits) == 8
-    assert waits[-1].endswith("(not done yet, 27 s elapsed)")
-    assert (action.before, action.after) == ({OLD: 100}, {NEW: 100})
-
-
-def test_apply_gate__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 2
-    api.operation_error = (9, "Revision is not ready and cannot serve traffic.")
-
-    action = gate(clients, target, fake_time, lines)
-
-    assert (action.applied, action.error) == (False, True)
-    assert "failed in Cloud Run" in action.message and "cannot serve traffic" in action.message
-    assert action.after == {OLD: 100} and f"{OLD} 100%" in action.message
-    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(OLD, 100)]
-
-
-def test_apply_gate__operation_past_its_deadline_is_a_recorded_error(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 1000
-
-    action = gate(clients, target, fake_time, lines, operation_timeout_s=20)
-
-    assert (action.applied, action.error) == (False, True)
-    assert sum(fake_time.sleeps) == 20 and max(fake_time.sleeps) <= 5
-    assert "not done after 20 s" in action.message
-    assert action.after == {
-        NEW: 100
-    }  # applied but unconfirmed: the message says what the service reports now
-
-
 # -- resolve: by tag, and whether the revision was tested alone ------------------------------------------------
 
 
@@ -747,29 +516,3 @@ def test_logs_url__query_and_window() -> None:
         region="europe-west1",
     )  # fmt: skip
     assert "resource.labels.location%3D%22europe-west1%22" in regional
-
-
-def test_apply_gate__a_write_applied_then_answered_503_is_recognised_as_applied(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.fail_after_update = [503]  # applied, then "unavailable": the retry meets a changed etag (409)
-
-    action = gate(clients, target, fake_time, lines)
-
-    assert (action.applied, action.error) == (True, False)
-    assert "answered the update with an error" in action.message
-    assert len(api.updates()) == 2
-    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
-
-
-def test_apply_gate__a_refused_write_that_did_not_apply_is_still_an_error(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.inject(500, method="PATCH")
-
-    with pytest.raises(CloudRunError, match="refused update traffic"):
-        gate(clients, target, fake_time, lines)

@@ -346,7 +346,7 @@ def recheck(
         return None
     why = readiness.message or readiness.reason or readiness.condition_state
     message = f"revision {target.revision} is no longer ready after the probe: {why}"
-    progress(f"revision {target.revision}: {message}")
+    progress(message)
     evidence = {
         "revision": target.revision,
         "state": readiness.condition_state,

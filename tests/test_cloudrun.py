@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from bot import cloudrun
+from bot import admin_api, cloudrun
 from bot.errors import CloudRunError, ConfigError, ExitCode
 from bot.results import Kind, Status, Step
 from bot.settings import VersionSettings
@@ -25,7 +27,7 @@ from tests.cloudrun_support import (
     resolve,
     settings,
 )
-from tests.standins.cloudrun_api import CloudRunStandIn, Route
+from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 
 
 @pytest.fixture
@@ -516,3 +518,199 @@ def test_logs_url__query_and_window() -> None:
         region="europe-west1",
     )  # fmt: skip
     assert "resource.labels.location%3D%22europe-west1%22" in regional
+
+
+# -- patient reads ---------------------------------------------------------------------------------------------
+
+
+def test_resolve__429_is_retried_after_the_retry_after_it_asks_and_said_rate_limited(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    api.inject(429, times=2, retry_after="2")
+
+    resolution = resolve(clients, fake_time, lines, retry_timeout_s=30)
+
+    assert resolution.ready and resolution.target.revision == NEW
+    assert fake_time.sleeps == [2, 2]
+    retries = [line for line in lines if "retrying" in line]
+    assert len(retries) == 2 and all(line.startswith("Cloud Run API rate limited (429 ") for line in retries)
+
+
+def test_resolve__500_on_the_readiness_polls_is_retried(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api, pending_polls=2)
+    api.inject(500, path_contains=f"/revisions/{NEW}", times=2)
+    api.inject(503, path_contains="/services/chat", method="GET", times=1)
+
+    resolution = resolve(clients, fake_time, lines)
+
+    assert resolution.ready
+    assert sum("Cloud Run API unavailable (500 " in line for line in lines) == 2
+
+
+def test_resolve__a_retry_after_beyond_the_budget_gives_up_at_once_saying_rate_limited(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    api.inject(429, times=None, retry_after="120")
+
+    with pytest.raises(CloudRunError) as caught:
+        resolve(clients, fake_time, lines, retry_timeout_s=30)
+
+    assert fake_time.sleeps == []
+    assert "rate limited" in str(caught.value) and "asked to retry after 120 s" in str(caught.value)
+    assert "cloud_run.retry_timeout_s" in str(caught.value)
+
+
+def test_retry_after__seconds_and_http_dates() -> None:
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+    assert admin_api.retry_after("7") == 7
+    assert admin_api.retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30
+    assert admin_api.retry_after("soon") is None and admin_api.retry_after(None) is None
+
+
+# -- the ingress container -------------------------------------------------------------------------------------
+
+
+def test_resolve__the_ingress_container_is_the_app_not_the_sidecar_listed_first(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    collector = "otel/opentelemetry-collector-contrib@sha256:" + "c" * 64
+    proxy = "envoyproxy/envoy:v1.31"
+    deploy_tagged(api, sidecars=(Sidecar("otel", collector), Sidecar("proxy", proxy)), container_name="chat")
+
+    resolution = resolve(
+        clients, fake_time, lines, version=VersionSettings(expected_image=f"{REPO}@{DIGEST_B}")
+    )
+
+    target = resolution.target
+    assert (target.image, target.digest) == (f"{REPO}@{DIGEST_B}", DIGEST_B)
+    assert next(c for c in resolution.checks if c.id == "image-digest").status is Status.PASS
+    assert [(c.name, c.image, c.ingress) for c in target.containers] == [
+        ("otel", collector, False),
+        ("proxy", proxy, False),
+        ("chat", f"{REPO}@{DIGEST_B}", True),
+    ]
+    assert target.containers[0].digest == "sha256:" + "c" * 64 and target.containers[1].digest is None
+
+
+def test_resolve__a_lone_container_without_ports_is_the_app(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    from google.cloud import run_v2
+
+    revision = run_v2.Revision(containers=[run_v2.Container(image=f"{REPO}@{DIGEST_A}")])
+
+    (only,) = cloudrun.containers_of(revision)
+
+    assert (only.image, only.ingress, only.digest) == (f"{REPO}@{DIGEST_A}", True, DIGEST_A)
+
+
+# -- why it died -----------------------------------------------------------------------------------------------
+
+
+def test_recheck__a_revision_whose_ready_turned_false_reports_cloud_runs_reason(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api, dies_after_gets=1, reason="REVISION_FAILED", message="Container called exit(1).")
+    target = resolve(clients, fake_time, lines).target  # ready when resolved
+
+    check = cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)
+
+    assert check is not None and (check.step, check.status) == (Step.REVISION, Status.FAIL)
+    assert check.failure is not None and check.failure.kind is Kind.REVISION_NOT_READY
+    assert check.failure.detail == "REVISION_FAILED"
+    assert (
+        check.failure.message
+        == f"revision {NEW} is no longer ready after the probe: Container called exit(1)."
+    )
+    assert check.failure.evidence["state"] == "CONDITION_FAILED"
+    assert check.failure.evidence["since"].endswith("Z")
+
+
+def test_recheck__a_revision_still_ready_adds_nothing(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolve(clients, fake_time, lines).target
+
+    assert (
+        cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append) is None
+    )
+
+
+def test_recheck__an_unreadable_revision_is_a_warning_not_a_finding(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolve(clients, fake_time, lines).target
+    api.inject(403, times=None)
+
+    assert (
+        cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append) is None
+    )
+    assert (
+        lines[-1].startswith(f"warning: could not read revision {NEW} again")
+        and "run.revisions.get" in lines[-1]
+    )
+
+
+# -- the stand-in speaks the v2 JSON the client parses ----------------------------------------------------------
+
+
+def test_standin__every_body_it_served_parses_strictly_as_the_v2_messages(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    """The client ignores unknown fields (google-cloud-run 0.16 parses with ignore_unknown_fields=True), so
+    a misspelt field would pass silently: every body served here is parsed again with unknown fields refused."""
+    from google.cloud import run_v2
+    from google.longrunning import operations_pb2
+    from google.protobuf import json_format
+
+    from bot import rollout
+
+    api.add_revision("chat", OLD)
+    api.add_revision(
+        "chat", NEW, sidecars=(Sidecar("otel", "otel/collector:0.1"),), digest=DIGEST_B, dies_after_gets=3,
+        reason="REVISION_FAILED", message="Container called exit(1).",
+    )  # fmt: skip
+    api.set_traffic("chat", [Route(None, 100, tag="head"), Route(OLD, 0, tag="stable")])
+    target = resolve(clients, fake_time, lines).target
+    api.operation_polls, api.fail_after_update = 1, [503]
+    rollout.apply_gate(
+        clients=clients, target=target, action="rollback", progress=lines.append, rollback_to="stable",
+        sleep=fake_time.sleep, clock=fake_time.clock,
+    )  # fmt: skip
+    api.operation_polls = 2
+    rollout.apply_gate(
+        clients=clients, target=target, action="promote", progress=lines.append, sleep=fake_time.sleep,
+        clock=fake_time.clock,
+    )  # fmt: skip
+    api.operation_polls = 0
+    rollout.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+    rechecks = [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
+    rechecks += [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
+    assert rechecks[0] is None and rechecks[1] is not None  # ready for three reads in all, then Ready=False
+
+    kinds = set()
+    for method, path, body in api.responses:
+        text = json.dumps(body)
+        if "/operations/" in path or method == "PATCH":
+            json_format.Parse(text, operations_pb2.Operation(), ignore_unknown_fields=False)
+            kinds.add("operation")
+        elif path.endswith("/revisions"):
+            for listed in body.get("revisions", []):
+                listed.pop("containerStatuses", None)  # live API field the 0.16 Revision type lacks
+            run_v2.ListRevisionsResponse.from_json(json.dumps(body), ignore_unknown_fields=False)
+            kinds.add("list")
+        elif "/revisions/" in path:
+            body.pop("containerStatuses", None)
+            run_v2.Revision.from_json(json.dumps(body), ignore_unknown_fields=False)
+            kinds.add("revision")
+        else:
+            run_v2.Service.from_json(text, ignore_unknown_fields=False)
+            kinds.add("service")
+    assert kinds == {"operation", "list", "revision", "service"}

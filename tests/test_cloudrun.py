@@ -674,7 +674,7 @@ def test_standin__every_body_it_served_parses_strictly_as_the_v2_messages(
 
     api.add_revision("chat", OLD)
     api.add_revision(
-        "chat", NEW, sidecars=(Sidecar("otel", "otel/collector:0.1"),), digest=DIGEST_B, dies_after_gets=3,
+        "chat", NEW, sidecars=(Sidecar("otel", "otel/collector:0.1"),), digest=DIGEST_B, dies_after_gets=2,
         reason="REVISION_FAILED", message="Container called exit(1).",
     )  # fmt: skip
     api.set_traffic("chat", [Route(None, 100, tag="head"), Route(OLD, 0, tag="stable")])
@@ -693,7 +693,7 @@ def test_standin__every_body_it_served_parses_strictly_as_the_v2_messages(
     rollout.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
     rechecks = [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
     rechecks += [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
-    assert rechecks[0] is None and rechecks[1] is not None  # ready for three reads in all, then Ready=False
+    assert rechecks[0] is None and rechecks[1] is not None  # ready for two reads in all, then Ready=False
 
     kinds = set()
     for method, path, body in api.responses:

@@ -627,7 +627,9 @@ def _journey_step(step: Step, checks: list[CheckResult]) -> JourneyStep:
     reason = ""
     if died is not None:
         words = died.evidence.get("message") or died.detail or ""
-        reason = " ".join(_MERMAID_UNSAFE.sub(" ", words).split())[:60]
+        reason = " ".join(_MERMAID_UNSAFE.sub(" ", words).split())
+        if len(reason) > 60:
+            reason = reason[:60].rsplit(" ", 1)[0] + "…"
     return JourneyStep(
         step=step,
         label=STEP_LABELS[step],

@@ -353,7 +353,7 @@ def apply_gate(
 
     refusal = _gate_refusal(run, action)
     if refusal is not None:
-        revision = run.target.revision if action == "promote" else run.target.previous_revision
+        revision = run.target.revision if action == "promote" else None  # a rollback: not chosen
         taken = TrafficAction(action, revision or "-", 0, False, refusal, refused=True)
         log(f"warning: {taken.message}")  # an annotation in Actions: the gate did not do what was asked
         return replace(run, traffic_actions=(*run.traffic_actions, taken))
@@ -370,7 +370,7 @@ def apply_gate(
         )
     except CloudRunError as exc:
         # The verdict still gets reported; the failed traffic change is recorded and makes the exit code 3.
-        revision = run.target.revision if action == "promote" else run.target.previous_revision
+        revision = run.target.revision if action == "promote" else None  # never guessed for a rollback
         taken = TrafficAction(action, revision or "-", 0, False, f"{action} failed: {exc}", error=True)
     log(f"gate: {taken.message}")
     return replace(run, traffic_actions=(*run.traffic_actions, taken))

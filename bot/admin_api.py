@@ -13,7 +13,6 @@ The time functions are injected (``sleep``, ``clock``) so tests run the backoff 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
+from bot import waits
 from bot.errors import CloudRunError
 
 if TYPE_CHECKING:
@@ -91,8 +91,8 @@ class Api:
     clients: CloudRunClients
     retry_timeout_s: float
     progress: Callable[[str], None]
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = waits.sleep
+    clock: Callable[[], float] = waits.clock
     rate_limited: list[str] = field(default_factory=list)  # the reads that met a 429 (for the record)
 
     def get_service(self, name: str) -> run_v2.Service:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot import kinds
 from bot.results import Baseline, CheckResult, Comparison, Failure, Kind, Metric, Status, Step, Target
 from bot.settings import BaselineSettings, Settings, VersionSettings
-
-# Failures that say something about the baseline's speed, not that its journey failed.
-_NOT_BROKEN = frozenset({Kind.PERF_TARGET_MISSED})
 
 
 def url_for(settings: BaselineSettings, target: Target) -> str | None:
@@ -53,7 +51,9 @@ def judge(
 ) -> tuple[Baseline, list[CheckResult]]:
     """The Baseline record and a ``perf-regression`` check for each metric beyond the allowed factor."""
     broken = [
-        c for c in checks if c.status is Status.FAIL and c.failure and c.failure.kind not in _NOT_BROKEN
+        c
+        for c in checks
+        if c.status is Status.FAIL and c.failure and kinds.of(c.failure.kind).breaks_baseline
     ]
     if broken:
         first = broken[0]

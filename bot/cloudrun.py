@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot import admin_api
+from bot import admin_api, waits
 from bot.admin_api import ADC_HINT, Api, Waiter
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, ContainerImage, Failure, Kind, Status, Step, Target
@@ -131,8 +130,8 @@ def resolve(
     settings: CloudRunSettings,
     version: VersionSettings,
     progress: Callable[[str], None],
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> Resolution:
     """Find the revision under test, wait (bounded) until it is ready, and gather its facts.
 
@@ -321,8 +320,8 @@ def recheck(
     target: Target,
     settings: CloudRunSettings,
     progress: Callable[[str], None],
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> CheckResult | None:
     """Read the revision again after a probe with P0 findings: why it died, in Cloud Run's own words.
 

@@ -50,7 +50,7 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from bot import report
+from bot import report, waits
 from bot.actions import ActionsContext
 from bot.errors import GitHubError, TemplateError
 from bot.results import Run
@@ -169,8 +169,7 @@ class _Retry(GithubRetry):
                 wait_s=wait,
                 budget_s=self.wait_budget.total_s - self.wait_budget.spent_s,
             )
-        if wait > 0:
-            time.sleep(wait)
+        waits.sleep(wait, "github retry")
 
     def _wait_for(self, response: BaseHTTPResponse | None) -> float:
         if response is not None:
@@ -470,7 +469,7 @@ def post_once(
     failure: GitHubError | None = None
     for attempt in range(max(tries, 1)):
         if attempt and backoff_s:
-            time.sleep(min(backoff_s * 2 ** (attempt - 1), 8.0))
+            waits.sleep(min(backoff_s * 2 ** (attempt - 1), 8.0), "github post backoff")
         try:
             with calling(doing, write=True, permission=permission):
                 return send()
@@ -647,7 +646,7 @@ def upsert_comment(
                 target.edit(body)
         if settle_s:
             # A concurrent writer's read-to-write gap is about ours (same network, same machine): wait longer.
-            time.sleep(max(settle_s, 2 * (time.monotonic() - read_at)))
+            waits.sleep(max(settle_s, 2 * (time.monotonic() - read_at)), "github comment settle")
         with calling(f"read back the golden-path comment on PR #{pr}"):
             _, data = gh.requester.requestJsonAndCheck("GET", target.url)
         read_at = time.monotonic()

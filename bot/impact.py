@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.results import Finding, Impact, Kind, Severity, Step
+from bot import kinds
+from bot.results import Finding, Impact, Severity, Step
 from bot.settings import ImpactSettings
 
 # What a user can no longer do when a step fails, in the journey's order.
@@ -15,18 +16,17 @@ CAPABILITY = {
     Step.MESSAGE: "send a message",
     Step.AGENT: "see the agent work on their request",
     Step.ANSWER: "get a real answer from the agent",
-    Step.ISOLATION: "trust that their conversation stays private (other users may see their events)",
-}
-
-# Kinds whose harm is not the step they were seen at: the journey works, but something else is lost.
-CAPABILITY_BY_KIND = {
-    Kind.WS_UNAUTHENTICATED_ACCEPTED: "rely on the chat being closed to strangers (it accepts connections without a token)",
-    Kind.ISOLATION_LEAK: CAPABILITY[Step.ISOLATION],
+    Step.ISOLATION: kinds.PRIVATE,
 }
 
 
 def capability(finding: Finding) -> str | None:
-    return CAPABILITY_BY_KIND.get(finding.kind) or CAPABILITY.get(finding.step)
+    """The kind's own loss (bot.kinds: the journey works but is unsafe), else the step's."""
+    return kinds.of(finding.kind).capability or CAPABILITY.get(finding.step)
+
+
+def _unsafe(finding: Finding) -> bool:
+    return kinds.of(finding.kind).capability is not None
 
 
 def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_name: str) -> Impact:
@@ -34,11 +34,11 @@ def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_nam
     blocking = [f for f in findings if f.severity is Severity.P0]
     if blocking:
         # Lead with what blocks users; a security finding leads only when nothing else is wrong.
-        ordered = sorted(blocking, key=lambda f: f.kind in CAPABILITY_BY_KIND)
+        ordered = sorted(blocking, key=_unsafe)
         lost = tuple(dict.fromkeys(c for f in ordered if (c := capability(f)) is not None))
         first = lost[0] if lost else "complete the journey"
         # A journey that works but leaks or lets strangers in is unsafe rather than broken.
-        state = "unsafe" if all(f.kind in CAPABILITY_BY_KIND for f in blocking) else "broken"
+        state = "unsafe" if all(_unsafe(f) for f in blocking) else "broken"
         summary = f"The {journey} journey is {state}: {settings.users_description} cannot {first}."
         if settings.arr_at_risk:
             summary += (

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from bot import waits
 from bot.results import FindingLogs, LogGroup, RequestLog, Run, ServerLogs, Step, UserTrace
 from bot.settings import LogsSettings
 from bot.trace import cloud_trace_name
@@ -263,7 +264,7 @@ def collect(
         )
     start, end = window(run)
     # The run's last entries reach Cloud Logging a few seconds after they happen.
-    time.sleep(settings.settle_s)
+    waits.sleep(settings.settle_s, "logs settle")
     revision = revision_filter(where)
     span = f'timestamp>="{_rfc3339(start)}" AND timestamp<="{_rfc3339(end)}"'
     trace_ids, traces_cut = _queried_traces(run, where.project, room=MAX_FILTER_CHARS - len(span) - 10)

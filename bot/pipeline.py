@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bot import auth, diagnose, iam, idtoken, impact, report, results, shards
+from bot import auth, diagnose, iam, idtoken, impact, kinds, report, results, shards
 from bot import baseline as baseline_stage
 from bot import logs as server_logs
 from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
+from bot.kinds import GateClass
 from bot.probe import journey
 from bot.progress import Progress
 from bot.results import (
@@ -315,7 +316,9 @@ def _measure_baseline(
 
 
 # Performance alone warns under the default `fail_on: correctness`: a shared runner's noise must not block a deploy.
-PERFORMANCE_KINDS = frozenset({results.Kind.PERF_TARGET_MISSED, results.Kind.PERF_REGRESSION})
+PERFORMANCE_KINDS = kinds.having(gate=GateClass.PERFORMANCE)
+# The run tested other code than the deploy: fails under every `fail_on`, and is never promoted.
+ALWAYS_FAIL_KINDS = kinds.having(gate=GateClass.ALWAYS_FAIL)
 
 
 def exit_code(run: Run, settings: Settings) -> ExitCode:
@@ -327,14 +330,14 @@ def exit_code(run: Run, settings: Settings) -> ExitCode:
     """
     if any(action.error for action in run.traffic_actions):
         return ExitCode.INFRASTRUCTURE
-    kinds = {finding.kind for finding in run.findings}
-    if kinds & {results.Kind.VERSION_SKEW, results.Kind.REVISION_NOT_TESTED}:
+    seen = {finding.kind for finding in run.findings}
+    if seen & ALWAYS_FAIL_KINDS:
         return ExitCode.FAILED
     if run.verdict is Verdict.PASS:
         return ExitCode.PASS
     if settings.gate.fail_on == "p0" and run.verdict is Verdict.DEGRADED:
         return ExitCode.PASS
-    if settings.gate.fail_on == "correctness" and kinds <= PERFORMANCE_KINDS:
+    if settings.gate.fail_on == "correctness" and seen <= PERFORMANCE_KINDS:
         return ExitCode.PASS
     return ExitCode.FAILED
 

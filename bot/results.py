@@ -23,6 +23,8 @@ from xml.etree import ElementTree
 
 from pydantic import TypeAdapter, ValidationError
 
+from bot.kinds import Kind as Kind  # the taxonomy's home is bot.kinds; re-exported for the contract's readers
+
 SCHEMA = 1
 
 
@@ -60,38 +62,6 @@ class Step(StrEnum):
 
 
 JOURNEY_STEPS: tuple[Step, ...] = (Step.LOGIN, Step.CONNECT, Step.MESSAGE, Step.AGENT, Step.ANSWER)
-
-
-class Kind(StrEnum):
-    """The failure taxonomy (DESIGN.md section 4). Values are stable ids used in fingerprints."""
-
-    DNS = "dns"
-    CONNECT_REFUSED = "connect-refused"
-    TLS = "tls"
-    TIMEOUT = "timeout"
-    HTTP_STATUS = "http-status"
-    WS_UPGRADE_STATUS = "ws-upgrade-status"
-    WS_AUTH_REJECTED = "ws-auth-rejected"
-    WS_SUBPROTOCOL = "ws-subprotocol"
-    WS_CLOSED_EARLY = "ws-closed-early"
-    WS_UNAUTHENTICATED_ACCEPTED = "ws-unauthenticated-accepted"
-    WS_PROTOCOL = "ws-protocol"  # garbage instead of HTTP / frames that are not JSON
-    LOGIN_FAILED = "login-failed"
-    EVENT_MISSING = "event-missing"
-    EVENT_ORDER = "event-order"
-    EVENT_ERROR = "event-error"
-    ANSWER_EMPTY = "answer-empty"
-    ANSWER_CANNED = "answer-canned"
-    SLA_EXCEEDED = "sla-exceeded"
-    ISOLATION_LEAK = "isolation-leak"
-    REVISION_NOT_READY = "revision-not-ready"
-    VERSION_SKEW = "version-skew"
-    WRONG_SERVICE = "wrong-service"
-    IAM_DENIED = "iam-denied"  # Google's front end refused the request before the app saw it
-    REVISION_NOT_TESTED = "revision-not-tested"  # only a URL shared with other revisions could be reached
-    PERF_REGRESSION = "perf-regression"  # slower than the serving revision measured in the same run
-    RATE_LIMITED = "rate-limited"
-    PERF_TARGET_MISSED = "perf-target-missed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,11 @@ The record (``TrafficAction``) holds what serves afterwards (``trafficStatuses``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from bot import traffic
+from bot import traffic, waits
 from bot.admin_api import FIRST_RETRY_DELAY_S, MAX_RETRY_DELAY_S, Api, Waiter, one_line, short, transient
 from bot.cloudrun import CloudRunClients, serving
 from bot.errors import CloudRunError
@@ -48,8 +47,8 @@ def apply_gate(
     retry_timeout_s: float = 30.0,
     operation_timeout_s: float = OPERATION_TIMEOUT_S,
     rollback_to: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
 ) -> TrafficAction:
     """Promote (100% to the tested revision) or roll back (its share to a revision that served users).
 

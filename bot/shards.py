@@ -12,9 +12,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from bot import diagnose, impact
+from bot import diagnose, impact, judge
 from bot.errors import UsageError
-from bot.results import CheckResult, JourneySample, Metric, Run, Shard, Status, Step, verdict_for
+from bot.results import CheckResult, Run, Shard, Status, verdict_for
 from bot.settings import Settings
 
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -79,7 +79,7 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
     seen_run_checks: set[str] = set()
     for run in shards:
         for check in run.checks:
-            if check.step is Step.PERFORMANCE:
+            if check.failure is not None and check.failure.kind in judge.METRIC_KINDS:
                 continue  # recomputed below from the merged metrics
             if check.user is None:
                 # Health, version and the negative check ran once per shard: keep one, and every failure.
@@ -89,10 +89,8 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
             checks.append(check)
     samples = tuple(sorted((s for run in shards for s in run.samples), key=lambda s: s.user))
     health = tuple(h for run in shards for h in run.health_samples)
-    metrics = tuple(_merged_metric(metric, samples=samples, health=health) for metric in first.metrics)
-    from bot.probe.journey import _perf_checks  # the probe's own rule for a missed target
-
-    checks.extend(_perf_checks(metrics))
+    metrics = judge.metrics(samples, health, {metric.id: metric.target for metric in first.metrics})
+    checks.extend(judge.performance(metrics))
     service = first.target.service
     findings = diagnose.diagnose(checks, service=service)
     serving = next((run.target.serving_version for run in shards if run.target.serving_version), None)
@@ -148,13 +146,3 @@ def _complete(runs: Sequence[Run]) -> list[Run]:
     if len(targets) > 1:
         raise UsageError(f"merge: the shards tested different targets: {sorted(targets)}")
     return shards
-
-
-def _merged_metric(metric: Metric, *, samples: Sequence[JourneySample], health: Sequence[float]) -> Metric:
-    if metric.id == "api_ms":
-        values: list[float] = list(health)
-    else:
-        values = [v for s in samples if (v := getattr(s, metric.id, None)) is not None]
-    return Metric.from_samples(
-        id=metric.id, label=metric.label, unit=metric.unit, samples=values, target=metric.target
-    )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot import admin_api, cloudrun
+from bot import admin_api, cloudrun, waits
 from bot.errors import CloudRunError, ConfigError, ExitCode
 from bot.results import Kind, Status, Step
 from bot.settings import VersionSettings
@@ -95,6 +95,24 @@ def test_resolve__becoming_ready(
     assert waits[-1].endswith("(reason: PENDING, 7 s elapsed)")
     assert resolution.checks[0].status is Status.PASS
     assert resolution.checks[0].duration_ms == 15_000
+
+
+def test_resolve__in_testing_mode_the_same_polls_end_at_the_same_deadline(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
+) -> None:
+    deploy_tagged(api, pending_polls=1000)  # never ready
+
+    with waits.recorded() as asked:  # the real sleep and clock, zeroed by the suite's testing mode
+        resolution = cloudrun.resolve(
+            clients=clients,
+            settings=settings(ready_timeout_s=30),
+            version=VersionSettings(expected="0123abc"),
+            progress=lines.append,
+        )
+
+    assert not resolution.ready
+    assert [w.seconds for w in asked] == pytest.approx([1, 2, 4, 8, 15], abs=0.5)
+    assert resolution.checks[0].status is Status.FAIL
 
 
 def test_resolve__backoff_is_capped(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import github, publish, report
+from bot import github, publish, report, waits
 from bot.actions import ActionsContext
 from bot.errors import ExitCode, GitHubError
 from bot.settings import GitHubSettings
@@ -352,6 +352,15 @@ def test_publish__post_refused_with_502_is_sent_again_once_checked(standin: GitH
     assert len(standin.comments(pr)) == 1 and outcome.comment_url is not None
 
 
+def test_publish__reads_its_comment_back_after_the_settle_time(standin: GitHubStandIn) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    with waits.recorded() as asked:
+        publish_run(standin, failing(), pr=pr, settings=SETTINGS.model_copy(update={"settle_s": 1.0}))
+    settles = [w.seconds for w in asked if w.why == "github comment settle"]
+    assert len(settles) == 1 and settles[0] >= 1.0  # a concurrent writer's edit lands within it
+    assert len(standin.comments(pr)) == 1
+
+
 def test_publish__patch_failing_with_502_is_retried(standin: GitHubStandIn) -> None:
     pr = standin.add_pull(head_sha=SHA)
     publish_run(standin, failing(), pr=pr)
@@ -366,9 +375,9 @@ def test_publish__secondary_rate_limit_is_honoured(standin: GitHubStandIn) -> No
     pr = standin.add_pull(head_sha=SHA)
     standin.secondary_rate_limit(COMMENTS, method="POST", retry_after=1)
     standin.secondary_rate_limit(COMMENTS, method="GET", retry_after=0)
-    started = time.monotonic()
-    outcome = publish_run(standin, failing(), pr=pr)
-    assert 0.9 <= time.monotonic() - started < 5
+    with waits.recorded() as asked:
+        outcome = publish_run(standin, failing(), pr=pr)
+    assert waits.Wait(1.0, "github retry") in asked  # Retry-After: 1
     assert outcome.comment_url is not None
     assert standin.count("POST", COMMENTS) == 2  # refused by the rate limit, so sending again is safe
     assert len(standin.comments(pr)) == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import logs
+from bot import logs, waits
 from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
@@ -301,6 +301,14 @@ def test_collect__hundreds_of_users_keep_the_filter_under_the_apis_limit_with_th
     trace_query = api.calls[1].body["filter"]
     assert len(trace_query) <= 20_000 and f"projects/p/traces/{TRACE_1}" in trace_query
     assert found.truncated and "were not queried" in found.message
+
+
+def test_collect__gives_logging_its_settle_time_before_the_first_read():
+    with LoggingStandIn() as api, waits.recorded() as asked:
+        api.text(SERVICE, REVISION, "ERROR database unreachable", severity="ERROR")
+        found, _ = _collect(api, _run(), settle_s=3)
+    assert asked == [waits.Wait(3, "logs settle")]  # the last entries reach Cloud Logging seconds late
+    assert found is not None and found.status == "read"
 
 
 def test_collect__a_second_call_failing_keeps_what_the_first_read():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import report
+from bot import report, waits
 from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
@@ -110,7 +110,9 @@ class Deploys:
         return Result(code, out.getvalue(), err.getvalue())
 
     def together(self, *runs: dict[str, object]) -> list[Result]:
-        """Start the runs at the same moment, each in its own thread (``main`` is re-entrant)."""
+        """Start the runs at the same moment, each in its own thread (``main`` is re-entrant).
+
+        The waits are real here: the comment's settle is how concurrent writers see each other's edits."""
         results: list[Result | None] = [None] * len(runs)
         start = threading.Barrier(len(runs))
 
@@ -119,10 +121,11 @@ class Deploys:
             results[index] = self.run(**kwargs)  # type: ignore[arg-type]
 
         threads = [threading.Thread(target=one, args=(i, kw)) for i, kw in enumerate(runs)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        with waits.set_testing(False):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
 

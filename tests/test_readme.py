@@ -5,6 +5,8 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
+from bot import kinds
+from bot.kinds import GateClass, SeverityRule
 from bot.results import Kind
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -27,10 +29,22 @@ def table_after(heading: str) -> list[list[str]]:
     return rows[1:]
 
 
-def test_readme__troubleshooting_has_one_row_per_failure_kind():
+def table_lines_after(heading: str) -> list[str]:
+    """The body rows of the first table after ``heading``, as README spells them."""
+    lines = README[README.index(heading) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| ---"))
+    body = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("|"):
+            break
+        body.append(line)
+    return body
+
+
+def test_readme__troubleshooting_table_is_the_table_of_kinds():
+    assert table_lines_after("## Troubleshooting") == kinds.troubleshooting_rows()
     rows = table_after("## Troubleshooting")
-    kinds = [row[0].strip("`") for row in rows]
-    assert sorted(kinds) == sorted(kind.value for kind in Kind)
+    assert sorted(row[0].strip("`") for row in rows) == sorted(kind.value for kind in Kind)
     assert all(len(row) == 4 and all(cell.strip() for cell in row) for row in rows)
 
 
@@ -39,3 +53,17 @@ def test_readme__severity_table_places_every_kind_under_each_fail_on():
     named = {kind for row in rows for kind in re.findall(r"`([a-z0-9-]+)`", row[0])}
     assert named == {kind.value for kind in Kind}
     assert all(len(row) == 5 for row in rows)
+
+
+def test_readme__severity_table_says_what_the_table_of_kinds_decides():
+    """Each kind's row: its severity (a kind that goes by step may be listed at either), and what each
+    `fail-on` does with it (a warning for performance, a failure under every `fail-on` for always-fail)."""
+    rows = table_after("### Severity and exit codes")
+    for kind in Kind:
+        info = kinds.of(kind)
+        (row,) = [row for row in rows if f"`{kind.value}`" in row[0]]
+        severity, correctness, _any, p0 = row[1:]
+        if info.severity is not SeverityRule.BY_STEP:
+            assert severity == info.severity.value, kind
+        assert correctness.startswith("**0**") == (info.gate is GateClass.PERFORMANCE), kind
+        assert ("always" in p0) == (info.gate is GateClass.ALWAYS_FAIL), kind

@@ -219,3 +219,32 @@ def test_merge__a_failure_in_one_shard_fails_the_whole_run_once():
     (finding,) = merged.findings
     assert finding.kind is Kind.WS_CLOSED_EARLY and finding.users == (4,)
     assert merged.impact.blocked  # the impact is assessed again, over the merged findings
+
+
+def test_merge__keeps_every_kind_a_shard_found_and_recomputes_only_the_missed_targets():
+    from bot.results import Failure, Kind
+
+    fast = _shard_run(1, 2, [10, 20, 30], first_user=1)
+    slow = _shard_run(2, 2, [100, 200], first_user=4)
+    # The slow shard's own missed target is a percentile of a part, and its probe found a slower revision.
+    stale = CheckResult(
+        "metric total_ms",
+        Step.PERFORMANCE,
+        Status.FAIL,
+        200.0,
+        None,
+        "",
+        Failure(Kind.PERF_TARGET_MISSED, "p95 200 ms", detail="total_ms"),
+    )
+    slower = CheckResult(
+        "regression total_ms", Step.PERFORMANCE, Status.FAIL, 200.0, None, "",
+        Failure(Kind.PERF_REGRESSION, "2.0x the serving revision", detail="total_ms"),
+    )  # fmt: skip
+    slow = replace(slow, checks=(*slow.checks, stale, slower))
+
+    merged = shards.merge([fast, slow], settings=build_settings({}), run_id="m")
+
+    assert sorted(f.kind.value for f in merged.findings) == ["perf-regression", "perf-target-missed"]
+    (missed,) = [c for c in merged.checks if c.failure and c.failure.kind is Kind.PERF_TARGET_MISSED]
+    assert missed.duration_ms == merged.metric("total_ms").value != 999.0  # the merged p95, not the shard's
+    assert missed.failure is not None and "over 5 samples" in missed.failure.message

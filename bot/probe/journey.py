@@ -1,11 +1,13 @@
 """The golden path for N simulated users at once: login -> connect -> send -> agent events -> answer.
 
 The probe is a small interpreter of the journey's steps over the protocol profile (``bot.protocol``): send the
-configured frames, read events with the profile's expressions, extract the answer. Each user's journey returns
-CheckResults and raw timings; ``probe()`` runs health once, the users concurrently (and an optional load
-phase), and turns timings into Metrics. Every wait has a deadline: the event deadline (since the last *expected*
-event), the journey SLA and one over the whole probe (``timeouts.run_s``); a deadline never drops what the
-stream showed so far, and a step that never ran is never blamed.
+configured frames, read events with the profile's expressions, and record what happened (``bot.probe.record``:
+each stream with arrival stamps, the timings, how a handshake or a stream ended). The pure judge (``bot.judge``)
+turns the records into checks after each phase: events, isolation, answer, SLA, metrics and performance.
+``probe()`` runs health once, the users concurrently (and an optional load phase). Every wait has a deadline:
+the event deadline (since the last *expected* event), the journey SLA and one over the whole probe
+(``timeouts.run_s``); a deadline never drops what the stream showed so far, and a step that never ran is never
+blamed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,64 +23,19 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from bot import auth, protocol, untrusted
+from bot import auth, judge, protocol, untrusted
 from bot import trace as tracing
 from bot.probe import http as http_probe
 from bot.probe import websocket as ws_probe
+from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, Settings
 from bot.shards import user_phases
 
-FRAME_EVIDENCE = 10  # the last frames kept as evidence per user
 FRAME_CHARS = 1000  # per frame kept
-EVIDENCE_CHARS = 2000
 OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
 ANSWER_CHARS = 1_000_000  # a streamed answer longer than this is cut (memory stays bounded under a flood)
 ERROR_CLOSE_WAIT_S = 1.0  # after an error frame, how long to wait for the close that says "auth refused"
-
-
-@dataclass(slots=True)
-class Timings:
-    """Raw figures from one user's journey (milliseconds), None when the step was not reached."""
-
-    handshake: float | None = None
-    agent_startup: float | None = None  # message sent -> first expected event
-    processing: float | None = None  # first expected event -> completion event
-    max_event_gap: float | None = None
-    total: float | None = None  # login start -> answer
-    events: dict[str, float] = field(default_factory=dict)  # event -> ms after the message was sent
-    message_sent_at: float | None = None  # loop time (CLOCK_MONOTONIC seconds)
-
-
-@dataclass(slots=True)
-class Stream:
-    """What one user's event stream showed so far, bounded; judged even when a deadline cuts it short."""
-
-    sent: float  # loop time the first frame was sent
-    arrivals: dict[str, float] = field(default_factory=dict)  # first arrival of each expected event
-    order: list[str] = field(default_factory=list)
-    others: dict[str, int] = field(default_factory=dict)  # frames that are not expected events, by name
-    frames: deque[str] = field(default_factory=lambda: deque(maxlen=FRAME_EVIDENCE))
-    frame_count: int = 0
-    leaks: list[str] = field(default_factory=list)
-    leak_count: int = 0
-    owned: bool = False  # some event named its owner
-    own_nonce_seen: bool = False
-    answer_parts: list[str] = field(default_factory=list)
-    answer_chars: int = 0
-    run_id: str | None = None
-    completion: protocol.Frame | None = None
-    failure: Failure | None = None
-    last_expected: float = 0.0
-    max_gap: float = 0.0
-    judged: bool = False
-
-    def evidence(self) -> dict[str, str]:
-        others = ", ".join(f"{name} ×{count}" for name, count in self.others.items())
-        out = {"events received": ", ".join(self.order) or "(none)", "frames": "\n".join(self.frames)}
-        if others:
-            out["other frames"] = others
-        return out
 
 
 @dataclass(slots=True)
@@ -247,17 +203,36 @@ async def probe(
             await _explain_refusals(journeys, ctx, negative)
     for journey in journeys:
         checks.extend(journey.checks)
-    metrics = _metrics(settings, health_latencies, journeys)
-    checks.extend(_perf_checks(metrics))
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
+    metrics = judge.metrics(samples, health_latencies, judge.targets(settings.targets))
+    checks.extend(judge.performance(metrics))
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
 
 
 def _judge(journey: UserJourney, ctx: Context) -> None:
-    """The events, isolation and answer checks of a stream that ended in time (a deadline judges its own)."""
-    if journey.stream is not None and not journey.stream.judged and journey.received is not None:
-        _judge_stream(journey, ctx)
-        _answer(journey, ctx)
+    """The events, isolation, answer and SLA checks of a stream that ended in time (a deadline judges its own)."""
+    stream = journey.stream
+    if stream is None or stream.judged or journey.received is None:
+        return
+    _judge_stream(journey, ctx)
+    if stream.completion is not None:
+        journey.timings.total = round((journey.received - journey.started) * 1000, 2)
+    nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.every_nonce)
+    user = journey.user
+    journey.checks.append(judge.answer(stream, ctx.journey, user=user, nonces=nonces, redactor=ctx.redactor))
+    if (sla := judge.sla(journey.timings.total, ctx.journey, user=user)) is not None:
+        journey.checks.append(sla)
+
+
+def _judge_stream(journey: UserJourney, ctx: Context) -> None:
+    """The timings, the events check and the isolation check from what the stream showed (also after a
+    deadline)."""
+    stream = journey.stream
+    assert stream is not None
+    stream.judged = True
+    journey.timings.take(stream, ctx.journey.completion_event)
+    journey.checks.extend(judge.events(stream, ctx.journey, user=journey.user))
+    journey.checks.append(judge.isolation(stream, ctx.journey, user=journey.user))
 
 
 def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:
@@ -576,7 +551,6 @@ def _take(
     loop must act on it (expected or error)."""
     cfg = ctx.journey
     now = at
-    stream.frame_count += 1
     text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
     kept = ctx.clip(text, FRAME_CHARS)
     stream.frames.append(kept)
@@ -747,182 +721,5 @@ def _closed_failure(
     )
 
 
-def _judge_stream(journey: UserJourney, ctx: Context) -> None:
-    """The events check and the isolation check from what the stream showed (also after a deadline)."""
-    stream = journey.stream
-    assert stream is not None
-    stream.judged = True
-    cfg = ctx.journey
-    journey.timings.message_sent_at = round(stream.sent, 6)
-    if stream.arrivals:
-        first = min(stream.arrivals.values())
-        journey.timings.agent_startup = round((first - stream.sent) * 1000, 2)
-        journey.timings.events = {
-            name: round((at - stream.sent) * 1000, 3) for name, at in stream.arrivals.items()
-        }
-        journey.timings.max_event_gap = round(stream.max_gap, 2) if len(stream.arrivals) > 1 else None
-        if stream.completion is not None:
-            journey.timings.processing = round((stream.arrivals[cfg.completion_event] - first) * 1000, 2)
-    _event_checks(journey, cfg, stream)
-    _isolation_check(journey, ctx, stream)
-
-
-def _event_checks(journey: UserJourney, cfg: JourneySettings, stream: Stream) -> None:
-    if stream.failure is not None:
-        journey.add("events", Step.AGENT, Status.FAIL, failure=stream.failure)
-        return
-    missing = [e for e in cfg.expected_events if e not in stream.arrivals and e not in cfg.optional_events]
-    for name in missing:
-        failure = Failure(
-            Kind.EVENT_MISSING,
-            f"`{name}` was not received before `{cfg.completion_event}`.",
-            detail=name,
-            evidence=stream.evidence(),
-        )
-        journey.add(f"event {name}", Step.AGENT, Status.FAIL, failure=failure)
-    expected_order = [e for e in cfg.expected_events if e in stream.arrivals]
-    if stream.order != expected_order:
-        failure = Failure(
-            Kind.EVENT_ORDER,
-            f"Events arrived as {stream.order}, expected {expected_order}.",
-            evidence=stream.evidence(),
-        )
-        journey.add("event order", Step.AGENT, Status.FAIL, failure=failure)
-    if not missing and stream.order == expected_order:
-        took = (stream.arrivals[cfg.completion_event] - stream.sent) * 1000
-        summary = f"{len(stream.order)} events in order"
-        journey.add("events", Step.AGENT, Status.PASS, duration_ms=round(took, 2), summary=summary)
-
-
-def _isolation_check(journey: UserJourney, ctx: Context, stream: Stream) -> None:
-    if stream.leaks:
-        failure = Failure(
-            Kind.ISOLATION_LEAK,
-            f"User {journey.user} received {stream.leak_count} frame(s) that belong to another user or run.",
-            evidence={f"foreign frame {i + 1}": leak for i, leak in enumerate(stream.leaks)},
-        )
-        journey.add("isolation", Step.ISOLATION, Status.FAIL, failure=failure)
-    elif stream.owned:
-        journey.add(
-            "isolation", Step.ISOLATION, Status.PASS, summary="every event named this user as its owner"
-        )
-    elif stream.own_nonce_seen:
-        summary = "verified by nonce: this user's nonce came back and no other user's did"
-        journey.add("isolation", Step.ISOLATION, Status.PASS, summary=summary)
-    else:
-        uses_nonce = any("{nonce}" in f.frame for f in ctx.journey.send)
-        why = (
-            "the events name no owner (journey.owner) and the server never echoed this user's nonce"
-            if uses_nonce
-            else "the events name no owner (journey.owner) and no sent frame carries a {nonce}"
-        )
-        journey.add("isolation", Step.ISOLATION, Status.NOT_VERIFIED, summary=f"not verified: {why}")
-
-
-def _answer(journey: UserJourney, ctx: Context) -> None:
-    cfg = ctx.journey
-    stream = journey.stream
-    assert stream is not None
-    completion = stream.completion
-    if completion is None:
-        journey.add("answer", Step.ANSWER, Status.SKIP, summary=f"no `{cfg.completion_event}`")
-        return
-    if cfg.answer.stream_event is not None:
-        answer, problem = protocol.answer_text(stream.answer_parts or None)
-        where = f"`{cfg.answer.expression}` over `{cfg.answer.stream_event}` events"
-    else:
-        answer, problem = protocol.answer_text(protocol.search(cfg.answer.expression, completion.body))
-        where = f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
-    assert journey.received is not None
-    journey.timings.total = round((journey.received - journey.started) * 1000, 2)
-    evidence = {"completion frame": ctx.clip(completion.raw), "answer expression": where}
-    nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.every_nonce)
-    if problem:
-        failure = Failure(Kind.ANSWER_EMPTY, f"No answer: {problem} ({where}).", evidence=evidence)
-        journey.add("answer", Step.ANSWER, Status.FAIL, failure=failure)
-    elif (foreign := nonces.foreign_in(answer)) is not None:
-        failure = Failure(
-            Kind.ISOLATION_LEAK,
-            f"User {journey.user}'s answer carries another user's nonce {foreign}.",
-            evidence=evidence | {"answer": ctx.clip(answer)},
-        )
-        journey.add("answer isolation", Step.ISOLATION, Status.FAIL, failure=failure)
-    elif (pattern := protocol.canned_match(answer, cfg.canned_patterns)) is not None:
-        failure = Failure(
-            Kind.ANSWER_CANNED,
-            "The answer matches the canned-fallback pattern " + repr(pattern) + ".",
-            evidence=evidence | {"answer": ctx.clip(answer)},
-        )
-        journey.add("answer", Step.ANSWER, Status.FAIL, failure=failure)
-    else:
-        summary = f"{len(answer)} characters: {ctx.clip(answer, 120)}"
-        journey.add("answer", Step.ANSWER, Status.PASS, summary=summary)
-    if journey.timings.total > cfg.sla_s * 1000:
-        failure = Failure(
-            Kind.SLA_EXCEEDED,
-            f"The journey took {journey.timings.total / 1000:.1f} s; the SLA is {cfg.sla_s:g} s.",
-            evidence={"journey": f"{journey.timings.total:.0f} ms", "sla": f"{cfg.sla_s:g} s"},
-        )
-        journey.add("sla", Step.ANSWER, Status.FAIL, duration_ms=journey.timings.total, failure=failure)
-
-
 def _since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
-
-
-METRICS = (
-    # id, label, attribute of Timings (None: health latencies), target attribute of TargetsSettings
-    ("api_ms", "API (health) latency", None, "api_ms"),
-    ("handshake_ms", "WebSocket handshake", "handshake", "handshake_ms"),
-    ("agent_startup_ms", "Agent startup (message to first event)", "agent_startup", "agent_startup_ms"),
-    ("event_gap_ms", "Longest gap between events", "max_event_gap", None),
-    ("processing_ms", "Processing (first event to completion)", "processing", "processing_ms"),
-    ("total_ms", "Whole journey (login to answer)", "total", "total_ms"),
-)
-
-
-def _metrics(
-    settings: Settings, health: tuple[float, ...], journeys: list[UserJourney]
-) -> tuple[Metric, ...]:
-    metrics = []
-    for metric_id, label, attribute, target_attr in METRICS:
-        if attribute is None:
-            samples: list[float] = list(health)
-        else:
-            samples = [v for j in journeys if (v := getattr(j.timings, attribute)) is not None]
-        target = getattr(settings.targets, target_attr) if target_attr else None
-        metrics.append(
-            Metric.from_samples(id=metric_id, label=label, unit="ms", samples=samples, target=target)
-        )
-    return tuple(metrics)
-
-
-def _perf_checks(metrics: tuple[Metric, ...]) -> list[CheckResult]:
-    checks = []
-    for metric in metrics:
-        if metric.status is Status.FAIL:
-            checks.append(
-                CheckResult(
-                    f"metric {metric.id}",
-                    Step.PERFORMANCE,
-                    Status.FAIL,
-                    metric.value,
-                    None,
-                    f"{metric.label}: p95 {metric.value} ms, target {metric.target:g} ms",
-                    Failure(
-                        Kind.PERF_TARGET_MISSED,
-                        f"{metric.label}: p95 {metric.p95:.0f} ms over {metric.samples} samples, "
-                        f"target {metric.target:g} ms.",
-                        detail=metric.id,
-                        subject=metric.label,
-                        evidence={
-                            "p50": f"{metric.p50} ms",
-                            "p95": f"{metric.p95} ms",
-                            "max": f"{metric.max} ms",
-                            "target": f"{metric.target:g} ms",
-                            "samples": str(metric.samples),
-                        },
-                    ),
-                )
-            )
-    return checks

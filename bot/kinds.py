@@ -1,0 +1,596 @@
+"""The finding kinds: one frozen record per kind holds every rule the bot applies by kind. Pure data.
+
+Everything that decides by kind reads this table: the severity (``bot.diagnose``), the traffic gate
+(``bot.pipeline``), whether a failure means the serving revision is broken (``bot.baseline``), what users lose
+(``bot.impact``), the finding's title, cause and remedy, and README's troubleshooting row (a test holds README's
+tables equal to it).
+
+Adding a kind: a member of ``Kind`` and its ``KindInfo`` here, the check that emits it, that check's test, and
+README's rows. The severity is the kind's own rule, never only the step it was seen at: a performance kind
+seen at the connect step stays a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """The failure taxonomy (DESIGN.md section 4). Values are stable ids used in fingerprints."""
+
+    DNS = "dns"
+    CONNECT_REFUSED = "connect-refused"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    HTTP_STATUS = "http-status"
+    WS_UPGRADE_STATUS = "ws-upgrade-status"
+    WS_AUTH_REJECTED = "ws-auth-rejected"
+    WS_SUBPROTOCOL = "ws-subprotocol"
+    WS_CLOSED_EARLY = "ws-closed-early"
+    WS_UNAUTHENTICATED_ACCEPTED = "ws-unauthenticated-accepted"
+    WS_PROTOCOL = "ws-protocol"  # garbage instead of HTTP / frames that are not JSON
+    LOGIN_FAILED = "login-failed"
+    EVENT_MISSING = "event-missing"
+    EVENT_ORDER = "event-order"
+    EVENT_ERROR = "event-error"
+    ANSWER_EMPTY = "answer-empty"
+    ANSWER_CANNED = "answer-canned"
+    SLA_EXCEEDED = "sla-exceeded"
+    ISOLATION_LEAK = "isolation-leak"
+    REVISION_NOT_READY = "revision-not-ready"
+    VERSION_SKEW = "version-skew"
+    WRONG_SERVICE = "wrong-service"
+    IAM_DENIED = "iam-denied"  # Google's front end refused the request before the app saw it
+    REVISION_NOT_TESTED = "revision-not-tested"  # only a URL shared with other revisions could be reached
+    PERF_REGRESSION = "perf-regression"  # slower than the serving revision measured in the same run
+    RATE_LIMITED = "rate-limited"
+    PERF_TARGET_MISSED = "perf-target-missed"
+
+
+class SeverityRule(StrEnum):
+    """How a kind's severity is decided (``bot.diagnose.severity_for``)."""
+
+    P0 = "P0"  # wherever it is seen: the revision is unusable or unsafe
+    BY_STEP = "by step"  # P0 at the golden path's steps (login and beyond), P1 before them (health, revision)
+    P1 = "P1"  # wherever it is seen: the journey works (performance)
+
+
+class GateClass(StrEnum):
+    """What the traffic gate does with a kind under ``gate.fail_on`` (README, "Severity and exit codes")."""
+
+    CORRECTNESS = "correctness"  # fails under `correctness` and `any`; under `p0` only when P0
+    PERFORMANCE = "performance"  # a warning under the default `correctness`: shared runners are noisy
+    ALWAYS_FAIL = "always-fail"  # the run tested other code than the deploy: fails under every `fail_on`
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    title: str  # may use {detail}, {step} and {subject} (the failure's subject, else its detail)
+    cause: str
+    remediation: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadmeRow:
+    """The kind's row in README's troubleshooting table (markdown, after the kind)."""
+
+    meaning: str
+    usual_cause: str
+    fix: str
+
+
+@dataclass(frozen=True, slots=True)
+class KindInfo:
+    kind: Kind
+    severity: SeverityRule
+    gate: GateClass
+    explanation: Explanation
+    readme: ReadmeRow
+    # What users can no longer do when the harm is not the step it was seen at: the journey works but is unsafe.
+    capability: str | None = None
+    # False: the failure says something about the revision's speed, not that its journey failed.
+    breaks_baseline: bool = True
+
+
+PRIVATE = "trust that their conversation stays private (other users may see their events)"
+UNAUTHENTICATED = "rely on the chat being closed to strangers (it accepts connections without a token)"
+
+_TABLE: tuple[KindInfo, ...] = (
+    KindInfo(
+        Kind.DNS,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The host name does not resolve",
+            "The URL's host name has no DNS record: a typo in the URL, a deleted service, or a domain "
+            "mapping that is not set up.",
+            "Check the URL; for Cloud Run use the service or tag URL from `gcloud run services describe`.",
+        ),
+        ReadmeRow(
+            "the host name does not resolve",
+            "a typo in the URL, a deleted service, a domain mapping not set up",
+            "use the service or tag URL from `gcloud run services describe`",
+        ),
+    ),
+    KindInfo(
+        Kind.CONNECT_REFUSED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Connection refused at the {step} step",
+            "Nothing is listening at that address and port: the container is not serving, or the URL "
+            "points at the wrong port.",
+            "Make the server listen on `0.0.0.0:$PORT` (Cloud Run sets `PORT`, default 8080) and check "
+            "the URL.",
+        ),
+        ReadmeRow(
+            "nothing listens at that address",
+            "the container does not listen on `$PORT`, or the URL has the wrong port",
+            "listen on `0.0.0.0:$PORT`; check the URL",
+        ),
+    ),
+    KindInfo(
+        Kind.TLS,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "TLS handshake failed at the {step} step",
+            "The certificate is invalid for this host, expired, or still being provisioned for a custom "
+            "domain.",
+            "Test the `*.run.app` URL, or wait for the managed certificate of the domain mapping to "
+            "become active.",
+        ),
+        ReadmeRow(
+            "the TLS handshake failed",
+            "an invalid or expired certificate, or a custom domain's certificate still provisioning",
+            "test the `*.run.app` URL, or wait for the managed certificate",
+        ),
+    ),
+    KindInfo(
+        Kind.TIMEOUT,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Timed out at the {step} step",
+            "The server accepted the connection but did not answer within the deadline: a blocked event "
+            "loop, a cold start beyond the deadline, or an agent that never finishes.",
+            "Look at the revision's logs for the request; check for blocking calls in async handlers, "
+            "and set `--min-instances` or raise the deadline if this was a cold start.",
+        ),
+        ReadmeRow(
+            "connected, but no answer within the deadline",
+            "a blocked event loop, a cold start, an agent that never finishes",
+            "read the revision's logs; no blocking calls in async handlers; `--min-instances` or a "
+            "longer deadline",
+        ),
+    ),
+    KindInfo(
+        Kind.HTTP_STATUS,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "{step} answered {subject}",
+            "The endpoint answered with an error status: the app is unhealthy, a dependency is down, or "
+            "the path is wrong.",
+            "Open the revision's logs at the time of the run; check the health endpoint's dependencies "
+            "(database, Redis, LLM keys) and the configured path.",
+        ),
+        ReadmeRow(
+            "health (or an API) answered an error status",
+            "the app or a dependency (database, Redis, LLM key) is down, or the path is wrong",
+            "read the logs at the run's time; check the health endpoint's dependencies and `health.paths`",
+        ),
+    ),
+    KindInfo(
+        Kind.WS_UPGRADE_STATUS,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "WebSocket upgrade answered HTTP {detail}",
+            "The WebSocket upgrade never reached a healthy app: a 502/503 from Cloud Run's front end "
+            "means the container crashed, is not listening, or something in front of it (a load "
+            "balancer, an ingress) does not pass upgrades.",
+            "Check the revision's logs for crashes at the time of the upgrade; make sure the server "
+            "supports WebSockets (e.g. uvicorn with `websockets` installed), use the `*.run.app` URL or "
+            "enable WebSocket support on the load balancer, and raise the request timeout (`--timeout "
+            "3600`) for long sessions.",
+        ),
+        ReadmeRow(
+            "the WebSocket upgrade got an HTTP error (502/503)",
+            "the container crashed or is not listening, or a proxy does not pass upgrades",
+            "check the logs for crashes; serve WebSockets (uvicorn with `websockets`); use the "
+            "`*.run.app` URL or enable upgrades on the load balancer",
+        ),
+    ),
+    KindInfo(
+        Kind.WS_AUTH_REJECTED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "WebSocket authentication rejected (HTTP {detail})",
+            "The server refused a valid token on the WebSocket upgrade: the JWT secret or key differs "
+            "between the token issuer and this revision, the token is read from the wrong place, or the "
+            "handler closes before accepting (Starlette answers such a close with HTTP 403).",
+            "Compare the JWT secret in the revision's environment/Secret Manager version with the "
+            "issuer's; check that the server reads the token where the client offers it (subprotocol "
+            "`jwt.<base64url>` or `Authorization` header) and that `accept()` runs before any "
+            "`close()`.",
+        ),
+        ReadmeRow(
+            "a valid token was refused (401/403)",
+            "the JWT secret differs between issuer and revision, the token is read from elsewhere, or "
+            "`close()` before `accept()`",
+            "compare the secrets; read the token where it is offered; `accept()` before any `close()`",
+        ),
+    ),
+    KindInfo(
+        Kind.WS_SUBPROTOCOL,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "WebSocket subprotocol negotiation failed",
+            "The client offers subprotocols (`jwt-auth`, `jwt.<token>`) and the server did not select "
+            "one of them. Browsers fail such a connection immediately; Python clients raise "
+            "`NegotiationError: no subprotocols supported`.",
+            "Accept with the offered protocol, e.g. `await websocket.accept(subprotocol='jwt-auth')`, "
+            "and make any proxy in front pass `Sec-WebSocket-Protocol` through.",
+        ),
+        ReadmeRow(
+            "none of the offered subprotocols was echoed",
+            "the server accepts without `subprotocol=`, or a proxy strips `Sec-WebSocket-Protocol`",
+            '`await websocket.accept(subprotocol="jwt-auth")`; let the header through the proxy',
+        ),
+    ),
+    KindInfo(
+        Kind.WS_CLOSED_EARLY,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "WebSocket closed before {detail}",
+            "The server closed the connection before the agent finished: a handler that returns or "
+            "cleans up early, a crash in the agent task, or Cloud Run's request timeout.",
+            "Find the close code and reason below in the revision's logs; keep the handler alive until "
+            "the completion event is sent and check the service's request timeout.",
+        ),
+        ReadmeRow(
+            "the socket closed before the completion event",
+            "the handler returns or cleans up early, the agent task crashed, or the request timeout",
+            "find the close code and reason in the logs; keep the handler alive until completion",
+        ),
+    ),
+    KindInfo(
+        Kind.WS_UNAUTHENTICATED_ACCEPTED,
+        SeverityRule.P0,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "WebSocket accepts connections without a token",
+            "A connection with no credentials was accepted: authentication is disabled or bypassed on "
+            "this revision (for example a development flag left on).",
+            "Require a valid token before `accept()` and close with code 1008 otherwise; check the "
+            "revision's environment for auth-bypass flags.",
+        ),
+        ReadmeRow(
+            "a connection without a token was accepted",
+            "authentication disabled or bypassed on this revision",
+            "require a valid token before `accept()`, close 1008 otherwise; remove bypass flags",
+        ),
+        capability=UNAUTHENTICATED,
+    ),
+    KindInfo(
+        Kind.WS_PROTOCOL,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The WebSocket endpoint does not speak the expected protocol",
+            "The server answered with something that is not a valid WebSocket handshake or sent frames "
+            "that are not JSON: the path serves another app, or a proxy rewrites the traffic.",
+            "Check the WebSocket path and what serves it; the evidence shows what came back.",
+        ),
+        ReadmeRow(
+            "the endpoint does not speak WebSocket/JSON",
+            "the path serves another app, or a proxy rewrites traffic",
+            "check `websocket.path` and what serves it",
+        ),
+    ),
+    KindInfo(
+        Kind.LOGIN_FAILED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Login failed",
+            "No token could be obtained: the login endpoint failed, or the configured secret or key is "
+            "missing.",
+            "Check the login endpoint's logs and the credentials given to golden-path.",
+        ),
+        ReadmeRow(
+            "no token could be obtained",
+            "the login endpoint failed, or the secret or key is missing",
+            "check the login endpoint's logs and the credentials given to golden-path",
+        ),
+    ),
+    KindInfo(
+        Kind.EVENT_MISSING,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Event `{detail}` never arrived",
+            "The agent ran (or started) but did not emit this event to the connection: the event is not "
+            "sent, is sent to another connection, or the WebSocket bridge drops it.",
+            "Check that the agent emits this event through the connection's WebSocket bridge (and not "
+            "to a stale or global connection registry) and that the event name matches the protocol.",
+        ),
+        ReadmeRow(
+            "an expected event never arrived",
+            "the event is not sent, sent to another connection, or dropped by the bridge",
+            "emit it through this connection's WebSocket bridge; check the event name",
+        ),
+    ),
+    KindInfo(
+        Kind.EVENT_ORDER,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Events arrived out of order",
+            "The expected events arrived, but not in order: the UI will show progress incorrectly.",
+            "Emit events in order from the agent's lifecycle and await each send.",
+        ),
+        ReadmeRow(
+            "events arrived out of order",
+            "events sent from concurrent tasks without awaiting",
+            "emit in lifecycle order and await each send",
+        ),
+    ),
+    KindInfo(
+        Kind.EVENT_ERROR,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The agent sent an error event (`{detail}`)",
+            "The agent failed while handling the message and reported it over the WebSocket.",
+            "Read the error frame below and the revision's logs for the traceback; common causes are a "
+            "missing LLM API key, an unreachable database, or a tool that raised.",
+        ),
+        ReadmeRow(
+            "the agent sent an error event",
+            "a missing LLM key, an unreachable database, a tool that raised",
+            "read the error frame and the logs' traceback",
+        ),
+    ),
+    KindInfo(
+        Kind.ANSWER_EMPTY,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The agent's final answer is empty",
+            "The completion event arrived without a result: the agent produced nothing or the result is "
+            "put under a field the client does not read.",
+            "Put the answer in `data.result` (or `final_response`) of the completion event.",
+        ),
+        ReadmeRow(
+            "the completion carried no answer",
+            "the agent produced nothing, or the answer is under another field",
+            "put it in `data.result` (or `final_response`)",
+        ),
+    ),
+    KindInfo(
+        Kind.ANSWER_CANNED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The agent answered with a canned fallback",
+            "The final answer matches a fallback pattern: the real agent did not run (missing LLM key, "
+            "a mock left on in this revision, or an exception swallowed into a default message).",
+            "Check the revision's environment for the LLM credentials and mock flags; search the logs "
+            "for the exception that triggered the fallback.",
+        ),
+        ReadmeRow(
+            "the answer is a canned fallback",
+            "the real agent did not run: missing LLM key, a mock left on, a swallowed exception",
+            "check the revision's environment and the logs for the exception",
+        ),
+    ),
+    KindInfo(
+        Kind.SLA_EXCEEDED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The journey took longer than the SLA",
+            "Users waited longer than the agreed time for an answer.",
+            "Use the per-step timings below to find the slow step; check cold starts and the LLM's latency.",
+        ),
+        ReadmeRow(
+            "the journey took longer than `journey.sla_s`",
+            "a cold start, a slow LLM, a slow step",
+            "use the per-step timings to find the slow step",
+        ),
+    ),
+    KindInfo(
+        Kind.ISOLATION_LEAK,
+        SeverityRule.P0,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "A user received another user's events",
+            "Events are routed by something other than the connection that asked: a shared or global "
+            "connection registry, a thread id reused across users, or a broadcast instead of a send.",
+            "Route every event by user and run id to that user's connection only; this is a data leak: "
+            "stop traffic to this revision.",
+        ),
+        ReadmeRow(
+            "a user received another user's events",
+            "a global connection registry, a reused thread id, broadcast instead of send",
+            "route every event by user and run id; stop traffic to this revision",
+        ),
+        capability=PRIVATE,
+    ),
+    KindInfo(
+        Kind.REVISION_NOT_READY,
+        SeverityRule.P0,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The revision is not ready",
+            "Cloud Run reports the new revision not ready, in its own words below: it could not start, or its "
+            "Ready condition turned False while it was being tested (a container that exited, a failed health "
+            "check). Usual causes: a crashing container, a missing secret, a port mismatch, an out-of-memory "
+            "kill.",
+            "Read the reason below and the revision's logs; check the container starts locally with "
+            "`PORT` set.",
+        ),
+        ReadmeRow(
+            "Cloud Run could not start the revision, or its Ready condition turned False during the probe (the "
+            'finding carries Cloud Run\'s reason and message, e.g. "Container called exit(1).")',
+            "a crashing container, a missing secret, a port mismatch, an out-of-memory kill",
+            "read the revision's reason and logs; run the container locally with `PORT` set",
+        ),
+    ),
+    KindInfo(
+        Kind.VERSION_SKEW,
+        SeverityRule.BY_STEP,
+        GateClass.ALWAYS_FAIL,
+        Explanation(
+            "The deployed code is not the expected version",
+            "The deploy succeeded but the URL still serves other code: the tested URL routes to the "
+            "previous revision (no tag, traffic not moved), or the image was built from another commit.",
+            "Deploy with `--tag` and test the tag URL, or move traffic; check the image digest the "
+            "revision runs.",
+        ),
+        ReadmeRow(
+            "the URL serves other code than expected",
+            "the URL routes to the previous revision (no tag, no traffic), or the image is from another "
+            "commit",
+            "deploy with `--tag` and test the tag URL (input `tag`); check the image digest",
+        ),
+    ),
+    KindInfo(
+        Kind.WRONG_SERVICE,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The host serves another service (`{detail}`)",
+            "The health endpoint names another service: the domain mapping or load balancer routes this "
+            "host to the wrong Cloud Run service.",
+            "Fix the domain mapping / URL map so this host routes to the backend service.",
+        ),
+        ReadmeRow(
+            "the health body names another service",
+            "a domain mapping or URL map routes the host to the wrong service",
+            "fix the mapping so the host reaches the backend",
+        ),
+    ),
+    KindInfo(
+        Kind.RATE_LIMITED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Rate limited (HTTP 429) at the {step} step",
+            "The service or a proxy in front of it refused requests for exceeding a rate limit.",
+            "Raise the limit for the test identity or lower `journey.users`; check Cloud Armor rules.",
+        ),
+        ReadmeRow(
+            "HTTP 429",
+            "a rate limit or Cloud Armor rule hits the test identity",
+            "raise the limit for it, or lower `journey.users`",
+        ),
+    ),
+    KindInfo(
+        Kind.IAM_DENIED,
+        SeverityRule.P0,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Google's front end refused the request (HTTP {detail}): IAM, not the app",
+            "The service is private (deployed without `--allow-unauthenticated`) and Cloud Run's front "
+            "end refused the request before the app saw it: no Google-signed ID token was sent, or the "
+            "identity that sent it lacks `roles/run.invoker` on the service. The app's own "
+            "authentication was never reached.",
+            "Grant `roles/run.invoker` on the service to {identity} (`gcloud run services "
+            "add-iam-policy-binding SERVICE --region REGION --member serviceAccount:EMAIL --role "
+            "roles/run.invoker`), or enable ID tokens (`private: true` / `--private`, with Application "
+            "Default Credentials from google-github-actions/auth or an `id-token` input).",
+        ),
+        ReadmeRow(
+            "Google's front end refused the request before the app saw it (401/403 page)",
+            "the service is private and golden-path's identity lacks `roles/run.invoker`, or no ID "
+            "token was sent",
+            "grant `roles/run.invoker` on the service to the identity named in the finding; set "
+            "`private: true`",
+        ),
+    ),
+    KindInfo(
+        Kind.REVISION_NOT_TESTED,
+        SeverityRule.BY_STEP,
+        GateClass.ALWAYS_FAIL,
+        Explanation(
+            "The new revision was not tested",
+            "The revision has no tag URL and receives less than 100% of traffic, so only the service "
+            "URL could be reached, and it is served (in part or in full) by another revision: what "
+            "passed may be the old code.",
+            "Deploy with `--no-traffic --tag pr-N` (and `tag: pr-N`) so golden-path tests the tag URL, "
+            "which serves the new revision alone. Traffic is never moved for an untested revision.",
+        ),
+        ReadmeRow(
+            "only the service URL could be reached while the new revision has less than 100% of traffic",
+            "the revision was deployed without a tag, so other revisions answer that URL",
+            "deploy with `--no-traffic --tag pr-N` and pass `tag`; golden-path then tests the tag URL",
+        ),
+    ),
+    KindInfo(
+        Kind.PERF_REGRESSION,
+        SeverityRule.P1,
+        GateClass.PERFORMANCE,
+        Explanation(
+            "Slower than the serving revision: {subject}",
+            "Measured in the same run, with the same users and runner, the new revision's p95 is beyond "
+            "the allowed factor of the revision serving users now: the runner's network is the same for "
+            "both, so the code or the revision's settings are slower.",
+            "Compare the two revisions' settings (CPU, memory, concurrency, min instances) and the slow "
+            "step's logs; profile the change under review.",
+        ),
+        ReadmeRow(
+            "a p95 is more than `baseline.max_ratio` times (and `baseline.min_delta_ms` over) the "
+            "serving revision's, measured in the same run",
+            "a slower code path, a new dependency call, less CPU or memory on the new revision",
+            "compare the two columns in the report; profile the slower step",
+        ),
+        breaks_baseline=False,
+    ),
+    KindInfo(
+        Kind.PERF_TARGET_MISSED,
+        SeverityRule.P1,
+        GateClass.PERFORMANCE,
+        Explanation(
+            "Performance target missed: {subject}",
+            "The measured p95 is above its target.",
+            "Compare with earlier runs in the history; check cold starts (`--min-instances`), CPU "
+            "allocation and the slow step's logs.",
+        ),
+        ReadmeRow(
+            "a p95 is above its target",
+            "noise on a shared runner, cold starts, CPU allocation, a slow step",
+            "compare with the history; `--min-instances`; `fail-on: any` makes it fail the job",
+        ),
+        breaks_baseline=False,
+    ),
+)
+
+KINDS: dict[Kind, KindInfo] = {info.kind: info for info in _TABLE}
+
+
+def of(kind: Kind) -> KindInfo:
+    return KINDS[kind]
+
+
+def having(*, severity: SeverityRule | None = None, gate: GateClass | None = None) -> frozenset[Kind]:
+    """The kinds with this severity rule and/or gate class."""
+    return frozenset(
+        info.kind
+        for info in _TABLE
+        if (severity is None or info.severity is severity) and (gate is None or info.gate is gate)
+    )
+
+
+def troubleshooting_rows() -> list[str]:
+    """README's troubleshooting table rows (markdown), in this table's order."""
+    return [
+        f"| `{info.kind.value}` | {info.readme.meaning} | {info.readme.usual_cause} | {info.readme.fix} |"
+        for info in _TABLE
+    ]

@@ -1,0 +1,72 @@
+"""What the probe records of one user's journey: raw timings and the event stream as it arrived. Plain data.
+
+The probe (``bot.probe.journey``) fills these while frames arrive, with bounded, constant work per frame; the
+judge (``bot.judge``) turns them into checks once the phase is over, so judging one user never delays the
+frames other users are receiving.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from bot import protocol
+from bot.results import Failure
+
+FRAME_EVIDENCE = 10  # the last frames kept as evidence per user
+EVIDENCE_CHARS = 2000  # per piece of evidence kept
+
+
+@dataclass(slots=True)
+class Timings:
+    """Raw figures from one user's journey (milliseconds), None when the step was not reached."""
+
+    handshake: float | None = None
+    agent_startup: float | None = None  # message sent -> first expected event
+    processing: float | None = None  # first expected event -> completion event
+    max_event_gap: float | None = None
+    total: float | None = None  # login start -> answer
+    events: dict[str, float] = field(default_factory=dict)  # event -> ms after the message was sent
+    message_sent_at: float | None = None  # loop time (CLOCK_MONOTONIC seconds)
+
+    def take(self, stream: Stream, completion_event: str) -> None:
+        """The figures the stream's arrival stamps give (also for a stream a deadline cut short)."""
+        self.message_sent_at = round(stream.sent, 6)
+        if not stream.arrivals:
+            return
+        first = min(stream.arrivals.values())
+        self.agent_startup = round((first - stream.sent) * 1000, 2)
+        self.events = {name: round((at - stream.sent) * 1000, 3) for name, at in stream.arrivals.items()}
+        self.max_event_gap = round(stream.max_gap, 2) if len(stream.arrivals) > 1 else None
+        if stream.completion is not None:
+            self.processing = round((stream.arrivals[completion_event] - first) * 1000, 2)
+
+
+@dataclass(slots=True)
+class Stream:
+    """What one user's event stream showed so far, bounded; judged even when a deadline cuts it short."""
+
+    sent: float  # loop time the first frame was sent
+    arrivals: dict[str, float] = field(default_factory=dict)  # first arrival of each expected event
+    order: list[str] = field(default_factory=list)
+    others: dict[str, int] = field(default_factory=dict)  # frames that are not expected events, by name
+    frames: deque[str] = field(default_factory=lambda: deque(maxlen=FRAME_EVIDENCE))
+    leaks: list[str] = field(default_factory=list)
+    leak_count: int = 0
+    owned: bool = False  # some event named its owner
+    own_nonce_seen: bool = False
+    answer_parts: list[str] = field(default_factory=list)
+    answer_chars: int = 0
+    run_id: str | None = None
+    completion: protocol.Frame | None = None
+    failure: Failure | None = None  # how the stream ended early (error frame, close, stall, deadline)
+    last_expected: float = 0.0
+    max_gap: float = 0.0
+    judged: bool = False
+
+    def evidence(self) -> dict[str, str]:
+        others = ", ".join(f"{name} ×{count}" for name, count in self.others.items())
+        out = {"events received": ", ".join(self.order) or "(none)", "frames": "\n".join(self.frames)}
+        if others:
+            out["other frames"] = others
+        return out

@@ -284,7 +284,7 @@ class _Change:
                     return _Outcome("applied", service, lost=lost)
                 if operation is None:
                     service = api.get_service(self.name)
-                    if not service.reconciling:
+                    if not service.reconciling and service.observed_generation >= service.generation:
                         if _same(entries_of(service), plan.entries):
                             return _Outcome("applied", service, lost=lost)
                         return _Outcome("failed", service, "Cloud Run did not keep the change", lost=lost)

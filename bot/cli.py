@@ -415,14 +415,17 @@ def _build_settings(
 
 
 def _credentials(settings: Settings, env: Mapping[str, str]) -> Credentials:
-    from bot.auth import Credentials
+    from bot.auth import Credentials, parse_users
 
     auth = settings.auth
+    users_env = auth.login.users_env if auth.mode == "login" else None
+    users = parse_users(env[users_env], users_env) if users_env and env.get(users_env) else ()
     return Credentials(
         secret=env.get(auth.secret_env) or None,
         private_key=env.get(auth.private_key_env) or None,
         token=env.get(auth.token_env) or None,
         password=env.get(auth.login.password_env) or None,
+        users=users,
     )
 
 
@@ -628,6 +631,7 @@ def _action_run(
         private_key=secrets_given["jwt-private-key"] or from_env.private_key,
         token=secrets_given["token"] or from_env.token,
         password=secrets_given["login-password"] or from_env.password,
+        users=from_env.users,
     )
     # A re-run with debug logging ("Enable debug logging" sets RUNNER_DEBUG=1) also logs the GitHub request count.
     verbose = env.get("RUNNER_DEBUG") == "1"
@@ -880,7 +884,7 @@ def _run(
     shard: results.Shard | None = None,
 ) -> int:
     in_actions = env.get("GITHUB_ACTIONS") == "true"
-    for secret in (credentials.secret, credentials.private_key, credentials.token, credentials.password):
+    for secret in credentials.secrets():
         redactor.add(secret)
     log = _logger(env, out, err, redactor)
 
@@ -890,6 +894,13 @@ def _run(
             actions.mask(token, out)
 
     from bot import actions, pipeline
+    from bot.auth import PUBLIC_FIELDS
+
+    if in_actions:  # per-user credentials (auth.login.users_env) are values no input masked
+        for entry in credentials.users:
+            for key, value in entry.items():
+                if key not in PUBLIC_FIELDS:
+                    actions.mask(value, out)
     from bot.progress import Progress
 
     progress = Progress(log)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import ExitCode, GoldenPathError, UsageError
-from bot.untrusted import Redactor
+from bot.untrusted import Redactor, show_controls
 
 if TYPE_CHECKING:
     from bot import results
@@ -149,7 +149,7 @@ def main(
 
         from bot import actions
 
-        trace = redactor.clean(traceback.format_exc())
+        trace = show_controls(redactor.clean(traceback.format_exc()), multiline=True)
         print(actions.inert(trace) if env.get("GITHUB_ACTIONS") == "true" else trace, file=err, end="")
         print("golden-path: internal error (a bug in golden-path; the traceback is above)", file=err)
         return int(ExitCode.INFRASTRUCTURE)
@@ -369,13 +369,18 @@ def _settings(
     demo: bool = False,
     err: TextIO | None = None,
 ) -> Settings:
-    from bot.settings import normalise_keys, read_config_file
+    from bot.settings import DeprecatedKey, build_settings, normalise_keys, read_config_file
 
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and DEFAULT_CONFIG.is_file() and not demo:
         config_path = DEFAULT_CONFIG
     file_data: dict[str, Any] = normalise_keys(read_config_file(config_path)) if config_path else {}
     if demo:
+        import warnings
+
+        with warnings.catch_warnings():  # warned about once, below
+            warnings.simplefilter("ignore", DeprecatedKey)
+            build_settings(file_data)  # what the demo ignores must still be well formed
         file_data = {k: v for k, v in file_data.items() if k not in DEMO_IGNORES}
     values = {name: getattr(args, name, None) for name in OVERRIDES}
     overrides: dict[str, Any] = {OVERRIDES[name]: v for name, v in values.items() if v is not None}
@@ -803,11 +808,12 @@ def _report(
 
 
 def _printable(text: str, *, env: Mapping[str, str], redactor: Redactor) -> str:
-    """Text that quotes the system under test, ready for stdout: redacted, and inert in Actions (the runner
-    would otherwise run a ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
+    """Text that quotes the system under test, ready for stdout: redacted, controls shown escaped (an ESC
+    sequence would drive the terminal or the log viewer), and inert in Actions (the runner would otherwise run a
+    ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
     from bot import actions
 
-    text = redactor.clean(text)
+    text = show_controls(redactor.clean(text), multiline=True)
     return actions.inert(text) if env.get("GITHUB_ACTIONS") == "true" else text
 
 
@@ -1002,20 +1008,26 @@ def _conclude(
     # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
     with progress.phase("report"):
         artifacts, markdown = pipeline.write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=redactor,
         )
     with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
         gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     if gated is not run:
         run = redact_strings(gated, redactor)
         artifacts, markdown = pipeline.write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=redactor,
         )
     if not quiet:
         if out.isatty():
             from bot import terminal
 
-            terminal.print_summary(run, report_path=artifacts.report, file=out)
+            terminal.print_summary(run, report_path=artifacts.report, file=out, redactor=redactor)
         else:
             out.write(_printable(markdown, env=env, redactor=redactor))
         out.flush()
@@ -1035,7 +1047,13 @@ def _conclude(
         if settings.github.publish:
             with progress.phase("publish"), progress.waiting("GitHub"):
                 outputs |= _publish(
-                    run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx, verbose=verbose
+                    run,
+                    settings,
+                    token=github_token or "",
+                    log=log,
+                    actions_ctx=actions_ctx,
+                    verbose=verbose,
+                    redactor=redactor,
                 )
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
@@ -1104,6 +1122,7 @@ def _publish(
     log: Callable[[str], None],
     actions_ctx: Any,
     verbose: bool = False,
+    redactor: Redactor | None = None,
 ) -> dict[str, str]:
     from bot import github, publish, report
 
@@ -1140,6 +1159,7 @@ def _publish(
             templates_dir=settings.report.templates_dir,
             max_comment_chars=settings.report.max_comment_chars,
             history_limit=settings.report.history,
+            redactor=redactor,
         )
     finally:
         if verbose:

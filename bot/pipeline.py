@@ -417,17 +417,22 @@ def preflight(settings: Settings, credentials: auth.Credentials | None) -> None:
         ) from None
 
 
-def write_artifacts(run: Run, *, output_dir: Path, templates_dir: Path | None) -> tuple[Artifacts, str]:
-    """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text."""
-    markdown = report.render_report(run, templates_dir=templates_dir)
+def write_artifacts(
+    run: Run, *, output_dir: Path, templates_dir: Path | None, redactor: Redactor | None = None
+) -> tuple[Artifacts, str]:
+    """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text.
+
+    Each file's text passes ``redactor`` as written: a user's template is text we did not write."""
+    clean = redactor.clean if redactor else str
+    markdown = clean(report.render_report(run, templates_dir=templates_dir))
     artifacts = Artifacts(
         results=output_dir / "results.json", report=output_dir / "report.md", junit=output_dir / "junit.xml"
     )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.results.write_text(results.to_json(run), encoding="utf-8")
+        artifacts.results.write_text(clean(results.to_json(run)), encoding="utf-8")
         artifacts.report.write_text(markdown, encoding="utf-8")
-        artifacts.junit.write_text(results.to_junit(run), encoding="utf-8")
+        artifacts.junit.write_text(clean(results.to_junit(run)), encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write the results to {str(output_dir)!r}: {exc.strerror or exc}") from None
     return artifacts, markdown

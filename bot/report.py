@@ -51,6 +51,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -68,6 +69,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from bot.errors import TemplateError
 from bot.impact import format_money
 from bot.results import JOURNEY_STEPS, CheckResult, Finding, Kind, Run, Status, Step, Verdict
+from bot.untrusted import show_controls
 
 GITHUB_COMMENT_LIMIT = 65_536
 INLINE_LIMIT = 500  # characters of untrusted inline text before "… (N more characters)"
@@ -243,7 +245,6 @@ def _history_entry(item: object) -> HistoryEntry | None:
 # -- escaping --------------------------------------------------------------------------------------------------
 
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _AUTOLINK = re.compile(r"(?i)(\b(?:https?|ftp|wss?)://|\bwww\.)")
 _REFERENCE = re.compile(r"(?i)(@(?=[a-z0-9])|#(?=\d)|\bgh-(?=\d))")
 _ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
@@ -261,14 +262,6 @@ def _truncate(text: str, limit: int | None, sep: str = "") -> str:
     if limit is None or len(text) <= limit:
         return text
     return f"{text[:limit]}{sep}… ({len(text) - limit:,} more characters)"
-
-
-def _show_controls(text: str) -> str:
-    def visible(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-    return _CONTROLS.sub(visible, text)
 
 
 def _escape_markdown(text: str, *, leading: bool, autolinks: bool = False) -> str:
@@ -309,13 +302,13 @@ def escape(text: object, limit: int | None = INLINE_LIMIT) -> str:
 def _escape_inline(text: object, limit: int | None, *, autolinks: bool = False) -> str:
     value = _truncate(_text(text), limit)
     value = _LINE_BREAKS.sub(" ", value).replace("\t", " ")
-    return _escape_markdown(_show_controls(value), leading=True, autolinks=autolinks)
+    return _escape_markdown(show_controls(value, multiline=True), leading=True, autolinks=autolinks)
 
 
 def code(text: object, *, table: bool = False, limit: int | None = SPAN_LIMIT) -> str:
     """Untrusted text as an inline code span; ``table=True`` also escapes ``|`` for a table cell."""
     value = _LINE_BREAKS.sub(" ", _truncate(_text(text), limit)).replace("\t", " ")
-    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
+    value = show_controls(value, multiline=True).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
     if table:
         value = value.replace("|", "\\|")
     if not value.strip():
@@ -333,7 +326,7 @@ def code_block(text: object, lang: str = "", *, limit: int | None = CODE_LIMIT) 
     zero-width space, because the raw body is what marker searches read.
     """
     value = _LINE_BREAKS.sub("\n", _truncate(_text(text), limit, sep="\n"))
-    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
+    value = show_controls(value, multiline=True).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
     fence = "`" * max(3, _longest_backtick_run(value) + 1)
     info = re.sub(r"[^A-Za-z0-9_+-]", "", lang)[:20]
     return f"{fence}{info}\n{value.removesuffix(chr(10))}\n{fence}"
@@ -352,7 +345,9 @@ def inline(text: object, limit: int | None = 1_500, *, table: bool = False) -> s
         if index % 2:
             out.append(code(part[1:-1], table=table, limit=None))
         elif part:
-            out.append(_escape_markdown(_show_controls(part.replace("\t", " ")), leading=index == 0))
+            out.append(
+                _escape_markdown(show_controls(part.replace("\t", " "), multiline=True), leading=index == 0)
+            )
     return "".join(out)
 
 
@@ -729,6 +724,36 @@ def builtin_templates_dir() -> Path:
     raise TemplateError(f"the built-in templates are missing (looked in {', '.join(map(str, candidates))})")
 
 
+class _ConfinedLoader(FileSystemLoader):
+    """A user's templates directory: a template whose real path is outside it (a symbolic link to
+    ``/proc/self/environ`` or to a file of secrets) is refused, also when the link appeared after the check."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        _confined(Path(self.searchpath[0]), Path(filename))
+        return source, filename, uptodate
+
+
+def _confined(root: Path, path: Path) -> None:
+    real_root, real = root.resolve(), path.resolve()
+    if real != real_root and not real.is_relative_to(real_root):
+        raise TemplateError(
+            f"templates directory {str(root)!r}: {str(path)!r} is a symbolic link to {str(real)!r}, outside the "
+            "directory; refused (a template could publish any file the runner can read): copy the file in instead"
+        )
+
+
+def _check_links(templates_dir: Path) -> None:
+    """Every symbolic link under ``templates_dir`` (files and directories, not followed) stays inside it."""
+    for folder, dirs, files in os.walk(templates_dir):
+        for name in (*dirs, *files):
+            path = Path(folder, name)
+            if path.is_symlink():
+                _confined(templates_dir, path)
+
+
 def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
     """The sandboxed, strict environment: the user's directory first, then ours (also as ``builtin/``)."""
     builtin = builtin_templates_dir()
@@ -738,7 +763,8 @@ def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
             raise TemplateError(
                 f"templates directory {str(templates_dir)!r} does not exist or is not a directory"
             )
-        loaders.append(FileSystemLoader(templates_dir))
+        _check_links(templates_dir)
+        loaders.append(_ConfinedLoader(templates_dir))
     loaders += [PrefixLoader({"builtin": FileSystemLoader(builtin)}), FileSystemLoader(builtin)]
     env = SandboxedEnvironment(
         loader=ChoiceLoader(loaders),
@@ -1000,7 +1026,7 @@ def render_recovery(
 def issue_title(run: Run, finding: Finding) -> str:
     """A plain-text issue title (titles are not markdown) within GitHub's 256 characters."""
     title = f"{finding.severity.value}: {finding.title} ({run.target.service})"
-    title = _show_controls(_LINE_BREAKS.sub(" ", title)).replace("`", "")
+    title = show_controls(_LINE_BREAKS.sub(" ", title), multiline=True).replace("`", "")
     return title if len(title) <= 256 else title[:255] + "…"
 
 

@@ -16,7 +16,7 @@ import types
 import typing
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -510,6 +510,11 @@ class ReportSettings(_Section):
     max_comment_chars: int = Field(default=65_000, ge=5_000, le=65_536)
     history: int = Field(default=10, ge=0, le=50)
 
+    @field_validator("templates_dir", mode="before")
+    @classmethod
+    def _templates_dir(cls, v: Any) -> Any:
+        return local_path(v)
+
 
 class GitHubSettings(_Section):
     publish: bool = False
@@ -633,6 +638,11 @@ class Settings(_Section):
             return v
         return _base_url(v)
 
+    @field_validator("output_dir", mode="before")
+    @classmethod
+    def _output_dir(cls, v: Any) -> Any:
+        return local_path(v)
+
     @model_validator(mode="after")
     def _gate_needs_cloud_run(self) -> Settings:
         for key, value in (("on_pass", self.gate.on_pass), ("on_fail", self.gate.on_fail)):
@@ -679,6 +689,19 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.?)+$|^[0-9A-
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: what a subprotocol may be
 _TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def local_path(value: Any) -> Any:
+    """A file or directory path as given (str or Path); one with a NUL, a line break or another control
+    character is refused (the OS refuses NUL later with a crash; the others are a mistake or an attack)."""
+    if isinstance(value, str | PurePath) and _CONTROL.search(str(value)):
+        raise ValueError(
+            f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {_short(str(value))}"
+        )
+    return value
 
 
 def _short(value: object) -> str:
@@ -837,6 +860,10 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {_short(str(path))}"
+    if _CONTROL.search(str(path)):
+        raise ConfigError(
+            "", f"{where_file} (--config, the `config` input): expected a path without control characters"
+        )
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -973,9 +1000,13 @@ def _clip(text: str, limit: int = 300) -> str:
 def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> None:
     node = data
     *parents, leaf = dotted.replace("-", "_").split(".")
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = node.get(part)
-        if not isinstance(child, dict):
+        if child is not None and not isinstance(child, dict):
+            # A flag must not paper over a malformed section (`cloud_run: 5` and --project): say what is wrong.
+            where = _show_key(tuple(parents[: depth + 1]))
+            raise ConfigError(where, f"expected a mapping of keys, got {_short(child)}")
+        if child is None:
             child = {}
             node[part] = child
         node = child
@@ -983,16 +1014,23 @@ def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> Non
         node[leaf] = value
 
 
-def normalise_keys(data: Any) -> Any:
-    """Accept `kebab-case` keys as well as `snake_case` (YAML users write both)."""
-    if isinstance(data, dict):
-        return {
-            (k.replace("-", "_") if isinstance(k, str) else k): (
-                v if k in ("claims", "body", "headers") else normalise_keys(v)
+def normalise_keys(data: Any, loc: tuple[Any, ...] = ()) -> Any:
+    """Accept `kebab-case` keys as well as `snake_case` (YAML users write both); one key spelled both ways in
+    one section is a ``ConfigError`` naming both (which one should win?)."""
+    if not isinstance(data, dict):
+        return data
+    out: dict[Any, Any] = {}
+    spelled: dict[Any, Any] = {}
+    for k, v in data.items():
+        key = k.replace("-", "_") if isinstance(k, str) else k
+        if key in spelled:
+            raise ConfigError(
+                _show_key((*loc, key)),
+                f"given twice, as {_short(spelled[key])} and {_short(k)}: keep one spelling",
             )
-            for k, v in data.items()
-        }
-    return data
+        spelled[key] = k
+        out[key] = v if k in ("claims", "body", "headers") else normalise_keys(v, (*loc, key))
+    return out
 
 
 def _first_problem(exc: ValidationError) -> tuple[str, str]:

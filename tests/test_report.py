@@ -714,6 +714,49 @@ def test_render__missing_marker_is_an_error(tmp_path: Path, name: str, source: s
         renders[name]()
 
 
+def test_render_report__a_symbolic_link_leaving_the_templates_dir_is_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("GITHUB_TOKEN=ghs_notForReports0123456789\n")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.md.j2").write_text('{% include "env.txt" %}\n')
+    (templates / "env.txt").symlink_to(secrets)
+    with pytest.raises(TemplateError, match=r"env\.txt' is a symbolic link to .*secrets\.env.*outside"):
+        report.render_report(samples.healthy(), templates_dir=templates)
+
+
+def test_render_report__a_linked_directory_leaving_the_templates_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    templates = tmp_path / "templates"
+    (templates / "nested").mkdir(parents=True)
+    (templates / "nested" / "etc").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(TemplateError, match=r"nested/etc' is a symbolic link"):
+        report.check_templates(templates)
+
+
+def test_render_report__a_link_that_appears_after_the_check_is_refused_when_loaded(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("TOKEN=notForReports\n")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    env = report.environment(templates)
+    (templates / "report.md.j2").symlink_to(secrets)
+    with pytest.raises(TemplateError, match="outside the directory"):
+        env.get_template("report.md.j2")
+
+
+def test_render_report__links_inside_the_templates_dir_are_fine(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "parts").mkdir(parents=True)
+    (templates / "parts" / "footer.md").write_text("Ask #oncall.\n")
+    (templates / "footer.md").symlink_to(templates / "parts" / "footer.md")
+    (templates / "report.md.j2").write_text('{% include "footer.md" %}')
+    (tmp_path / "linked").symlink_to(
+        templates, target_is_directory=True
+    )  # the directory itself may be a link
+    assert report.render_report(samples.healthy(), templates_dir=tmp_path / "linked") == "Ask #oncall.\n"
+
+
 def test_render_report__missing_templates_dir_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match=r"templates directory .*nope.* does not exist"):
         report.render_report(samples.healthy(), templates_dir=tmp_path / "nope")

@@ -34,7 +34,6 @@ class ActionsContext:
     event_name: str | None = None
     event_path: Path | None = None
     sha: str | None = None
-    ref: str | None = None
     run_id: str | None = None
     run_attempt: str | None = None
     step_summary: Path | None = None
@@ -61,7 +60,6 @@ def context_from_env(env: Mapping[str, str]) -> ActionsContext:
         event_name=get("GITHUB_EVENT_NAME"),
         event_path=path("GITHUB_EVENT_PATH"),
         sha=get("GITHUB_SHA"),
-        ref=get("GITHUB_REF"),
         run_id=get("GITHUB_RUN_ID"),
         run_attempt=get("GITHUB_RUN_ATTEMPT"),
         step_summary=path("GITHUB_STEP_SUMMARY"),

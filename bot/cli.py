@@ -369,7 +369,8 @@ def _settings(
     demo: bool = False,
     err: TextIO | None = None,
 ) -> Settings:
-    from bot.settings import DeprecatedKey, build_settings, normalise_keys, read_config_file
+    from bot.config import build_settings, normalise_keys, read_config_file
+    from bot.settings import DeprecatedKey
 
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and DEFAULT_CONFIG.is_file() and not demo:
@@ -409,7 +410,8 @@ def _build_settings(
     """``build_settings``, printing each deprecated key once as a warning that names the new spelling."""
     import warnings
 
-    from bot.settings import DeprecatedKey, build_settings
+    from bot.config import build_settings
+    from bot.settings import DeprecatedKey
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeprecatedKey)
@@ -441,9 +443,9 @@ def _demo(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
     from bot.auth import Credentials
+    from bot.reference.backend import REFERENCE_SERVICE
     from bot.reference.faults import parse_faults
     from bot.reference.process import ReferenceProcess
-    from bot.reference.server import REFERENCE_SERVICE
 
     parse_faults(args.fault)  # a bad fault is a usage error before anything starts
     secret = secrets.token_urlsafe(32)
@@ -533,7 +535,7 @@ def _merge(
     import uuid
 
     from bot import pipeline, results, shards
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import normalise_keys, read_config_file
 
     runs = []
     for path in args.results:
@@ -701,14 +703,14 @@ class OutputLedger:
     def fail(self, reason: str) -> None:
         """Record why the tool failed; when nothing was written yet, every output, with ``verdict=error``."""
         line = " ".join(reason.split())
-        from bot import actions, report
+        from bot import actions, markdown
 
         try:
             if self.written:
                 actions.write_outputs(self.path, {"error": line})
             else:
                 self.write({"verdict": "error", "error": line, "p0-count": "0", "traffic-action": "none"})
-                note = f"### ⚠️ golden-path could not run\n\n{report.escape(line)}\n"
+                note = f"### ⚠️ golden-path could not run\n\n{markdown.escape(line)}\n"
                 actions.append_summary(self.summary, note)
         except OSError:
             pass  # the output file itself is unwritable: the error line on stderr is all that is left
@@ -755,7 +757,7 @@ def _validate(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
     from bot import report
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import normalise_keys, read_config_file
 
     config_path: Path | None = args.config
     if config_path is None and DEFAULT_CONFIG.is_file():
@@ -776,7 +778,7 @@ def _validate(
 def _schema(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
-    from bot.settings import json_schema
+    from bot.config import json_schema
 
     out.write(json_schema())
     return 0
@@ -935,9 +937,9 @@ def _run(
         cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
     logs_reader = None
     if settings.cloud_run.configured and settings.cloud_run.project and settings.logs.mode != "never":
-        from bot import logs  # light: google-cloud-logging itself loads on the first query
+        from bot import server_logs  # light: google-cloud-logging itself loads on the first query
 
-        logs_reader = logs.CloudLogging(
+        logs_reader = server_logs.CloudLogging(
             project=settings.cloud_run.project,
             endpoint=settings.logs.endpoint,
             budget_s=settings.logs.budget_s,

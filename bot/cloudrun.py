@@ -1,6 +1,6 @@
 """Cloud Run Admin API v2: resolve the revision under test, wait until it is ready, read its facts.
 
-Every call goes through ``bot.admin_api.Api`` (patient reads, errors translated once into ``CloudRunError``,
+Every call goes through ``bot.cloudrun_api.Api`` (patient reads, errors translated once into ``CloudRunError``,
 exit code 3, with a fix). Traffic changes are ``bot.rollout``'s. ``google.cloud.run_v2`` is imported lazily:
 importing it costs ~0.4 s, and ``--url`` runs never need it.
 
@@ -20,7 +20,6 @@ Facts this module relies on (google-cloud-run 0.16, REST transport):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +27,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot import admin_api, waits
-from bot.admin_api import ADC_HINT, Api, Waiter
+from bot import hosts, server_logs, timestamps, waits
+from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, last_segment
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, ContainerImage, Failure, Kind, Status, Step, Target
 from bot.settings import CloudRunSettings, VersionSettings
@@ -38,16 +37,6 @@ if TYPE_CHECKING:
     from google.cloud import run_v2
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-
-
-@dataclass(frozen=True)
-class CloudRunClients:
-    services: run_v2.ServicesClient
-    revisions: run_v2.RevisionsClient
-
-    def close(self) -> None:
-        self.services.transport.close()  # type: ignore[no-untyped-call]
-        self.revisions.transport.close()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -80,7 +69,7 @@ def make_clients(*, endpoint: str | None) -> CloudRunClients:
         parts = urlsplit(endpoint)
         options = ClientOptions(api_endpoint=endpoint.rstrip("/"))
         if parts.scheme == "http":
-            if not _is_loopback(parts.hostname):
+            if not hosts.is_local_http(endpoint):
                 raise ConfigError(
                     "cloud_run.endpoint",
                     f"plain http:// is only allowed for a local stand-in on loopback (127.0.0.1, localhost, "
@@ -108,17 +97,6 @@ def _default_credentials() -> Any:
     except DefaultCredentialsError as exc:
         raise CloudRunError(f"no Google Cloud credentials found: {ADC_HINT}") from exc
     return credentials
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- resolve -------------------------------------------------------------------------------------------------
@@ -152,7 +130,7 @@ def resolve(
         wanted = settings.revision or service.latest_created_revision
     if not wanted:
         raise CloudRunError(f"service {service_name} has no revision yet: deploy it before checking it")
-    short = admin_api.short(wanted)
+    short = last_segment(wanted)
     revision_name = f"{service_name}/revisions/{short}"
 
     waiter = Waiter(timeout_s=settings.ready_timeout_s, sleep=sleep, clock=clock, progress=progress)
@@ -219,7 +197,7 @@ def resolve(
         revision_url=routing.tag_url,
         image=image,
         digest=digest,
-        created=_rfc3339(revision.create_time),
+        created=_created(revision.create_time),
         traffic_percent=routing.percent,
         previous_revision=_previous_revision(api, service, short, revision),
         labels=dict(revision.labels),
@@ -252,7 +230,7 @@ def _readiness(revision: run_v2.Revision) -> _Readiness:
     if ready is None:
         return _Readiness("pending", "no Ready condition yet", "", "")
     reason, message = _reason(ready), ready.message
-    since = _rfc3339(ready.last_transition_time)
+    since = _created(ready.last_transition_time)
     if ready.state == states.CONDITION_SUCCEEDED:
         return _Readiness("ready", ready.state.name, reason, message)
     if ready.state == states.CONDITION_FAILED:
@@ -382,10 +360,10 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
     from google.cloud import run_v2
 
     latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-    latest_ready = admin_api.short(service.latest_ready_revision)
+    latest_ready = last_segment(service.latest_ready_revision)
     percent, tag_url, tag_name = 0, None, None
     for status in service.traffic_statuses:
-        by_revision = admin_api.short(status.revision)
+        by_revision = last_segment(status.revision)
         resolved = by_revision or (latest_ready if status.type_ == latest else "")
         if resolved != short:
             continue
@@ -396,7 +374,7 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
         if usable and status.uri and tag_url is None:
             tag_url, tag_name = status.uri, status.tag
     tagged = any(
-        t.tag and (t.tag == tag if tag else admin_api.short(t.revision) == short) for t in service.traffic
+        t.tag and (t.tag == tag if tag else last_segment(t.revision) == short) for t in service.traffic
     )
     return _Routing(percent=percent, tag_url=tag_url, tag_pending=tagged and tag_url is None, tag=tag_name)
 
@@ -415,7 +393,7 @@ def _revision_for_tag(service: run_v2.Service, tag: str) -> str:
     existing = ", ".join(tags) if tags else "none (deploy with `--tag`)"
     raise ConfigError(
         "cloud_run.tag",
-        f"no revision of service {admin_api.short(service.name)} carries tag {tag!r}; tags that exist: {existing}",
+        f"no revision of service {last_segment(service.name)} carries tag {tag!r}; tags that exist: {existing}",
     )
 
 
@@ -439,10 +417,10 @@ def _not_tested_check(short: str, percent: int, service_url: str) -> CheckResult
 
 def serving(service: run_v2.Service) -> dict[str, int]:
     """Revision short name -> percent of traffic it receives now (LATEST resolved to the latest ready)."""
-    latest_ready = admin_api.short(service.latest_ready_revision)
+    latest_ready = last_segment(service.latest_ready_revision)
     shares: dict[str, int] = {}
     for status in service.traffic_statuses:
-        name = admin_api.short(status.revision) or latest_ready
+        name = last_segment(status.revision) or latest_ready
         if name and status.percent:
             shares[name] = shares.get(name, 0) + status.percent
     return shares
@@ -458,13 +436,13 @@ def _previous_revision(
     created = revision.create_time
     best: run_v2.Revision | None = None
     for candidate in api.list_revisions(service.name):
-        if admin_api.short(candidate.name) == short or _readiness(candidate).state != "ready":
+        if last_segment(candidate.name) == short or _readiness(candidate).state != "ready":
             continue
         if created and candidate.create_time and candidate.create_time >= created:
             continue
         if best is None or (candidate.create_time and candidate.create_time > best.create_time):
             best = candidate
-    return admin_api.short(best.name) if best is not None else None
+    return last_segment(best.name) if best is not None else None
 
 
 # -- image digest --------------------------------------------------------------------------------------------
@@ -566,20 +544,18 @@ def logs_url(
     *, project: str, service: str, revision: str, start: str, end: str, region: str | None = None
 ) -> str:
     """A Logs Explorer link: the revision's logs over the run's window (start to end + 1 min, as log entries
-    arrive late). The same query and link format as the logs under each finding (``bot.logs``)."""
-    from bot import logs
-
-    where = logs.Where(project=project, region=region, service=service, revision=revision)
-    since = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    until = datetime.fromisoformat(end.replace("Z", "+00:00")) + timedelta(minutes=1)
-    return logs.explorer_url(project, logs.revision_filter(where), since, until)
+    arrive late). The same query and link format as the logs under each finding (``bot.server_logs``)."""
+    where = server_logs.Where(project=project, region=region, service=service, revision=revision)
+    since = timestamps.parse(start)
+    until = timestamps.parse(end) + timedelta(minutes=1)
+    return server_logs.explorer_url(project, server_logs.revision_filter(where), since, until)
 
 
 # -- small helpers -------------------------------------------------------------------------------------------
 
 
-def _rfc3339(value: Any) -> str | None:
+def _created(value: Any) -> str | None:
+    """The API's time (a datetime; nanoseconds are not kept) as RFC 3339 at its own precision."""
     if not value:
         return None
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return str(text).replace("+00:00", "Z")
+    return timestamps.rfc3339(value, "auto") if isinstance(value, datetime) else str(value)

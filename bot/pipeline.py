@@ -15,10 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bot import auth, diagnose, iam, idtoken, impact, kinds, report, results, shards
+from bot import (
+    auth,
+    diagnose,
+    iam,
+    idtoken,
+    impact,
+    kinds,
+    report,
+    results,
+    server_logs,
+    shards,
+    timestamps,
+    tracing,
+)
 from bot import baseline as baseline_stage
-from bot import logs as server_logs
-from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.kinds import GateClass
 from bot.probe import journey
@@ -39,7 +50,7 @@ from bot.settings import Settings
 from bot.untrusted import Redactor
 
 if TYPE_CHECKING:
-    from bot.cloudrun import CloudRunClients
+    from bot.cloudrun_api import CloudRunClients
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +195,7 @@ def execute(
         run_id=run_id,
         started_at=started_at,
         finished_at=finished_at,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=timestamps.elapsed_ms(started),
         verdict=verdict,
         target=replace(target, serving_version=serving_version),
         checks=tuple(checks),
@@ -361,7 +372,7 @@ def apply_gate(
         log(f"warning: {taken.message}")  # an annotation in Actions: the gate did not do what was asked
         return replace(run, traffic_actions=(*run.traffic_actions, taken))
     try:
-        taken = rollout.apply_gate(
+        taken = rollout.move_traffic(
             clients=cloud_run,
             target=run.target,
             action=action,
@@ -439,4 +450,4 @@ def write_artifacts(
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return timestamps.rfc3339(datetime.now(UTC), "seconds")

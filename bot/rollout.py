@@ -23,8 +23,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from bot import traffic, waits
-from bot.admin_api import FIRST_RETRY_DELAY_S, MAX_RETRY_DELAY_S, Api, Waiter, one_line, short, transient
-from bot.cloudrun import CloudRunClients, serving
+from bot.cloudrun import serving
+from bot.cloudrun_api import (
+    FIRST_RETRY_DELAY_S,
+    MAX_RETRY_DELAY_S,
+    Api,
+    CloudRunClients,
+    Waiter,
+    api_message,
+    last_segment,
+    transient,
+)
 from bot.errors import CloudRunError
 from bot.results import Target, TrafficAction
 
@@ -37,7 +46,7 @@ PROGRESS_EVERY_S = 5.0  # a long-running operation is polled (and reported) at l
 NOTHING_TO_ROLL_BACK = "nothing to roll back: the tested revision served no traffic"
 
 
-def apply_gate(
+def move_traffic(
     *,
     clients: CloudRunClients,
     target: Target,
@@ -107,7 +116,7 @@ class _Change:
 
     @property
     def service_id(self) -> str:
-        return short(self.name)
+        return last_segment(self.name)
 
     def run(self) -> TrafficAction:
         current = self.api.get_service(self.name)
@@ -120,7 +129,7 @@ class _Change:
             return TrafficAction(
                 self.action, "", 0, False, message, error=True, refused=True, before=now, after=now
             )
-        latest_ready = short(current.latest_ready_revision)
+        latest_ready = last_segment(current.latest_ready_revision)
         planned = traffic.shares(plan.entries, latest_ready)
         if self.action == "rollback" and plan.entries == entries_of(current):
             message = "nothing to roll back: the tested revision serves no traffic now"
@@ -152,7 +161,7 @@ class _Change:
         entries = traffic.rollback(
             spec,
             tested=self.tested,
-            latest_ready=short(service.latest_ready_revision),
+            latest_ready=last_segment(service.latest_ready_revision),
             destination=where.revision,
         )
         return _Plan(where.revision, entries, where.why)
@@ -169,7 +178,7 @@ class _Change:
                 if _is_conflict(exc):
                     if conflict_retried:
                         raise CloudRunError(
-                            f"service {self.name} changed again while trying to {self.action} ({one_line(exc)}): "
+                            f"service {self.name} changed again while trying to {self.action} ({api_message(exc)}): "
                             "re-run to act on its current state"
                         ) from exc
                     current, plan = self._after_conflict(current, exc)
@@ -187,26 +196,26 @@ class _Change:
                     if api.clock() - start + wait > api.retry_timeout_s:
                         raise CloudRunError(
                             f"Cloud Run API {found.label} for update traffic on {self.name} after retrying for "
-                            f"{api.retry_timeout_s:g} s: {one_line(exc)}; the service's traffic is unchanged"
+                            f"{api.retry_timeout_s:g} s: {api_message(exc)}; the service's traffic is unchanged"
                         ) from exc
                     api.progress(
-                        f"Cloud Run API {found.label} ({one_line(exc)}): the service is unchanged, so the update "
+                        f"Cloud Run API {found.label} ({api_message(exc)}): the service is unchanged, so the update "
                         f"was not applied: sending it again in {wait:g} s"
                     )
                     api.sleep(wait)
                     delay = min(delay * 2, MAX_RETRY_DELAY_S)
                     continue
                 if _same(entries_of(fresh), plan.entries):
-                    lost = one_line(exc)
+                    lost = api_message(exc)
                     api.progress(
                         f"{self.action}: Cloud Run answered the update with an error ({lost}), but the service's "
                         "traffic now asks for it: reading the service until Cloud Run has applied it"
                     )
                     return self._await(None, plan, lost=lost), plan
                 raise CloudRunError(
-                    f"Cloud Run answered the update of {self.name} with an error ({one_line(exc)}) and another "
+                    f"Cloud Run answered the update of {self.name} with an error ({api_message(exc)}) and another "
                     f"writer changed the service meanwhile (its traffic now asks for "
-                    f"{traffic.describe(traffic.shares(entries_of(fresh), short(fresh.latest_ready_revision)))}): "
+                    f"{traffic.describe(traffic.shares(entries_of(fresh), last_segment(fresh.latest_ready_revision)))}): "
                     "re-run to act on its current state"
                 ) from exc
             return self._await(operation, plan, lost=""), plan
@@ -230,9 +239,9 @@ class _Change:
         """Another writer landed first: plan again from its result, unless it touched the tested revision."""
         fresh = self.api.get_service(self.name)
         if _tested_state(fresh, self.tested) != _tested_state(current, self.tested):
-            latest = short(fresh.latest_ready_revision)
+            latest = last_segment(fresh.latest_ready_revision)
             raise CloudRunError(
-                f"service {self.name} changed while trying to {self.action} ({one_line(exc)}): another writer "
+                f"service {self.name} changed while trying to {self.action} ({api_message(exc)}): another writer "
                 f"changed the traffic or tags of {self.tested} (the service now asks for "
                 f"{traffic.describe(traffic.shares(entries_of(fresh), latest))}): left as it is; re-run to act "
                 "on its current state"
@@ -263,7 +272,7 @@ class _Change:
         )
         awaited = f"Cloud Run to apply the traffic change on service {self.service_id}"
         if operation is not None:
-            awaited += f", operation {short(operation.name)}"
+            awaited += f", operation {last_segment(operation.name)}"
         try:
             while True:
                 if operation is not None and not operation.done:
@@ -271,7 +280,7 @@ class _Change:
                         operation = api.get_operation(operation.name, service=self.name)
                     except CloudRunError as exc:
                         api.progress(
-                            f"{self.action}: cannot read operation {short(operation.name)} ({exc}): reading the "
+                            f"{self.action}: cannot read operation {last_segment(operation.name)} ({exc}): reading the "
                             "service until Cloud Run has applied the change"
                         )
                         operation = None
@@ -295,7 +304,7 @@ class _Change:
 
     def _record(self, outcome: _Outcome, plan: _Plan, *, before: dict[str, int]) -> TrafficAction:
         service = outcome.service
-        latest = short(service.latest_ready_revision) if service is not None else ""
+        latest = last_segment(service.latest_ready_revision) if service is not None else ""
         after = serving(service) if service is not None else {}
         requested = traffic.shares(entries_of(service), latest) if service is not None else {}
         planned = traffic.shares(plan.entries, latest)
@@ -351,7 +360,9 @@ def entries_of(service: run_v2.Service) -> tuple[traffic.Entry, ...]:
 
     latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
     return tuple(
-        traffic.Entry(None if t.type_ == latest and not t.revision else short(t.revision), t.percent, t.tag)
+        traffic.Entry(
+            None if t.type_ == latest and not t.revision else last_segment(t.revision), t.percent, t.tag
+        )
         for t in service.traffic
     )
 
@@ -384,7 +395,7 @@ def _same(a: tuple[traffic.Entry, ...], b: tuple[traffic.Entry, ...]) -> bool:
 def _tested_state(service: run_v2.Service, tested: str) -> tuple[int, tuple[str, ...]]:
     """The tested revision's share of the spec and its tags: what a concurrent writer must not have changed."""
     entries = entries_of(service)
-    share = traffic.shares(entries, short(service.latest_ready_revision)).get(tested, 0)
+    share = traffic.shares(entries, last_segment(service.latest_ready_revision)).get(tested, 0)
     return share, tuple(sorted(e.tag for e in entries if e.revision == tested and e.tag))
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot import report
+from bot import markdown
 from bot.results import Run, Severity, Status, Verdict
 from bot.untrusted import Redactor, show_controls
 
@@ -62,9 +62,9 @@ def _print(console: Console, run: Run, *, report_path: Path) -> None:
                 status = Text("measured")  # no target to pass or miss
             table.add_row(
                 _plain(metric.label),
-                _plain(report.measure(metric.p50, metric.unit)),
-                _plain(report.measure(metric.p95, metric.unit)),
-                _plain(report.measure(metric.target, metric.unit)),
+                _plain(markdown.measure(metric.p50, metric.unit)),
+                _plain(markdown.measure(metric.p95, metric.unit)),
+                _plain(markdown.measure(metric.target, metric.unit)),
                 status,
             )
         console.print(table)

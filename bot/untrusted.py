@@ -87,6 +87,16 @@ _PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
 
 
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (a 10 MB value still gives a short line)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to a readable length: how a message quotes a value it refuses."""
+    return cut(repr(value), limit)
+
+
 def secret_forms(secret: str) -> set[str]:
     """Every spelling of ``secret`` a server or a renderer might produce: raw, base64 (url-safe and standard),
     JSON-escaped (``\\/``, ``\\"``, ``\\u00e9``), URL- and HTML-encoded, and each long line of a multi-line key."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot import admin_api, cloudrun, waits
+from bot import cloudrun, cloudrun_api, waits
 from bot.errors import CloudRunError, ConfigError, ExitCode
 from bot.results import Kind, Status, Step
 from bot.settings import VersionSettings
@@ -585,9 +585,9 @@ def test_resolve__a_retry_after_beyond_the_budget_gives_up_at_once_saying_rate_l
 def test_retry_after__seconds_and_http_dates() -> None:
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
-    assert admin_api.retry_after("7") == 7
-    assert admin_api.retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30
-    assert admin_api.retry_after("soon") is None and admin_api.retry_after(None) is None
+    assert cloudrun_api.retry_after("7") == 7
+    assert cloudrun_api.retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30
+    assert cloudrun_api.retry_after("soon") is None and cloudrun_api.retry_after(None) is None
 
 
 # -- the ingress container -------------------------------------------------------------------------------------
@@ -698,17 +698,17 @@ def test_standin__every_body_it_served_parses_strictly_as_the_v2_messages(
     api.set_traffic("chat", [Route(None, 100, tag="head"), Route(OLD, 0, tag="stable")])
     target = resolve(clients, fake_time, lines).target
     api.operation_polls, api.fail_after_update = 1, [503]
-    rollout.apply_gate(
+    rollout.move_traffic(
         clients=clients, target=target, action="rollback", progress=lines.append, rollback_to="stable",
         sleep=fake_time.sleep, clock=fake_time.clock,
     )  # fmt: skip
     api.operation_polls = 2
-    rollout.apply_gate(
+    rollout.move_traffic(
         clients=clients, target=target, action="promote", progress=lines.append, sleep=fake_time.sleep,
         clock=fake_time.clock,
     )  # fmt: skip
     api.operation_polls = 0
-    rollout.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+    rollout.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
     rechecks = [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
     rechecks += [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
     assert rechecks[0] is None and rechecks[1] is not None  # ready for two reads in all, then Ready=False

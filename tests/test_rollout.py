@@ -48,7 +48,7 @@ def lines() -> list[str]:
 def rollback(
     clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
 ) -> Any:
-    return rollout.apply_gate(
+    return rollout.move_traffic(
         clients=clients,
         target=target,
         action="rollback",
@@ -62,7 +62,7 @@ def rollback(
 # -- promote ---------------------------------------------------------------------------------------------------
 
 
-def test_apply_gate__promote(
+def test_move_traffic__promote(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -73,7 +73,7 @@ def test_apply_gate__promote(
     )
     target = resolved(api, clients)
 
-    action = rollout.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+    action = rollout.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
 
     assert (action.action, action.revision, action.percent, action.applied) == ("promote", NEW, 100, True)
     (update,) = api.updates()
@@ -89,27 +89,27 @@ def test_apply_gate__promote(
     assert resolve(clients, FakeTime(), []).target.url == TAG_URL
 
 
-def test_apply_gate__promote_waits_for_the_operation(
+def test_move_traffic__promote_waits_for_the_operation(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     deploy_tagged(api)
     target = resolved(api, clients)
     api.operation_polls = 1
 
-    action = rollout.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+    action = rollout.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
 
     assert action.applied
     assert any("/operations/" in r.path for r in api.requests)
     assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
 
 
-def test_apply_gate__service_name_given_apart_from_the_display_name(
+def test_move_traffic__service_name_given_apart_from_the_display_name(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     deploy_tagged(api)
     target = replace(resolved(api, clients), service="Chat backend (prod)")
 
-    action = rollout.apply_gate(
+    action = rollout.move_traffic(
         clients=clients, target=target, action="promote", progress=lines.append, service="chat"
     )
 
@@ -117,7 +117,7 @@ def test_apply_gate__service_name_given_apart_from_the_display_name(
     assert api.updates()[0].path == "/v2/projects/p/locations/r/services/chat"
 
 
-def test_apply_gate__403_names_the_developer_role(
+def test_move_traffic__403_names_the_developer_role(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -125,7 +125,7 @@ def test_apply_gate__403_names_the_developer_role(
     api.inject(403, method="PATCH")
 
     with pytest.raises(CloudRunError) as caught:
-        rollout.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+        rollout.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
 
     assert "run.services.update" in str(caught.value) and "roles/run.developer" in str(caught.value)
 
@@ -133,7 +133,7 @@ def test_apply_gate__403_names_the_developer_role(
 def gate(
     clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
 ) -> Any:
-    return rollout.apply_gate(
+    return rollout.move_traffic(
         clients=clients,
         target=target,
         action="promote",
@@ -144,7 +144,7 @@ def gate(
     )
 
 
-def test_apply_gate__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
+def test_move_traffic__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -161,7 +161,7 @@ def test_apply_gate__operation_unfinished_for_many_polls_reports_progress_at_lea
     assert (action.before, action.after) == ({OLD: 100}, {NEW: 100})
 
 
-def test_apply_gate__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
+def test_move_traffic__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -177,7 +177,7 @@ def test_apply_gate__failed_operation_is_a_recorded_error_with_the_traffic_cloud
     assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(OLD, 100)]
 
 
-def test_apply_gate__operation_past_its_deadline_records_what_the_spec_asks_and_what_serves(
+def test_move_traffic__operation_past_its_deadline_records_what_the_spec_asks_and_what_serves(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -196,7 +196,7 @@ def test_apply_gate__operation_past_its_deadline_records_what_the_spec_asks_and_
 # -- lost answers, failing polls, conflicts --------------------------------------------------------------------
 
 
-def test_apply_gate__a_write_applied_then_answered_503_is_found_applied_by_reading_the_service(
+def test_move_traffic__a_write_applied_then_answered_503_is_found_applied_by_reading_the_service(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -216,7 +216,7 @@ def test_apply_gate__a_write_applied_then_answered_503_is_found_applied_by_readi
     assert any("reading the service until Cloud Run has applied it" in line for line in lines)
 
 
-def test_apply_gate__a_write_answered_500_that_did_not_apply_is_sent_again(
+def test_move_traffic__a_write_answered_500_that_did_not_apply_is_sent_again(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -230,7 +230,7 @@ def test_apply_gate__a_write_answered_500_that_did_not_apply_is_sent_again(
     assert api.routes("chat") == [Route(NEW, 100, tag="pr-7")]
 
 
-def test_apply_gate__a_write_refused_until_the_budget_ends_is_an_error_saying_nothing_changed(
+def test_move_traffic__a_write_refused_until_the_budget_ends_is_an_error_saying_nothing_changed(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -245,7 +245,7 @@ def test_apply_gate__a_write_refused_until_the_budget_ends_is_an_error_saying_no
     assert api.routes("chat") == [Route(OLD, 100), Route(NEW, 0, tag="pr-7")]
 
 
-def test_apply_gate__operation_polls_answered_429_and_500_are_retried_honouring_retry_after(
+def test_move_traffic__operation_polls_answered_429_and_500_are_retried_honouring_retry_after(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -263,7 +263,7 @@ def test_apply_gate__operation_polls_answered_429_and_500_are_retried_honouring_
     assert api.routes("chat") == [Route(NEW, 100, tag="pr-7")]
 
 
-def test_apply_gate__operation_polls_failing_for_good_fall_back_to_reading_the_service(
+def test_move_traffic__operation_polls_failing_for_good_fall_back_to_reading_the_service(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -278,7 +278,7 @@ def test_apply_gate__operation_polls_failing_for_good_fall_back_to_reading_the_s
     assert action.after == {NEW: 100}
 
 
-def test_apply_gate__etag_conflict_with_the_tested_revision_unchanged_is_retried_once(
+def test_move_traffic__etag_conflict_with_the_tested_revision_unchanged_is_retried_once(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -297,7 +297,7 @@ def test_apply_gate__etag_conflict_with_the_tested_revision_unchanged_is_retried
     assert any("etag conflict" in line and "retrying once" in line for line in lines)
 
 
-def test_apply_gate__etag_conflict_that_changed_the_tested_revision_is_left_alone(
+def test_move_traffic__etag_conflict_that_changed_the_tested_revision_is_left_alone(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -314,7 +314,7 @@ def test_apply_gate__etag_conflict_that_changed_the_tested_revision_is_left_alon
 # -- rollback: only to what served users -----------------------------------------------------------------------
 
 
-def test_apply_gate__rollback_of_a_preview_that_served_no_traffic_changes_nothing(
+def test_move_traffic__rollback_of_a_preview_that_served_no_traffic_changes_nothing(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -338,7 +338,7 @@ def test_apply_gate__rollback_of_a_preview_that_served_no_traffic_changes_nothin
     assert api.routes("chat") == [Route(r.revision, r.percent, r.tag) for r in routes]  # the canary stays
 
 
-def test_apply_gate__rollback_with_latest_routing_and_no_known_good_revision_is_refused(
+def test_move_traffic__rollback_with_latest_routing_and_no_known_good_revision_is_refused(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -358,7 +358,7 @@ def test_apply_gate__rollback_with_latest_routing_and_no_known_good_revision_is_
     assert api.routes("chat") == [Route(None, 100), Route(PREVIEW, 0, tag="pr-8")]
 
 
-def test_apply_gate__rollback_of_latest_routing_to_the_known_good_tag(
+def test_move_traffic__rollback_of_latest_routing_to_the_known_good_tag(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -386,7 +386,7 @@ def test_apply_gate__rollback_of_latest_routing_to_the_known_good_tag(
     assert any("carries the known-good tag stable" in line for line in lines)
 
 
-def test_apply_gate__rollback_of_a_canary_moves_only_its_share(
+def test_move_traffic__rollback_of_a_canary_moves_only_its_share(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -405,7 +405,7 @@ def test_apply_gate__rollback_of_a_canary_moves_only_its_share(
     assert action.after == {OLD: 90, CANARY: 10}
 
 
-def test_apply_gate__rollback_after_a_promotion_goes_back_to_the_revision_that_served_before(
+def test_move_traffic__rollback_after_a_promotion_goes_back_to_the_revision_that_served_before(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -431,7 +431,7 @@ def test_apply_gate__rollback_after_a_promotion_goes_back_to_the_revision_that_s
         ([Route(NEW, 100, tag="stable")], f"names the tested revision {NEW} itself"),
     ],
 )
-def test_apply_gate__a_known_good_tag_that_names_no_other_fixed_revision_is_refused(
+def test_move_traffic__a_known_good_tag_that_names_no_other_fixed_revision_is_refused(
     api: CloudRunStandIn,
     clients: cloudrun.CloudRunClients,
     fake_time: FakeTime,

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import build_settings, read_config_file
 from bot.errors import ConfigError, ExitCode
-from bot.settings import DeprecatedKey, build_settings, read_config_file
+from bot.settings import DeprecatedKey
 
 
 def test_build_settings__defaults_match_the_design():
@@ -287,7 +288,7 @@ def test_read_config_file__fuzzed_files_are_settings_or_one_config_error(tmp_pat
 
 
 def test_build_settings__cloud_run_tag_is_a_plain_optional_field():
-    from bot.settings import build_settings
+    from bot.config import build_settings
 
     assert build_settings({}).cloud_run.tag is None
     settings = build_settings({"cloud-run": {"project": "p", "region": "r", "service": "s", "tag": "pr-7"}})
@@ -295,7 +296,7 @@ def test_build_settings__cloud_run_tag_is_a_plain_optional_field():
 
 
 def test_build_settings__fail_on_defaults_to_correctness_and_keeps_any_and_p0():
-    from bot.settings import build_settings
+    from bot.config import build_settings
 
     assert build_settings({}).gate.fail_on == "correctness"
     assert {build_settings({"gate": {"fail_on": v}}).gate.fail_on for v in ("any", "p0")} == {"any", "p0"}

@@ -122,7 +122,7 @@ def _b64(text: str) -> str:
 def test_repr__credentials_settings_and_context_never_show_secrets() -> None:
     from bot.actions import ActionsContext
     from bot.auth import Credentials, Identity
-    from bot.settings import build_settings
+    from bot.config import build_settings
 
     secret = "repr-secret-0123456789"
     shown = repr(Credentials(secret=secret, private_key=secret, token=secret, password=secret))

@@ -1,11 +1,12 @@
-"""Calls to the Cloud Run Admin API v2 that survive its bad moments, and one translation of its errors.
+"""Calling the Cloud Run Admin API v2: the clients, reads that survive its bad moments, every Google error
+translated once into a ``CloudRunError`` that names the resource and the fix, and bounded waiting with backoff.
 
 Every read (a service, a revision, a listing, an operation) is retried on 429, 500, 503 and 504 and on a lost
 connection, with exponential backoff that honours ``Retry-After``, within ``retry_timeout_s``; a 429 is said to
 be "rate limited". The library's own retry is switched off (``retry=None``): it ignores ``Retry-After``, does not
 retry 429 or 500, and would replay a write whose answer was lost. Writes are never replayed here: the caller
-reads what Cloud Run did instead (``bot.rollout``). Every failure leaves as ``CloudRunError`` (exit code 3)
-naming the resource and the fix.
+reads what Cloud Run did instead (``bot.rollout``). ``bot.cloudrun`` resolves revisions through ``Api``;
+``google.cloud.run_v2`` is imported lazily (it costs ~0.4 s, and ``--url`` runs never need it).
 
 The time functions are injected (``sleep``, ``clock``) so tests run the backoff without waiting.
 """
@@ -21,13 +22,11 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from bot import waits
-from bot.errors import CloudRunError
+from bot.errors import CloudRunError, message_of
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
     from google.longrunning import operations_pb2
-
-    from bot.cloudrun import CloudRunClients
 
 T = TypeVar("T")
 
@@ -43,6 +42,16 @@ WRITE_ROLE = (
     "roles/run.developer (updating a service may also need roles/iam.serviceAccountUser "
     "on its runtime service account)"
 )
+
+
+@dataclass(frozen=True)
+class CloudRunClients:
+    services: run_v2.ServicesClient
+    revisions: run_v2.RevisionsClient
+
+    def close(self) -> None:
+        self.services.transport.close()  # type: ignore[no-untyped-call]
+        self.revisions.transport.close()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +127,7 @@ class Api:
             pager = self.clients.revisions.list_revisions(
                 request=run_v2.ListRevisionsRequest(parent=parent, page_size=50), retry=None, timeout=timeout
             )
-            return first(pager, MAX_LISTED_REVISIONS)
+            return _first(pager, MAX_LISTED_REVISIONS)
 
         return self.read(listed, what="list revisions", resource=parent, permission="run.revisions.list")
 
@@ -152,7 +161,7 @@ class Api:
                     raise self.gave_up(exc, found, what=what, resource=resource, wait=wait) from exc
                 asked = " as Retry-After asks" if found.retry_after_s else ""
                 self.progress(
-                    f"Cloud Run API {found.label} ({one_line(exc)}): retrying {what} in {wait:g} s{asked}"
+                    f"Cloud Run API {found.label} ({api_message(exc)}): retrying {what} in {wait:g} s{asked}"
                 )
                 self.sleep(wait)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
@@ -164,11 +173,11 @@ class Api:
         if found.retry_after_s is not None and found.retry_after_s > self.retry_timeout_s:
             return CloudRunError(
                 f"Cloud Run API {found.label} for {what} on {resource}: it asked to retry after "
-                f"{found.retry_after_s:g} s, beyond the retry budget of {budget}: {one_line(exc)}"
+                f"{found.retry_after_s:g} s, beyond the retry budget of {budget}: {api_message(exc)}"
             )
         return CloudRunError(
             f"Cloud Run API {found.label} for {what} on {resource} after retrying for {self.retry_timeout_s:g} s: "
-            f"{one_line(exc)}"
+            f"{api_message(exc)}"
         )
 
     def call(self, fn: Callable[[], T], *, what: str, resource: str, permission: str) -> T:
@@ -203,26 +212,26 @@ class Api:
         if isinstance(exc, exceptions.Forbidden):
             return CloudRunError(
                 f"Cloud Run API denied {what} on {resource}: the credentials lack {permission}: grant {role} "
-                f"(API said: {one_line(exc)})"
+                f"(API said: {api_message(exc)})"
             )
         if isinstance(exc, exceptions.Unauthorized):
             return CloudRunError(f"Cloud Run API rejected the credentials (401) for {what}: {ADC_HINT}")
         if isinstance(exc, auth_exceptions.GoogleAuthError):
             # A token that cannot be minted or refreshed (including after a 401 from the API).
             return CloudRunError(
-                f"cannot authenticate to the Cloud Run API for {what} ({one_line(exc)}): {ADC_HINT}"
+                f"cannot authenticate to the Cloud Run API for {what} ({api_message(exc)}): {ADC_HINT}"
             )
         if isinstance(exc, exceptions.Conflict):  # 409: the etag no longer matches
             return CloudRunError(
-                f"service {resource} changed while trying to {what} ({one_line(exc)}): re-run to act on its "
+                f"service {resource} changed while trying to {what} ({api_message(exc)}): re-run to act on its "
                 "current state"
             )
         found = transient(exc)
         if found is not None or isinstance(exc, requests.exceptions.RequestException):
             label = found.label if found is not None else "unavailable"
-            return CloudRunError(f"Cloud Run API {label} for {what} on {resource}: {one_line(exc)}")
+            return CloudRunError(f"Cloud Run API {label} for {what} on {resource}: {api_message(exc)}")
         if isinstance(exc, exceptions.GoogleAPICallError):
-            return CloudRunError(f"Cloud Run API refused {what} on {resource}: {one_line(exc)}")
+            return CloudRunError(f"Cloud Run API refused {what} on {resource}: {api_message(exc)}")
         return exc
 
 
@@ -262,8 +271,8 @@ class Waiter:
         return True
 
 
-def one_line(exc: BaseException) -> str:
-    """The API's own message, without the request line the REST transport prefixes (``GET http://...:``)."""
+def api_message(exc: BaseException) -> str:
+    """The API's own message with its status code, or for a transport error what could not be reached."""
     request = getattr(exc, "request", None)
     if request is not None and type(exc).__module__.startswith("requests"):
         # urllib3 nests the useful part ("[Errno 111] Connection refused") deep in a long repr.
@@ -271,15 +280,12 @@ def one_line(exc: BaseException) -> str:
         host = urlsplit(str(getattr(request, "url", ""))).netloc or "the endpoint"
         verb = "cannot connect to" if "Connect" in type(exc).__name__ else "no answer from"
         return f"{verb} {host}: {errno.group(1).strip() if errno else type(exc).__name__}"
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    text = re.sub(r"^(?:GET|POST|PATCH|PUT|DELETE) \S+: ", "", str(text))
+    line = message_of(exc)
     code = getattr(exc, "code", None)
-    line = " ".join(text.split())
-    line = f"{int(code)} {line}" if isinstance(code, int) and not line.startswith(str(code)) else line
-    return line[:300]
+    return f"{int(code)} {line}"[:300] if isinstance(code, int) and not line.startswith(str(code)) else line
 
 
-def first(items: Iterable[T], limit: int) -> list[T]:
+def _first(items: Iterable[T], limit: int) -> list[T]:
     found: list[T] = []
     for item in items:
         found.append(item)
@@ -288,6 +294,6 @@ def first(items: Iterable[T], limit: int) -> list[T]:
     return found
 
 
-def short(name: str) -> str:
+def last_segment(name: str) -> str:
     """``projects/p/locations/r/services/s/revisions/x`` -> ``x`` (traffic entries use short names)."""
     return name.rsplit("/", 1)[-1]

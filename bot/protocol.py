@@ -26,7 +26,7 @@ from bot import untrusted
 if TYPE_CHECKING:
     from bot.settings import OwnerSettings, WebSocketSettings
 
-PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64")
+PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64", "turn")
 TOKEN_PLACEHOLDERS = ("token", "token_b64")
 # A template's parts: `{{` and `}}` (literal braces), and `{name}` placeholders. `}}` is a literal `}` only when it
 # closes a `{{`: a JSON template ends with `}}` (two closing objects) and always has.
@@ -40,6 +40,7 @@ _SAMPLE = {
     "nonce": "n-1",
     "token": "eyJ.sample.token",
     "token_b64": "ZXlK",
+    "turn": "1",
 }
 SHOWN_TOKEN = "<token>"  # how a token reads in evidence: where it travels, never its value
 

@@ -307,6 +307,7 @@ def test_probe__separate_auth_service_gives_each_user_its_own_identity(oauth: tu
     subjects = sorted(c.summary.rsplit(" ", 1)[1] for c in checks(outcome, "login"))
     assert subjects == sorted(CLIENTS)  # one client each: distinct identities, so isolation means something
     assert [c.status for c in checks(outcome, "isolation")] == [Status.PASS] * 3
+    assert checks(outcome, "auth-negative")[0].status is Status.PASS
     assert sorted(log.read_text().split()) == sorted(CLIENTS)  # one grant per client, form-encoded
     text = json.dumps([c.summary for c in outcome.checks])
     assert not any(secret in text for secret in CLIENTS.values())
@@ -359,6 +360,8 @@ def test_probe__a_refused_client_is_login_failed_naming_the_auth_service(oauth: 
         ("canned-answer", "svc:answer-canned"),
         ("cross-talk", "svc:isolation-leak"),
         ("close-early", "svc:ws-closed-early:agent_completed"),
+        ("empty-answer", "svc:answer-empty"),
+        ("accept-unauthenticated", "svc:ws-unauthenticated-accepted"),
     ],
 )
 def test_probe__chat_backend_faults_behind_the_auth_service_keep_their_kind(

@@ -520,8 +520,10 @@ async def _turn(
         journey.add(f"message{suffix}", Step.MESSAGE, Status.FAIL, failure=failure)
         journey.skip(*[(f"{c}{suffix}", s) for c, s in LATER_STEPS[2:]], why="message not sent")
         return False
-    sent = ", ".join(stream.sent_frames) or f"nothing yet (waiting for `{later[0].after}`)"
-    journey.add(f"message{suffix}", Step.MESSAGE, Status.PASS, summary=f"sent {sent}")
+    parts = [f"sent {', '.join(stream.sent_frames)}"] if stream.sent_frames else []
+    parts += [f"{protocol.frame_type(f.frame)} once `{f.after}` arrives" for f in later]
+    summary = "; ".join(parts)
+    journey.add(f"message{suffix}", Step.MESSAGE, Status.PASS, summary=summary)
     journey.step = Step.AGENT
     loop = asyncio.get_running_loop()
     sla_deadline = loop.time() - (time.perf_counter() - journey.started) + cfg.sla_s

@@ -95,14 +95,10 @@ async def _converse(
             step = f"`{sent[-1]}`"
         while True:
             async with asyncio.timeout(wait_s):
-                received = await session.receive()
-            text = (
-                received.data
-                if isinstance(received.data, str)
-                else bytes(received.data).decode("utf-8", "replace")
-            )
+                data, _ = await session.receive()
+            text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
             try:
-                name = protocol.parse_frame(received.data, event_name=cfg.event_name).name
+                name = protocol.parse_frame(data, event_name=cfg.event_name).name
             except protocol.FrameError:
                 name = ""
             if name in cfg.error_events:

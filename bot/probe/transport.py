@@ -17,7 +17,15 @@ The check without credentials (``bot.probe.negative``) runs the same opening ste
 A transport provides an opener returning an ``Opened`` (a ``Session``, or the handshake's ``Failure``) and a
 ``Session``: ``send(text)``, ``receive() -> Received`` (the frame and the loop time it came off the wire, not
 when the task got round to it), ``close()``. A close, by the peer or by the client for a protocol violation,
-is raised as ``Closed`` with its code and reason. ``bot.probe.websocket`` is the WebSocket transport.
+is raised as ``Closed`` with its code and reason. ``bot.probe.websocket`` is the WebSocket transport
+(``open_session``); ``bot.probe.journey._connect`` is the one place a user's session is opened (and
+``bot.probe.negative`` the one place the anonymous one is), so another transport adds its opener there.
+
+Where each step is configured: ``journey.send`` (frames: ``frame``, ``after``, ``each``), ``journey.turns``
+(``message``, ``expect``, ``expect_expression``, ``reconnect``), ``journey.expected_events`` /
+``completion_event`` / ``end_events`` / ``error_events`` / ``ignored_events`` (how a turn ends), ``journey.gap``,
+``websocket.*`` (the offer, ``auth_close_codes``, ``negative_auth_check``). Frame templates take ``{message}``,
+``{thread_id}``, ``{user}``, ``{nonce}``, ``{token}``, ``{token_b64}`` and ``{turn}``; ``{{``/``}}`` are braces.
 """
 
 from __future__ import annotations
@@ -27,22 +35,24 @@ from typing import Protocol
 
 from bot.results import Failure
 
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    data: str | bytes
-    at: float  # loop time (CLOCK_MONOTONIC seconds) the frame's last byte was read off the wire
+# A frame and the loop time (CLOCK_MONOTONIC seconds) its last byte was read off the wire. A plain tuple: it is
+# made once per frame, for every user.
+Received = tuple[str | bytes, float]
 
 
 class Closed(Exception):
     """The session ended: ``code``/``reason`` the peer's close (None: no close frame, the connection dropped), or
-    ``client_code`` when the client closed because the peer broke the protocol (a frame too big, not UTF-8)."""
+    ``client_code`` when the client closed because the peer broke the protocol, ``violation`` saying how (e.g.
+    "a frame over the client's 4 MiB limit")."""
 
-    def __init__(self, code: int | None, reason: str = "", *, client_code: int | None = None) -> None:
+    def __init__(
+        self, code: int | None, reason: str = "", *, client_code: int | None = None, violation: str = ""
+    ) -> None:
         super().__init__(f"closed ({code if code is not None else client_code})")
         self.code = code
         self.reason = reason
         self.client_code = client_code
+        self.violation = violation
 
 
 class Session(Protocol):

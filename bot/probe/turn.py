@@ -26,12 +26,6 @@ FRAME_CHARS = 1000  # per frame kept
 OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
 ANSWER_CHARS = 1_000_000  # a streamed answer longer than this is cut (memory stays bounded under a flood)
 ERROR_CLOSE_WAIT_S = 1.0  # after an error frame, how long to wait for the close that says "auth refused"
-# Closes the client itself sends when the server breaks the protocol (bot.probe.websocket.CLIENT_CLOSES).
-CLIENT_CLOSES = {
-    1009: "a frame over the client's 4 MiB limit",
-    1007: "a text frame that is not valid UTF-8",
-    1002: "a frame that breaks the WebSocket protocol",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +116,8 @@ async def receive(
     try:
         async with asyncio.timeout_at(due()) as budget:
             while stream.completion is None and stream.failure is None:
-                received = await session.receive()
-                name = take(stream, ctx, received.data, at=received.at, owners=owners, nonces=nonces)
+                data, at = await session.receive()
+                name = take(stream, ctx, data, at=at, owners=owners, nonces=nonces)
                 if name is None:
                     continue
                 if name in waited_for:
@@ -322,7 +316,7 @@ def closed_failure(exc: BaseException, *, waiting_for: str, stream: Stream, ctx:
         code = exc.client_code
         return Failure(
             Kind.WS_PROTOCOL,
-            f"The server sent {CLIENT_CLOSES.get(code, 'what the protocol forbids')}, so the client closed the "
+            f"The server sent {exc.violation or 'what the protocol forbids'}, so the client closed the "
             f"connection (code {code}) while waiting for `{waiting_for}`.",
             detail=str(code),
             evidence=stream.evidence() | {"client close code": str(code), "client close reason": exc.reason},

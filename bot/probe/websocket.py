@@ -82,7 +82,7 @@ class WebSocketSession:
             data = await self._connection.recv()
         except ConnectionClosed as exc:
             raise closed_of(exc) from None
-        return Received(data, self._connection.arrival())
+        return data, self._connection.arrival()
 
     async def close(self) -> None:
         await self._connection.close()
@@ -92,7 +92,7 @@ def closed_of(exc: ConnectionClosed) -> Closed:
     """websockets' close as the transport's: the peer's code and reason, or the client's own protocol close."""
     sent, rcvd = exc.sent, exc.rcvd
     if rcvd is None and sent is not None and sent.code in CLIENT_CLOSES:
-        return Closed(None, sent.reason, client_code=sent.code)
+        return Closed(None, sent.reason, client_code=sent.code, violation=CLIENT_CLOSES[sent.code])
     if rcvd is None:
         return Closed(None, "no close frame (connection dropped)")
     return Closed(rcvd.code, rcvd.reason)

@@ -438,9 +438,9 @@ class JourneySettings(_Section):
     # Events that end the stream (graphql-ws `complete`): one arriving before the completion event ends the turn
     # at once, with the missing events as `event-missing`, instead of waiting out event_timeout_s.
     end_events: tuple[str, ...] = ()
-    # Which frames count for "longest gap between events": every frame after the first expected event (all), or
-    # only expected events, repeats (deltas) included (expected).
-    gap: Literal["all", "expected"] = "all"
+    # Which frames count for "longest gap between events" once the first expected event arrived: expected events,
+    # repeats (deltas) included, so a stall mid-answer shows (expected); or every frame, heartbeats too (all).
+    gap: Literal["expected", "all"] = "expected"
     # Several messages in one conversation: each awaited to its completion and judged on its own. Empty: one turn
     # with `message`.
     turns: tuple[TurnSettings, ...] = ()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import ExitCode, GoldenPathError, UsageError
-from bot.untrusted import Redactor
+from bot.untrusted import Redactor, show_controls
 
 if TYPE_CHECKING:
     from bot import results
@@ -148,7 +148,7 @@ def main(
 
         from bot import actions
 
-        trace = redactor.clean(traceback.format_exc())
+        trace = show_controls(redactor.clean(traceback.format_exc()), multiline=True)
         print(actions.inert(trace) if env.get("GITHUB_ACTIONS") == "true" else trace, file=err, end="")
         print("golden-path: internal error (a bug in golden-path; the traceback is above)", file=err)
         return int(ExitCode.INFRASTRUCTURE)
@@ -362,13 +362,19 @@ def _settings(
     demo: bool = False,
     err: TextIO | None = None,
 ) -> Settings:
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import build_settings, normalise_keys, read_config_file
+    from bot.settings import DeprecatedKey
 
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and DEFAULT_CONFIG.is_file() and not demo:
         config_path = DEFAULT_CONFIG
     file_data: dict[str, Any] = normalise_keys(read_config_file(config_path)) if config_path else {}
     if demo:
+        import warnings
+
+        with warnings.catch_warnings():  # warned about once, below
+            warnings.simplefilter("ignore", DeprecatedKey)
+            build_settings(file_data)  # what the demo ignores must still be well formed
         file_data = {k: v for k, v in file_data.items() if k not in DEMO_IGNORES}
     values = {name: getattr(args, name, None) for name in OVERRIDES}
     overrides: dict[str, Any] = {OVERRIDES[name]: v for name, v in values.items() if v is not None}
@@ -397,7 +403,8 @@ def _build_settings(
     """``build_settings``, printing each deprecated key once as a warning that names the new spelling."""
     import warnings
 
-    from bot.settings import DeprecatedKey, build_settings
+    from bot.config import build_settings
+    from bot.settings import DeprecatedKey
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeprecatedKey)
@@ -429,9 +436,9 @@ def _demo(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
     from bot.auth import Credentials
+    from bot.reference.backend import REFERENCE_SERVICE
     from bot.reference.faults import parse_faults
     from bot.reference.process import ReferenceProcess
-    from bot.reference.server import REFERENCE_SERVICE
 
     parse_faults(args.fault)  # a bad fault is a usage error before anything starts
     secret = secrets.token_urlsafe(32)
@@ -521,7 +528,7 @@ def _merge(
     import uuid
 
     from bot import pipeline, results, shards
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import normalise_keys, read_config_file
 
     runs = []
     for path in args.results:
@@ -689,14 +696,14 @@ class OutputLedger:
     def fail(self, reason: str) -> None:
         """Record why the tool failed; when nothing was written yet, every output, with ``verdict=error``."""
         line = " ".join(reason.split())
-        from bot import actions, report
+        from bot import actions, markdown
 
         try:
             if self.written:
                 actions.write_outputs(self.path, {"error": line})
             else:
                 self.write({"verdict": "error", "error": line, "p0-count": "0", "traffic-action": "none"})
-                note = f"### ⚠️ golden-path could not run\n\n{report.escape(line)}\n"
+                note = f"### ⚠️ golden-path could not run\n\n{markdown.escape(line)}\n"
                 actions.append_summary(self.summary, note)
         except OSError:
             pass  # the output file itself is unwritable: the error line on stderr is all that is left
@@ -743,7 +750,7 @@ def _validate(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
     from bot import report
-    from bot.settings import normalise_keys, read_config_file
+    from bot.config import normalise_keys, read_config_file
 
     config_path: Path | None = args.config
     if config_path is None and DEFAULT_CONFIG.is_file():
@@ -764,7 +771,7 @@ def _validate(
 def _schema(
     args: argparse.Namespace, *, env: Mapping[str, str], out: TextIO, err: TextIO, redactor: Redactor
 ) -> int:
-    from bot.settings import json_schema
+    from bot.config import json_schema
 
     out.write(json_schema())
     return 0
@@ -796,11 +803,12 @@ def _report(
 
 
 def _printable(text: str, *, env: Mapping[str, str], redactor: Redactor) -> str:
-    """Text that quotes the system under test, ready for stdout: redacted, and inert in Actions (the runner
-    would otherwise run a ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
+    """Text that quotes the system under test, ready for stdout: redacted, controls shown escaped (an ESC
+    sequence would drive the terminal or the log viewer), and inert in Actions (the runner would otherwise run a
+    ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
     from bot import actions
 
-    text = redactor.clean(text)
+    text = show_controls(redactor.clean(text), multiline=True)
     return actions.inert(text) if env.get("GITHUB_ACTIONS") == "true" else text
 
 
@@ -922,9 +930,9 @@ def _run(
         cloud_run = cloudrun.make_clients(endpoint=settings.cloud_run.endpoint)
     logs_reader = None
     if settings.cloud_run.configured and settings.cloud_run.project and settings.logs.mode != "never":
-        from bot import logs  # light: google-cloud-logging itself loads on the first query
+        from bot import server_logs  # light: google-cloud-logging itself loads on the first query
 
-        logs_reader = logs.CloudLogging(
+        logs_reader = server_logs.CloudLogging(
             project=settings.cloud_run.project,
             endpoint=settings.logs.endpoint,
             budget_s=settings.logs.budget_s,
@@ -995,20 +1003,26 @@ def _conclude(
     # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
     with progress.phase("report"):
         artifacts, markdown = pipeline.write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=redactor,
         )
     with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
         gated = pipeline.apply_gate(run, settings, cloud_run=cloud_run, log=log)
     if gated is not run:
         run = redact_strings(gated, redactor)
         artifacts, markdown = pipeline.write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=redactor,
         )
     if not quiet:
         if out.isatty():
             from bot import terminal
 
-            terminal.print_summary(run, report_path=artifacts.report, file=out)
+            terminal.print_summary(run, report_path=artifacts.report, file=out, redactor=redactor)
         else:
             out.write(_printable(markdown, env=env, redactor=redactor))
         out.flush()
@@ -1028,7 +1042,13 @@ def _conclude(
         if settings.github.publish:
             with progress.phase("publish"), progress.waiting("GitHub"):
                 outputs |= _publish(
-                    run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx, verbose=verbose
+                    run,
+                    settings,
+                    token=github_token or "",
+                    log=log,
+                    actions_ctx=actions_ctx,
+                    verbose=verbose,
+                    redactor=redactor,
                 )
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
@@ -1095,6 +1115,7 @@ def _publish(
     log: Callable[[str], None],
     actions_ctx: Any,
     verbose: bool = False,
+    redactor: Redactor | None = None,
 ) -> dict[str, str]:
     from bot import github, publish, report
 
@@ -1131,6 +1152,7 @@ def _publish(
             templates_dir=settings.report.templates_dir,
             max_comment_chars=settings.report.max_comment_chars,
             history_limit=settings.report.history,
+            redactor=redactor,
         )
     finally:
         if verbose:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from bot import protocol
+from bot import expressions, protocol
 from bot.probe.record import EVIDENCE_CHARS, Stream
 from bot.results import CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, TargetsSettings, TurnSettings
@@ -95,7 +95,7 @@ def answer_of(stream: Stream, cfg: JourneySettings) -> tuple[str, str]:
         return "", f"no `{cfg.completion_event}`"
     if cfg.answer.stream_event is not None:
         return protocol.answer_text(stream.answer_parts or None)
-    return protocol.answer_text(protocol.search(cfg.answer.expression, stream.completion.body))
+    return protocol.answer_text(expressions.search(cfg.answer.expression, stream.completion.body))
 
 
 def _where(cfg: JourneySettings) -> str:
@@ -124,13 +124,13 @@ def expectation(
         return None  # the answer check already says why
     wrong = []
     if turn.expect is not None:
-        pattern = protocol.substitute(
+        pattern = expressions.substitute(
             turn.expect, lambda name: re.escape(values[name]) if name in values else None
         )
         if re.search(pattern, text) is None:
             wrong.append(f"does not match `{turn.expect}`")
     if turn.expect_expression is not None:
-        value = protocol.search(turn.expect_expression, stream.completion.body)
+        value = expressions.search(turn.expect_expression, stream.completion.body)
         if value in (None, False, "", [], {}):
             wrong.append(f"`{turn.expect_expression}` is not true on `{cfg.completion_event}`")
     if not wrong:

@@ -15,10 +15,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bot import auth, diagnose, iam, idtoken, impact, kinds, report, results, shards
+from bot import (
+    auth,
+    diagnose,
+    iam,
+    idtoken,
+    impact,
+    kinds,
+    report,
+    results,
+    server_logs,
+    shards,
+    timestamps,
+    tracing,
+)
 from bot import baseline as baseline_stage
-from bot import logs as server_logs
-from bot import trace as tracing
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.kinds import GateClass
 from bot.probe import journey
@@ -39,7 +50,7 @@ from bot.settings import Settings
 from bot.untrusted import Redactor
 
 if TYPE_CHECKING:
-    from bot.cloudrun import CloudRunClients
+    from bot.cloudrun_api import CloudRunClients
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +187,7 @@ def execute(
         run_id=run_id,
         started_at=started_at,
         finished_at=finished_at,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=timestamps.elapsed_ms(started),
         verdict=verdict,
         target=replace(target, serving_version=serving_version),
         checks=tuple(checks),
@@ -353,7 +364,7 @@ def apply_gate(
         log(f"warning: {taken.message}")  # an annotation in Actions: the gate did not do what was asked
         return replace(run, traffic_actions=(*run.traffic_actions, taken))
     try:
-        taken = cloudrun.apply_gate(
+        taken = cloudrun.move_traffic(
             clients=cloud_run,
             target=run.target,
             action=action,
@@ -408,21 +419,26 @@ def preflight(settings: Settings, credentials: auth.Credentials | None) -> None:
         ) from None
 
 
-def write_artifacts(run: Run, *, output_dir: Path, templates_dir: Path | None) -> tuple[Artifacts, str]:
-    """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text."""
-    markdown = report.render_report(run, templates_dir=templates_dir)
+def write_artifacts(
+    run: Run, *, output_dir: Path, templates_dir: Path | None, redactor: Redactor | None = None
+) -> tuple[Artifacts, str]:
+    """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text.
+
+    Each file's text passes ``redactor`` as written: a user's template is text we did not write."""
+    clean = redactor.clean if redactor else str
+    markdown = clean(report.render_report(run, templates_dir=templates_dir))
     artifacts = Artifacts(
         results=output_dir / "results.json", report=output_dir / "report.md", junit=output_dir / "junit.xml"
     )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.results.write_text(results.to_json(run), encoding="utf-8")
+        artifacts.results.write_text(clean(results.to_json(run)), encoding="utf-8")
         artifacts.report.write_text(markdown, encoding="utf-8")
-        artifacts.junit.write_text(results.to_junit(run), encoding="utf-8")
+        artifacts.junit.write_text(clean(results.to_junit(run)), encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write the results to {str(output_dir)!r}: {exc.strerror or exc}") from None
     return artifacts, markdown
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return timestamps.rfc3339(datetime.now(UTC), "seconds")

@@ -16,6 +16,7 @@ from bot import github, issues, report
 from bot.errors import GitHubError
 from bot.results import Run
 from bot.settings import GitHubSettings
+from bot.untrusted import Redactor
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,12 @@ def publish(
     max_comment_chars: int = 65_000,
     history_limit: int = 10,
     backoff_s: float = 0.5,
+    redactor: Redactor | None = None,
 ) -> PublishOutcome:
     """Write the verdict where the team looks: the P0 issues, then the sticky PR comment.
+
+    Every text rendered for GitHub (comment, issue title and body, issue comments) passes ``redactor`` before
+    it is sent.
 
     ``run_attempt`` above 1 (``GITHUB_RUN_ATTEMPT``) means a re-run: issue comments are looked for by the
     workflow run's marker (``trail.run_key``) before one is posted.
@@ -63,6 +68,7 @@ def publish(
                 templates_dir=templates_dir,
                 warnings=warnings,
                 backoff_s=backoff_s,
+                redactor=redactor,
             )
         except github.CannotPublish as exc:
             warnings.append(str(exc))
@@ -84,6 +90,7 @@ def publish(
                 settle_s=settings.settle_s,
                 tries=settings.max_retries + 1,
                 backoff_s=backoff_s,
+                redactor=redactor,
             )
         except github.CannotPublish as exc:
             warnings.append(str(exc))

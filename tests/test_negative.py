@@ -13,7 +13,8 @@ from websockets.asyncio.server import ServerConnection
 from bot import protocol
 from bot.probe.negative import NegativeOutcome, negative_check
 from bot.results import Kind, Status
-from bot.settings import Settings, build_settings
+from bot.config import build_settings
+from bot.settings import Settings
 from bot.untrusted import Redactor
 from tests.standins import hostile_ws
 

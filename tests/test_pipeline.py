@@ -5,9 +5,9 @@ from dataclasses import replace
 import pytest
 
 from bot import diagnose, pipeline, results
+from bot.config import build_settings
 from bot.errors import ExitCode
 from bot.results import Kind, Step
-from bot.settings import build_settings
 from tests import samples
 
 FINDINGS = {

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import httpx
 
-from bot import auth, judge, protocol, untrusted
-from bot import trace as tracing
-from bot.probe import http as http_probe
+from bot import auth, expressions, judge, protocol, tracing, untrusted
+from bot.probe import http_probe
 from bot.probe import negative as negative_probe
 from bot.probe import turn as turns
 from bot.probe import websocket as ws_probe
@@ -33,6 +32,7 @@ from bot.probe.turn import Context, run_deadline_failure
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import Settings, TurnSettings
 from bot.shards import user_phases
+from bot.timestamps import elapsed_ms
 
 
 @dataclass(slots=True)
@@ -299,7 +299,7 @@ async def _negative(
             "auth-negative", Step.CONNECT, Status.NOT_VERIFIED, None, None, "no answer before the deadline"
         )
         return negative_probe.NegativeOutcome(check, None)
-    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    elapsed = elapsed_ms(started)
     return negative_probe.NegativeOutcome(replace(outcome.check, duration_ms=elapsed), outcome.refusal)
 
 
@@ -406,11 +406,11 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         )
     except auth.LoginError as exc:
         failure = Failure(Kind.LOGIN_FAILED, str(exc), evidence=exc.evidence)
-        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=_since(started), failure=failure)
+        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=elapsed_ms(started), failure=failure)
         journey.skip(*LATER_STEPS, why="no token")
         return
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
-    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
+    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 
     values = _values(ctx, journey, identity)
     owners = protocol.Owners(user=identity.subject or None, run=None, thread=values["thread_id"])
@@ -491,7 +491,7 @@ async def _renewed(
     except auth.LoginError:
         return identity  # the old token is offered; a refusal is then the handshake's finding
     if renewed.token:
-        values |= protocol.token_values(renewed.token)
+        values |= expressions.token_values(renewed.token)
     return renewed
 
 
@@ -521,7 +521,7 @@ async def _turn(
         journey.skip(*[(f"{c}{suffix}", s) for c, s in LATER_STEPS[2:]], why="message not sent")
         return False
     parts = [f"sent {', '.join(stream.sent_frames)}"] if stream.sent_frames else []
-    parts += [f"{protocol.frame_type(f.frame)} once `{f.after}` arrives" for f in later]
+    parts += [f"{expressions.frame_type(f.frame)} once `{f.after}` arrives" for f in later]
     summary = "; ".join(parts)
     journey.add(f"message{suffix}", Step.MESSAGE, Status.PASS, summary=summary)
     journey.step = Step.AGENT
@@ -549,11 +549,7 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "nonce": ctx.nonces[journey.user],
     }
     if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
-        values |= protocol.token_values(identity.token)
+        values |= expressions.token_values(identity.token)
     else:
         values |= {"token": "", "token_b64": ""}
     return values
-
-
-def _since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

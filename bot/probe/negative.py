@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from bot import protocol
+from bot import expressions, protocol
 from bot.probe import websocket as ws_probe
 from bot.probe.transport import Closed, Session
 from bot.results import CheckResult, Failure, Kind, Status, Step
@@ -90,8 +90,8 @@ async def _converse(
     step = "the upgrade"
     try:
         for frame in (f for f in cfg.send if f.after is None):
-            await session.send(protocol.render(frame.frame, values))
-            sent.append(protocol.frame_type(frame.frame))
+            await session.send(expressions.render(frame.frame, values))
+            sent.append(expressions.frame_type(frame.frame))
             step = f"`{sent[-1]}`"
         while True:
             async with asyncio.timeout(wait_s):
@@ -114,8 +114,8 @@ async def _converse(
             answered = answered or bool(sent)
             for frame in [f for f in waiting if f.after == name]:
                 waiting.remove(frame)
-                await session.send(protocol.render(frame.frame, values))
-                sent.append(protocol.frame_type(frame.frame))
+                await session.send(expressions.render(frame.frame, values))
+                sent.append(expressions.frame_type(frame.frame))
                 step = f"`{sent[-1]}`"
                 if answered and not served_past:
                     served_past = f"`{name[:80]}` answered, then `{sent[-1]}` was taken"

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bot import auth, protocol, untrusted
-from bot import trace as tracing
+from bot import auth, expressions, protocol, tracing, untrusted
 from bot.probe.record import EVIDENCE_CHARS, Stream
 from bot.probe.transport import Closed, Session
 from bot.results import Failure, Kind, Step
@@ -85,10 +84,10 @@ async def send_opening(
     try:
         async with asyncio.timeout(ctx.settings.timeouts.request_s):
             for frame in ready:
-                await connection.session.send(protocol.render(frame.frame, values))
+                await connection.session.send(expressions.render(frame.frame, values))
     except (Closed, TimeoutError) as exc:
         return later, closed_failure(exc, waiting_for="the message was sent", stream=stream, ctx=ctx)
-    stream.sent_frames = [protocol.frame_type(f.frame) for f in ready]
+    stream.sent_frames = [expressions.frame_type(f.frame) for f in ready]
     return later, None
 
 
@@ -130,8 +129,8 @@ async def receive(
                     break
                 for frame in [f for f in later if f.after == name]:
                     later.remove(frame)
-                    await session.send(protocol.render(frame.frame, values))
-                    stream.sent_frames.append(protocol.frame_type(frame.frame))
+                    await session.send(expressions.render(frame.frame, values))
+                    stream.sent_frames.append(expressions.frame_type(frame.frame))
                 budget.reschedule(due())
     except TimeoutError:
         stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
@@ -189,7 +188,7 @@ def take(
         return None
     stream.run_id = stream.run_id or named.get("run")
     if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
-        part = protocol.search(cfg.answer.expression, frame.body)
+        part = expressions.search(cfg.answer.expression, frame.body)
         if isinstance(part, str):
             stream.answer_parts.append(part)
             stream.answer_chars += len(part)

@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.server import ServerConnection
 
 from bot import protocol
+from bot.config import build_settings
 from bot.probe.negative import NegativeOutcome, negative_check
 from bot.results import Kind, Status
-from bot.config import build_settings
 from bot.settings import Settings
 from bot.untrusted import Redactor
 from tests.standins import hostile_ws

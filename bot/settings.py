@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot import expressions, hosts, profiles
-from bot.untrusted import shown
+from bot.untrusted import has_controls, shown
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 
@@ -572,6 +572,26 @@ class GitHubSettings(_Section):
     # After editing the sticky comment, wait this long and read it again: a concurrent run's edit that landed
     # meanwhile is merged instead of lost (GitHub has no conditional edit).
     settle_s: float = Field(default=1.0, ge=0, le=30)
+    # The incident track: only a pass on the same track closes its issue. Default: the tested Cloud Run tag, else
+    # pr-N for pull_request events, else the branch (the default branch is `production`).
+    track: str | None = None
+    # An issue a person closed as not planned (or duplicate) is never reopened; after this many failing runs in a
+    # row a new issue is filed that links it.
+    reopen_after_runs: int = Field(default=3, ge=1, le=100)
+    # Requests one listing of issues may make (100 issues each); reaching it is a warning naming this key.
+    max_list_requests: int = Field(default=30, ge=1, le=1000)
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", v):
+            raise ValueError(
+                f"expected a track name of letters, digits, '.', '_', '-' or '/' (at most 100, e.g. production, "
+                f"canary, pr-42), got {v!r}"
+            )
+        return v
 
 
 class GateSettings(_Section):
@@ -724,18 +744,10 @@ _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: w
 _TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def has_control(text: str) -> bool:
-    """A NUL, a line break, an ESC or another control character: never in a path or a name we are given."""
-    return _CONTROL.search(text) is not None
-
-
 def local_path(value: Any) -> Any:
     """A file or directory path as given (str or Path); one with a NUL, a line break or another control
     character is refused (the OS refuses NUL later with a crash; the others are a mistake or an attack)."""
-    if isinstance(value, str | PurePath) and has_control(str(value)):
+    if isinstance(value, str | PurePath) and has_controls(str(value)):
         raise ValueError(
             f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {shown(str(value))}"
         )

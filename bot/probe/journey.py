@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from bot import auth, expressions, judge, protocol, tracing, untrusted
-from bot.probe import http_probe
+from bot.probe import completeness, http_probe, isolation
 from bot.probe import negative as negative_probe
 from bot.probe import turn as turns
 from bot.probe import websocket as ws_probe
@@ -33,6 +33,10 @@ from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind,
 from bot.settings import Settings, TurnSettings
 from bot.shards import user_phases
 from bot.timestamps import elapsed_ms
+
+# The check without a token: its deadline is at most this share of timeouts.run_s; it runs beside the users, so
+# it never delays them.
+NEGATIVE_SHARE = 0.1
 
 
 @dataclass(slots=True)
@@ -47,6 +51,22 @@ class UserJourney:
     # stream is judged after the phase, so judging one user never delays the frames other users are receiving.
     started: float = 0.0
     received: float | None = None
+    end: completeness.End = completeness.End.RAN
+    subject: str | None = None  # the identity's subject once logged in ("" when the token names none)
+
+    def proofs(self) -> frozenset[str]:
+        """What showed the streams were this user's: the owner fields events named, and ``nonce`` when echoed;
+        with several turns, what every turn showed."""
+        if not self.streams:
+            return frozenset()
+        shown = [frozenset(s.owned_by | ({"nonce"} if s.own_nonce_seen else set())) for s in self.streams]
+        return frozenset.intersection(*shown)
+
+    def ending(self) -> completeness.JourneyEnd:
+        if self.stream is not None and self.stream.cut:  # cut while waiting for the agent's events
+            return completeness.JourneyEnd(self.user, completeness.End.CUT, Step.AGENT)
+        step = Step.LOGIN if self.end is completeness.End.NOT_STARTED else self.step
+        return completeness.JourneyEnd(self.user, self.end, step)
 
     def add(
         self,
@@ -144,7 +164,8 @@ async def probe(
         if version is not None:
             checks.append(version)
 
-        negative: negative_probe.NegativeOutcome | None = None
+        # The check without a token runs beside the users under its own short deadline: it never delays them.
+        negative_task: asyncio.Task[negative_probe.NegativeOutcome] | None = None
         if settings.auth.mode == "none":
             checks.append(
                 negative_probe.skipped("not run: auth.mode is none (no credentials to withhold)").check
@@ -152,10 +173,18 @@ async def probe(
         elif not settings.websocket.negative_auth_check:
             checks.append(negative_probe.skipped("disabled (websocket.negative_auth_check: false)").check)
         else:
-            negative = await _negative(
-                settings, base_url=base_url, deadline=deadline, redactor=redactor, trace=trace, extra=extra
+            negative_deadline = min(deadline, loop.time() + NEGATIVE_SHARE * timeouts.run_s)
+            negative_task = asyncio.create_task(
+                _negative(
+                    settings,
+                    base_url=base_url,
+                    deadline=negative_deadline,
+                    redactor=redactor,
+                    trace=trace,
+                    extra=extra,
+                )
             )
-            checks.append(negative.check)
+        before_users_s = timeouts.run_s - max(0.0, deadline - loop.time())
 
         ctx = Context(
             settings,
@@ -171,16 +200,39 @@ async def probe(
             extra,
             frozenset(nonces.values()),
         )
-        for phase in phases if phases is not None else user_phases(settings):
+        planned = phases if phases is not None else user_phases(settings)
+        for phase in planned:
             batch = [UserJourney(user) for user in phase]
             journeys.extend(batch)
             await asyncio.gather(*(_bounded(j, ctx) for j in batch))
             for journey in batch:
                 _judge(journey, ctx)
-        if negative is not None:
+        if negative_task is not None:
+            negative = await negative_task
+            checks.append(negative.check)
             await _explain_refusals(journeys, ctx, negative)
+    one_token = settings.auth.mode == "token" and settings.journey.users + settings.load.users > 1
+    indistinct = isolation.indistinct(
+        {j.user: j.subject for j in journeys if j.subject is not None}, one_token=one_token
+    )
     for journey in journeys:
-        checks.extend(journey.checks)
+        journey.checks = isolation.rejudged(
+            journey.checks, why=indistinct.get(journey.user), proofs=journey.proofs()
+        )
+    ends = [j.ending() for j in journeys]
+    first_cut = next((j for j, e in zip(journeys, ends, strict=True) if e.end is completeness.End.CUT), None)
+    unfinished = completeness.judge(
+        ends,
+        shown=completeness.shown_by(first_cut.checks, first_cut.user) if first_cut else None,
+        run_s=timeouts.run_s,
+        sla_s=settings.journey.sla_s,
+        phases=len([p for p in planned if p]),
+        before_users_s=before_users_s,
+    )
+    if unfinished is not None:
+        checks.append(unfinished)
+    for journey in journeys:
+        checks.extend(completeness.spared(journey.checks, unfinished))
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
     metrics = judge.metrics(samples, health_latencies, judge.targets(settings.targets))
     checks.extend(judge.performance(metrics))
@@ -358,6 +410,7 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
     """One user's journey under the whole run's deadline; what it showed so far is judged, never dropped."""
     if asyncio.get_running_loop().time() >= ctx.deadline:
         # Health (or an earlier phase) used the whole run: this user never started, so no step of it is blamed.
+        journey.end = completeness.End.NOT_STARTED
         journey.skip(("login", Step.LOGIN), *LATER_STEPS, why="not started: the run deadline had passed")
         return
     try:
@@ -366,6 +419,7 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
     except TimeoutError:
         if journey.received is not None:
             return  # the stream ended in time, only the close was cut short: judged after the phase (_judge)
+        journey.end = completeness.End.CUT
         failure = run_deadline_failure(journey.step, ctx.settings.timeouts.run_s)
         done = {c.id for c in journey.checks}
         if journey.stream is not None and not journey.stream.judged:
@@ -409,6 +463,7 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=elapsed_ms(started), failure=failure)
         journey.skip(*LATER_STEPS, why="no token")
         return
+    journey.subject = identity.subject
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 

@@ -54,6 +54,9 @@ class Stream:
     leaks: list[str] = field(default_factory=list)
     leak_count: int = 0
     owned: bool = False  # some event named its owner
+    owned_by: set[str] = field(
+        default_factory=set
+    )  # the owner fields (user, run, thread) events named as ours
     own_nonce_seen: bool = False
     answer_parts: list[str] = field(default_factory=list)
     answer_chars: int = 0
@@ -69,6 +72,7 @@ class Stream:
     sent_frames: list[str] = field(default_factory=list)  # the frames this turn sent, by type
     turn: int = 1
     reconnected: bool = False  # this turn, or an earlier one, reconnected (turns[].reconnect)
+    cut: bool = False  # the run's deadline, not the stream, ended it
 
     def evidence(self) -> dict[str, str]:
         others = ", ".join(f"{name} ×{count}" for name, count in self.others.items())

@@ -65,6 +65,9 @@ class Session(Protocol):
     async def close(self) -> None:
         """Idempotent; never raises."""
 
+    def evidence(self) -> dict[str, str]:
+        """What the transport itself noticed about the peer (e.g. a ping flood), for a stalled stream's finding."""
+
 
 @dataclass(frozen=True, slots=True)
 class Opened:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
 from bot import auth, expressions, protocol, tracing, untrusted
+from bot.probe import completeness
 from bot.probe.record import EVIDENCE_CHARS, Stream
 from bot.probe.transport import Closed, Session
 from bot.results import Failure, Kind, Step
@@ -67,7 +68,7 @@ def run_deadline_failure(step: Step, run_s: float) -> Failure:
         Kind.TIMEOUT,
         f"The whole run's deadline ({run_s:.0f} s, timeouts.run_s) passed during the {step.value} step.",
         detail=step.value,
-        evidence={"deadline": f"{run_s:.0f} s"},
+        evidence={"deadline": f"{run_s:.0f} s"} | completeness.run_deadline_evidence(run_s),
     )
 
 
@@ -117,6 +118,7 @@ async def receive(
             while stream.completion is None and stream.failure is None:
                 data, at = await session.receive()
                 name = take(stream, ctx, data, at=at, owners=owners, nonces=nonces)
+                del data  # a 4 MiB frame must not stay alive while the next one is read
                 if name is None:
                     continue
                 if name in waited_for:
@@ -133,7 +135,8 @@ async def receive(
                     stream.sent_frames.append(expressions.frame_type(frame.frame))
                 budget.reschedule(due())
     except TimeoutError:
-        stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+        stalled = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+        stream.failure = replace(stalled, evidence=stalled.evidence | session.evidence())
     except Closed as exc:
         stream.failure = closed_failure(exc, waiting_for=waiting_for(stream, cfg), stream=stream, ctx=ctx)
 
@@ -182,6 +185,7 @@ def take(
         return frame.name  # a welcome frame may be what the next frame to send waits for
     named = protocol.owner_values(frame, cfg.owner)
     stream.owned = stream.owned or bool(named)
+    stream.owned_by.update(named)
     leak = protocol.foreign_owner(named, owners, run=stream.run_id)
     if leak is not None:
         _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
@@ -233,6 +237,7 @@ def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[F
     awaited = (later[0].after if later else None) or waiting_for(stream, cfg)
     evidence = stream.evidence()
     if now >= ctx.deadline - 0.3:
+        stream.cut = True
         return (
             run_deadline_failure(Step.AGENT, ctx.settings.timeouts.run_s)
             if not stream.arrivals
@@ -240,7 +245,7 @@ def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[F
                 Kind.TIMEOUT,
                 f"The run's deadline ({ctx.settings.timeouts.run_s:g} s) passed while waiting for `{awaited}`.",
                 detail=awaited,
-                evidence=evidence,
+                evidence=evidence | completeness.run_deadline_evidence(ctx.settings.timeouts.run_s),
             )
         )
     if now >= sla_deadline - 0.01:

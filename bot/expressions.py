@@ -17,15 +17,7 @@ from urllib.parse import quote
 import jmespath
 from jmespath.exceptions import JMESPathError, ParseError
 
-PLACEHOLDERS = (
-    "message",
-    "thread_id",
-    "user",
-    "nonce",
-    "token",
-    "token_b64",
-    "message_id",
-)  # message_id: a UUID4
+PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64", "turn", "message_id")
 TOKEN_PLACEHOLDERS = ("token", "token_b64")
 # A template's parts: `{{` and `}}` (literal braces), and `{name}` placeholders. `}}` is a literal `}` only when it
 # closes a `{{`: a JSON template ends with `}}` (two closing objects) and always has.
@@ -40,6 +32,7 @@ _SAMPLE = {
     "token": "eyJ.sample.token",
     "token_b64": "ZXlK",
     "message_id": "m-1",
+    "turn": "1",
 }
 
 

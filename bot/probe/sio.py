@@ -126,7 +126,12 @@ class Opened:
 
 
 async def open_connection(
-    connect: Connect, settings: Settings, *, timeout_s: float, redactor: untrusted.Redactor
+    connect: Connect,
+    settings: Settings,
+    *,
+    timeout_s: float,
+    redactor: untrusted.Redactor,
+    http: httpx.AsyncClient | None = None,
 ) -> Opened:
     """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome."""
     started = time.perf_counter()
@@ -172,7 +177,45 @@ async def open_connection(
         return Opened(
             None, _ms(started), Failure(failure.kind, failure.message, "connect", evidence | failure.evidence)
         )
+    except Exception as exc:  # the client's own errors, e.g. aiohttp's RuntimeError on a body it lost
+        await connection.close()
+        code = await _handshake_status(http, connect) if http is not None else None
+        if code is not None and not 200 <= code < 300:
+            return Opened(None, _ms(started), _status_failure(str(code), "", evidence))
+        failure = Failure(
+            Kind.STREAM_PROTOCOL,
+            f"The Socket.IO client could not complete the handshake: {type(exc).__name__}: "
+            f"{redactor.clip(str(exc), 200)}.",
+            "handshake",
+            evidence | {"error": redactor.clip(f"{type(exc).__name__}: {exc}", 500)},
+        )
+        return Opened(None, _ms(started), failure)
     return Opened(connection, _ms(started), None)
+
+
+def _status_failure(code: str, body: str, evidence: dict[str, str]) -> Failure:
+    kind = {"401": Kind.STREAM_AUTH_REJECTED, "403": Kind.STREAM_AUTH_REJECTED, "429": Kind.RATE_LIMITED}.get(
+        code, Kind.STREAM_STATUS
+    )
+    return Failure(
+        kind,
+        f"The Socket.IO handshake (Engine.IO polling) was answered with HTTP {code}.",
+        code,
+        evidence | {"status": code, "body": body},
+        subject=f"HTTP {code} on the Socket.IO handshake",
+    )
+
+
+async def _handshake_status(http: httpx.AsyncClient, connect: Connect) -> int | None:
+    """The HTTP status of the Engine.IO handshake itself, asked once more with a plain GET when the client
+    failed without saying it (None: no HTTP answer)."""
+    url = protocol.http_url(connect.url, connect.path.rstrip("/") + "/?EIO=4&transport=polling")
+    try:
+        async with asyncio.timeout(5):
+            answer = await http.get(url, headers=dict(connect.headers))
+    except (httpx.HTTPError, OSError, TimeoutError):
+        return None
+    return answer.status_code
 
 
 def _connect_failure(
@@ -192,20 +235,8 @@ def _connect_failure(
             subject="Socket.IO CONNECT_ERROR",
         )
     if text.startswith("Unexpected status code"):
-        code = text.split()[3]
         body = redactor.clip(json.dumps(refusals[0], default=str), 500) if refusals else ""
-        kind = {
-            "401": Kind.STREAM_AUTH_REJECTED,
-            "403": Kind.STREAM_AUTH_REJECTED,
-            "429": Kind.RATE_LIMITED,
-        }.get(code, Kind.STREAM_STATUS)
-        return Failure(
-            kind,
-            f"The Socket.IO handshake (Engine.IO polling) was answered with HTTP {code}.",
-            code,
-            evidence | {"status": code, "body": body},
-            subject=f"HTTP {code} on the Socket.IO handshake",
-        )
+        return _status_failure(text.split()[3], body, evidence)
     if "OPEN packet" in text or "Unexpected response" in text:
         return Failure(
             Kind.STREAM_PROTOCOL,
@@ -241,7 +272,9 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
             journey.skip(*LATER_STEPS[1:], why="a request step before the connection failed")
             return
     connect = connect_for(settings, run.base_url, user=run.user, token=run.token, headers=run.headers)
-    opened = await open_connection(connect, settings, timeout_s=cfg.open_timeout_s, redactor=run.redactor)
+    opened = await open_connection(
+        connect, settings, timeout_s=cfg.open_timeout_s, redactor=run.redactor, http=run.http
+    )
     if opened.connection is None:
         assert opened.failure is not None
         journey.add(
@@ -375,7 +408,7 @@ async def negative_check(
         0.1, min(settings.socketio.open_timeout_s + min(cfg.event_timeout_s, 10), deadline - loop.time())
     )
     opened = await open_connection(
-        connect, settings, timeout_s=settings.socketio.open_timeout_s, redactor=redactor
+        connect, settings, timeout_s=settings.socketio.open_timeout_s, redactor=redactor, http=http
     )
     if opened.connection is None:
         failure = opened.failure

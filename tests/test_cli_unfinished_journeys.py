@@ -55,7 +55,9 @@ class SlowBackend:
         if request.path.startswith("/health"):
             await asyncio.sleep(self.health_s)
             body = json.dumps({"status": "healthy", "service": "chat"}).encode()
-            headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body))})
+            headers = Headers(
+                {"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close"}
+            )
             return Response(200, HTTPStatus.OK.phrase, headers, body)
         if "Authorization" not in request.headers:
             self.anonymous_upgrades += 1

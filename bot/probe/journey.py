@@ -138,6 +138,9 @@ async def probe(
         follow_redirects=False,
         event_hooks=trace.httpx_hooks(),
         cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
+        # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the rest,
+        # and their waiting would count as the stream's opening.
+        limits=httpx.Limits(max_connections=None if settings.transport == "sse" else 100),
         headers=dict(extra),
         # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
         verify=not base_url.startswith("http://"),

@@ -74,6 +74,7 @@ def prepare(env: Mapping[str, str], console: Console, *, default_config: Path | 
         private_key=given["jwt-private-key"] or from_env.private_key,
         token=given["token"] or from_env.token,
         password=given["login-password"] or from_env.password,
+        users=from_env.users,
     )
     return Prepared(
         settings=settings, credentials=credentials, id_token=given["id-token"], verbose=inputs.debug

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bot.auth import Credentials
+from bot.auth import Credentials, parse_users
 from bot.errors import UsageError
 from bot.settings import DeprecatedKey, Settings, build_settings, normalise_keys, read_config_file
 
@@ -110,9 +110,12 @@ def build(
 def credentials(settings: Settings, env: Mapping[str, str]) -> Credentials:
     """The secrets the settings name (``auth.secret_env`` and the like), from ``env``."""
     auth = settings.auth
+    users_env = auth.login.users_env if auth.mode == "login" else None
+    users = parse_users(env[users_env], users_env) if users_env and env.get(users_env) else ()
     return Credentials(
         secret=env.get(auth.secret_env) or None,
         private_key=env.get(auth.private_key_env) or None,
         token=env.get(auth.token_env) or None,
         password=env.get(auth.login.password_env) or None,
+        users=users,
     )

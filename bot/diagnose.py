@@ -6,7 +6,8 @@ entry says what is most likely wrong and the concrete next step, in plain words.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 from bot import kinds
@@ -24,12 +25,38 @@ STEP_ORDER = {step: index for index, step in enumerate(Step)}
 EXPLANATIONS: dict[Kind, Explanation] = {kind: info.explanation for kind, info in kinds.KINDS.items()}
 
 
+# What a `{name}` in a cause or remediation reads when the failure's evidence has no such entry.
+FILL_DEFAULTS = {
+    "identity": "the identity golden-path runs as",
+    "token travels in": "the subprotocol `jwt.<base64url>` or the `Authorization` header",
+    "offered subprotocols": "`jwt-auth`, `jwt.<token>`",
+    "answer expression": "`data.result` or `final_response` on the completion event",
+    "url": "`auth.login`",
+}
+_FILL = re.compile(r"\{([a-z][a-z ]*)\}")
+_CODE_SHAPED = frozenset({"identity", "url"})  # evidence values shown as code; the others are already words
+
+
+def _filled(text: str, evidence: Mapping[str, str]) -> str:
+    """``{name}`` in an explanation replaced by the failure's own evidence (the configured path, where the token
+    travels, the answer expression), so the words fit this backend, not the reference protocol."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in FILL_DEFAULTS:
+            return match.group()
+        value = evidence.get(name)
+        if not value:
+            return FILL_DEFAULTS[name]
+        value = value[:300]
+        return "`" + value.replace("`", "'") + "`" if name in _CODE_SHAPED else value
+
+    return _FILL.sub(one, text)
+
+
 def _remediation(explanation: Explanation, check: CheckResult) -> str:
-    if check.failure is not None and check.failure.kind is Kind.IAM_DENIED:
-        identity = check.failure.evidence.get("identity")
-        who = f"`{identity}`" if identity else "the identity golden-path runs as"
-        return explanation.remediation.replace("{identity}", who)
-    return explanation.remediation
+    evidence = check.failure.evidence if check.failure is not None else {}
+    return _filled(explanation.remediation, evidence)
 
 
 # Where one detail of a kind has a cause of its own. A plain 403 is `ws-auth-rejected` unless the probe found the
@@ -97,7 +124,7 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
                     step=step_label,
                     subject=first.failure.subject or detail or "?",
                 ),
-                cause=explanation.cause,
+                cause=_filled(explanation.cause, first.failure.evidence),
                 remediation=_remediation(explanation, first),
                 occurrences=len(group),
                 users=users,

@@ -213,9 +213,8 @@ _TABLE: tuple[KindInfo, ...] = (
             "between the token issuer and this revision, the token is read from the wrong place, or the "
             "handler closes before accepting (Starlette answers such a close with HTTP 403).",
             "Compare the JWT secret in the revision's environment/Secret Manager version with the "
-            "issuer's; check that the server reads the token where the client offers it (subprotocol "
-            "`jwt.<base64url>` or `Authorization` header) and that `accept()` runs before any "
-            "`close()`.",
+            "issuer's; check that the server reads the token where the client offers it ({token travels "
+            "in}) and that `accept()` runs before any `close()`.",
         ),
         ReadmeRow(
             "a valid token was refused (401/403)",
@@ -230,7 +229,7 @@ _TABLE: tuple[KindInfo, ...] = (
         GateClass.CORRECTNESS,
         Explanation(
             "WebSocket subprotocol negotiation failed",
-            "The client offers subprotocols (`jwt-auth`, `jwt.<token>`) and the server did not select "
+            "The client offers subprotocols ({offered subprotocols}) and the server did not select "
             "one of them. Browsers fail such a connection immediately; Python clients raise "
             "`NegotiationError: no subprotocols supported`.",
             "Accept with the offered protocol, e.g. `await websocket.accept(subprotocol='jwt-auth')`, "
@@ -267,8 +266,9 @@ _TABLE: tuple[KindInfo, ...] = (
             "WebSocket accepts connections without a token",
             "A connection with no credentials was accepted: authentication is disabled or bypassed on "
             "this revision (for example a development flag left on).",
-            "Require a valid token before `accept()` and close with code 1008 otherwise; check the "
-            "revision's environment for auth-bypass flags.",
+            "Require a valid token ({token travels in}) before serving anything, and refuse otherwise "
+            "(HTTP 401/403 on the upgrade, or close with 1008 or 4403); check the revision's environment "
+            "for auth-bypass flags.",
         ),
         ReadmeRow(
             "a connection without a token was accepted",
@@ -301,7 +301,7 @@ _TABLE: tuple[KindInfo, ...] = (
             "Login failed",
             "No token could be obtained: the login endpoint failed, or the configured secret or key is "
             "missing.",
-            "Check the login endpoint's logs and the credentials given to golden-path.",
+            "Check the login endpoint's logs ({url}) and the credentials given to golden-path.",
         ),
         ReadmeRow(
             "no token could be obtained",
@@ -365,7 +365,8 @@ _TABLE: tuple[KindInfo, ...] = (
             "The agent's final answer is empty",
             "The completion event arrived without a result: the agent produced nothing or the result is "
             "put under a field the client does not read.",
-            "Put the answer in `data.result` (or `final_response`) of the completion event.",
+            "Put the answer where golden-path reads it ({answer expression}), or point "
+            "`journey.answer.expression` at where the server puts it.",
         ),
         ReadmeRow(
             "the completion carried no answer",

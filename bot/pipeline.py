@@ -275,7 +275,7 @@ def _with_server_logs(
     where = None
     if settings.cloud_run.configured and target.project and target.revision and settings.cloud_run.service:
         where = server_logs.Where(target.project, target.region, settings.cloud_run.service, target.revision)
-    secrets = [credentials.secret, credentials.private_key, credentials.token, credentials.password, *tokens]
+    secrets = [*credentials.secrets(), *tokens]
     found = server_logs.collect(
         run,
         where=where,

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 import jmespath
 from jmespath.exceptions import JMESPathError, ParseError
@@ -26,11 +26,22 @@ from bot import untrusted
 if TYPE_CHECKING:
     from bot.settings import OwnerSettings, WebSocketSettings
 
-PLACEHOLDERS = ("message", "thread_id", "user", "nonce")
+PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64")
 TOKEN_PLACEHOLDERS = ("token", "token_b64")
+# A template's parts: `{{` and `}}` (literal braces), and `{name}` placeholders. `}}` is a literal `}` only when it
+# closes a `{{`: a JSON template ends with `}}` (two closing objects) and always has.
+_TEMPLATE_PART = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 # Sample values a template must survive at preflight: quotes, backslashes and line breaks included.
-_SAMPLE = {"message": 'say "hi"\\\n', "thread_id": "t-1", "user": "u-1", "nonce": "n-1"}
+_SAMPLE = {
+    "message": 'say "hi"\\\n',
+    "thread_id": "t-1",
+    "user": "u-1",
+    "nonce": "n-1",
+    "token": "eyJ.sample.token",
+    "token_b64": "ZXlK",
+}
+SHOWN_TOKEN = "<token>"  # how a token reads in evidence: where it travels, never its value
 
 
 def b64url(token: str) -> str:
@@ -38,11 +49,21 @@ def b64url(token: str) -> str:
 
 
 def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
-    """http(s)://host/base + /ws -> ws(s)://host/base/ws[?query]."""
+    """http(s)://host/base + /ws?model=x -> ws(s)://host/base/ws?model=x[&query]: the path's own query and the
+    token's parameters merged with urllib (a parameter given twice keeps the token's value)."""
     parts = urlsplit(base_url)
+    target = urlsplit(path)
     scheme = "wss" if parts.scheme == "https" else "ws"
-    full_path = parts.path.rstrip("/") + path
-    return urlunsplit((scheme, parts.netloc, full_path, urlencode(query or {}), ""))
+    extra = dict(query or {})
+    pairs = [(k, v) for k, v in parse_qsl(target.query, keep_blank_values=True) if k not in extra]
+    full_path = parts.path.rstrip("/") + target.path
+    return urlunsplit((scheme, parts.netloc, full_path, urlencode([*pairs, *extra.items()]), ""))
+
+
+def sibling_path(path: str, suffix: str) -> str:
+    """``/v1/realtime?model=x`` -> ``/v1/realtime<suffix>?model=x``: another path with the same query."""
+    target = urlsplit(path)
+    return urlunsplit(("", "", target.path.rstrip("/") + suffix, target.query, ""))
 
 
 # -- expressions and templates (also checked at preflight by bot.settings) ------------------------------------
@@ -175,19 +196,54 @@ def search(expression: str, document: Any) -> Any:
         return None
 
 
+def substitute(template: str, value: Callable[[str], str | None]) -> str:
+    """The template with ``{{``/``}}`` unescaped and each ``{name}`` replaced by ``value(name)`` (left as written
+    when that is None). One pass, so a value is never read as a template."""
+    depth = 0
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal depth
+        text = match.group()
+        if text == "{{":
+            depth += 1
+            return "{"
+        if text == "}}":
+            if depth:
+                depth -= 1
+                return "}"
+            return text
+        filled = value(match.group(1))
+        return text if filled is None else filled
+
+    return _TEMPLATE_PART.sub(one, template)
+
+
+def placeholders(template: str) -> list[tuple[str, int]]:
+    """Each ``{name}`` a template uses (escaped braces skipped), with its position."""
+    return [(m.group(1), m.start()) for m in _TEMPLATE_PART.finditer(template) if m.group(1) is not None]
+
+
+def unknown_placeholder(template: str, known: Sequence[str]) -> str | None:
+    """Why the template uses a placeholder outside ``known`` (with its position), or None."""
+    for name, position in placeholders(template):
+        if name not in known:
+            return (
+                f"unknown placeholder {{{name[:40]}}} at position {position}; expected "
+                f"{', '.join('{' + p + '}' for p in known)} (write {{{{ and }}}} for a literal brace)"
+            )
+    return None
+
+
 def template_problem(template: str) -> str | None:
     """Why a frame template is unusable: an unknown placeholder, or not JSON once placeholders are filled."""
-    for match in _PLACEHOLDER.finditer(template):
-        if match.group(1) not in PLACEHOLDERS:
-            return (
-                f"unknown placeholder {match.group()} at position {match.start()}; "
-                f"expected {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-            )
+    if (problem := unknown_placeholder(template, PLACEHOLDERS)) is not None:
+        return problem
     filled = render(template, _SAMPLE)
     try:
         document = json.loads(filled)
     except json.JSONDecodeError as exc:
-        return f"not valid JSON after substitution ({exc.msg} at position {exc.pos} of {filled[:200]!r})"
+        near = filled[max(0, exc.pos - 20) : exc.pos + 20]
+        return f"not valid JSON after substitution ({exc.msg} at position {exc.pos}, near {near!r})"
     if not isinstance(document, dict):
         return "a frame must be a JSON object"
     return None
@@ -204,14 +260,50 @@ def token_template_problem(template: str) -> str | None:
 
 def render(template: str, values: Mapping[str, str]) -> str:
     """The template with each ``{name}`` replaced by its value, JSON-escaped (templates quote placeholders)."""
-    return _PLACEHOLDER.sub(
-        lambda m: json.dumps(values[m.group(1)])[1:-1] if m.group(1) in values else m.group(), template
-    )
+    return substitute(template, lambda name: json.dumps(values[name])[1:-1] if name in values else None)
+
+
+def render_text(template: str, values: Mapping[str, str]) -> str:
+    """The template with each ``{name}`` replaced by its value as it is (a header, a form field, a URL part)."""
+    return substitute(template, values.get)
+
+
+def token_values(token: str) -> dict[str, str]:
+    return {"token": token, "token_b64": b64url(token)}
 
 
 def _token_text(template: str, token: str) -> str:
-    values = {"token": token, "token_b64": b64url(token)}
+    values = token_values(token)
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group()), template)
+
+
+def _shown_token_text(template: str) -> str:
+    return _PLACEHOLDER.sub(
+        lambda m: f"<{m.group(1)}>" if m.group(1) in TOKEN_PLACEHOLDERS else m.group(), template
+    )
+
+
+def token_travel(settings: WebSocketSettings, frames: Sequence[str] = ()) -> str:
+    """Where the token travels, in words for evidence and remediations: every way configured, never its value."""
+    way = settings.token
+    ways = [f"subprotocol `{_shown_token_text(t)}`" for t in way.subprotocols if _PLACEHOLDER.search(t)]
+    if way.header is not None:
+        ways.append(f"header `{way.header.name}: {_shown_token_text(way.header.format)}`")
+    if way.query:
+        ways.append(f"query parameter `{way.query}`")
+    for template in frames:
+        if any(name in TOKEN_PLACEHOLDERS for name, _ in placeholders(template)):
+            ways.append(f"the `{frame_type(template)}` frame")
+    return ", ".join(ways) or "nowhere (no token is offered)"
+
+
+def frame_type(template: str) -> str:
+    """A frame template's `type` (its name in our words), or "frame"."""
+    try:
+        kind = json.loads(render(template, _SAMPLE)).get("type")
+    except (ValueError, AttributeError):
+        kind = None
+    return str(kind) if isinstance(kind, str) and kind else "frame"
 
 
 # -- the upgrade request ---------------------------------------------------------------------------------------
@@ -224,31 +316,56 @@ class Offer:
     url: str
     subprotocols: tuple[str, ...]
     headers: tuple[tuple[str, str], ...]
+    shown_url: str = ""  # the URL as evidence shows it: a token in the query reads <token>
+    shown_subprotocols: tuple[str, ...] = ()  # likewise: jwt.<token_b64>
+    token_travel: str = ""  # where the token travels (token_travel()), for evidence
+
+    @property
+    def display_url(self) -> str:
+        return self.shown_url or self.url
 
 
-def offer(base_url: str, settings: WebSocketSettings, token: str | None, *, path: str | None = None) -> Offer:
+def offer(
+    base_url: str,
+    settings: WebSocketSettings,
+    token: str | None,
+    *,
+    path: str | None = None,
+    frames: Sequence[str] = (),
+) -> Offer:
     """The upgrade request for ``token``; with ``token=None`` the negative check's request (no credentials).
 
     Each way the token travels is independent: subprotocol templates (those without a placeholder are offered
-    with or without a token), a header, a query parameter.
+    with or without a token), a header, a query parameter (merged into the path's own query). ``frames``: the
+    frame templates, only to say in evidence whether one carries the token.
     """
     way = settings.token
     subprotocols: list[str] = []
+    shown: list[str] = []
     for template in way.subprotocols:
         needs_token = _PLACEHOLDER.search(template) is not None
         if needs_token and token is None:
             continue
         subprotocols.append(_token_text(template, token or ""))
+        shown.append(_shown_token_text(template))
     headers: list[tuple[str, str]] = []
     query: dict[str, str] = {}
     if token is not None and way.header is not None:
         headers.append((way.header.name, _token_text(way.header.format, token)))
     if token is not None and way.query:
         query[way.query] = token
+    target = path or settings.path
+    url = websocket_url(base_url, target, query=query)
+    shown_url = websocket_url(base_url, target, query=dict.fromkeys(query, SHOWN_TOKEN)).replace(
+        quote_plus(SHOWN_TOKEN), SHOWN_TOKEN
+    )
     return Offer(
-        url=websocket_url(base_url, path or settings.path, query=query),
+        url=url,
         subprotocols=tuple(subprotocols),
         headers=tuple(headers),
+        shown_url=shown_url,
+        shown_subprotocols=tuple(shown),
+        token_travel=token_travel(settings, frames),
     )
 
 

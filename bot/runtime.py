@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot import actions, idtoken, pipeline, results, shards, tool_version
 from bot.action import OutputLedger
-from bot.auth import Credentials
+from bot.auth import PUBLIC_FIELDS, Credentials
 from bot.console import Console
 from bot.errors import UsageError
 from bot.pipeline import Clients, RunContext
@@ -40,8 +40,12 @@ def check(
 ) -> int:
     """Set-up for one check (its secrets known, what can be checked before probing checked, the context and the
     clients built once), then ``pipeline.run``, which owns the order."""
-    for secret in (credentials.secret, credentials.private_key, credentials.token, credentials.password):
+    for secret in credentials.secrets():
         console.redactor.add(secret)
+    for entry in credentials.users:  # per-user credentials (auth.login.users_env) are values no input masked
+        for key, value in entry.items():
+            if key not in PUBLIC_FIELDS:
+                console.keep_secret(value)
     pipeline.preflight(settings, credentials)
     where = context(settings, env)
     made = clients(

@@ -134,12 +134,33 @@ class HealthSettings(_Section):
         return _expression(v)
 
 
+LOGIN_PLACEHOLDERS = ("user", "password", "token", "token_b64")
+
+
 class LoginSettings(_Section):
+    """A login request that answers a token: on the backend (``path``) or another service (``url``)."""
+
+    # An absolute URL (a separate auth service): https, or http only on loopback. Beats `path` when given.
+    url: str | None = None
     path: str = "/auth/login"
     method: Literal["POST", "GET"] = "POST"
+    # Field values are templates: {user}, {password}, {token}/{token_b64} (auth.token_env's token), and with
+    # users_env, every field of that user's entry; {{ and }} are literal braces.
     body: dict[str, Any] = Field(default_factory=lambda: {"username": "{user}", "password": "{password}"})
+    # json: a JSON body; form: application/x-www-form-urlencoded (OAuth2 client credentials / password grants).
+    encoding: Literal["json", "form"] = "json"
+    headers: dict[str, str] = Field(
+        default_factory=dict
+    )  # templates as in body, e.g. Authorization: Basic ...
     password_env: str = "GOLDEN_PATH_PASSWORD"
-    token_field: str = "access_token"  # dotted path in the JSON answer
+    # One environment variable holding a credential per simulated user: a JSON list of objects ({"user": ...,
+    # "password": ...}; every field a placeholder) or lines `user:password`. User N takes entry N (wrapping).
+    users_env: str | None = None
+    token_field: str = "access_token"  # dotted path in the JSON answer (token_expression beats it)
+    token_expression: str | None = None  # JMESPath on the JSON answer, e.g. data.session.token
+    # JMESPath on the answer to the token's lifetime in seconds (OAuth2 `expires_in`); otherwise the JWT's `exp`.
+    # A token is reused by users whose login request is the same until it expires, then fetched again.
+    expires_in: str | None = "expires_in"
     timeout_s: float = Field(default=10, gt=0, le=120)  # the login request's total deadline, body included
 
     @field_validator("path")
@@ -147,15 +168,66 @@ class LoginSettings(_Section):
     def _p(cls, v: str) -> str:
         return _path(v)
 
-    @field_validator("password_env")
+    @field_validator("url")
     @classmethod
-    def _env(cls, v: str) -> str:
-        return _env_name(v)
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _service_url(v)
+
+    @field_validator("password_env", "users_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return None if v is None else _env_name(v)
+
+    @field_validator("token_expression", "expires_in")
+    @classmethod
+    def _expressions(cls, v: str | None) -> str | None:
+        return _expression(v)
 
     @field_validator("body")
     @classmethod
     def _json_body(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _login_templates(v)
         return _json_values(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _HTTP_TOKEN.fullmatch(name):
+                raise ValueError(
+                    f"expected an HTTP header name (no spaces, CR/LF or ':'), got {_short(name)}"
+                )
+            if not isinstance(value, str) or _UNSAFE_IN_URL.sub("", value.replace(" ", "")) != value.replace(
+                " ", ""
+            ):
+                raise ValueError(
+                    f"header {name}: expected text without control characters, got {_short(value)}"
+                )
+        _login_templates(v)
+        return v
+
+    @model_validator(mode="after")
+    def _form_is_flat(self) -> LoginSettings:
+        if self.encoding == "form" or self.method == "GET":
+            nested = [k for k, v in self.body.items() if isinstance(v, dict | list)]
+            if nested:
+                raise ValueError(
+                    f"body field {_short(nested[0])} is a list or mapping: a form or query string holds only "
+                    "text and numbers (use encoding: json)"
+                )
+        return self
+
+    @property
+    def token_path(self) -> str:
+        """The JMESPath that reads the token: token_expression, else token_field's dotted path quoted."""
+        if self.token_expression:
+            return self.token_expression
+        return ".".join(json.dumps(part) for part in self.token_field.split("."))
+
+    @property
+    def where(self) -> str:
+        """The login endpoint as configured, for messages."""
+        return self.url or self.path
 
 
 class AuthSettings(_Section):
@@ -279,7 +351,8 @@ class FrameSettings(_Section):
     @classmethod
     def _template(cls, v: str) -> str:
         if (problem := protocol.template_problem(v)) is not None:
-            raise ValueError(f"{v!r} is not a valid frame template: {problem}")
+            # The reason (with its position) first; only the echoed template is cut.
+            raise ValueError(f"not a valid frame template: {problem} (template {_short(v)})")
         return v
 
 
@@ -627,6 +700,38 @@ def _base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _service_url(value: str) -> str:
+    """An absolute URL of another service (a login endpoint): https, or plain http only on loopback."""
+    if _UNSAFE_IN_URL.search(value):
+        raise ValueError(f"expected a URL without spaces or control characters, got {_short(value)}")
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "credentials inside the URL are not accepted (they would be printed in every report): give the "
+            "secret through auth.login.body or headers and the environment"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(f"expected an https:// URL with a host, got {_short(value)}")
+    if parts.scheme == "http" and parts.hostname != "localhost" and not _loopback_ip(parts.hostname):
+        raise ValueError(
+            f"plain http:// is only allowed on loopback (127.0.0.1, localhost, [::1]); use https:// for "
+            f"{_short(value)}: the body carries a secret"
+        )
+    return value
+
+
+def _login_templates(mapping: dict[str, Any]) -> None:
+    """Placeholders in login body/header values must be names (``{user}``), never attribute lookups."""
+    for key, value in mapping.items():
+        if isinstance(value, str):
+            for name, position in protocol.placeholders(value):
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                    raise ValueError(
+                        f"{_short(key)}: {{{name[:40]}}} at position {position} is not a placeholder name; "
+                        f"expected e.g. {', '.join('{' + p + '}' for p in LOGIN_PLACEHOLDERS)}"
+                    )
+
+
 def _env_name(value: str) -> str:
     if not _ENV_NAME.match(value):
         raise ValueError(f"expected an environment variable name like JWT_SECRET_KEY, got {_short(value)}")
@@ -870,7 +975,7 @@ def normalise_keys(data: Any) -> Any:
     if isinstance(data, dict):
         return {
             (k.replace("-", "_") if isinstance(k, str) else k): (
-                v if k in ("claims", "body") else normalise_keys(v)
+                v if k in ("claims", "body", "headers") else normalise_keys(v)
             )
             for k, v in data.items()
         }

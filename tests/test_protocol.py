@@ -229,3 +229,56 @@ def test_search__other_expressions_keep_the_interpreter() -> None:
         )
         == "ac"
     )
+
+
+def test_render__double_braces_are_literal_and_a_json_ending_stays_two_braces():
+    template = '{"q": "subscription {{ chat {{type}} }} {message}", "p": {"t": "{token}"}}'
+    rendered = protocol.render(template, {"message": 'a "b"', "token": "tok"})
+    assert json.loads(rendered) == {"q": 'subscription { chat {type} } a "b"', "p": {"t": "tok"}}
+
+
+def test_render__a_value_is_never_read_as_a_template():
+    assert (
+        protocol.render('{"m": "{message}"}', {"message": "{{nonce}} {user}"}) == '{"m": "{{nonce}} {user}"}'
+    )
+
+
+def test_template_problem__unknown_placeholder_names_its_position_and_the_escape():
+    problem = protocol.template_problem('{"q": "{type}"}')
+    assert problem is not None
+    assert problem.startswith("unknown placeholder {type} at position 7")
+    assert "{{ and }}" in problem
+    assert protocol.template_problem('{"q": "{{type}}", "t": "{token_b64}"}') is None
+
+
+def test_websocket_url__the_path_query_and_the_token_parameter_are_merged():
+    url = protocol.websocket_url(
+        "https://h.example/base/", "/v1/realtime?model=gpt-4o-mini", query={"token": "a+b"}
+    )
+    assert url == "wss://h.example/base/v1/realtime?model=gpt-4o-mini&token=a%2Bb"
+    # a parameter the path already names takes the token's value once, never twice
+    assert (
+        protocol.websocket_url("http://h", "/ws?token=old&x=1", query={"token": "t"})
+        == "ws://h/ws?x=1&token=t"
+    )
+
+
+def test_sibling_path__keeps_the_query_on_another_path():
+    assert protocol.sibling_path("/v1/realtime?model=m", "-nope") == "/v1/realtime-nope?model=m"
+    assert protocol.sibling_path("/ws/", "-nope") == "/ws-nope"
+
+
+def test_offer__evidence_url_shows_the_query_with_the_token_hidden():
+    settings = WebSocketSettings.model_validate(
+        {
+            "path": "/rt?model=m",
+            "token": {"subprotocols": ["bearer.{token}"], "header": None, "query": "access"},
+        }
+    )
+    offer = protocol.offer(
+        "http://127.0.0.1:9", settings, "s3cr+t", frames=['{"type": "init", "t": "{token}"}']
+    )
+    assert offer.url == "ws://127.0.0.1:9/rt?model=m&access=s3cr%2Bt"
+    assert offer.display_url == "ws://127.0.0.1:9/rt?model=m&access=<token>"
+    assert offer.shown_subprotocols == ("bearer.<token>",)
+    assert offer.token_travel == "subprotocol `bearer.<token>`, query parameter `access`, the `init` frame"

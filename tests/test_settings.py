@@ -303,3 +303,46 @@ def test_build_settings__fail_on_defaults_to_correctness_and_keeps_any_and_p0():
 
 def test_build_settings__a_quoted_number_that_worked_keeps_working():
     assert build_settings({"url": "https://chat.example.com", "journey": {"users": "3"}}).journey.users == 3
+
+
+def test_build_settings__a_long_bad_frame_template_keeps_its_reason_and_position():
+    template = '{"type": "x", "q": "{type}", "pad": "' + "x" * 500 + '"}'
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"journey": {"send": [{"frame": template}]}})
+    assert caught.value.key == "journey.send.0.frame"
+    assert "unknown placeholder {type} at position 20" in caught.value.reason
+    assert "more characters" in caught.value.reason  # only the echoed template is cut
+
+
+@pytest.mark.parametrize(
+    ("login", "expected"),
+    [
+        ({"url": "http://auth.example.com/token"}, "plain http:// is only allowed on loopback"),
+        ({"url": "https://id:pw@auth.example.com/token"}, "credentials inside the URL are not accepted"),
+        ({"body": {"secret": "{password.__class__}"}}, "is not a placeholder name"),
+        ({"encoding": "form", "body": {"scope": ["a", "b"]}}, "a form or query string holds only text"),
+        ({"headers": {"Bad Header": "x"}}, "expected an HTTP header name"),
+        ({"token_expression": "data.[token"}, "not a valid JMESPath expression"),
+    ],
+)
+def test_build_settings__login_mistakes_name_the_key(login: dict[str, object], expected: str):
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"auth": {"mode": "login", "login": login}})
+    assert caught.value.key.startswith("auth.login")
+    assert expected in caught.value.reason
+    assert "pw" not in caught.value.reason.replace("expected", "")
+
+
+def test_build_settings__login_at_another_service_with_a_form_and_header_names_kept():
+    login = {
+        "url": "https://auth.example.com/oauth/token",
+        "encoding": "form",
+        "headers": {"X-Api-Key": "{password}"},
+        "token_field": "data.access-token",
+    }
+    settings = build_settings({"auth": {"mode": "login", "login": login}})
+    assert settings.auth.login.headers == {"X-Api-Key": "{password}"}  # not X_Api_Key
+    assert settings.auth.login.token_path == '"data"."access-token"'
+    assert build_settings({"auth": {"login": {"url": "http://127.0.0.1:8080/t"}}}).auth.login.where.endswith(
+        "/t"
+    )

@@ -13,7 +13,6 @@ blamed.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -83,6 +82,7 @@ class Context:
     trace: tracing.RunTrace  # per-user trace headers on every request (the revision's logs find them)
     extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Cloud Run ID token, on every upgrade
     every_nonce: frozenset[str] = frozenset()  # built once: a set per user would cost O(n²) at 1,000 users
+    logins: auth.Logins = field(default_factory=auth.Logins)  # login answers shared while their token lasts
 
     @property
     def journey(self) -> JourneySettings:
@@ -128,8 +128,7 @@ async def probe(
     """
     extra = tuple((extra_headers or {}).items())
     redactor = untrusted.Redactor(
-        [credentials.secret, credentials.private_key, credentials.token, credentials.password]
-        + [value.removeprefix("Bearer ") for _, value in extra]
+        [*credentials.secrets(), *(value.removeprefix("Bearer ") for _, value in extra)]
     )
     run_tag = uuid.uuid4().hex[:8]
     trace = trace or tracing.RunTrace(run_tag)
@@ -272,7 +271,10 @@ async def _negative(
     trace: tracing.RunTrace,
     extra: tuple[tuple[str, str], ...] = (),
 ) -> ws_probe.NegativeOutcome:
-    offer = trace.sign_offer(protocol.offer(base_url, settings.websocket, None), tracing.RUN_USER)
+    frames = [f.frame for f in settings.journey.send]
+    offer = trace.sign_offer(
+        protocol.offer(base_url, settings.websocket, None, frames=frames), tracing.RUN_USER
+    )
     loop = asyncio.get_running_loop()
     timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - loop.time()))
     started = time.perf_counter()
@@ -308,9 +310,12 @@ async def _explain_refusals(
     first = refused[0][0].checks[refused[0][1]].failure
     if ws_probe.refusal_of(first) != negative.refusal:
         return
-    bogus = f"{ctx.settings.websocket.path.rstrip('/')}-golden-path-no-such-route-{ctx.run_tag}"
+    # Another path with the same query: a route that needs its query (?model=...) answers the same for both.
+    bogus = protocol.sibling_path(ctx.settings.websocket.path, f"-golden-path-no-such-route-{ctx.run_tag}")
+    frames = [f.frame for f in ctx.journey.send]
     offer = ctx.trace.sign_offer(
-        protocol.offer(ctx.base_url, ctx.settings.websocket, None, path=bogus), tracing.RUN_USER
+        protocol.offer(ctx.base_url, ctx.settings.websocket, None, path=bogus, frames=frames),
+        tracing.RUN_USER,
     )
     timeout_s = max(
         0.1, min(ctx.settings.websocket.open_timeout_s, ctx.deadline - asyncio.get_running_loop().time())
@@ -395,6 +400,7 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
             http=ctx.http,
             base_url=ctx.base_url,
             on_token=ctx.on_token,
+            logins=ctx.logins,
         )
     except auth.LoginError as exc:
         failure = Failure(Kind.LOGIN_FAILED, str(exc), evidence=exc.evidence)
@@ -405,8 +411,9 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
 
     journey.step = Step.CONNECT
+    frames = [f.frame for f in ctx.journey.send]
     offer = ctx.trace.sign_offer(
-        protocol.offer(ctx.base_url, ctx.settings.websocket, identity.token), journey.user
+        protocol.offer(ctx.base_url, ctx.settings.websocket, identity.token, frames=frames), journey.user
     )
     handshake = await ws_probe.open_connection(
         offer,
@@ -438,12 +445,17 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
 
 
 def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:
-    return {
+    values = {
         "message": ctx.journey.message,
         "thread_id": f"golden-path-{ctx.run_tag}-{journey.user}",
         "user": identity.subject or f"user-{journey.user}",
         "nonce": ctx.nonces[journey.user],
     }
+    if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
+        values |= protocol.token_values(identity.token)
+    else:
+        values |= {"token": "", "token_b64": ""}
+    return values
 
 
 async def _session(
@@ -475,7 +487,7 @@ async def _session(
         journey.add("message", Step.MESSAGE, Status.FAIL, failure=failure)
         journey.skip(*LATER_STEPS[2:], why="message not sent")
         return
-    kinds = ", ".join(_frame_type(f.frame) for f in cfg.send)
+    kinds = ", ".join(protocol.frame_type(f.frame) for f in first)
     journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent {kinds}")
 
     journey.step = Step.AGENT
@@ -486,14 +498,6 @@ async def _session(
     )
     journey.received = time.perf_counter()
     journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
-
-
-def _frame_type(template: str) -> str:
-    try:
-        kind = json.loads(protocol.render(template, {})).get("type")
-    except (ValueError, AttributeError):
-        kind = None
-    return str(kind) if kind else "frame"
 
 
 async def _receive(
@@ -678,7 +682,12 @@ async def _error_event(
 def _auth_closed(exc: ConnectionClosed, stream: Stream, ctx: Context, *, error_frame: str = "") -> Failure:
     assert exc.rcvd is not None
     code, reason = exc.rcvd.code, ctx.clip(exc.rcvd.reason, 200)
-    evidence = stream.evidence() | {"close code": str(code), "close reason": reason}
+    travel = protocol.token_travel(ctx.settings.websocket, [f.frame for f in ctx.journey.send])
+    evidence = stream.evidence() | {
+        "close code": str(code),
+        "close reason": reason,
+        "token travels in": travel,
+    }
     if error_frame:
         evidence["error frame"] = error_frame
     return Failure(

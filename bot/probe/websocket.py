@@ -72,13 +72,17 @@ class Handshake:
 _TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.trace, never a token
 
 
-def _offer_evidence(offer: Offer) -> dict[str, str]:
-    # Offered subprotocols may carry the token (jwt.<base64url>): record only their shape, never the value.
-    shown = [p if not p.startswith("jwt.") else "jwt.<token>" for p in offer.subprotocols]
+def offer_evidence(offer: Offer) -> dict[str, str]:
+    """What the upgrade offered, as evidence: the full URL and the subprotocols with the token shown as <token>,
+    and where the token travels (header, subprotocol, query, a frame), never its value."""
+    shown = offer.shown_subprotocols or tuple(
+        p if not p.startswith("jwt.") else "jwt.<token>" for p in offer.subprotocols
+    )
     return {
-        "url": offer.url.split("?", 1)[0],
+        "url": offer.display_url,
         "offered subprotocols": ", ".join(shown) or "(none)",
-        "token offered in": ", ".join(name for name, _ in offer.headers if name.lower() not in _TRACE_HEADERS)
+        "token travels in": offer.token_travel
+        or ", ".join(name for name, _ in offer.headers if name.lower() not in _TRACE_HEADERS)
         or "(no header)",
     }
 
@@ -98,7 +102,7 @@ async def open_connection(
     ``extra_headers``: sent on the upgrade but not part of the offer (e.g. a Cloud Run ID token).
     """
     started = time.perf_counter()
-    evidence = _offer_evidence(offer)
+    evidence = offer_evidence(offer)
     try:
         connection = await connect(
             offer.url,
@@ -245,7 +249,7 @@ async def negative_check(
     failure = Failure(
         Kind.WS_UNAUTHENTICATED_ACCEPTED,
         f"A connection with no token was accepted and still open after {NEGATIVE_GRACE_S:.0f} s.",
-        evidence=_offer_evidence(offer) | {"status": "101", "token": "(none)"},
+        evidence=offer_evidence(offer) | {"status": "101", "token": "(none)"},
     )
     return NegativeOutcome(_negative(Status.FAIL, "accepted without a token", failure))
 

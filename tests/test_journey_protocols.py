@@ -1,0 +1,277 @@
+"""The probe against backends written the way their communities write them, configured from the README's examples.
+
+A GraphQL subscription server (strawberry-graphql, graphql-transport-ws, the token in connection_init), a FastAPI
+WebSocket taking its token as a query parameter at ``/v1/realtime?model=...``, and an OAuth2 token service in its
+own process (form-encoded client credentials) in front of a chat backend. Each config is the README's worked
+example for that protocol, read from the README, so the documentation is what is tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot import diagnose
+from bot.auth import Credentials, parse_users
+from bot.probe.journey import ProbeOutcome, probe
+from bot.reference.faults import parse_faults
+from bot.reference.server import ReferenceServer
+from bot.results import CheckResult, Kind, Status
+from bot.settings import Settings, build_settings
+from tests.standins import fastapi_realtime, graphql_chat
+from tests.standins.asgi import AsgiProcess, AsgiServer
+
+SECRET = "protocol-tests-secret-0123456789abcdefghijkl"
+_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+FAST = {
+    "journey": {"users": 3, "event_timeout_s": 1.5},
+    "websocket": {"open_timeout_s": 2},
+    "timeouts": {"connect_s": 2, "request_s": 2, "run_s": 20},
+}
+
+
+def readme_example(title: str) -> dict[str, Any]:
+    """The YAML block that follows ``title`` in the README."""
+    text = _README.split(title, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = yaml.safe_load(text)
+    assert isinstance(data, dict)
+    return data
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def settings_for(title: str, url: str, **extra: Any) -> Settings:
+    config = _merged(_merged(readme_example(title), FAST), extra)
+    config.pop("url", None)
+    return build_settings(config, {"url": url})
+
+
+def run(settings: Settings, credentials: Credentials) -> tuple[ProbeOutcome, list[str]]:
+    outcome = asyncio.run(probe(settings, base_url=settings.url or "", credentials=credentials))
+    findings = diagnose.diagnose(outcome.checks, service="svc")
+    return outcome, [f.fingerprint for f in findings]
+
+
+def checks(outcome: ProbeOutcome, check_id: str) -> list[CheckResult]:
+    return [c for c in outcome.checks if c.id == check_id]
+
+
+# -- GraphQL over WebSocket (strawberry) -------------------------------------------------------------------------
+
+GRAPHQL = "Example: GraphQL subscriptions (graphql-transport-ws)"
+
+
+def test_probe__graphql_subscription_server_passes_with_the_token_in_connection_init():
+    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
+        outcome, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
+    assert findings == []
+    for check_id in ("login", "handshake", "message", "events", "isolation", "answer"):
+        assert [c.status for c in checks(outcome, check_id)] == [Status.PASS] * 3, check_id
+    answers = [c.summary for c in checks(outcome, "answer")]
+    assert all("2 + 2 = 4" in a for a in answers), answers
+
+
+GRAPHQL_FAULTS = {
+    "broken-auth": "svc:ws-auth-rejected:4403",  # strawberry's refusal at connection_init
+    "stall": "svc:timeout:done",
+    "canned": "svc:answer-canned",
+    "empty": "svc:answer-empty",
+    "cross-talk": "svc:isolation-leak",
+    "close-after-accept": "svc:ws-closed-early:done",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(GRAPHQL_FAULTS))
+def test_probe__graphql_fault_gives_its_own_kind(fault: str):
+    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault=fault)) as server:
+        _, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
+    assert GRAPHQL_FAULTS[fault] in findings, findings
+
+
+def test_probe__graphql_query_braces_reach_the_server_as_written():
+    """`{{ ... }}` in the template is the query's selection set; a wrong query would be a GraphQL error."""
+    settings = settings_for(GRAPHQL, "http://127.0.0.1:1")
+    subscribe = next(f.frame for f in settings.journey.send if f.after == "connection_ack")
+    assert "{{ type text threadId }}" in subscribe
+    from bot import protocol
+
+    frame = json.loads(protocol.render(subscribe, {"message": "m", "thread_id": "t", "nonce": "n"}))
+    assert "{ type text threadId }" in frame["payload"]["query"]
+    assert frame["payload"]["variables"] == {"message": "[n] m", "threadId": "t"}
+
+
+# -- FastAPI WebSocket, token in the query, ?model= in the path --------------------------------------------------
+
+REALTIME = "Example: a FastAPI WebSocket with the token in the query"
+
+
+def test_probe__fastapi_query_token_backend_passes_and_keeps_the_model_parameter():
+    with AsgiServer(fastapi_realtime.create_app(secret=SECRET)) as server:
+        outcome, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    assert findings == []
+    assert [c.status for c in checks(outcome, "answer")] == [Status.PASS] * 3
+    assert all(
+        "(gpt-4o-mini)" in c.summary for c in checks(outcome, "answer")
+    )  # the model reached the server
+    assert checks(outcome, "auth-negative")[0].status is Status.PASS
+
+
+REALTIME_FAULTS = {
+    "broken-auth": "svc:ws-auth-rejected:1008",
+    "anonymous": "svc:ws-unauthenticated-accepted",
+    "stall": "svc:timeout:response.output_text.done",
+    "canned": "svc:answer-canned",
+    "empty": "svc:answer-empty",
+    "cross-talk": "svc:isolation-leak",
+    "close-after-accept": "svc:ws-closed-early:response.done",
+    "end-early": "svc:ws-closed-early:response.done",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(REALTIME_FAULTS))
+def test_probe__fastapi_fault_gives_its_own_kind(fault: str):
+    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault=fault)) as server:
+        _, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    assert REALTIME_FAULTS[fault] in findings, findings
+
+
+def test_probe__auth_refused_after_accept_names_where_the_token_travels():
+    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault="broken-auth")) as server:
+        outcome, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    failure = next(c.failure for c in outcome.checks if c.failure is not None and c.user == 1)
+    assert failure.kind is Kind.WS_AUTH_REJECTED, findings
+    assert failure.evidence["token travels in"] == "query parameter `token`"
+    finding = diagnose.diagnose(outcome.checks, service="svc")[0]
+    assert "query parameter `token`" in finding.remediation
+    assert "jwt.<base64url>" not in finding.remediation
+
+
+def test_probe__refused_query_shows_the_full_url_and_the_bogus_path_keeps_the_query():
+    """A model the server does not serve: FastAPI refuses the upgrade (403) with or without a token, and so does
+    a path that cannot exist with the same query. The evidence shows the URL with its query and no token."""
+    with AsgiServer(fastapi_realtime.create_app(secret=SECRET)) as server:
+        settings = settings_for(REALTIME, server.url, websocket={"path": "/v1/realtime?model=unknown-model"})
+        outcome, findings = run(settings, Credentials(secret=SECRET))
+        port = server.port
+    assert findings == ["svc:ws-upgrade-status:403"], findings
+    failure = checks(outcome, "handshake")[0].failure
+    assert failure is not None
+    assert failure.evidence["url"] == f"ws://127.0.0.1:{port}/v1/realtime?model=unknown-model&token=<token>"
+    bogus = failure.evidence["path that cannot exist"]
+    assert bogus.startswith("/v1/realtime-golden-path-no-such-route-") and "?model=unknown-model:" in bogus
+
+
+# -- an OAuth2 token service in its own process, in front of a chat backend ----------------------------------------
+
+OAUTH = "Example: a separate auth service (OAuth2 client credentials)"
+CLIENTS = {
+    "golden-path-1": "s3cret+one/1",
+    "golden-path-2": "s3cret+two/2",
+    "golden-path-3": "s3cret+three/3",
+}
+
+
+@pytest.fixture
+def oauth(tmp_path: Path) -> Iterator[tuple[AsgiProcess, Path]]:
+    log = tmp_path / "grants.log"
+    env = {"OAUTH_CLIENTS": json.dumps(CLIENTS), "OAUTH_SIGNING_KEY": SECRET, "OAUTH_LOG": str(log)}
+    with AsgiProcess("tests.standins.oauth_service:app", env=env, ready_path="/healthz") as service:
+        yield service, log
+
+
+def oauth_credentials(settings: Settings) -> Credentials:
+    entries = [{"client_id": k, "client_secret": v} for k, v in CLIENTS.items()]
+    env = settings.auth.login.users_env
+    assert env is not None
+    return Credentials(users=parse_users(json.dumps(entries), env))
+
+
+def oauth_settings(service: AsgiProcess, backend_url: str, **extra: Any) -> Settings:
+    auth = {"login": {"url": f"{service.url}/oauth/token"}}
+    return settings_for(OAUTH, backend_url, auth=auth, **extra)
+
+
+def test_probe__separate_auth_service_gives_each_user_its_own_identity(oauth: tuple[AsgiProcess, Path]):
+    service, log = oauth
+    with ReferenceServer(secret=SECRET) as backend:
+        settings = oauth_settings(service, backend.url)
+        outcome, findings = run(settings, oauth_credentials(settings))
+    assert findings == []
+    subjects = sorted(c.summary.rsplit(" ", 1)[1] for c in checks(outcome, "login"))
+    assert subjects == sorted(CLIENTS)  # one client each: distinct identities, so isolation means something
+    assert [c.status for c in checks(outcome, "isolation")] == [Status.PASS] * 3
+    assert sorted(log.read_text().split()) == sorted(CLIENTS)  # one grant per client, form-encoded
+    text = json.dumps([c.summary for c in outcome.checks])
+    assert not any(secret in text for secret in CLIENTS.values())
+
+
+def test_probe__one_client_for_every_user_logs_in_once_while_its_token_lasts(oauth: tuple[AsgiProcess, Path]):
+    service, log = oauth
+    with ReferenceServer(secret=SECRET) as backend:
+        settings = oauth_settings(service, backend.url, journey={"users": 5})
+        one = parse_users(
+            json.dumps([{"client_id": "golden-path-1", "client_secret": CLIENTS["golden-path-1"]}]), "X"
+        )
+        _, findings = run(settings, Credentials(users=one))
+    assert findings == []
+    assert log.read_text().split() == ["golden-path-1"]  # five users, one login: the answer is shared
+
+
+def test_probe__a_token_the_backend_cannot_verify_is_refused_at_the_handshake(tmp_path: Path):
+    """The backend refuses the auth service's token before accepting (HTTP 403), as it refuses no token and an
+    unknown route: on the wire that cannot be told from an unrouted path, so the finding names both causes."""
+    env = {"OAUTH_CLIENTS": json.dumps(CLIENTS), "OAUTH_SIGNING_KEY": SECRET, "OAUTH_FAULT": "wrong-key"}
+    with (
+        AsgiProcess("tests.standins.oauth_service:app", env=env, ready_path="/healthz") as service,
+        ReferenceServer(secret=SECRET) as backend,
+    ):
+        settings = oauth_settings(service, backend.url)
+        outcome, findings = run(settings, oauth_credentials(settings))
+    assert findings == ["svc:ws-upgrade-status:403"], findings
+    finding = diagnose.diagnose(outcome.checks, service="svc")[0]
+    assert "JWT secret" in finding.remediation and "websocket.path" in finding.remediation
+
+
+def test_probe__a_refused_client_is_login_failed_naming_the_auth_service(oauth: tuple[AsgiProcess, Path]):
+    service, _ = oauth
+    with ReferenceServer(secret=SECRET) as backend:
+        settings = oauth_settings(service, backend.url)
+        wrong = parse_users(json.dumps([{"client_id": "golden-path-1", "client_secret": "wrong"}]), "X")
+        outcome, findings = run(settings, Credentials(users=wrong))
+    assert "svc:login-failed" in findings
+    failure = checks(outcome, "login")[0].failure
+    assert failure is not None
+    assert failure.message == f"login at {service.url}/oauth/token answered HTTP 401"
+    assert "invalid_client" in failure.evidence["body"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "fingerprint"),
+    [
+        ("never-complete", "svc:timeout:agent_completed"),
+        ("canned-answer", "svc:answer-canned"),
+        ("cross-talk", "svc:isolation-leak"),
+        ("close-early", "svc:ws-closed-early:agent_completed"),
+    ],
+)
+def test_probe__chat_backend_faults_behind_the_auth_service_keep_their_kind(
+    oauth: tuple[AsgiProcess, Path], fault: str, fingerprint: str
+):
+    service, _ = oauth
+    with ReferenceServer(secret=SECRET, faults=parse_faults([fault])) as backend:
+        settings = oauth_settings(service, backend.url)
+        _, findings = run(settings, oauth_credentials(settings))
+    assert fingerprint in findings, findings

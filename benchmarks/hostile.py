@@ -1,6 +1,6 @@
 """Benchmark: memory of a health check against a body that never ends (1 GiB, chunked, from another process).
 
-The health body is read once, streamed, and cut at 1 MiB (``bot.probe.http.MAX_BODY_BYTES``): the peak traced
+The health body is read once, streamed, and cut at 1 MiB (``bot.probe.http_probe.MAX_BODY_BYTES``): the peak traced
 memory of the check must stay a small multiple of that cap, whatever the server sends (measured here: about
 2x, the kept MiB and its joined copy).
 """
@@ -14,8 +14,8 @@ import tracemalloc
 
 import httpx
 
-from bot.probe.http import MAX_BODY_BYTES, check_health
-from bot.settings import build_settings
+from bot.config import build_settings
+from bot.probe.http_probe import MAX_BODY_BYTES, check_health
 
 # The server runs in its own process, so only the client's memory is traced.
 SERVER = r"""

@@ -91,7 +91,7 @@ import asyncio, json, resource, sys
 from bot import diagnose
 from bot.auth import Credentials
 from bot.probe.journey import probe
-from bot.settings import build_settings
+from bot.config import build_settings
 url, users = sys.argv[1], int(sys.argv[2])
 config = {"health": {"paths": []}, "websocket": {"negative_auth_check": False},
           "journey": {"users": users, "event_timeout_s": 300, "sla_s": 600}, "timeouts": {"run_s": 900}}

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot.reference.server import Stamps, _bind, _uvicorn_config, create_app
+from bot.reference.backend import Stamps
+from bot.reference.server import bind, create_app, uvicorn_config
 
 
 def main(port: int) -> None:
@@ -43,8 +44,8 @@ def main(port: int) -> None:
         return JSONResponse({"reset": True})
 
     app.router.routes.extend([Route("/bench/stats", stats), Route("/bench/reset", reset, methods=["POST"])])
-    server = uvicorn.Server(_uvicorn_config(app, own_logging=True))
-    server.run(sockets=[_bind("127.0.0.1", port)])
+    server = uvicorn.Server(uvicorn_config(app, own_logging=True))
+    server.run(sockets=[bind("127.0.0.1", port)])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot import actions, config, report
+from bot import actions, config, markdown
 from bot.auth import Credentials
 from bot.config import OVERRIDES
 from bot.console import Console
@@ -178,7 +178,7 @@ class OutputLedger:
                 actions.write_outputs(self.path, {"error": line})
             else:
                 self.write({"verdict": "error", "error": line, "p0-count": "0", "traffic-action": "none"})
-                note = f"### ⚠️ golden-path could not run\n\n{report.escape(line)}\n"
+                note = f"### ⚠️ golden-path could not run\n\n{markdown.escape(line)}\n"
                 actions.append_summary(self.summary, note)
         except OSError:
             pass  # the output file itself is unwritable: the error line on stderr is all that is left

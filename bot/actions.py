@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.results import Run, Severity
+from bot.untrusted import show_controls
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SERVER_URL = "https://github.com"
@@ -33,7 +34,6 @@ class ActionsContext:
     event_name: str | None = None
     event_path: Path | None = None
     sha: str | None = None
-    ref: str | None = None
     run_id: str | None = None
     run_attempt: str | None = None
     step_summary: Path | None = None
@@ -60,7 +60,6 @@ def context_from_env(env: Mapping[str, str]) -> ActionsContext:
         event_name=get("GITHUB_EVENT_NAME"),
         event_path=path("GITHUB_EVENT_PATH"),
         sha=get("GITHUB_SHA"),
-        ref=get("GITHUB_REF"),
         run_id=get("GITHUB_RUN_ID"),
         run_attempt=get("GITHUB_RUN_ATTEMPT"),
         step_summary=path("GITHUB_STEP_SUMMARY"),
@@ -177,11 +176,12 @@ _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 def one_line(text: str) -> str:
     """A log line that cannot be read as a workflow command: line breaks shown as ``⏎`` (a second line would
-    start wherever the text wants), and ``##[`` (a command anywhere in a line) broken by a zero-width space.
+    start wherever the text wants), ``##[`` (a command anywhere in a line) broken by a zero-width space, and
+    every other control character shown escaped (``\\x1b``: an ESC sequence in a log drives the terminal).
 
     Callers prefix the line with their own text (``golden-path: ...``), so it never starts with ``::``.
     """
-    return _LINE_BREAKS.sub(" ⏎ ", text).replace("##[", "#\u200b#[")
+    return show_controls(_LINE_BREAKS.sub(" ⏎ ", text)).replace("##[", "#\u200b#[")
 
 
 def mask(secret: str, stream: TextIO) -> None:

@@ -22,9 +22,9 @@ import httpx
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
-from bot import protocol, untrusted
+from bot import expressions, untrusted
 from bot.errors import UsageError
-from bot.probe.http import BodyTooLarge, Incomplete, fetch
+from bot.probe.http_probe import BodyTooLarge, Incomplete, fetch
 from bot.settings import AuthSettings, LoginSettings
 
 # Fields of a per-user credential that name the user rather than prove it: not redacted.
@@ -280,9 +280,9 @@ def _login_names(login: LoginSettings) -> set[str]:
     """Every placeholder the login's body and headers use."""
     names: set[str] = set()
     for value in _strings(login.body):
-        names |= {name for name, _ in protocol.placeholders(value)}
+        names |= {name for name, _ in expressions.placeholders(value)}
     for value in login.headers.values():
-        names |= {name for name, _ in protocol.placeholders(value)}
+        names |= {name for name, _ in expressions.placeholders(value)}
     return names
 
 
@@ -305,7 +305,7 @@ def _login_values(
     if credentials.password:
         values["password"] = credentials.password
     if credentials.token:
-        values |= protocol.token_values(credentials.token)
+        values |= expressions.token_values(credentials.token)
     if credentials.users:
         entry = credentials.users[(user - 1) % len(credentials.users)]
         values["user"] = entry.get("user") or entry.get("username") or subject
@@ -315,7 +315,7 @@ def _login_values(
 
 def _filled(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-        return protocol.render_text(value, values)
+        return expressions.render_text(value, values)
     if isinstance(value, dict):
         return {k: _filled(v, values) for k, v in value.items()}
     if isinstance(value, list):
@@ -340,9 +340,9 @@ async def _login(
     if missing:
         raise LoginError(f"auth.login uses {{{missing[0]}}} but no credential gives it")
     body = _filled(login.body, values)
-    headers = {name: protocol.render_text(value, values) for name, value in login.headers.items()}
+    headers = {name: expressions.render_text(value, values) for name, value in login.headers.items()}
     for name, value in login.headers.items():
-        if protocol.placeholders(value):
+        if expressions.placeholders(value):
             on_secret(headers[name])  # e.g. Basic base64(id:secret): a form no single secret's forms cover
     url = login.url or base_url.rstrip("/") + login.path
     key = json.dumps([url, login.method, login.encoding, body, headers], sort_keys=True)
@@ -389,7 +389,7 @@ async def _request(
     except untrusted.UntrustedJSONError as exc:
         evidence["body"] = response.text[:2000]
         raise LoginError(f"login answer is not a JSON document we accept: {exc}", evidence=evidence) from None
-    value = protocol.search(login.token_path, document)
+    value = expressions.search(login.token_path, document)
     shown = login.token_expression or login.token_field
     if value is None:
         raise LoginError(f"login answer has nothing at '{shown}' (the token)", evidence=evidence)
@@ -401,7 +401,7 @@ async def _request(
             f"login answer's '{shown}' has characters a token cannot carry (spaces, CR/LF, ...)",
             evidence=evidence,
         )
-    lifetime = protocol.search(login.expires_in, document) if login.expires_in else None
+    lifetime = expressions.search(login.expires_in, document) if login.expires_in else None
     now = time.time()
     if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
         expires_at: float | None = now + float(lifetime)

@@ -302,9 +302,9 @@ def _settings(args: argparse.Namespace, console: Console, *, demo: bool = False,
 def _demo(args: argparse.Namespace, *, env: Mapping[str, str], console: Console) -> int:
     from bot import runtime
     from bot.auth import Credentials
+    from bot.reference.backend import REFERENCE_SERVICE
     from bot.reference.faults import parse_faults
     from bot.reference.process import ReferenceProcess
-    from bot.reference.server import REFERENCE_SERVICE
 
     parse_faults(args.fault)  # a bad fault is a usage error before anything starts
     secret = secrets.token_urlsafe(32)
@@ -371,7 +371,7 @@ def _merge(args: argparse.Namespace, *, env: Mapping[str, str], console: Console
     from bot import config, runtime
 
     runs = [runtime.load_results(path) for path in args.results]
-    settings = config.build(
+    settings = config.build_warned(
         config.read(_config(args.config)), config.overrides(vars(args)), warn=console.warn
     )
     return runtime.merge(runs, settings, env=env, console=console, quiet=args.quiet)
@@ -432,7 +432,7 @@ def _validate(args: argparse.Namespace, *, env: Mapping[str, str], console: Cons
     config_path = _config(args.config)
     file_data = config.read(config_path)
     overrides = {"report.templates_dir": args.templates_dir} if args.templates_dir else {}
-    settings = config.build(file_data, overrides, warn=console.warn)
+    settings = config.build_warned(file_data, overrides, warn=console.warn)
     report.check_templates(settings.report.templates_dir)
     where = str(config_path) if config_path else "the defaults (no config file)"
     templates = settings.report.templates_dir
@@ -442,7 +442,7 @@ def _validate(args: argparse.Namespace, *, env: Mapping[str, str], console: Cons
 
 
 def _schema(args: argparse.Namespace, *, env: Mapping[str, str], console: Console) -> int:
-    from bot.settings import json_schema
+    from bot.config import json_schema
 
     console.out.write(json_schema())
     return 0

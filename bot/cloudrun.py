@@ -1,6 +1,6 @@
 """Cloud Run Admin API v2: resolve the revision under test, wait until it is ready, and move traffic for the gate.
 
-Every call goes through ``_Api.call``, which passes an explicit short retry (the library's default retries 503
+Every call goes through ``Api.call``, which passes an explicit short retry (the library's default retries 503
 for a long time) and translates Google API errors once into ``CloudRunError`` (exit code 3) with a fix.
 ``google.cloud.run_v2`` is imported lazily: importing it costs ~0.4 s, and ``--url`` runs never need it.
 
@@ -17,47 +17,26 @@ Facts this module relies on (google-cloud-run 0.16, REST transport):
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot import waits
+from bot import hosts, server_logs, timestamps, waits
+from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, api_message
 from bot.errors import CloudRunError, ConfigError
 from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
 from bot.settings import CloudRunSettings, VersionSettings
 
 if TYPE_CHECKING:
-    from google.api_core.retry import Retry
     from google.cloud import run_v2
 
-T = TypeVar("T")
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-ADC_HINT = "authenticate with google-github-actions/auth or set GOOGLE_APPLICATION_CREDENTIALS"
-MAX_BACKOFF_S = 15.0
 PROGRESS_EVERY_S = 5.0  # a long-running operation is polled (and reported) at least this often
 OPERATION_TIMEOUT_S = 300.0
-MAX_LISTED_REVISIONS = 200  # enough to find the previous ready revision without paging through history
-
-_READ_ROLE = "roles/run.viewer (roles/run.developer for promote/rollback)"
-_WRITE_ROLE = (
-    "roles/run.developer (updating a service may also need roles/iam.serviceAccountUser "
-    "on its runtime service account)"
-)
-
-
-@dataclass(frozen=True)
-class CloudRunClients:
-    services: run_v2.ServicesClient
-    revisions: run_v2.RevisionsClient
-
-    def close(self) -> None:
-        self.services.transport.close()  # type: ignore[no-untyped-call]
-        self.revisions.transport.close()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -90,7 +69,7 @@ def make_clients(*, endpoint: str | None) -> CloudRunClients:
         parts = urlsplit(endpoint)
         options = ClientOptions(api_endpoint=endpoint.rstrip("/"))
         if parts.scheme == "http":
-            if not _is_loopback(parts.hostname):
+            if not hosts.is_local_http(endpoint):
                 raise ConfigError(
                     "cloud_run.endpoint",
                     f"plain http:// is only allowed for a local stand-in on loopback (127.0.0.1, localhost, "
@@ -120,17 +99,6 @@ def _default_credentials() -> Any:
     return credentials
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # -- resolve -------------------------------------------------------------------------------------------------
 
 
@@ -150,7 +118,7 @@ def resolve(
     """
     if not (settings.project and settings.region and settings.service):
         raise ConfigError("cloud_run.service", "project, region and service are needed to find the revision")
-    api = _Api(clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress)
+    api = Api(clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress)
     service_name = f"projects/{settings.project}/locations/{settings.region}/services/{settings.service}"
     service = api.get_service(service_name)
 
@@ -160,10 +128,10 @@ def resolve(
         wanted = settings.revision or service.latest_created_revision
     if not wanted:
         raise CloudRunError(f"service {service_name} has no revision yet: deploy it before checking it")
-    short = _short(wanted)
+    short = _last_segment(wanted)
     revision_name = f"{service_name}/revisions/{short}"
 
-    waiter = _Waiter(timeout_s=settings.ready_timeout_s, sleep=sleep, clock=clock, progress=progress)
+    waiter = Waiter(timeout_s=settings.ready_timeout_s, sleep=sleep, clock=clock, progress=progress)
     revision = api.get_revision(revision_name)
     readiness = _readiness(revision)
     while readiness.state == "pending" and waiter.pause(
@@ -220,7 +188,7 @@ def resolve(
         revision_url=routing.tag_url,
         image=image,
         digest=digest,
-        created=_rfc3339(revision.create_time),
+        created=_created(revision.create_time),
         traffic_percent=routing.percent,
         previous_revision=_previous_revision(api, service, short, revision),
         labels=dict(revision.labels),
@@ -271,9 +239,7 @@ def _reason(condition: run_v2.Condition) -> str:
     return str(getattr(value, "name", value))
 
 
-def _ready_check(
-    short: str, revision: run_v2.Revision, readiness: _Readiness, waiter: _Waiter
-) -> CheckResult:
+def _ready_check(short: str, revision: run_v2.Revision, readiness: _Readiness, waiter: Waiter) -> CheckResult:
     waited_ms = round(waiter.elapsed * 1000, 1)
     if readiness.state == "ready":
         return CheckResult(
@@ -326,10 +292,10 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
     from google.cloud import run_v2
 
     latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-    latest_ready = _short(service.latest_ready_revision)
+    latest_ready = _last_segment(service.latest_ready_revision)
     percent, tag_url, tag_name = 0, None, None
     for status in service.traffic_statuses:
-        by_revision = _short(status.revision)
+        by_revision = _last_segment(status.revision)
         resolved = by_revision or (latest_ready if status.type_ == latest else "")
         if resolved != short:
             continue
@@ -339,7 +305,9 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
         usable = status.tag == tag if tag else bool(by_revision and status.tag)
         if usable and status.uri and tag_url is None:
             tag_url, tag_name = status.uri, status.tag
-    tagged = any(t.tag and (t.tag == tag if tag else _short(t.revision) == short) for t in service.traffic)
+    tagged = any(
+        t.tag and (t.tag == tag if tag else _last_segment(t.revision) == short) for t in service.traffic
+    )
     return _Routing(percent=percent, tag_url=tag_url, tag_pending=tagged and tag_url is None, tag=tag_name)
 
 
@@ -357,7 +325,7 @@ def _revision_for_tag(service: run_v2.Service, tag: str) -> str:
     existing = ", ".join(tags) if tags else "none (deploy with `--tag`)"
     raise ConfigError(
         "cloud_run.tag",
-        f"no revision of service {_short(service.name)} carries tag {tag!r}; tags that exist: {existing}",
+        f"no revision of service {_last_segment(service.name)} carries tag {tag!r}; tags that exist: {existing}",
     )
 
 
@@ -381,17 +349,17 @@ def _not_tested_check(short: str, percent: int, service_url: str) -> CheckResult
 
 def _serving(service: run_v2.Service) -> dict[str, int]:
     """Revision short name -> percent of traffic it receives now (LATEST resolved to the latest ready)."""
-    latest_ready = _short(service.latest_ready_revision)
+    latest_ready = _last_segment(service.latest_ready_revision)
     shares: dict[str, int] = {}
     for status in service.traffic_statuses:
-        name = _short(status.revision) or latest_ready
+        name = _last_segment(status.revision) or latest_ready
         if name and status.percent:
             shares[name] = shares.get(name, 0) + status.percent
     return shares
 
 
 def _previous_revision(
-    api: _Api, service: run_v2.Service, short: str, revision: run_v2.Revision
+    api: Api, service: run_v2.Service, short: str, revision: run_v2.Revision
 ) -> str | None:
     """The revision to fall back to: the one serving most traffic now, else the newest older ready one."""
     others = {name: pct for name, pct in _serving(service).items() if name != short}
@@ -400,13 +368,13 @@ def _previous_revision(
     created = revision.create_time
     best: run_v2.Revision | None = None
     for candidate in api.list_revisions(service.name):
-        if _short(candidate.name) == short or _readiness(candidate).state != "ready":
+        if _last_segment(candidate.name) == short or _readiness(candidate).state != "ready":
             continue
         if created and candidate.create_time and candidate.create_time >= created:
             continue
         if best is None or (candidate.create_time and candidate.create_time > best.create_time):
             best = candidate
-    return _short(best.name) if best is not None else None
+    return _last_segment(best.name) if best is not None else None
 
 
 # -- image digest --------------------------------------------------------------------------------------------
@@ -488,7 +456,7 @@ def _image_check(
 # -- gate ----------------------------------------------------------------------------------------------------
 
 
-def apply_gate(
+def move_traffic(
     *,
     clients: CloudRunClients,
     target: Target,
@@ -523,7 +491,7 @@ def apply_gate(
     from google.cloud import run_v2
     from google.protobuf import field_mask_pb2
 
-    api = _Api(clients=clients, retry_timeout_s=retry_timeout_s, progress=progress)
+    api = Api(clients=clients, retry_timeout_s=retry_timeout_s, progress=progress)
     service_id = service or target.service
     name = f"projects/{target.project}/locations/{target.region}/services/{service_id}"
     current = api.get_service(name)
@@ -562,10 +530,10 @@ def apply_gate(
         progress(f"{action}: {message}")
         return TrafficAction(action, destination, 100, True, message, before=before, after=now)
     before_text = was
-    waiter = _Waiter(
+    waiter = Waiter(
         timeout_s=operation_timeout_s, sleep=sleep, clock=clock, progress=progress, max_delay=PROGRESS_EVERY_S
     )
-    operation_id = _short(operation.operation.name)
+    operation_id = _last_segment(operation.operation.name)
     awaited = f"Cloud Run to apply the traffic change on service {service_id}, operation {operation_id}"
     # Polled by hand (not operation.result): the default polling Retry has no predicate for "not done yet"
     # and raises _OperationNotComplete at the first unfinished poll; here each poll also reports progress.
@@ -591,7 +559,7 @@ def apply_gate(
     except GoogleAPICallError as exc:
         after = _serving(api.get_service(name))
         message = (
-            f"{action} to {destination} failed in Cloud Run: {_one_line(exc)}; the service now reports "
+            f"{action} to {destination} failed in Cloud Run: {api_message(exc)}; the service now reports "
             f"{_shares(after)}"
         )
         progress(f"{action}: {message}")
@@ -617,164 +585,13 @@ def _routes_to(service: run_v2.Service, destination: str) -> list[run_v2.Traffic
     for entry in service.traffic:
         if not entry.tag:
             continue
-        if _short(entry.revision) == destination and not routes[0].tag:
+        if _last_segment(entry.revision) == destination and not routes[0].tag:
             routes[0].tag = entry.tag  # one entry carries both the 100% and the tag
             continue
         routes.append(
             run_v2.TrafficTarget(type_=entry.type_, revision=entry.revision, percent=0, tag=entry.tag)
         )
     return routes
-
-
-# -- API calls and error translation -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Api:
-    clients: CloudRunClients
-    retry_timeout_s: float
-    progress: Callable[[str], None]
-
-    def retry(self) -> Retry:
-        """Retry only what is transient (503, 504, connection errors), within the retry budget."""
-        import requests
-        from google.api_core import exceptions
-        from google.api_core.retry import Retry, if_exception_type
-
-        return Retry(
-            predicate=if_exception_type(
-                exceptions.ServiceUnavailable,
-                exceptions.DeadlineExceeded,
-                exceptions.GatewayTimeout,
-                requests.exceptions.ConnectionError,
-                requests.exceptions.Timeout,
-            ),
-            initial=0.25,
-            maximum=4.0,
-            multiplier=2.0,
-            timeout=self.retry_timeout_s,
-            on_error=lambda exc: self.progress(f"Cloud Run API unavailable ({_one_line(exc)}): retrying"),
-        )
-
-    def get_service(self, name: str) -> run_v2.Service:
-        return self.call(
-            lambda: self.clients.services.get_service(
-                name=name, retry=self.retry(), timeout=self.retry_timeout_s
-            ),
-            what="get service",
-            resource=name,
-            permission="run.services.get",
-        )
-
-    def get_revision(self, name: str) -> run_v2.Revision:
-        return self.call(
-            lambda: self.clients.revisions.get_revision(
-                name=name, retry=self.retry(), timeout=self.retry_timeout_s
-            ),
-            what="get revision",
-            resource=name,
-            permission="run.revisions.get",
-        )
-
-    def list_revisions(self, parent: str) -> list[run_v2.Revision]:
-        from google.cloud import run_v2
-
-        def listed() -> list[run_v2.Revision]:
-            pager = self.clients.revisions.list_revisions(
-                request=run_v2.ListRevisionsRequest(parent=parent, page_size=50),
-                retry=self.retry(),
-                timeout=self.retry_timeout_s,
-            )
-            return _first(pager, MAX_LISTED_REVISIONS)
-
-        return self.call(listed, what="list revisions", resource=parent, permission="run.revisions.list")
-
-    def call(self, fn: Callable[[], T], *, what: str, resource: str, permission: str) -> T:
-        """Run one API call; every failure leaves as ``CloudRunError`` naming the resource and the fix."""
-        import concurrent.futures
-
-        import requests
-        from google.api_core import exceptions
-        from google.auth import exceptions as auth_exceptions
-
-        role = _WRITE_ROLE if permission.endswith(".update") else _READ_ROLE
-        kind = "revision" if "/revisions/" in resource else "service"
-        try:
-            return fn()
-        except exceptions.NotFound as exc:
-            if kind == "revision":
-                raise CloudRunError(
-                    f"revision {resource} not found: check cloud_run.revision (or deploy it first)"
-                ) from exc
-            service = resource.removesuffix("/revisions") if what == "list revisions" else resource
-            raise CloudRunError(f"service {service} not found: check project, region and service") from exc
-        except exceptions.Forbidden as exc:
-            raise CloudRunError(
-                f"Cloud Run API denied {what} on {resource}: the credentials lack {permission}: grant {role} "
-                f"(API said: {_one_line(exc)})"
-            ) from exc
-        except exceptions.Unauthorized as exc:
-            raise CloudRunError(
-                f"Cloud Run API rejected the credentials (401) for {what}: {ADC_HINT}"
-            ) from exc
-        except auth_exceptions.GoogleAuthError as exc:
-            # A token that cannot be minted or refreshed (including after a 401 from the API).
-            raise CloudRunError(
-                f"cannot authenticate to the Cloud Run API for {what} ({_one_line(exc)}): {ADC_HINT}"
-            ) from exc
-        except exceptions.RetryError as exc:
-            cause = exc.cause if exc.cause is not None else exc
-            raise CloudRunError(
-                f"Cloud Run API unavailable for {what} on {resource} after retrying for "
-                f"{self.retry_timeout_s:g} s: {_one_line(cause)}"
-            ) from exc
-        except (
-            exceptions.ServiceUnavailable,
-            exceptions.DeadlineExceeded,
-            exceptions.GatewayTimeout,
-            requests.exceptions.RequestException,
-        ) as exc:
-            raise CloudRunError(
-                f"Cloud Run API unavailable for {what} on {resource}: {_one_line(exc)}"
-            ) from exc
-        except concurrent.futures.TimeoutError as exc:
-            raise CloudRunError(
-                f"Cloud Run did not finish the traffic change on {resource} in time: check the service's "
-                "traffic in the console before re-running"
-            ) from exc
-        except exceptions.Conflict as exc:  # 409: the etag no longer matches
-            raise CloudRunError(
-                f"service {resource} changed while trying to {what} ({_one_line(exc)}): re-run to act on its "
-                "current state"
-            ) from exc
-        except exceptions.GoogleAPICallError as exc:
-            raise CloudRunError(f"Cloud Run API refused {what} on {resource}: {_one_line(exc)}") from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    """The API's own message, without the request line the REST transport prefixes (``GET http://...:``)."""
-    request = getattr(exc, "request", None)
-    if request is not None and type(exc).__module__.startswith("requests"):
-        # urllib3 nests the useful part ("[Errno 111] Connection refused") deep in a long repr.
-        errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
-        host = urlsplit(str(getattr(request, "url", ""))).netloc or "the endpoint"
-        verb = "cannot connect to" if "Connect" in type(exc).__name__ else "no answer from"
-        return f"{verb} {host}: {errno.group(1).strip() if errno else type(exc).__name__}"
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    text = re.sub(r"^(?:GET|POST|PATCH|PUT|DELETE) \S+: ", "", str(text))
-    code = getattr(exc, "code", None)
-    line = " ".join(text.split())
-    line = f"{int(code)} {line}" if isinstance(code, int) and not line.startswith(str(code)) else line
-    return line[:300]
-
-
-def _first(items: Iterable[T], limit: int) -> list[T]:
-    found: list[T] = []
-    for item in items:
-        found.append(item)
-        if len(found) >= limit:
-            break
-    return found
 
 
 # -- logs ----------------------------------------------------------------------------------------------------
@@ -784,61 +601,23 @@ def logs_url(
     *, project: str, service: str, revision: str, start: str, end: str, region: str | None = None
 ) -> str:
     """A Logs Explorer link: the revision's logs over the run's window (start to end + 1 min, as log entries
-    arrive late). The same query and link format as the logs under each finding (``bot.logs``)."""
-    from bot import logs
-
-    where = logs.Where(project=project, region=region, service=service, revision=revision)
-    since = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    until = datetime.fromisoformat(end.replace("Z", "+00:00")) + timedelta(minutes=1)
-    return logs.explorer_url(project, logs.revision_filter(where), since, until)
+    arrive late). The same query and link format as the logs under each finding (``bot.server_logs``)."""
+    where = server_logs.Where(project=project, region=region, service=service, revision=revision)
+    since = timestamps.parse(start)
+    until = timestamps.parse(end) + timedelta(minutes=1)
+    return server_logs.explorer_url(project, server_logs.revision_filter(where), since, until)
 
 
 # -- small helpers -------------------------------------------------------------------------------------------
 
 
-class _Waiter:
-    """Bounded waiting with exponential backoff (1, 2, 4, ... capped at 15 s or ``max_delay``) and one progress
-    line per poll."""
-
-    def __init__(
-        self,
-        *,
-        timeout_s: float,
-        sleep: Callable[[float], None],
-        clock: Callable[[], float],
-        progress: Callable[[str], None],
-        max_delay: float = MAX_BACKOFF_S,
-    ) -> None:
-        self.timeout_s = timeout_s
-        self._max_delay = max_delay
-        self._sleep, self._clock, self._progress = sleep, clock, progress
-        self._start = clock()
-        self._delay = 1.0
-        self.polls = 0
-
-    @property
-    def elapsed(self) -> float:
-        return self._clock() - self._start
-
-    def pause(self, what: str, detail: str) -> bool:
-        """Sleep before the next poll; False when the time is up."""
-        remaining = self.timeout_s - self.elapsed
-        if remaining <= 0:
-            return False
-        self._progress(f"waiting for {what} ({detail}, {self.elapsed:.0f} s elapsed)")
-        self._sleep(min(self._delay, remaining))
-        self._delay = min(self._delay * 2, self._max_delay)
-        self.polls += 1
-        return True
-
-
-def _short(name: str) -> str:
+def _last_segment(name: str) -> str:
     """``projects/p/locations/r/services/s/revisions/x`` -> ``x`` (traffic entries use short names)."""
     return name.rsplit("/", 1)[-1]
 
 
-def _rfc3339(value: Any) -> str | None:
+def _created(value: Any) -> str | None:
+    """The API's creation time (a datetime; nanoseconds are not kept) as RFC 3339 at its own precision."""
     if not value:
         return None
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return str(text).replace("+00:00", "Z")
+    return timestamps.rfc3339(value, "auto") if isinstance(value, datetime) else str(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TextIO
 
-from bot.untrusted import Redactor
+from bot.untrusted import Redactor, show_controls
 
 # ``bot.actions`` is imported where a line is written: it loads the results model (pydantic), and `--version` or
 # `--help` build a Console without printing through it.
@@ -61,9 +61,10 @@ class Console:
                 actions.mask(value, self.out)
 
     def printable(self, text: str) -> str:
-        """Text that quotes the system under test, ready for stdout: redacted, and inert in Actions (the runner
-        would otherwise run a ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
+        """Text that quotes the system under test, ready for stdout: redacted, controls shown escaped (an ESC
+        sequence would drive the terminal or the log viewer), and inert in Actions (the runner would otherwise
+        run a ``::error::`` or ``##[set-output]`` line a server put in a close reason)."""
         from bot import actions
 
-        text = self.redactor.clean(text)
+        text = show_controls(self.redactor.clean(text), multiline=True)
         return actions.inert(text) if self.in_actions else text

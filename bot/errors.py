@@ -13,13 +13,16 @@ boundary that called the library (``raise CloudRunError(...) from exc``).
     └── InfrastructureError              3  the tool itself could not do its job
         ├── CloudRunError                3  Cloud Run Admin API: not found, permission denied, unavailable
         ├── GitHubError                  3  GitHub API: 5xx after retries, rate limited, unexpected answer
+        ├── IdTokenError                 3  no ID token for a private service (bot.idtoken)
         └── ReferenceBackendError        3  the bundled reference backend could not start
 
-A failing golden path is not an error: it is a verdict (exit code 1), decided by ``bot.gate``.
+A failing golden path is not an error: it is a verdict (exit code 1), decided by ``bot.pipeline.exit_code``
+under the gate's ``fail_on``.
 """
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -27,7 +30,7 @@ class ExitCode(IntEnum):
     """Documented process exit codes (README, action.yml)."""
 
     PASS = 0
-    FAILED = 1  # the golden path failed (by default any failure; `fail-on: p0` narrows it)
+    FAILED = 1  # the golden path failed, as the gate's `fail-on` counts failures (README)
     USAGE = 2  # usage or configuration error
     INFRASTRUCTURE = 3  # the tool could not reach GitHub / Cloud Run, or could not start
 
@@ -69,3 +72,13 @@ class GitHubError(InfrastructureError):
 
 class ReferenceBackendError(InfrastructureError):
     pass
+
+
+_REQUEST_LINE = re.compile(r"^(?:GET|POST|PATCH|PUT|DELETE) \S+: ")
+
+
+def message_of(exc: BaseException, limit: int = 300) -> str:
+    """A library's exception as one line of our message: its own text (``.message`` when it has one), without
+    the request line REST transports put first (``GET https://...: ``), whitespace collapsed, cut."""
+    text = str(getattr(exc, "message", None) or exc)
+    return " ".join(_REQUEST_LINE.sub("", text).split())[:limit] or type(exc).__name__

@@ -54,6 +54,7 @@ from bot import report, waits
 from bot.actions import ActionsContext
 from bot.errors import GitHubError, TemplateError
 from bot.results import Run
+from bot.untrusted import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -578,9 +579,10 @@ def upsert_comment(
     settle_s: float = 1.0,
     tries: int = 4,
     backoff_s: float = 0.5,
+    redactor: Redactor | None = None,
 ) -> str:
     """Create or edit our one comment on ``pr`` for ``run``'s service, keeping every run's history entry even
-    when runs edit it at once; returns its URL.
+    when runs edit it at once; returns its URL. The rendered comment passes ``redactor`` before it is sent.
 
     GitHub has no conditional edit, so: write, wait ``settle_s`` (or twice our own read-to-write gap, when
     longer: it stands for any concurrent writer's), read it back, and when a concurrent edit replaced ours,
@@ -602,6 +604,7 @@ def upsert_comment(
             history_limit=history_limit,
             issues=issues,
         )
+        body = redactor.clean(body) if redactor else body
         require_marker(body, marker, "PR comment")
         return str(body)
 

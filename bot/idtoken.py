@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.errors import InfrastructureError
+from bot.errors import InfrastructureError, message_of
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 HOW_TO_FIX = (
@@ -74,14 +74,14 @@ def obtain(*, audience: str, passed: str | None, credentials_file: str | None) -
                 "metadata server: not reachable (not on Google Cloud), or no service account attached"
             )
         else:
-            tried.append(f"GOOGLE_APPLICATION_CREDENTIALS={credentials_file}: {_one_line(exc)}")
+            tried.append(f"GOOGLE_APPLICATION_CREDENTIALS={credentials_file}: {message_of(exc)}")
         raise IdTokenError(
             f"cannot obtain a Google-signed ID token for {audience} (tried {'; '.join(tried)}): {HOW_TO_FIX}"
         ) from None
     except (exceptions.GoogleAuthError, OSError, ValueError) as exc:
         raise IdTokenError(
             f"cannot obtain a Google-signed ID token for {audience} from "
-            f"{credentials_file or 'the metadata server'}: {_one_line(exc)}: {HOW_TO_FIX}"
+            f"{credentials_file or 'the metadata server'}: {message_of(exc)}: {HOW_TO_FIX}"
         ) from None
     token = str(credentials.token)
     claims = _claims(token)
@@ -99,7 +99,7 @@ def _from_file(path: Path, audience: str) -> tuple[Any, str | None, str]:
         raise IdTokenError(f"{where}: the file does not exist: {HOW_TO_FIX}") from None
     except (OSError, ValueError) as exc:
         raise IdTokenError(
-            f"{where}: not a readable JSON credentials file ({_one_line(exc)}): {HOW_TO_FIX}"
+            f"{where}: not a readable JSON credentials file ({message_of(exc)}): {HOW_TO_FIX}"
         ) from None
     kind = info.get("type") if isinstance(info, dict) else None
     if kind == "service_account":
@@ -177,7 +177,3 @@ def _claims(token: str) -> dict[str, Any]:
 def _identity(claims: dict[str, Any]) -> str | None:
     value = claims.get("email") or claims.get("sub")
     return str(value) if value else None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -60,6 +60,7 @@ from bot.github import (
 )
 from bot.results import Finding, Kind, Run, Severity, Step, Verdict
 from bot.settings import GitHubSettings
+from bot.untrusted import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Context:
     templates_dir: Path | None
     notes: list[str]
     backoff_s: float
+    redactor: Redactor = field(default_factory=Redactor)  # every text we render passes it before it is sent
 
     @property
     def tries(self) -> int:
@@ -135,13 +137,14 @@ def sync(
     templates_dir: Path | None = None,
     warnings: list[str] | None = None,
     backoff_s: float = 0.5,
+    redactor: Redactor | None = None,
 ) -> list[report.IssueLink]:
     """Open, update, reopen and close P0 issues for ``run``; returns the issues it opened, reopened, updated
     (this run's P0 issues) and closed (rules: module doc)."""
     ctx = Context(
         gh=gh, repo=repo, repo_name=repo_name, run=run, settings=settings, identity=identity, trail=trail,
         rerun=rerun, templates_dir=templates_dir, notes=warnings if warnings is not None else [],
-        backoff_s=backoff_s,
+        backoff_s=backoff_s, redactor=redactor or Redactor(),
     )  # fmt: skip
     p0: dict[str, Finding] = {}
     for finding in run.findings:
@@ -356,10 +359,12 @@ def ensure_labels(ctx: Context) -> list[str]:
 def _open(ctx: Context, finding: Finding) -> Tracked:
     """File the issue: labels only (no assignees: they are notified, and this one may be a duplicate)."""
     marker = report.issue_marker(finding.fingerprint)
-    body = report.render_issue(ctx.run, finding, templates_dir=ctx.templates_dir, trail=ctx.trail)
+    body = ctx.redactor.clean(
+        report.render_issue(ctx.run, finding, templates_dir=ctx.templates_dir, trail=ctx.trail)
+    )
     require_marker(body, marker, "issue")
     body = _with_state(body, _new_state(finding))
-    title = report.issue_title(ctx.run, finding)
+    title = ctx.redactor.clean(report.issue_title(ctx.run, finding))
     fp = marker_fingerprint(finding.fingerprint)
 
     def already_there() -> Issue | None:
@@ -444,6 +449,7 @@ def _find_comment(ctx: Context, number: int, marker: str) -> IssueComment | None
 def _post_comment(ctx: Context, number: int, body: str, marker: str, doing: str) -> None:
     if ctx.rerun and _find_comment(ctx, number, marker) is not None:
         return  # a re-run of a workflow run that already commented here
+    body = ctx.redactor.clean(body)
     created = post_once(
         doing,
         send=lambda: ctx.issue(number).create_comment(body),

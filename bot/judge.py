@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from bot import protocol
+from bot import expressions, protocol
 from bot.probe.record import EVIDENCE_CHARS, Stream
 from bot.results import CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, TargetsSettings
@@ -97,7 +97,7 @@ def answer(
         text, problem = protocol.answer_text(stream.answer_parts or None)
         where = f"`{cfg.answer.expression}` over `{cfg.answer.stream_event}` events"
     else:
-        text, problem = protocol.answer_text(protocol.search(cfg.answer.expression, completion.body))
+        text, problem = protocol.answer_text(expressions.search(cfg.answer.expression, completion.body))
         where = f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
     evidence = {"completion frame": redactor.clip(completion.raw, EVIDENCE_CHARS), "answer expression": where}
     if problem:

@@ -18,10 +18,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bot import action, actions, auth, diagnose, iam, idtoken, impact, kinds, publish, report, results, shards
+from bot import (
+    action,
+    actions,
+    auth,
+    diagnose,
+    iam,
+    idtoken,
+    impact,
+    kinds,
+    publish,
+    report,
+    results,
+    server_logs,
+    shards,
+    timestamps,
+    tracing,
+)
 from bot import baseline as baseline_stage
-from bot import logs as server_logs
-from bot import trace as tracing
 from bot.actions import ActionsContext
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.kinds import GateClass
@@ -43,7 +57,7 @@ from bot.settings import Settings
 from bot.untrusted import Redactor, redact_strings
 
 if TYPE_CHECKING:
-    from bot.cloudrun import CloudRunClients
+    from bot.cloudrun_api import CloudRunClients
     from bot.console import Console
 
 
@@ -239,7 +253,7 @@ def execute(
         run_id=run_id,
         started_at=started_at,
         finished_at=finished_at,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=timestamps.elapsed_ms(started),
         verdict=verdict,
         target=replace(target, serving_version=serving_version),
         checks=tuple(checks),
@@ -416,7 +430,7 @@ def apply_gate(
         log(f"warning: {taken.message}")  # an annotation in Actions: the gate did not do what was asked
         return replace(run, traffic_actions=(*run.traffic_actions, taken))
     try:
-        taken = cloudrun.apply_gate(
+        taken = cloudrun.move_traffic(
             clients=cloud_run,
             target=run.target,
             action=action,
@@ -495,14 +509,20 @@ def conclude(
     # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
     with progress.phase("report"):
         artifacts, markdown = write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=console.redactor,
         )
     with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
         gated = apply_gate(run, settings, cloud_run=clients.cloud_run, log=log)
     if gated is not run:
         run = redact_strings(gated, console.redactor)
         artifacts, markdown = write_artifacts(
-            run, output_dir=settings.output_dir, templates_dir=settings.report.templates_dir
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=console.redactor,
         )
     if not quiet:
         _show(run, markdown, artifacts, console)
@@ -513,7 +533,9 @@ def conclude(
             session = clients.github
             with progress.phase("publish"), progress.waiting("GitHub"):
                 try:
-                    outcome = publish.for_run(run, settings, session=session, log=log)
+                    outcome = publish.for_run(
+                        run, settings, session=session, log=log, redactor=console.redactor
+                    )
                 finally:
                     if verbose:
                         log(f"GitHub requests: {session.counter.total}")
@@ -541,27 +563,32 @@ def _show(run: Run, markdown: str, artifacts: Artifacts, console: Console) -> No
     if out.isatty():
         from bot import terminal  # rich loads only for a terminal
 
-        terminal.print_summary(run, report_path=artifacts.report, file=out)
+        terminal.print_summary(run, report_path=artifacts.report, file=out, redactor=console.redactor)
     else:
         out.write(console.printable(markdown))
     out.flush()
 
 
-def write_artifacts(run: Run, *, output_dir: Path, templates_dir: Path | None) -> tuple[Artifacts, str]:
-    """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text."""
-    markdown = report.render_report(run, templates_dir=templates_dir)
+def write_artifacts(
+    run: Run, *, output_dir: Path, templates_dir: Path | None, redactor: Redactor | None = None
+) -> tuple[Artifacts, str]:
+    """results.json, report.md and junit.xml in ``output_dir``; returns their paths and the report text.
+
+    Each file's text passes ``redactor`` as written: a user's template is text we did not write."""
+    clean = redactor.clean if redactor else str
+    markdown = clean(report.render_report(run, templates_dir=templates_dir))
     artifacts = Artifacts(
         results=output_dir / "results.json", report=output_dir / "report.md", junit=output_dir / "junit.xml"
     )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.results.write_text(results.to_json(run), encoding="utf-8")
+        artifacts.results.write_text(clean(results.to_json(run)), encoding="utf-8")
         artifacts.report.write_text(markdown, encoding="utf-8")
-        artifacts.junit.write_text(results.to_junit(run), encoding="utf-8")
+        artifacts.junit.write_text(clean(results.to_junit(run)), encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write the results to {str(output_dir)!r}: {exc.strerror or exc}") from None
     return artifacts, markdown
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return timestamps.rfc3339(datetime.now(UTC), "seconds")

@@ -18,6 +18,7 @@ from bot.actions import ActionsContext
 from bot.errors import GitHubError
 from bot.results import Run
 from bot.settings import GitHubSettings, Settings
+from bot.untrusted import Redactor
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +57,12 @@ def publish(
     max_comment_chars: int = 65_000,
     history_limit: int = 10,
     backoff_s: float = 0.5,
+    redactor: Redactor | None = None,
 ) -> PublishOutcome:
     """Write the verdict where the team looks: the P0 issues, then the sticky PR comment.
+
+    Every text rendered for GitHub (comment, issue title and body, issue comments) passes ``redactor`` before
+    it is sent.
 
     ``run_attempt`` above 1 (``GITHUB_RUN_ATTEMPT``) means a re-run: issue comments are looked for by the
     workflow run's marker (``trail.run_key``) before one is posted.
@@ -81,6 +86,7 @@ def publish(
                 templates_dir=templates_dir,
                 warnings=warnings,
                 backoff_s=backoff_s,
+                redactor=redactor,
             )
         except github.CannotPublish as exc:
             warnings.append(str(exc))
@@ -102,6 +108,7 @@ def publish(
                 settle_s=settings.settle_s,
                 tries=settings.max_retries + 1,
                 backoff_s=backoff_s,
+                redactor=redactor,
             )
         except github.CannotPublish as exc:
             warnings.append(str(exc))
@@ -113,7 +120,14 @@ def publish(
     return PublishOutcome(comment_url=comment_url, issue_urls=urls, warnings=tuple(warnings))
 
 
-def for_run(run: Run, settings: Settings, *, session: Session, log: Callable[[str], None]) -> PublishOutcome:
+def for_run(
+    run: Run,
+    settings: Settings,
+    *,
+    session: Session,
+    log: Callable[[str], None],
+    redactor: Redactor | None = None,
+) -> PublishOutcome:
     """Publish ``run`` where this workflow run reports: find its PR (from ``--pr``, the event or the commit),
     link the PR, the commit and the workflow run, publish, and log what was written."""
     ctx = session.ctx
@@ -145,6 +159,7 @@ def for_run(run: Run, settings: Settings, *, session: Session, log: Callable[[st
         templates_dir=settings.report.templates_dir,
         max_comment_chars=settings.report.max_comment_chars,
         history_limit=settings.report.history,
+        redactor=redactor,
     )
     for warning in outcome.warnings:
         log(f"warning: {warning}")

@@ -7,22 +7,8 @@ environment with strict undefined and autoescape off (the output is markdown, no
 one block. A missing directory or template, a syntax error, an undefined variable or a missing hidden marker is
 a ``TemplateError`` naming the file and line.
 
-Untrusted text (anything from the system under test, the config or a saved results file) is only ever written
-through one of these, which every built-in template uses and a user template should use too:
-
-- ``escape`` (filter ``escape``/``e``): inline text. Markdown punctuation that could build links, images,
-  emphasis or code spans is backslash-escaped; ``<`` becomes ``&lt;`` and an entity-like ``&`` becomes
-  ``&amp;`` (so no HTML, and no ``<!--``); newlines become spaces and ``|`` is ``\\|`` (safe in table cells);
-  a block marker at the start (``#``, ``>``, ``-``, ``1.``) is escaped; ``@name`` and ``#123``/``GH-123`` get a
-  WORD JOINER (U+2060) after ``@``/``#`` so they neither notify nor cross-reference; bare URLs get one after
-  ``://`` (and ``www.``) so GitHub does not autolink them; control and bidi characters are shown as ``\\xNN``.
-- ``code`` (a code span) and ``code_block`` (a fence longer than any backtick run inside): inside code, GitHub
-  neither renders HTML nor notifies mentions, but the raw text is still searched for markers, so ``<!--``
-  becomes ``<!\\u200b--`` there.
-- ``inline``: our own sentences that quote untrusted values (titles, causes): backtick-delimited parts become
-  safe code spans and the rest is escaped as above.
-
-Long values are cut with a visible ``… (N more characters)``.
+Untrusted text is only ever written through the filters of ``bot.markdown`` (escaping, code spans and
+blocks); see there.
 
 Hidden markers are HTML comments we write on a line of their own (``comment_marker``, ``issue_marker``,
 ``issue_comment_marker``, and the history line). The rule that makes them unforgeable: untrusted text is
@@ -51,37 +37,43 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import jinja2
 from jinja2 import BaseLoader, ChoiceLoader, FileSystemLoader, PrefixLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from bot import markdown
 from bot.errors import TemplateError
-from bot.impact import format_money
-from bot.results import JOURNEY_STEPS, CheckResult, Finding, Run, Status, Step, Verdict
+from bot.results import (
+    JOURNEY_STEPS,
+    CheckResult,
+    Finding,
+    Impact,
+    Kind,
+    Run,
+    Severity,
+    Status,
+    Step,
+    Target,
+    Verdict,
+)
 
 GITHUB_COMMENT_LIMIT = 65_536
-INLINE_LIMIT = 500  # characters of untrusted inline text before "… (N more characters)"
-CODE_LIMIT = 4_000  # characters of one evidence value in a code block
-SPAN_LIMIT = 200  # characters in one code span
 
 _MARKER_PREFIX = "<!-- golden-path:"
 _HISTORY_VERSION = 1
 _HISTORY_LINE = re.compile(r"^<!-- golden-path:history v1 ([A-Za-z0-9+/=]*) -->[ \t]*\r?$", re.MULTILINE)
 _HISTORY_MAX_ENTRIES = 50
 _HISTORY_MAX_B64 = 200_000
-
-WORD_JOINER = "\u2060"  # invisible, no line break: splits "@name" so GitHub does not see a mention
-ZERO_WIDTH_SPACE = "\u200b"  # splits "<!--" inside code, where entities do not render
 
 
 # -- markers and history ---------------------------------------------------------------------------------------
@@ -240,334 +232,6 @@ def _history_entry(item: object) -> HistoryEntry | None:
         return None
 
 
-# -- escaping --------------------------------------------------------------------------------------------------
-
-_LINE_BREAKS = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_AUTOLINK = re.compile(r"(?i)(\b(?:https?|ftp|wss?)://|\bwww\.)")
-_REFERENCE = re.compile(r"(?i)(@(?=[a-z0-9])|#(?=\d)|\bgh-(?=\d))")
-_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
-# What would start a block if the text began a line: heading, quote, list item, setext underline.
-_LEADING_BLOCK = re.compile(r"^(\s*)(>|#{1,6}(?=\s|$)|[-+](?=\s|$)|(?:=+|-+)\s*$|\d{1,9}(?=[.)](?:\s|$)))")
-_MARKDOWN_CHARS = {"\\": "\\\\", "`": "\\`", "*": "\\*", "~": "\\~", "[": "\\[", "]": "\\]", "|": "\\|",
-                   "<": "&lt;"}  # fmt: skip
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
-
-
-def _truncate(text: str, limit: int | None, sep: str = "") -> str:
-    if limit is None or len(text) <= limit:
-        return text
-    return f"{text[:limit]}{sep}… ({len(text) - limit:,} more characters)"
-
-
-def _show_controls(text: str) -> str:
-    def visible(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-    return _CONTROLS.sub(visible, text)
-
-
-def _escape_markdown(text: str, *, leading: bool, autolinks: bool = False) -> str:
-    out = []
-    for index, char in enumerate(text):
-        if char in _MARKDOWN_CHARS:
-            out.append(_MARKDOWN_CHARS[char])
-        elif char == "&" and _ENTITY.match(text, index):
-            out.append("&amp;")
-        elif char == "_" and not (
-            0 < index < len(text) - 1 and text[index - 1].isalnum() and text[index + 1].isalnum()
-        ):
-            out.append("\\_")  # only an underscore inside a word cannot start emphasis
-        else:
-            out.append(char)
-    escaped = "".join(out)
-    # After the escapes above, which leave these patterns intact (so "&#64;" became "&amp;#64;" first).
-    if not autolinks:
-        escaped = _AUTOLINK.sub(lambda m: m.group()[:-1] + WORD_JOINER + m.group()[-1], escaped)
-    escaped = _REFERENCE.sub(lambda m: m.group() + WORD_JOINER, escaped)
-    if leading:
-        escaped = _LEADING_BLOCK.sub(_escape_block_start, escaped, count=1)
-    return escaped
-
-
-def _escape_block_start(match: re.Match[str]) -> str:
-    space, mark = match.group(1), match.group(2)
-    if mark[0].isdigit():  # "1. " -> "1\. "
-        return f"{space}{mark}\\"
-    return f"{space}\\{mark}"
-
-
-def escape(text: object, limit: int | None = INLINE_LIMIT) -> str:
-    """Untrusted text as inert inline markdown, on one line (see the module docstring for the rules)."""
-    return _escape_inline(text, limit)
-
-
-def _escape_inline(text: object, limit: int | None, *, autolinks: bool = False) -> str:
-    value = _truncate(_text(text), limit)
-    value = _LINE_BREAKS.sub(" ", value).replace("\t", " ")
-    return _escape_markdown(_show_controls(value), leading=True, autolinks=autolinks)
-
-
-def code(text: object, *, table: bool = False, limit: int | None = SPAN_LIMIT) -> str:
-    """Untrusted text as an inline code span; ``table=True`` also escapes ``|`` for a table cell."""
-    value = _LINE_BREAKS.sub(" ", _truncate(_text(text), limit)).replace("\t", " ")
-    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
-    if table:
-        value = value.replace("|", "\\|")
-    if not value.strip():
-        return escape(value)
-    ticks = "`" * (_longest_backtick_run(value) + 1)
-    if value[0] in "` " or value[-1] in "` ":
-        value = f" {value} "
-    return f"{ticks}{value}{ticks}"
-
-
-def code_block(text: object, lang: str = "", *, limit: int | None = CODE_LIMIT) -> str:
-    """Untrusted text as a fenced block that nothing inside can close, forge a marker in or notify from.
-
-    The fence is one backtick longer than the longest run inside (at least three); ``<!--`` is split with a
-    zero-width space, because the raw body is what marker searches read.
-    """
-    value = _LINE_BREAKS.sub("\n", _truncate(_text(text), limit, sep="\n"))
-    value = _show_controls(value).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
-    fence = "`" * max(3, _longest_backtick_run(value) + 1)
-    info = re.sub(r"[^A-Za-z0-9_+-]", "", lang)[:20]
-    return f"{fence}{info}\n{value.removesuffix(chr(10))}\n{fence}"
-
-
-def _longest_backtick_run(text: str) -> int:
-    return max((len(run) for run in re.findall(r"`+", text)), default=0)
-
-
-def inline(text: object, limit: int | None = 1_500, *, table: bool = False) -> str:
-    """Our sentence that quotes untrusted values: `code` parts become safe code spans, the rest is escaped."""
-    value = _LINE_BREAKS.sub(" ", _truncate(_text(text), limit))
-    parts = re.split(r"(`[^`]+`)", value)
-    out = []
-    for index, part in enumerate(parts):
-        if index % 2:
-            out.append(code(part[1:-1], table=table, limit=None))
-        elif part:
-            out.append(_escape_markdown(_show_controls(part.replace("\t", " ")), leading=index == 0))
-    return "".join(out)
-
-
-def link(url: object, text: object = None) -> str:
-    """A markdown link to an http(s) URL; anything else is shown as escaped text, never as a link."""
-    raw = _text(url).strip()
-    # Inside a link's text GitHub does not autolink, so URLs there need no word joiner.
-    label = _escape_inline(raw if text is None else text, 200, autolinks=True)
-    parts = urlsplit(raw)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or len(raw) > 2_000:
-        return label
-    return f"[{label}]({quote(raw, safe=':/?#@!$&*+,;=%~-._')})"
-
-
-# -- formatting filters ----------------------------------------------------------------------------------------
-
-STATUS_ICONS = {
-    "pass": "✅",
-    "fail": "❌",
-    "skip": "⚪",
-    "not verified": "❔",
-    "degraded": "⚠️",
-    "P0": "❌",
-    "P1": "⚠️",
-}
-STEP_LABELS = {
-    Step.REVISION: "Revision",
-    Step.HEALTH: "Health",
-    Step.LOGIN: "Login",
-    Step.CONNECT: "Connect",
-    Step.MESSAGE: "Message",
-    Step.AGENT: "Agent",
-    Step.ANSWER: "Answer",
-    Step.ISOLATION: "Isolation",
-    Step.PERFORMANCE: "Performance",
-}
-
-
-def _value(item: object) -> str:
-    return str(getattr(item, "value", item))
-
-
-def icon(status: object) -> str:
-    """✅ ❌ ⚠️ ⚪ for a Status, Verdict or Severity (or its value)."""
-    return STATUS_ICONS.get(_value(status), "•")
-
-
-def duration(ms: float | None) -> str:
-    """``85 ms``, ``1.2 s``, ``2 min 5 s``; ``—`` when not measured."""
-    if ms is None or not math.isfinite(ms):
-        return "—"
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if round(ms) < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if round(seconds, 1) < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
-def measure(value: float | None, unit: str) -> str:
-    """A metric figure in its unit: milliseconds as durations, others as ``12 %`` or ``3 events``."""
-    if value is None:
-        return "—"
-    if unit == "ms":
-        return duration(value)
-    return f"{value:g}{unit}" if unit == "%" else f"{value:g} {escape(unit, 20)}".strip()
-
-
-def _parse_time(value: object) -> datetime | None:
-    text = _text(value).strip()
-    # Cloud Run writes nanoseconds; Python reads at most microseconds.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def timestamp(value: object) -> str:
-    """``2025-06-03 14:21 UTC`` from RFC 3339; unparsable input is shown escaped, as given."""
-    moment = _parse_time(value)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else escape(value, 60)
-
-
-def clock(value: object) -> str:
-    """``14:05:01 UTC``: the time of day to the second (log entries within one run's window)."""
-    moment = _parse_time(value)
-    return moment.strftime("%H:%M:%S UTC") if moment else escape(value, 40)
-
-
-def age(value: object, reference: object) -> str:
-    """How long before ``reference`` (the run's end, so reports are reproducible) ``value`` was: ``3 min``."""
-    start, end = _parse_time(value), _parse_time(reference)
-    if start is None or end is None:
-        return ""
-    seconds = max(0, round((end - start).total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        hours, rest = divmod(seconds, 3600)
-        return f"{hours} h {rest // 60} min" if rest >= 60 else f"{hours} h"
-    days = seconds // 86400
-    return f"{days} day{'s' if days != 1 else ''}"
-
-
-def percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}%"
-
-
-def money(amount: float | None, currency: str = "USD") -> str:
-    return "—" if amount is None else format_money(amount, currency)
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """``1 finding``, ``3 findings``."""
-    return f"{count:,} {noun if count == 1 else (nouns or noun + 's')}"
-
-
-def short_sha(value: object) -> str:
-    """The first 7 characters of a hex commit id; other text as given."""
-    text = _text(value)
-    return text[:7] if re.fullmatch(r"[0-9a-f]{8,64}", text) else text
-
-
-def users(found: Sequence[int], total: int) -> str:
-    """Which simulated users a finding hit: ``all 5 users``, ``users 2 and 4 of 5``."""
-    if not found:
-        return ""
-    if total > 1 and len(found) >= total:
-        return "both users" if total == 2 else f"all {total} users"
-    names = [str(u) for u in found]
-    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    label = "user" if len(names) == 1 else "users"
-    return f"{label} {listed} of {total}" if total > 1 else f"{label} {listed}"
-
-
-def lower_first(text: str) -> str:
-    """``Compare the…`` -> ``compare the…``, leaving acronyms and code (``JWT``, `` `x` ``) alone."""
-    if len(text) > 1 and text[0].isupper() and text[1].islower():
-        return text[0].lower() + text[1:]
-    return text
-
-
-def counts(run: Run) -> str:
-    """`` (2 P0, 1 P1, 5 not verified)`` after the verdict; empty on a pass that verified everything."""
-    unverified = sum(1 for c in run.checks if c.status is Status.NOT_VERIFIED)
-    parts = [
-        f"{n} {s}" for n, s in ((run.p0_count, "P0"), (run.p1_count, "P1"), (unverified, "not verified")) if n
-    ]
-    return f" ({', '.join(parts)})" if parts else ""
-
-
-def evidence(items: Mapping[str, object]) -> str:
-    """Evidence as one ``key: value`` code block; multi-line values indented under their key."""
-    lines = []
-    for key, raw in items.items():
-        name = _LINE_BREAKS.sub(" ", _truncate(str(key), 80))
-        value = _LINE_BREAKS.sub("\n", _truncate(_text(raw), CODE_LIMIT, sep="\n"))
-        if not value.strip():
-            lines.append(f"{name}: (empty)")
-        elif "\n" in value.strip("\n"):
-            lines.append(f"{name}:")
-            lines += [f"  {line}" for line in value.strip("\n").split("\n")]
-        else:
-            lines.append(f"{name}: {value.strip(chr(10))}")
-    return code_block("\n".join(lines), "text", limit=None)
-
-
-def shares(traffic: Mapping[str, int]) -> str:
-    """A traffic split as ``rev-a 90%, rev-b 10%`` (escaped: revision names come from the Cloud Run API)."""
-    if not traffic:
-        return "none"
-    return ", ".join(f"{code(name)} {pct:g}%" for name, pct in sorted(traffic.items(), key=lambda i: -i[1]))
-
-
-def ratio(value: float | None) -> str:
-    """``1.50×``; ``—`` when one side was not measured."""
-    return "—" if value is None else f"{value:.2f}×"
-
-
-FILTERS: dict[str, Callable[..., Any]] = {
-    "escape": escape,
-    "e": escape,
-    "inline": inline,
-    "code": code,
-    "code_block": code_block,
-    "link": link,
-    "icon": icon,
-    "duration": duration,
-    "measure": measure,
-    "timestamp": timestamp,
-    "age": age,
-    "clock": clock,
-    "percent": percent,
-    "money": money,
-    "plural": plural,
-    "short_sha": short_sha,
-    "users": users,
-    "lower_first": lower_first,
-    "counts": counts,
-    "evidence": evidence,
-    "shares": shares,
-    "ratio": ratio,
-}
-
-
 # -- what the templates draw -----------------------------------------------------------------------------------
 
 
@@ -623,7 +287,7 @@ def _journey_step(step: Step, checks: list[CheckResult]) -> JourneyStep:
         note = checks[0].summary if checks else "not run"
     return JourneyStep(
         step=step,
-        label=STEP_LABELS[step],
+        label=markdown.STEP_LABELS[step],
         status=status,
         passed=sum(1 for c in ran if c.status is Status.PASS),
         failed=len(failed),
@@ -716,6 +380,36 @@ def builtin_templates_dir() -> Path:
     raise TemplateError(f"the built-in templates are missing (looked in {', '.join(map(str, candidates))})")
 
 
+class _ConfinedLoader(FileSystemLoader):
+    """A user's templates directory: a template whose real path is outside it (a symbolic link to
+    ``/proc/self/environ`` or to a file of secrets) is refused, also when the link appeared after the check."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        _confined(Path(self.searchpath[0]), Path(filename))
+        return source, filename, uptodate
+
+
+def _confined(root: Path, path: Path) -> None:
+    real_root, real = root.resolve(), path.resolve()
+    if real != real_root and not real.is_relative_to(real_root):
+        raise TemplateError(
+            f"templates directory {str(root)!r}: {str(path)!r} is a symbolic link to {str(real)!r}, outside the "
+            "directory; refused (a template could publish any file the runner can read): copy the file in instead"
+        )
+
+
+def _check_links(templates_dir: Path) -> None:
+    """Every symbolic link under ``templates_dir`` (files and directories, not followed) stays inside it."""
+    for folder, dirs, files in os.walk(templates_dir):
+        for name in (*dirs, *files):
+            path = Path(folder, name)
+            if path.is_symlink():
+                _confined(templates_dir, path)
+
+
 def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
     """The sandboxed, strict environment: the user's directory first, then ours (also as ``builtin/``)."""
     builtin = builtin_templates_dir()
@@ -725,7 +419,8 @@ def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
             raise TemplateError(
                 f"templates directory {str(templates_dir)!r} does not exist or is not a directory"
             )
-        loaders.append(FileSystemLoader(templates_dir))
+        _check_links(templates_dir)
+        loaders.append(_ConfinedLoader(templates_dir))
     loaders += [PrefixLoader({"builtin": FileSystemLoader(builtin)}), FileSystemLoader(builtin)]
     env = SandboxedEnvironment(
         loader=ChoiceLoader(loaders),
@@ -739,7 +434,7 @@ def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
         # under the system's temp dir: a run after the first skips compiling them (~20 ms).
         bytecode_cache=_bytecode_cache(),
     )
-    env.filters.update(FILTERS)
+    env.filters.update(markdown.FILTERS)
     env.globals.update(
         journey_steps=[s.value for s in JOURNEY_STEPS],
         comment_limit=GITHUB_COMMENT_LIMIT,
@@ -987,7 +682,7 @@ def render_recovery(
 def issue_title(run: Run, finding: Finding) -> str:
     """A plain-text issue title (titles are not markdown) within GitHub's 256 characters."""
     title = f"{finding.severity.value}: {finding.title} ({run.target.service})"
-    title = _show_controls(_LINE_BREAKS.sub(" ", title)).replace("`", "")
+    title = markdown.plain_line(title).replace("`", "")
     return title if len(title) <= 256 else title[:255] + "…"
 
 
@@ -996,8 +691,6 @@ def check_templates(templates_dir: Path | None) -> None:
     probe (and before any traffic change), not after it. Raises ``TemplateError``."""
     if templates_dir is None:
         return
-    from bot.results import Impact, Kind, Severity, Target
-
     finding = Finding(
         fingerprint="service:timeout", severity=Severity.P0, kind=Kind.TIMEOUT, step=Step.CONNECT,
         title="Placeholder", cause="Placeholder.", remediation="Placeholder.", users=(1,),

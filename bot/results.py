@@ -4,7 +4,7 @@
 with defaults; never rename or remove one without bumping ``SCHEMA``.
 
 All text that came from the system under test (bodies, frames, close reasons, headers) is stored raw here and
-escaped only when it is rendered (``bot.report``): the JSON keeps the evidence exact.
+escaped only when it is rendered (``bot.markdown``): the JSON keeps the evidence exact.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from bot.results import Run, Shard
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.logs import CloudLogging
+    from bot.server_logs import CloudLogging
 
 
 def check(
@@ -147,9 +147,9 @@ def clients(
 def logs_reader(settings: Settings) -> CloudLogging | None:
     if not (settings.cloud_run.configured and settings.cloud_run.project and settings.logs.mode != "never"):
         return None
-    from bot import logs  # light: google-cloud-logging itself loads on the first query
+    from bot import server_logs  # light: google-cloud-logging itself loads on the first query
 
-    return logs.CloudLogging(
+    return server_logs.CloudLogging(
         project=settings.cloud_run.project, endpoint=settings.logs.endpoint, budget_s=settings.logs.budget_s
     )
 

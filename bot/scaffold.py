@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot import profiles
 from bot.errors import UsageError
 
 CONFIG_PATH = Path(".github/golden-path.yml")
@@ -96,8 +97,6 @@ jobs:
 
 def config_text(profile: str) -> str:
     """The commented config, starting from the built-in ``profile`` (``UsageError`` for an unknown one)."""
-    from bot import profiles
-
     found = profiles.canonical(profile)
     if found is None:
         raise UsageError(f"unknown profile {profile!r}; expected one of: {', '.join(profiles.names())}")
@@ -107,8 +106,6 @@ def config_text(profile: str) -> str:
 
 def init(root: Path, *, profile: str | None = None) -> list[Path]:
     """Write both files under ``root``; when either exists, write nothing and say which (``UsageError``)."""
-    from bot import profiles
-
     files = {CONFIG_PATH: config_text(profile or profiles.DEFAULT), WORKFLOW_PATH: WORKFLOW}
     existing = [root / path for path in files if (root / path).exists()]
     if existing:

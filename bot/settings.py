@@ -1,6 +1,6 @@
-"""Settings: the config file, action inputs and flags, validated into one frozen ``Settings`` (pydantic).
+"""Settings: the frozen pydantic models of everything golden-path can be told, with their validation.
 
-Precedence, lowest first: defaults < config file (YAML) < overrides (action inputs, then CLI flags).
+``bot.config`` reads the config file, action inputs and flags into them (defaults < config file < overrides).
 Every problem becomes a ``ConfigError`` naming the key, the value and what was expected. Secrets are never
 stored here: the config names the environment variable that holds each one (``auth.secret_env``) and the
 entry point reads it.
@@ -8,23 +8,19 @@ entry point reads it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import string
-import types
-import typing
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot import profiles, protocol
-from bot.errors import ConfigError
+from bot import expressions, hosts, profiles
+from bot.untrusted import shown
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 
@@ -49,7 +45,7 @@ class DeprecatedKey(FutureWarning):
 
 
 def _expression(text: str | None) -> str | None:
-    if text is not None and (problem := protocol.expression_problem(text)) is not None:
+    if text is not None and (problem := expressions.expression_problem(text)) is not None:
         raise ValueError(f"{text!r} is not a valid JMESPath expression: {problem}")
     return text
 
@@ -194,14 +190,12 @@ class LoginSettings(_Section):
     def _headers(cls, v: dict[str, str]) -> dict[str, str]:
         for name, value in v.items():
             if not _HTTP_TOKEN.fullmatch(name):
-                raise ValueError(
-                    f"expected an HTTP header name (no spaces, CR/LF or ':'), got {_short(name)}"
-                )
+                raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {shown(name)}")
             if not isinstance(value, str) or _UNSAFE_IN_URL.sub("", value.replace(" ", "")) != value.replace(
                 " ", ""
             ):
                 raise ValueError(
-                    f"header {name}: expected text without control characters, got {_short(value)}"
+                    f"header {name}: expected text without control characters, got {shown(value)}"
                 )
         _login_templates(v)
         return v
@@ -212,7 +206,7 @@ class LoginSettings(_Section):
             nested = [k for k, v in self.body.items() if isinstance(v, dict | list)]
             if nested:
                 raise ValueError(
-                    f"body field {_short(nested[0])} is a list or mapping: a form or query string holds only "
+                    f"body field {shown(nested[0])} is a list or mapping: a form or query string holds only "
                     "text and numbers (use encoding: json)"
                 )
         return self
@@ -261,14 +255,14 @@ class TokenHeader(_Section):
     @classmethod
     def _name(cls, v: str) -> str:
         if not _HTTP_TOKEN.fullmatch(v):
-            raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {_short(v)}")
+            raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {shown(v)}")
         return v
 
     @field_validator("format")
     @classmethod
     def _format(cls, v: str) -> str:
         if _UNSAFE_IN_URL.sub("", v.replace(" ", "")) != v.replace(" ", ""):
-            raise ValueError(f"expected a header value template without control characters, got {_short(v)}")
+            raise ValueError(f"expected a header value template without control characters, got {shown(v)}")
         return _token_template(v)
 
 
@@ -292,7 +286,7 @@ class TokenSettings(_Section):
     @classmethod
     def _query(cls, v: str | None) -> str | None:
         if v is not None and not _HTTP_TOKEN.fullmatch(v):
-            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {_short(v)}")
+            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {shown(v)}")
         return v
 
 
@@ -350,9 +344,9 @@ class FrameSettings(_Section):
     @field_validator("frame")
     @classmethod
     def _template(cls, v: str) -> str:
-        if (problem := protocol.template_problem(v)) is not None:
+        if (problem := expressions.template_problem(v)) is not None:
             # The reason (with its position) first; only the echoed template is cut.
-            raise ValueError(f"not a valid frame template: {problem} (template {_short(v)})")
+            raise ValueError(f"not a valid frame template: {problem} (template {shown(v)})")
         return v
 
 
@@ -449,7 +443,7 @@ class JourneySettings(_Section):
             try:
                 re.compile(pattern)
             except (re.error, RecursionError, OverflowError) as exc:
-                raise ValueError(f"{_short(pattern)} is not a valid regular expression ({exc})") from None
+                raise ValueError(f"{shown(pattern)} is not a valid regular expression ({exc})") from None
         return v
 
     @model_validator(mode="after")
@@ -497,6 +491,11 @@ class ReportSettings(_Section):
     max_comment_chars: int = Field(default=65_000, ge=5_000, le=65_536)
     history: int = Field(default=10, ge=0, le=50)
 
+    @field_validator("templates_dir", mode="before")
+    @classmethod
+    def _templates_dir(cls, v: Any) -> Any:
+        return local_path(v)
+
 
 class GitHubSettings(_Section):
     publish: bool = False
@@ -539,8 +538,7 @@ class LogsSettings(_Section):
             raise ValueError(
                 f"endpoint must be a scheme and host like https://logging.googleapis.com, got {v!r}"
             )
-        host = urlsplit(v).hostname if v else None
-        if v and v.startswith("http://") and host != "localhost" and not _loopback_ip(host):
+        if v and v.startswith("http://") and not hosts.is_local_http(v):
             raise ValueError(
                 f"plain http:// is only allowed for a local stand-in on loopback (127.0.0.1, localhost, [::1]); "
                 f"use https:// for {v!r}"
@@ -620,6 +618,11 @@ class Settings(_Section):
             return v
         return _base_url(v)
 
+    @field_validator("output_dir", mode="before")
+    @classmethod
+    def _output_dir(cls, v: Any) -> Any:
+        return local_path(v)
+
     @model_validator(mode="after")
     def _gate_needs_cloud_run(self) -> Settings:
         for key, value in (("on_pass", self.gate.on_pass), ("on_fail", self.gate.on_fail)):
@@ -641,26 +644,18 @@ class Settings(_Section):
         return "service"
 
 
-def _loopback_ip(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _path(value: str) -> str:
     if not value.startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {_short(value)}")
+        raise ValueError(f"expected a path starting with '/', got {shown(value)}")
     if _UNSAFE_IN_URL.search(value):
         raise ValueError(
-            f"expected a path without spaces or control characters (CR, LF, ...), got {_short(value)}"
+            f"expected a path without spaces or control characters (CR, LF, ...), got {shown(value)}"
         )
     return value
 
 
 # -- validation helpers (values quoted in messages are cut: a 10 MB bad value still gives a short line) ------
 
-_SHOWN_CHARS = 80
 _UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
 _HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.?)+$|^[0-9A-Fa-f:.]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -668,42 +663,52 @@ _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: w
 _TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
 
 
-def _short(value: object) -> str:
-    """``repr(value)`` cut to a readable length."""
-    shown = repr(value)
-    if len(shown) <= _SHOWN_CHARS:
-        return shown
-    return f"{shown[:_SHOWN_CHARS]}… ({len(shown) - _SHOWN_CHARS} more characters)"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control(text: str) -> bool:
+    """A NUL, a line break, an ESC or another control character: never in a path or a name we are given."""
+    return _CONTROL.search(text) is not None
+
+
+def local_path(value: Any) -> Any:
+    """A file or directory path as given (str or Path); one with a NUL, a line break or another control
+    character is refused (the OS refuses NUL later with a crash; the others are a mistake or an attack)."""
+    if isinstance(value, str | PurePath) and has_control(str(value)):
+        raise ValueError(
+            f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {shown(str(value))}"
+        )
+    return value
 
 
 def _base_url(value: str) -> str:
     if _UNSAFE_IN_URL.search(value):
-        raise ValueError(f"expected a URL without spaces or control characters, got {_short(value)}")
+        raise ValueError(f"expected a URL without spaces or control characters, got {shown(value)}")
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:  # "Port out of range 0-65535", a bad IPv6 literal
-        raise ValueError(f"expected an http:// or https:// URL, got {_short(value)}: {exc}") from None
+        raise ValueError(f"expected an http:// or https:// URL, got {shown(value)}: {exc}") from None
     if parts.username is not None or parts.password is not None:
         # Never echo them: the URL goes into every report; credentials belong in auth (from the environment).
-        shown = value.replace(parts.netloc.rsplit("@", 1)[0], "***")
+        masked = value.replace(parts.netloc.rsplit("@", 1)[0], "***")
         raise ValueError(
             f"credentials inside the URL are not accepted (they would be printed in every report): give the "
-            f"URL without them ({_short(shown)}) and the secret through auth and the environment"
+            f"URL without them ({shown(masked)}) and the secret through auth and the environment"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname or not _HOST.match(parts.hostname):
-        raise ValueError(f"expected an http:// or https:// URL with a host, got {_short(value)}")
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {shown(value)}")
     if port == 0:
-        raise ValueError(f"expected a port from 1 to 65535, got 0 in {_short(value)}")
+        raise ValueError(f"expected a port from 1 to 65535, got 0 in {shown(value)}")
     if parts.query or parts.fragment:
-        raise ValueError(f"expected a base URL without ?query or #fragment, got {_short(value)}")
+        raise ValueError(f"expected a base URL without ?query or #fragment, got {shown(value)}")
     return value.rstrip("/")
 
 
 def _service_url(value: str) -> str:
     """An absolute URL of another service (a login endpoint): https, or plain http only on loopback."""
     if _UNSAFE_IN_URL.search(value):
-        raise ValueError(f"expected a URL without spaces or control characters, got {_short(value)}")
+        raise ValueError(f"expected a URL without spaces or control characters, got {shown(value)}")
     parts = urlsplit(value)
     if parts.username is not None or parts.password is not None:
         raise ValueError(
@@ -711,11 +716,11 @@ def _service_url(value: str) -> str:
             "secret through auth.login.body or headers and the environment"
         )
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-        raise ValueError(f"expected an https:// URL with a host, got {_short(value)}")
-    if parts.scheme == "http" and parts.hostname != "localhost" and not _loopback_ip(parts.hostname):
+        raise ValueError(f"expected an https:// URL with a host, got {shown(value)}")
+    if parts.scheme == "http" and not hosts.is_loopback(parts.hostname):
         raise ValueError(
             f"plain http:// is only allowed on loopback (127.0.0.1, localhost, [::1]); use https:// for "
-            f"{_short(value)}: the body carries a secret"
+            f"{shown(value)}: the body carries a secret"
         )
     return value
 
@@ -724,17 +729,17 @@ def _login_templates(mapping: dict[str, Any]) -> None:
     """Placeholders in login body/header values must be names (``{user}``), never attribute lookups."""
     for key, value in mapping.items():
         if isinstance(value, str):
-            for name, position in protocol.placeholders(value):
+            for name, position in expressions.placeholders(value):
                 if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                     raise ValueError(
-                        f"{_short(key)}: {{{name[:40]}}} at position {position} is not a placeholder name; "
+                        f"{shown(key)}: {{{name[:40]}}} at position {position} is not a placeholder name; "
                         f"expected e.g. {', '.join('{' + p + '}' for p in LOGIN_PLACEHOLDERS)}"
                     )
 
 
 def _env_name(value: str) -> str:
     if not _ENV_NAME.match(value):
-        raise ValueError(f"expected an environment variable name like JWT_SECRET_KEY, got {_short(value)}")
+        raise ValueError(f"expected an environment variable name like JWT_SECRET_KEY, got {shown(value)}")
     return value
 
 
@@ -745,7 +750,7 @@ def _json_values(mapping: dict[str, Any]) -> dict[str, Any]:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError, RecursionError):
             raise ValueError(
-                f"{_short(key)} holds a {type(value).__name__}, not a JSON value "
+                f"{shown(key)} holds a {type(value).__name__}, not a JSON value "
                 "(strings, numbers, true/false, lists, mappings): quote it, e.g. '2025-01-01'"
             ) from None
     return mapping
@@ -758,20 +763,20 @@ def _subprotocol_template(template: str) -> None:
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValueError(f"{_short(template)} is not a valid template ({exc}): {expected}") from None
+        raise ValueError(f"{shown(template)} is not a valid template ({exc}): {expected}") from None
     literal = ""
     for text, name, spec, conversion in fields:
         literal += text + ("x" if name is not None else "")
         if name is not None and (name not in _TEMPLATE_FIELDS or spec or conversion):
-            raise ValueError(f"{_short(template)} is not a valid template: {expected}")
+            raise ValueError(f"{shown(template)} is not a valid template: {expected}")
     if not _HTTP_TOKEN.match(literal):
         raise ValueError(
-            f"{_short(template)} is not a valid subprotocol: letters, digits and !#$%&'*+-.^_`|~ only"
+            f"{shown(template)} is not a valid subprotocol: letters, digits and !#$%&'*+-.^_`|~ only"
         )
 
 
 def _token_template(template: str) -> str:
-    if (problem := protocol.token_template_problem(template)) is not None:
+    if (problem := expressions.token_template_problem(template)) is not None:
         raise ValueError(f"{template!r} is not a valid template: {problem}")
     return template
 
@@ -789,240 +794,3 @@ def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, A
         else:
             out[key] = value
     return out
-
-
-# -- loading -------------------------------------------------------------------------------------------------
-
-
-MAX_CONFIG_BYTES = 1024 * 1024  # a config file is a few KB; a bigger one is a mistake (or an attack)
-MAX_CONFIG_DEPTH = 32  # the deepest real key is four levels down (auth.login.body.<field>)
-MAX_CONFIG_NODES = 100_000  # values after YAML aliases are expanded: stops a "billion laughs" alias bomb
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML's "last wins" hides mistakes)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # an unhashable key: the base class reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping",
-                    node.start_mark,
-                    f"key {_short(key)} is given twice (remove one)",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
-    where_file = f"config file {_short(str(path))}"
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError("", f"{where_file} does not exist") from None
-    except OSError as exc:
-        raise ConfigError("", f"{where_file} cannot be read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError("", f"{where_file} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            "",
-            f"{where_file} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}): save it as UTF-8",
-        ) from None
-    try:
-        data = yaml.load(text, Loader=_ConfigLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None)
-        raise ConfigError(
-            "", f"{where_file} is not valid YAML{where}" + (f": {_clip(str(problem))}" if problem else "")
-        ) from None
-    except RecursionError:
-        raise ConfigError("", f"{where_file} nests deeper than {MAX_CONFIG_DEPTH} levels") from None
-    except Exception as exc:  # PyYAML's own constructors raise ValueError & co. (e.g. a date like 2025-13-45)
-        raise ConfigError(
-            "", f"{where_file} is not valid YAML: {_clip(f'{type(exc).__name__}: {exc}')}"
-        ) from None
-    _check_shape(data, where_file)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            "", f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}"
-        )
-    return data
-
-
-def _check_shape(data: Any, where_file: str) -> None:
-    """Refuse over-deep nesting and alias bombs before anything walks the data (each alias is one shared
-    object to PyYAML, but every copy later made of it is not)."""
-    sizes: dict[int, int] = {}
-
-    def size(node: Any, depth: int) -> int:
-        if depth > MAX_CONFIG_DEPTH:
-            raise ConfigError("", f"{where_file} nests deeper than {MAX_CONFIG_DEPTH} levels")
-        if not isinstance(node, dict | list):
-            return 1
-        known = sizes.get(id(node))
-        if known is None:
-            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
-            known = 1 + sum(size(child, depth + 1) for child in children)
-            sizes[id(node)] = known
-        if known > MAX_CONFIG_NODES:
-            raise ConfigError(
-                "", f"{where_file} expands to more than {MAX_CONFIG_NODES} values (YAML aliases, *name?)"
-            )
-        return known
-
-    size(data, 0)
-
-
-def build_settings(
-    file_data: Mapping[str, Any] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    defaults: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Validate config data plus dotted-key overrides (``{"journey.users": 3}``) into ``Settings``.
-
-    ``defaults`` (dotted keys too) apply only where neither the file nor an override sets the key: e.g.
-    ``GITHUB_SHA`` as the expected version.
-    """
-    _check_shape(file_data, "the configuration")
-    data: dict[str, Any] = normalise_keys(dict(file_data or {}))
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _put(data, dotted, value, replace=True)
-    for dotted, value in (defaults or {}).items():
-        if value is not None:
-            _put(data, dotted, value, replace=False)
-    _strict_scalars(data, Settings, ())
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(*_first_problem(exc)) from None
-    except (TypeError, ValueError, RecursionError) as exc:  # a validator's own bug must still be one line
-        raise ConfigError("", f"the configuration could not be read: {_clip(str(exc))}") from None
-
-
-def _strict_scalars(data: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> None:
-    """Where a number is expected, ``true`` is not 1; where true/false is expected, ``"yes"`` or 1 is not
-    true. (pydantic's lax mode accepts both silently; the rest of its coercions are fine for a config: a quoted
-    ``'3'`` that worked before keeps working, and ``'three'`` is still refused by pydantic.)"""
-    if not isinstance(data, dict):
-        return
-    for key, value in data.items():
-        field = model.model_fields.get(key) if isinstance(key, str) else None
-        if field is None or value is None:
-            continue
-        kinds = _scalar_kinds(field.annotation)
-        where = (*loc, key)
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            _strict_scalars(value, field.annotation, where)
-        elif kinds & {int, float} and bool not in kinds and isinstance(value, bool):
-            expected = "a whole number" if float not in kinds else "a number"
-            raise ConfigError(_show_key(where), f"expected {expected}, got {_short(value)}")
-        elif kinds == {bool} and not isinstance(value, bool):
-            raise ConfigError(_show_key(where), f"expected true or false, got {_short(value)}")
-
-
-def _scalar_kinds(annotation: Any) -> set[type]:
-    """The plain types an annotation accepts (``int | None`` -> {int})."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return {t for arg in typing.get_args(annotation) for t in _scalar_kinds(arg)}
-    return {annotation} if annotation in (int, float, bool) else set()
-
-
-def _show_key(loc: tuple[Any, ...]) -> str:
-    """A dotted key fit for one line: a part with spaces, quotes or line breaks is quoted and cut."""
-    return ".".join(
-        str(part) if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", str(part)) else _short(part) for part in loc
-    )
-
-
-def _clip(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
-
-
-def _put(data: dict[str, Any], dotted: str, value: Any, *, replace: bool) -> None:
-    node = data
-    *parents, leaf = dotted.replace("-", "_").split(".")
-    for part in parents:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    if replace or node.get(leaf) is None:
-        node[leaf] = value
-
-
-def normalise_keys(data: Any) -> Any:
-    """Accept `kebab-case` keys as well as `snake_case` (YAML users write both)."""
-    if isinstance(data, dict):
-        return {
-            (k.replace("-", "_") if isinstance(k, str) else k): (
-                v if k in ("claims", "body", "headers") else normalise_keys(v)
-            )
-            for k, v in data.items()
-        }
-    return data
-
-
-def _first_problem(exc: ValidationError) -> tuple[str, str]:
-    error = exc.errors(include_url=False)[0]
-    key = _show_key(tuple(error["loc"]))
-    if error["type"] == "extra_forbidden":
-        parent_model = _model_at(error["loc"][:-1])
-        known = ", ".join(sorted(parent_model.model_fields)) if parent_model else ""
-        return key, f"unknown key; expected one of: {known}"
-    message = _clip(str(error["msg"]).removeprefix("Value error, "))
-    given = error.get("input")
-    if error["type"] in ("missing", "value_error") or isinstance(given, dict):
-        return key, message
-    return key, f"{message} (got {_short(given)})"
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = Settings
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-SCHEMA_ID = "https://raw.githubusercontent.com/your-org/golden-path/main/schema/golden-path.schema.json"
-
-
-def json_schema() -> str:
-    """The JSON Schema of the config file (pydantic's, of ``Settings``), as committed in ``schema/``.
-
-    Editors use it through ``# yaml-language-server: $schema=...``; it describes the snake_case spelling
-    (kebab-case keys are accepted by golden-path too, but an editor will flag them).
-    """
-    import json
-
-    schema = Settings.model_json_schema()
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        **schema,
-        "title": "golden-path configuration (.github/golden-path.yml)",
-    }
-    return json.dumps(schema, indent=2) + "\n"

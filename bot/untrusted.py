@@ -65,8 +65,36 @@ def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels") from None
 
 
+# C0 and C1 controls and DEL (a terminal obeys ESC and CSI sequences, a carriage return rewrites the line), and the
+# bidirectional marks and overrides that reorder what a reader sees ("Trojan Source").
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def show_controls(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every control character shown as its escape (ESC as ``\\x1b``, U+202E as ``\\u202e``), so
+    outside text can never drive a terminal or a log viewer. ``multiline`` keeps line feeds and tabs (evidence
+    shown as a block); otherwise they are escaped too (a line break could start a forged line)."""
+    return (_CONTROLS_BUT_LAYOUT if multiline else _CONTROLS).sub(_visible, text)
+
+
 _PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
 _UNICODE_ESCAPE = re.compile(r"\\u[0-9a-f]{4}")
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (a 10 MB value still gives a short line)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to a readable length: how a message quotes a value it refuses."""
+    return cut(repr(value), limit)
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -86,6 +114,85 @@ def secret_forms(secret: str) -> set[str]:
         if len(line.strip()) >= 8:
             forms.add(line.strip())
     return {form for form in forms if len(form) >= _MIN_NEEDLE}
+
+
+# -- a secret escaped any number of times ----------------------------------------------------------------------
+#
+# A server that echoes a secret inside a JSON string inside a frame escapes it twice (`"` -> `\"` -> `\\\"`); a
+# URL inside a URL encodes `%` again (`"` -> `%22` -> `%2522`). Listing every form of every depth cannot end, so
+# each secret with a character some escaping changes gets one pattern, built when it is added, in which each such
+# character matches itself escaped any number of times, in any order: one scan finds every depth.
+
+# Characters no JSON, URL or HTML escaping changes: a run of them is found verbatim in every escaped form.
+_UNCHANGED = re.compile(r"[A-Za-z0-9_.~-]+")
+_PERCENT = r"%(?:25)*+"  # a percent sign, itself percent-encoded any number of times
+_BACKSLASH = rf"(?:\\|{_PERCENT}5[cC])"  # a backslash, raw or percent-encoded at any depth
+_JSON_SHORT = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}  # \" \\ \/ are the character itself
+_ENTITIES = {
+    '"': "quot|#34|#x22",
+    "&": "#38|#x26",
+    "<": "lt|#60|#x3c",
+    ">": "gt|#62|#x3e",
+    "'": "#39|#x27|apos",
+}
+# Secrets that get a pattern (the configured ones, and the first tokens that need one); past this, their fixed
+# forms only, so a run of opaque tokens cannot make every clean cost one scan per token.
+_DEEP_LIMIT = 64
+_DEEP_MAX_CHARS = 8192
+
+
+def _hex(digits: str) -> str:
+    return "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in digits)
+
+
+def _escaped_any_depth(char: str) -> str:
+    """A pattern for ``char`` JSON-, URL- and HTML-escaped any number of times (atomic: no backtracking)."""
+    if char == "\\":
+        return f"{_BACKSLASH}++"  # 2**depth backslashes: a run of any length
+    if char == "%":
+        return rf"(?>{_BACKSLASH}++u0025|{_PERCENT})"
+    code = ord(char)
+    if code > 0xFFFF:  # JSON spells it as a surrogate pair
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        unicode = f"u{_hex(f'{high:04x}')}{_BACKSLASH}++u{_hex(f'{low:04x}')}"
+    else:
+        unicode = f"u{_hex(f'{code:04x}')}"
+    after_backslashes = [unicode] + ([_JSON_SHORT[char]] if char in _JSON_SHORT else [])
+    itself = [re.escape(char), "".join(f"{_PERCENT}{_hex(f'{byte:02X}')}" for byte in char.encode())]
+    if char == " ":
+        itself.append(rf"\+|{_PERCENT}2[bB]")  # quote_plus, then quoted again
+    entity = [rf"&(?:amp;)*+(?:{_ENTITIES[char]});"] if char in _ENTITIES else []
+    if char == "&":
+        entity.append("&(?:amp;)++")  # possessive: the entity's own "amp;" is one of the repeats
+    # Longest first: the atomic group keeps the first alternative that matches ("&amp;" before "&").
+    alternatives = [
+        f"{_BACKSLASH}++(?:{'|'.join(after_backslashes)})",
+        *entity,
+        f"{_BACKSLASH}*+(?:{'|'.join(itself)})",
+    ]
+    return f"(?>{'|'.join(alternatives)})"
+
+
+def deep_pattern(secret: str) -> tuple[str | None, re.Pattern[str]] | None:
+    """``(anchor, pattern)`` finding ``secret`` however many times it was escaped; None when no escaping changes
+    it (its fixed forms find it). ``anchor`` is its longest unchanged run, found by plain substring search before
+    the pattern runs (None when it has no run long enough)."""
+    if len(secret) > _DEEP_MAX_CHARS or _UNCHANGED.fullmatch(secret):
+        return None
+    parts: list[str] = []
+    position = 0
+    for match in _UNCHANGED.finditer(secret):
+        parts += [_escaped_any_depth(c) for c in secret[position : match.start()]]
+        parts.append(re.escape(match.group()))
+        position = match.end()
+    parts += [_escaped_any_depth(c) for c in secret[position:]]
+    merged = [p for i, p in enumerate(parts) if not (p == f"{_BACKSLASH}++" and i and parts[i - 1] == p)]
+    # A match never starts inside a run of (encoded) backslashes: each start in a long run would scan the rest of
+    # it again (quadratic in a hostile frame).
+    guard = r"(?<!\\)(?<!5[cC])" if not _UNCHANGED.match(secret) else ""
+    runs = sorted((m.group() for m in _UNCHANGED.finditer(secret)), key=len, reverse=True)
+    anchor = runs[0] if runs and len(runs[0]) >= _MIN_NEEDLE else None
+    return anchor, re.compile(guard + "".join(merged))
 
 
 # A JSON Web Token, and where one (or its base64: "eyJ" encodes as "ZXlK") can start. Every form of a JWT starts
@@ -119,9 +226,14 @@ class Redactor:
     merges runs: a new token compiles a small pattern, and a generation is rebuilt only when a newer one has
     grown as large. Compiling costs O(n log n) over a run and a clean makes O(log n) passes, where one pattern
     rebuilt on every add cost O(n²) (minutes at 1,000 users).
+
+    A secret that some escaping changes (a password with ``"``, ``\\`` or ``%``) also gets a :func:`deep_pattern`
+    when it is added, finding it escaped any number of times; it runs only when a piece of the secret that no
+    escaping changes is in the text (a substring search), so a clean without a leak costs one ``in`` per such
+    secret. JWTs (minted per user) never need one: no escaping changes their characters.
     """
 
-    __slots__ = ("_generations", "_known", "_pending", "_token_lengths", "_tokens")
+    __slots__ = ("_deep", "_generations", "_known", "_pending", "_token_lengths", "_tokens")
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._generations: list[tuple[frozenset[str], re.Pattern[str]]] = []
@@ -130,6 +242,7 @@ class Redactor:
         self._pending: list[str] = []
         self._tokens: set[str] = set()  # every form of every JWT: found from where one can start, by length
         self._token_lengths: list[int] = []  # longest first
+        self._deep: list[tuple[str | None, re.Pattern[str]]] = []  # secrets escaped any number of times
         for secret in secrets:
             self.add(secret)
 
@@ -143,6 +256,10 @@ class Redactor:
                 self._token_lengths = sorted({*self._token_lengths, *map(len, new)}, reverse=True)
                 return
             self._pending = sorted({*self._pending, *new}, key=len, reverse=True)  # longest form first
+            if new and len(self._deep) < _DEEP_LIMIT:
+                deep = deep_pattern(secret)
+                if deep is not None:
+                    self._deep.append(deep)
 
     def __bool__(self) -> bool:
         return bool(self._known)
@@ -164,6 +281,10 @@ class Redactor:
             return text
         if self._tokens:
             text = self._clean_tokens(text)
+        # Before the fixed forms, which could cut a deeper form in two (a level-1 form is the tail of level 2).
+        for anchor, pattern in self._deep:
+            if anchor is None or anchor in text:
+                text = pattern.sub(REDACTED, text)
         # The oldest (largest) generation first: it holds the configured secrets, added before any token.
         for _, pattern in self._compiled():
             text = pattern.sub(REDACTED, text)

@@ -667,7 +667,7 @@ def run(name: str) -> Run:
     return SAMPLES[name]()
 
 
-# -- the revision's own logs (bot/logs.py) ---------------------------------------------------------------------
+# -- the revision's own logs (bot/server_logs.py) ---------------------------------------------------------------------
 
 TRACE_IDS = {user: f"{user:x}" * 32 for user in range(0, USERS + 1)}
 LOG_EXPLORER = (

@@ -243,3 +243,9 @@ def test_one_line__line_breaks_and_v1_commands_are_defused() -> None:
     assert len(line.splitlines()) == 1
     assert commands(line) == []
     assert "::error::x" in line, "still readable"
+
+
+def test_one_line__control_characters_are_shown_escaped() -> None:
+    """A log line quoting outside text sends no ESC/CSI sequence, C1 control or bidi override to the terminal."""
+    line = actions.one_line("cleared\x1b[2J\x9b31m\x07\tred\u202e\x00")
+    assert line == "cleared\\x1b[2J\\x9b31m\\x07\\x09red\\u202e\\x00"

@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot import auth
+from bot.config import build_settings
 from bot.errors import UsageError
-from bot.settings import build_settings
 from tests.standins.asgi import AsgiServer
 
 

@@ -372,14 +372,14 @@ def test_resolve__tag_only_image_has_no_known_digest(
     assert any("tag reference" in w for w in resolution.target.warnings)
 
 
-# -- apply_gate ------------------------------------------------------------------------------------------------
+# -- move_traffic ------------------------------------------------------------------------------------------------
 
 
 def resolved(api: CloudRunStandIn, clients: cloudrun.CloudRunClients) -> Target:
     return resolve(clients, FakeTime(), []).target
 
 
-def test_apply_gate__promote(
+def test_move_traffic__promote(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -390,7 +390,7 @@ def test_apply_gate__promote(
     )
     target = resolved(api, clients)
 
-    action = cloudrun.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+    action = cloudrun.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
 
     assert (action.action, action.revision, action.percent, action.applied) == ("promote", NEW, 100, True)
     (update,) = api.updates()
@@ -406,21 +406,21 @@ def test_apply_gate__promote(
     assert resolve(clients, FakeTime(), []).target.url == TAG_URL
 
 
-def test_apply_gate__promote_waits_for_the_operation(
+def test_move_traffic__promote_waits_for_the_operation(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     deploy_tagged(api)
     target = resolved(api, clients)
     api.operation_polls = 1
 
-    action = cloudrun.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+    action = cloudrun.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
 
     assert action.applied
     assert any("/operations/" in r.path for r in api.requests)
     assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
 
 
-def test_apply_gate__rollback(
+def test_move_traffic__rollback(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     api.add_revision("chat", OLD)
@@ -428,7 +428,7 @@ def test_apply_gate__rollback(
     target = resolved(api, clients)
     assert target.previous_revision == OLD
 
-    action = cloudrun.apply_gate(clients=clients, target=target, action="rollback", progress=lines.append)
+    action = cloudrun.move_traffic(clients=clients, target=target, action="rollback", progress=lines.append)
 
     assert (action.action, action.revision, action.percent, action.applied) == ("rollback", OLD, 100, True)
     (update,) = api.updates()
@@ -436,13 +436,13 @@ def test_apply_gate__rollback(
     assert f"{NEW} 100%" in action.message
 
 
-def test_apply_gate__service_name_given_apart_from_the_display_name(
+def test_move_traffic__service_name_given_apart_from_the_display_name(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     deploy_tagged(api)
     target = replace(resolved(api, clients), service="Chat backend (prod)")
 
-    action = cloudrun.apply_gate(
+    action = cloudrun.move_traffic(
         clients=clients, target=target, action="promote", progress=lines.append, service="chat"
     )
 
@@ -450,33 +450,33 @@ def test_apply_gate__service_name_given_apart_from_the_display_name(
     assert api.updates()[0].path == "/v2/projects/p/locations/r/services/chat"
 
 
-def test_apply_gate__rollback_keeps_traffic_already_on_previous(
+def test_move_traffic__rollback_keeps_traffic_already_on_previous(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     deploy_tagged(api)
     target = resolved(api, clients)
 
-    action = cloudrun.apply_gate(clients=clients, target=target, action="rollback", progress=lines.append)
+    action = cloudrun.move_traffic(clients=clients, target=target, action="rollback", progress=lines.append)
 
     assert (action.revision, action.applied) == (OLD, True)
     assert "no change" in action.message
     assert api.updates() == []
 
 
-def test_apply_gate__rollback_with_no_previous(
+def test_move_traffic__rollback_with_no_previous(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     api.add_revision("chat", NEW)
     target = resolved(api, clients)
 
-    action = cloudrun.apply_gate(clients=clients, target=target, action="rollback", progress=lines.append)
+    action = cloudrun.move_traffic(clients=clients, target=target, action="rollback", progress=lines.append)
 
     assert not action.applied
     assert "no previous ready revision" in action.message
     assert api.updates() == []
 
 
-def test_apply_gate__403_names_the_developer_role(
+def test_move_traffic__403_names_the_developer_role(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -484,7 +484,7 @@ def test_apply_gate__403_names_the_developer_role(
     api.inject(403, method="PATCH")
 
     with pytest.raises(CloudRunError) as caught:
-        cloudrun.apply_gate(clients=clients, target=target, action="promote", progress=lines.append)
+        cloudrun.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
 
     assert "run.services.update" in str(caught.value) and "roles/run.developer" in str(caught.value)
 
@@ -612,13 +612,13 @@ def test_make_clients__without_credentials(monkeypatch: pytest.MonkeyPatch) -> N
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(caught.value)
 
 
-# -- apply_gate: the long-running operation --------------------------------------------------------------------
+# -- move_traffic: the long-running operation --------------------------------------------------------------------
 
 
 def gate(
     clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
 ) -> Any:
-    return cloudrun.apply_gate(
+    return cloudrun.move_traffic(
         clients=clients,
         target=target,
         action="promote",
@@ -629,7 +629,7 @@ def gate(
     )
 
 
-def test_apply_gate__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
+def test_move_traffic__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -646,7 +646,7 @@ def test_apply_gate__operation_unfinished_for_many_polls_reports_progress_at_lea
     assert (action.before, action.after) == ({OLD: 100}, {NEW: 100})
 
 
-def test_apply_gate__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
+def test_move_traffic__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -662,7 +662,7 @@ def test_apply_gate__failed_operation_is_a_recorded_error_with_the_traffic_cloud
     assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(OLD, 100)]
 
 
-def test_apply_gate__operation_past_its_deadline_is_a_recorded_error(
+def test_move_traffic__operation_past_its_deadline_is_a_recorded_error(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -767,7 +767,7 @@ def test_logs_url__query_and_window() -> None:
     assert "resource.labels.location%3D%22europe-west1%22" in regional
 
 
-def test_apply_gate__a_write_applied_then_answered_503_is_recognised_as_applied(
+def test_move_traffic__a_write_applied_then_answered_503_is_recognised_as_applied(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
@@ -782,7 +782,7 @@ def test_apply_gate__a_write_applied_then_answered_503_is_recognised_as_applied(
     assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
 
 
-def test_apply_gate__a_refused_write_that_did_not_apply_is_still_an_error(
+def test_move_traffic__a_refused_write_that_did_not_apply_is_still_an_error(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from websockets.asyncio.server import ServerConnection
@@ -250,6 +251,181 @@ def test_main__no_form_of_any_secret_reaches_any_output(mode: str, tmp_path: Pat
     masked_out = "\n".join(line for line in out.splitlines() if not line.startswith("::add-mask::"))
     channels["stdout"] = masked_out
     assert {name: _leaks(text, secrets) for name, text in channels.items()} == {name: [] for name in channels}
+
+
+def _json_escaped(text: str, times: int) -> str:
+    for _ in range(times):
+        text = json.dumps(text)[1:-1]
+    return text
+
+
+def _url_encoded(text: str, times: int) -> str:
+    for _ in range(times):
+        text = quote(text, safe="")
+    return text
+
+
+def _deep_forms(*secrets: str) -> list[str]:
+    """Each secret JSON-escaped up to four times, percent-encoded up to three times, and both."""
+    forms = []
+    for secret in secrets:
+        forms += [_json_escaped(secret, n) for n in range(5)] + [_url_encoded(secret, n) for n in (1, 2, 3)]
+        forms += [_url_encoded(_json_escaped(secret, 2), 2), _json_escaped(_url_encoded(secret, 2), 2)]
+    return forms
+
+
+def _unchanged_runs(secret: str) -> list[str]:
+    """The pieces of ``secret`` that no escaping changes, long enough to be telling: a leak shows them."""
+    return [run for run in re.findall(r"[A-Za-z0-9_.~-]+", secret) if len(run) >= 8]
+
+
+class EchoDeep:
+    """Sends every secret it knows back escaped many times: inside a JSON string inside a JSON string inside a
+    frame, percent-encoded twice in a close reason, and in the answer."""
+
+    def __init__(self, known: tuple[str, ...]) -> None:
+        self.known = known
+        self.turn = 0
+
+    async def __call__(self, connection: ServerConnection, token: str | None) -> None:
+        if token is None:
+            await connection.close(1008, _url_encoded(SECRET, 2)[:120])
+            return
+        self.turn += 1
+        turn = self.turn % 3
+        nested = json.dumps(
+            {"request": json.dumps({"echo": list(self.known)}), "forms": _deep_forms(*self.known)}
+        )
+        await connection.recv()
+        if turn == 1:
+            await connection.send(json.dumps({"type": "error", "message": nested}))
+            await connection.wait_closed()
+        elif turn == 2:
+            await connection.send(json.dumps({"type": "agent_started", "echo": nested}))
+            await connection.close(1011, _url_encoded(SECRET, 2)[:120])
+        else:
+            for event in EVENTS[:-1]:
+                await connection.send(json.dumps({"type": event}))
+            done = {"type": "agent_completed", "result": "Agent response for: " + nested}
+            await connection.send(json.dumps(done))
+            await connection.wait_closed()
+
+
+def test_main__a_secret_escaped_many_times_reaches_no_output(tmp_path: Path):
+    """Regression (#19): a secret with `"` or `\\` echoed inside a JSON string inside a frame leaked."""
+    from tests.standins.github_api import GitHubStandIn
+
+    known = (SECRET, GITHUB_TOKEN, PASSWORD)
+    health = json.dumps({"status": "ok", "version": json.dumps(json.dumps(list(known)))})
+    with (
+        ScriptedBackend(http=_health(health), session=EchoDeep(known)) as backend,
+        GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
+    ):
+        pr = github.add_pull(head_sha="abc1234def")
+        event = tmp_path / "event.json"
+        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
+        env = _actions_env(
+            tmp_path,
+            GITHUB_TOKEN=GITHUB_TOKEN,
+            GITHUB_API_URL=github.api_url,
+            GITHUB_SERVER_URL=github.server_url,
+            GITHUB_EVENT_NAME="pull_request",
+            GITHUB_EVENT_PATH=str(event),
+            GOLDEN_PATH_PASSWORD=PASSWORD,
+            INPUT_URL=backend.url,
+            INPUT_SERVICE="chat-backend",
+            INPUT_CONFIG=str(_config(tmp_path)),
+            **{"INPUT_JWT-SECRET": SECRET},
+        )
+        code, out, err = _run(["action"], env)
+        published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
+        published += [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
+    assert code == 1, err
+    files = [p.read_text() for p in (tmp_path / "out").iterdir()]
+    files += [(tmp_path / "output.txt").read_text(), (tmp_path / "summary.md").read_text()]
+    masked_out = "\n".join(line for line in out.splitlines() if not line.startswith("::add-mask::"))
+    everything = "\n".join([masked_out, err, *files, *published])
+    assert published and "[redacted]" in everything, "the server did echo them"
+    assert [form for form in _deep_forms(*known) if form in everything] == []
+    assert [run for secret in known for run in _unchanged_runs(secret) if run in everything] == []
+
+
+def test_main__a_template_that_writes_a_secret_is_redacted_in_every_artifact(tmp_path: Path):
+    """Every rendered artifact passes the redactor before it is written or sent: report.md, the step summary,
+    the PR comment, the issue; a user's template is text golden-path did not write."""
+    from tests.standins.github_api import GitHubStandIn
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    leak = f"leaked: {SECRET} {_json_escaped(SECRET, 2)} {_url_encoded(GITHUB_TOKEN, 2)}\n"
+    # The report's footer (the comment and the summary extend the report), and the issue's.
+    for name in ("report.md.j2", "issue.md.j2"):
+        (templates / name).write_text(
+            f'{{% extends "builtin/{name}" %}}{{% block footer %}}\n{leak}{{% endblock %}}'
+        )
+
+    async def fails(connection: ServerConnection, token: str | None) -> None:
+        await connection.close(1008 if token is None else 1011, "down")
+
+    with (
+        ScriptedBackend(http=_health('{"status": "ok"}'), session=fails) as backend,
+        GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
+    ):
+        pr = github.add_pull(head_sha="abc1234def")
+        event = tmp_path / "event.json"
+        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
+        env = _actions_env(
+            tmp_path,
+            GITHUB_TOKEN=GITHUB_TOKEN,
+            GITHUB_API_URL=github.api_url,
+            GITHUB_SERVER_URL=github.server_url,
+            GITHUB_EVENT_NAME="pull_request",
+            GITHUB_EVENT_PATH=str(event),
+            INPUT_URL=backend.url,
+            INPUT_SERVICE="chat-backend",
+            INPUT_CONFIG=str(_config(tmp_path)),
+            **{"INPUT_JWT-SECRET": SECRET, "INPUT_TEMPLATES-DIR": str(templates)},
+        )
+        code, out, err = _run(["action"], env)
+        comments = [c.body for c in github.comments(pr)]
+        issues = [i.body or "" for i in github.issues()]
+    assert code == 1, err
+    artifacts = {
+        "report.md": (tmp_path / "out" / "report.md").read_text(),
+        "summary": (tmp_path / "summary.md").read_text(),
+        "comment": "\n".join(comments),
+        "issue": "\n".join(issues),
+        "stdout": "\n".join(line for line in out.splitlines() if not line.startswith("::add-mask::")),
+    }
+    for name, text in artifacts.items():
+        assert "leaked: [redacted] [redacted] [redacted]" in text, name
+        assert "hostile-secret" not in text and "hostileGitHubToken" not in text, name
+
+
+def test_main__a_templates_dir_linking_outside_itself_is_exit_2_before_probing(tmp_path: Path):
+    environ = tmp_path / "environ"
+    environ.write_text(f"JWT_SECRET_KEY={SECRET}\0GITHUB_TOKEN={GITHUB_TOKEN}\0")  # as /proc/self/environ
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.md.j2").write_text('{% include "builtin/report.md.j2" %}\n{% include "env" %}\n')
+    (templates / "env").symlink_to(environ)
+    with RawHTTPServer({"/health": HEALTHY, "/ws": HEALTHY}) as server:
+        argv = [
+            "check",
+            "--url",
+            server.url,
+            "--templates-dir",
+            str(templates),
+            "--output-dir",
+            str(tmp_path / "o"),
+        ]
+        code, out, err = _run(argv, {"JWT_SECRET_KEY": SECRET})
+        seen = server.seen
+    assert code == 2
+    assert f"templates directory {str(templates)!r}: {str(templates / 'env')!r} is a symbolic link to" in err
+    assert "outside the directory; refused" in err and len(err.strip().splitlines()) == 1
+    assert seen == [], "refused before anything was probed"
+    assert not (tmp_path / "o" / "report.md").exists() and "hostile-secret" not in out + err
 
 
 # -- misbehaving HTTP and TCP peers --------------------------------------------------------------------------

@@ -11,11 +11,12 @@ import pytest
 
 from bot import diagnose, results
 from bot.auth import Credentials
+from bot.config import build_settings
 from bot.probe.journey import probe
 from bot.reference.faults import FAULTS, parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
-from bot.settings import Settings, build_settings
+from bot.settings import Settings
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"
@@ -285,7 +286,7 @@ def test_probe__subprotocol_echo_can_be_waived_for_non_browser_clients():
 
 
 def test_version_check__any_version_like_field_may_match():
-    from bot.probe.http import version_check
+    from bot.probe.http_probe import version_check
 
     check, serving = version_check(expected="dev", serving=("1.4.2", "dev"), field="version")
     assert check is not None and check.status is Status.PASS and serving == "dev"
@@ -298,7 +299,7 @@ def test_version_check__any_version_like_field_may_match():
 
 
 def test_probe__each_event_arrives_after_the_server_sent_it_on_the_shared_monotonic_clock():
-    from bot.reference.server import Stamps
+    from bot.reference.backend import Stamps
 
     stamps = Stamps()
     with ReferenceServer(secret=SECRET, version=VERSION, stamps=stamps) as server:

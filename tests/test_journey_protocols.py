@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from bot import diagnose
+from bot import diagnose, expressions
 from bot.auth import Credentials, parse_users
+from bot.config import build_settings
 from bot.probe.journey import ProbeOutcome, probe
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Kind, Status
-from bot.settings import Settings, build_settings
+from bot.settings import Settings
 from tests.standins import fastapi_realtime, graphql_chat
 from tests.standins.asgi import AsgiProcess, AsgiServer
 
@@ -106,9 +107,8 @@ def test_probe__graphql_query_braces_reach_the_server_as_written():
     settings = settings_for(GRAPHQL, "http://127.0.0.1:1")
     subscribe = next(f.frame for f in settings.journey.send if f.after == "connection_ack")
     assert "{{ type text threadId }}" in subscribe
-    from bot import protocol
 
-    frame = json.loads(protocol.render(subscribe, {"message": "m", "thread_id": "t", "nonce": "n"}))
+    frame = json.loads(expressions.render(subscribe, {"message": "m", "thread_id": "t", "nonce": "n"}))
     assert "{ type text threadId }" in frame["payload"]["query"]
     assert frame["payload"]["variables"] == {"message": "[n] m", "threadId": "t"}
 

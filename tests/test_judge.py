@@ -3,9 +3,9 @@
 import json
 
 from bot import judge, protocol
+from bot.config import build_settings
 from bot.probe.record import Stream
 from bot.results import JourneySample, Kind, Status, Step
-from bot.settings import build_settings
 from bot.untrusted import Redactor
 
 CFG = build_settings({}).journey

@@ -9,12 +9,12 @@ import pytest
 from bot import diagnose, pipeline, publish, results
 from bot.actions import ActionsContext
 from bot.auth import Credentials
+from bot.config import build_settings
 from bot.console import Console
 from bot.errors import ExitCode
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Step
-from bot.settings import build_settings
 from bot.untrusted import Redactor
 from tests import samples
 from tests.github_support import REPO, SHA

@@ -9,8 +9,8 @@ import yaml
 
 from bot import profiles
 from bot.cli import main
+from bot.config import build_settings
 from bot.errors import ConfigError
-from bot.settings import build_settings
 from tests.standins import realtime_ws
 
 SECRET = "realtime-test-secret-0123456789abcdefghij"

@@ -7,10 +7,10 @@ import pytest
 
 from bot import pipeline
 from bot.auth import Credentials
+from bot.config import build_settings
 from bot.progress import Progress
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
-from bot.settings import build_settings
 
 SECRET = "progress-test-secret-0123456789abcdefghij"
 

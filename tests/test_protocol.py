@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from bot import protocol
-from bot.settings import DeprecatedKey, OwnerSettings, WebSocketSettings, build_settings
+from bot import expressions, protocol
+from bot.config import build_settings
+from bot.settings import DeprecatedKey, OwnerSettings, WebSocketSettings
 
 
 def test_offer__token_as_subprotocol_and_header_by_default():
@@ -55,7 +56,7 @@ def test_offer__legacy_query_parameter_keeps_working():
 
 def test_render__inserts_values_json_escaped():
     template = '{"type": "m", "text": "[{nonce}] {message}", "thread": "{thread_id}"}'
-    frame = protocol.render(template, {"message": 'say "hi"\n', "nonce": "n1", "thread_id": "t"})
+    frame = expressions.render(template, {"message": 'say "hi"\n', "nonce": "n1", "thread_id": "t"})
     assert json.loads(frame) == {"type": "m", "text": '[n1] say "hi"\n', "thread": "t"}
 
 
@@ -68,14 +69,14 @@ def test_render__inserts_values_json_escaped():
     ],
 )
 def test_template_problem__names_what_and_where(template: str, expected: str):
-    problem = protocol.template_problem(template)
+    problem = expressions.template_problem(template)
     assert problem is not None and expected in problem
 
 
 def test_expression_problem__gives_the_position():
-    problem = protocol.expression_problem("response.output[0.content")
+    problem = expressions.expression_problem("response.output[0.content")
     assert problem is not None and "at position" in problem
-    assert protocol.expression_problem("response.output[0].content[0].text") is None
+    assert expressions.expression_problem("response.output[0].content[0].text") is None
 
 
 def test_parse_frame__reads_the_event_name_where_the_profile_says():
@@ -109,13 +110,13 @@ def test_answer_expression__reference_profile_finds_result_in_every_shape():
         {"type": "agent_completed", "payload": {"content": "4"}},
         {"type": "agent_completed", "data": {"result": {"content": "4"}}},
     ]
-    assert [protocol.answer_text(protocol.search(expression, b))[0] for b in bodies] == ["4"] * 4
+    assert [protocol.answer_text(expressions.search(expression, b))[0] for b in bodies] == ["4"] * 4
 
 
 def test_answer_fields__legacy_key_becomes_an_expression():
     with pytest.warns(DeprecatedKey, match="journey.answer.expression"):
         settings = build_settings({"journey": {"answer_fields": ["reply"]}})
-    assert protocol.search(settings.journey.answer.expression, {"payload": {"reply": "hi"}}) == "hi"
+    assert expressions.search(settings.journey.answer.expression, {"payload": {"reply": "hi"}}) == "hi"
 
 
 def test_canned_match__default_patterns():
@@ -182,9 +183,9 @@ _EXPRESSION = st.lists(_PATH, min_size=1, max_size=3).map(" || ".join)
 def test_search__profile_expressions_agree_with_jmespath_on_any_document(
     expression: str, document: object
 ) -> None:
-    assert protocol.expression_problem(expression) is None
-    assert type(protocol._compiled(expression)).__name__ == "_Direct"  # the fast path is the one under test
-    assert protocol.search(expression, document) == jmespath.search(expression, document)
+    assert expressions.expression_problem(expression) is None
+    assert expressions.is_fast(expression)  # the fast path is the one under test
+    assert expressions.search(expression, document) == jmespath.search(expression, document)
 
 
 def _profile_expressions() -> list[tuple[str, str]]:
@@ -210,14 +211,14 @@ def _profile_expressions() -> list[tuple[str, str]]:
 def test_search__every_bundled_profile_expression_takes_the_direct_path(
     profile: str, expression: str
 ) -> None:
-    assert type(protocol._compiled(expression)).__name__ == "_Direct", profile
+    assert expressions.is_fast(expression), profile
     frame = {"type": "t", "data": {"user_id": 7}, "response": {"output": [{"content": [{"text": "hi"}]}]}}
-    assert protocol.search(expression, frame) == jmespath.search(expression, frame)
+    assert expressions.search(expression, frame) == jmespath.search(expression, frame)
 
 
 def test_search__other_expressions_keep_the_interpreter() -> None:
     assert (
-        protocol.search(
+        expressions.search(
             "items[?kind=='delta'].text | join('', @)",
             {
                 "items": [
@@ -233,22 +234,23 @@ def test_search__other_expressions_keep_the_interpreter() -> None:
 
 def test_render__double_braces_are_literal_and_a_json_ending_stays_two_braces():
     template = '{"q": "subscription {{ chat {{type}} }} {message}", "p": {"t": "{token}"}}'
-    rendered = protocol.render(template, {"message": 'a "b"', "token": "tok"})
+    rendered = expressions.render(template, {"message": 'a "b"', "token": "tok"})
     assert json.loads(rendered) == {"q": 'subscription { chat {type} } a "b"', "p": {"t": "tok"}}
 
 
 def test_render__a_value_is_never_read_as_a_template():
     assert (
-        protocol.render('{"m": "{message}"}', {"message": "{{nonce}} {user}"}) == '{"m": "{{nonce}} {user}"}'
+        expressions.render('{"m": "{message}"}', {"message": "{{nonce}} {user}"})
+        == '{"m": "{{nonce}} {user}"}'
     )
 
 
 def test_template_problem__unknown_placeholder_names_its_position_and_the_escape():
-    problem = protocol.template_problem('{"q": "{type}"}')
+    problem = expressions.template_problem('{"q": "{type}"}')
     assert problem is not None
     assert problem.startswith("unknown placeholder {type} at position 7")
     assert "{{ and }}" in problem
-    assert protocol.template_problem('{"q": "{{type}}", "t": "{token_b64}"}') is None
+    assert expressions.template_problem('{"q": "{{type}}", "t": "{token_b64}"}') is None
 
 
 def test_websocket_url__the_path_query_and_the_token_parameter_are_merged():

@@ -17,8 +17,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidMessage, InvalidStatus
 
 from bot.errors import ReferenceBackendError, UsageError
+from bot.reference.backend import REFERENCE_SERVICE, answer_for
 from bot.reference.faults import EVENTS, FAULTS, Faults, parse_faults
-from bot.reference.server import REFERENCE_SERVICE, ReferenceServer, answer_for, create_app
+from bot.reference.server import ReferenceServer, create_app
 
 SECRET = "golden-path-test-secret-0123456789abcdef"
 QUESTION = "What is 2 + 2? Answer in one sentence."

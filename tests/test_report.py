@@ -20,7 +20,7 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from bot import report
+from bot import markdown, report
 from bot.diagnose import diagnose
 from bot.errors import TemplateError
 from bot.impact import assess
@@ -353,82 +353,82 @@ def test_render_report__hostile_evidence_stays_inside_its_fence() -> None:
 
 
 def test_escape__mentions_and_references_do_not_notify() -> None:
-    assert report.escape("@octocat and @acme/team") == "@\u2060octocat and @\u2060acme/team"
-    assert report.escape("see #12, acme/x#3 and GH-4") == "see #\u206012, acme/x#\u20603 and GH-\u20604"
-    assert report.escape("mail a@b.c") == "mail a@\u2060b.c"
-    assert report.escape("&#64;octocat") == "&amp;#\u206064;octocat"
+    assert markdown.escape("@octocat and @acme/team") == "@\u2060octocat and @\u2060acme/team"
+    assert markdown.escape("see #12, acme/x#3 and GH-4") == "see #\u206012, acme/x#\u20603 and GH-\u20604"
+    assert markdown.escape("mail a@b.c") == "mail a@\u2060b.c"
+    assert markdown.escape("&#64;octocat") == "&amp;#\u206064;octocat"
 
 
 def test_escape__html_and_markers_are_inert() -> None:
-    assert report.escape("<script>x</script>") == "&lt;script>x&lt;/script>"
+    assert markdown.escape("<script>x</script>") == "&lt;script>x&lt;/script>"
     assert (
-        report.escape("<!-- golden-path:issue fingerprint=a -->")
+        markdown.escape("<!-- golden-path:issue fingerprint=a -->")
         == "&lt;!-- golden-path:issue fingerprint=a -->"
     )
-    assert report.escape("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)>"
+    assert markdown.escape("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)>"
 
 
 def test_escape__links_images_and_autolinks_are_inert() -> None:
-    assert report.escape("[x](javascript:alert(1))") == "\\[x\\](javascript:alert(1))"
-    assert report.escape("![i](https://e.x/i.png)") == "!\\[i\\](https:/\u2060/e.x/i.png)"
-    assert report.escape("www.evil.example") == "www\u2060.evil.example"
+    assert markdown.escape("[x](javascript:alert(1))") == "\\[x\\](javascript:alert(1))"
+    assert markdown.escape("![i](https://e.x/i.png)") == "!\\[i\\](https:/\u2060/e.x/i.png)"
+    assert markdown.escape("www.evil.example") == "www\u2060.evil.example"
 
 
 def test_escape__table_cells_cannot_break() -> None:
-    assert report.escape("a | b\nc\r\nd") == "a \\| b c d"
-    assert report.escape("\\|") == "\\\\\\|"
+    assert markdown.escape("a | b\nc\r\nd") == "a \\| b c d"
+    assert markdown.escape("\\|") == "\\\\\\|"
 
 
 def test_escape__emphasis_code_and_block_starts() -> None:
-    assert report.escape("**b** _e_ ~s~ `c`") == "\\*\\*b\\*\\* \\_e\\_ \\~s\\~ \\`c\\`"
-    assert report.escape("snake_case_name") == "snake_case_name"
-    assert report.escape("# h") == "\\# h"
-    assert report.escape("> q") == "\\> q"
-    assert report.escape("- i") == "\\- i"
-    assert report.escape("1. i") == "1\\. i"
-    assert report.escape("0.1.0") == "0.1.0"
-    assert report.escape("-5 ms") == "-5 ms"
+    assert markdown.escape("**b** _e_ ~s~ `c`") == "\\*\\*b\\*\\* \\_e\\_ \\~s\\~ \\`c\\`"
+    assert markdown.escape("snake_case_name") == "snake_case_name"
+    assert markdown.escape("# h") == "\\# h"
+    assert markdown.escape("> q") == "\\> q"
+    assert markdown.escape("- i") == "\\- i"
+    assert markdown.escape("1. i") == "1\\. i"
+    assert markdown.escape("0.1.0") == "0.1.0"
+    assert markdown.escape("-5 ms") == "-5 ms"
 
 
 def test_escape__control_and_bidi_characters_are_visible() -> None:
-    assert report.escape("\x1b[31mred\u202e") == "\\\\x1b\\[31mred\\\\u202e"
+    assert markdown.escape("\x1b[31mred\u202e") == "\\\\x1b\\[31mred\\\\u202e"
 
 
 def test_escape__truncates_visibly() -> None:
-    assert report.escape("x" * 510) == "x" * 500 + "… (10 more characters)"
-    assert report.escape("abc", 2) == "ab… (1 more characters)"
-    assert report.escape(None) == ""
+    assert markdown.escape("x" * 510) == "x" * 500 + "… (10 more characters)"
+    assert markdown.escape("abc", 2) == "ab… (1 more characters)"
+    assert markdown.escape(None) == ""
 
 
 def test_code_block__fence_is_longer_than_any_backtick_run() -> None:
-    block = report.code_block("a\n````\nb", "json")
+    block = markdown.code_block("a\n````\nb", "json")
     assert block == "`````json\na\n````\nb\n`````"
-    assert report.code_block("plain") == "```\nplain\n```"
-    assert report.code_block("x", "evil\n```") == "```evil\nx\n```"
+    assert markdown.code_block("plain") == "```\nplain\n```"
+    assert markdown.code_block("x", "evil\n```") == "```evil\nx\n```"
 
 
 def test_code_block__markers_cannot_be_forged() -> None:
-    block = report.code_block("<!-- golden-path:history v1 W10= -->")
+    block = markdown.code_block("<!-- golden-path:history v1 W10= -->")
     assert "<!--" not in block
     assert report.decode_history(block) == []
 
 
 def test_code__span_is_safe_and_table_ready() -> None:
-    assert report.code("a`b") == "``a`b``"
-    assert report.code("`x") == "`` `x ``"
-    assert report.code("a|b", table=True) == "`a\\|b`"
-    assert report.code("<!--") == "`<!\u200b--`"
-    assert report.code("") == ""
+    assert markdown.code("a`b") == "``a`b``"
+    assert markdown.code("`x") == "`` `x ``"
+    assert markdown.code("a|b", table=True) == "`a\\|b`"
+    assert markdown.code("<!--") == "`<!\u200b--`"
+    assert markdown.code("") == ""
 
 
 def test_inline__keeps_our_code_and_escapes_the_rest() -> None:
-    assert report.inline("Use `accept()` for @bob <b>") == "Use `accept()` for @\u2060bob &lt;b>"
+    assert markdown.inline("Use `accept()` for @bob <b>") == "Use `accept()` for @\u2060bob &lt;b>"
 
 
 def test_link__only_http_urls_become_links() -> None:
-    assert report.link("https://x.example/a b(c)", "run") == "[run](https://x.example/a%20b%28c%29)"
-    assert report.link("javascript:alert(1)", "run") == "run"
-    assert report.link(None, "run") == "run"
+    assert markdown.link("https://x.example/a b(c)", "run") == "[run](https://x.example/a%20b%28c%29)"
+    assert markdown.link("javascript:alert(1)", "run") == "run"
+    assert markdown.link(None, "run") == "run"
 
 
 # -- size ------------------------------------------------------------------------------------------------------
@@ -505,7 +505,7 @@ def test_render_issue__fits_github_limit() -> None:
 
 
 def test_evidence__long_values_are_cut_visibly() -> None:
-    block = report.evidence({"body": "x" * 5_000, "empty": "", "lines": "a\nb"})
+    block = markdown.evidence({"body": "x" * 5_000, "empty": "", "lines": "a\nb"})
     assert block.split("\n") == [
         "```text",
         "body:",
@@ -542,7 +542,7 @@ def test_has_marker__only_whole_lines_count() -> None:
     marker = report.comment_marker("svc")
     assert report.has_marker(f"text\n{marker}\nmore", marker)
     assert not report.has_marker(f"quoted: {marker}", marker)
-    assert not report.has_marker(report.code_block(marker), marker)
+    assert not report.has_marker(markdown.code_block(marker), marker)
 
 
 def test_encode_history__round_trip() -> None:
@@ -697,6 +697,49 @@ def test_render__missing_marker_is_an_error(tmp_path: Path, name: str, source: s
         renders[name]()
 
 
+def test_render_report__a_symbolic_link_leaving_the_templates_dir_is_refused(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("GITHUB_TOKEN=ghs_notForReports0123456789\n")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.md.j2").write_text('{% include "env.txt" %}\n')
+    (templates / "env.txt").symlink_to(secrets)
+    with pytest.raises(TemplateError, match=r"env\.txt' is a symbolic link to .*secrets\.env.*outside"):
+        report.render_report(samples.healthy(), templates_dir=templates)
+
+
+def test_render_report__a_linked_directory_leaving_the_templates_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    templates = tmp_path / "templates"
+    (templates / "nested").mkdir(parents=True)
+    (templates / "nested" / "etc").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(TemplateError, match=r"nested/etc' is a symbolic link"):
+        report.check_templates(templates)
+
+
+def test_render_report__a_link_that_appears_after_the_check_is_refused_when_loaded(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("TOKEN=notForReports\n")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    env = report.environment(templates)
+    (templates / "report.md.j2").symlink_to(secrets)
+    with pytest.raises(TemplateError, match="outside the directory"):
+        env.get_template("report.md.j2")
+
+
+def test_render_report__links_inside_the_templates_dir_are_fine(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    (templates / "parts").mkdir(parents=True)
+    (templates / "parts" / "footer.md").write_text("Ask #oncall.\n")
+    (templates / "footer.md").symlink_to(templates / "parts" / "footer.md")
+    (templates / "report.md.j2").write_text('{% include "footer.md" %}')
+    (tmp_path / "linked").symlink_to(
+        templates, target_is_directory=True
+    )  # the directory itself may be a link
+    assert report.render_report(samples.healthy(), templates_dir=tmp_path / "linked") == "Ask #oncall.\n"
+
+
 def test_render_report__missing_templates_dir_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match=r"templates directory .*nope.* does not exist"):
         report.render_report(samples.healthy(), templates_dir=tmp_path / "nope")
@@ -740,21 +783,21 @@ def test_builtin_templates_dir__finds_ours() -> None:
      (3_600_000, "1 h")],
 )  # fmt: skip
 def test_duration__formats(ms: float | None, text: str) -> None:
-    assert report.duration(ms) == text
+    assert markdown.duration(ms) == text
 
 
 def test_age__relative_to_the_reference() -> None:
-    assert report.age("2025-06-03T14:17:52.481913123Z", "2025-06-03T14:21:11Z") == "3 min"
-    assert report.age("2025-06-01T10:00:00Z", "2025-06-03T14:21:11Z") == "2 days"
-    assert report.age("garbage", "2025-06-03T14:21:11Z") == ""
+    assert markdown.age("2025-06-03T14:17:52.481913123Z", "2025-06-03T14:21:11Z") == "3 min"
+    assert markdown.age("2025-06-01T10:00:00Z", "2025-06-03T14:21:11Z") == "2 days"
+    assert markdown.age("garbage", "2025-06-03T14:21:11Z") == ""
 
 
 def test_users__describes_who_was_hit() -> None:
-    assert report.users((1, 2, 3), 3) == "all 3 users"
-    assert report.users((1, 2), 2) == "both users"
-    assert report.users((2, 4), 5) == "users 2 and 4 of 5"
-    assert report.users((1,), 1) == "user 1"
-    assert report.users((), 5) == ""
+    assert markdown.users((1, 2, 3), 3) == "all 3 users"
+    assert markdown.users((1, 2), 2) == "both users"
+    assert markdown.users((2, 4), 5) == "users 2 and 4 of 5"
+    assert markdown.users((1,), 1) == "user 1"
+    assert markdown.users((), 5) == ""
 
 
 def test_issue_title__plain_and_bounded() -> None:

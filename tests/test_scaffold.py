@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from bot.cli import main
-from bot.settings import json_schema
+from bot.config import json_schema
 from tests.test_action_metadata import BIN, ROOT, check_jsonschema
 
 
@@ -98,7 +98,7 @@ def test_init__profile_starts_the_config_from_that_protocol(tmp_path: Path):
     assert "golden-path profile show openai-realtime" in config.read_text()
     assert _main(["validate", "--config", str(config)])[0] == 0
 
-    from bot.settings import build_settings, read_config_file
+    from bot.config import build_settings, read_config_file
 
     settings = build_settings(read_config_file(config))
     assert settings.websocket.path == "/v1/realtime" and settings.health.paths == ("/healthz",)

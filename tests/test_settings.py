@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import build_settings, read_config_file
 from bot.errors import ConfigError, ExitCode
-from bot.settings import DeprecatedKey, build_settings, read_config_file
+from bot.settings import DeprecatedKey
 
 
 def test_build_settings__defaults_match_the_design():
@@ -287,7 +288,7 @@ def test_read_config_file__fuzzed_files_are_settings_or_one_config_error(tmp_pat
 
 
 def test_build_settings__cloud_run_tag_is_a_plain_optional_field():
-    from bot.settings import build_settings
+    from bot.config import build_settings
 
     assert build_settings({}).cloud_run.tag is None
     settings = build_settings({"cloud-run": {"project": "p", "region": "r", "service": "s", "tag": "pr-7"}})
@@ -295,7 +296,7 @@ def test_build_settings__cloud_run_tag_is_a_plain_optional_field():
 
 
 def test_build_settings__fail_on_defaults_to_correctness_and_keeps_any_and_p0():
-    from bot.settings import build_settings
+    from bot.config import build_settings
 
     assert build_settings({}).gate.fail_on == "correctness"
     assert {build_settings({"gate": {"fail_on": v}}).gate.fail_on for v in ("any", "p0")} == {"any", "p0"}
@@ -303,6 +304,156 @@ def test_build_settings__fail_on_defaults_to_correctness_and_keeps_any_and_p0():
 
 def test_build_settings__a_quoted_number_that_worked_keeps_working():
     assert build_settings({"url": "https://chat.example.com", "journey": {"users": "3"}}).journey.users == 3
+
+
+# -- config edges (#19 item 11) --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "content", "env", "expected"),
+    [
+        ([], 'output_dir: "out\\x00put"\n', {}, "config key 'output_dir': expected a path without control"),
+        (["--output-dir", "out\x00put"], "", {}, "config key 'output_dir': expected a path without control"),
+        (
+            [],
+            'report:\n  templates_dir: "t\\e[2J"\n',
+            {},
+            "config key 'report.templates_dir': expected a path",
+        ),
+        (["--templates-dir", "t\x1b[2J"], "", {}, "config key 'report.templates_dir': expected a path"),
+        (
+            ["--config", "c\x00.yml"],
+            None,
+            {},
+            "(--config, the `config` input): expected a path without control",
+        ),
+    ],
+    ids=[
+        "output_dir-nul",
+        "output-dir-flag-nul",
+        "templates_dir-esc",
+        "templates-dir-flag-esc",
+        "config-flag-nul",
+    ],
+)
+def test_main__a_path_with_a_control_character_is_exit_2_naming_the_key(
+    tmp_path: Path, argv: list[str], content: str | None, env: dict[str, str], expected: str
+):
+    config = tmp_path / "golden-path.yml"
+    config.write_text(content or "")
+    base = ["check", "--url", "http://127.0.0.1:9"] + ([] if content is None else ["--config", str(config)])
+    out, err = io.StringIO(), io.StringIO()
+    code = main(base + argv, env=env, stdout=out, stderr=err)
+    assert code == 2, err.getvalue()
+    assert expected in err.getvalue() and len(err.getvalue().splitlines()) == 1
+    assert "\x00" not in err.getvalue() and "\x1b" not in err.getvalue(), "shown escaped"
+    assert "Traceback" not in err.getvalue()
+
+
+def test_main__an_action_input_path_with_a_nul_names_the_input(tmp_path: Path):
+    env = {"INPUT_URL": "http://127.0.0.1:9", "INPUT_OUTPUT-DIR": "out\x00put", "INPUT_PUBLISH": "false"}
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["action"], env=env, stdout=out, stderr=err) == 2
+    assert "input 'output-dir': expected a path without control characters" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "key", "spellings"),
+    [
+        ("journey:\n  event-timeout-s: 3\n  event_timeout_s: 4\n", "journey.event_timeout_s",
+         "'event-timeout-s' and 'event_timeout_s'"),
+        ("output_dir: a\noutput-dir: b\n", "output_dir", "'output_dir' and 'output-dir'"),
+        ("cloud-run: {region: r}\ncloud_run: {project: p}\n", "cloud_run", "'cloud-run' and 'cloud_run'"),
+    ],
+)  # fmt: skip
+def test_main__one_key_spelled_two_ways_is_exit_2_naming_both(
+    tmp_path: Path, content: str, key: str, spellings
+):
+    code, _, err = _check_with(tmp_path, content)
+    assert code == 2
+    assert f"config key '{key}': given twice, as {spellings}: keep one spelling" in err
+
+
+def test_build_settings__the_free_form_claims_and_body_keep_both_spellings():
+    settings = build_settings(
+        {"auth": {"claims": {"a-b": 1, "a_b": 2}, "login": {"body": {"x-y": 1, "x_y": 2}}}}
+    )
+    assert settings.auth.claims == {"a-b": 1, "a_b": 2}
+
+
+@pytest.mark.parametrize(
+    ("argv", "content", "expected"),
+    [
+        (["--url", "http://127.0.0.1:9"], "cloud_run: 5\n", "config key 'cloud_run'"),
+        (["--url", "http://127.0.0.1:9", "--project", "p"], "cloud_run: [a, b]\n",
+         "config key 'cloud_run': expected a mapping of keys, got ['a', 'b']"),
+        (["--url", "http://127.0.0.1:9", "--users", "2"], "journey: nope\n",
+         "config key 'journey': expected a mapping of keys, got 'nope'"),
+        (["--url", "http://127.0.0.1:9", "--templates-dir", "t"], "report: 3\n",
+         "config key 'report': expected a mapping of keys, got 3"),
+        (["--url", "http://127.0.0.1:9", "--expected-version", "v1"], "version: v2\n",
+         "config key 'version': expected a mapping of keys, got 'v2'"),
+    ],
+)  # fmt: skip
+def test_main__a_malformed_section_a_flag_replaces_is_still_refused(tmp_path: Path, argv, content, expected):
+    config = tmp_path / "golden-path.yml"
+    config.write_text(content)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["check", *argv, "--config", str(config)], env={}, stdout=out, stderr=err)
+    assert code == 2, err.getvalue()
+    assert expected in err.getvalue()
+
+
+def test_main__the_demo_refuses_a_malformed_section_it_ignores(tmp_path: Path):
+    config = tmp_path / "golden-path.yml"
+    config.write_text("cloud_run: {project: p, region: r, servce: s}\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["demo", "--config", str(config)], env={}, stdout=out, stderr=err) == 2
+    assert "config key 'cloud_run.servce': unknown key" in err.getvalue()
+
+
+_SPELLINGS = st.sampled_from(
+    ["output_dir", "output-dir", "report", "templates_dir", "templates-dir", "journey", "event_timeout_s",
+     "event-timeout-s", "users", "cloud_run", "cloud-run", "project", "version", "expected"]
+)  # fmt: skip
+_PATHISH = st.text(alphabet=st.characters(max_codepoint=0xA0), max_size=6)
+_FLAGS = st.dictionaries(
+    st.sampled_from(
+        ["cloud_run.project", "journey.users", "output_dir", "report.templates_dir", "version.expected"]
+    ),
+    _PATHISH | st.integers(1, 5),
+    max_size=3,
+)
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        _SPELLINGS,
+        st.recursive(
+            _PATHISH | st.integers(0, 9) | st.none(),
+            lambda inner: st.dictionaries(_SPELLINGS, inner, max_size=3),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
+    _FLAGS,
+)
+def test_build_settings__fuzzed_spellings_paths_and_flags_are_settings_or_one_config_error(data, overrides):
+    import re
+    import warnings
+
+    from bot.settings import DeprecatedKey
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecatedKey)
+            settings = build_settings(data, overrides)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 1000
+        return
+    paths = [settings.output_dir, settings.report.templates_dir]
+    assert not [p for p in paths if p is not None and re.search(r"[\x00-\x1f\x7f-\x9f]", str(p))]
 
 
 def test_build_settings__a_long_bad_frame_template_keeps_its_reason_and_position():

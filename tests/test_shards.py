@@ -11,6 +11,7 @@ import pytest
 
 from bot import results, shards
 from bot.cli import main
+from bot.config import build_settings
 from bot.errors import UsageError
 from bot.reference.server import ReferenceServer
 from bot.results import (
@@ -25,7 +26,6 @@ from bot.results import (
     Target,
     Verdict,
 )
-from bot.settings import build_settings
 
 SECRET = "shard-test-secret-0123456789abcdefghijklmnop"
 FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import pytest
 
-from bot.untrusted import REDACTED, Redactor, UntrustedJSONError, json_depth, loads
+from bot.untrusted import REDACTED, Redactor, UntrustedJSONError, json_depth, loads, show_controls
 
 SECRET = 's3cr/et"é-0123456789'
 
@@ -122,7 +122,7 @@ def _b64(text: str) -> str:
 def test_repr__credentials_settings_and_context_never_show_secrets() -> None:
     from bot.actions import ActionsContext
     from bot.auth import Credentials, Identity
-    from bot.settings import build_settings
+    from bot.config import build_settings
 
     secret = "repr-secret-0123456789"
     shown = repr(Credentials(secret=secret, private_key=secret, token=secret, password=secret))
@@ -174,3 +174,84 @@ def test_jwt_forms__are_every_form_secret_forms_finds_for_a_jwt() -> None:
     )  # a real minted one
     for token in tokens:
         assert jwt_forms(token) == secret_forms(token)
+
+
+@pytest.mark.parametrize(
+    ("text", "multiline", "shown"),
+    [
+        ("a\x1b[2Jb", False, "a\\x1b[2Jb"),
+        ("\x9b\x85\x7f", False, "\\x9b\\x85\\x7f"),
+        ("line\n\tindented\r", True, "line\n\tindented\\x0d"),
+        ("line\n\tindented", False, "line\\x0a\\x09indented"),
+        ("\u202eevil\u2066", False, "\\u202eevil\\u2066"),
+        ("é ✓ plain", False, "é ✓ plain"),
+    ],
+)
+def test_show_controls__every_control_is_shown_as_its_escape(text: str, multiline: bool, shown: str) -> None:
+    assert show_controls(text, multiline=multiline) == shown
+
+
+# A secret every escaping changes: quote, backslash, slash, percent, plus, space, non-ASCII, astral, HTML.
+DEEP = "deep\"sec\\ret/%41+ Ωé😀<&>'-tail"
+
+
+def _json(text: str, times: int, *, ascii_only: bool = True) -> str:
+    for _ in range(times):
+        text = json.dumps(text, ensure_ascii=ascii_only)[1:-1]
+    return text
+
+
+def _url(text: str, times: int, *, plus: bool = False) -> str:
+    for _ in range(times):
+        text = quote_plus(text) if plus else quote(text, safe="")
+    return text
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        pytest.param(_json(DEEP, n, ascii_only=a), id=f"json-{n}{'' if a else '-utf8'}")
+        for n in range(1, 6)
+        for a in (True, False)
+    ]
+    + [
+        pytest.param(_url(DEEP, n, plus=p), id=f"url-{n}{'-plus' if p else ''}")
+        for n in range(1, 5)
+        for p in (0, 1)
+    ]
+    + [
+        pytest.param(_url(_json(DEEP, 2), 2), id="json-twice-then-url-twice"),
+        pytest.param(_json(_url(DEEP, 1), 3), id="url-then-json-three-times"),
+        pytest.param(_json(html.escape(DEEP), 2), id="html-then-json-twice"),
+        pytest.param(html.escape(html.escape(DEEP)), id="html-twice"),
+        pytest.param(_json(DEEP, 2).replace("/", "\\/"), id="json-twice-escaped-slash"),
+        pytest.param(_url(DEEP, 2).lower(), id="url-twice-lower-case-hex"),
+    ],
+)
+def test_redactor__a_secret_escaped_any_number_of_times_is_found(form: str) -> None:
+    assert DEEP not in form or form == DEEP
+    frame = json.dumps({"type": "error", "message": f"echo {form} end"})  # and once more inside the frame
+    assert Redactor([DEEP]).clean(frame) == json.dumps({"type": "error", "message": f"echo {REDACTED} end"})
+
+
+def test_redactor__a_secret_nested_in_json_strings_inside_a_frame_is_found() -> None:
+    """Regression (#19): a secret with `"` or `\\` echoed inside a JSON string inside a frame leaked."""
+    inner = json.dumps({"password": DEEP})
+    frame = json.dumps({"type": "error", "message": json.dumps({"request": inner})})
+    cleaned = Redactor([DEEP]).clean(frame)
+    assert "deep" not in cleaned and "tail" not in cleaned and REDACTED in cleaned
+    assert json.loads(json.loads(json.loads(cleaned)["message"])["request"]) == {"password": REDACTED}
+
+
+def test_redactor__a_run_of_backslashes_before_a_secret_is_redacted_with_it() -> None:
+    text = "\\" * 50_000 + _json('"lead-secret', 3)
+    cleaned = Redactor(['"lead-secret']).clean(text)
+    assert cleaned.endswith(REDACTED) and "lead-secret" not in cleaned
+
+
+def test_redactor__a_secret_no_escaping_changes_has_no_pattern_of_its_own() -> None:
+    from bot.untrusted import deep_pattern
+
+    assert deep_pattern("plain-token_0123456789.~") is None
+    anchor, _ = deep_pattern(DEEP) or (None, None)
+    assert anchor == "-tail"

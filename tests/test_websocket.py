@@ -12,9 +12,9 @@ import pytest
 from bot import diagnose
 from bot.auth import Credentials
 from bot.cli import main
+from bot.config import build_settings
 from bot.probe.journey import probe
 from bot.results import CheckResult, Finding, Kind, Status
-from bot.settings import build_settings
 from tests.standins import hostile_ws
 
 SECRET = "hostile-test-secret-0123456789abcdefghijk"

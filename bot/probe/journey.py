@@ -22,14 +22,14 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from bot import auth, judge, protocol, untrusted
-from bot import trace as tracing
-from bot.probe import http as http_probe
+from bot import auth, expressions, judge, protocol, tracing, untrusted
+from bot.probe import http_probe
 from bot.probe import websocket as ws_probe
 from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import JourneySettings, Settings
 from bot.shards import user_phases
+from bot.timestamps import elapsed_ms
 
 FRAME_CHARS = 1000  # per frame kept
 OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
@@ -288,7 +288,7 @@ async def _negative(
             "auth-negative", Step.CONNECT, Status.NOT_VERIFIED, None, None, "no answer before the deadline"
         )
         return ws_probe.NegativeOutcome(check, None)
-    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    elapsed = elapsed_ms(started)
     return ws_probe.NegativeOutcome(replace(outcome.check, duration_ms=elapsed), outcome.refusal)
 
 
@@ -404,11 +404,11 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         )
     except auth.LoginError as exc:
         failure = Failure(Kind.LOGIN_FAILED, str(exc), evidence=exc.evidence)
-        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=_since(started), failure=failure)
+        journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=elapsed_ms(started), failure=failure)
         journey.skip(*LATER_STEPS, why="no token")
         return
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
-    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=_since(started), summary=summary)
+    journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 
     journey.step = Step.CONNECT
     frames = [f.frame for f in ctx.journey.send]
@@ -452,7 +452,7 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "nonce": ctx.nonces[journey.user],
     }
     if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
-        values |= protocol.token_values(identity.token)
+        values |= expressions.token_values(identity.token)
     else:
         values |= {"token": "", "token_b64": ""}
     return values
@@ -479,7 +479,7 @@ async def _session(
     try:
         async with asyncio.timeout(ctx.settings.timeouts.request_s):
             for frame in first:
-                await connection.send(protocol.render(frame.frame, values))
+                await connection.send(expressions.render(frame.frame, values))
     except (ConnectionClosed, TimeoutError) as exc:
         failure = _closed_failure(
             exc, waiting_for="the message was sent", stream=stream, ctx=ctx, detail=cfg.completion_event
@@ -487,7 +487,7 @@ async def _session(
         journey.add("message", Step.MESSAGE, Status.FAIL, failure=failure)
         journey.skip(*LATER_STEPS[2:], why="message not sent")
         return
-    kinds = ", ".join(protocol.frame_type(f.frame) for f in first)
+    kinds = ", ".join(expressions.frame_type(f.frame) for f in first)
     journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent {kinds}")
 
     journey.step = Step.AGENT
@@ -532,7 +532,7 @@ async def _receive(
                     break
                 for frame in [f for f in later if f.after == name]:
                     later.remove(frame)
-                    await connection.send(protocol.render(frame.frame, values))
+                    await connection.send(expressions.render(frame.frame, values))
                 budget.reschedule(due())
     except TimeoutError:
         stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
@@ -589,7 +589,7 @@ def _take(
         return None
     stream.run_id = stream.run_id or named.get("run")
     if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
-        part = protocol.search(cfg.answer.expression, frame.body)
+        part = expressions.search(cfg.answer.expression, frame.body)
         if isinstance(part, str):
             stream.answer_parts.append(part)
             stream.answer_chars += len(part)
@@ -728,7 +728,3 @@ def _closed_failure(
         detail=detail or waiting_for,
         evidence=stream.evidence() | {"close code": str(code), "close reason": reason},
     )
-
-
-def _since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

@@ -21,9 +21,10 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from bot import iam
-from bot.probe.http import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, transport_failure
 from bot.protocol import Offer
 from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.timestamps import elapsed_ms
 from bot.untrusted import Redactor
 
 AUTH_CLOSE_CODES = frozenset({1008, 4001, 4003, 4401, 4403})
@@ -69,7 +70,7 @@ class Handshake:
     subprotocol: str | None = None
 
 
-_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.trace, never a token
+_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.tracing, never a token
 
 
 def offer_evidence(offer: Offer) -> dict[str, str]:
@@ -119,7 +120,7 @@ async def open_connection(
             create_connection=StampedConnection,
         )
     except InvalidStatus as exc:
-        elapsed = _ms(started)
+        elapsed = elapsed_ms(started)
         return Handshake(None, elapsed, _status_failure(exc, offer, evidence, redactor))
     except NegotiationError as exc:
         failure = Failure(
@@ -128,7 +129,7 @@ async def open_connection(
             detail="negotiation",
             evidence=evidence | {"error": f"NegotiationError: {exc}"},
         )
-        return Handshake(None, _ms(started), failure)
+        return Handshake(None, elapsed_ms(started), failure)
     except (InvalidMessage, InvalidHandshake) as exc:
         # websockets puts what it actually received (e.g. "HTTP/1.0 404") in the cause chain.
         chain = [f"{type(exc).__name__}: {exc}"]
@@ -141,14 +142,14 @@ async def open_connection(
             "The upgrade answer is not a valid WebSocket handshake.",
             evidence=evidence | {"error": redactor.clip(" <- ".join(chain), EVIDENCE_BODY_CHARS)},
         )
-        return Handshake(None, _ms(started), failure)
+        return Handshake(None, elapsed_ms(started), failure)
     except (OSError, TimeoutError) as exc:
         failure = transport_failure(exc, what="WebSocket upgrade")
         failure = Failure(
             failure.kind, failure.message, detail="upgrade", evidence=evidence | failure.evidence
         )
-        return Handshake(None, _ms(started), failure)
-    elapsed = _ms(started)
+        return Handshake(None, elapsed_ms(started), failure)
+    elapsed = elapsed_ms(started)
     assert isinstance(connection, StampedConnection)  # create_connection above
     echoed = connection.subprotocol
     if require_echo and offer.subprotocols and echoed is None:
@@ -279,7 +280,3 @@ async def upgrade_refusal(
         await handshake.connection.close()
         return None
     return refusal_of(handshake.failure)
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

@@ -11,12 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from starlette.websockets import WebSocket
+
+from bot.reference.backend import (
+    CLOSE_EARLY_REASON,
+    ERROR_EVENT_MESSAGE,
+    Backend,
+    Connection,
+    Frame,
+    Run,
+    finish_run,
+    send,
+)
 from bot.reference.faults import EVENTS
-
-if TYPE_CHECKING:
-    from bot.reference.server import Frame, _Backend, _Connection, _Run
 
 # Reference event (as named in --fault specs) -> the realtime event sent at that step.
 STEPS = {
@@ -29,21 +39,30 @@ STEPS = {
 DELTA_CHARS = 16
 
 
+def endpoint(backend: Backend) -> Callable[[WebSocket], Awaitable[None]]:
+    """The WebSocket route of the realtime session: the backend's handshake, then the session."""
+
+    async def realtime_websocket(websocket: WebSocket) -> None:
+        user_id = await backend.handshake(websocket)
+        if user_id is not None:
+            await RealtimeSession(backend, Connection(websocket, user_id, str(uuid.uuid4()))).serve()
+
+    return realtime_websocket
+
+
 class RealtimeSession:
-    def __init__(self, backend: _Backend, connection: _Connection) -> None:
+    def __init__(self, backend: Backend, connection: Connection) -> None:
         self.backend = backend
         self.connection = connection
         self.text: str | None = None
         self.runs: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> None:
-        from bot.reference.server import _finish_run, _send
-
         backend, websocket = self.backend, self.connection.websocket
         backend.registry.add(self.connection)
         try:
             session = {"id": f"sess_{uuid.uuid4().hex[:12]}", "modalities": ["text"]}
-            await _send(websocket, {"type": "session.created", "event_id": _id(), "session": session})
+            await send(websocket, {"type": "session.created", "event_id": _id(), "session": session})
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
@@ -52,23 +71,21 @@ class RealtimeSession:
                 if run is not None:
                     task = asyncio.create_task(self._run(run))
                     self.runs.add(task)
-                    task.add_done_callback(_finish_run(self.runs))
+                    task.add_done_callback(finish_run(self.runs))
         finally:
             backend.registry.remove(self.connection)
             for task in self.runs:
                 task.cancel()
             await asyncio.gather(*self.runs, return_exceptions=True)
 
-    async def _read(self, message: Any) -> _Run | None:
-        from bot.reference.server import _Run, _send
-
+    async def _read(self, message: Any) -> Run | None:
         websocket = self.connection.websocket
         try:
             frame = json.loads(
                 message.get("text") or (message.get("bytes") or b"").decode("utf-8", "replace")
             )
         except ValueError as exc:
-            await _send(websocket, _error(f"invalid JSON: {exc}"))
+            await send(websocket, _error(f"invalid JSON: {exc}"))
             return None
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "conversation.item.create":
@@ -77,53 +94,51 @@ class RealtimeSession:
             except (KeyError, IndexError, TypeError):
                 text = None
             if not isinstance(text, str) or not text.strip():
-                await _send(websocket, _error("conversation.item.create: item.content[0].text must be text"))
+                await send(websocket, _error("conversation.item.create: item.content[0].text must be text"))
                 return None
             self.text = text
             item = {"id": f"item_{uuid.uuid4().hex[:12]}", "type": "message", "role": "user"}
-            await _send(websocket, {"type": "conversation.item.created", "event_id": _id(), "item": item})
+            await send(websocket, {"type": "conversation.item.created", "event_id": _id(), "item": item})
             return None
         if kind == "response.create":
             if self.text is None:
-                await _send(websocket, _error("response.create before any conversation.item.create"))
+                await send(websocket, _error("response.create before any conversation.item.create"))
                 return None
             run_id = f"resp_{uuid.uuid4().hex[:12]}"
-            return _Run(user_id=self.connection.user_id, run_id=run_id, thread_id=run_id, text=self.text)
-        await _send(websocket, _error(f"unknown event type {kind!r}"))
+            return Run(user_id=self.connection.user_id, run_id=run_id, thread_id=run_id, text=self.text)
+        await send(websocket, _error(f"unknown event type {kind!r}"))
         return None
 
-    async def _run(self, run: _Run) -> None:
+    async def _run(self, run: Run) -> None:
         """The response's events, bent by the same faults as the reference protocol's."""
-        from bot.reference.server import CLOSE_EARLY_REASON, ERROR_EVENT_MESSAGE, _send
-
         backend, faults, websocket = self.backend, self.backend.faults, self.connection.websocket
         if faults.cross_talk:
             stale = backend.registry.stale_event(not_for=run.user_id)
             if stale is not None:
-                await _send(websocket, stale)
-        answer = backend._answer(run.text)
+                await send(websocket, stale)
+        answer = backend.answer(run.text)
         order = list(EVENTS)
         if faults.out_of_order:
             order[2], order[3] = order[3], order[2]
         for step in order:
             if step == "agent_completed" and faults.never_complete:
                 return
-            await backend._pause(step)
+            await backend.pause(step)
             if step == "tool_executing" and faults.error_event:
                 error = _error(ERROR_EVENT_MESSAGE, code="invalid_api_key")
-                await backend._emit(self.connection, run, error)
+                await backend.emit(self.connection, run, error)
                 return
             if step not in faults.drop_events:
                 for frame in _frames(step, run.run_id, answer):
-                    await backend._emit(self.connection, run, frame)
+                    await backend.emit(self.connection, run, frame)
             if step == "agent_thinking":
                 if faults.close_early:
                     await websocket.close(code=1000, reason=CLOSE_EARLY_REASON)
                     return
-                await backend._pause("heartbeat")
+                await backend.pause("heartbeat")
                 if "heartbeat" not in faults.drop_events:
                     limits = [{"name": "tokens", "limit": 1000, "remaining": 990}]
-                    await _send(websocket, {"type": "rate_limits.updated", "rate_limits": limits})
+                    await send(websocket, {"type": "rate_limits.updated", "rate_limits": limits})
 
 
 def _frames(step: str, response_id: str, answer: str) -> list[Frame]:

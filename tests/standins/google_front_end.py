@@ -73,8 +73,8 @@ class IamFrontEnd:
 
 def private(server: ReferenceServer, accepts: Callable[[str | None], bool]) -> IamFrontEnd:
     """Put the front end in front of a reference backend that has not started yet."""
-    front = IamFrontEnd(server._app, accepts)
-    server._app = front  # type: ignore[assignment]
+    front = IamFrontEnd(server.app, accepts)
+    server.app = front
     return front
 
 

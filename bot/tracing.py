@@ -1,7 +1,7 @@
 """Trace context per simulated user: every request carries ``traceparent`` and ``X-Cloud-Trace-Context``.
 
 Cloud Run copies the trace id of a request into its request log and into the app's structured log lines, so a
-user's requests can be found in Cloud Logging and Cloud Trace, and ``bot.logs`` can tie the server's entries to
+user's requests can be found in Cloud Logging and Cloud Trace, and ``bot.server_logs`` can tie the server's entries to
 the journey that failed. Trace ids are derived from the run id and the user: the same run always names the
 same traces, and no two runs share one.
 """
@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot import timestamps
 from bot.results import UserTrace
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from bot.protocol import Offer
 
 RUN_USER = 0  # the run's own requests: health, the unauthenticated negative check
-HEADER_NAMES = ("traceparent", "X-Cloud-Trace-Context")
 
 # The user whose journey the current task runs: asyncio copies the context into each task, so a user bound in
 # its own task never leaks into another user's.
@@ -86,10 +86,6 @@ class RunTrace:
         with self._lock:
             seen = sorted(self._first_request.items())
         return tuple(
-            UserTrace(user=user, trace_id=self.trace_id(user), first_request_at=_rfc3339(at))
+            UserTrace(user=user, trace_id=self.trace_id(user), first_request_at=timestamps.rfc3339(at))
             for user, at in seen
         )
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from bot import iam, untrusted
-from bot.protocol import search
+from bot.expressions import search
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import HealthSettings, VersionSettings
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import logs, waits
+from bot import server_logs, waits
 from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
@@ -36,13 +36,17 @@ TRACE_1, TRACE_2 = "1" * 31 + "a", "2" * 31 + "b"
 def test_pattern__numbers_ids_and_timestamps_collapse_to_one_shape():
     a = "2026-11-24T14:05:01.123Z redis pool 3f2a9c1d7e at 92% (46/50), request 6f1c2a44-1b2c-4d5e-8f90-1234567890ab"
     b = "2026-11-24 14:07:59,001 redis pool 77aa00bb11 at 97% (49/50), request 0a1b2c3d-1b2c-4d5e-8f90-aaaaaaaaaaaa"
-    assert logs.pattern(a) == logs.pattern(b) == "<time> redis pool <id> at <n>% (<n>/<n>), request <id>"
-    assert logs.pattern("user logged in") != logs.pattern("user logged out")
+    assert (
+        server_logs.pattern(a)
+        == server_logs.pattern(b)
+        == "<time> redis pool <id> at <n>% (<n>/<n>), request <id>"
+    )
+    assert server_logs.pattern("user logged in") != server_logs.pattern("user logged out")
 
 
 def test_pattern__a_traceback_is_its_first_line_and_its_exception():
     tb = 'Exception in ASGI application\nTraceback (most recent call last):\n  File "/app/x.py", line 3\nKeyError: 17'
-    assert logs.pattern(tb) == "Exception in ASGI application … KeyError: <n>"
+    assert server_logs.pattern(tb) == "Exception in ASGI application … KeyError: <n>"
 
 
 # -- collect against the stand-in ---------------------------------------------------------------------------------
@@ -69,15 +73,17 @@ def _second(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-WHERE = logs.Where("p", "europe-west1", SERVICE, REVISION)
+WHERE = server_logs.Where("p", "europe-west1", SERVICE, REVISION)
 
 
 def _collect(
     api: LoggingStandIn, run: Run, **settings: object
-) -> tuple[logs.ServerLogs | None, logs.CloudLogging]:
-    reader = logs.CloudLogging(project="p", endpoint=api.url, budget_s=float(settings.pop("budget_s", 10)))  # type: ignore[arg-type]
+) -> tuple[server_logs.ServerLogs | None, server_logs.CloudLogging]:
+    reader = server_logs.CloudLogging(
+        project="p", endpoint=api.url, budget_s=float(settings.pop("budget_s", 10))
+    )  # type: ignore[arg-type]
     settings.setdefault("settle_s", 0)
-    found = logs.collect(
+    found = server_logs.collect(
         run, where=WHERE, reader=reader, settings=LogsSettings(**settings), redactor=Redactor([SECRET])
     )
     return found, reader
@@ -167,7 +173,7 @@ def test_collect__only_on_runs_with_findings_unless_always():
 
 
 def test_collect__without_cloud_run_nothing_is_read_and_the_report_says_so():
-    found = logs.collect(_run(), where=None, reader=None, settings=LogsSettings(), redactor=Redactor())
+    found = server_logs.collect(_run(), where=None, reader=None, settings=LogsSettings(), redactor=Redactor())
     assert found is not None and found.status == "not-read"
     assert "without Cloud Run coordinates" in found.message
 
@@ -189,7 +195,7 @@ def _check(tmp_path: Path, *, faults: list[str], prepare=lambda api: None, logs_
         CloudRunStandIn(project="p", region="r") as run_api,
     ):
         backend = ReferenceServer(secret=SECRET, faults=parse_faults(faults))
-        backend._app = logging_api.front(backend._app, service=SERVICE, revision=REVISION, host=HOST)
+        backend.app = logging_api.front(backend.app, service=SERVICE, revision=REVISION, host=HOST)
         with backend:
             run_api.add_service(SERVICE, uri="https://chat-abc-ew.a.run.app")
             run_api.add_revision(SERVICE, OLD)
@@ -325,8 +331,8 @@ def test_collect__a_second_call_failing_keeps_what_the_first_read():
 def test_collect__without_google_credentials_the_report_says_what_to_set_up(tmp_path: Path, monkeypatch):
     # google-auth reads GOOGLE_APPLICATION_CREDENTIALS first: a missing file fails at once, with no network.
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
-    reader = logs.CloudLogging(project="p", endpoint=None, budget_s=1)
-    found = logs.collect(
+    reader = server_logs.CloudLogging(project="p", endpoint=None, budget_s=1)
+    found = server_logs.collect(
         _run(), where=WHERE, reader=reader, settings=LogsSettings(settle_s=0), redactor=Redactor()
     )
     assert found is not None and found.status == "unavailable" and reader.calls == 0

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import trace as tracing
+from bot import tracing
 from bot.auth import Credentials
+from bot.config import build_settings
 from bot.probe.journey import probe
 from bot.reference.server import ReferenceServer
-from bot.settings import build_settings
 from tests.standins.logging_api import LoggingStandIn
 
 SECRET = "trace-test-secret-0123456789abcdefghijkl"
@@ -42,7 +42,7 @@ def traced_backend() -> Iterator[tuple[ReferenceServer, LoggingStandIn]]:
     """The reference backend behind a stand-in of Cloud Run's front end, which records every request."""
     with LoggingStandIn() as logging_api:
         server = ReferenceServer(secret=SECRET, login_password="pw-for-trace-tests")
-        server._app = logging_api.front(server._app, service="chat", revision="chat-1", host="chat.a.run.app")
+        server.app = logging_api.front(server.app, service="chat", revision="chat-1", host="chat.a.run.app")
         with server:
             yield server, logging_api
 

@@ -14,7 +14,6 @@ Log text is outside text: redacted here, escaped when rendered.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -23,10 +22,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from bot import waits
+from bot import hosts, timestamps, waits
+from bot.errors import message_of
 from bot.results import FindingLogs, LogGroup, RequestLog, Run, ServerLogs, Step, UserTrace
 from bot.settings import LogsSettings
-from bot.trace import cloud_trace_name
+from bot.tracing import cloud_trace_name
 from bot.untrusted import Redactor
 
 if TYPE_CHECKING:
@@ -168,10 +168,10 @@ class CloudLogging:
             raise LogsUnavailable(_denied(self.project, exc), denied=True) from None
         except api_exceptions.Unauthorized as exc:
             raise LogsUnavailable(
-                f"Cloud Logging refused the credentials (HTTP 401: {_short(exc)})", denied=True
+                f"Cloud Logging refused the credentials (HTTP 401: {message_of(exc, 200)})", denied=True
             ) from None
         except api_exceptions.GoogleAPICallError as exc:
-            raise LogsUnavailable(f"Cloud Logging answered HTTP {exc.code}: {_short(exc)}") from None
+            raise LogsUnavailable(f"Cloud Logging answered HTTP {exc.code}: {message_of(exc, 200)}") from None
         except Timeout:
             raise LogsUnavailable(
                 f"Cloud Logging did not answer within the {self.budget_s:g} s budget"
@@ -183,12 +183,10 @@ class CloudLogging:
 
 def _credentials(endpoint: str | None) -> Any:
     """Anonymous credentials only for a stand-in on loopback; Application Default Credentials otherwise."""
-    if endpoint is not None:
-        parts = urlsplit(endpoint)
-        if parts.scheme == "http" and _is_loopback(parts.hostname):
-            from google.auth.credentials import AnonymousCredentials
+    if endpoint is not None and hosts.is_local_http(endpoint):
+        from google.auth.credentials import AnonymousCredentials
 
-            return AnonymousCredentials()  # type: ignore[no-untyped-call]
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
@@ -202,26 +200,11 @@ def _credentials(endpoint: str | None) -> Any:
     return credentials
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _denied(project: str, exc: Exception) -> str:
     return (
-        f"Cloud Logging refused to list entries (HTTP 403: {_short(exc)}): grant {VIEWER_ROLE} on project "
+        f"Cloud Logging refused to list entries (HTTP 403: {message_of(exc, 200)}): grant {VIEWER_ROLE} on project "
         f"{project} to the identity this job runs as"
     )
-
-
-def _short(exc: Exception) -> str:
-    message = str(getattr(exc, "message", None) or exc).replace("##[", "#\u200b#[")  # no workflow command
-    message = re.sub(r"^(?:GET|POST) \S+: ", "", message)  # the library prefixes the request's URL
-    return re.sub(r"\s+", " ", message)[:200]
 
 
 # -- the run's logs ----------------------------------------------------------------------------------------------
@@ -266,7 +249,7 @@ def collect(
     # The run's last entries reach Cloud Logging a few seconds after they happen.
     waits.sleep(settings.settle_s, "logs settle")
     revision = revision_filter(where)
-    span = f'timestamp>="{_rfc3339(start)}" AND timestamp<="{_rfc3339(end)}"'
+    span = f'timestamp>="{timestamps.rfc3339(start)}" AND timestamp<="{timestamps.rfc3339(end)}"'
     trace_ids, traces_cut = _queried_traces(run, where.project, room=MAX_FILTER_CHARS - len(span) - 10)
     queries = [f"{revision} AND {span} AND severity>=WARNING"]
     if trace_ids:
@@ -274,8 +257,8 @@ def collect(
     base = ServerLogs(
         status="read",
         message="",
-        window_start=_rfc3339(start),
-        window_end=_rfc3339(end),
+        window_start=timestamps.rfc3339(start),
+        window_end=timestamps.rfc3339(end),
         explorer_url=explorer_url(where.project, _link_query(where, trace_ids), start, end),
     )
     entries: dict[str, _Entry] = {}
@@ -340,10 +323,12 @@ def _queried_traces(run: Run, project: str, *, room: int) -> tuple[list[str], bo
 
 def window(run: Run) -> tuple[datetime, datetime]:
     """The run's window with a margin on both sides (our clock and Google's differ a little)."""
-    start = _parse(run.started_at)
-    firsts = [_parse(t.first_request_at) for t in run.traces if t.first_request_at]
+    start = timestamps.parse(run.started_at)
+    firsts = [timestamps.parse(t.first_request_at) for t in run.traces if t.first_request_at]
     start = min([start, *firsts]) - WINDOW_MARGIN
-    end = _parse(run.finished_at) + timedelta(seconds=1) + WINDOW_MARGIN  # finished_at has whole seconds
+    end = (
+        timestamps.parse(run.finished_at) + timedelta(seconds=1) + WINDOW_MARGIN
+    )  # finished_at has whole seconds
     return start, end
 
 
@@ -378,7 +363,7 @@ def _quoted(value: str) -> str:
 
 def explorer_url(project: str, query: str, start: datetime, end: datetime) -> str:
     """A Logs Explorer link showing ``query`` over the window."""
-    time_range = f"{_rfc3339(start)}/{_rfc3339(end)}"
+    time_range = f"{timestamps.rfc3339(start)}/{timestamps.rfc3339(end)}"
     return (
         f"{EXPLORER};query={quote(query, safe='')};timeRange={quote(time_range, safe='')}"
         f"?project={quote(project, safe='')}"
@@ -516,7 +501,7 @@ def group(entries: Iterable[_Entry], *, limit: int, matched_by: str = "") -> tup
                 pattern=key,
                 severity=worst.severity_name,
                 count=len(members),
-                first_at=_rfc3339(members[0].at),
+                first_at=timestamps.rfc3339(members[0].at),
                 example=first_line[:EXAMPLE_CHARS],
                 details=rest.strip("\n")[:DETAILS_CHARS],
                 trace_ids=tuple(dict.fromkeys(e.trace_id for e in members if e.trace_id)),
@@ -566,7 +551,7 @@ def _finding_logs(
             url=e.url,
             status=e.status,
             latency_ms=e.latency_ms,
-            at=_rfc3339(e.at),
+            at=timestamps.rfc3339(e.at),
             client_view=_client_view(finding.evidence, finding.title),
         )
         for e in entries
@@ -590,7 +575,9 @@ def _first_in_window(run: Run, entry: _Entry, index: int) -> bool:
         return False
     for position, finding in enumerate(run.findings):
         firsts = [
-            _parse(t.first_request_at) for t in run.traces if t.user in finding.users and t.first_request_at
+            timestamps.parse(t.first_request_at)
+            for t in run.traces
+            if t.user in finding.users and t.first_request_at
         ]
         began = min(firsts) - WINDOW_MARGIN if firsts else start
         if entry.at >= began:
@@ -611,12 +598,3 @@ def _path(url: str) -> str:
 
 
 # -- time ----------------------------------------------------------------------------------------------------
-
-
-def _parse(value: str) -> datetime:
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

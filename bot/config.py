@@ -23,8 +23,8 @@ from pydantic import BaseModel, ValidationError
 
 from bot.auth import Credentials, parse_users
 from bot.errors import ConfigError, UsageError
-from bot.settings import DeprecatedKey, Settings, has_control
-from bot.untrusted import cut, shown
+from bot.settings import DeprecatedKey, Settings
+from bot.untrusted import cut, has_controls, shown
 
 # Flags and action inputs -> dotted config keys (the input name is the flag without leading dashes).
 OVERRIDES: dict[str, str] = {
@@ -97,7 +97,7 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {shown(str(path))}"
-    if has_control(str(path)):
+    if has_controls(str(path)):
         raise ConfigError(
             "", f"{where_file} (--config, the `config` input): expected a path without control characters"
         )

@@ -52,6 +52,7 @@ OVERRIDES: dict[str, str] = {
     "arr_at_risk": "impact.arr_at_risk",
     "labels": "github.labels",
     "close_after_passes": "github.close_after_passes",
+    "track": "github.track",
     "assignees": "github.assignees",
     "comment": "github.comment",
     "issues": "github.issues",

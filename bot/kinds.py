@@ -101,6 +101,9 @@ class KindInfo:
     capability: str | None = None
     # False: the failure says something about the revision's speed, not that its journey failed.
     breaks_baseline: bool = True
+    # True: always a P0 incident of its own (``bot.issues.incidents``): never the root cause of other findings,
+    # never filed under another finding's root cause (a data leak or an open door is its own problem).
+    own_incident: bool = False
 
 
 PRIVATE = "trust that their conversation stays private (other users may see their events)"
@@ -286,6 +289,7 @@ _TABLE: tuple[KindInfo, ...] = (
             "require a valid token before `accept()`, close 1008 otherwise; remove bypass flags",
         ),
         capability=UNAUTHENTICATED,
+        own_incident=True,
     ),
     KindInfo(
         Kind.WS_PROTOCOL,
@@ -433,6 +437,7 @@ _TABLE: tuple[KindInfo, ...] = (
             "route every event by user and run id; stop traffic to this revision",
         ),
         capability=PRIVATE,
+        own_incident=True,
     ),
     KindInfo(
         Kind.REVISION_NOT_READY,

@@ -537,16 +537,24 @@ def conclude(
     try:
         if settings.github.publish:
             assert clients.github is not None  # the entry point opens GitHub whenever publishing is on
-            session = clients.github
+            outcome: publish.PublishOutcome | None = None
             with progress.phase("publish"), progress.waiting("GitHub"):
                 try:
                     outcome = publish.for_run(
-                        run, settings, session=session, log=log, redactor=console.redactor
+                        run,
+                        settings,
+                        session=clients.github,
+                        log=log,
+                        redactor=console.redactor,
+                        verbose=verbose,
                     )
+                except publish.PublishFailed as exc:
+                    outcome = exc.outcome  # what was written before the failure is still an output
+                    raise
                 finally:
-                    if verbose:
-                        log(f"GitHub requests: {session.counter.total}")
-            outputs |= {"comment-url": outcome.comment_url or "", "issue-urls": "\n".join(outcome.issue_urls)}
+                    if outcome is not None:
+                        outputs["comment-url"] = outcome.comment_url or ""
+                        outputs["issue-urls"] = "\n".join(outcome.issue_urls)
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
         if ctx is not None:

@@ -204,6 +204,8 @@ def _traffic_action(run: Run) -> str:
     if not run.traffic_actions:
         return "none"
     last = run.traffic_actions[-1]
+    if last.noop:
+        return "none"
     return f"{last.action}-failed" if last.error else last.action
 
 

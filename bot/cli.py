@@ -165,6 +165,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--on-pass", choices=("none", "promote"), help="traffic action when the run passes")
     check.add_argument("--on-fail", choices=("none", "rollback"), help="traffic action when the run fails")
     check.add_argument(
+        "--rollback-to",
+        metavar="TAG",
+        help="a known-good traffic tag a rollback may send traffic to (default: only the revision that served "
+        "before this run)",
+    )
+    check.add_argument(
         "--shard",
         metavar="K/N",
         help="run shard K of N of the users and write a shard result for `merge` (default in a Cloud Run "

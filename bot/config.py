@@ -47,6 +47,7 @@ OVERRIDES: dict[str, str] = {
     "fail_on": "gate.fail_on",
     "on_pass": "gate.on_pass",
     "on_fail": "gate.on_fail",
+    "rollback_to": "cloud_run.rollback_to",
     "ws_path": "websocket.path",
     "auth_mode": "auth.mode",
     "arr_at_risk": "impact.arr_at_risk",

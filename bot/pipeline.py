@@ -22,6 +22,7 @@ from bot import (
     idtoken,
     impact,
     kinds,
+    realtime,
     report,
     results,
     server_logs,
@@ -113,6 +114,12 @@ def execute(
             )
         target, ready = resolution.target, resolution.ready
         checks.extend(resolution.checks)
+        judged, notes = realtime.judge(
+            target.settings, settings=settings, service=target.service, region=target.region
+        )
+        checks.extend(judged)
+        if target.settings is not None:
+            target = replace(target, settings=replace(target.settings, notes=notes))
     else:
         assert settings.url is not None
         with progress.phase("resolve"):
@@ -320,6 +327,8 @@ def _measure_baseline(
 
 # Performance alone warns under the default `fail_on: correctness`: a shared runner's noise must not block a deploy.
 PERFORMANCE_KINDS = kinds.having(gate=GateClass.PERFORMANCE)
+# Advice about a setting warns under `correctness` too (README, "Cloud Run settings for real-time").
+WARNING_KINDS = kinds.having(gate=GateClass.WARNING)
 # The run tested other code than the deploy: fails under every `fail_on`, and is never promoted.
 ALWAYS_FAIL_KINDS = kinds.having(gate=GateClass.ALWAYS_FAIL)
 
@@ -340,7 +349,7 @@ def exit_code(run: Run, settings: Settings) -> ExitCode:
         return ExitCode.PASS
     if settings.gate.fail_on == "p0" and run.verdict is Verdict.DEGRADED:
         return ExitCode.PASS
-    if settings.gate.fail_on == "correctness" and seen <= PERFORMANCE_KINDS:
+    if settings.gate.fail_on == "correctness" and seen <= PERFORMANCE_KINDS | WARNING_KINDS:
         return ExitCode.PASS
     return ExitCode.FAILED
 

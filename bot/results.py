@@ -158,6 +158,36 @@ class Impact:
 
 
 @dataclass(frozen=True, slots=True)
+class RevisionNote:
+    """A revision setting that is not a finding but has a consequence for real-time users (``bot.realtime``)."""
+
+    rule: str  # the rule's id, e.g. "concurrency-one"
+    text: str  # the fact and its consequence, in our words
+    source: str  # the Cloud Run documentation page the rule comes from
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionSettings:
+    """The new revision's settings that matter for WebSockets and streams, as the Admin API v2 reported them.
+    None: the API did not report the value (never guessed)."""
+
+    timeout_s: float | None = None  # the request timeout: a WebSocket or stream is one request
+    session_affinity: bool | None = None
+    max_concurrency: int | None = None  # maxInstanceRequestConcurrency
+    min_instances: int | None = None  # scaling.minInstanceCount
+    max_instances: int | None = None  # scaling.maxInstanceCount (None: not set, Cloud Run's default applies)
+    execution_environment: str | None = None  # "gen1" | "gen2"; None when unspecified
+    port_name: str | None = None  # the ingress container's port name: "h2c" is end-to-end HTTP/2
+    port: int | None = None
+    cpu: str | None = None  # the ingress container's limits
+    memory: str | None = None
+    cpu_idle: bool | None = None  # True: CPU only while requests are served
+    startup_cpu_boost: bool | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    notes: tuple[RevisionNote, ...] = ()  # facts with their consequence (bot.realtime)
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """What was tested. Cloud Run facts are None when unknown (``--url``): never invented."""
 
@@ -184,6 +214,7 @@ class Target:
     # URL may have reached another revision, so the revision itself was not tested; None: not Cloud Run.
     tested_alone: bool | None = None
     logs_url: str | None = None  # Cloud Logging query for the revision over the run's time window
+    settings: RevisionSettings | None = None  # what matters for real-time; None when not read (``--url``)
 
 
 @dataclass(frozen=True, slots=True)

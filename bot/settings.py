@@ -70,6 +70,8 @@ class CloudRunSettings(_Section):
     # as X-Serverless-Authorization. A token passed in GOLDEN_PATH_ID_TOKEN / the id-token input turns it on.
     private: bool = False
     audience: str | None = None  # the ID token's audience; default the service URL (or the tested URL)
+    # The session length users expect: a request timeout shorter than this is `request-timeout-short` (0: off).
+    min_session_s: float = Field(default=900, ge=0, le=3600)
 
     @property
     def configured(self) -> bool:

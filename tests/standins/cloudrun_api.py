@@ -170,8 +170,22 @@ class CloudRunStandIn(LoopbackServer):
         message: str = "",
         labels: dict[str, str] | None = None,
         created: datetime | None = None,
+        timeout_s: int | None = 3600,
+        session_affinity: bool = False,
+        concurrency: int = 80,
+        min_instances: int = 0,
+        max_instances: int | None = 100,
+        port_name: str = "http1",
+        execution_environment: str | None = "gen2",
+        annotations: dict[str, str] | None = None,
+        sidecars: int = 0,
     ) -> str:
         """Add a revision (the service's latest created one) and return its full name.
+
+        The real-time settings default to a well-configured WebSocket service (timeout 3600 s); Cloud Run's own
+        defaults are timeout 300 s, concurrency 80, min 0 and max 100 instances, affinity off, port ``http1``.
+        ``timeout_s=None`` leaves the field out. ``sidecars`` puts containers without ports before the ingress
+        container, as multi-container revisions list them.
 
         ``state`` is where it ends up; it is reported as reconciling for the first ``pending_polls`` GETs of
         the revision. ``reason`` is a ``Condition.RevisionReason`` (or ``CommonReason``) name for a failure.
@@ -188,10 +202,34 @@ class CloudRunStandIn(LoopbackServer):
                 service=self.service_name(service),
                 labels={"cloud.googleapis.com/location": self.region, **(labels or {})},
                 create_time=timestamp_pb2.Timestamp(seconds=int(when.timestamp())),
-                containers=[run_v2.Container(image=image, ports=[run_v2.ContainerPort(container_port=8080)])],
+                containers=[
+                    *(
+                        run_v2.Container(name=f"sidecar-{n}", image="gcr.io/p/otel-collector:1")
+                        for n in range(sidecars)
+                    ),
+                    run_v2.Container(
+                        name="app",
+                        image=image,
+                        ports=[run_v2.ContainerPort(name=port_name, container_port=8080)],
+                        resources=run_v2.ResourceRequirements(
+                            limits={"cpu": "1000m", "memory": "512Mi"}, cpu_idle=True, startup_cpu_boost=True
+                        ),
+                    ),
+                ],
+                session_affinity=session_affinity,
+                max_instance_request_concurrency=concurrency,
+                scaling=run_v2.RevisionScaling(
+                    min_instance_count=min_instances, max_instance_count=max_instances or 0
+                ),
+                execution_environment=run_v2.ExecutionEnvironment[
+                    f"EXECUTION_ENVIRONMENT_{(execution_environment or 'unspecified').upper()}"
+                ],
+                annotations=annotations or {},
                 log_uri=f"https://console.cloud.google.com/logs/viewer?project={self.project}&revision={revision}",
                 etag=f'"{revision}"',
             )
+            if timeout_s is not None:
+                rev.timeout = timedelta(seconds=timeout_s)
             state_.revisions[revision] = _RevisionState(rev, state, pending_polls, reason, message, digest)
             state_.service.latest_created_revision = rev.name
             self._settle(state_.revisions[revision])

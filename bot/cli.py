@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.errors import ExitCode, GoldenPathError, UsageError
-from bot.untrusted import Redactor, show_controls
+from bot.untrusted import Redactor, has_controls, show_controls
 
 if TYPE_CHECKING:
     from bot import results
@@ -239,12 +239,12 @@ def _parser() -> argparse.ArgumentParser:
         "merge",
         help="merge shard results (check --shard K/N) into one verdict and report, and publish once",
     )
-    merge.add_argument("results", type=Path, nargs="+", help="every shard's results.json")
+    merge.add_argument("results", type=_path, nargs="+", help="every shard's results.json")
     _publish_and_gate(merge)
-    merge.add_argument("--config", type=Path, help=f"config file (default {DEFAULT_CONFIG} when it exists)")
-    merge.add_argument("--output-dir", type=Path, help="where results.json, report.md and junit.xml go")
+    merge.add_argument("--config", type=_path, help=f"config file (default {DEFAULT_CONFIG} when it exists)")
+    merge.add_argument("--output-dir", type=_path, help="where results.json, report.md and junit.xml go")
     merge.add_argument(
-        "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
+        "--templates-dir", "--template", type=_path, help="directory of templates overriding ours"
     )
     merge.add_argument("--quiet", action="store_true", help="do not print the report")
     merge.set_defaults(func=_merge)
@@ -269,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser(
         "init", help="write a commented .github/golden-path.yml and an example workflow (never overwrites)"
     )
-    init.add_argument("--directory", type=Path, default=Path("."), help="the repository root (default .)")
+    init.add_argument("--directory", type=_path, default=Path("."), help="the repository root (default .)")
     init.add_argument(
         "--profile", help="start the config from this built-in protocol profile (`golden-path profile show`)"
     )
@@ -277,10 +277,10 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check the config file and templates (no network)")
     validate.add_argument(
-        "--config", type=Path, help=f"config file (default {DEFAULT_CONFIG} when it exists)"
+        "--config", type=_path, help=f"config file (default {DEFAULT_CONFIG} when it exists)"
     )
     validate.add_argument(
-        "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
+        "--templates-dir", "--template", type=_path, help="directory of templates overriding ours"
     )
     validate.set_defaults(func=_validate)
 
@@ -288,9 +288,9 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_schema)
 
     render = sub.add_parser("report", help="re-render a saved results.json")
-    render.add_argument("results", type=Path, help="path to results.json")
+    render.add_argument("results", type=_path, help="path to results.json")
     render.add_argument(
-        "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
+        "--templates-dir", "--template", type=_path, help="directory of templates overriding ours"
     )
     render.add_argument("--format", choices=("report", "comment", "summary", "junit"), default="report")
     render.set_defaults(func=_report)
@@ -317,17 +317,26 @@ def _publish_and_gate(parser: argparse.ArgumentParser) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help=f"config file (default {DEFAULT_CONFIG} when it exists)")
-    parser.add_argument("--output-dir", type=Path, help="where results.json, report.md and junit.xml go")
+    parser.add_argument("--config", type=_path, help=f"config file (default {DEFAULT_CONFIG} when it exists)")
+    parser.add_argument("--output-dir", type=_path, help="where results.json, report.md and junit.xml go")
     parser.add_argument("--users", type=int, help="simulated users running the journey at once (default 5)")
     parser.add_argument(
-        "--templates-dir", "--template", type=Path, help="directory of templates overriding ours"
+        "--templates-dir", "--template", type=_path, help="directory of templates overriding ours"
     )
     parser.add_argument("--run-timeout", type=float, help="seconds allowed for the whole probe (default 300)")
     parser.add_argument("--quiet", action="store_true", help="do not print the report")
     parser.add_argument(
         "--verbose", action="store_true", help="also log how many GitHub requests publishing made"
     )
+
+
+def _path(raw: str) -> Path:
+    """A path flag or argument: one with a NUL or another control character is a usage error naming the flag."""
+    if has_controls(raw):
+        raise argparse.ArgumentTypeError(
+            f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {raw!r}"
+        )
+    return Path(raw)
 
 
 def _port(raw: str) -> int:

@@ -19,8 +19,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import ConfigError
-from bot.settings import Settings, has_control
-from bot.untrusted import cut, shown
+from bot.settings import Settings
+from bot.untrusted import cut, has_controls, shown
 
 # -- loading -------------------------------------------------------------------------------------------------
 
@@ -55,7 +55,7 @@ class _ConfigLoader(yaml.SafeLoader):
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {shown(str(path))}"
-    if has_control(str(path)):
+    if has_controls(str(path)):
         raise ConfigError(
             "", f"{where_file} (--config, the `config` input): expected a path without control characters"
         )

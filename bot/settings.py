@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot import expressions, hosts, profiles
-from bot.untrusted import shown
+from bot.untrusted import has_controls, shown
 
 DEFAULT_EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 
@@ -665,18 +665,10 @@ _HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: w
 _TEMPLATE_FIELDS = frozenset({"token", "token_b64"})
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def has_control(text: str) -> bool:
-    """A NUL, a line break, an ESC or another control character: never in a path or a name we are given."""
-    return _CONTROL.search(text) is not None
-
-
 def local_path(value: Any) -> Any:
     """A file or directory path as given (str or Path); one with a NUL, a line break or another control
     character is refused (the OS refuses NUL later with a crash; the others are a mistake or an attack)."""
-    if isinstance(value, str | PurePath) and has_control(str(value)):
+    if isinstance(value, str | PurePath) and has_controls(str(value)):
         raise ValueError(
             f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {shown(str(value))}"
         )

@@ -71,6 +71,15 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u20
 _CONTROLS_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+_C0_C1 = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_controls(text: str) -> bool:
+    """True when ``text`` holds a C0 or C1 control character or DEL: never right in a path or a name (the OS
+    refuses NUL with a crash; the others are a mistake or an attack)."""
+    return _C0_C1.search(text) is not None
+
+
 def _visible(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot import kinds
+from bot.judge import ONCE_METRICS
 from bot.results import Baseline, CheckResult, Comparison, Failure, Kind, Metric, Status, Step, Target
 from bot.settings import BaselineSettings, Settings, VersionSettings
 
@@ -79,7 +80,8 @@ def judge(
         base_p95 = base.p95 if base is not None else None
         ratio = round(metric.p95 / base_p95, 2) if metric.p95 is not None and base_p95 else None
         slower = (
-            ratio is not None
+            metric.id not in ONCE_METRICS  # a cold start beside a warm serving revision is expected
+            and ratio is not None
             and metric.p95 is not None
             and base_p95 is not None
             and ratio > settings.max_ratio

@@ -321,6 +321,8 @@ class ServerLogs:
     truncated: bool = False  # a page cap or the time budget cut the answer short
     groups: tuple[LogGroup, ...] = ()  # the top groups of the whole run
     findings: tuple[FindingLogs, ...] = ()
+    # Cloud Run's "Starting new instance" entries of the revision in the run's window; None when not read.
+    instance_starts: int | None = None
 
     def for_finding(self, fingerprint: str) -> FindingLogs | None:
         return next((f for f in self.findings if f.fingerprint == fingerprint), None)

@@ -8,15 +8,18 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.cli import main
+from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
+from tests.standins.logging_api import LoggingStandIn
 
 SECRET = "realtime-test-secret-0123456789abcdefghijklm"
 FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\nbaseline:\n  enabled: false\n"
-NEW = "chat-00002-new"
+OLD, NEW = "chat-00001-old", "chat-00002-new"
 
 
 def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
@@ -92,3 +95,52 @@ def test_check__a_well_configured_revision_passes_with_its_settings_checked(
     checks = {c["id"]: c["status"] for c in saved["checks"] if c["step"] == "revision"}
     assert checks["request-timeout"] == "pass" and checks["http2-end-to-end"] == "pass"
     assert saved["target"]["settings"]["notes"] == []
+
+
+# -- cold start --------------------------------------------------------------------------------------------------
+
+COLD_MS = 1200.0
+
+
+def test_check__the_first_request_is_the_cold_start_beside_the_serving_revisions_warm_figure(tmp_path: Path):
+    with (
+        LoggingStandIn(project="p", region="r") as logging_api,
+        CloudRunStandIn(project="p", region="r") as run_api,
+        ReferenceServer(secret=SECRET, version="0ld0ld0ld") as serving,
+        ReferenceServer(secret=SECRET, faults=parse_faults([f"cold-start:{COLD_MS:g}"])) as new,
+    ):
+        run_api.add_service("chat", uri=serving.url)
+        run_api.add_revision("chat", OLD)
+        run_api.add_revision("chat", NEW)
+        run_api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=new.url)])
+        logging_api.instance_start("chat", NEW, reason="DEPLOYMENT")
+        logging_api.instance_start("chat", NEW)
+        logging_api.instance_start("chat", OLD)  # another revision's start is not this one's
+        config = (
+            "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
+            f"logs:\n  mode: always\n  endpoint: {logging_api.url}\n  settle_s: 0\n"
+            "baseline:\n  max_ratio: 1.5\n  min_delta_ms: 50\n"
+        )
+        code, saved, report = check(run_api, tmp_path, config)
+    metrics = {m["id"]: m for m in saved["metrics"]}
+    cold = metrics["cold_start_ms"]
+    assert cold["samples"] == 1 and cold["value"] >= COLD_MS and cold["target"] is None
+    assert cold["label"] == "Cold start: first request after deploy (GET /health)"
+    assert metrics["api_ms"]["max"] < COLD_MS  # the warm health figure never holds the first request
+    comparison = next(c for c in saved["baseline"]["comparisons"] if c["id"] == "cold_start_ms")
+    assert comparison["baseline_p95"] < COLD_MS and comparison["regression"] is False
+    assert not [f for f in saved["findings"] if f["kind"] == "perf-regression" and "cold" in f["fingerprint"]]
+    assert saved["logs"]["instance_starts"] == 2
+    assert 'Cloud Run logged 2 "Starting new instance" entries for the revision' in report
+    assert "| Cold start: first request after deploy (GET /health) | 1 |" in report
+    assert code == 0, saved["findings"]
+
+
+def test_reference__the_cold_start_fault_delays_only_the_first_request():
+    with ReferenceServer(secret=SECRET, faults=parse_faults(["cold-start:800"])) as backend:
+        timings = []
+        for _ in range(2):
+            answer = httpx.get(backend.url + "/health", timeout=5, trust_env=False)
+            timings.append(answer.elapsed.total_seconds() * 1000)
+            assert answer.status_code == 200
+    assert timings[0] >= 800 > timings[1]

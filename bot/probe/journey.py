@@ -143,6 +143,7 @@ async def probe(
     journeys: list[UserJourney] = []
     versions: tuple[str, ...] = ()
     health_latencies: tuple[float, ...] = ()
+    first: tuple[float | None, str] = (None, "")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.run_s
     users = settings.journey.users + settings.load.users
@@ -163,6 +164,7 @@ async def probe(
                 )
                 checks.extend(health.checks)
                 health_latencies, versions = health.latencies_ms, health.versions
+                first = (health.first_ms, health.first_request)
         except TimeoutError:
             checks.append(_deadline_check("health", Step.HEALTH, None, timeouts.run_s))
         version, serving_version = http_probe.version_check(
@@ -177,6 +179,8 @@ async def probe(
                 settings, base_url=base_url, deadline=deadline, redactor=redactor, trace=trace, extra=extra
             )
             checks.append(negative.check)
+            if first[0] is None and negative.refusal is not None:  # no health answer: the first upgrade
+                first = (negative.check.duration_ms, f"WebSocket upgrade to {settings.websocket.path}")
 
         ctx = Context(
             settings,
@@ -203,7 +207,10 @@ async def probe(
     for journey in journeys:
         checks.extend(journey.checks)
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
-    metrics = judge.metrics(samples, health_latencies, judge.targets(settings.targets))
+    metrics = (
+        *judge.metrics(samples, health_latencies, judge.targets(settings.targets)),
+        judge.cold_start(*first),
+    )
     checks.extend(judge.performance(metrics))
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
 

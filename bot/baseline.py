@@ -35,10 +35,11 @@ def serving_revision(target: Target) -> str | None:
 
 def probe_settings(settings: Settings) -> Settings:
     """The same journey and users, without what only the new revision must satisfy (its version, the
-    negative auth check that the new revision already answered)."""
+    negative auth check that the new revision already answered, a held connection)."""
     version = VersionSettings(field=settings.version.field)
     websocket = settings.websocket.model_copy(update={"negative_auth_check": False})
-    return settings.model_copy(update={"version": version, "websocket": websocket})
+    journey = settings.journey.model_copy(update={"hold_s": 0})
+    return settings.model_copy(update={"version": version, "websocket": websocket, "journey": journey})
 
 
 def judge(

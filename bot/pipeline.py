@@ -144,6 +144,7 @@ def execute(
         users = shard.last_user - shard.first_user + 1
     samples: tuple[JourneySample, ...] = ()
     health_samples: tuple[float, ...] = ()
+    held = None
     if ready:
         where = f" (shard {shard.index}/{shard.count})" if shard else ""
         log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}{where}")
@@ -163,7 +164,7 @@ def execute(
         checks.extend(_with_invoker(outcome.checks, invoker))
         metrics = outcome.metrics
         serving_version = outcome.serving_version
-        samples, health_samples = outcome.samples, outcome.health_samples
+        samples, health_samples, held = outcome.samples, outcome.health_samples, outcome.hold
         baseline_url = baseline_stage.url_for(settings.baseline, target)
         if baseline_url is not None and shard is None:  # a shard's users are a part: merge judges the whole
             with progress.phase("baseline"), progress.waiting(f"the same journeys at {baseline_url}"):
@@ -210,6 +211,7 @@ def execute(
         samples=samples,
         health_samples=health_samples,
         shard=shard,
+        hold=held,
     )
     return _with_server_logs(
         run, settings, reader=logs_reader, credentials=credentials, tokens=tokens, log=log

@@ -352,6 +352,26 @@ ARRIVALS_CAP = 1000  # journeys per run whose per-event arrival times are kept
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionHold:
+    """One user's connection kept open after its journey (``journey.hold_s``): whether, when and by whom it was
+    closed. Times in seconds; the close reason is the server's (redacted; escaped when rendered)."""
+
+    user: int
+    requested_s: float
+    held_s: float  # how long it stayed open after the journey
+    age_s: float  # the connection's age (since the upgrade) when the hold ended
+    closed_by: (
+        str  # "server" (close frame), "network" (dropped, 1006), "golden-path" (no pong), "" (still open)
+    )
+    close_code: int | None = None
+    close_reason: str = ""
+    pings: int = 0  # WebSocket pings sent as keepalive, and their pongs
+    pongs: int = 0
+    frames: int = 0  # messages the server sent while the connection was held (heartbeats)
+    transport: str = "websocket"
+
+
+@dataclass(frozen=True, slots=True)
 class Shard:
     """This run's share of a sharded run (``check --shard K/N``): users ``first_user..last_user`` of them all."""
 
@@ -387,6 +407,7 @@ class Run:
     health_samples: tuple[float, ...] = ()  # raw health latencies (ms) behind the api_ms metric
     shard: Shard | None = None  # set on a shard's result; None on a whole or merged run
     merged_from: tuple[str, ...] = ()  # run ids of the shards a merged run was made from
+    hold: ConnectionHold | None = None  # journey.hold_s: one user's connection lifetime; None when not asked
 
     @property
     def p0_count(self) -> int:

@@ -393,6 +393,9 @@ class JourneySettings(_Section):
     canned_patterns: tuple[str, ...] = (r"^Agent response for:", r"^I'm sorry, I (?:cannot|can't) help")
     event_timeout_s: float = Field(default=30, gt=0, le=600)  # since the last expected event
     sla_s: float = Field(default=45, gt=0, le=600)
+    # Connection lifetime: the run's first user keeps its connection open this long after its journey, with
+    # WebSocket pings, and the report says whether, when and by whom it was closed (0: off).
+    hold_s: float = Field(default=0, ge=0, le=3600)
     # All shards' users together; one runner handles about 1,000 (README: Performance), shards go further.
     users: int = Field(default=5, ge=1, le=10_000)
 
@@ -632,6 +635,13 @@ class Settings(_Section):
                 raise ValueError(
                     f"gate.{key} '{value}' changes Cloud Run traffic: it needs cloud_run.project, region and service"
                 )
+        hold, run = self.journey.hold_s, self.timeouts.run_s
+        if hold and hold + self.journey.sla_s > run:
+            raise ValueError(
+                f"journey.hold_s ({hold:g} s) after a journey of up to journey.sla_s ({self.journey.sla_s:g} s) "
+                f"does not fit in timeouts.run_s ({run:g} s): raise timeouts.run_s to at least "
+                f"{hold + self.journey.sla_s:g}"
+            )
         return self
 
     @property

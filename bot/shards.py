@@ -117,6 +117,7 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
         health_samples=health,
         shard=None,
         merged_from=tuple(run.run_id for run in shards),
+        hold=next((run.hold for run in shards if run.hold is not None), None),  # one user held it
         traffic_actions=(),
     )
 

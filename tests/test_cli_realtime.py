@@ -3,17 +3,22 @@ measured, and a held connection's lifetime, against the Admin API stand-in and r
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
+from websockets.asyncio.client import connect
 
 from bot.cli import main
+from bot.probe import hold as holding
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
+from bot.untrusted import Redactor
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.logging_api import LoggingStandIn
 
@@ -144,3 +149,92 @@ def test_reference__the_cold_start_fault_delays_only_the_first_request():
             timings.append(answer.elapsed.total_seconds() * 1000)
             assert answer.status_code == 200
     assert timings[0] >= 800 > timings[1]
+
+
+# -- connection lifetime -----------------------------------------------------------------------------------------
+
+HOLD = "journey:\n  event_timeout_s: 2\n  users: 2\n  hold_s: {hold}\nwebsocket:\n  open_timeout_s: 2\n"
+
+
+def check_url(backend: ReferenceServer, tmp_path: Path, config: str, *extra: str) -> tuple[int, dict, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "golden-path.yml"
+    path.write_text(config)
+    output = tmp_path / "out"
+    argv = [
+        "check",
+        "--url",
+        backend.url,
+        "--config",
+        str(path),
+        "--output-dir",
+        str(output),
+        "--quiet",
+        *extra,
+    ]
+    code, _out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    saved = json.loads((output / "results.json").read_text())
+    return code, saved, (output / "report.md").read_text() + err
+
+
+def test_check__a_server_closing_at_a_fixed_age_is_reported_with_when_and_the_close_code(tmp_path: Path):
+    with ReferenceServer(secret=SECRET, faults=parse_faults(["max-age:1500"])) as backend:
+        code, saved, report = check_url(backend, tmp_path, HOLD.format(hold=10))
+    assert code == 0, saved["findings"]  # the journey itself finished before the connection's age ran out
+    hold = saved["hold"]
+    assert (hold["user"], hold["closed_by"], hold["close_code"], hold["close_reason"]) == (
+        1,
+        "server",
+        1001,
+        "max connection age",
+    )
+    assert 1.5 <= hold["age_s"] < 10 and hold["held_s"] < hold["age_s"] and hold["requested_s"] == 10
+    assert "The server closed user 1's WebSocket" in report and "close code 1001" in report
+
+
+def test_check__a_connection_that_stays_open_is_held_the_whole_time_and_closed_by_golden_path(tmp_path: Path):
+    with ReferenceServer(secret=SECRET) as backend:
+        code, saved, report = check_url(backend, tmp_path, HOLD.format(hold=1))
+    assert code == 0
+    hold = saved["hold"]
+    assert hold["closed_by"] == "" and hold["close_code"] is None and hold["held_s"] >= 1
+    assert "stayed open for the 1.0 s asked" in report and "Only a WebSocket is held" in report
+
+
+def test_check__a_sharded_run_holds_one_users_connection_in_the_shard_that_runs_user_1(tmp_path: Path):
+    with ReferenceServer(secret=SECRET) as backend:
+        _, first, _ = check_url(backend, tmp_path / "1", HOLD.format(hold=0.5), "--shard", "1/2")
+        _, second, _ = check_url(backend, tmp_path / "2", HOLD.format(hold=0.5), "--shard", "2/2")
+    assert first["hold"]["user"] == 1 and second["hold"] is None
+    output = tmp_path / "merged"
+    code, _out, err = _main(
+        ["merge", str(tmp_path / "1/out/results.json"), str(tmp_path / "2/out/results.json"),
+         "--output-dir", str(output), "--quiet"],
+        {},
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((output / "results.json").read_text())["hold"]["user"] == 1
+
+
+def test_check__a_hold_longer_than_the_run_deadline_is_refused_naming_the_keys(tmp_path: Path):
+    path = tmp_path / "golden-path.yml"
+    path.write_text("journey:\n  hold_s: 900\n")
+    code, _out, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(path)], {})
+    assert code == 2
+    assert "journey.hold_s (900 s)" in err and "raise timeouts.run_s to at least 945" in err
+
+
+def test_hold__pings_keep_the_connection_alive_and_pongs_are_counted():
+    async def held() -> object:
+        async with connect(backend.url.replace("http", "ws") + "/ws", subprotocols=["jwt-auth"], proxy=None,
+                           additional_headers=[("Authorization", f"Bearer {token}")]) as connection:  # fmt: skip
+            opened = asyncio.get_running_loop().time()
+            return await holding.hold(
+                connection, user=1, seconds=0.6, opened_at=opened, redactor=Redactor(), ping_every_s=0.1
+            )
+
+    with ReferenceServer(secret=SECRET) as backend:
+        token = jwt.encode({"sub": "u1", "exp": 4_000_000_000}, SECRET, algorithm="HS256")
+        record = asyncio.run(held())
+    assert record.closed_by == "" and record.pings >= 3 and record.pongs == record.pings
+    assert record.frames >= 1  # the welcome frame read while held

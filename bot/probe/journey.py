@@ -23,10 +23,21 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 
 from bot import auth, expressions, judge, protocol, tracing, untrusted
+from bot.probe import hold as holding
 from bot.probe import http_probe
 from bot.probe import websocket as ws_probe
 from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
-from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
+from bot.results import (
+    ARRIVALS_CAP,
+    CheckResult,
+    ConnectionHold,
+    Failure,
+    JourneySample,
+    Kind,
+    Metric,
+    Status,
+    Step,
+)
 from bot.settings import JourneySettings, Settings
 from bot.shards import user_phases
 from bot.timestamps import elapsed_ms
@@ -48,6 +59,7 @@ class UserJourney:
     # stream is judged after the phase, so judging one user never delays the frames other users are receiving.
     started: float = 0.0
     received: float | None = None
+    hold: ConnectionHold | None = None  # journey.hold_s: this user's connection kept open after its journey
 
     def add(
         self,
@@ -99,6 +111,7 @@ class ProbeOutcome:
     serving_version: str | None
     samples: tuple[JourneySample, ...] = ()  # raw per-journey figures, for shards and merge
     health_samples: tuple[float, ...] = ()
+    hold: ConnectionHold | None = None
 
 
 LATER_STEPS = (
@@ -212,7 +225,8 @@ async def probe(
         judge.cold_start(*first),
     )
     checks.extend(judge.performance(metrics))
-    return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
+    held = next((j.hold for j in journeys if j.hold is not None), None)
+    return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies, held)
 
 
 def _judge(journey: UserJourney, ctx: Context) -> None:
@@ -445,10 +459,43 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
     assert handshake.connection is not None
     summary = f"101 Switching Protocols, subprotocol {handshake.subprotocol or '(none offered)'}"
     journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=handshake.elapsed_ms, summary=summary)
+    opened = asyncio.get_running_loop().time()
     try:
         await _session(journey, ctx, connection=handshake.connection, identity=identity, started=started)
+        if ctx.journey.hold_s and journey.user == HOLDING_USER:
+            journey.hold = await _hold(journey, ctx, handshake.connection, opened=opened)
     finally:
         await handshake.connection.close()
+
+
+HOLDING_USER = 1  # one user holds its connection, also in a sharded run (the shard that runs user 1)
+
+
+async def _hold(
+    journey: UserJourney, ctx: Context, connection: ws_probe.StampedConnection, *, opened: float
+) -> ConnectionHold:
+    """Keep the connection open after a completed journey, within the run's deadline."""
+    wanted = ctx.journey.hold_s
+    stream = journey.stream
+    if stream is None or stream.completion is None or stream.failure is not None:
+        return ConnectionHold(
+            journey.user,
+            wanted,
+            0.0,
+            0.0,
+            "not held",
+            None,
+            "the journey did not complete on this connection",
+        )
+    left = ctx.deadline - asyncio.get_running_loop().time() - 1.0 - holding.PONG_TIMEOUT_S
+    held = await holding.hold(
+        connection,
+        user=journey.user,
+        seconds=max(0.0, min(wanted, left)),
+        opened_at=opened,
+        redactor=ctx.redactor,
+    )
+    return replace(held, requested_s=wanted)
 
 
 def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import logging
@@ -201,8 +202,20 @@ class Backend:
 
     async def websocket(self, websocket: WebSocket) -> None:
         user_id = await self.handshake(websocket)
-        if user_id is not None:
+        if user_id is None:
+            return
+        ager = asyncio.create_task(self._close_at_max_age(websocket)) if self.faults.max_age_ms else None
+        try:
             await self._session(Connection(websocket, user_id, str(uuid.uuid4())))
+        finally:
+            if ager is not None:
+                ager.cancel()
+
+    async def _close_at_max_age(self, websocket: WebSocket) -> None:
+        """The max-age fault: a connection lifetime enforced by the server (or a proxy in front of it)."""
+        await asyncio.sleep(self.faults.max_age_ms / 1000)
+        with contextlib.suppress(RuntimeError):  # already closed
+            await websocket.close(code=1001, reason="max connection age")
 
     async def handshake(self, websocket: WebSocket) -> str | None:
         """Accept (returning the user id) or refuse the upgrade, bent by the faults; None when refused."""

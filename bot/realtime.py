@@ -92,8 +92,9 @@ class Shape:
 
 
 def shape_of(settings: Settings) -> Shape:
-    """The journey's shape: every journey opens a WebSocket; none reconnects or polls yet."""
-    return Shape()
+    """The journey's shape: every journey opens a WebSocket (the only transport today, so none polls); it
+    reconnects when a turn says so (``journey.turns[].reconnect``)."""
+    return Shape(reconnects=any(turn.reconnect for turn in settings.journey.turns))
 
 
 def readme_rows() -> list[str]:

@@ -91,6 +91,17 @@ def test_check__cloud_runs_default_timeout_and_h2c_are_findings_and_the_settings
     assert "each open WebSocket holds a whole instance" in report
 
 
+def test_check__affinity_off_for_a_reconnecting_journey_warns_without_failing_the_default_gate(
+    api: CloudRunStandIn, backend: ReferenceServer, tmp_path: Path
+):
+    deploy(api, backend, session_affinity=False, max_instances=20, min_instances=1)
+    turns = "  turns:\n    - message: hello\n    - message: again\n      reconnect: true\n"
+    code, saved, _report = check(api, tmp_path, FAST.replace("journey:\n", "journey:\n" + turns, 1))
+    assert [f["kind"] for f in saved["findings"]] == ["session-affinity-off"]
+    assert saved["verdict"] == "degraded" and code == 0  # a warning never fails `fail-on: correctness`
+    assert "--session-affinity" in saved["findings"][0]["remediation"]
+
+
 def test_check__a_well_configured_revision_passes_with_its_settings_checked(
     api: CloudRunStandIn, backend: ReferenceServer, tmp_path: Path
 ):

@@ -14,7 +14,7 @@ from bot.kinds import GateClass
 from bot.results import Kind, RevisionSettings, Status
 from bot.settings import CloudRunSettings, Settings, VersionSettings
 from tests import samples
-from tests.standins.cloudrun_api import CloudRunStandIn, Route
+from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 
 NEW = "chat-00002-new"
 TAG_URL = "https://pr-7---chat-abc123xyz-ew.a.run.app"
@@ -54,7 +54,7 @@ def test_revision_settings__the_real_client_reads_every_field_the_standin_serves
         port_name="h2c",
         execution_environment="gen1",
         annotations={"run.googleapis.com/startup-cpu-boost": "true"},
-        sidecars=2,  # the ingress container is the one with ports, not the first one
+        sidecars=(Sidecar("collector", "gcr.io/p/otel-collector:1"), Sidecar("proxy", "gcr.io/p/envoy:1")),
     )
     assert facts == RevisionSettings(
         timeout_s=300.0,
@@ -187,3 +187,10 @@ def test_exit_code__a_short_timeout_fails_correctness_but_not_p0():
     assert run.verdict is results.Verdict.DEGRADED
     assert pipeline.exit_code(run, Settings()) is ExitCode.FAILED
     assert pipeline.exit_code(run, Settings(gate={"fail_on": "p0"})) is ExitCode.PASS  # type: ignore[arg-type]
+
+
+def test_shape_of__a_journey_whose_turn_reconnects_reconnects():
+    assert realtime.shape_of(Settings()) == realtime.Shape()
+    turns = [{"message": "hi"}, {"message": "again", "reconnect": True}]
+    settings = Settings(journey={"turns": turns})  # type: ignore[arg-type]
+    assert realtime.shape_of(settings).reconnects

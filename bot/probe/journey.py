@@ -535,7 +535,17 @@ async def _receive(
                     await connection.send(expressions.render(frame.frame, values))
                 budget.reschedule(due())
     except TimeoutError:
-        stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+        closed = ws_probe.own_close(connection)  # the client failed the connection before the deadline
+        if closed is None:
+            stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+        else:
+            stream.failure = _closed_failure(
+                closed,
+                waiting_for=_waiting_for(stream, cfg),
+                stream=stream,
+                ctx=ctx,
+                detail=cfg.completion_event,
+            )
     except ConnectionClosed as exc:
         stream.failure = _closed_failure(
             exc, waiting_for=_waiting_for(stream, cfg), stream=stream, ctx=ctx, detail=cfg.completion_event

@@ -12,6 +12,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
+    ConnectionClosedError,
     InvalidHandshake,
     InvalidMessage,
     InvalidStatus,
@@ -60,6 +61,19 @@ class StampedConnection(ClientConnection):
     def arrival(self) -> float:
         """When the message ``recv()`` just returned was read off the socket (loop time)."""
         return self._arrivals.popleft() if self._arrivals else self.loop.time()
+
+
+def own_close(connection: ClientConnection) -> ConnectionClosed | None:
+    """The close this client already sent because the server broke the protocol (CLIENT_CLOSES), as the exception
+    ``recv()`` raises later; None when the client has not failed the connection.
+
+    Once it has, the client discards what follows and ``recv()`` waits for the server to close TCP (up to the
+    close timeout), which a server still pushing a 50 MB frame does late: a deadline that passes meanwhile must
+    not turn the server's protocol break into a timeout."""
+    sent, rcvd = connection.protocol.close_sent, connection.protocol.close_rcvd
+    if sent is None or rcvd is not None or sent.code not in CLIENT_CLOSES:
+        return None
+    return ConnectionClosedError(None, sent)
 
 
 @dataclass(frozen=True, slots=True)

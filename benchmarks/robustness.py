@@ -4,6 +4,8 @@ request budget of a steady-state failing run after many earlier incidents.
 7. hostile health body: peak traced memory of a health check against an endless chunked body (1 MiB cap).
 8. flood: peak RSS of the probe (its own process) while a hostile server sends 200,000 of another user's events
    to each of 5 users, against the same probe on a quiet server; the isolation finding must survive the flood.
+8b. never-reading peer: peak RSS growth of the probe (its own process) and the run's time while a raw server floods
+   pings (125-byte payloads) or 4 MiB text frames and never reads a byte back (#19 item 8).
 9. GitHub cost: the requests a steady-state publish makes (comment and issue exist, same failure) after 20
    earlier incidents, counted by the client (``github.RequestCounter``) and checked against the stand-in's log.
 """
@@ -148,10 +150,44 @@ def flood() -> None:
     )
 
 
+NEVER_READING_BOUND_MIB = 32  # README: a peer that floods and never reads grows the probe by less than this
+NEVER_READING_TIME_S = 4 + 2 + 2  # journey.event_timeout_s of the run + the close deadline + slack
+
+
+def never_reading_peer() -> None:
+    sys.path.insert(0, str(ROOT))  # the stand-in lives under tests/
+    from tests.standins.flood_ws import FLOODS, PROBE, Flooder
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, chunk in FLOODS.items():
+        with Flooder(chunk) as server:
+            done = subprocess.run(
+                [sys.executable, "-c", PROBE, f"http://127.0.0.1:{server.port}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        line(
+            f"never-reading peer, {name}: probe peak RSS growth",
+            figures["growth_mib"],
+            NEVER_READING_BOUND_MIB,
+            " MiB",
+        )
+        line(
+            f"never-reading peer, {name}: run time (event deadline 4 s)",
+            figures["took_s"],
+            NEVER_READING_TIME_S,
+            " s",
+        )
+
+
 def main() -> list[str]:
     """Print the three figures; return the names of the targets missed."""
     print("\n7-9. Robustness: memory against hostile peers, GitHub requests of a failing steady state")
     hostile_health_body()
     flood()
+    never_reading_peer()
     github_cost()
     return missed

@@ -34,6 +34,7 @@ class ActionsContext:
     event_name: str | None = None
     event_path: Path | None = None
     sha: str | None = None
+    ref: str | None = None  # GITHUB_REF, e.g. refs/heads/main: the branch names the incident track
     run_id: str | None = None
     run_attempt: str | None = None
     step_summary: Path | None = None
@@ -60,6 +61,7 @@ def context_from_env(env: Mapping[str, str]) -> ActionsContext:
         event_name=get("GITHUB_EVENT_NAME"),
         event_path=path("GITHUB_EVENT_PATH"),
         sha=get("GITHUB_SHA"),
+        ref=get("GITHUB_REF"),
         run_id=get("GITHUB_RUN_ID"),
         run_attempt=get("GITHUB_RUN_ATTEMPT"),
         step_summary=path("GITHUB_STEP_SUMMARY"),

@@ -66,6 +66,7 @@ OVERRIDES: dict[str, str] = {
     "arr_at_risk": "impact.arr_at_risk",
     "labels": "github.labels",
     "close_after_passes": "github.close_after_passes",
+    "track": "github.track",
     "assignees": "github.assignees",
     "comment": "github.comment",
     "issues": "github.issues",
@@ -1050,15 +1051,10 @@ def _conclude(
     try:
         if settings.github.publish:
             with progress.phase("publish"), progress.waiting("GitHub"):
-                outputs |= _publish(
-                    run,
-                    settings,
-                    token=github_token or "",
-                    log=log,
-                    actions_ctx=actions_ctx,
-                    verbose=verbose,
-                    redactor=redactor,
-                )
+                _publish(
+                    run, settings, token=github_token or "", log=log, actions_ctx=actions_ctx, verbose=verbose,
+                    redactor=redactor, outputs=outputs,
+                )  # fmt: skip
     finally:
         # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
         if actions_ctx is not None:
@@ -1123,9 +1119,11 @@ def _publish(
     token: str,
     log: Callable[[str], None],
     actions_ctx: Any,
+    outputs: dict[str, str],
     verbose: bool = False,
     redactor: Redactor | None = None,
-) -> dict[str, str]:
+) -> None:
+    """Publish and record in ``outputs`` what was written (also when a step failed: exit 3 after that)."""
     from bot import github, publish, report
 
     repository = actions_ctx.repository
@@ -1149,6 +1147,16 @@ def _publish(
         run_key=actions_ctx.run_id,
     )
     attempt = actions_ctx.run_attempt
+    target = run.target
+    track = github.track_for(
+        explicit=settings.github.track,
+        tag=target.tag,
+        tag_tested=bool(target.tag and target.revision_url)
+        and target.url.rstrip("/") == (target.revision_url or "").rstrip("/"),
+        ctx=actions_ctx,
+        pr=pr,
+    )
+    outcome: publish.PublishOutcome | None = None
     try:
         outcome = publish.publish(
             gh=gh,
@@ -1161,15 +1169,21 @@ def _publish(
             templates_dir=settings.report.templates_dir,
             max_comment_chars=settings.report.max_comment_chars,
             history_limit=settings.report.history,
+            track=track,
             redactor=redactor,
         )
+    except publish.PublishFailed as exc:
+        outcome = exc.outcome
+        raise
     finally:
         if verbose:
             log(f"GitHub requests: {counter.total}")
-    for warning in outcome.warnings:
-        log(f"warning: {warning}")
-    if outcome.comment_url:
-        log(f"PR comment: {outcome.comment_url}")
-    for url in outcome.issue_urls:
-        log(f"P0 issue: {url}")
-    return {"comment-url": outcome.comment_url or "", "issue-urls": "\n".join(outcome.issue_urls)}
+        if outcome is not None:
+            for warning in outcome.warnings:
+                log(f"warning: {warning}")
+            if outcome.comment_url:
+                log(f"PR comment: {outcome.comment_url}")
+            for url in outcome.issue_urls:
+                log(f"P0 issue: {url}")
+            outputs["comment-url"] = outcome.comment_url or ""
+            outputs["issue-urls"] = "\n".join(outcome.issue_urls)

@@ -62,6 +62,16 @@ def _remediation(explanation: Explanation, check: CheckResult) -> str:
 # Where one detail of a kind has a cause of its own. A plain 403 is `ws-auth-rejected` unless the probe found the
 # same 403 for no token and for a path that cannot exist (bot.probe.journey._explain_refusals).
 DETAIL_EXPLANATIONS: dict[tuple[Kind, str], Explanation] = {
+    (Kind.JOURNEYS_INCOMPLETE, kinds.CONFIG_DETAIL): Explanation(
+        "Not every journey ran ({subject}): timeouts.run_s is too short",
+        "`timeouts.run_s` is shorter than the time health took plus what the configured journeys may take within "
+        "`journey.sla_s` (one SLA per phase of users), so the run's deadline cut journeys that were still inside "
+        "their SLA, or never let them start. A configuration problem, not the revision's (no P0 issue is filed); "
+        "but nothing is known of the journeys that did not run, so the verdict is `fail` under every `fail-on` "
+        "and nothing is promoted.",
+        "Raise `timeouts.run_s` (input `run-timeout`) to at least the `run_s needed` in the evidence, or lower "
+        "`journey.users` / `journey.sla_s`.",
+    ),
     (Kind.WS_UPGRADE_STATUS, "403"): Explanation(
         "WebSocket path probably not routed (the same HTTP 403 on every upgrade)",
         "The upgrade with a valid token, the one without a token and one to a path that cannot exist all got "
@@ -74,9 +84,25 @@ DETAIL_EXPLANATIONS: dict[tuple[Kind, str], Explanation] = {
 }
 
 
-def severity_for(kind: Kind, step: Step) -> Severity:
-    """The kind's own rule (``bot.kinds``): P0 always, P1 always, or P0 at the golden path's steps."""
+# A redirect on the upgrade: browsers fail it, so the status is the finding, whatever the Location says.
+REDIRECT = Explanation(
+    "WebSocket upgrade redirected (HTTP {detail})",
+    "The upgrade was answered with a redirect: the front end (a load balancer, an ingress, the app's HTTPS or "
+    "trailing-slash redirect, a domain mapping) redirects WebSocket upgrades. Browsers fail a WebSocket upgrade "
+    "answered 3xx, so real users cannot connect; golden-path does not follow it, and sends no credential to the "
+    "Location.",
+    "Serve `wss://` on the final host and path: point `websocket.path` (and the URL) at what the `Location` names, "
+    "or stop the front end redirecting upgrades (e.g. a `/ws` -> `/ws/` or `http` -> `https` rule).",
+)
+DETAIL_EXPLANATIONS |= {(Kind.WS_UPGRADE_STATUS, str(code)): REDIRECT for code in range(300, 400)}
+
+
+def severity_for(kind: Kind, step: Step, detail: str = "") -> Severity:
+    """The kind's own rule (``bot.kinds``): P0 always, P1 always, P0 at the golden path's steps, or by cause
+    (P1 when the failure's detail says the configuration is at fault, e.g. ``run-s``)."""
     rule = kinds.of(kind).severity
+    if rule is SeverityRule.BY_CAUSE:
+        return Severity.P1 if detail == kinds.CONFIG_DETAIL else Severity.P0
     if rule is SeverityRule.P0 or (rule is SeverityRule.BY_STEP and step in P0_STEPS):
         return Severity.P0
     return Severity.P1
@@ -116,7 +142,7 @@ def diagnose(checks: Iterable[CheckResult], *, service: str) -> tuple[Finding, .
         findings.append(
             Finding(
                 fingerprint=key,
-                severity=severity_for(kind, first.step),
+                severity=severity_for(kind, first.step, detail),
                 kind=kind,
                 step=first.step,
                 title=explanation.title.format(

@@ -80,8 +80,18 @@ ISSUES_WRITE = "issues: write"
 class RateLimitWaitTooLong(Exception):
     """GitHub asked us to wait longer than this client's remaining wait budget."""
 
-    def __init__(self, *, method: str, url: str, status: int | None, wait_s: float, budget_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        method: str,
+        url: str,
+        status: int | None,
+        wait_s: float,
+        budget_s: float,
+        again: bool = False,
+    ) -> None:
         self.method, self.url, self.status, self.wait_s, self.budget_s = method, url, status, wait_s, budget_s
+        self.again = again  # rate-limited again after one wait: a limit is waited out once per request
         super().__init__(
             f"{method} {url}: GitHub asks to wait {wait_s:.0f}s, over the {budget_s:.0f}s budget"
         )
@@ -117,6 +127,14 @@ class RequestCounter:
     @property
     def total(self) -> int:
         return self._total
+
+
+_SLEPT = threading.local()  # seconds this thread slept waiting out GitHub (rate limits, backoff)
+
+
+def retry_slept_s() -> float:
+    """Seconds the calling thread has slept so far in retries of GitHub requests (never part of a settle wait)."""
+    return float(getattr(_SLEPT, "seconds", 0.0))
 
 
 class _Retry(GithubRetry):
@@ -161,6 +179,12 @@ class _Retry(GithubRetry):
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         wait = self._wait_for(response)
+        limited = [h for h in self.history if h.status in (403, 429)]
+        if len(limited) > 1:  # a rate limit is waited out once per request: a second one fails it
+            raise RateLimitWaitTooLong(
+                method=limited[-1].method or "?", url=limited[-1].url or "?", status=limited[-1].status,
+                wait_s=wait, budget_s=0.0, again=True,
+            )  # fmt: skip
         if not self.wait_budget.take(wait):
             last = self.history[-1] if self.history else None
             raise RateLimitWaitTooLong(
@@ -171,6 +195,8 @@ class _Retry(GithubRetry):
                 budget_s=self.wait_budget.total_s - self.wait_budget.spent_s,
             )
         waits.sleep(wait, "github retry")
+        if wait > 0:
+            _SLEPT.seconds = retry_slept_s() + wait
 
     def _wait_for(self, response: BaseHTTPResponse | None) -> float:
         if response is not None:
@@ -311,6 +337,11 @@ def calling(doing: str, *, write: bool = False, permission: str | None = None) -
             ) from exc
         raise GitHubError(f"GitHub refused to {doing} (HTTP {status}: {_message(exc)})") from exc
     except RateLimitWaitTooLong as exc:
+        if exc.again:
+            raise GitHubError(
+                f"GitHub rate limit while trying to {doing}: still limited after waiting once as it asked "
+                f"(HTTP {exc.status}); re-run the job later"
+            ) from exc
         raise GitHubError(
             f"GitHub rate limit while trying to {doing}: it asks to wait {exc.wait_s:.0f}s, more than the "
             f"{exc.budget_s:.0f}s left for waiting in this run; re-run the job later"
@@ -357,8 +388,9 @@ def find_pr(
 
     An explicit ``pr`` wins. ``pull_request*`` events carry the number. ``push``, ``deployment``,
     ``deployment_status`` and ``workflow_run`` go through the commit: the workflow run's own ``pull_requests``
-    for this repository first, then ``GET /repos/{repo}/commits/{sha}/pulls``, preferring an open PR whose
-    head is the commit, then any open PR, then the merged PR whose merge commit it is (the deploy of a merge).
+    for this repository first, then ``GET /repos/{repo}/commits/{sha}/pulls``: an open PR whose head is the
+    commit, else the merged PR whose merge commit it is (the deploy of a merge); never a PR that merely
+    contains the commit.
     A permission problem becomes a warning and None; GitHub failures raise ``GitHubError``.
     """
     if explicit_pr is not None:
@@ -384,16 +416,50 @@ def find_pr(
     except CannotPublish as exc:
         (warn or log.warning)(str(exc))
         return None
-    open_pulls = [p for p in pulls if p.state == "open"]
-    for pull in open_pulls:
-        if pull.head.sha == sha:
+    for pull in pulls:
+        if pull.state == "open" and pull.head.sha == sha:
             return int(pull.number)
-    if open_pulls:
-        return int(max(open_pulls, key=lambda p: (p.updated_at is not None, p.updated_at)).number)
+    # A PR that merely contains the commit (a stacked PR, a long-lived branch) is not reported to: its sticky
+    # comment speaks for its own head. The merge commit of a merged PR is that PR's deploy.
     for pull in pulls:
         if pull.merged_at is not None and pull.merge_commit_sha == sha:
             return int(pull.number)
     return None
+
+
+def track_for(
+    *,
+    explicit: str | None,
+    tag: str | None,
+    tag_tested: bool,
+    ctx: ActionsContext | None,
+    pr: int | None = None,
+) -> str:
+    """The incident track of this run: ``github.track`` when set; else the Cloud Run tag whose URL was tested;
+    else ``pr-N`` for pull_request events; else the branch of ``GITHUB_REF``, where the repository's default
+    branch (from the event, else ``main``/``master``) is ``production``, as is a run with none of these."""
+    if explicit:
+        return explicit
+    if tag and tag_tested:
+        return tag
+    if ctx is None:
+        return report.DEFAULT_TRACK
+    event = read_event(ctx.event_path)
+    if (ctx.event_name or "") in PULL_REQUEST_EVENTS:
+        pull = event.get("pull_request")
+        number = pull.get("number") if isinstance(pull, dict) else event.get("number")
+        if isinstance(number, int):
+            return f"pr-{number}"
+        if pr is not None:
+            return f"pr-{pr}"
+    ref = ctx.ref or ""
+    if ref.startswith("refs/heads/"):
+        branch = ref.removeprefix("refs/heads/")
+        default = _mapping(event.get("repository")).get("default_branch")
+        defaults = {default} if isinstance(default, str) and default else {"main", "master"}
+        if branch and branch not in defaults:
+            return branch
+    return report.DEFAULT_TRACK
 
 
 def _event_sha(name: str, event: Mapping[str, Any]) -> str | None:
@@ -487,22 +553,36 @@ def post_once(
     raise failure
 
 
-def list_json(gh: pygithub.Github, path: str, params: Mapping[str, Any], *, max_pages: int = 10) -> list[Any]:
-    """Every item of a listing as plain JSON, following ``Link: rel="next"``.
+def list_json(
+    gh: pygithub.Github,
+    path: str,
+    params: Mapping[str, Any],
+    *,
+    max_requests: int = 30,
+    what: str = "the listing",
+    warn: Callable[[str], None] | None = None,
+) -> list[Any]:
+    """Every item of a listing as plain JSON, following ``Link: rel="next"`` to the end, within ``max_requests``.
 
     PyGithub's objects complete themselves lazily: reading a field a listing leaves out (``pull_request`` on a
-    plain issue) costs a GET per object. Plain JSON costs exactly one request per page.
+    plain issue) costs a GET per object. Plain JSON costs exactly one request per page. When the budget is
+    reached with pages left, ``warn`` says so (naming ``github.max_list_requests``).
     """
     items: list[Any] = []
     url: str | None = path
     parameters: dict[str, Any] | None = dict(params)
-    for _ in range(max_pages):
-        if url is None:
-            break
-        headers, data = gh.requester.requestJsonAndCheck("GET", url, parameters=parameters)
+    for _ in range(max(max_requests, 1)):
+        headers, data = gh.requester.requestJsonAndCheck("GET", url or path, parameters=parameters)
         page = data.get("items") if isinstance(data, dict) else data
         items.extend(item for item in (page or []) if isinstance(item, dict))
         url, parameters = _next_link(headers.get("link")), None
+        if url is None:
+            return items
+    (warn or log.warning)(
+        f"stopped reading {what} after {max_requests} requests ({len(items)} items; the budget "
+        "github.max_list_requests): items beyond them were not seen; raise github.max_list_requests or close "
+        "old issues"
+    )
     return items
 
 
@@ -580,9 +660,11 @@ def upsert_comment(
     tries: int = 4,
     backoff_s: float = 0.5,
     redactor: Redactor | None = None,
+    written: list[str] | None = None,
 ) -> str:
     """Create or edit our one comment on ``pr`` for ``run``'s service, keeping every run's history entry even
-    when runs edit it at once; returns its URL. The rendered comment passes ``redactor`` before it is sent.
+    when runs edit it at once; returns its URL (also appended to ``written`` as soon as this run's entry is in
+    it, so a later failure still reports it). The rendered comment passes ``redactor`` before it is sent.
 
     GitHub has no conditional edit, so: write, wait ``settle_s`` (or twice our own read-to-write gap, when
     longer: it stands for any concurrent writer's), read it back, and when a concurrent edit replaced ours,
@@ -614,7 +696,7 @@ def upsert_comment(
             return sorted((c for c in candidates if identity.wrote(c)), key=lambda c: (c.created_at, c.id))
 
     existing = ours()
-    read_at = time.monotonic()
+    read_at, slept_at_read = waits.clock(), retry_slept_s()
     if existing:
         target, base = existing[0], existing[0].body or ""
         for extra in existing[1:]:  # left over from an earlier race: keep its history, drop the copy
@@ -631,6 +713,8 @@ def upsert_comment(
             backoff_s=backoff_s,
         )
         identity.learn(created.user)
+        if written is not None:
+            written.append(str(created.html_url))
         again = ours()
         if not again or again[0].id == created.id:
             target, base = created, body
@@ -638,7 +722,7 @@ def upsert_comment(
             # Another run created its comment first: keep the oldest, remove ours, write into the oldest.
             _delete_comment(created, pr)
             target, base = again[0], again[0].body or ""
-            read_at = time.monotonic()
+            read_at, slept_at_read = waits.clock(), retry_slept_s()
     for _ in range(tries + 1):
         known.update(report.decode_history(base))
         body = render()
@@ -647,12 +731,15 @@ def upsert_comment(
                 f"edit the golden-path comment on PR #{pr}", write=True, permission=PULL_REQUESTS_WRITE
             ):
                 target.edit(body)
+            if written is not None and str(target.html_url) not in written:
+                written.append(str(target.html_url))
         if settle_s:
-            # A concurrent writer's read-to-write gap is about ours (same network, same machine): wait longer.
-            waits.sleep(max(settle_s, 2 * (time.monotonic() - read_at)), "github comment settle")
+            gap = waits.clock() - read_at
+            settle = settle_wait(settle_s, gap_s=gap, slept_s=retry_slept_s() - slept_at_read)
+            waits.sleep(settle, "github comment settle")
         with calling(f"read back the golden-path comment on PR #{pr}"):
             _, data = gh.requester.requestJsonAndCheck("GET", target.url)
-        read_at = time.monotonic()
+        read_at, slept_at_read = waits.clock(), retry_slept_s()
         base = str(data.get("body") or "") if isinstance(data, dict) else ""
         if base == body or this_run in report.decode_history(base):
             break
@@ -662,6 +749,13 @@ def upsert_comment(
             "the comment on PR #%s kept changing under concurrent runs: this run's entry may be missing", pr
         )
     return str(target.html_url)
+
+
+def settle_wait(settle_s: float, *, gap_s: float, slept_s: float) -> float:
+    """How long to wait after an edit before reading it back: ``settle_s``, or twice our own read-to-write gap
+    when longer (a concurrent writer's gap is about ours: same network, same machine). Time this run slept
+    waiting out a rate limit or a backoff is not part of that gap: a concurrent writer does not sleep it too."""
+    return max(settle_s, 2 * max(gap_s - max(slept_s, 0.0), 0.0))
 
 
 def _delete_comment(comment: IssueComment, pr: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot import kinds
-from bot.results import Finding, Impact, Severity, Step
+from bot.results import Finding, Impact, Kind, Severity, Step
 from bot.settings import ImpactSettings
 
 # What a user can no longer do when a step fails, in the journey's order.
@@ -31,6 +31,9 @@ def _unsafe(finding: Finding) -> bool:
 
 def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_name: str) -> Impact:
     journey = settings.journey or journey_name
+    untested = next((f for f in findings if f.kind is Kind.JOURNEYS_INCOMPLETE), None)
+    if untested is not None:
+        return _untested(untested, findings, settings=settings, journey=journey)
     blocking = [f for f in findings if f.severity is Severity.P0]
     if blocking:
         # Lead with what blocks users; a security finding leads only when nothing else is wrong.
@@ -61,6 +64,32 @@ def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_nam
     else:
         summary = f"No impact: the {journey} journey works end to end."
     return Impact(journey=journey, blocked=False, summary=summary, currency=settings.currency)
+
+
+def _untested(
+    untested: Finding, findings: Sequence[Finding], *, settings: ImpactSettings, journey: str
+) -> Impact:
+    """Journeys that did not run tested nothing: the line says so, never "works end to end"."""
+    ran = untested.evidence.get("ran to the end", "?")
+    total = untested.evidence.get("journeys", "?")
+    summary = (
+        f"The {journey} journey was not tested: only {ran} of {total} journeys ran to the end, so whether "
+        f"{settings.users_description} can sign in, chat and get an answer on this revision is unknown."
+    )
+    blocking = [f for f in findings if f.severity is Severity.P0 and f.kind is not Kind.JOURNEYS_INCOMPLETE]
+    lost = tuple(dict.fromkeys(c for f in blocking if (c := capability(f)) is not None))
+    if lost:
+        summary += f" Of those that ran, users could not {lost[0]}."
+    if settings.arr_at_risk and (blocking or untested.severity is Severity.P0):
+        summary += f" {format_money(settings.arr_at_risk, settings.currency)} ARR depends on this journey."
+    return Impact(
+        journey=journey,
+        blocked=bool(blocking) or untested.severity is Severity.P0,
+        summary=summary,
+        arr_at_risk=settings.arr_at_risk if blocking or untested.severity is Severity.P0 else None,
+        currency=settings.currency,
+        capabilities_lost=lost,
+    )
 
 
 def format_money(amount: float, currency: str) -> str:

@@ -43,6 +43,9 @@ class Kind(StrEnum):
     WRONG_SERVICE = "wrong-service"
     IAM_DENIED = "iam-denied"  # Google's front end refused the request before the app saw it
     REVISION_NOT_TESTED = "revision-not-tested"  # only a URL shared with other revisions could be reached
+    JOURNEYS_INCOMPLETE = (
+        "journeys-incomplete"  # the run's deadline cut journeys short or never let them start
+    )
     PERF_REGRESSION = "perf-regression"  # slower than the serving revision measured in the same run
     RATE_LIMITED = "rate-limited"
     PERF_TARGET_MISSED = "perf-target-missed"
@@ -54,6 +57,13 @@ class SeverityRule(StrEnum):
     P0 = "P0"  # wherever it is seen: the revision is unusable or unsafe
     BY_STEP = "by step"  # P0 at the golden path's steps (login and beyond), P1 before them (health, revision)
     P1 = "P1"  # wherever it is seen: the journey works (performance)
+    # P1 when the failure's detail is CONFIG_DETAIL (golden-path's configuration is at fault), P0 otherwise
+    BY_CAUSE = "by cause"
+
+
+# The detail of a failure caused by golden-path's own configuration rather than the revision (a too-short
+# timeouts.run_s): the kind's BY_CAUSE severity makes it P1, so no P0 issue is filed for it.
+CONFIG_DETAIL = "run-s"
 
 
 class GateClass(StrEnum):
@@ -91,6 +101,9 @@ class KindInfo:
     capability: str | None = None
     # False: the failure says something about the revision's speed, not that its journey failed.
     breaks_baseline: bool = True
+    # True: always a P0 incident of its own (``bot.issues.incidents``): never the root cause of other findings,
+    # never filed under another finding's root cause (a data leak or an open door is its own problem).
+    own_incident: bool = False
 
 
 PRIVATE = "trust that their conversation stays private (other users may see their events)"
@@ -276,6 +289,7 @@ _TABLE: tuple[KindInfo, ...] = (
             "require a valid token before `accept()`, close 1008 otherwise; remove bypass flags",
         ),
         capability=UNAUTHENTICATED,
+        own_incident=True,
     ),
     KindInfo(
         Kind.WS_PROTOCOL,
@@ -423,6 +437,7 @@ _TABLE: tuple[KindInfo, ...] = (
             "route every event by user and run id; stop traffic to this revision",
         ),
         capability=PRIVATE,
+        own_incident=True,
     ),
     KindInfo(
         Kind.REVISION_NOT_READY,
@@ -529,6 +544,29 @@ _TABLE: tuple[KindInfo, ...] = (
             "only the service URL could be reached while the new revision has less than 100% of traffic",
             "the revision was deployed without a tag, so other revisions answer that URL",
             "deploy with `--no-traffic --tag pr-N` and pass `tag`; golden-path then tests the tag URL",
+        ),
+    ),
+    KindInfo(
+        Kind.JOURNEYS_INCOMPLETE,
+        SeverityRule.BY_CAUSE,
+        GateClass.ALWAYS_FAIL,
+        Explanation(
+            "Not every journey ran ({subject}): the revision hung at the {detail} step",
+            "The run's deadline (`timeouts.run_s`) passed while journeys were still waiting on the revision, "
+            "though it left them all the time their SLA allows: the revision stopped answering at that step (a "
+            "blocked event loop, a handler awaiting a dependency that never answers, instances saturated). "
+            "Nothing is known of the journeys that did not run, so the verdict is `fail` under every `fail-on` "
+            "and nothing is promoted.",
+            "Find the step in the revision's logs at the time of the run and what it waited on; the revision "
+            "is promoted only once every configured journey runs to its end.",
+        ),
+        ReadmeRow(
+            "not every configured journey ran to its end: the run's deadline (`timeouts.run_s`) cut some short "
+            "or never let them start",
+            "`run_s` shorter than health plus one `journey.sla_s` per phase of users (P1, a configuration "
+            "problem), or the revision hung at the step named (P0)",
+            "raise `timeouts.run_s` to the `run_s needed` in the evidence, or lower `journey.users`; otherwise "
+            "read the revision's logs at that step",
         ),
     ),
     KindInfo(

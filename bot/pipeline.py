@@ -32,7 +32,7 @@ from bot import (
 from bot import baseline as baseline_stage
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.kinds import GateClass
-from bot.probe import journey
+from bot.probe import completeness, journey
 from bot.progress import Progress
 from bot.results import (
     Baseline,
@@ -320,15 +320,15 @@ def _measure_baseline(
 
 # Performance alone warns under the default `fail_on: correctness`: a shared runner's noise must not block a deploy.
 PERFORMANCE_KINDS = kinds.having(gate=GateClass.PERFORMANCE)
-# The run tested other code than the deploy: fails under every `fail_on`, and is never promoted.
+# The run did not test (all of) the deploy: fails under every `fail_on`, and is never promoted.
 ALWAYS_FAIL_KINDS = kinds.having(gate=GateClass.ALWAYS_FAIL)
 
 
 def exit_code(run: Run, settings: Settings) -> ExitCode:
     """The gate's policy (README, "Severity and exit codes"); it also decides whether promotion may happen.
 
-    Version skew and an untested revision always fail: the run tested other code than the deploy, so it says
-    nothing about it. A missed
+    Version skew, an untested revision and journeys that did not all run always fail: the run did not test (all
+    of) the deploy, so it says nothing about it. A missed
     performance target fails only with ``fail_on: any``; otherwise it is a warning (shared runners are noisy).
     """
     if any(action.error for action in run.traffic_actions):
@@ -383,12 +383,19 @@ def apply_gate(
 
 def _gate_refusal(run: Run, action: str) -> str | None:
     """Why traffic must not move, or None. Only a revision reached at a URL serving it alone was tested, and
-    skewed code says nothing about the revision: neither is ever promoted (whatever `fail-on` says)."""
+    skewed code says nothing about the revision: neither is ever promoted (whatever `fail-on` says). Nor is a
+    revision whose configured journeys did not all reach their completion event, whatever the verdict says."""
     target = run.target
     if target.tested_alone is False:
         return (
             f"refused to {action}: revision {target.revision} was not tested (only the service URL, shared "
             f"with other revisions, could be reached): traffic left unchanged"
+        )
+    if action == "promote" and not completeness.completed((s.total_ms for s in run.samples), run.users):
+        ran = sum(1 for s in run.samples if s.total_ms is not None)
+        return (
+            f"refused to promote {target.revision}: only {ran} of {run.users} journeys ran to the end, so the "
+            "revision was not tested: traffic left unchanged"
         )
     if action == "promote":
         skew = [f for f in run.findings if f.kind is Kind.VERSION_SKEW]

@@ -93,14 +93,41 @@ def comment_marker(service: str) -> str:
     return f"{_MARKER_PREFIX}comment service={_marker_value(service)} -->"
 
 
-def issue_marker(fingerprint: str) -> str:
-    """The hidden line that identifies the open issue for a finding's fingerprint."""
-    return f"{_MARKER_PREFIX}issue fingerprint={_marker_value(fingerprint)} -->"
+# The track of an incident when nothing names another one; markers written before tracks existed carry none and
+# belong to it, and its markers are still written without ``track=`` (so old and new versions agree).
+DEFAULT_TRACK = "production"
+
+
+def _track_part(track: str) -> str:
+    return "" if track == DEFAULT_TRACK else f" track={_marker_value(track, 100)}"
+
+
+def issue_marker(fingerprint: str, track: str = DEFAULT_TRACK) -> str:
+    """The hidden line that identifies the issue of an incident: its root cause's fingerprint and its track."""
+    return f"{_MARKER_PREFIX}issue fingerprint={_marker_value(fingerprint)}{_track_part(track)} -->"
 
 
 def issue_comment_marker(fingerprint: str, run_id: str) -> str:
-    """The hidden line of a recurrence or recovery comment: lets a re-run see it already commented."""
+    """The hidden line of a recurrence comment written before recurrence and recovery had markers of their own
+    (still recognised; no longer written)."""
     return f"{_MARKER_PREFIX}issue-comment fingerprint={_marker_value(fingerprint)} run={_marker_value(run_id, 100)} -->"
+
+
+def recurrence_marker(fingerprint: str, run_key: str, track: str = DEFAULT_TRACK) -> str:
+    """The hidden line of a "seen again" comment: one per workflow run (a re-run finds it and posts no second)."""
+    return (
+        f"{_MARKER_PREFIX}issue-recurrence fingerprint={_marker_value(fingerprint)}{_track_part(track)} "
+        f"run={_marker_value(run_key, 100)} -->"
+    )
+
+
+def recovery_marker(fingerprint: str, episode: int, track: str = DEFAULT_TRACK) -> str:
+    """The hidden line of a "recovered" comment: one per episode of the incident (it is opened or reopened once
+    per episode), so neither a re-run nor a close that keeps failing posts a second one."""
+    return (
+        f"{_MARKER_PREFIX}issue-recovery fingerprint={_marker_value(fingerprint)}{_track_part(track)} "
+        f"episode={episode} -->"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,16 +655,24 @@ def render_issue(
     max_chars: int = 65_000,
     templates_dir: Path | None = None,
     trail: Trail = NO_TRAIL,
+    track: str = DEFAULT_TRACK,
+    related: Sequence[Finding] = (),
+    previous_url: str | None = None,
 ) -> str:
-    """The body of the P0 issue for ``finding``, carrying ``issue_marker(finding.fingerprint)``."""
+    """The body of the P0 issue of an incident: ``finding`` is its root cause (its marker carries the root's
+    fingerprint and the track), ``related`` the findings downstream of it, ``previous_url`` an issue a person
+    closed as not planned that this one follows."""
     return _render_capped(
         _environment_for(templates_dir),
         "issue.md.j2",
         run,
         max_chars=min(max_chars, GITHUB_COMMENT_LIMIT),
-        required=lambda detail: {"marker": issue_marker(finding.fingerprint)},
-        extra=lambda detail: {"finding": finding, "trail": trail},
-    )
+        required=lambda detail: {"marker": issue_marker(finding.fingerprint, track)},
+        extra=lambda detail: {
+            "finding": finding, "trail": trail, "track": track, "related": tuple(related),
+            "previous_url": previous_url,
+        },
+    )  # fmt: skip
 
 
 def render_issue_update(
@@ -647,16 +682,18 @@ def render_issue_update(
     max_chars: int = 65_000,
     templates_dir: Path | None = None,
     trail: Trail = NO_TRAIL,
+    track: str = DEFAULT_TRACK,
+    related: Sequence[Finding] = (),
 ) -> str:
-    """The comment on an open issue when its finding recurs: revision, commit, PR, run link, time, evidence."""
-    marker = issue_comment_marker(finding.fingerprint, trail.run_key or run.run_id)
+    """The comment on an open issue when its incident recurs: revision, commit, PR, run link, time, evidence."""
+    marker = recurrence_marker(finding.fingerprint, trail.run_key or run.run_id, track)
     return _render_capped(
         _environment_for(templates_dir),
         "issue_update.md.j2",
         run,
         max_chars=min(max_chars, GITHUB_COMMENT_LIMIT),
         required=lambda detail: {"marker": marker},
-        extra=lambda detail: {"finding": finding, "trail": trail},
+        extra=lambda detail: {"finding": finding, "trail": trail, "track": track, "related": tuple(related)},
     )
 
 
@@ -667,21 +704,24 @@ def render_recovery(
     passes: int,
     templates_dir: Path | None = None,
     trail: Trail = NO_TRAIL,
+    track: str = DEFAULT_TRACK,
+    episode: int = 0,
 ) -> str:
-    """The comment posted before closing an issue whose finding has not recurred for ``passes`` runs."""
-    marker = issue_comment_marker(finding.fingerprint, trail.run_key or run.run_id)
+    """The comment posted before closing an issue whose incident has not recurred on its track for ``passes``
+    runs (its marker names the episode: one recovery comment per episode)."""
+    marker = recovery_marker(finding.fingerprint, episode, track)
     env = _environment_for(templates_dir)
     output = _render(
         env,
         "recovery.md.j2",
-        _context(run, _LEVELS[0], finding=finding, marker=marker, passes=passes, trail=trail),
+        _context(run, _LEVELS[0], finding=finding, marker=marker, passes=passes, trail=trail, track=track),
     )
     return _require(output, "recovery.md.j2", [marker])
 
 
-def issue_title(run: Run, finding: Finding) -> str:
-    """A plain-text issue title (titles are not markdown) within GitHub's 256 characters."""
-    title = f"{finding.severity.value}: {finding.title} ({run.target.service})"
+def issue_title(run: Run, finding: Finding, track: str = DEFAULT_TRACK) -> str:
+    """A plain-text issue title (titles are not markdown) within GitHub's 256 characters, naming the track."""
+    title = f"{finding.severity.value}: {finding.title} ({run.target.service}, {track})"
     title = markdown.plain_line(title).replace("`", "")
     return title if len(title) <= 256 else title[:255] + "…"
 

@@ -371,8 +371,10 @@ class Run:
 
 
 def verdict_for(findings: Iterable[Finding]) -> Verdict:
-    severities = {f.severity for f in findings}
-    if Severity.P0 in severities:
+    """`pass` and `degraded` speak for every journey: a run in which some did not run is `fail`."""
+    found = list(findings)
+    severities = {f.severity for f in found}
+    if Severity.P0 in severities or any(f.kind is Kind.JOURNEYS_INCOMPLETE for f in found):
         return Verdict.FAIL
     if severities:
         return Verdict.DEGRADED

@@ -511,6 +511,26 @@ class GitHubSettings(_Section):
     # After editing the sticky comment, wait this long and read it again: a concurrent run's edit that landed
     # meanwhile is merged instead of lost (GitHub has no conditional edit).
     settle_s: float = Field(default=1.0, ge=0, le=30)
+    # The incident track: only a pass on the same track closes its issue. Default: the tested Cloud Run tag, else
+    # pr-N for pull_request events, else the branch (the default branch is `production`).
+    track: str | None = None
+    # An issue a person closed as not planned (or duplicate) is never reopened; after this many failing runs in a
+    # row a new issue is filed that links it.
+    reopen_after_runs: int = Field(default=3, ge=1, le=100)
+    # Requests one listing of issues may make (100 issues each); reaching it is a warning naming this key.
+    max_list_requests: int = Field(default=30, ge=1, le=1000)
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,99}", v):
+            raise ValueError(
+                f"expected a track name of letters, digits, '.', '_', '-' or '/' (at most 100, e.g. production, "
+                f"canary, pr-42), got {v!r}"
+            )
+        return v
 
 
 class GateSettings(_Section):

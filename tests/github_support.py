@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import github as pygithub
 
-from bot import github, publish
+from bot import github, publish, report
 from bot.results import Run
 from bot.settings import GitHubSettings
 from tests import samples
@@ -37,9 +38,27 @@ def passing(*, run_id: str = "200-1", revision: str = "chat-backend-00043-abc", 
 
 
 def publish_run(
-    server: GitHubStandIn, run: Run, *, pr: int | None, settings: GitHubSettings = SETTINGS
+    server: GitHubStandIn,
+    run: Run,
+    *,
+    pr: int | None,
+    settings: GitHubSettings = SETTINGS,
+    track: str = report.DEFAULT_TRACK,
+    run_key: str | None = None,
+    attempt: int = 1,
 ) -> publish.PublishOutcome:
-    return publish.publish(gh=client(server), repo_name=REPO, run=run, pr=pr, settings=settings, backoff_s=0)
+    """One run's publishing; ``run_key`` is ``GITHUB_RUN_ID`` and ``attempt`` ``GITHUB_RUN_ATTEMPT``."""
+    return publish.publish(
+        gh=client(server), repo_name=REPO, run=run, pr=pr, settings=settings, backoff_s=0, track=track,
+        trail=report.Trail(run_key=run_key), run_attempt=attempt,
+    )  # fmt: skip
+
+
+def requests_during(server: GitHubStandIn, publishing: Callable[[], object]) -> int:
+    """How many requests the stand-in received while ``publishing`` ran."""
+    before = len(server.requests)
+    publishing()
+    return len(server.requests) - before
 
 
 def issue_comments(server: GitHubStandIn, number: int) -> list[str]:

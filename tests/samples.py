@@ -458,6 +458,20 @@ def event_missing() -> Run:
     )
 
 
+def stalled(run_id: str = RUN_ID) -> Run:
+    """Only the completion event arrives for every user: four events missing after one stall."""
+    base = event_missing()
+    checks = [c for c in base.checks if c.failure is None]
+    for user in range(1, USERS + 1):
+        for name in ("agent_started", "agent_thinking", "tool_executing", "tool_completed"):
+            failure = Failure(Kind.EVENT_MISSING, f"agent_completed arrived without {name}.", detail=name)
+            checks.append(CheckResult(f"event {name}", Step.AGENT, Status.FAIL, None, user, "", failure))
+    findings = diagnose(checks, service=base.target.service)
+    return replace(
+        base, run_id=run_id, checks=tuple(checks), findings=findings, verdict=verdict_for(findings)
+    )
+
+
 def event_order() -> Run:
     return _agent_failure(
         Step.AGENT,

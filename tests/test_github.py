@@ -109,6 +109,15 @@ def test_find_pr__push_of_a_merge_finds_the_merged_pr(standin: GitHubStandIn, tm
     assert github.find_pr(gh=client(standin), repo_name=REPO, ctx=ctx, explicit_pr=None) == merged
 
 
+def test_find_pr__push_of_a_commit_a_stacked_pr_merely_contains_finds_no_pr(
+    standin: GitHubStandIn, tmp_path: Path
+) -> None:
+    stacked = standin.add_pull(head_sha="c" * 40, associate=False)  # its head is a later commit on top of SHA
+    standin.repo().commit_pulls[SHA] = [stacked]
+    ctx = _ctx("push", {"after": SHA}, tmp_path)
+    assert github.find_pr(gh=client(standin), repo_name=REPO, ctx=ctx, explicit_pr=None) is None
+
+
 def test_find_pr__push_without_pr_is_none(standin: GitHubStandIn, tmp_path: Path) -> None:
     ctx = _ctx("push", {"after": SHA}, tmp_path)
     assert github.find_pr(gh=client(standin), repo_name=REPO, ctx=ctx, explicit_pr=None) is None
@@ -420,9 +429,9 @@ def test_publish__rate_limit_wait_over_budget_fails_fast(standin: GitHubStandIn)
 def test_publish__rate_limit_persisting_is_github_error(standin: GitHubStandIn) -> None:
     pr = standin.add_pull(head_sha=SHA)
     standin.fail(COMMENTS, status=429, method="GET", times=10, headers={"Retry-After": "0"})
-    with pytest.raises(GitHubError, match="list the comments"):
+    with pytest.raises(GitHubError, match=r"list the comments.*still limited after waiting once"):
         publish_run(standin, failing(), pr=pr)
-    assert standin.count("GET", COMMENTS) == 3
+    assert standin.count("GET", COMMENTS) == 2, "a rate limit is waited out once per request"
 
 
 def test_publish__unreachable_github_is_github_error() -> None:
@@ -480,3 +489,133 @@ def test_github_standin__urls_point_at_itself(standin: GitHubStandIn) -> None:
     pull = gh.get_repo(REPO).get_pull(pr)
     assert pull.head.repo.full_name == REPO  # completes the lazy object from the stand-in's answer
     assert pull.url.startswith(standin.api_url) and pull.html_url.startswith(standin.server_url)
+
+
+# -- tracks --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("explicit", "tag", "tested", "event", "payload", "ref", "expected"),
+    [
+        ("canary", "pr-7", True, "pull_request", {"number": 7}, None, "canary"),  # github.track wins
+        (None, "pr-7", True, "push", {}, "refs/heads/main", "pr-7"),  # the tag whose URL was tested
+        (None, "pr-7", False, "pull_request", {"number": 8}, None, "pr-8"),  # a tag not tested at its URL
+        (None, None, False, "pull_request", {"pull_request": {"number": 9}}, None, "pr-9"),
+        (
+            None,
+            None,
+            False,
+            "push",
+            {"repository": {"default_branch": "trunk"}},
+            "refs/heads/trunk",
+            "production",
+        ),
+        (None, None, False, "push", {}, "refs/heads/main", "production"),
+        (None, None, False, "push", {}, "refs/heads/release/1.2", "release/1.2"),
+        (None, None, False, "schedule", {}, "refs/heads/main", "production"),
+        (None, None, False, None, None, None, "production"),
+    ],
+)
+def test_track_for__explicit_then_tag_then_pr_then_branch(
+    tmp_path: Path,
+    explicit: str | None,
+    tag: str | None,
+    tested: bool,
+    event: str | None,
+    payload: dict[str, object] | None,
+    ref: str | None,
+    expected: str,
+) -> None:
+    ctx = _ctx(event, payload, tmp_path, **({"ref": ref} if ref else {}))
+    assert github.track_for(explicit=explicit, tag=tag, tag_tested=tested, ctx=ctx) == expected
+
+
+# -- waits and pages -----------------------------------------------------------------------------------------------
+
+
+def test_settle_wait__excludes_the_time_slept_on_a_rate_limit() -> None:
+    # Retry-After: 20 while reading: the gap was 20.4 s, of which 20 s asleep; a concurrent writer's gap is 0.4 s.
+    assert github.settle_wait(1.0, gap_s=20.4, slept_s=20.0) == pytest.approx(1.0)
+    assert github.settle_wait(0.3, gap_s=2.5, slept_s=0.0) == pytest.approx(5.0)
+    assert github.settle_wait(0.3, gap_s=0.1, slept_s=0.0) == pytest.approx(0.3)
+
+
+def test_client__primary_rate_limit_waits_for_the_reset_once(standin: GitHubStandIn) -> None:
+    standin.primary_rate_limit(ISSUES, reset_in_s=0)
+    outcome = publish_run(standin, failing(), pr=None)
+    assert len(outcome.issue_urls) == 1
+    listings = [r.status for r in standin.requests if r.method == "GET" and r.path == ISSUES]
+    assert listings[:2] == [403, 200]
+
+
+def test_client__retry_after_is_honoured_and_counted(standin: GitHubStandIn) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    standin.secondary_rate_limit(COMMENTS, method="GET", retry_after=1)
+    counter = github.RequestCounter()
+    gh = github.client(
+        token=standin.token, base_url=standin.api_url, retries=2, backoff_factor=0, counter=counter
+    )
+    slept = github.retry_slept_s()
+    publish.publish(gh=gh, repo_name=REPO, run=failing(), pr=pr, settings=SETTINGS, backoff_s=0)
+    assert github.retry_slept_s() - slept == pytest.approx(1.0)
+    assert counter.total == len(standin.requests)
+    assert len(standin.comments(pr)) == 1
+
+
+def test_list_json__pages_past_ten_to_the_end(standin: GitHubStandIn) -> None:
+    for n in range(1_050):
+        standin.add_issue(title=f"issue {n}", body="", labels=("golden-path",))
+    items = github.list_json(
+        client(standin), ISSUES, {"state": "open", "labels": "golden-path", "per_page": 100}
+    )
+    assert len(items) == 1_050
+    assert standin.count("GET", ISSUES) == 11
+
+
+def test_list_json__warns_naming_the_budget_when_reached(standin: GitHubStandIn) -> None:
+    for n in range(250):
+        standin.add_issue(title=f"issue {n}", body="")
+    warnings: list[str] = []
+    items = github.list_json(
+        client(standin),
+        ISSUES,
+        {"per_page": 100},
+        max_requests=2,
+        what="the open issues",
+        warn=warnings.append,
+    )
+    assert len(items) == 200 and standin.count("GET", ISSUES) == 2
+    (warning,) = warnings
+    assert (
+        "github.max_list_requests" in warning
+        and "after 2 requests" in warning
+        and "the open issues" in warning
+    )
+
+
+def test_publish__exit_3_keeps_what_succeeded(standin: GitHubStandIn) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    standin.fail(r"/repos/acme/chat-backend/issues/comments/\d+", status=500, method="GET", times=100)
+    with pytest.raises(publish.PublishFailed, match="read back") as caught:
+        publish_run(standin, failing(), pr=pr)
+    outcome = caught.value.outcome
+    (issue,) = standin.issues()
+    (comment,) = standin.comments(pr)
+    assert outcome.issue_urls == (f"{standin.server_url}/{REPO}/issues/{issue.number}",)
+    assert outcome.comment_url is not None and outcome.comment_url.endswith(f"#issuecomment-{comment.id}")
+    assert caught.value.exit_code is ExitCode.INFRASTRUCTURE
+
+
+def test_upsert_comment__the_settle_wait_leaves_out_a_rate_limit_sleep(standin: GitHubStandIn) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    settings = SETTINGS.model_copy(update={"settle_s": 1.0})
+    publish_run(standin, passing(run_id="1-1"), pr=pr, settings=settings)
+    standin.secondary_rate_limit(
+        r"/repos/acme/chat-backend/issues/comments/\d+", method="PATCH", retry_after=20
+    )
+    with waits.recorded() as asked:
+        publish_run(standin, passing(run_id="2-1"), pr=pr, settings=settings)
+    # Retry-After: 20 on the edit costs 20 s and the settle its own 1 s (it used to be 2 x 20 s more).
+    assert [(w.why, w.seconds) for w in asked] == [("github retry", 20.0), ("github comment settle", 1.0)]
+    edits = [r.status for r in standin.requests if r.method == "PATCH"]
+    assert edits == [403, 200]

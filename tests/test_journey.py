@@ -329,8 +329,14 @@ def test_probe__users_who_never_started_before_the_run_deadline_are_not_blamed()
             {"url": server.url},
         )
         outcome, findings = _run(settings)
-    # Health used the whole run: it is the finding; no user step that never ran is failed.
-    assert [(f.kind, f.step.value) for f in findings] == [(Kind.TIMEOUT, "health")]
+    # Health used the whole run: it is a finding, and so are the journeys that never ran (a configuration problem
+    # at run_s 1 s: P1, the gate still fails); no user step that never ran is failed.
+    assert [(f.kind, f.step.value, f.severity) for f in findings] == [
+        (Kind.TIMEOUT, "health", Severity.P1),
+        (Kind.JOURNEYS_INCOMPLETE, "login", Severity.P1),
+    ]
+    assert "0 of 2 journeys ran to the end; 2 were never started" in findings[1].observed
+    assert results.verdict_for(findings) is Verdict.FAIL
     user_checks = [c for c in outcome.checks if c.user is not None]
     assert user_checks and all(c.status is Status.SKIP for c in user_checks)
     assert all("not started" in c.summary for c in user_checks)

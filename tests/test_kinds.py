@@ -43,4 +43,8 @@ def test_kinds__a_performance_kind_never_says_the_serving_revision_is_broken():
 
 
 def test_kinds__only_always_fail_kinds_fail_under_every_fail_on():
-    assert kinds.having(gate=GateClass.ALWAYS_FAIL) == {Kind.VERSION_SKEW, Kind.REVISION_NOT_TESTED}
+    assert kinds.having(gate=GateClass.ALWAYS_FAIL) == {
+        Kind.VERSION_SKEW,
+        Kind.REVISION_NOT_TESTED,
+        Kind.JOURNEYS_INCOMPLETE,
+    }

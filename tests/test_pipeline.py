@@ -17,6 +17,12 @@ FINDINGS = {
     "version-skew": [(Kind.VERSION_SKEW, Step.HEALTH)],
     "version-skew + perf": [(Kind.VERSION_SKEW, Step.HEALTH), (Kind.PERF_TARGET_MISSED, Step.PERFORMANCE)],
     "ws-auth-rejected (P0)": [(Kind.WS_AUTH_REJECTED, Step.CONNECT)],
+    "journeys-incomplete (run_s too short)": [(Kind.JOURNEYS_INCOMPLETE, Step.AGENT, "run-s")],
+    "journeys-incomplete (revision hung)": [(Kind.JOURNEYS_INCOMPLETE, Step.CONNECT, "connect")],
+    "journeys-incomplete + perf": [
+        (Kind.JOURNEYS_INCOMPLETE, Step.LOGIN, "run-s"),
+        (Kind.PERF_TARGET_MISSED, Step.PERFORMANCE),
+    ],
 }
 # README "Severity and exit codes": exit code under fail-on correctness (default) / any / p0.
 POLICY = {
@@ -26,21 +32,24 @@ POLICY = {
     "version-skew": (1, 1, 1),
     "version-skew + perf": (1, 1, 1),
     "ws-auth-rejected (P0)": (1, 1, 1),
+    "journeys-incomplete (run_s too short)": (1, 1, 1),
+    "journeys-incomplete (revision hung)": (1, 1, 1),
+    "journeys-incomplete + perf": (1, 1, 1),
 }
 
 
 def run_with(case: str) -> results.Run:
     findings = tuple(
         results.Finding(
-            fingerprint=diagnose.fingerprint("chat", kind),
-            severity=diagnose.severity_for(kind, step),
+            fingerprint=diagnose.fingerprint("chat", kind, *detail),
+            severity=diagnose.severity_for(kind, step, *detail),
             kind=kind,
             step=step,
             title=kind.value,
             cause="",
             remediation="",
         )
-        for kind, step in FINDINGS[case]
+        for kind, step, *detail in FINDINGS[case]
     )
     return replace(
         samples.healthy(), findings=findings, verdict=results.verdict_for(findings), traffic_actions=()
@@ -72,3 +81,11 @@ def test_apply_gate__version_skew_never_promotes_whatever_fail_on_says():
     run = run_with("version-skew")
     # cloud_run=None: any attempt to move traffic would fail loudly; the gate must not even try.
     assert pipeline.apply_gate(run, settings, cloud_run=None, log=lambda _m: None) is run
+
+
+def test_verdict_for__journeys_that_did_not_all_run_are_never_pass_or_degraded():
+    for case in ("journeys-incomplete (run_s too short)", "journeys-incomplete + perf"):
+        run = run_with(case)
+        assert run.findings[0].severity is results.Severity.P1  # a configuration problem: no P0 issue
+        assert run.verdict is results.Verdict.FAIL
+    assert run_with("journeys-incomplete (revision hung)").findings[0].severity is results.Severity.P0

@@ -137,8 +137,8 @@ def deploys(
     return Deploys(standin, tmp_path, broken, healthy)
 
 
-def _ours(standin: GitHubStandIn, fingerprint: str = FINGERPRINT) -> list[Issue]:
-    marker = report.issue_marker(fingerprint)
+def _ours(standin: GitHubStandIn, fingerprint: str = FINGERPRINT, track: str = "production") -> list[Issue]:
+    marker = report.issue_marker(fingerprint, track)
     return [i for i in standin.issues() if report.has_marker(i.body or "", marker)]
 
 
@@ -360,7 +360,8 @@ def test_publish__every_surface_links_the_others(deploys: Deploys, standin: GitH
     recurrence, recovery = (c.body for c in standin.comments(issue.number))
     assert all(link in recurrence for link in (pull, commit, f"{server}/actions/runs/502"))
     assert f"{server}/actions/runs/503" in recovery and pull in recovery
-    assert report.has_marker(recurrence, report.issue_comment_marker(FINGERPRINT, "502"))
+    assert report.has_marker(recurrence, report.recurrence_marker(FINGERPRINT, "502"))
+    assert report.has_marker(recovery, report.recovery_marker(FINGERPRINT, 0))
     history = standin.comments(pr)[0].body
     assert f"{server}/issues/{issue.number}" in history
 
@@ -455,3 +456,72 @@ def test_publish__action_with_debug_logging_prints_the_request_count(
     assert main(["action"], env=env, stdout=out, stderr=err) == 1
     assert f"GitHub requests: {len(standin.requests)}" in err.getvalue()
     assert len(_open(standin)) == 1
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    """The step outputs as the runner reads GITHUB_OUTPUT (``name=value`` lines and ``name<<DELIMITER`` blocks;
+    later ones win)."""
+    found: dict[str, str] = {}
+    lines = iter(path.read_text(encoding="utf-8").splitlines())
+    for line in lines:
+        name, equals, single = line.partition("=")
+        if equals and "<<" not in name:
+            found[name] = single
+            continue
+        name, _, delimiter = line.partition("<<")
+        value: list[str] = []
+        for text in lines:
+            if text == delimiter:
+                break
+            value.append(text)
+        found[name] = "\n".join(value)
+    return found
+
+
+def test_publish__exit_3_outputs_list_what_succeeded(
+    deploys: Deploys, standin: GitHubStandIn, tmp_path: Path
+) -> None:
+    config = tmp_path / "action.yml"
+    config.write_text(CONFIG)
+    pr = standin.add_pull(head_sha=SHA)
+    standin.fail(COMMENT, status=500, method="GET", times=1_000)  # reading the edited comment back fails
+    env = {
+        "GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": REPO, "GITHUB_TOKEN": standin.token,
+        "GITHUB_API_URL": standin.api_url, "GITHUB_SERVER_URL": standin.server_url, "GITHUB_RUN_ID": "9",
+        "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        "INPUT_URL": deploys.broken.url, "INPUT_SERVICE": "chat-backend", "INPUT_CONFIG": str(config),
+        "INPUT_JWT-SECRET": SECRET, "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_PR": str(pr),
+    }  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["action"], env=env, stdout=out, stderr=err) == 3
+    outputs = _outputs(tmp_path / "output")
+    (issue,) = _open(standin)
+    (comment,) = standin.comments(pr)
+    assert outputs["verdict"] == "fail"
+    assert outputs["issue-urls"] == f"{standin.server_url}/{REPO}/issues/{issue.number}"
+    assert outputs["comment-url"].endswith(f"/pull/{pr}#issuecomment-{comment.id}")
+    assert "read back the golden-path comment" in outputs["error"]
+
+
+def test_publish__steady_passing_runs_cost_at_most_6_requests(
+    deploys: Deploys, standin: GitHubStandIn
+) -> None:
+    pr = standin.add_pull(head_sha=SHA)
+    assert deploys.run("1", pr=pr).code == 1
+    assert deploys.run("2", pr=pr, ok=True).code == 0  # recovers: the issue is closed
+    steady = deploys.run("3", pr=pr, ok=True)
+    assert steady.code == 0
+    assert steady.requests <= 6, steady.err
+    (issue,) = _ours(standin)
+    assert issue.state == "closed" and len(standin.comments(issue.number)) == 1
+
+
+def test_publish__a_track_set_in_the_config_keeps_incidents_apart(
+    deploys: Deploys, standin: GitHubStandIn
+) -> None:
+    assert deploys.run("1", extra_config="  track: canary\n").code == 1
+    assert deploys.run("2", ok=True).code == 0  # production passes: the canary's incident stays open
+    (issue,) = _ours(standin, track="canary")
+    assert issue.state == "open" and issue.title.endswith("(chat-backend, canary)")
+    assert deploys.run("3", ok=True, extra_config="  track: canary\n").code == 0
+    assert issue.state == "closed" and issue.state_reason == "completed"

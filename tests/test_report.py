@@ -501,7 +501,7 @@ def test_render_issue__fits_github_limit() -> None:
     for text in (report.render_issue(run, run.findings[0]), report.render_issue_update(run, run.findings[0])):
         assert len(text) <= 65_000
         assert "Evidence omitted to fit GitHub's comment limit" in text
-    assert report.has_marker(text, report.issue_comment_marker(run.findings[0].fingerprint, run.run_id))
+    assert report.has_marker(text, report.recurrence_marker(run.findings[0].fingerprint, run.run_id))
 
 
 def test_evidence__long_values_are_cut_visibly() -> None:

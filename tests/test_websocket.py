@@ -207,9 +207,12 @@ def test_probe__the_run_deadline_keeps_the_evidence_and_the_isolation_finding():
     with hostile_ws.running(leak_then_stall) as url:
         checks, findings, took = _probe(url, **{"journey.event_timeout_s": 60, "timeouts.run_s": 2})
     kinds = {f.kind for f in findings}
-    assert Kind.ISOLATION_LEAK in kinds and Kind.TIMEOUT in kinds
-    timeout = next(f for f in findings if f.kind is Kind.TIMEOUT)
-    assert "agent_started" in timeout.evidence["events received"]
+    assert Kind.ISOLATION_LEAK in kinds and Kind.JOURNEYS_INCOMPLETE in kinds
+    # run_s (2 s) is shorter than the SLA: the cut is the configuration's, not the revision's, yet what the stream
+    # showed stays in the evidence.
+    cut = next(f for f in findings if f.kind is Kind.JOURNEYS_INCOMPLETE)
+    assert "agent_started" in cut.evidence["user 1: events received"]
+    assert [c.status for c in checks if c.id == "events"] == [Status.NOT_VERIFIED, Status.NOT_VERIFIED]
     assert not any(c.status is Status.FAIL for c in checks if c.id in ("login", "handshake", "message"))
     assert [c.status for c in checks if c.id == "answer"] == [Status.SKIP, Status.SKIP]
     assert took < 6

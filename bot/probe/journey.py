@@ -23,7 +23,7 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 
 from bot import auth, expressions, judge, protocol, tracing, untrusted
-from bot.probe import http_probe
+from bot.probe import completeness, http_probe, isolation
 from bot.probe import websocket as ws_probe
 from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
@@ -35,6 +35,9 @@ FRAME_CHARS = 1000  # per frame kept
 OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
 ANSWER_CHARS = 1_000_000  # a streamed answer longer than this is cut (memory stays bounded under a flood)
 ERROR_CLOSE_WAIT_S = 1.0  # after an error frame, how long to wait for the close that says "auth refused"
+# The check without a token: its upgrade's deadline is at most this share of timeouts.run_s (and
+# websocket.open_timeout_s); it runs beside the users, so it never delays them.
+NEGATIVE_SHARE = 0.1
 
 
 @dataclass(slots=True)
@@ -48,6 +51,20 @@ class UserJourney:
     # stream is judged after the phase, so judging one user never delays the frames other users are receiving.
     started: float = 0.0
     received: float | None = None
+    end: completeness.End = completeness.End.RAN
+    subject: str | None = None  # the identity's subject once logged in ("" when the token names none)
+
+    def proofs(self) -> frozenset[str]:
+        """What showed the stream was this user's: the owner fields events named, and ``nonce`` when echoed."""
+        if self.stream is None:
+            return frozenset()
+        return frozenset(self.stream.owned_by | ({"nonce"} if self.stream.own_nonce_seen else set()))
+
+    def ending(self) -> completeness.JourneyEnd:
+        if self.stream is not None and self.stream.cut:  # cut while waiting for the agent's events
+            return completeness.JourneyEnd(self.user, completeness.End.CUT, Step.AGENT)
+        step = Step.LOGIN if self.end is completeness.End.NOT_STARTED else self.step
+        return completeness.JourneyEnd(self.user, self.end, step)
 
     def add(
         self,
@@ -171,12 +188,21 @@ async def probe(
         if version is not None:
             checks.append(version)
 
-        negative: ws_probe.NegativeOutcome | None = None
+        # The check without a token runs beside the users under its own short deadline: it never delays them.
+        negative_task: asyncio.Task[ws_probe.NegativeOutcome] | None = None
         if settings.websocket.negative_auth_check and settings.auth.mode != "none":
-            negative = await _negative(
-                settings, base_url=base_url, deadline=deadline, redactor=redactor, trace=trace, extra=extra
+            negative_deadline = min(deadline, loop.time() + NEGATIVE_SHARE * timeouts.run_s)
+            negative_task = asyncio.create_task(
+                _negative(
+                    settings,
+                    base_url=base_url,
+                    deadline=negative_deadline,
+                    redactor=redactor,
+                    trace=trace,
+                    extra=extra,
+                )
             )
-            checks.append(negative.check)
+        before_users_s = timeouts.run_s - max(0.0, deadline - loop.time())
 
         ctx = Context(
             settings,
@@ -192,16 +218,39 @@ async def probe(
             extra,
             frozenset(nonces.values()),
         )
-        for phase in phases if phases is not None else user_phases(settings):
+        planned = phases if phases is not None else user_phases(settings)
+        for phase in planned:
             batch = [UserJourney(user) for user in phase]
             journeys.extend(batch)
             await asyncio.gather(*(_bounded(j, ctx) for j in batch))
             for journey in batch:
                 _judge(journey, ctx)
-        if negative is not None:
+        if negative_task is not None:
+            negative = await negative_task
+            checks.append(negative.check)
             await _explain_refusals(journeys, ctx, negative)
+    one_token = settings.auth.mode == "token" and settings.journey.users + settings.load.users > 1
+    indistinct = isolation.indistinct(
+        {j.user: j.subject for j in journeys if j.subject is not None}, one_token=one_token
+    )
     for journey in journeys:
-        checks.extend(journey.checks)
+        journey.checks = isolation.rejudged(
+            journey.checks, why=indistinct.get(journey.user), proofs=journey.proofs()
+        )
+    ends = [j.ending() for j in journeys]
+    first_cut = next((j for j, e in zip(journeys, ends, strict=True) if e.end is completeness.End.CUT), None)
+    unfinished = completeness.judge(
+        ends,
+        shown=completeness.shown_by(first_cut.checks, first_cut.user) if first_cut else None,
+        run_s=timeouts.run_s,
+        sla_s=settings.journey.sla_s,
+        phases=len([p for p in planned if p]),
+        before_users_s=before_users_s,
+    )
+    if unfinished is not None:
+        checks.append(unfinished)
+    for journey in journeys:
+        checks.extend(completeness.spared(journey.checks, unfinished))
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
     metrics = judge.metrics(samples, health_latencies, judge.targets(settings.targets))
     checks.extend(judge.performance(metrics))
@@ -279,7 +328,8 @@ async def _negative(
     timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - loop.time()))
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 2):
+        # The upgrade's deadline, the grace an accepted connection gets, and a moment to close it.
+        async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 0.5):
             outcome = await ws_probe.negative_check(
                 offer, timeout_s=timeout_s, redactor=redactor, extra_headers=extra
             )
@@ -347,6 +397,7 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
     """One user's journey under the whole run's deadline; what it showed so far is judged, never dropped."""
     if asyncio.get_running_loop().time() >= ctx.deadline:
         # Health (or an earlier phase) used the whole run: this user never started, so no step of it is blamed.
+        journey.end = completeness.End.NOT_STARTED
         journey.skip(("login", Step.LOGIN), *LATER_STEPS, why="not started: the run deadline had passed")
         return
     try:
@@ -355,6 +406,7 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
     except TimeoutError:
         if journey.received is not None:
             return  # the stream ended in time, only the close was cut short: judged after the phase (_judge)
+        journey.end = completeness.End.CUT
         failure = _run_deadline_failure(journey.step, ctx.settings.timeouts.run_s)
         done = {c.id for c in journey.checks}
         if journey.stream is not None and not journey.stream.judged:
@@ -377,7 +429,7 @@ def _run_deadline_failure(step: Step, run_s: float) -> Failure:
         Kind.TIMEOUT,
         f"The whole run's deadline ({run_s:.0f} s, timeouts.run_s) passed during the {step.value} step.",
         detail=step.value,
-        evidence={"deadline": f"{run_s:.0f} s"},
+        evidence={"deadline": f"{run_s:.0f} s"} | completeness.run_deadline_evidence(run_s),
     )
 
 
@@ -407,6 +459,7 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         journey.add("login", Step.LOGIN, Status.FAIL, duration_ms=elapsed_ms(started), failure=failure)
         journey.skip(*LATER_STEPS, why="no token")
         return
+    journey.subject = identity.subject
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 
@@ -525,6 +578,7 @@ async def _receive(
             while stream.completion is None and stream.failure is None:
                 raw = await connection.recv()
                 name = _take(stream, ctx, raw, at=connection.arrival(), owners=owners, nonces=nonces)
+                del raw  # a 4 MiB frame must not stay alive while the next one is read
                 if name is None:
                     continue
                 if name in cfg.error_events:
@@ -537,7 +591,8 @@ async def _receive(
     except TimeoutError:
         closed = ws_probe.own_close(connection)  # the client failed the connection before the deadline
         if closed is None:
-            stream.failure = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+            stalled = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+            stream.failure = replace(stalled, evidence=stalled.evidence | connection.flood_evidence())
         else:
             stream.failure = _closed_failure(
                 closed,
@@ -597,6 +652,7 @@ def _take(
     if leak is not None:
         _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
         return None
+    stream.owned_by.update(named)
     stream.run_id = stream.run_id or named.get("run")
     if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
         part = expressions.search(cfg.answer.expression, frame.body)
@@ -634,6 +690,7 @@ def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[A
     waiting_for = later[0].after if later else _waiting_for(stream, cfg)
     evidence = stream.evidence()
     if now >= ctx.deadline - 0.3:
+        stream.cut = True
         return (
             _run_deadline_failure(Step.AGENT, ctx.settings.timeouts.run_s)
             if not stream.arrivals
@@ -641,7 +698,7 @@ def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[A
                 Kind.TIMEOUT,
                 f"The run's deadline ({ctx.settings.timeouts.run_s:g} s) passed while waiting for `{waiting_for}`.",
                 detail=waiting_for,
-                evidence=evidence,
+                evidence=evidence | completeness.run_deadline_evidence(ctx.settings.timeouts.run_s),
             )
         )
     if now >= sla_deadline - 0.01:

@@ -54,6 +54,9 @@ class Stream:
     leaks: list[str] = field(default_factory=list)
     leak_count: int = 0
     owned: bool = False  # some event named its owner
+    owned_by: set[str] = field(
+        default_factory=set
+    )  # the owner fields (user, run, thread) events named as ours
     own_nonce_seen: bool = False
     answer_parts: list[str] = field(default_factory=list)
     answer_chars: int = 0
@@ -63,6 +66,7 @@ class Stream:
     last_expected: float = 0.0
     max_gap: float = 0.0
     judged: bool = False
+    cut: bool = False  # the run's deadline, not the stream, ended it
 
     def evidence(self) -> dict[str, str]:
         others = ", ".join(f"{name} ×{count}" for name, count in self.others.items())

@@ -36,12 +36,35 @@ CLIENT_CLOSES = {
     1002: "a frame that breaks the WebSocket protocol",
 }
 MAX_FRAME_BYTES = 2**22
+# Frames read ahead of recv() before reading pauses (it resumes once they are all taken): with 4 MiB frames about
+# 12 MiB wait at most (websockets' default of 16 let a flood of large frames grow the probe by 80 MiB). Small frames
+# read in one go are all queued whatever the limit: it bounds bytes only for large ones, which is what matters.
+MAX_QUEUE = 2
+# Our own bytes (pongs, the message, the close) a peer may leave unread before we stop reading from it: websockets
+# answers every ping at once without flow control, so a peer flooding pings and never reading grew the probe by
+# hundreds of MiB.
+WRITE_BACKLOG_BYTES = 2**20
+# How long close() may wait for the close handshake (and for a peer that never reads to take our close frame)
+# before the transport is aborted.
+CLOSE_DEADLINE_S = 2.0
 # How long an unauthenticated connection may stay open before we call it accepted.
 NEGATIVE_GRACE_S = 1.0
 _NO_REDACTION = Redactor()
 
 
 _DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
+class UpgradeWithoutRedirects(connect):
+    """``connect`` that never follows a redirect. websockets 17 follows up to 10 by default
+    (``WEBSOCKETS_MAX_REDIRECTS``, read once at import; 0 would refuse every upgrade) and, across origins, drops
+    only Authorization and Cookie: the offered subprotocols (``jwt.<token>``) and custom headers (an ID token in
+    X-Serverless-Authorization) would go to whatever host the ``Location`` names. Browsers fail an upgrade
+    answered 3xx, so a redirect is the answer under test: its ``InvalidStatus`` is raised as it came, whatever the
+    ``Location`` holds (another scheme, a relative path, garbage, nothing)."""
+
+    def process_redirect(self, exc: Exception) -> Exception | str:
+        return exc
 
 
 class StampedConnection(ClientConnection):
@@ -52,15 +75,53 @@ class StampedConnection(ClientConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._arrivals: deque[float] = deque()
+        self.pings = 0
+        self.stopped_reading = (
+            False  # the peer left WRITE_BACKLOG_BYTES of ours unread: we stopped reading it
+        )
 
     def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame) and event.fin and event.opcode in _DATA:  # not the handshake's Response
-            self._arrivals.append(self.loop.time())
+        if isinstance(event, Frame):  # not the handshake's Response
+            if event.fin and event.opcode in _DATA:
+                self._arrivals.append(self.loop.time())
+            elif event.opcode is Opcode.PING:
+                self.pings += 1
         super().process_event(event)
+
+    def flood_evidence(self) -> dict[str, str]:
+        """What a peer that floods us and does not read showed, for a finding's evidence; empty otherwise."""
+        if not self.stopped_reading:
+            return {}
+        return {
+            "pings received": f"{self.pings:,}",
+            "client stopped reading": f"the server left over {WRITE_BACKLOG_BYTES // 2**20} MiB of the client's "
+            "frames (pongs, the message) unread, so the client stopped reading from it",
+        }
 
     def arrival(self) -> float:
         """When the message ``recv()`` just returned was read off the socket (loop time)."""
         return self._arrivals.popleft() if self._arrivals else self.loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # may write pongs: websockets answers each ping at once, unthrottled
+        if self.transport.get_write_buffer_size() > WRITE_BACKLOG_BYTES:
+            # The peer does not read what we send: stop reading from it (its pings among the rest) until it does.
+            self.stopped_reading = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """The close handshake within ``CLOSE_DEADLINE_S``, then the transport is aborted: a peer that never reads
+        would otherwise hold close() (waiting to write the close frame) until the run's deadline."""
+        try:
+            async with asyncio.timeout(CLOSE_DEADLINE_S):
+                await super().close(code, reason)
+        except TimeoutError:
+            self.transport.abort()
 
 
 def own_close(connection: ClientConnection) -> ConnectionClosed | None:
@@ -119,15 +180,16 @@ async def open_connection(
     started = time.perf_counter()
     evidence = offer_evidence(offer)
     try:
-        connection = await connect(
+        connection = await UpgradeWithoutRedirects(
             offer.url,
             subprotocols=[Subprotocol(p) for p in offer.subprotocols] or None,
             additional_headers=[*offer.headers, *extra_headers],
             open_timeout=timeout_s,
             proxy=None,
             ping_interval=None,
-            close_timeout=2,
+            close_timeout=CLOSE_DEADLINE_S,
             max_size=MAX_FRAME_BYTES,
+            max_queue=MAX_QUEUE,
             # No permessage-deflate: 64 KiB read from the socket could inflate into hundreds of thousands of
             # frames that websockets queues at once (a flood of small frames grew the probe by 30+ MiB).
             compression=None,
@@ -192,6 +254,16 @@ def _status_failure(
     }
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="WebSocket upgrade", evidence=evidence)
+    if 300 <= code < 400:
+        location = response.headers.get("Location")
+        shown = redactor.clip(location, 500) if location is not None else "(none)"
+        return Failure(
+            Kind.WS_UPGRADE_STATUS,
+            f"The upgrade was answered with a redirect (HTTP {code}) instead of 101; browsers fail a WebSocket "
+            "upgrade answered 3xx, and golden-path does not follow it (nothing was sent to the Location).",
+            str(code),
+            evidence | {"location": shown},
+        )
     if code in (401, 403):
         return Failure(
             Kind.WS_AUTH_REJECTED,

@@ -10,6 +10,15 @@ issues (list with ``state``/``labels``/pagination, get, create, edit), issue com
 delete), labels (list, get, create, add to an issue as a bare JSON array or ``{"labels": [...]}``) and
 ``GET /search/issues``. Requests without the right token get 401; the token is never recorded.
 
+Permissions as GitHub's REST docs describe them: "Only users with push access can set labels for new issues.
+Labels are silently dropped otherwise." With :attr:`push_access` False the stand-in drops the labels of a new or
+edited issue that exist, refuses (403) a new issue naming a label that does not exist (as GitHub does, see
+github.com/orgs/community/discussions/197408) and refuses creating or adding labels. :attr:`labels_refused_with`
+answers any new issue that carries labels with 403 or 422 instead. :meth:`close_as_person` and
+:meth:`edit_as_person` are what a person does in the web UI (close as ``not_planned``/``duplicate``, remove the
+marker line). :attr:`search_refused_with` answers ``/search/issues`` with that status (GHES without a search
+index); :meth:`primary_rate_limit` is a 403 with ``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset``.
+
 Faults for tests: :meth:`fail` (a status for the next N matching requests, optionally *after* applying the
 write, as a 502 from a proxy may), :meth:`secondary_rate_limit`, :attr:`read_only` (403 "Resource not
 accessible by integration" on every write, as a fork PR's token gets), :attr:`user_endpoint_forbidden`
@@ -151,6 +160,9 @@ class GitHubStandIn(LoopbackServer):
         self.prefix = prefix.rstrip("/")
         self.default_per_page = per_page
         self.read_only = False
+        self.push_access = True  # False: labels on new issues are silently dropped (GitHub's documented rule)
+        self.labels_refused_with: int | None = None  # 403 or 422 for any new issue that carries labels
+        self.search_refused_with: int | None = None  # e.g. 503 or 422 from GHES without a search index
         self.latency_s = 0.0  # added before every answer, so concurrent clients overlap as on the real API
         # Timestamps: one second per tick of the stand-in clock, starting a day ago (``since`` filters work).
         self.epoch = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -298,6 +310,46 @@ class GitHubStandIn(LoopbackServer):
             )
             r.comments[comment.id] = comment
             return comment.id
+
+    def add_label(self, name: str, *, repo: str | None = None) -> None:
+        with self._lock:
+            self._ensure_label(self.repo(repo), name)
+
+    def heal(self) -> None:
+        """Drop every pending fault (GitHub is well again)."""
+        with self._lock:
+            self._faults.clear()
+
+    def close_as_person(
+        self, number: int, reason: str, *, login: str = "maintainer", repo: str | None = None
+    ) -> None:
+        """A person closes the issue in the web UI (``completed``, ``not_planned`` or ``duplicate``)."""
+        with self._lock:
+            issue = self.repo(repo).issues[number]
+            issue.closed = issue.updated = self._tick()
+            issue.state, issue.state_reason = "closed", reason
+            self.user(login)
+
+    def edit_as_person(self, number: int, body: str, *, repo: str | None = None) -> None:
+        """A person rewrites the issue's description (e.g. without the hidden marker line)."""
+        with self._lock:
+            issue = self.repo(repo).issues[number]
+            issue.body, issue.updated = body, self._tick()
+
+    def primary_rate_limit(self, path_regex: str, *, method: str | None = "GET", reset_in_s: int = 1) -> None:
+        """GitHub's primary rate limit: 403, ``x-ratelimit-remaining: 0`` and the reset time (epoch seconds)."""
+        headers = {
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": str(int(time.time()) + reset_in_s),
+            "x-ratelimit-used": "5000",
+        }
+        self.fail(
+            path_regex,
+            status=403,
+            method=method,
+            headers=headers,
+            message="API rate limit exceeded for installation ID 1234567.",
+        )
 
     def issues(self, *, repo: str | None = None, pulls: bool = False) -> list[Issue]:
         with self._lock:
@@ -741,9 +793,12 @@ class GitHubStandIn(LoopbackServer):
         state = query.get("state", "open")
         wanted = [w.strip().lower() for w in query.get("labels", "").split(",") if w.strip()]
         since = query.get("since")
+        creator = query.get("creator")
         found = []
         for issue in r.issues.values():
             if state != "all" and issue.state != state:
+                continue
+            if creator and issue.user.login.lower() != creator.lower():
                 continue
             if since and (self._iso(issue.updated) or "") < since:
                 continue
@@ -768,9 +823,14 @@ class GitHubStandIn(LoopbackServer):
         bad = [a for a in assignees if a not in self.assignable]
         if bad:
             raise _HTTPError(422, _validation("Issue", "assignees", "invalid", value=bad[0]))
-        labels = []
-        for label_name in body.get("labels") or []:
-            labels.append(self._ensure_label(r, label_name).name)
+        wanted = [str(x) for x in body.get("labels") or []]
+        if wanted and self.labels_refused_with == 422:
+            raise _HTTPError(422, _validation("Issue", "labels", "invalid", value=wanted[0]))
+        if wanted and self.labels_refused_with == 403:
+            raise _HTTPError(403, _error("Resource not accessible by integration"))
+        if not self.push_access and any(self._label(r, x) is None for x in wanted):
+            raise _HTTPError(403, _error("Resource not accessible by integration"))
+        labels = [self._ensure_label(r, x).name for x in wanted] if self.push_access else []
         now = self._tick()
         issue = Issue(
             number=self._next_number(r),
@@ -807,7 +867,7 @@ class GitHubStandIn(LoopbackServer):
             issue.title = body["title"]
         if "body" in body:
             issue.body = body["body"]
-        if "labels" in body:
+        if "labels" in body and self.push_access:
             issue.labels = [self._ensure_label(r, x).name for x in body["labels"]]
         if "assignees" in body:
             bad = [a for a in body["assignees"] or [] if a not in self.assignable]
@@ -897,6 +957,8 @@ class GitHubStandIn(LoopbackServer):
 
     def _create_label(self, query: dict[str, str], body: Any, name: str) -> tuple[int, dict[str, str], Any]:
         r = self._repo(name)
+        if not self.push_access:
+            raise _HTTPError(403, _error("Resource not accessible by integration"))
         if not isinstance(body, dict) or not body.get("name"):
             raise _HTTPError(422, _validation("Label", "name", "missing_field"))
         if self._label(r, body["name"]) is not None:
@@ -913,6 +975,8 @@ class GitHubStandIn(LoopbackServer):
     ) -> tuple[int, dict[str, str], Any]:
         r = self._repo(name)
         issue = self._issue(r, n)
+        if not self.push_access:
+            raise _HTTPError(403, _error("Resource not accessible by integration"))
         names = body.get("labels") if isinstance(body, dict) else body
         if not isinstance(names, list):
             raise _HTTPError(422, _validation("Label", "labels", "invalid"))
@@ -924,6 +988,8 @@ class GitHubStandIn(LoopbackServer):
         return 200, {}, [self.label_json(r, x) for x in (self._label(r, y) for y in issue.labels) if x]
 
     def _search_issues(self, query: dict[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
+        if self.search_refused_with is not None:
+            raise _HTTPError(self.search_refused_with, _error("Search is not available"))
         q = query.get("q", "")
         phrases = [p.lower() for p in re.findall(r'"([^"]*)"', q)]
         rest = re.sub(r'"[^"]*"', " ", q).split()

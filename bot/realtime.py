@@ -84,7 +84,7 @@ RULES: tuple[Rule, ...] = (
 class Shape:
     """What the journey does that the rules depend on."""
 
-    websocket: bool = True  # it opens a WebSocket (the only transport golden-path speaks today)
+    websocket: bool = True  # it opens a WebSocket (also Socket.IO's upgrade)
     reconnects: bool = False  # a user connects again during the journey
     polling: bool = (
         False  # Socket.IO's long-polling: several requests per session that must meet one instance
@@ -92,9 +92,15 @@ class Shape:
 
 
 def shape_of(settings: Settings) -> Shape:
-    """The journey's shape: every journey opens a WebSocket (the only transport today, so none polls); it
-    reconnects when a turn says so (``journey.turns[].reconnect``)."""
-    return Shape(reconnects=any(turn.reconnect for turn in settings.journey.turns))
+    """The journey's shape: a WebSocket (``transport: websocket``, or Socket.IO allowed to upgrade), Socket.IO's
+    long-polling, and a reconnect when a turn says so (``journey.turns[].reconnect``)."""
+    socketio = settings.transport == "socketio"
+    return Shape(
+        websocket=settings.transport == "websocket"
+        or (socketio and "websocket" in settings.socketio.transports),
+        reconnects=any(turn.reconnect for turn in settings.journey.turns),
+        polling=socketio and "polling" in settings.socketio.transports,
+    )
 
 
 def readme_rows() -> list[str]:

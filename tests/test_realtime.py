@@ -194,3 +194,10 @@ def test_shape_of__a_journey_whose_turn_reconnects_reconnects():
     turns = [{"message": "hi"}, {"message": "again", "reconnect": True}]
     settings = Settings(journey={"turns": turns})  # type: ignore[arg-type]
     assert realtime.shape_of(settings).reconnects
+
+
+def test_shape_of__socketio_polls_and_upgrades_sse_does_neither():
+    socketio = realtime.shape_of(Settings(transport="socketio"))  # type: ignore[call-arg]
+    assert socketio.polling and socketio.websocket
+    sse = realtime.shape_of(Settings(transport="sse"))  # type: ignore[call-arg]
+    assert not (sse.polling or sse.websocket)

@@ -28,6 +28,7 @@ from bot import (
     impact,
     kinds,
     publish,
+    realtime,
     report,
     results,
     server_logs,
@@ -179,6 +180,12 @@ def execute(
             )
         target, ready = resolution.target, resolution.ready
         checks.extend(resolution.checks)
+        judged, notes = realtime.judge(
+            target.settings, settings=settings, service=target.service, region=target.region
+        )
+        checks.extend(judged)
+        if target.settings is not None:
+            target = replace(target, settings=replace(target.settings, notes=notes))
     else:
         assert settings.url is not None
         with progress.phase("resolve"):
@@ -203,6 +210,7 @@ def execute(
         users = shard.last_user - shard.first_user + 1
     samples: tuple[JourneySample, ...] = ()
     health_samples: tuple[float, ...] = ()
+    held = None
     if ready:
         where = f" (shard {shard.index}/{shard.count})" if shard else ""
         log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}{where}")
@@ -222,7 +230,7 @@ def execute(
         checks.extend(_with_invoker(outcome.checks, invoker))
         metrics = outcome.metrics
         serving_version = outcome.serving_version
-        samples, health_samples = outcome.samples, outcome.health_samples
+        samples, health_samples, held = outcome.samples, outcome.health_samples, outcome.hold
         baseline_url = baseline_stage.url_for(settings.baseline, target)
         if baseline_url is not None and shard is None:  # a shard's users are a part: merge judges the whole
             with progress.phase("baseline"), progress.waiting(f"the same journeys at {baseline_url}"):
@@ -277,6 +285,7 @@ def execute(
         samples=samples,
         health_samples=health_samples,
         shard=shard,
+        hold=held,
     )
     return _with_server_logs(
         run, settings, reader=logs_reader, credentials=credentials, tokens=tokens, log=log
@@ -394,6 +403,8 @@ def _measure_baseline(
 
 # Performance alone warns under the default `fail_on: correctness`: a shared runner's noise must not block a deploy.
 PERFORMANCE_KINDS = kinds.having(gate=GateClass.PERFORMANCE)
+# Advice about a setting warns under `correctness` too (README, "Cloud Run settings for real-time").
+WARNING_KINDS = kinds.having(gate=GateClass.WARNING)
 # The run did not test (all of) the deploy: fails under every `fail_on`, and is never promoted.
 ALWAYS_FAIL_KINDS = kinds.having(gate=GateClass.ALWAYS_FAIL)
 
@@ -414,7 +425,7 @@ def exit_code(run: Run, settings: Settings) -> ExitCode:
         return ExitCode.PASS
     if settings.gate.fail_on == "p0" and run.verdict is Verdict.DEGRADED:
         return ExitCode.PASS
-    if settings.gate.fail_on == "correctness" and seen <= PERFORMANCE_KINDS:
+    if settings.gate.fail_on == "correctness" and seen <= PERFORMANCE_KINDS | WARNING_KINDS:
         return ExitCode.PASS
     return ExitCode.FAILED
 

@@ -109,6 +109,8 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
         {metric.id: metric.target for metric in first.metrics},
         {metric.id: metric.label for metric in first.metrics},
     )
+    earliest = min(shards, key=lambda run: run.started_at)  # its first request came first after the deploy
+    metrics += tuple(m for m in earliest.metrics if m.id in judge.ONCE_METRICS)
     checks.extend(judge.performance(metrics))
     service = first.target.service
     findings = diagnose.diagnose(checks, service=service)
@@ -134,6 +136,7 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
         health_samples=health,
         shard=None,
         merged_from=tuple(run.run_id for run in shards),
+        hold=next((run.hold for run in shards if run.hold is not None), None),  # one user held it
         traffic_actions=(),
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError, ParseError
 
-PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64")
+PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64", "turn")
 TOKEN_PLACEHOLDERS = ("token", "token_b64")
 # A template's parts: `{{` and `}}` (literal braces), and `{name}` placeholders. `}}` is a literal `}` only when it
 # closes a `{{`: a JSON template ends with `}}` (two closing objects) and always has.
@@ -30,6 +30,7 @@ _SAMPLE = {
     "nonce": "n-1",
     "token": "eyJ.sample.token",
     "token_b64": "ZXlK",
+    "turn": "1",
 }
 
 

@@ -7,12 +7,13 @@ arrival stamps, and the timings); these functions turn records into CheckResults
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from bot import expressions, protocol
 from bot.probe.record import EVIDENCE_CHARS, Stream
 from bot.results import CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
-from bot.settings import JourneySettings, TargetsSettings
+from bot.settings import JourneySettings, TargetsSettings, TurnSettings
 from bot.untrusted import Redactor
 
 # id, label, target field of TargetsSettings (None: measured, no target). Each id is a field of JourneySample,
@@ -37,10 +38,13 @@ def events(stream: Stream, cfg: JourneySettings, *, user: int) -> list[CheckResu
         return [CheckResult("events", Step.AGENT, Status.FAIL, None, user, "", stream.failure)]
     checks = []
     missing = [e for e in cfg.expected_events if e not in stream.arrivals and e not in cfg.optional_events]
+    until = (
+        f"the server ended the stream with `{stream.ended}`" if stream.ended else f"`{cfg.completion_event}`"
+    )
     for name in missing:
         failure = Failure(
             Kind.EVENT_MISSING,
-            f"`{name}` was not received before `{cfg.completion_event}`.",
+            f"`{name}` was not received before {until}.",
             detail=name,
             evidence=stream.evidence(),
         )
@@ -85,6 +89,82 @@ def isolation(stream: Stream, cfg: JourneySettings, *, user: int) -> CheckResult
     return CheckResult("isolation", Step.ISOLATION, Status.NOT_VERIFIED, None, user, f"not verified: {why}")
 
 
+def answer_of(stream: Stream, cfg: JourneySettings) -> tuple[str, str]:
+    """(the answer, '') of a completed stream, or ('', why there is none)."""
+    if stream.completion is None:
+        return "", f"no `{cfg.completion_event}`"
+    if cfg.answer.stream_event is not None:
+        return protocol.answer_text(stream.answer_parts or None)
+    return protocol.answer_text(expressions.search(cfg.answer.expression, stream.completion.body))
+
+
+def _where(cfg: JourneySettings) -> str:
+    if cfg.answer.stream_event is not None:
+        return f"`{cfg.answer.expression}` over `{cfg.answer.stream_event}` events"
+    return f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
+
+
+def expectation(
+    stream: Stream,
+    turn: TurnSettings,
+    cfg: JourneySettings,
+    *,
+    user: int,
+    values: Mapping[str, str],
+    previous: str | None,
+    redactor: Redactor,
+) -> CheckResult | None:
+    """The turn's ``expect`` (a regular expression on the answer) and ``expect_expression`` (JMESPath, true on
+    the completion frame); None when the turn expects nothing or has no answer to judge. Failing after a reconnect
+    is ``session-lost``: the conversation did not survive the new connection."""
+    if turn.expect is None and turn.expect_expression is None:
+        return None
+    text, problem = answer_of(stream, cfg)
+    if problem or stream.completion is None:
+        return None  # the answer check already says why
+    wrong = []
+    if turn.expect is not None:
+        pattern = expressions.substitute(
+            turn.expect, lambda name: re.escape(values[name]) if name in values else None
+        )
+        if re.search(pattern, text) is None:
+            wrong.append(f"does not match `{turn.expect}`")
+    if turn.expect_expression is not None:
+        value = expressions.search(turn.expect_expression, stream.completion.body)
+        if value in (None, False, "", [], {}):
+            wrong.append(f"`{turn.expect_expression}` is not true on `{cfg.completion_event}`")
+    if not wrong:
+        summary = "as expected: " + ", ".join(
+            x for x in (turn.expect and f"matches `{turn.expect}`", turn.expect_expression) if x
+        )
+        return CheckResult("expect", Step.ANSWER, Status.PASS, None, user, summary)
+    evidence = {
+        "answer": redactor.clip(text, EVIDENCE_CHARS),
+        "expected": "; ".join(x for x in (turn.expect, turn.expect_expression) if x),
+        "turn": f"{stream.turn}: {redactor.clip(turn.message, 300)}",
+    }
+    if previous is not None:
+        evidence["previous answer"] = redactor.clip(previous, EVIDENCE_CHARS)
+    if stream.reconnected:
+        evidence["reconnected"] = f"as the same user to thread {values.get('thread_id', '?')}"
+        failure = Failure(
+            Kind.SESSION_LOST,
+            f"After reconnecting as the same user to the same thread, turn {stream.turn}'s answer "
+            + " and ".join(wrong)
+            + ": the conversation was not kept.",
+            detail=f"turn-{stream.turn}",
+            evidence=evidence,
+        )
+    else:
+        failure = Failure(
+            Kind.ANSWER_UNEXPECTED,
+            f"Turn {stream.turn}'s answer " + " and ".join(wrong) + ".",
+            detail=f"turn-{stream.turn}",
+            evidence=evidence,
+        )
+    return CheckResult("expect", Step.ANSWER, Status.FAIL, None, user, "", failure)
+
+
 def answer(
     stream: Stream, cfg: JourneySettings, *, user: int, nonces: protocol.Nonces, redactor: Redactor
 ) -> CheckResult:
@@ -93,12 +173,8 @@ def answer(
     completion = stream.completion
     if completion is None:
         return CheckResult("answer", Step.ANSWER, Status.SKIP, None, user, f"no `{cfg.completion_event}`")
-    if cfg.answer.stream_event is not None:
-        text, problem = protocol.answer_text(stream.answer_parts or None)
-        where = f"`{cfg.answer.expression}` over `{cfg.answer.stream_event}` events"
-    else:
-        text, problem = protocol.answer_text(expressions.search(cfg.answer.expression, completion.body))
-        where = f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
+    text, problem = answer_of(stream, cfg)
+    where = _where(cfg)
     evidence = {"completion frame": redactor.clip(completion.raw, EVIDENCE_CHARS), "answer expression": where}
     if problem:
         failure = Failure(Kind.ANSWER_EMPTY, f"No answer: {problem} ({where}).", evidence=evidence)

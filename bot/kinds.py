@@ -36,6 +36,8 @@ class Kind(StrEnum):
     EVENT_ERROR = "event-error"
     ANSWER_EMPTY = "answer-empty"
     ANSWER_CANNED = "answer-canned"
+    ANSWER_UNEXPECTED = "answer-unexpected"  # a turn's `expect` / `expect_expression` did not hold
+    SESSION_LOST = "session-lost"  # after a reconnect, the conversation was forgotten
     SLA_EXCEEDED = "sla-exceeded"
     ISOLATION_LEAK = "isolation-leak"
     REVISION_NOT_READY = "revision-not-ready"
@@ -108,6 +110,7 @@ class KindInfo:
 
 PRIVATE = "trust that their conversation stays private (other users may see their events)"
 UNAUTHENTICATED = "rely on the chat being closed to strangers (it accepts connections without a token)"
+CONVERSATION = "continue a conversation after their connection drops (the backend forgets it on reconnect)"
 
 _TABLE: tuple[KindInfo, ...] = (
     KindInfo(
@@ -404,6 +407,42 @@ _TABLE: tuple[KindInfo, ...] = (
             "the real agent did not run: missing LLM key, a mock left on, a swallowed exception",
             "check the revision's environment and the logs for the exception",
         ),
+    ),
+    KindInfo(
+        Kind.ANSWER_UNEXPECTED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The answer is not what the turn expects",
+            "The answer arrived, but it does not match the turn's `expect` (or its `expect_expression` is "
+            "false): the agent answered something else, or the answer's shape changed.",
+            "Compare the answer in the evidence with `journey.turns[].expect`; check the revision's prompt, "
+            "model and tools for the change.",
+        ),
+        ReadmeRow(
+            "a turn's answer does not match its `expect`",
+            "the agent answered something else, or the answer's shape changed",
+            "compare the answer with `journey.turns[].expect`; check prompt, model and tools",
+        ),
+    ),
+    KindInfo(
+        Kind.SESSION_LOST,
+        SeverityRule.P0,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The conversation was lost on reconnect",
+            "After the client reconnected as the same user to the same thread, the answer no longer shows "
+            "what the conversation held before: the session lives in one instance's memory, and Cloud Run "
+            "routed the new connection elsewhere (or restarted the instance).",
+            "Keep sessions in a store every instance reads (Redis/Memorystore, Firestore, a database) keyed by "
+            "the thread, not in process memory; session affinity is only best effort.",
+        ),
+        ReadmeRow(
+            "a reconnect forgot the conversation",
+            "sessions kept in one instance's memory; the reconnect reached another instance",
+            "keep sessions in a shared store keyed by thread (Redis, Firestore)",
+        ),
+        capability=CONVERSATION,
     ),
     KindInfo(
         Kind.SLA_EXCEEDED,

@@ -294,7 +294,16 @@ class WebSocketSettings(_Section):
     path: str = "/ws"
     token: TokenSettings = Field(default_factory=TokenSettings)
     require_subprotocol_echo: bool = True  # browsers drop a connection whose offered protocols get no echo
-    negative_auth_check: bool = True  # connecting without a token must be refused
+    # The check without credentials: it runs the journey's opening steps (upgrade, then the frames sent before
+    # the first expected event) anonymously; a refusal at any of them passes, the journey's events fail it.
+    negative_auth_check: bool = True
+    auth_close_codes: tuple[int, ...] = (
+        1008,
+        4001,
+        4003,
+        4401,
+        4403,
+    )  # close codes that mean "not authorised"
     open_timeout_s: float = Field(default=10, gt=0, le=120)
 
     @field_validator("path")
@@ -339,7 +348,10 @@ class FrameSettings(_Section):
     """One frame the client sends: a JSON template, optionally once a given event has arrived."""
 
     frame: str
-    after: str | None = None
+    after: str | None = None  # sent once this event has arrived on the connection (at once if it already has)
+    # turn: sent on every turn (the message); connection: once per connection, before the turn's frames
+    # (graphql-ws connection_init), so a turn on the same connection does not send it again.
+    each: Literal["turn", "connection"] = "turn"
 
     @field_validator("frame")
     @classmethod
@@ -374,6 +386,34 @@ class OwnerSettings(_Section):
         return _expression(v)
 
 
+class TurnSettings(_Section):
+    """One message of a conversation: sent on the journey's connection (or a new one, with `reconnect`)."""
+
+    message: str
+    # The answer must match this regular expression ({nonce}, {thread_id}, {user} filled in, regex-escaped).
+    expect: str | None = None
+    # ...and/or this JMESPath must be true on the completion frame, e.g. `length(data.sources) > `0``.
+    expect_expression: str | None = None
+    # Close the connection first and reconnect as the same user to the same thread: Cloud Run may route the new
+    # connection to another instance. An expectation that fails after a reconnect is `session-lost`.
+    reconnect: bool = False
+
+    @field_validator("expect")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(expressions.render_text(v, {p: "x" for p in expressions.PLACEHOLDERS}))
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise ValueError(f"{shown(v)} is not a valid regular expression ({exc})") from None
+        return v
+
+    @field_validator("expect_expression")
+    @classmethod
+    def _expr(cls, v: str | None) -> str | None:
+        return _expression(v)
+
+
 class JourneySettings(_Section):
     name: str = "AI chat"
     profile: str = profiles.DEFAULT  # a built-in profile: the base the other keys override
@@ -389,6 +429,15 @@ class JourneySettings(_Section):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     owner: OwnerSettings = Field(default_factory=OwnerSettings)
     canned_patterns: tuple[str, ...] = (r"^Agent response for:", r"^I'm sorry, I (?:cannot|can't) help")
+    # Events that end the stream (graphql-ws `complete`): one arriving before the completion event ends the turn
+    # at once, with the missing events as `event-missing`, instead of waiting out event_timeout_s.
+    end_events: tuple[str, ...] = ()
+    # Which frames count for "longest gap between events" once the first expected event arrived: expected events,
+    # repeats (deltas) included, so a stall mid-answer shows (expected); or every frame, heartbeats too (all).
+    gap: Literal["expected", "all"] = "expected"
+    # Several messages in one conversation: each awaited to its completion and judged on its own. Empty: one turn
+    # with `message`.
+    turns: tuple[TurnSettings, ...] = ()
     event_timeout_s: float = Field(default=30, gt=0, le=600)  # since the last expected event
     sla_s: float = Field(default=45, gt=0, le=600)
     # All shards' users together; one runner handles about 1,000 (README: Performance), shards go further.
@@ -431,6 +480,11 @@ class JourneySettings(_Section):
             raise ValueError(f"unknown profile {v!r}; expected one of: {', '.join(profiles.names())}")
         return v
 
+    @property
+    def conversation(self) -> tuple[TurnSettings, ...]:
+        """The turns to run: `turns`, or one turn with `message`."""
+        return self.turns or (TurnSettings(message=self.message),)
+
     @field_validator("event_name")
     @classmethod
     def _event_name(cls, v: str) -> str:
@@ -457,6 +511,13 @@ class JourneySettings(_Section):
             stray = [e for e in getattr(self, key) if e not in expected]
             if stray:
                 raise ValueError(f"{key} {stray} must be among expected_events {expected}")
+        stray = [e for e in self.end_events if e in expected]
+        if stray:
+            raise ValueError(f"end_events {stray} must not be among expected_events {expected}")
+        if self.turns and self.turns[0].reconnect:
+            raise ValueError(
+                "turns.0.reconnect: the first turn opens the connection; reconnect from turn 2 on"
+            )
         if self.answer.stream_event is not None and self.answer.stream_event not in expected:
             raise ValueError(
                 f"answer.stream_event {self.answer.stream_event!r} must be one of expected_events"

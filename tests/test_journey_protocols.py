@@ -34,6 +34,14 @@ FAST = {
     "journey": {"users": 3, "event_timeout_s": 1.5},
     "websocket": {"open_timeout_s": 2},
     "timeouts": {"connect_s": 2, "request_s": 2, "run_s": 20},
+    # Speed is not what these tests judge (a shared 2-core machine is noisy): targets out of the way.
+    "targets": {
+        "api_ms": 60000,
+        "handshake_ms": 60000,
+        "agent_startup_ms": 60000,
+        "processing_ms": 60000,
+        "total_ms": 60000,
+    },
 }
 
 
@@ -83,6 +91,11 @@ def test_probe__graphql_subscription_server_passes_with_the_token_in_connection_
         assert [c.status for c in checks(outcome, check_id)] == [Status.PASS] * 3, check_id
     answers = [c.summary for c in checks(outcome, "answer")]
     assert all("2 + 2 = 4" in a for a in answers), answers
+    negative = checks(outcome, "auth-negative")[0]  # anonymous connection_init refused as the protocol says
+    assert (negative.status, negative.summary) == (
+        Status.PASS,
+        "refused without a token (close 4403 after `connection_init`)",
+    )
 
 
 GRAPHQL_FAULTS = {
@@ -92,6 +105,8 @@ GRAPHQL_FAULTS = {
     "empty": "svc:answer-empty",
     "cross-talk": "svc:isolation-leak",
     "close-after-accept": "svc:ws-closed-early:done",
+    "end-early": "svc:event-missing:done",  # `complete` without `done`: at once, not a timeout
+    "anonymous": "svc:ws-unauthenticated-accepted",  # acknowledged without a token, then served
 }
 
 
@@ -100,6 +115,56 @@ def test_probe__graphql_fault_gives_its_own_kind(fault: str):
     with AsgiServer(graphql_chat.create_app(secret=SECRET, fault=fault)) as server:
         _, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
     assert GRAPHQL_FAULTS[fault] in findings, findings
+    if fault != "anonymous":
+        assert "svc:ws-unauthenticated-accepted" not in findings
+
+
+def test_probe__graphql_stream_ended_without_done_is_missing_at_once_with_what_arrived():
+    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault="end-early")) as server:
+        settings = settings_for(GRAPHQL, server.url, journey={"event_timeout_s": 60, "users": 1})
+        outcome, findings = run(settings, Credentials(secret=SECRET))
+    assert findings == ["svc:event-missing:done"]
+    failure = checks(outcome, "event done")[0].failure
+    assert failure is not None
+    assert failure.message == "`done` was not received before the server ended the stream with `complete`."
+    assert failure.evidence["events received"] == "delta"
+    assert checks(outcome, "answer")[0].status is Status.SKIP
+
+
+def test_probe__negative_check_turned_off_shows_as_not_run_disabled():
+    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
+        settings = settings_for(GRAPHQL, server.url, websocket={"negative_auth_check": False})
+        outcome, findings = run(settings, Credentials(secret=SECRET))
+    assert findings == []
+    negative = checks(outcome, "auth-negative")[0]
+    assert (negative.status, negative.summary) == (
+        Status.SKIP,
+        "disabled (websocket.negative_auth_check: false)",
+    )
+
+
+TURNS = "Example: a conversation of two turns with a reconnect between them"
+
+
+def test_probe__two_turns_with_a_reconnect_pass_when_the_backend_keeps_the_conversation():
+    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
+        outcome, findings = run(settings_for(TURNS, server.url), Credentials(secret=SECRET))
+    assert findings == []
+    assert [c.status for c in checks(outcome, "reconnect (turn 2)")] == [Status.PASS] * 3
+    assert [c.status for c in checks(outcome, "expect (turn 2)")] == [Status.PASS] * 3
+    latencies = [c.duration_ms for c in checks(outcome, "events (turn 2)")]
+    assert len(latencies) == 3 and all(ms is not None and ms > 0 for ms in latencies)  # latency per turn
+
+
+def test_probe__two_turns_with_a_reconnect_fail_session_lost_when_the_backend_forgets():
+    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault="forget-sessions")) as server:
+        outcome, findings = run(settings_for(TURNS, server.url), Credentials(secret=SECRET))
+    assert findings == ["svc:session-lost:turn-2"], findings
+    finding = diagnose.diagnose(outcome.checks, service="svc")[0]
+    assert finding.severity.value == "P0" and finding.occurrences == 3
+    assert "This is a new conversation" in finding.evidence["answer"]
+    assert "marmalade" in finding.evidence["previous answer"]
+    assert finding.evidence["reconnected"].startswith("as the same user to thread golden-path-")
 
 
 def test_probe__graphql_query_braces_reach_the_server_as_written():
@@ -137,7 +202,7 @@ REALTIME_FAULTS = {
     "empty": "svc:answer-empty",
     "cross-talk": "svc:isolation-leak",
     "close-after-accept": "svc:ws-closed-early:response.done",
-    "end-early": "svc:ws-closed-early:response.done",
+    "end-early": "svc:event-missing:response.output_text.done",  # `response.done` (incomplete) came early
 }
 
 
@@ -146,6 +211,35 @@ def test_probe__fastapi_fault_gives_its_own_kind(fault: str):
     with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault=fault)) as server:
         _, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
     assert REALTIME_FAULTS[fault] in findings, findings
+    if fault != "anonymous":
+        assert "svc:ws-unauthenticated-accepted" not in findings
+
+
+@pytest.mark.parametrize(("gap", "at_least_ms"), [("expected", 550), ("all", 550)])
+def test_probe__a_stall_between_deltas_is_the_longest_gap(gap: str, at_least_ms: float):
+    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault="pause")) as server:
+        outcome, findings = run(
+            settings_for(REALTIME, server.url, journey={"gap": gap}), Credentials(secret=SECRET)
+        )
+    assert findings == []
+    metric = next(m for m in outcome.metrics if m.id == "event_gap_ms")
+    assert metric.max is not None and metric.max >= at_least_ms, metric
+
+
+def test_probe__turns_on_one_connection_each_judge_their_own_answer():
+    turns = [
+        {"message": "first question"},
+        {"message": "second question", "expect": "second question -> 4"},
+        {"message": "third question", "expect": "^nothing like this$"},
+    ]
+    with AsgiServer(fastapi_realtime.create_app(secret=SECRET)) as server:
+        settings = settings_for(REALTIME, server.url, journey={"turns": turns, "users": 2})
+        outcome, findings = run(settings, Credentials(secret=SECRET))
+    assert findings == ["svc:answer-unexpected:turn-3"], findings
+    assert [c.status for c in checks(outcome, "expect (turn 2)")] == [Status.PASS] * 2
+    assert [c.status for c in checks(outcome, "handshake")] == [Status.PASS] * 2
+    assert not checks(outcome, "reconnect (turn 2)")  # one connection for every turn
+    assert all("third question" in c.summary for c in checks(outcome, "answer (turn 3)"))
 
 
 def test_probe__auth_refused_after_accept_names_where_the_token_travels():
@@ -213,6 +307,7 @@ def test_probe__separate_auth_service_gives_each_user_its_own_identity(oauth: tu
     subjects = sorted(c.summary.rsplit(" ", 1)[1] for c in checks(outcome, "login"))
     assert subjects == sorted(CLIENTS)  # one client each: distinct identities, so isolation means something
     assert [c.status for c in checks(outcome, "isolation")] == [Status.PASS] * 3
+    assert checks(outcome, "auth-negative")[0].status is Status.PASS
     assert sorted(log.read_text().split()) == sorted(CLIENTS)  # one grant per client, form-encoded
     text = json.dumps([c.summary for c in outcome.checks])
     assert not any(secret in text for secret in CLIENTS.values())
@@ -265,6 +360,8 @@ def test_probe__a_refused_client_is_login_failed_naming_the_auth_service(oauth: 
         ("canned-answer", "svc:answer-canned"),
         ("cross-talk", "svc:isolation-leak"),
         ("close-early", "svc:ws-closed-early:agent_completed"),
+        ("empty-answer", "svc:answer-empty"),
+        ("accept-unauthenticated", "svc:ws-unauthenticated-accepted"),
     ],
 )
 def test_probe__chat_backend_faults_behind_the_auth_service_keep_their_kind(

@@ -95,3 +95,74 @@ def test_metrics_and_performance__a_p95_over_its_target_is_one_missed_target_at_
     (check,) = judge.performance(metrics)
     assert check.step is Step.PERFORMANCE and check.failure is not None
     assert (check.failure.kind, check.failure.detail) == (Kind.PERF_TARGET_MISSED, "handshake_ms")
+
+
+def test_expectation__placeholders_are_filled_escaped_and_a_match_passes():
+    turn = build_settings(
+        {"journey": {"turns": [{"message": "a"}, {"message": "b", "expect": "code {nonce}"}]}}
+    )
+    spec = turn.journey.conversation[1]
+    stream = _stream(EVENTS, answer=f"The code {OWN}.")
+    check = judge.expectation(
+        stream, spec, CFG, user=1, values={"nonce": OWN}, previous=None, redactor=Redactor()
+    )
+    assert check is not None and check.status is Status.PASS
+    assert (
+        judge.expectation(
+            _stream(EVENTS),
+            turn.journey.conversation[0],
+            CFG,
+            user=1,
+            values={},
+            previous=None,
+            redactor=Redactor(),
+        )
+        is None
+    )  # a turn that expects nothing has no expectation check
+
+
+def test_expectation__a_miss_is_answer_unexpected_and_after_a_reconnect_session_lost():
+    spec = build_settings(
+        {"journey": {"turns": [{"message": "remember x"}, {"message": "?", "expect": "x"}]}}
+    )
+    turn = spec.journey.conversation[1]
+    stream = _stream(EVENTS, answer="I do not know.")
+    stream.turn = 2
+    check = judge.expectation(stream, turn, CFG, user=1, values={}, previous="noted: x", redactor=Redactor())
+    assert check is not None and check.failure is not None
+    assert (check.failure.kind, check.failure.detail) == (Kind.ANSWER_UNEXPECTED, "turn-2")
+    stream.reconnected = True
+    check = judge.expectation(stream, turn, CFG, user=1, values={}, previous="noted: x", redactor=Redactor())
+    assert check is not None and check.failure is not None
+    assert check.failure.kind is Kind.SESSION_LOST
+    assert check.failure.evidence["previous answer"] == "noted: x"
+
+
+def test_expectation__a_jmespath_condition_on_the_completion_frame():
+    turn = build_settings(
+        {
+            "journey": {
+                "turns": [
+                    {"message": "m", "expect_expression": "data.result == 'The capital of France is Paris.'"}
+                ]
+            }
+        }
+    ).journey.conversation[0]
+    ok = judge.expectation(_stream(EVENTS), turn, CFG, user=1, values={}, previous=None, redactor=Redactor())
+    bad = judge.expectation(
+        _stream(EVENTS, answer="Lyon"), turn, CFG, user=1, values={}, previous=None, redactor=Redactor()
+    )
+    assert ok is not None and ok.status is Status.PASS
+    assert bad is not None and bad.failure is not None and bad.failure.kind is Kind.ANSWER_UNEXPECTED
+
+
+def test_events__a_stream_ended_by_an_end_event_names_it():
+    stream = _stream(EVENTS[:2])
+    stream.ended = "complete"
+    checks = judge.events(stream, CFG, user=1)
+    missing = {c.id: c.failure for c in checks}[f"event {CFG.completion_event}"]
+    assert missing is not None and missing.kind is Kind.EVENT_MISSING
+    assert (
+        missing.message
+        == f"`{CFG.completion_event}` was not received before the server ended the stream with `complete`."
+    )

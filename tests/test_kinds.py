@@ -32,6 +32,7 @@ def test_p0_kinds__are_the_kinds_whose_rule_is_p0_wherever_seen():
         Kind.ISOLATION_LEAK,
         Kind.WS_UNAUTHENTICATED_ACCEPTED,
         Kind.IAM_DENIED,
+        Kind.SESSION_LOST,
     } == P0_KINDS
     assert all(severity_for(kind, Step.HEALTH) is Severity.P0 for kind in P0_KINDS)
 

@@ -519,3 +519,36 @@ def test_build_settings__login_at_another_service_with_a_form_and_header_names_k
     assert build_settings({"auth": {"login": {"url": "http://127.0.0.1:8080/t"}}}).auth.login.where.endswith(
         "/t"
     )
+
+
+@pytest.mark.parametrize(
+    ("journey", "key", "expected"),
+    [
+        ({"turns": [{"message": "a", "reconnect": True}]}, "journey", "the first turn opens the connection"),
+        (
+            {"turns": [{"message": "a", "expect": "(unclosed"}]},
+            "journey.turns.0.expect",
+            "not a valid regular expression",
+        ),
+        ({"end_events": ["agent_completed"]}, "journey", "must not be among expected_events"),
+        ({"gap": "some"}, "journey.gap", "'expected' or 'all'"),
+        (
+            {"send": [{"frame": '{"type": "x"}', "each": "run"}]},
+            "journey.send.0.each",
+            "'turn' or 'connection'",
+        ),
+    ],
+)
+def test_build_settings__conversation_mistakes_name_the_key(
+    journey: dict[str, object], key: str, expected: str
+):
+    with pytest.raises(ConfigError) as caught:
+        build_settings({"journey": journey})
+    assert caught.value.key == key
+    assert expected in caught.value.reason
+
+
+def test_build_settings__without_turns_the_conversation_is_one_turn_with_the_message():
+    journey = build_settings({"journey": {"message": "hello"}}).journey
+    assert [t.message for t in journey.conversation] == ["hello"]
+    assert journey.gap == "expected"

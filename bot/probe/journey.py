@@ -1,8 +1,10 @@
-"""The golden path for N simulated users at once: login -> connect -> send -> agent events -> answer.
+"""The golden path for N simulated users at once: login -> connect -> (send -> agent events -> answer) per turn.
 
-The probe is a small interpreter of the journey's steps over the protocol profile (``bot.protocol``): send the
-configured frames, read events with the profile's expressions, and record what happened (``bot.probe.record``:
-each stream with arrival stamps, the timings, how a handshake or a stream ended). The pure judge (``bot.judge``)
+The probe is a small interpreter of the journey's steps (drawn in ``bot.probe.transport``) over the protocol
+profile (``bot.protocol``): log in, open a session, run each turn of the conversation (``bot.probe.turn``: send
+the turn's frames, read events with the profile's expressions), reconnect between turns when asked, and record
+what happened (``bot.probe.record``: each turn's stream with arrival stamps, the timings, how a handshake or a
+stream ended). The pure judge (``bot.judge``)
 turns the records into checks after each phase: events, isolation, answer, SLA, metrics and performance.
 ``probe()`` runs health once, the users concurrently (and an optional load phase). Every wait has a deadline:
 the event deadline (since the last *expected* event), the journey SLA and one over the whole probe
@@ -17,26 +19,23 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import httpx
-from websockets.exceptions import ConnectionClosed
 
 from bot import auth, expressions, judge, protocol, tracing, untrusted
 from bot.probe import completeness, http_probe, isolation
+from bot.probe import negative as negative_probe
+from bot.probe import turn as turns
 from bot.probe import websocket as ws_probe
-from bot.probe.record import EVIDENCE_CHARS, Stream, Timings
+from bot.probe.record import Stream, Timings
+from bot.probe.turn import Context, run_deadline_failure
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
-from bot.settings import JourneySettings, Settings
+from bot.settings import Settings, TurnSettings
 from bot.shards import user_phases
 from bot.timestamps import elapsed_ms
 
-FRAME_CHARS = 1000  # per frame kept
-OTHER_NAMES = 20  # distinct names of ignored/foreign frames counted per user
-ANSWER_CHARS = 1_000_000  # a streamed answer longer than this is cut (memory stays bounded under a flood)
-ERROR_CLOSE_WAIT_S = 1.0  # after an error frame, how long to wait for the close that says "auth refused"
-# The check without a token: its upgrade's deadline is at most this share of timeouts.run_s (and
-# websocket.open_timeout_s); it runs beside the users, so it never delays them.
+# The check without a token: its deadline is at most this share of timeouts.run_s; it runs beside the users, so
+# it never delays them.
 NEGATIVE_SHARE = 0.1
 
 
@@ -46,7 +45,8 @@ class UserJourney:
     checks: list[CheckResult] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     step: Step = Step.LOGIN  # the step in progress, for the run deadline's finding
-    stream: Stream | None = None
+    stream: Stream | None = None  # the turn in progress (or the last one)
+    streams: list[Stream] = field(default_factory=list)  # every turn's stream, in order
     # perf_counter: the journey's start, and when the stream ended (completion, error, close or deadline). The
     # stream is judged after the phase, so judging one user never delays the frames other users are receiving.
     started: float = 0.0
@@ -55,10 +55,12 @@ class UserJourney:
     subject: str | None = None  # the identity's subject once logged in ("" when the token names none)
 
     def proofs(self) -> frozenset[str]:
-        """What showed the stream was this user's: the owner fields events named, and ``nonce`` when echoed."""
-        if self.stream is None:
+        """What showed the streams were this user's: the owner fields events named, and ``nonce`` when echoed;
+        with several turns, what every turn showed."""
+        if not self.streams:
             return frozenset()
-        return frozenset(self.stream.owned_by | ({"nonce"} if self.stream.own_nonce_seen else set()))
+        shown = [frozenset(s.owned_by | ({"nonce"} if s.own_nonce_seen else set())) for s in self.streams]
+        return frozenset.intersection(*shown)
 
     def ending(self) -> completeness.JourneyEnd:
         if self.stream is not None and self.stream.cut:  # cut while waiting for the agent's events
@@ -81,32 +83,6 @@ class UserJourney:
     def skip(self, *checks: tuple[str, Step], why: str) -> None:
         for check_id, step in checks:
             self.add(check_id, step, Status.SKIP, summary=why)
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What every user's journey shares: settings, the redactor, the nonces, the run's deadline."""
-
-    settings: Settings
-    base_url: str
-    credentials: auth.Credentials
-    run_tag: str
-    http: httpx.AsyncClient
-    on_token: Callable[[str], None]
-    redactor: untrusted.Redactor
-    nonces: dict[int, str]
-    deadline: float  # loop time
-    trace: tracing.RunTrace  # per-user trace headers on every request (the revision's logs find them)
-    extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Cloud Run ID token, on every upgrade
-    every_nonce: frozenset[str] = frozenset()  # built once: a set per user would cost O(n²) at 1,000 users
-    logins: auth.Logins = field(default_factory=auth.Logins)  # login answers shared while their token lasts
-
-    @property
-    def journey(self) -> JourneySettings:
-        return self.settings.journey
-
-    def clip(self, text: str, limit: int = EVIDENCE_CHARS) -> str:
-        return self.redactor.clip(text, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +165,14 @@ async def probe(
             checks.append(version)
 
         # The check without a token runs beside the users under its own short deadline: it never delays them.
-        negative_task: asyncio.Task[ws_probe.NegativeOutcome] | None = None
-        if settings.websocket.negative_auth_check and settings.auth.mode != "none":
+        negative_task: asyncio.Task[negative_probe.NegativeOutcome] | None = None
+        if settings.auth.mode == "none":
+            checks.append(
+                negative_probe.skipped("not run: auth.mode is none (no credentials to withhold)").check
+            )
+        elif not settings.websocket.negative_auth_check:
+            checks.append(negative_probe.skipped("disabled (websocket.negative_auth_check: false)").check)
+        else:
             negative_deadline = min(deadline, loop.time() + NEGATIVE_SHARE * timeouts.run_s)
             negative_task = asyncio.create_task(
                 _negative(
@@ -258,29 +240,58 @@ async def probe(
 
 
 def _judge(journey: UserJourney, ctx: Context) -> None:
-    """The events, isolation, answer and SLA checks of a stream that ended in time (a deadline judges its own)."""
-    stream = journey.stream
-    if stream is None or stream.judged or journey.received is None:
+    """The checks of every turn whose stream ended in time, and the SLA (a deadline judges its own)."""
+    if journey.stream is None or journey.received is None:
         return
-    _judge_stream(journey, ctx)
-    if stream.completion is not None:
+    _judge_streams(journey, ctx)
+    last = journey.streams[-1]
+    if last.completion is not None and len(journey.streams) == len(ctx.journey.conversation):
         journey.timings.total = round((journey.received - journey.started) * 1000, 2)
-    nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.every_nonce)
-    user = journey.user
-    journey.checks.append(judge.answer(stream, ctx.journey, user=user, nonces=nonces, redactor=ctx.redactor))
-    if (sla := judge.sla(journey.timings.total, ctx.journey, user=user)) is not None:
+    if (sla := judge.sla(journey.timings.total, ctx.journey, user=journey.user)) is not None:
         journey.checks.append(sla)
 
 
-def _judge_stream(journey: UserJourney, ctx: Context) -> None:
-    """The timings, the events check and the isolation check from what the stream showed (also after a
-    deadline)."""
-    stream = journey.stream
-    assert stream is not None
-    stream.judged = True
-    journey.timings.take(stream, ctx.journey.completion_event)
-    journey.checks.extend(judge.events(stream, ctx.journey, user=journey.user))
-    journey.checks.append(judge.isolation(stream, ctx.journey, user=journey.user))
+def _judge_streams(journey: UserJourney, ctx: Context) -> None:
+    """Each turn's events, isolation and answer (and expectation) checks from what its stream showed, also after
+    a deadline; the timings come from the first turn, the longest gap from every turn."""
+    cfg = ctx.journey
+    nonces = protocol.Nonces(ctx.nonces[journey.user], ctx.every_nonce)
+    conversation = cfg.conversation
+    values = {"nonce": ctx.nonces[journey.user], "thread_id": _thread(ctx, journey.user)}
+    previous: str | None = None
+    for stream in journey.streams:
+        if stream.judged:
+            previous = judge.answer_of(stream, cfg)[0] or previous
+            continue
+        stream.judged = True
+        user = journey.user
+        if stream.turn == 1:
+            journey.timings.take(stream, cfg.completion_event)
+        elif stream.gaps:
+            gap = round(stream.max_gap, 2)
+            journey.timings.max_event_gap = max(journey.timings.max_event_gap or 0.0, gap)
+        found = [
+            *judge.events(stream, cfg, user=user),
+            judge.isolation(stream, cfg, user=user),
+            judge.answer(stream, cfg, user=user, nonces=nonces, redactor=ctx.redactor),
+        ]
+        spec = conversation[stream.turn - 1]
+        expectation = judge.expectation(
+            stream, spec, cfg, user=user, values=values, previous=previous, redactor=ctx.redactor
+        )
+        if expectation is not None:
+            found.append(expectation)
+        journey.checks.extend(_numbered(found, stream.turn))
+        previous = judge.answer_of(stream, cfg)[0] or previous
+
+
+def _numbered(checks: list[CheckResult], turn: int) -> list[CheckResult]:
+    """Turn 1's checks keep their ids (``events``, ``answer``); a later turn's say which turn they judge."""
+    return checks if turn == 1 else [replace(c, id=f"{c.id} (turn {turn})") for c in checks]
+
+
+def _thread(ctx: Context, user: int) -> str:
+    return f"golden-path-{ctx.run_tag}-{user}"
 
 
 def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:
@@ -319,7 +330,7 @@ async def _negative(
     redactor: untrusted.Redactor,
     trace: tracing.RunTrace,
     extra: tuple[tuple[str, str], ...] = (),
-) -> ws_probe.NegativeOutcome:
+) -> negative_probe.NegativeOutcome:
     frames = [f.frame for f in settings.journey.send]
     offer = trace.sign_offer(
         protocol.offer(base_url, settings.websocket, None, frames=frames), tracing.RUN_USER
@@ -327,23 +338,25 @@ async def _negative(
     loop = asyncio.get_running_loop()
     timeout_s = max(0.1, min(settings.websocket.open_timeout_s, deadline - loop.time()))
     started = time.perf_counter()
+    # The upgrade, the frames of the first turn, the silence that ends the check, and a moment to close.
+    wait_s = min(negative_probe.WAIT_S, settings.journey.event_timeout_s)
+    budget = timeout_s + settings.timeouts.request_s + wait_s * (1 + len(settings.journey.send)) + 0.5
     try:
-        # The upgrade's deadline, the grace an accepted connection gets, and a moment to close it.
-        async with asyncio.timeout(timeout_s + ws_probe.NEGATIVE_GRACE_S + 0.5):
-            outcome = await ws_probe.negative_check(
-                offer, timeout_s=timeout_s, redactor=redactor, extra_headers=extra
+        async with asyncio.timeout(max(0.1, min(budget, deadline - loop.time()))):
+            outcome = await negative_probe.negative_check(
+                offer, settings=settings, timeout_s=timeout_s, redactor=redactor, extra_headers=extra
             )
     except TimeoutError:
         check = CheckResult(
             "auth-negative", Step.CONNECT, Status.NOT_VERIFIED, None, None, "no answer before the deadline"
         )
-        return ws_probe.NegativeOutcome(check, None)
+        return negative_probe.NegativeOutcome(check, None)
     elapsed = elapsed_ms(started)
-    return ws_probe.NegativeOutcome(replace(outcome.check, duration_ms=elapsed), outcome.refusal)
+    return negative_probe.NegativeOutcome(replace(outcome.check, duration_ms=elapsed), outcome.refusal)
 
 
 async def _explain_refusals(
-    journeys: list[UserJourney], ctx: Context, negative: ws_probe.NegativeOutcome
+    journeys: list[UserJourney], ctx: Context, negative: negative_probe.NegativeOutcome
 ) -> None:
     """The same 403 for the token, for no token and for a path that cannot exist: the path is probably not routed
     (Starlette answers 403 for an unknown WebSocket route), not a JWT problem."""
@@ -407,11 +420,11 @@ async def _bounded(journey: UserJourney, ctx: Context) -> None:
         if journey.received is not None:
             return  # the stream ended in time, only the close was cut short: judged after the phase (_judge)
         journey.end = completeness.End.CUT
-        failure = _run_deadline_failure(journey.step, ctx.settings.timeouts.run_s)
+        failure = run_deadline_failure(journey.step, ctx.settings.timeouts.run_s)
         done = {c.id for c in journey.checks}
         if journey.stream is not None and not journey.stream.judged:
             journey.stream.failure = journey.stream.failure or failure
-            _judge_stream(journey, ctx)
+            _judge_streams(journey, ctx)
         elif journey.step not in (Step.AGENT, Step.ANSWER) or "events" not in done:
             journey.add(_step_check(journey.step), journey.step, Status.FAIL, failure=failure)
         done = {c.id for c in journey.checks} | {c.id.split(" ")[0] for c in journey.checks}
@@ -424,18 +437,9 @@ def _step_check(step: Step) -> str:
     return {Step.LOGIN: "login", Step.CONNECT: "handshake", Step.MESSAGE: "message"}.get(step, "run-deadline")
 
 
-def _run_deadline_failure(step: Step, run_s: float) -> Failure:
-    return Failure(
-        Kind.TIMEOUT,
-        f"The whole run's deadline ({run_s:.0f} s, timeouts.run_s) passed during the {step.value} step.",
-        detail=step.value,
-        evidence={"deadline": f"{run_s:.0f} s"} | completeness.run_deadline_evidence(run_s),
-    )
-
-
 def _deadline_check(check_id: str, step: Step, user: int | None, run_s: float) -> CheckResult:
     return CheckResult(
-        check_id, step, Status.FAIL, None, user, "run deadline passed", _run_deadline_failure(step, run_s)
+        check_id, step, Status.FAIL, None, user, "run deadline passed", run_deadline_failure(step, run_s)
     )
 
 
@@ -463,44 +467,139 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 
+    values = _values(ctx, journey, identity)
+    owners = protocol.Owners(user=identity.subject or None, run=None, thread=values["thread_id"])
+    connection = await _connect(journey, ctx, identity, check_id="handshake")
+    if connection is None:
+        journey.skip(*LATER_STEPS[1:], why="no connection")
+        return
+    conversation = ctx.journey.conversation
+    reconnected = False
+    try:
+        for number, spec in enumerate(conversation, start=1):
+            if number > 1 and spec.reconnect:
+                await connection.session.close()
+                identity = await _renewed(journey, ctx, identity, values)
+                again = await _connect(journey, ctx, identity, check_id=f"reconnect (turn {number})")
+                if again is None:
+                    _skip_turns(journey, conversation, number, why=f"no connection for turn {number}")
+                    return
+                connection, reconnected = again, True
+            if not await _turn(
+                journey, ctx, connection, spec, number, values, owners, reconnected=reconnected
+            ):
+                _skip_turns(journey, conversation, number + 1, why=f"turn {number} did not complete")
+                break
+    finally:
+        await connection.session.close()
+        journey.received = time.perf_counter()
+        journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
+
+
+async def _connect(
+    journey: UserJourney, ctx: Context, identity: auth.Identity, *, check_id: str
+) -> turns.Connection | None:
+    """Open a session as ``identity`` and record the handshake; None when there is no usable session."""
     journey.step = Step.CONNECT
     frames = [f.frame for f in ctx.journey.send]
     offer = ctx.trace.sign_offer(
         protocol.offer(ctx.base_url, ctx.settings.websocket, identity.token, frames=frames), journey.user
     )
-    handshake = await ws_probe.open_connection(
+    opened = await ws_probe.open_session(
         offer,
         timeout_s=ctx.settings.websocket.open_timeout_s,
         require_echo=ctx.settings.websocket.require_subprotocol_echo,
         redactor=ctx.redactor,
         extra_headers=ctx.extra_headers,
     )
-    journey.timings.handshake = handshake.elapsed_ms if handshake.connection is not None else None
-    if handshake.failure is not None:
+    if check_id == "handshake":
+        journey.timings.handshake = opened.elapsed_ms if opened.session is not None else None
+    if opened.failure is not None:
         journey.add(
-            "handshake",
-            Step.CONNECT,
-            Status.FAIL,
-            duration_ms=handshake.elapsed_ms,
-            failure=handshake.failure,
+            check_id, Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
         )
-        if handshake.connection is not None:
-            await handshake.connection.close()
-        journey.skip(*LATER_STEPS[1:], why="no connection")
-        return
-    assert handshake.connection is not None
-    summary = f"101 Switching Protocols, subprotocol {handshake.subprotocol or '(none offered)'}"
-    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=handshake.elapsed_ms, summary=summary)
+        if opened.session is not None:
+            await opened.session.close()
+        return None
+    assert opened.session is not None
+    journey.add(check_id, Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=opened.detail)
+    return turns.Connection(opened.session)
+
+
+async def _renewed(
+    journey: UserJourney, ctx: Context, identity: auth.Identity, values: dict[str, str]
+) -> auth.Identity:
+    """The same user's identity for a reconnect: its token again, or a new one when it is about to expire."""
+    if identity.expires_at is None or identity.expires_at - time.time() > auth.EXPIRY_MARGIN_S:
+        return identity
     try:
-        await _session(journey, ctx, connection=handshake.connection, identity=identity, started=started)
-    finally:
-        await handshake.connection.close()
+        renewed = await auth.identity_for(
+            journey.user,
+            settings=ctx.settings.auth,
+            credentials=ctx.credentials,
+            run_tag=ctx.run_tag,
+            http=ctx.http,
+            base_url=ctx.base_url,
+            on_token=ctx.on_token,
+            logins=ctx.logins,
+        )
+    except auth.LoginError:
+        return identity  # the old token is offered; a refusal is then the handshake's finding
+    if renewed.token:
+        values |= expressions.token_values(renewed.token)
+    return renewed
+
+
+async def _turn(
+    journey: UserJourney,
+    ctx: Context,
+    connection: turns.Connection,
+    spec: TurnSettings,
+    number: int,
+    values: dict[str, str],
+    owners: protocol.Owners,
+    *,
+    reconnected: bool,
+) -> bool:
+    """One turn: its message sent and its events received into a new stream; True when it completed."""
+    cfg = ctx.journey
+    suffix = "" if number == 1 else f" (turn {number})"
+    values |= {"message": spec.message, "turn": str(number)}
+    stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
+    journey.stream = stream
+    journey.streams.append(stream)
+    journey.step = Step.MESSAGE
+    later, failure = await turns.send_opening(stream, connection, ctx, values=values)
+    if failure is not None:
+        stream.judged = True  # nothing was received: the message check says why
+        journey.add(f"message{suffix}", Step.MESSAGE, Status.FAIL, failure=failure)
+        journey.skip(*[(f"{c}{suffix}", s) for c, s in LATER_STEPS[2:]], why="message not sent")
+        return False
+    parts = [f"sent {', '.join(stream.sent_frames)}"] if stream.sent_frames else []
+    parts += [f"{expressions.frame_type(f.frame)} once `{f.after}` arrives" for f in later]
+    summary = "; ".join(parts)
+    journey.add(f"message{suffix}", Step.MESSAGE, Status.PASS, summary=summary)
+    journey.step = Step.AGENT
+    loop = asyncio.get_running_loop()
+    sla_deadline = loop.time() - (time.perf_counter() - journey.started) + cfg.sla_s
+    await turns.receive(
+        stream, connection, ctx, owners=owners, later=later, values=values, sla_deadline=sla_deadline
+    )
+    return stream.completion is not None
+
+
+def _skip_turns(
+    journey: UserJourney, conversation: tuple[TurnSettings, ...], first: int, *, why: str
+) -> None:
+    for number in range(first, len(conversation) + 1):
+        journey.skip(*[(f"{c} (turn {number})", s) for c, s in LATER_STEPS[1:]], why=why)
 
 
 def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:
     values = {
-        "message": ctx.journey.message,
-        "thread_id": f"golden-path-{ctx.run_tag}-{journey.user}",
+        "message": ctx.journey.conversation[0].message,
+        "turn": "1",
+        "thread_id": _thread(ctx, journey.user),
         "user": identity.subject or f"user-{journey.user}",
         "nonce": ctx.nonces[journey.user],
     }
@@ -509,279 +608,3 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
     else:
         values |= {"token": "", "token_b64": ""}
     return values
-
-
-async def _session(
-    journey: UserJourney,
-    ctx: Context,
-    *,
-    connection: ws_probe.StampedConnection,
-    identity: auth.Identity,
-    started: float,
-) -> None:
-    cfg = ctx.journey
-    values = _values(ctx, journey, identity)
-    owners = protocol.Owners(user=identity.subject or None, run=None, thread=values["thread_id"])
-    first = [f for f in cfg.send if f.after is None]
-    later = [f for f in cfg.send if f.after is not None]
-
-    journey.step = Step.MESSAGE
-    loop = asyncio.get_running_loop()
-    stream = Stream(sent=loop.time())
-    stream.last_expected = stream.sent
-    try:
-        async with asyncio.timeout(ctx.settings.timeouts.request_s):
-            for frame in first:
-                await connection.send(expressions.render(frame.frame, values))
-    except (ConnectionClosed, TimeoutError) as exc:
-        failure = _closed_failure(
-            exc, waiting_for="the message was sent", stream=stream, ctx=ctx, detail=cfg.completion_event
-        )
-        journey.add("message", Step.MESSAGE, Status.FAIL, failure=failure)
-        journey.skip(*LATER_STEPS[2:], why="message not sent")
-        return
-    kinds = ", ".join(expressions.frame_type(f.frame) for f in first)
-    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent {kinds}")
-
-    journey.step = Step.AGENT
-    journey.stream = stream
-    sla_deadline = loop.time() - (time.perf_counter() - started) + cfg.sla_s
-    await _receive(
-        journey, ctx, connection, owners=owners, later=later, values=values, sla_deadline=sla_deadline
-    )
-    journey.received = time.perf_counter()
-    journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
-
-
-async def _receive(
-    journey: UserJourney,
-    ctx: Context,
-    connection: ws_probe.StampedConnection,
-    *,
-    owners: protocol.Owners,
-    later: list[Any],
-    values: dict[str, str],
-    sla_deadline: float,
-) -> None:
-    """Read frames until the completion event, an error, a close or a deadline: one timeout, rescheduled
-    whenever an expected event arrives (heartbeats and foreign frames do not keep a stalled agent alive)."""
-    cfg = ctx.journey
-    stream = journey.stream
-    assert stream is not None
-    nonces = protocol.Nonces(values["nonce"], ctx.every_nonce)
-
-    def due() -> float:
-        return min(stream.last_expected + cfg.event_timeout_s, sla_deadline, ctx.deadline - 0.25)
-
-    try:
-        async with asyncio.timeout_at(due()) as budget:
-            while stream.completion is None and stream.failure is None:
-                raw = await connection.recv()
-                name = _take(stream, ctx, raw, at=connection.arrival(), owners=owners, nonces=nonces)
-                del raw  # a 4 MiB frame must not stay alive while the next one is read
-                if name is None:
-                    continue
-                if name in cfg.error_events:
-                    stream.failure = await _error_event(stream, ctx, connection, name)
-                    break
-                for frame in [f for f in later if f.after == name]:
-                    later.remove(frame)
-                    await connection.send(expressions.render(frame.frame, values))
-                budget.reschedule(due())
-    except TimeoutError:
-        stalled = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
-        stream.failure = replace(stalled, evidence=stalled.evidence | connection.flood_evidence())
-    except ConnectionClosed as exc:
-        stream.failure = _closed_failure(
-            exc, waiting_for=_waiting_for(stream, cfg), stream=stream, ctx=ctx, detail=cfg.completion_event
-        )
-
-
-def _take(
-    stream: Stream,
-    ctx: Context,
-    raw: str | bytes,
-    *,
-    at: float,
-    owners: protocol.Owners,
-    nonces: protocol.Nonces,
-) -> str | None:
-    """Account for one frame that was read off the socket at ``at`` (loop time); returns its event name when the
-    loop must act on it (expected or error)."""
-    cfg = ctx.journey
-    now = at
-    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
-    kept = ctx.clip(text, FRAME_CHARS)
-    stream.frames.append(kept)
-    foreign = nonces.foreign_in(text)
-    if foreign is not None:
-        _leak(stream, f"a frame carrying another user's nonce {foreign}: {kept[:300]}")
-        return None
-    stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in(text)
-    try:
-        frame = protocol.parse_frame(raw, event_name=cfg.event_name)
-    except protocol.FrameError as exc:
-        stream.failure = Failure(
-            Kind.WS_PROTOCOL,
-            f"The server sent a frame that does not match the protocol: {exc}.",
-            evidence=stream.evidence() | {"frame": ctx.clip(text)},
-        )
-        return None
-    if frame.name in cfg.error_events:
-        return frame.name
-    if frame.name not in cfg.expected_events:
-        # Ignored frames (welcome, heartbeats) and unknown ones carry no journey state; both are counted for the
-        # evidence, the unknown ones marked, since they may be the events the profile misnames.
-        name = frame.name[:80] if frame.name in cfg.ignored_events else f"{frame.name[:80]} (unexpected)"
-        if name in stream.others or len(stream.others) < OTHER_NAMES:
-            stream.others[name] = stream.others.get(name, 0) + 1
-        return frame.name  # a welcome frame may be what the next frame to send waits for
-    named = protocol.owner_values(frame, cfg.owner)
-    stream.owned = stream.owned or bool(named)
-    leak = protocol.foreign_owner(named, owners, run=stream.run_id)
-    if leak is not None:
-        _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
-        return None
-    stream.owned_by.update(named)
-    stream.run_id = stream.run_id or named.get("run")
-    if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
-        part = expressions.search(cfg.answer.expression, frame.body)
-        if isinstance(part, str):
-            stream.answer_parts.append(part)
-            stream.answer_chars += len(part)
-    if frame.name in stream.arrivals:
-        if frame.name in cfg.repeating_events:
-            stream.last_expected = now
-        return frame.name
-    if stream.arrivals:
-        stream.max_gap = max(stream.max_gap, (now - stream.last_expected) * 1000)
-    stream.arrivals[frame.name] = now
-    stream.order.append(frame.name)
-    stream.last_expected = now
-    if frame.name == cfg.completion_event:
-        stream.completion = frame
-    return frame.name
-
-
-def _leak(stream: Stream, what: str) -> None:
-    stream.leak_count += 1
-    if len(stream.leaks) < 5:
-        stream.leaks.append(what)
-
-
-def _waiting_for(stream: Stream, cfg: JourneySettings) -> str:
-    required = [e for e in cfg.expected_events if e not in cfg.optional_events]
-    return next((e for e in required if e not in stream.arrivals), cfg.completion_event)
-
-
-def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[Any]) -> Failure:
-    cfg = ctx.journey
-    now = asyncio.get_running_loop().time()
-    waiting_for = later[0].after if later else _waiting_for(stream, cfg)
-    evidence = stream.evidence()
-    if now >= ctx.deadline - 0.3:
-        stream.cut = True
-        return (
-            _run_deadline_failure(Step.AGENT, ctx.settings.timeouts.run_s)
-            if not stream.arrivals
-            else Failure(
-                Kind.TIMEOUT,
-                f"The run's deadline ({ctx.settings.timeouts.run_s:g} s) passed while waiting for `{waiting_for}`.",
-                detail=waiting_for,
-                evidence=evidence | completeness.run_deadline_evidence(ctx.settings.timeouts.run_s),
-            )
-        )
-    if now >= sla_deadline - 0.01:
-        return Failure(
-            Kind.SLA_EXCEEDED,
-            f"No `{cfg.completion_event}` within the journey SLA of {cfg.sla_s:g} s "
-            f"(still waiting for `{waiting_for}`).",
-            evidence=evidence | {"sla": f"{cfg.sla_s:g} s"},
-        )
-    since = "the message was sent" if not stream.arrivals else f"`{stream.order[-1]}`"
-    others = sum(stream.others.values())
-    heard = (
-        f"; only {', '.join(sorted(stream.others))} arrived ({others} frame{'s' if others != 1 else ''})"
-        if others
-        else "; nothing else arrived"
-    )
-    return Failure(
-        Kind.TIMEOUT,
-        f"No `{waiting_for}` within {cfg.event_timeout_s:g} s of {since} (journey.event_timeout_s){heard}.",
-        detail=waiting_for,
-        evidence=evidence,
-    )
-
-
-async def _error_event(
-    stream: Stream, ctx: Context, connection: ws_probe.StampedConnection, name: str
-) -> Failure:
-    """An error frame; followed by an auth close (1008, 4001, 4003, 4401, 4403), auth refused after the upgrade."""
-    error_frame = stream.frames[-1] if stream.frames else ""
-    try:
-        async with asyncio.timeout(ERROR_CLOSE_WAIT_S):
-            while True:
-                await connection.recv()
-    except ConnectionClosed as exc:
-        code = exc.rcvd.code if exc.rcvd is not None else None
-        if code in ws_probe.AUTH_CLOSE_CODES:
-            return _auth_closed(exc, stream, ctx, error_frame=error_frame)
-    except TimeoutError:
-        pass
-    return Failure(
-        Kind.EVENT_ERROR,
-        f"The server sent `{name[:80]}` instead of the agent's events.",
-        detail=name[:80],
-        evidence=stream.evidence() | {"error frame": error_frame},
-    )
-
-
-def _auth_closed(exc: ConnectionClosed, stream: Stream, ctx: Context, *, error_frame: str = "") -> Failure:
-    assert exc.rcvd is not None
-    code, reason = exc.rcvd.code, ctx.clip(exc.rcvd.reason, 200)
-    travel = protocol.token_travel(ctx.settings.websocket, [f.frame for f in ctx.journey.send])
-    evidence = stream.evidence() | {
-        "close code": str(code),
-        "close reason": reason,
-        "token travels in": travel,
-    }
-    if error_frame:
-        evidence["error frame"] = error_frame
-    return Failure(
-        Kind.WS_AUTH_REJECTED,
-        f"The server accepted the upgrade, then refused the token: close code {code}"
-        + (" after an error frame." if error_frame else "."),
-        detail=str(code),
-        evidence=evidence,
-    )
-
-
-def _closed_failure(
-    exc: BaseException, *, waiting_for: str, stream: Stream, ctx: Context, detail: str | None = None
-) -> Failure:
-    """A close (or a send timeout) classified: our own protocol close, an auth refusal, or an early close.
-    ``detail`` keeps an early close's fingerprint stable (the completion event) while the text names the step."""
-    if not isinstance(exc, ConnectionClosed):
-        return Failure(Kind.TIMEOUT, f"Timed out before {waiting_for}.", detail=waiting_for)
-    sent, rcvd = exc.sent, exc.rcvd
-    if rcvd is None and sent is not None and sent.code in ws_probe.CLIENT_CLOSES:
-        # Our own close: the server sent something the protocol forbids (too big, not UTF-8).
-        return Failure(
-            Kind.WS_PROTOCOL,
-            f"The server sent {ws_probe.CLIENT_CLOSES[sent.code]}, so the client closed the connection "
-            f"(code {sent.code}) while waiting for `{waiting_for}`.",
-            detail=str(sent.code),
-            evidence=stream.evidence()
-            | {"client close code": str(sent.code), "client close reason": sent.reason},
-        )
-    if rcvd is not None and rcvd.code in ws_probe.AUTH_CLOSE_CODES:
-        return _auth_closed(exc, stream, ctx)
-    code, reason = (
-        (rcvd.code, ctx.clip(rcvd.reason, 200)) if rcvd else (1006, "no close frame (connection dropped)")
-    )
-    return Failure(
-        Kind.WS_CLOSED_EARLY,
-        f"The server closed the connection (code {code}) before `{waiting_for}`.",
-        detail=detail or waiting_for,
-        evidence=stream.evidence() | {"close code": str(code), "close reason": reason},
-    )

@@ -37,7 +37,7 @@ class Timings:
         first = min(stream.arrivals.values())
         self.agent_startup = round((first - stream.sent) * 1000, 2)
         self.events = {name: round((at - stream.sent) * 1000, 3) for name, at in stream.arrivals.items()}
-        self.max_event_gap = round(stream.max_gap, 2) if len(stream.arrivals) > 1 else None
+        self.max_event_gap = round(stream.max_gap, 2) if stream.gaps else None
         if stream.completion is not None:
             self.processing = round((stream.arrivals[completion_event] - first) * 1000, 2)
 
@@ -63,9 +63,15 @@ class Stream:
     run_id: str | None = None
     completion: protocol.Frame | None = None
     failure: Failure | None = None  # how the stream ended early (error frame, close, stall, deadline)
-    last_expected: float = 0.0
+    last_expected: float = 0.0  # the event deadline runs from here
+    last_gap: float = 0.0  # the longest-gap clock (journey.gap: all frames or expected events, repeats too)
     max_gap: float = 0.0
+    gaps: int = 0
     judged: bool = False
+    ended: str | None = None  # an end event (journey.end_events) that closed the stream before completion
+    sent_frames: list[str] = field(default_factory=list)  # the frames this turn sent, by type
+    turn: int = 1
+    reconnected: bool = False  # this turn, or an earlier one, reconnected (turns[].reconnect)
     cut: bool = False  # the run's deadline, not the stream, ended it
 
     def evidence(self) -> dict[str, str]:

@@ -1,4 +1,8 @@
-"""The WebSocket handshake, its classification into failure kinds, and the negative (no token) check."""
+"""The WebSocket transport: the handshake and its classification into failure kinds, and the session over it.
+
+``open_session`` gives a ``bot.probe.transport.Opened`` whose session sends text frames, receives them with the
+loop time they came off the socket, and reports every close as ``transport.Closed``.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,9 @@ from websockets.typing import Subprotocol
 
 from bot import iam
 from bot.probe.http_probe import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.transport import Closed, Opened, Received
 from bot.protocol import Offer
-from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.results import Failure, Kind
 from bot.timestamps import elapsed_ms
 from bot.untrusted import Redactor
 
@@ -46,8 +51,6 @@ WRITE_BACKLOG_BYTES = 2**20
 # How long close() may wait for the close handshake (and for a peer that never reads to take our close frame)
 # before the transport is aborted.
 CLOSE_DEADLINE_S = 2.0
-# How long an unauthenticated connection may stay open before we call it accepted.
-NEGATIVE_GRACE_S = 1.0
 _NO_REDACTION = Redactor()
 
 
@@ -121,6 +124,44 @@ class StampedConnection(ClientConnection):
                 await super().close(code, reason)
         except TimeoutError:
             self.transport.abort()
+
+
+class WebSocketSession:
+    """A ``transport.Session`` over an open connection: closes come out as ``transport.Closed``."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: StampedConnection) -> None:
+        self._connection = connection
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._connection.send(text)
+        except ConnectionClosed as exc:
+            raise closed_of(exc) from None
+
+    async def receive(self) -> Received:
+        try:
+            data = await self._connection.recv()
+        except ConnectionClosed as exc:
+            raise closed_of(exc) from None
+        return data, self._connection.arrival()
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    def evidence(self) -> dict[str, str]:
+        return self._connection.flood_evidence()
+
+
+def closed_of(exc: ConnectionClosed) -> Closed:
+    """websockets' close as the transport's: the peer's code and reason, or the client's own protocol close."""
+    sent, rcvd = exc.sent, exc.rcvd
+    if rcvd is None and sent is not None and sent.code in CLIENT_CLOSES:
+        return Closed(None, sent.reason, client_code=sent.code, violation=CLIENT_CLOSES[sent.code])
+    if rcvd is None:
+        return Closed(None, "no close frame (connection dropped)")
+    return Closed(rcvd.code, rcvd.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +267,24 @@ async def open_connection(
     return Handshake(connection, elapsed, None, echoed)
 
 
+async def open_session(
+    offer: Offer,
+    *,
+    timeout_s: float,
+    require_echo: bool = True,
+    redactor: Redactor = _NO_REDACTION,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> Opened:
+    """``open_connection`` as the transport seam's ``Opened``; a failure with a session still open (no
+    subprotocol echoed) leaves closing it to the caller."""
+    handshake = await open_connection(
+        offer, timeout_s=timeout_s, require_echo=require_echo, redactor=redactor, extra_headers=extra_headers
+    )
+    session = WebSocketSession(handshake.connection) if handshake.connection is not None else None
+    agreed = f"101 Switching Protocols, subprotocol {handshake.subprotocol or '(none offered)'}"
+    return Opened(session, handshake.elapsed_ms, handshake.failure, agreed)
+
+
 def _status_failure(
     exc: InvalidStatus, offer: Offer, evidence: dict[str, str], redactor: Redactor
 ) -> Failure:
@@ -274,71 +333,11 @@ def _status_failure(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class NegativeOutcome:
-    check: CheckResult
-    refusal: tuple[int, str] | None = None  # (status, body) of an upgrade refused over HTTP
-
-
-async def negative_check(
-    offer: Offer,
-    *,
-    timeout_s: float,
-    redactor: Redactor = _NO_REDACTION,
-    extra_headers: Sequence[tuple[str, str]] = (),
-) -> NegativeOutcome:
-    """Connect without credentials. Only a real refusal passes: HTTP 401/403 on the upgrade, or a close with an
-    auth code (1008, 4001, 4003, 4401, 4403). A connection closed otherwise (e.g. 1012, restarting) proves
-    nothing: `not verified`. One still open after the grace period is a finding."""
-    handshake = await open_connection(
-        offer, timeout_s=timeout_s, require_echo=False, redactor=redactor, extra_headers=extra_headers
-    )
-    if handshake.connection is None:
-        failure = handshake.failure
-        if failure is not None and failure.kind is Kind.WS_AUTH_REJECTED:
-            summary = f"refused without a token (HTTP {failure.detail})"
-            return NegativeOutcome(_negative(Status.PASS, summary), _refusal(failure))
-        what = failure.message if failure else "no connection"
-        return NegativeOutcome(_negative(Status.NOT_VERIFIED, f"not verified: {what}"))
-    connection = handshake.connection
-    try:
-        async with asyncio.timeout(NEGATIVE_GRACE_S):
-            while True:
-                await connection.recv()
-    except ConnectionClosed as exc:
-        code = exc.rcvd.code if exc.rcvd else None
-        if code in AUTH_CLOSE_CODES:
-            return NegativeOutcome(_negative(Status.PASS, f"refused without a token (close {code})"))
-        reason = redactor.clip(exc.rcvd.reason, 120) if exc.rcvd else "no close frame"
-        summary = (
-            f"not verified: the connection without a token was accepted, then closed with {code or 1006} "
-            f"({reason}), which is not an authentication refusal"
-        )
-        return NegativeOutcome(_negative(Status.NOT_VERIFIED, summary))
-    except TimeoutError:
-        pass
-    finally:
-        await connection.close()
-    failure = Failure(
-        Kind.WS_UNAUTHENTICATED_ACCEPTED,
-        f"A connection with no token was accepted and still open after {NEGATIVE_GRACE_S:.0f} s.",
-        evidence=offer_evidence(offer) | {"status": "101", "token": "(none)"},
-    )
-    return NegativeOutcome(_negative(Status.FAIL, "accepted without a token", failure))
-
-
-def _negative(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
-    return CheckResult("auth-negative", Step.CONNECT, status, None, None, summary, failure)
-
-
 def refusal_of(failure: Failure | None) -> tuple[int, str] | None:
     """(status, body) of an upgrade refused over HTTP, from its failure; None for anything else."""
     if failure is None or not failure.detail.isdigit() or "status" not in failure.evidence:
         return None
     return int(failure.detail), failure.evidence.get("body", "")
-
-
-_refusal = refusal_of
 
 
 async def upgrade_refusal(

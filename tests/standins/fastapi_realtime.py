@@ -8,8 +8,9 @@ stream of ``response.output_text.delta`` events and ``response.done``. ``/health
 
 Faults (``fault=``): ``broken-auth`` (every token refused: close 1008), ``anonymous`` (no token is let in),
 ``stall`` (two deltas, then silence), ``canned``, ``empty``, ``cross-talk`` (every event to every open socket),
-``close-after-accept`` (close 1011 right after accept), ``end-early`` (the handler returns after two deltas,
-closing 1000 before ``response.done``).
+``close-after-accept`` (close 1011 right after accept), ``end-early`` (the response ends after two deltas:
+``response.done`` with status ``incomplete`` and no ``response.output_text.done``), ``pause`` (a 0.6 s stall
+between two deltas, well within the event timeout: the longest gap shows it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ FAULTS = (
     "cross-talk",
     "close-after-accept",
     "end-early",
+    "pause",
 )
 
 
@@ -62,7 +64,7 @@ def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.005)
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # a peer that left
                 await target.send_json(event)
 
-    async def respond(websocket: WebSocket, text: str, model: str) -> bool:
+    async def respond(websocket: WebSocket, text: str, model: str) -> None:
         answer = {"canned": "Agent response for: " + text, "empty": ""}.get(
             fault or "", f"{text} -> 4 ({model})"
         )
@@ -75,14 +77,20 @@ def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.005)
             )
             if index == 1 and fault == "stall":
                 await asyncio.sleep(3600)
+            if index == 1 and fault == "pause":
+                await asyncio.sleep(0.6)
             if index == 1 and fault == "end-early":
-                return False
+                partial = "".join(chunks[:2])
+                output = [{"type": "message", "content": [{"type": "output_text", "text": partial}]}]
+                done = {"id": response_id, "status": "incomplete", "output": output}
+                await send(websocket, {"type": "response.done", "response": done})
+                return
         await send(
             websocket, {"type": "response.output_text.done", "response_id": response_id, "text": answer}
         )
         output = [{"type": "message", "content": [{"type": "output_text", "text": answer}]}]
-        await send(websocket, {"type": "response.done", "response": {"id": response_id, "output": output}})
-        return True
+        done = {"id": response_id, "status": "completed", "output": output}
+        await send(websocket, {"type": "response.done", "response": done})
 
     @app.websocket("/v1/realtime")
     async def realtime(
@@ -106,9 +114,8 @@ def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.005)
                 event = await websocket.receive_json()
                 if event.get("type") == "conversation.item.create":
                     text = event["item"]["content"][0]["text"]
-                elif event.get("type") == "response.create" and not await respond(websocket, text, model):
-                    await websocket.close(code=1000)
-                    return
+                elif event.get("type") == "response.create":
+                    await respond(websocket, text, model)
         except WebSocketDisconnect:
             pass
         finally:

@@ -10,7 +10,11 @@ Faults (``fault=``): ``broken-auth`` (every token refused: 4403), ``anonymous`` 
 "anonymous"), ``stall`` (two deltas, then silence), ``canned``, ``empty``, ``cross-talk`` (events go to every
 subscriber: a shared broadcast instead of one stream per subscription), ``close-after-accept`` (the socket is
 accepted and closed at once, 1011), ``end-early`` (the subscription ends after two deltas, so ``complete`` comes
-without ``done``).
+without ``done``), ``forget-sessions`` (the conversation lives in the connection's memory, as in one instance's
+memory: a reconnect starts it afresh).
+
+A conversation is kept per user and thread (``sessions``: what a Redis or Firestore store gives every instance):
+each answer ends with what the user said earlier in the thread, so a later turn shows whether it was kept.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ FAULTS = (
     "cross-talk",
     "close-after-accept",
     "end-early",
+    "forget-sessions",
 )
 
 
@@ -50,19 +55,22 @@ class ChatEvent:
     thread_id: str
 
 
-def _answer(message: str, fault: str | None) -> str:
+def _answer(message: str, earlier: list[str], fault: str | None) -> str:
     if fault == "canned":
         return f"Agent response for: {message}"
     if fault == "empty":
         return ""
-    return f"2 + 2 = 4. You asked: {message}"
+    said = f" Earlier you said: {' / '.join(earlier)}" if earlier else " This is a new conversation."
+    return f"2 + 2 = 4. You asked: {message}.{said}"
 
 
 def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.01) -> Starlette:
     subscribers: set[asyncio.Queue[ChatEvent]] = set()  # the cross-talk fault's shared broadcast
+    sessions: dict[tuple[str, str], list[str]] = {}  # (user, thread) -> what the user said: a shared store
 
-    async def events(message: str, thread_id: str) -> AsyncGenerator[ChatEvent, None]:
-        answer = _answer(message, fault)
+    async def events(message: str, thread_id: str, history: list[str]) -> AsyncGenerator[ChatEvent, None]:
+        answer = _answer(message, list(history), fault)
+        history.append(message)
         words = answer.split(" ") if answer else []
         for index, word in enumerate(words):
             await asyncio.sleep(delay_s)
@@ -85,15 +93,18 @@ def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.01) 
         async def chat(
             self, info: strawberry.Info, message: str, thread_id: str
         ) -> AsyncGenerator[ChatEvent, None]:
+            context = info.context
+            store = context.setdefault("memory", {}) if fault == "forget-sessions" else sessions
+            history = store.setdefault((context["user"], thread_id), [])
             if fault != "cross-talk":
-                async for event in events(message, thread_id):
+                async for event in events(message, thread_id, history):
                     yield event
                 return
             mine: asyncio.Queue[ChatEvent] = asyncio.Queue()
             subscribers.add(mine)
             try:
                 await asyncio.sleep(0.2)  # the other users' subscriptions are open by now
-                async for event in events(message, thread_id):
+                async for event in events(message, thread_id, history):
                     for queue in subscribers:
                         queue.put_nowait(event)
                 while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from bot import diagnose, impact, judge
 from bot.errors import UsageError
@@ -52,6 +53,19 @@ def share(settings: Settings, index: int, count: int) -> Shard:
     first = (index - 1) * size + min(index - 1, extra) + 1
     last = first + size + (1 if index <= extra else 0) - 1
     return Shard(index=index, count=count, first_user=first, last_user=last, total_users=total)
+
+
+def settings_for(settings: Settings, shard: Shard) -> Settings:
+    """A shard's own settings: it never publishes nor moves traffic (``merge`` does both once, over every shard's
+    journeys), and ``{shard}`` in the output directory is K, so tasks sharing one volume (Cloud Run Jobs) write
+    apart."""
+    return settings.model_copy(
+        update={
+            "output_dir": Path(str(settings.output_dir).replace("{shard}", str(shard.index))),
+            "github": settings.github.model_copy(update={"publish": False}),
+            "gate": settings.gate.model_copy(update={"on_pass": "none", "on_fail": "none"}),
+        }
+    )
 
 
 def user_phases(settings: Settings, users: Sequence[int] | None = None) -> list[list[int]]:

@@ -96,6 +96,12 @@ class _ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def load_yaml(text: str) -> Any:
+    """YAML as the config file is read: safe, and a key given twice in one mapping is an error
+    (``yaml.constructor.ConstructorError``) instead of YAML's silent "last wins"."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {shown(str(path))}"
@@ -121,7 +127,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"{where_file} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}): save it as UTF-8",
         ) from None
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

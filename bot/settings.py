@@ -51,30 +51,45 @@ def _expression(text: str | None) -> str | None:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class CloudRunSettings(_Section):
     project: str | None = None
+    """The Google Cloud project of the service; project, region and service go together (all or none)."""
     region: str | None = None
+    """The Cloud Run region of the service, e.g. us-central1."""
     service: str | None = None
-    revision: str | None = None  # default: the service's latest created revision
-    endpoint: str | None = None  # custom Admin API endpoint, e.g. http://127.0.0.1:8123 for a stand-in
+    """The Cloud Run service whose revision is tested; its URL is the tested URL unless `url` or `tag` says
+    otherwise."""
+    revision: str | None = None
+    """The revision to test, by name; default: the service's latest created revision."""
+    endpoint: str | None = None
+    """A custom Cloud Run Admin API endpoint (scheme and host), e.g. http://127.0.0.1:8123 for a stand-in;
+    default: Google's."""
     ready_timeout_s: float = Field(default=300, gt=0, le=3600)
+    """Seconds to wait for the revision to become ready; one that fails or is not ready by then is a
+    finding."""
     retry_timeout_s: float = Field(default=30, gt=0, le=600)
-    tag: str | None = None  # select the revision by its traffic tag (e.g. pr-7) and test its tag URL
-    operation_timeout_s: float = Field(
-        default=300, gt=0, le=3600
-    )  # a promote/rollback's long-running operation
-    # A private service (no --allow-unauthenticated): send a Google-signed ID token (audience: the service URL)
-    # as X-Serverless-Authorization. A token passed in GOLDEN_PATH_ID_TOKEN / the id-token input turns it on.
+    """Seconds one Cloud Run API call may spend retrying transient errors (429, 5xx, lost connections),
+    honouring Retry-After."""
+    tag: str | None = None
+    """Select the revision by its traffic tag (e.g. pr-7) and test its tag URL."""
+    operation_timeout_s: float = Field(default=300, gt=0, le=3600)
+    """Seconds a promote or rollback's long-running operation may take."""
     private: bool = False
-    audience: str | None = None  # the ID token's audience; default the service URL (or the tested URL)
-    # The session length users expect: a request timeout shorter than this is `request-timeout-short` (0: off).
+    """A private service (no --allow-unauthenticated): send a Google-signed ID token (audience: the service
+    URL) as X-Serverless-Authorization. A token passed in GOLDEN_PATH_ID_TOKEN / the id-token input
+    turns it on."""
+    audience: str | None = None
+    """The ID token's audience (private services); default: the service URL (or the tested URL)."""
     min_session_s: float = Field(default=900, ge=0, le=3600)
-    # A known-good traffic tag (e.g. stable) a rollback may send traffic to. Without it a rollback goes only to
-    # the revision that served before this run (traffic-before), and is refused (exit 3) when there is none.
+    """The session length users expect: a request timeout shorter than this is `request-timeout-short` (0:
+    off)."""
     rollback_to: str | None = None
+    """A known-good traffic tag (e.g. stable) a rollback may send traffic to. Without it a rollback goes
+    only to the revision that served before this run (traffic-before), and is refused (exit 3) when
+    there is none."""
 
     @property
     def configured(self) -> bool:
@@ -112,27 +127,36 @@ class CloudRunSettings(_Section):
 
 
 class VersionSettings(_Section):
-    expected: str | None = None  # default GITHUB_SHA in Actions; compared with the health body's `field`
-    expected_image: str | None = None  # an image reference with @sha256:..., or a bare sha256 digest
-    field: str = "version"  # dotted path in the health JSON; `commit` and `git_sha` are tried too
+    expected: str | None = None
+    """Default GITHUB_SHA in Actions; compared with the health body's `field`."""
+    expected_image: str | None = None
+    """An image reference with @sha256:..., or a bare sha256 digest."""
+    field: str = "version"
+    """Dotted path in the health JSON; `commit` and `git_sha` are tried too."""
 
 
 class HealthSettings(_Section):
     paths: tuple[str, ...] = ("/health",)
+    """The health endpoints requested, each a path starting with '/'; every one must answer healthy."""
     ok_statuses: tuple[str, ...] = ("healthy", "ok", "ready")
-    # The service name the health body should carry, when it names one. When unset, a body naming a
-    # front end ("frontend", "web", "ui") is reported as the host routing to the wrong service.
+    """Values of the health body's `status` that mean healthy (when `healthy` is not set)."""
     expected_service: str | None = None
-    latency_samples: int = Field(default=3, ge=1, le=50)  # warm requests per path for the API latency metric
-    # One health request's TOTAL deadline, body included (httpx's request_s bounds each read, so a body sent a
-    # byte a second never trips it); a slow health endpoint costs health this much, never the journey's time.
+    """The service name the health body should carry, when it names one. When unset, a body naming a front
+    end ("frontend", "web", "ui") is reported as the host routing to the wrong service."""
+    latency_samples: int = Field(default=3, ge=1, le=50)
+    """Warm requests per health path for the API latency metric."""
     timeout_s: float = Field(default=10, gt=0, le=120)
-    # JMESPath expressions on the health body: healthy when `healthy` is true (default: `status` is one of
-    # ok_statuses), the version at `version` (default: version.field, then version/commit/git_sha/sha), the
-    # service's own name at `service`.
+    """Seconds for one health request in total, body included (timeouts.request_s bounds each read, so a
+    body sent a byte a second never trips it); a slow health endpoint costs health this much, never the
+    journey's time."""
     healthy: str | None = None
+    """JMESPath on the health body that must be true for healthy; default: `status` is one of ok_statuses."""
     version: str | None = None
+    """JMESPath on the health body to the deployed version; default: version.field, then version, commit,
+    git_sha, sha."""
     service: str | None = "service"
+    """JMESPath on the health body to the service's own name (compared with expected_service); null: not
+    read."""
 
     @field_validator("paths")
     @classmethod
@@ -151,28 +175,38 @@ LOGIN_PLACEHOLDERS = ("user", "password", "token", "token_b64")
 class LoginSettings(_Section):
     """A login request that answers a token: on the backend (``path``) or another service (``url``)."""
 
-    # An absolute URL (a separate auth service): https, or http only on loopback. Beats `path` when given.
     url: str | None = None
+    """An absolute login URL (a separate auth service): https, or http only on loopback; beats `path` when
+    given."""
     path: str = "/auth/login"
+    """The login endpoint's path on the backend (used when `url` is not given)."""
     method: Literal["POST", "GET"] = "POST"
-    # Field values are templates: {user}, {password}, {token}/{token_b64} (auth.token_env's token), and with
-    # users_env, every field of that user's entry; {{ and }} are literal braces.
+    """The login request's HTTP method; with GET the body fields go in the query string."""
     body: dict[str, Any] = Field(default_factory=lambda: {"username": "{user}", "password": "{password}"})
-    # json: a JSON body; form: application/x-www-form-urlencoded (OAuth2 client credentials / password grants).
+    """The login request's fields. Values are templates: {user}, {password}, {token}/{token_b64}
+    (auth.token_env's token), and with users_env, every field of that user's entry; {{ and }} are
+    literal braces."""
     encoding: Literal["json", "form"] = "json"
-    headers: dict[str, str] = Field(
-        default_factory=dict
-    )  # templates as in body, e.g. Authorization: Basic ...
+    """The body's encoding: json, or form (application/x-www-form-urlencoded, as OAuth2 client-credentials
+    and password grants expect)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers on the login request; values are templates as in body, e.g. Authorization: Basic ...."""
     password_env: str = "GOLDEN_PATH_PASSWORD"
-    # One environment variable holding a credential per simulated user: a JSON list of objects ({"user": ...,
-    # "password": ...}; every field a placeholder) or lines `user:password`. User N takes entry N (wrapping).
+    """The environment variable holding the password filled into {password}."""
     users_env: str | None = None
-    token_field: str = "access_token"  # dotted path in the JSON answer (token_expression beats it)
-    token_expression: str | None = None  # JMESPath on the JSON answer, e.g. data.session.token
-    # JMESPath on the answer to the token's lifetime in seconds (OAuth2 `expires_in`); otherwise the JWT's `exp`.
-    # A token is reused by users whose login request is the same until it expires, then fetched again.
+    """One environment variable holding a credential per simulated user: a JSON list of objects ({"user":
+    ..., "password": ...}; every field a placeholder) or lines `user:password`. User N takes entry N
+    (wrapping)."""
+    token_field: str = "access_token"
+    """Dotted path to the token in the JSON answer (token_expression beats it)."""
+    token_expression: str | None = None
+    """JMESPath to the token in the JSON answer, e.g. data.session.token; beats token_field."""
     expires_in: str | None = "expires_in"
-    timeout_s: float = Field(default=10, gt=0, le=120)  # the login request's total deadline, body included
+    """JMESPath on the answer to the token's lifetime in seconds (OAuth2 `expires_in`); otherwise the JWT's
+    `exp`. A token is reused by users whose login request is the same until it expires, then fetched
+    again."""
+    timeout_s: float = Field(default=10, gt=0, le=120)
+    """Seconds for the login request in total, body included."""
 
     @field_validator("path")
     @classmethod
@@ -241,15 +275,26 @@ class LoginSettings(_Section):
 
 class AuthSettings(_Section):
     mode: Literal["hs256", "rs256", "token", "login", "none"] = "hs256"
-    secret_env: str = "JWT_SECRET_KEY"  # HS256 shared secret
-    private_key_env: str = "JWT_PRIVATE_KEY"  # RS256 PEM
-    token_env: str = "GOLDEN_PATH_TOKEN"  # mode "token": a token given as a secret
+    """How users get a token: hs256 / rs256 mint a JWT per user, token uses token_env's token, login calls
+    auth.login, none sends no credentials."""
+    secret_env: str = "JWT_SECRET_KEY"
+    """The environment variable holding the HS256 shared secret (mode hs256)."""
+    private_key_env: str = "JWT_PRIVATE_KEY"
+    """The environment variable holding the RS256 private key in PEM (mode rs256)."""
+    token_env: str = "GOLDEN_PATH_TOKEN"
+    """The environment variable holding a ready token (mode token; {token} in login templates)."""
     issuer: str | None = None
+    """The minted JWT's `iss` claim; null: none."""
     audience: str | None = None
+    """The minted JWT's `aud` claim; null: none."""
     ttl_s: int = Field(default=900, ge=30, le=86400)
+    """Lifetime of a minted JWT in seconds (its `exp`), 30 to 86400."""
     subject_prefix: str = "golden-path-user"
+    """Start of each minted JWT's `sub`: <prefix>-<user number>-<run>, distinct per simulated user."""
     claims: dict[str, Any] = Field(default_factory=lambda: {"token_type": "access"})
+    """Extra claims in every minted JWT (JSON values)."""
     login: LoginSettings = Field(default_factory=LoginSettings)
+    """The login request used when mode is `login`."""
 
     @field_validator("secret_env", "private_key_env", "token_env")
     @classmethod
@@ -264,7 +309,9 @@ class AuthSettings(_Section):
 
 class TokenHeader(_Section):
     name: str = "Authorization"
+    """The HTTP header that carries the token."""
     format: str = "Bearer {token}"
+    """The header's value; {token} is the token, {token_b64} its base64url form without padding."""
 
     @field_validator("name")
     @classmethod
@@ -284,11 +331,14 @@ class TokenHeader(_Section):
 class TokenSettings(_Section):
     """How the token travels on the upgrade; each way is independent, and all may be off."""
 
-    # `{token_b64}` is base64url(token) without padding; `{token}` the token itself. A template without a
-    # placeholder (e.g. `jwt-auth`) is offered with and without a token.
     subprotocols: tuple[str, ...] = ("jwt-auth", "jwt.{token_b64}")
+    """Subprotocols offered on the upgrade, as templates: `{token_b64}` is base64url(token) without
+    padding, `{token}` the token itself. A template without a placeholder (e.g. `jwt-auth`) is offered
+    with and without a token."""
     header: TokenHeader | None = Field(default_factory=TokenHeader)
-    query: str | None = None  # a query parameter name, e.g. `token`
+    """Send the token in this header on the upgrade request; null: no header."""
+    query: str | None = None
+    """Send the token in this query parameter, e.g. `token`; null: not in the query."""
 
     @field_validator("subprotocols")
     @classmethod
@@ -307,19 +357,26 @@ class TokenSettings(_Section):
 
 class WebSocketSettings(_Section):
     path: str = "/ws"
+    """The WebSocket endpoint's path on the backend."""
     token: TokenSettings = Field(default_factory=TokenSettings)
-    require_subprotocol_echo: bool = True  # browsers drop a connection whose offered protocols get no echo
-    # The check without credentials: it runs the journey's opening steps (upgrade, then the frames sent before
-    # the first expected event) anonymously; a refusal at any of them passes, the journey's events fail it.
+    """How the token travels on the WebSocket upgrade (subprotocols, header, query)."""
+    require_subprotocol_echo: bool = True
+    """Require the server to echo one offered subprotocol: browsers drop a connection whose offered
+    protocols get no echo."""
     negative_auth_check: bool = True
+    """The check without credentials: it runs the journey's opening steps (upgrade, then the frames sent
+    before the first expected event) anonymously; a refusal at any of them passes, the journey's events
+    fail it."""
     auth_close_codes: tuple[int, ...] = (
         1008,
         4001,
         4003,
         4401,
         4403,
-    )  # close codes that mean "not authorised"
+    )
+    """WebSocket close codes that mean 'not authorised' (for the check without credentials)."""
     open_timeout_s: float = Field(default=10, gt=0, le=120)
+    """Seconds allowed for the WebSocket opening handshake."""
 
     @field_validator("path")
     @classmethod
@@ -363,7 +420,9 @@ class StreamTokenSettings(_Section):
     """How the token travels on the SSE request and on the journey's request steps; each way independent."""
 
     header: TokenHeader | None = Field(default_factory=TokenHeader)
-    query: str | None = None  # a query parameter name, e.g. `token`
+    """Send the token in this header; null: no header."""
+    query: str | None = None
+    """Send the token in this query parameter, e.g. `token`; null: not in the query."""
 
     @field_validator("query")
     @classmethod
@@ -376,22 +435,31 @@ class StreamTokenSettings(_Section):
 class SseSettings(_Section):
     """The SSE transport: one HTTP request whose answer is a `text/event-stream` of the journey's events."""
 
-    path: str = "/api/chat"  # may hold {placeholders} (percent-encoded) and its own ?query
+    path: str = "/api/chat"
+    """The stream request's path; may hold {placeholders} (percent-encoded) and its own ?query."""
     method: Literal["POST", "GET"] = "POST"
-    # A JSON template; placeholders as in journey.send, plus journey.values and request-step extracts.
+    """The stream request's HTTP method."""
     body: str | None = '{"message": "{message}", "thread_id": "{thread_id}"}'
-    headers: dict[str, str] = Field(default_factory=dict)  # extra headers; values may use {token}
+    """The stream request's body, a JSON template; placeholders as in journey.send, plus journey.values and
+    request-step extracts; null: no body."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers on the stream request; values may use {token}."""
     token: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
-    # The data that ends the stream (OpenAI-compatible servers, the AI SDK), read as an event of that name;
-    # null when the server sends none.
+    """How the token travels on the stream request (header, query)."""
     sentinel: str | None = "[DONE]"
-    # The end of the body read as an event of this name (ADK: the body's end ends the run); null: the body
-    # ending before the completion event is `stream-closed-early`. A body with no event at all is always that.
+    """The data that ends the stream (OpenAI-compatible servers, the AI SDK), read as an event of that
+    name; null when the server sends none."""
     body_end_event: str | None = None
-    # The SSE `event:` field, when the server sets one, is the event name; else journey.event_name on the data.
+    """The end of the body read as an event of this name (ADK: the body's end ends the run); null: the body
+    ending before the completion event is `stream-closed-early`. A body with no event at all is always
+    that."""
     event_field: bool = True
-    negative_auth_check: bool = True  # the stream request without a token must be refused
-    open_timeout_s: float = Field(default=10, gt=0, le=120)  # until the answer's status and headers
+    """The SSE `event:` field, when the server sets one, is the event name; else journey.event_name on the
+    data."""
+    negative_auth_check: bool = True
+    """Check that the stream request without a token is refused."""
+    open_timeout_s: float = Field(default=10, gt=0, le=120)
+    """Seconds until the stream answer's status and headers arrive."""
 
     @field_validator("path")
     @classmethod
@@ -408,8 +476,11 @@ class EmitSettings(_Section):
     """One Socket.IO event the client emits: its name, its data (a JSON template), and when."""
 
     event: str
-    data: str | None = None  # a JSON object template; null: the event carries no data
-    after: str | None = None  # emitted once an event of this name (Socket.IO's, or the journey's) arrived
+    """The Socket.IO event name to emit."""
+    data: str | None = None
+    """The event's data, a JSON object template; null: the event carries no data."""
+    after: str | None = None
+    """Emit once an event of this name (Socket.IO's, or the journey's) arrived; null: at once."""
 
     @model_validator(mode="after")
     def _event_name(self) -> EmitSettings:
@@ -421,23 +492,31 @@ class EmitSettings(_Section):
 class SocketIOSettings(_Section):
     """The Socket.IO transport (python-socketio's client: Engine.IO polling, then the WebSocket upgrade)."""
 
-    path: str = "/socket.io"  # the server's socketio_path (Chainlit: /ws/socket.io)
+    path: str = "/socket.io"
+    """The server's socketio_path (Chainlit: /ws/socket.io)."""
     namespace: str = "/"
-    # The CONNECT auth payload: a JSON template (placeholders as the frames, plus {token}); null: none.
+    """The Socket.IO namespace to connect to."""
     auth: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)  # values may use {token}
+    """The CONNECT auth payload: a JSON template (placeholders as the frames, plus {token}); null: none."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers on the Engine.IO requests; values may use {token}."""
     token: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
+    """How the token travels on the Engine.IO requests (header, query)."""
     transports: tuple[Literal["polling", "websocket"], ...] = ("polling", "websocket")
+    """Engine.IO transports in the order tried: polling first, then the WebSocket upgrade."""
     emit: tuple[EmitSettings, ...] = Field(
         default_factory=lambda: (
             EmitSettings(event="message", data='{"text": "{message}", "thread_id": "{thread_id}"}'),
         )
     )
-    # The event that starts this message's run: expected events before it (a completion the connection itself
-    # produced, a welcome message) are not this run's.
+    """The events the client emits for each message, in order."""
     run_starts_with: str | None = None
-    negative_auth_check: bool = True  # connecting without credentials must be refused
-    open_timeout_s: float = Field(default=10, gt=0, le=120)  # Engine.IO handshake and the namespace CONNECT
+    """The event that starts this message's run: expected events before it (a completion the connection
+    itself produced, a welcome message) are not this run's; null: every event counts."""
+    negative_auth_check: bool = True
+    """Check that connecting without credentials is refused."""
+    open_timeout_s: float = Field(default=10, gt=0, le=120)
+    """Seconds for the Engine.IO handshake and the namespace CONNECT."""
 
     @field_validator("path")
     @classmethod
@@ -466,16 +545,25 @@ class RequestStepSettings(_Section):
     """A plain HTTP request a journey makes before it connects (create a session, log in for a cookie)."""
 
     name: str = "request"
+    """The step's name in reports and messages."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    path: str  # may hold {placeholders} (percent-encoded); URL-absolute paths only, on the backend's host
-    body: str | None = None  # a JSON template, as journey.send
-    headers: dict[str, str] = Field(default_factory=dict)  # values may use {token}
-    send_token: bool = True  # the token as the transport sends it (sse.token), e.g. a Bearer header
-    # Values taken from the JSON answer by JMESPath, usable as {name} in later steps, the stream request and
-    # the frames; cookies the answer sets go on every later request of this user (never another user's).
+    """The request's HTTP method."""
+    path: str
+    """The request's path on the backend's host; may hold {placeholders} (percent-encoded)."""
+    body: str | None = None
+    """The request's body, a JSON template as in journey.send; null: no body."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers; values may use {token}."""
+    send_token: bool = True
+    """Send the token as the transport sends it (sse.token), e.g. a Bearer header."""
     extract: dict[str, str] = Field(default_factory=dict)
+    """Values taken from the JSON answer by JMESPath, usable as {name} in later steps, the stream request
+    and the frames; cookies the answer sets go on every later request of this user (never another
+    user's)."""
     ok_statuses: tuple[int, ...] = (200, 201)
-    timeout_s: float = Field(default=10, gt=0, le=120)  # the request's total deadline, body included
+    """HTTP statuses that count as success; any other fails the step."""
+    timeout_s: float = Field(default=10, gt=0, le=120)
+    """Seconds for the request in total, body included."""
 
     @field_validator("path")
     @classmethod
@@ -503,10 +591,12 @@ class FrameSettings(_Section):
     """One frame the client sends: a JSON template, optionally once a given event has arrived."""
 
     frame: str
-    after: str | None = None  # sent once this event has arrived on the connection (at once if it already has)
-    # turn: sent on every turn (the message); connection: once per connection, before the turn's frames
-    # (graphql-ws connection_init), so a turn on the same connection does not send it again.
+    """The frame's JSON template; placeholders such as {message}, {thread_id} and {nonce} are filled in."""
+    after: str | None = None
+    """Send once this event has arrived on the connection (at once if it already has); null: at once."""
     each: Literal["turn", "connection"] = "turn"
+    """turn: sent on every turn (the message); connection: once per connection, before the turn's frames
+    (graphql-ws connection_init), so a turn on the same connection does not send it again."""
 
     @field_validator("frame")
     @classmethod
@@ -518,11 +608,15 @@ class FrameSettings(_Section):
 
 
 class AnswerSettings(_Section):
-    # On the completion frame; with `stream_event`, on each frame of that event, the results concatenated.
     expression: str = REFERENCE_ANSWER
+    """JMESPath to the answer text on the completion frame; with `stream_event`, on each frame of that
+    event, the results concatenated."""
     stream_event: str | None = None
-    # With stream_event: `concat` joins every frame's match (deltas); `last` takes the last one (ADK's final text).
+    """The event whose frames carry the answer in pieces (deltas); null: the answer is on the completion
+    frame."""
     combine: Literal["concat", "last"] = "concat"
+    """With stream_event: `concat` joins every frame's match (deltas); `last` takes the last one (ADK's
+    final text)."""
 
     @field_validator("expression")
     @classmethod
@@ -534,8 +628,11 @@ class OwnerSettings(_Section):
     """Where each event names its owner; a value that is present must be this user's (absent proves nothing)."""
 
     user: str | None = "user_id || data.user_id || payload.user_id"
+    """JMESPath to the user an event belongs to; null: not checked."""
     run: str | None = "run_id || data.run_id || payload.run_id"
+    """JMESPath to the run an event belongs to; null: not checked."""
     thread: str | None = "thread_id || data.thread_id || payload.thread_id"
+    """JMESPath to the thread an event belongs to; null: not checked."""
 
     @field_validator("user", "run", "thread")
     @classmethod
@@ -547,13 +644,17 @@ class TurnSettings(_Section):
     """One message of a conversation: sent on the journey's connection (or a new one, with `reconnect`)."""
 
     message: str
-    # The answer must match this regular expression ({nonce}, {thread_id}, {user} filled in, regex-escaped).
+    """The message sent in this turn (fills {message})."""
     expect: str | None = None
-    # ...and/or this JMESPath must be true on the completion frame, e.g. `length(data.sources) > `0``.
+    """A regular expression the answer must match ({nonce}, {thread_id}, {user} filled in, regex-escaped);
+    null: no check."""
     expect_expression: str | None = None
-    # Close the connection first and reconnect as the same user to the same thread: Cloud Run may route the new
-    # connection to another instance. An expectation that fails after a reconnect is `session-lost`.
+    """A JMESPath that must be true on the completion frame, e.g. `length(data.sources) > `0``; null: no
+    check."""
     reconnect: bool = False
+    """Close the connection first and reconnect as the same user to the same thread: Cloud Run may route
+    the new connection to another instance. An expectation that fails after a reconnect is
+    `session-lost`."""
 
     @field_validator("expect")
     @classmethod
@@ -573,39 +674,59 @@ class TurnSettings(_Section):
 
 class JourneySettings(_Section):
     name: str = "AI chat"
-    profile: str = profiles.DEFAULT  # a built-in profile: the base the other keys override
+    """The journey's name in reports and the impact statement."""
+    profile: str = profiles.DEFAULT
+    """A built-in protocol profile: the base the other keys override."""
     message: str = "What is 2 + 2? Answer in one sentence."
+    """The message each user sends (fills {message}); with `turns`, the turns' messages are used instead."""
     send: tuple[FrameSettings, ...] = (FrameSettings(frame=REFERENCE_FRAME),)
-    event_name: str = "type"  # where a frame's event name is (JMESPath)
+    """The frames the client sends for each message, in order (JSON templates)."""
+    event_name: str = "type"
+    """JMESPath to a frame's event name."""
     expected_events: tuple[str, ...] = DEFAULT_EVENTS
-    repeating_events: tuple[str, ...] = ()  # may arrive many times (delta streams)
-    optional_events: tuple[str, ...] = ()  # may be missing
+    """The events every user must receive, in order; the completion event is one of them."""
+    repeating_events: tuple[str, ...] = ()
+    """Expected events that may arrive many times (delta streams)."""
+    optional_events: tuple[str, ...] = ()
+    """Expected events that may be missing."""
     completion_event: str = "agent_completed"
+    """The event that ends a turn successfully; must be one of expected_events."""
     error_events: tuple[str, ...] = ("error", "error_message", "agent_error")
+    """Events that mean the backend reported an error; one arriving fails the journey."""
     ignored_events: tuple[str, ...] = ("connection_established", "heartbeat", "pong")
+    """Events that are neither expected nor errors (keepalives, greetings); they never fail a journey."""
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
+    """Where the answer text is read from the events."""
     owner: OwnerSettings = Field(default_factory=OwnerSettings)
+    """Where each event names its owner (user, run, thread), for the isolation check between users."""
     canned_patterns: tuple[str, ...] = (r"^Agent response for:", r"^I'm sorry, I (?:cannot|can't) help")
-    # Events that end the stream (graphql-ws `complete`): one arriving before the completion event ends the turn
-    # at once, with the missing events as `event-missing`, instead of waiting out event_timeout_s.
+    """Regular expressions for canned or placeholder answers; an answer matching one is a finding."""
     end_events: tuple[str, ...] = ()
-    # Which frames count for "longest gap between events" once the first expected event arrived: expected events,
-    # repeats (deltas) included, so a stall mid-answer shows (expected); or every frame, heartbeats too (all).
+    """Events that end the stream (graphql-ws `complete`): one arriving before the completion event ends
+    the turn at once, with the missing events as `event-missing`, instead of waiting out
+    event_timeout_s."""
     gap: Literal["expected", "all"] = "expected"
-    # Several messages in one conversation: each awaited to its completion and judged on its own. Empty: one turn
-    # with `message`.
+    """Which frames count for "longest gap between events" once the first expected event arrived: expected
+    events, repeats (deltas) included, so a stall mid-answer shows (expected); or every frame,
+    heartbeats too (all)."""
     turns: tuple[TurnSettings, ...] = ()
-    event_timeout_s: float = Field(default=30, gt=0, le=600)  # since the last expected event
+    """Several messages in one conversation: each awaited to its completion and judged on its own. Empty:
+    one turn with `message`."""
+    event_timeout_s: float = Field(default=30, gt=0, le=600)
+    """Seconds allowed since the last expected event: heartbeats do not keep a stalled agent alive."""
     sla_s: float = Field(default=45, gt=0, le=600)
-    # Connection lifetime: the run's first user keeps its connection open this long after its journey, with
-    # WebSocket pings, and the report says whether, when and by whom it was closed (0: off).
+    """Seconds from sending the message to the completion event, per user; slower is a finding."""
     hold_s: float = Field(default=0, ge=0, le=3600)
-    # All shards' users together; one runner handles about 1,000 (README: Performance), shards go further.
+    """Connection lifetime: the run's first user keeps its connection open this long after its journey,
+    with WebSocket pings, and the report says whether, when and by whom it was closed (0: off)."""
     users: int = Field(default=5, ge=1, le=10_000)
-    # Plain HTTP requests before connecting, in order (e.g. ADK's session), and constant template values
-    # (e.g. {app}); both name placeholders the later templates may use.
+    """Simulated users, all shards together; one runner handles about 1,000 (README: Performance), shards
+    go further."""
     requests: tuple[RequestStepSettings, ...] = ()
+    """Plain HTTP requests made before connecting, in order (e.g. ADK's session); their extracts name
+    placeholders the later templates may use."""
     values: dict[str, str] = Field(default_factory=dict)
+    """Constant template values (e.g. {app}), usable as placeholders in every template."""
 
     @model_validator(mode="before")
     @classmethod
@@ -690,31 +811,47 @@ class JourneySettings(_Section):
 
 
 class LoadSettings(_Section):
-    users: int = Field(default=0, ge=0, le=10_000)  # 0: no load phase
-    concurrent: bool = False  # run the load users at the same time as the journey users, not after them
+    users: int = Field(default=0, ge=0, le=10_000)
+    """Extra load users after the journey users (or with them: concurrent); 0: no load phase."""
+    concurrent: bool = False
+    """Run the load users at the same time as the journey users, not after them."""
 
 
 class TargetsSettings(_Section):
     """Metric targets in milliseconds, compared with each metric's p95."""
 
     api_ms: float = Field(default=100, gt=0)
+    """Target for the API (health) latency: warm health requests (ms, p95)."""
     handshake_ms: float = Field(default=50, gt=0)
+    """Target for the connection handshake, e.g. the WebSocket upgrade (ms, p95)."""
     agent_startup_ms: float = Field(default=500, gt=0)
+    """Target for agent startup: from sending the message to the first expected event (ms, p95)."""
     processing_ms: float = Field(default=200, gt=0)
+    """Target for processing: from the first expected event to the completion event (ms, p95)."""
     total_ms: float = Field(default=1000, gt=0)
+    """Target for the whole journey, login to answer (ms, p95)."""
 
 
 class ImpactSettings(_Section):
-    journey: str | None = None  # default: journey.name
+    journey: str | None = None
+    """The journey's name in the impact statement; default: journey.name."""
     arr_at_risk: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Annual recurring revenue that depends on this journey, stated in the impact line; null: not stated."""
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code of arr_at_risk, e.g. USD."""
     users_description: str = "users"
+    """Who is affected, as the impact statement names them (e.g. paying customers)."""
 
 
 class ReportSettings(_Section):
     templates_dir: Path | None = None
+    """A directory of Jinja templates that replace the built-in report templates of the same name; null:
+    built-in only."""
     max_comment_chars: int = Field(default=65_000, ge=5_000, le=65_536)
+    """Longest PR comment or issue body written (GitHub's limit is 65,536 characters); a longer report
+    drops detail until it fits."""
     history: int = Field(default=10, ge=0, le=50)
+    """Past runs shown in the sticky comment's history table (0: none)."""
 
     @field_validator("templates_dir", mode="before")
     @classmethod
@@ -724,26 +861,35 @@ class ReportSettings(_Section):
 
 class GitHubSettings(_Section):
     publish: bool = False
+    """Publish to GitHub: the sticky PR comment and P0 issues (needs a token)."""
     pr: int | None = Field(default=None, ge=1)
+    """The pull request to comment on; default: the event's pull request."""
     comment: bool = True
+    """Write the sticky PR comment."""
     issues: bool = True
+    """File, update, reopen and close P0 issues."""
     labels: tuple[str, ...] = ("P0", "golden-path")
+    """Labels put on filed issues."""
     assignees: tuple[str, ...] = ()
+    """GitHub users assigned to filed issues."""
     close_after_passes: int = Field(default=1, ge=1, le=100)
+    """Passing runs in a row on the issue's track before an issue is closed."""
     max_retries: int = Field(default=3, ge=0, le=10)
-    # A recurrence reopens an issue closed within this many days; older ones stay closed and a new one is filed.
+    """Retries of a GitHub API request after a 429, a 5xx or a connection/read error, with backoff."""
     reopen_window_days: int = Field(default=30, ge=1, le=365)
-    # After editing the sticky comment, wait this long and read it again: a concurrent run's edit that landed
-    # meanwhile is merged instead of lost (GitHub has no conditional edit).
+    """Days after closing within which a recurrence reopens an issue; older ones stay closed and a new one
+    is filed."""
     settle_s: float = Field(default=1.0, ge=0, le=30)
-    # The incident track: only a pass on the same track closes its issue. Default: the tested Cloud Run tag, else
-    # pr-N for pull_request events, else the branch (the default branch is `production`).
+    """Seconds to wait after editing the sticky comment before reading it again: a concurrent run's edit
+    that landed meanwhile is merged instead of lost (GitHub has no conditional edit)."""
     track: str | None = None
-    # An issue a person closed as not planned (or duplicate) is never reopened; after this many failing runs in a
-    # row a new issue is filed that links it.
+    """The incident track: only a pass on the same track closes its issue. Default: the tested Cloud Run
+    tag, else pr-N for pull_request events, else the branch (the default branch is `production`)."""
     reopen_after_runs: int = Field(default=3, ge=1, le=100)
-    # Requests one listing of issues may make (100 issues each); reaching it is a warning naming this key.
+    """Failing runs in a row before a new issue is filed for one a person closed as not planned (or
+    duplicate); that issue is never reopened, the new one links it."""
     max_list_requests: int = Field(default=30, ge=1, le=1000)
+    """Requests one listing of issues may make (100 issues each); reaching it is a warning naming this key."""
 
     @field_validator("track")
     @classmethod
@@ -759,22 +905,33 @@ class GitHubSettings(_Section):
 
 
 class GateSettings(_Section):
-    # correctness: exit 1 on every finding except a missed performance target (a warning: shared runners are
-    # noisy); any: performance too; p0: only P0 findings. Version skew fails under every value.
     fail_on: Literal["correctness", "any", "p0"] = "correctness"
+    """Which findings fail the run (exit 1). correctness: every finding except a missed performance target
+    (a warning: shared runners are noisy); any: performance too; p0: only P0 findings. Version skew
+    fails under every value."""
     on_pass: Literal["none", "promote"] = "none"
+    """What a passing run does to traffic: none, or promote the tested revision to 100%."""
     on_fail: Literal["none", "rollback"] = "none"
+    """What a failing run does to traffic: none, or roll back to the revision that served before (or
+    rollback_to)."""
 
 
 class LogsSettings(_Section):
     """The revision's own logs (Cloud Logging) under each finding; needs Cloud Run coordinates."""
 
-    mode: Literal["auto", "always", "never"] = "auto"  # auto: only on runs with findings
-    endpoint: str | None = None  # custom Logging API endpoint, e.g. http://127.0.0.1:8124 for a stand-in
-    page_size: int = Field(default=200, ge=1, le=1000)  # entries per call (at most two calls per run)
-    budget_s: float = Field(default=10, gt=0, le=60)  # wall time for both calls together
-    top_groups: int = Field(default=5, ge=1, le=20)  # groups shown per finding and for the run
-    settle_s: float = Field(default=3, ge=0, le=30)  # Logging ingests entries seconds after they are written
+    mode: Literal["auto", "always", "never"] = "auto"
+    """When to read the revision's logs: auto (only on runs with findings), always, or never."""
+    endpoint: str | None = None
+    """A custom Cloud Logging API endpoint (scheme and host), e.g. http://127.0.0.1:8124 for a stand-in;
+    default: Google's."""
+    page_size: int = Field(default=200, ge=1, le=1000)
+    """Log entries per call (at most two calls per run)."""
+    budget_s: float = Field(default=10, gt=0, le=60)
+    """Seconds of wall time for both calls together."""
+    top_groups: int = Field(default=5, ge=1, le=20)
+    """Log groups shown per finding and for the run."""
+    settle_s: float = Field(default=3, ge=0, le=30)
+    """Seconds to wait before reading: Logging ingests entries seconds after they are written."""
 
     @field_validator("endpoint")
     @classmethod
@@ -794,10 +951,15 @@ class LogsSettings(_Section):
 class BaselineSettings(_Section):
     """The serving revision measured in the same run: the honest performance signal on shared runners."""
 
-    enabled: bool = True  # when the new revision is tested at its tag URL and receives no traffic
-    url: str | None = None  # the serving revision's URL; default the service URL (while the new one has 0%)
-    max_ratio: float = Field(default=1.5, ge=1)  # p95 beyond this factor of the baseline's is a regression...
-    min_delta_ms: float = Field(default=50, ge=0)  # ...and at least this much slower
+    enabled: bool = True
+    """Measure the serving revision too, when the new revision is tested at its tag URL and receives no
+    traffic."""
+    url: str | None = None
+    """The serving revision's URL; default: the service URL (while the new revision has 0% of traffic)."""
+    max_ratio: float = Field(default=1.5, ge=1)
+    """A p95 beyond this factor of the baseline's is a regression (if also min_delta_ms slower)."""
+    min_delta_ms: float = Field(default=50, ge=0)
+    """A regression must also be at least this many milliseconds slower than the baseline's p95."""
 
     @field_validator("url")
     @classmethod
@@ -812,8 +974,11 @@ class BaselineSettings(_Section):
 
 class TimeoutSettings(_Section):
     connect_s: float = Field(default=10, gt=0, le=120)
+    """Seconds allowed to open a TCP/TLS connection."""
     request_s: float = Field(default=10, gt=0, le=120)
-    run_s: float = Field(default=300, gt=0, le=3600)  # one deadline over the whole probe
+    """Seconds allowed per HTTP read (each read of a body, not the whole request)."""
+    run_s: float = Field(default=300, gt=0, le=3600)
+    """Seconds for the whole probe: one deadline over every step."""
 
 
 TRANSPORTS = ("websocket", "sse", "socketio")
@@ -821,27 +986,48 @@ TRANSPORTS = ("websocket", "sse", "socketio")
 
 class Settings(_Section):
     url: str | None = None
-    # How the journey's events travel: a WebSocket (default), Server-Sent Events, or Socket.IO.
+    """The backend's base URL (http:// or https://, no query); default: the Cloud Run revision's URL."""
     transport: str = "websocket"
-    service: str | None = None  # name used in reports, markers and fingerprints
+    """How the journey's events travel: a WebSocket (default), Server-Sent Events, or Socket.IO."""
+    service: str | None = None
+    """The service's name in reports, markers and fingerprints; default: the Cloud Run service, else the
+    URL's host."""
     output_dir: Path = Path("golden-path-out")
+    """Directory for results.json, the report and the other artifacts."""
     cloud_run: CloudRunSettings = Field(default_factory=CloudRunSettings)
+    """The Cloud Run service and revision under test; also needed for traffic gating and logs."""
     version: VersionSettings = Field(default_factory=VersionSettings)
+    """The version the revision must report (version skew check)."""
     health: HealthSettings = Field(default_factory=HealthSettings)
+    """The health endpoints and how their bodies are read."""
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    """How simulated users get credentials."""
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    """The WebSocket transport."""
     sse: SseSettings = Field(default_factory=SseSettings)
+    """The Server-Sent Events transport."""
     socketio: SocketIOSettings = Field(default_factory=SocketIOSettings)
+    """The Socket.IO transport."""
     journey: JourneySettings = Field(default_factory=JourneySettings)
+    """The chat journey every simulated user makes: frames sent, events expected, answer checks."""
     load: LoadSettings = Field(default_factory=LoadSettings)
+    """Extra load users run beside or after the journey users."""
     targets: TargetsSettings = Field(default_factory=TargetsSettings)
+    """Performance targets (ms) a run's p95 metrics are held to; a miss is `perf-target-missed`."""
     impact: ImpactSettings = Field(default_factory=ImpactSettings)
+    """How the report states business impact."""
     report: ReportSettings = Field(default_factory=ReportSettings)
+    """The report's templates and size."""
     github: GitHubSettings = Field(default_factory=GitHubSettings)
+    """The PR comment and P0 issues on GitHub."""
     gate: GateSettings = Field(default_factory=GateSettings)
+    """When the run fails, and what it does to Cloud Run traffic."""
     baseline: BaselineSettings = Field(default_factory=BaselineSettings)
+    """The serving revision measured in the same run, for performance comparison."""
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    """Network deadlines and the whole probe's deadline."""
     logs: LogsSettings = Field(default_factory=LogsSettings)
+    """The revision's own Cloud Logging entries shown under each finding."""
 
     @model_validator(mode="before")
     @classmethod

@@ -61,6 +61,7 @@ OVERRIDES: dict[str, str] = {
     "fail_on": "gate.fail_on",
     "on_pass": "gate.on_pass",
     "on_fail": "gate.on_fail",
+    "rollback_to": "cloud_run.rollback_to",
     "ws_path": "websocket.path",
     "auth_mode": "auth.mode",
     "arr_at_risk": "impact.arr_at_risk",
@@ -227,6 +228,12 @@ def _parser() -> argparse.ArgumentParser:
     _publish_and_gate(check)
     check.add_argument("--on-pass", choices=("none", "promote"), help="traffic action when the run passes")
     check.add_argument("--on-fail", choices=("none", "rollback"), help="traffic action when the run fails")
+    check.add_argument(
+        "--rollback-to",
+        metavar="TAG",
+        help="a known-good traffic tag a rollback may send traffic to (default: only the revision that served "
+        "before this run)",
+    )
     check.add_argument(
         "--shard",
         metavar="K/N",
@@ -1081,6 +1088,8 @@ def _traffic_output(run: results.Run) -> str:
     if not run.traffic_actions:
         return "none"
     last = run.traffic_actions[-1]
+    if last.noop:
+        return "none"
     return f"{last.action}-failed" if last.error else last.action
 
 

@@ -1,8 +1,8 @@
-"""Cloud Run Admin API v2: resolve the revision under test, wait until it is ready, and move traffic for the gate.
+"""Cloud Run Admin API v2: resolve the revision under test, wait until it is ready, read its facts.
 
-Every call goes through ``Api.call``, which passes an explicit short retry (the library's default retries 503
-for a long time) and translates Google API errors once into ``CloudRunError`` (exit code 3) with a fix.
-``google.cloud.run_v2`` is imported lazily: importing it costs ~0.4 s, and ``--url`` runs never need it.
+Every call goes through ``bot.cloudrun_api.Api`` (patient reads, errors translated once into ``CloudRunError``,
+exit code 3, with a fix). Traffic changes are ``bot.rollout``'s. ``google.cloud.run_v2`` is imported lazily:
+importing it costs ~0.4 s, and ``--url`` runs never need it.
 
 Facts this module relies on (google-cloud-run 0.16, REST transport):
 - ``Service.latest_created_revision``/``latest_ready_revision`` are full resource names; traffic entries name
@@ -12,7 +12,10 @@ Facts this module relies on (google-cloud-run 0.16, REST transport):
 - The live API reports the resolved image digest as ``Revision.containerStatuses[].imageDigest``; the 0.16
   client's ``Revision`` type has no such field and drops it, so the digest is known only from an image
   reference pinned with ``@sha256:`` (or from a newer client, read defensively).
-- ``update_service`` is a long-running operation whose ``response`` is the updated ``Service``.
+- ``Revision.containers`` may hold sidecars; the ingress container, the app, is the one declaring ``ports``
+  (Cloud Run requires exactly one in a multi-container revision; a lone container may omit them).
+- A revision's Ready condition can turn False after it served (a container that exits): its reason and message
+  are what ``recheck`` reports after a failing probe.
 """
 
 from __future__ import annotations
@@ -25,18 +28,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from bot import hosts, server_logs, timestamps, waits
-from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, api_message
+from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, last_segment
 from bot.errors import CloudRunError, ConfigError
-from bot.results import CheckResult, Failure, Kind, Status, Step, Target, TrafficAction
+from bot.results import CheckResult, ContainerImage, Failure, Kind, Status, Step, Target
 from bot.settings import CloudRunSettings, VersionSettings
 
 if TYPE_CHECKING:
     from google.cloud import run_v2
 
-
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-PROGRESS_EVERY_S = 5.0  # a long-running operation is polled (and reported) at least this often
-OPERATION_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,9 @@ def resolve(
     """
     if not (settings.project and settings.region and settings.service):
         raise ConfigError("cloud_run.service", "project, region and service are needed to find the revision")
-    api = Api(clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress)
+    api = Api(
+        clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress, sleep=sleep, clock=clock
+    )
     service_name = f"projects/{settings.project}/locations/{settings.region}/services/{settings.service}"
     service = api.get_service(service_name)
 
@@ -128,7 +130,7 @@ def resolve(
         wanted = settings.revision or service.latest_created_revision
     if not wanted:
         raise CloudRunError(f"service {service_name} has no revision yet: deploy it before checking it")
-    short = _last_segment(wanted)
+    short = last_segment(wanted)
     revision_name = f"{service_name}/revisions/{short}"
 
     waiter = Waiter(timeout_s=settings.ready_timeout_s, sleep=sleep, clock=clock, progress=progress)
@@ -173,8 +175,15 @@ def resolve(
             "pass the URL to test with --url"
         )
 
-    image = revision.containers[0].image if revision.containers else None
-    digest = _digest_in(image) or _reported_digest(revision)
+    containers = containers_of(revision)
+    ingress = next((c for c in containers if c.ingress), None)
+    image = ingress.image if ingress else None
+    digest = ingress.digest if ingress else None
+    if revision.containers and ingress is None:
+        warnings.append(
+            f"revision {short} has {len(revision.containers)} containers and none declares a port: the app's "
+            "image is unknown"
+        )
     image_check = _image_check(version.expected_image, image=image, digest=digest, warnings=warnings)
     if image_check is not None:
         checks.append(image_check)
@@ -197,8 +206,9 @@ def resolve(
         warnings=tuple(warnings),
         tag=routing.tag or settings.tag,
         service_url=service_url.rstrip("/") or None,
-        traffic=_serving(service),
+        traffic=serving(service),
         tested_alone=bool(routing.tag_url) or routing.percent == 100,
+        containers=containers,
     )
     return Resolution(target=target, checks=tuple(checks), ready=readiness.state == "ready")
 
@@ -209,6 +219,7 @@ class _Readiness:
     condition_state: str  # e.g. CONDITION_RECONCILING
     reason: str  # revisionReason or common reason name, "" if none
     message: str
+    since: str | None = None  # when the Ready condition last changed (RFC 3339)
 
 
 def _readiness(revision: run_v2.Revision) -> _Readiness:
@@ -219,6 +230,7 @@ def _readiness(revision: run_v2.Revision) -> _Readiness:
     if ready is None:
         return _Readiness("pending", "no Ready condition yet", "", "")
     reason, message = _reason(ready), ready.message
+    since = _created(ready.last_transition_time)
     if ready.state == states.CONDITION_SUCCEEDED:
         return _Readiness("ready", ready.state.name, reason, message)
     if ready.state == states.CONDITION_FAILED:
@@ -227,8 +239,8 @@ def _readiness(revision: run_v2.Revision) -> _Readiness:
             if other.type_ != "Ready" and other.state == states.CONDITION_FAILED:
                 reason = reason or _reason(other)
                 message = message or other.message
-        return _Readiness("failed", ready.state.name, reason, message)
-    return _Readiness("pending", ready.state.name, reason, message)
+        return _Readiness("failed", ready.state.name, reason, message, since)
+    return _Readiness("pending", ready.state.name, reason, message, since)
 
 
 def _reason(condition: run_v2.Condition) -> str:
@@ -280,6 +292,62 @@ def _ready_check(short: str, revision: run_v2.Revision, readiness: _Readiness, w
     )
 
 
+def recheck(
+    *,
+    clients: CloudRunClients,
+    target: Target,
+    settings: CloudRunSettings,
+    progress: Callable[[str], None],
+    sleep: Callable[[float], None] = waits.sleep,
+    clock: Callable[[], float] = waits.clock,
+) -> CheckResult | None:
+    """Read the revision again after a probe with P0 findings: why it died, in Cloud Run's own words.
+
+    A Ready condition that is no longer true (a container that exited, a failed health check) is a
+    ``revision-not-ready`` check with Cloud Run's reason and message. None while the revision is still ready
+    (the findings are the app's own), or when it cannot be read (said as a warning: the findings stand).
+    """
+    if not (target.project and target.region and target.revision and settings.service):
+        return None
+    api = Api(
+        clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress, sleep=sleep, clock=clock
+    )
+    name = f"projects/{target.project}/locations/{target.region}/services/{settings.service}/revisions/{target.revision}"
+    try:
+        revision = api.get_revision(name)
+    except CloudRunError as exc:
+        progress(f"warning: could not read revision {target.revision} again after the failing probe: {exc}")
+        return None
+    readiness = _readiness(revision)
+    if readiness.state == "ready":
+        return None
+    why = readiness.message or readiness.reason or readiness.condition_state
+    message = f"revision {target.revision} is no longer ready after the probe: {why}"
+    progress(message)
+    evidence = {
+        "revision": target.revision,
+        "state": readiness.condition_state,
+        "reason": readiness.reason,
+        "message": readiness.message,
+    }
+    if readiness.since:
+        evidence["since"] = readiness.since
+    if revision.log_uri:
+        evidence["logs"] = revision.log_uri
+    return CheckResult(
+        "revision-still-ready",
+        Step.REVISION,
+        Status.FAIL,
+        summary=message,
+        failure=Failure(
+            kind=Kind.REVISION_NOT_READY,
+            message=message,
+            detail=readiness.reason or "not-ready",
+            evidence=evidence,
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class _Routing:
     percent: int  # share of the service's traffic now reaching the revision
@@ -292,10 +360,10 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
     from google.cloud import run_v2
 
     latest = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-    latest_ready = _last_segment(service.latest_ready_revision)
+    latest_ready = last_segment(service.latest_ready_revision)
     percent, tag_url, tag_name = 0, None, None
     for status in service.traffic_statuses:
-        by_revision = _last_segment(status.revision)
+        by_revision = last_segment(status.revision)
         resolved = by_revision or (latest_ready if status.type_ == latest else "")
         if resolved != short:
             continue
@@ -306,7 +374,7 @@ def _routing(service: run_v2.Service, short: str, tag: str | None = None) -> _Ro
         if usable and status.uri and tag_url is None:
             tag_url, tag_name = status.uri, status.tag
     tagged = any(
-        t.tag and (t.tag == tag if tag else _last_segment(t.revision) == short) for t in service.traffic
+        t.tag and (t.tag == tag if tag else last_segment(t.revision) == short) for t in service.traffic
     )
     return _Routing(percent=percent, tag_url=tag_url, tag_pending=tagged and tag_url is None, tag=tag_name)
 
@@ -325,7 +393,7 @@ def _revision_for_tag(service: run_v2.Service, tag: str) -> str:
     existing = ", ".join(tags) if tags else "none (deploy with `--tag`)"
     raise ConfigError(
         "cloud_run.tag",
-        f"no revision of service {_last_segment(service.name)} carries tag {tag!r}; tags that exist: {existing}",
+        f"no revision of service {last_segment(service.name)} carries tag {tag!r}; tags that exist: {existing}",
     )
 
 
@@ -347,12 +415,12 @@ def _not_tested_check(short: str, percent: int, service_url: str) -> CheckResult
     )
 
 
-def _serving(service: run_v2.Service) -> dict[str, int]:
+def serving(service: run_v2.Service) -> dict[str, int]:
     """Revision short name -> percent of traffic it receives now (LATEST resolved to the latest ready)."""
-    latest_ready = _last_segment(service.latest_ready_revision)
+    latest_ready = last_segment(service.latest_ready_revision)
     shares: dict[str, int] = {}
     for status in service.traffic_statuses:
-        name = _last_segment(status.revision) or latest_ready
+        name = last_segment(status.revision) or latest_ready
         if name and status.percent:
             shares[name] = shares.get(name, 0) + status.percent
     return shares
@@ -362,19 +430,19 @@ def _previous_revision(
     api: Api, service: run_v2.Service, short: str, revision: run_v2.Revision
 ) -> str | None:
     """The revision to fall back to: the one serving most traffic now, else the newest older ready one."""
-    others = {name: pct for name, pct in _serving(service).items() if name != short}
+    others = {name: pct for name, pct in serving(service).items() if name != short}
     if others:
         return max(others, key=lambda name: others[name])
     created = revision.create_time
     best: run_v2.Revision | None = None
     for candidate in api.list_revisions(service.name):
-        if _last_segment(candidate.name) == short or _readiness(candidate).state != "ready":
+        if last_segment(candidate.name) == short or _readiness(candidate).state != "ready":
             continue
         if created and candidate.create_time and candidate.create_time >= created:
             continue
         if best is None or (candidate.create_time and candidate.create_time > best.create_time):
             best = candidate
-    return _last_segment(best.name) if best is not None else None
+    return last_segment(best.name) if best is not None else None
 
 
 # -- image digest --------------------------------------------------------------------------------------------
@@ -390,14 +458,30 @@ def _digest_in(image: str | None) -> str | None:
     return digest if _DIGEST.fullmatch(digest) else None
 
 
-def _reported_digest(revision: run_v2.Revision) -> str | None:
+def _reported_digest(revision: run_v2.Revision, container: str) -> str | None:
     # `containerStatuses[].imageDigest` exists in the live API; google-cloud-run 0.16 drops it (see module doc).
     statuses = getattr(revision, "container_statuses", None) or ()
     for status in statuses:
         digest = str(getattr(status, "image_digest", "") or "").lower()
-        if _DIGEST.fullmatch(digest):
+        if str(getattr(status, "name", "") or "") == container and _DIGEST.fullmatch(digest):
             return digest
     return None
+
+
+def containers_of(revision: run_v2.Revision) -> tuple[ContainerImage, ...]:
+    """Every container's image, the ingress one marked: the one declaring ``ports``, or the only container."""
+    listed = list(revision.containers)
+    with_ports = [i for i, c in enumerate(listed) if c.ports]
+    ingress = with_ports[0] if with_ports else (0 if len(listed) == 1 else None)
+    return tuple(
+        ContainerImage(
+            name=c.name,
+            image=c.image,
+            ingress=i == ingress,
+            digest=_digest_in(c.image) or _reported_digest(revision, c.name),
+        )
+        for i, c in enumerate(listed)
+    )
 
 
 def _expected_digest(expected: str) -> str | None:
@@ -453,147 +537,6 @@ def _image_check(
     )
 
 
-# -- gate ----------------------------------------------------------------------------------------------------
-
-
-def move_traffic(
-    *,
-    clients: CloudRunClients,
-    target: Target,
-    action: Literal["promote", "rollback"],
-    progress: Callable[[str], None],
-    service: str | None = None,
-    retry_timeout_s: float = 30.0,
-    operation_timeout_s: float = OPERATION_TIMEOUT_S,
-    sleep: Callable[[float], None] = waits.sleep,
-    clock: Callable[[], float] = waits.clock,
-) -> TrafficAction:
-    """Send 100% of traffic to the tested revision (promote) or to the previous ready one (rollback).
-
-    Tags on the service are kept (at 0%), so a tag URL stays valid. Only ``traffic`` is sent, with an
-    ``update_mask`` of ``traffic``: the template is never rewritten, so no new revision can be created.
-    ``service`` is the Cloud Run service name when ``target.service`` carries a display name instead.
-    """
-    destination = target.revision if action == "promote" else target.previous_revision
-    if not (target.project and target.region and target.revision):
-        return TrafficAction(
-            action, destination or "", 0, False, "no Cloud Run revision was resolved: traffic unchanged"
-        )
-    if destination is None:
-        return TrafficAction(
-            action,
-            "",
-            0,
-            False,
-            f"no previous ready revision to roll back to: traffic left on {target.revision}",
-        )
-    from google.api_core.exceptions import GoogleAPICallError
-    from google.cloud import run_v2
-    from google.protobuf import field_mask_pb2
-
-    api = Api(clients=clients, retry_timeout_s=retry_timeout_s, progress=progress)
-    service_id = service or target.service
-    name = f"projects/{target.project}/locations/{target.region}/services/{service_id}"
-    current = api.get_service(name)
-    before = _serving(current)
-    was = ", ".join(f"{rev} {pct}%" for rev, pct in sorted(before.items())) or "none"
-    if before == {destination: 100}:
-        message = f"{destination} already receives 100% of traffic: no change needed"
-        progress(f"{action}: {message}")
-        return TrafficAction(action, destination, 100, True, message, before=before, after=before)
-
-    traffic = _routes_to(current, destination)
-    progress(f"{action}: sending 100% of traffic on service {service_id} to {destination} (was: {was})")
-    update = run_v2.Service(name=name, traffic=traffic, etag=current.etag)
-    try:
-        operation = api.call(
-            lambda: clients.services.update_service(
-                service=update,
-                update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
-                retry=api.retry(),
-                timeout=api.retry_timeout_s,
-            ),
-            what="update traffic",
-            resource=name,
-            permission="run.services.update",
-        )
-    except CloudRunError as exc:
-        # A write can be applied and still be answered 5xx; its retry then meets a changed etag (409). What
-        # the service reports now says whether the change happened.
-        now = _serving(api.get_service(name))
-        if now != {destination: 100}:
-            raise
-        message = (
-            f"sent 100% of traffic to {destination} (was: {was}); Cloud Run answered the update with an error "
-            f"({exc}), but the service reports the change"
-        )
-        progress(f"{action}: {message}")
-        return TrafficAction(action, destination, 100, True, message, before=before, after=now)
-    before_text = was
-    waiter = Waiter(
-        timeout_s=operation_timeout_s, sleep=sleep, clock=clock, progress=progress, max_delay=PROGRESS_EVERY_S
-    )
-    operation_id = _last_segment(operation.operation.name)
-    awaited = f"Cloud Run to apply the traffic change on service {service_id}, operation {operation_id}"
-    # Polled by hand (not operation.result): the default polling Retry has no predicate for "not done yet"
-    # and raises _OperationNotComplete at the first unfinished poll; here each poll also reports progress.
-    while not api.call(
-        lambda: operation.done(retry=api.retry()),  # type: ignore[no-untyped-call]
-        what="read the traffic change's operation",
-        resource=name,
-        permission="run.services.get",
-    ):
-        if not waiter.pause(awaited, "not done yet"):
-            after = _serving(api.get_service(name))
-            message = (
-                f"{action} to {destination} not confirmed: the operation was not done after "
-                f"{operation_timeout_s:g} s (cloud_run.operation_timeout_s); the service now reports "
-                f"{_shares(after)}: check its traffic before re-running"
-            )
-            progress(f"{action}: {message}")
-            return TrafficAction(
-                action, destination, 100, False, message, error=True, before=before, after=after
-            )
-    try:
-        updated = operation.result(timeout=0)  # type: ignore[no-untyped-call]
-    except GoogleAPICallError as exc:
-        after = _serving(api.get_service(name))
-        message = (
-            f"{action} to {destination} failed in Cloud Run: {api_message(exc)}; the service now reports "
-            f"{_shares(after)}"
-        )
-        progress(f"{action}: {message}")
-        return TrafficAction(action, destination, 100, False, message, error=True, before=before, after=after)
-    after = _serving(updated) if updated is not None and updated.traffic_statuses else {destination: 100}
-    message = f"sent 100% of traffic to {destination} (was: {before_text})"
-    if after.get(destination) != 100:
-        message += f"; the service now reports {_shares(after)}"
-    progress(f"{action}: {message} after {waiter.elapsed:.0f} s")
-    return TrafficAction(action, destination, 100, True, message, before=before, after=after)
-
-
-def _shares(traffic: dict[str, int]) -> str:
-    return ", ".join(f"{rev} {pct}%" for rev, pct in sorted(traffic.items())) or "no traffic"
-
-
-def _routes_to(service: run_v2.Service, destination: str) -> list[run_v2.TrafficTarget]:
-    """100% to ``destination``, keeping every tag (at 0%) so tag URLs keep working."""
-    from google.cloud import run_v2
-
-    by_revision = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
-    routes = [run_v2.TrafficTarget(type_=by_revision, revision=destination, percent=100)]
-    for entry in service.traffic:
-        if not entry.tag:
-            continue
-        if _last_segment(entry.revision) == destination and not routes[0].tag:
-            routes[0].tag = entry.tag  # one entry carries both the 100% and the tag
-            continue
-        routes.append(
-            run_v2.TrafficTarget(type_=entry.type_, revision=entry.revision, percent=0, tag=entry.tag)
-        )
-    return routes
-
-
 # -- logs ----------------------------------------------------------------------------------------------------
 
 
@@ -611,13 +554,8 @@ def logs_url(
 # -- small helpers -------------------------------------------------------------------------------------------
 
 
-def _last_segment(name: str) -> str:
-    """``projects/p/locations/r/services/s/revisions/x`` -> ``x`` (traffic entries use short names)."""
-    return name.rsplit("/", 1)[-1]
-
-
 def _created(value: Any) -> str | None:
-    """The API's creation time (a datetime; nanoseconds are not kept) as RFC 3339 at its own precision."""
+    """The API's time (a datetime; nanoseconds are not kept) as RFC 3339 at its own precision."""
     if not value:
         return None
     return timestamps.rfc3339(value, "auto") if isinstance(value, datetime) else str(value)

@@ -483,15 +483,18 @@ _TABLE: tuple[KindInfo, ...] = (
         SeverityRule.P0,
         GateClass.CORRECTNESS,
         Explanation(
-            "The revision did not become ready",
-            "Cloud Run could not start the new revision (its reason and message are below): a crashing "
-            "container, a missing secret, or a port mismatch. Traffic stays on the previous revision.",
+            "The revision is not ready",
+            "Cloud Run reports the new revision not ready, in its own words below: it could not start, or its "
+            "Ready condition turned False while it was being tested (a container that exited, a failed health "
+            "check). Usual causes: a crashing container, a missing secret, a port mismatch, an out-of-memory "
+            "kill.",
             "Read the reason below and the revision's logs; check the container starts locally with "
             "`PORT` set.",
         ),
         ReadmeRow(
-            "Cloud Run could not start the revision",
-            "a crashing container, a missing secret, a port mismatch",
+            "Cloud Run could not start the revision, or its Ready condition turned False during the probe (the "
+            'finding carries Cloud Run\'s reason and message, e.g. "Container called exit(1).")',
+            "a crashing container, a missing secret, a port mismatch, an out-of-memory kill",
             "read the revision's reason and logs; run the container locally with `PORT` set",
         ),
     ),

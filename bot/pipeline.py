@@ -169,6 +169,14 @@ def execute(
         metrics = ()
 
     findings = diagnose.diagnose(checks, service=settings.service_name)
+    if ready and cloud_run is not None and any(f.severity is results.Severity.P0 for f in findings):
+        from bot import cloudrun
+
+        # Why it died: a revision whose Ready condition turned False during the probe says so in its own words.
+        died = cloudrun.recheck(clients=cloud_run, target=target, settings=settings.cloud_run, progress=log)
+        if died is not None:
+            checks.append(died)
+            findings = diagnose.diagnose(checks, service=settings.service_name)
     verdict = results.verdict_for(findings)
     finished_at = _now()
     if target.project and target.revision:
@@ -355,16 +363,16 @@ def apply_gate(
         return run
     # Settings refuse a gate action without cloud_run, and a Cloud Run target always names its revision.
     assert cloud_run is not None and run.target.revision is not None
-    from bot import cloudrun
+    from bot import rollout
 
     refusal = _gate_refusal(run, action)
     if refusal is not None:
-        revision = run.target.revision if action == "promote" else run.target.previous_revision
+        revision = run.target.revision if action == "promote" else None  # a rollback: not chosen
         taken = TrafficAction(action, revision or "-", 0, False, refusal, refused=True)
         log(f"warning: {taken.message}")  # an annotation in Actions: the gate did not do what was asked
         return replace(run, traffic_actions=(*run.traffic_actions, taken))
     try:
-        taken = cloudrun.move_traffic(
+        taken = rollout.move_traffic(
             clients=cloud_run,
             target=run.target,
             action=action,
@@ -372,10 +380,11 @@ def apply_gate(
             service=settings.cloud_run.service,
             retry_timeout_s=settings.cloud_run.retry_timeout_s,
             operation_timeout_s=settings.cloud_run.operation_timeout_s,
+            rollback_to=settings.cloud_run.rollback_to,
         )
     except CloudRunError as exc:
         # The verdict still gets reported; the failed traffic change is recorded and makes the exit code 3.
-        revision = run.target.revision if action == "promote" else run.target.previous_revision
+        revision = run.target.revision if action == "promote" else None  # never guessed for a rollback
         taken = TrafficAction(action, revision or "-", 0, False, f"{action} failed: {exc}", error=True)
     log(f"gate: {taken.message}")
     return replace(run, traffic_actions=(*run.traffic_actions, taken))

@@ -274,6 +274,8 @@ class JourneyStep:
     total: int
     slowest_ms: float | None  # the slowest user's time at this step
     note: str  # raw (untrusted) one-line detail; templates escape it
+    # Why the revision is not ready, in Cloud Run's words, reduced to characters safe in a Mermaid label.
+    reason: str = ""
 
     @property
     def node(self) -> str:
@@ -312,6 +314,13 @@ def _journey_step(step: Step, checks: list[CheckResult]) -> JourneyStep:
         note = ran[0].summary if len(ran) == 1 else ""
     else:
         note = checks[0].summary if checks else "not run"
+    died = next((c.failure for c in failed if c.failure and c.failure.kind is Kind.REVISION_NOT_READY), None)
+    reason = ""
+    if died is not None:
+        words = died.evidence.get("message") or died.detail or ""
+        reason = " ".join(_MERMAID_UNSAFE.sub(" ", words).split())
+        if len(reason) > 60:
+            reason = reason[:60].rsplit(" ", 1)[0] + "…"
     return JourneyStep(
         step=step,
         label=markdown.STEP_LABELS[step],
@@ -321,7 +330,11 @@ def _journey_step(step: Step, checks: list[CheckResult]) -> JourneyStep:
         total=len(ran),
         slowest_ms=max(per_user.values(), default=None),
         note=note,
+        reason=reason,
     )
+
+
+_MERMAID_UNSAFE = re.compile(r"[^A-Za-z0-9_.,:() -]")
 
 
 @dataclass(frozen=True, slots=True)

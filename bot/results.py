@@ -158,6 +158,17 @@ class Impact:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerImage:
+    """One container of the revision. The ingress container (the one declaring ``ports``) is the app; the
+    others are sidecars (a collector, a proxy)."""
+
+    name: str
+    image: str
+    ingress: bool = False
+    digest: str | None = None  # pinned in the reference (@sha256:...) or reported by the API; never guessed
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """What was tested. Cloud Run facts are None when unknown (``--url``): never invented."""
 
@@ -184,6 +195,8 @@ class Target:
     # URL may have reached another revision, so the revision itself was not tested; None: not Cloud Run.
     tested_alone: bool | None = None
     logs_url: str | None = None  # Cloud Logging query for the revision over the run's time window
+    # Every container of the revision; `image`/`digest` above are the ingress container's (the app's).
+    containers: tuple[ContainerImage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +212,12 @@ class TrafficAction:
     before: dict[str, int] = field(default_factory=dict)  # revision -> percent before the change
     after: dict[str, int] = field(default_factory=dict)  # revision -> percent as Cloud Run reported after it
     refused: bool = False  # golden-path refused to move traffic (untested revision, version skew)
+    # The split the service's spec (`traffic`) asks for after the gate, as Cloud Run reported it: beside `after`
+    # (what serves, `trafficStatuses`), it tells a change Cloud Run accepted but had not applied yet.
+    requested: dict[str, int] = field(default_factory=dict)
+    noop: bool = (
+        False  # nothing to act on (a rollback of a revision that served no traffic): traffic untouched
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,10 +71,23 @@ class CloudRunSettings(_Section):
     # as X-Serverless-Authorization. A token passed in GOLDEN_PATH_ID_TOKEN / the id-token input turns it on.
     private: bool = False
     audience: str | None = None  # the ID token's audience; default the service URL (or the tested URL)
+    # A known-good traffic tag (e.g. stable) a rollback may send traffic to. Without it a rollback goes only to
+    # the revision that served before this run (traffic-before), and is refused (exit 3) when there is none.
+    rollback_to: str | None = None
 
     @property
     def configured(self) -> bool:
         return bool(self.project or self.region or self.service)
+
+    @field_validator("rollback_to")
+    @classmethod
+    def _traffic_tag(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z]([a-z0-9-]{0,44}[a-z0-9])?", v):
+            raise ValueError(
+                f"expected a Cloud Run traffic tag (lowercase letters, digits and hyphens, starting with a "
+                f"letter, e.g. stable), got {v!r}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _all_or_nothing(self) -> CloudRunSettings:

@@ -13,7 +13,7 @@ import pytest
 from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
-from tests.standins.cloudrun_api import CloudRunStandIn, Route
+from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 from tests.standins.google_front_end import (
     TokenEndpoint,
     id_token_for,
@@ -485,3 +485,185 @@ def test_main__private_service_by_url_uses_the_urls_origin_as_audience(config: P
     assert code == 0, err
     assert front.seen and {s.id_token for s in front.seen} == {token}
     assert saved(tmp_path)["baseline"] is None  # no Cloud Run, no serving revision to compare with
+
+
+# -- rollback only to what served users (the exact traffic after the run) --------------------------------------
+
+
+@pytest.fixture
+def broken() -> Iterator[ReferenceServer]:
+    """The new revision, failing the journey: the WebSocket upgrade answers 502."""
+    with ReferenceServer(secret=SECRET, version="abc1234def", faults=parse_faults(["ws-502"])) as server:
+        yield server
+
+
+def test_action__rollback_of_a_preview_that_served_nothing_leaves_every_route_and_says_none(
+    api: CloudRunStandIn, broken: ReferenceServer, serving: ReferenceServer, config: Path, tmp_path: Path
+):
+    deploy(api, service_url=serving.url, tag_url=broken.url)
+    api.add_revision("chat", "chat-00003-canary")
+    routes = [
+        Route(OLD, 90, tag="stable"),
+        Route("chat-00003-canary", 10),
+        Route(NEW, 0, tag="pr-7", uri=broken.url),
+    ]
+    api.set_traffic("chat", routes)
+    env = {
+        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
+        "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
+        "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
+        "INPUT_TAG": "pr-7", "INPUT_ON-FAIL": "rollback",
+    }  # fmt: skip
+
+    code, _, err = _main(["action"], env)
+
+    assert code == 1, err
+    assert api.updates() == []
+    assert api.routes("chat") == [Route(r.revision, r.percent, r.tag) for r in routes]
+    written = outputs(tmp_path / "output")
+    assert written["traffic-action"] == "none"
+    (action,) = saved(tmp_path / "out")["traffic_actions"]
+    assert (
+        action["noop"] and action["message"] == "nothing to roll back: the tested revision served no traffic"
+    )
+    assert (
+        "nothing to roll back: the tested revision served no traffic"
+        in (tmp_path / "out" / "report.md").read_text()
+    )
+
+
+def test_main__rollback_with_nothing_known_to_have_served_is_refused_exit_3(
+    api: CloudRunStandIn, broken: ReferenceServer, config: Path, tmp_path: Path
+):
+    api.add_service("chat", uri=broken.url)
+    api.add_revision("chat", OLD)
+    api.add_revision("chat", "chat-00003-pr8")  # another PR's preview, ready and tagged
+    api.add_revision("chat", NEW)
+    routes = [Route(None, 100), Route("chat-00003-pr8", 0, tag="pr-8")]  # deployed with traffic (LATEST)
+    api.set_traffic("chat", routes)
+
+    code, _, err = _main(
+        check_argv(api, config, tmp_path, "--on-fail", "rollback"), {"JWT_SECRET_KEY": SECRET}
+    )
+
+    assert code == 3, err
+    assert "Traceback" not in err
+    refusal = [line for line in err.splitlines() if f"refused to roll back {NEW}" in line]
+    assert refusal and "cloud_run.rollback_to" in refusal[0]
+    assert api.updates() == []
+    assert api.routes("chat") == [Route(None, 100), Route("chat-00003-pr8", 0, tag="pr-8")]
+    (action,) = saved(tmp_path)["traffic_actions"]
+    assert (action["error"], action["refused"], action["applied"]) == (True, True, False)
+
+
+def test_main__rollback_to_a_known_good_tag_keeps_every_tag(
+    api: CloudRunStandIn, broken: ReferenceServer, config: Path, tmp_path: Path
+):
+    api.add_service("chat", uri=broken.url)
+    api.add_revision("chat", OLD)
+    api.add_revision("chat", "chat-00003-pr8")
+    api.add_revision("chat", NEW)
+    api.set_traffic(
+        "chat", [Route(None, 100), Route(OLD, 0, tag="stable"), Route("chat-00003-pr8", 0, tag="pr-8")]
+    )
+    api.operation_polls = 2
+
+    code, _, err = _main(
+        check_argv(api, config, tmp_path, "--on-fail", "rollback", "--rollback-to", "stable"),
+        {"JWT_SECRET_KEY": SECRET},
+    )
+
+    assert code == 1, err
+    assert api.routes("chat") == [Route(OLD, 100, tag="stable"), Route("chat-00003-pr8", 0, tag="pr-8")]
+    (action,) = saved(tmp_path)["traffic_actions"]
+    assert (action["revision"], action["applied"], action["after"]) == (OLD, True, {OLD: 100})
+
+
+def test_main__a_bad_rollback_to_tag_is_exit_2_naming_the_key(
+    api: CloudRunStandIn, config: Path, tmp_path: Path
+):
+    code, _, err = _main(
+        check_argv(api, config, tmp_path, "--rollback-to", "Stable Tag"), {"JWT_SECRET_KEY": SECRET}
+    )
+
+    assert code == 2
+    assert "cloud_run.rollback_to" in err and "'Stable Tag'" in err and "Traceback" not in err
+
+
+# -- a lost answer is recorded as what Cloud Run did -----------------------------------------------------------
+
+
+def test_main__promote_answered_503_but_applied_is_exit_0_and_recorded_applied(
+    api: CloudRunStandIn, new: ReferenceServer, serving: ReferenceServer, config: Path, tmp_path: Path
+):
+    deploy(api, service_url=serving.url, tag_url=new.url)
+    api.fail_after_update = [503]
+    api.operation_polls = 2
+    api.inject(429, path_contains="/services/chat", method="GET", times=1, retry_after="1")
+
+    code, _, err = _main(
+        check_argv(api, config, tmp_path, "--on-pass", "promote"), {"JWT_SECRET_KEY": SECRET}
+    )
+
+    assert code == 0, err
+    assert "rate limited" in err
+    (action,) = saved(tmp_path)["traffic_actions"]
+    assert (action["applied"], action["error"]) == (True, False)
+    assert "but applied it" in action["message"]
+    assert api.routes("chat") == [Route(NEW, 100, tag="pr-7")]
+
+
+# -- the app is the ingress container; why the revision died --------------------------------------------------
+
+
+def test_main__sidecars_are_listed_and_the_ingress_image_is_compared(
+    api: CloudRunStandIn, new: ReferenceServer, serving: ReferenceServer, config: Path, tmp_path: Path
+):
+    api.add_service("chat", uri=serving.url)
+    api.add_revision("chat", OLD, image=f"{IMAGE}@{DIGEST_OLD}")
+    collector = "otel/opentelemetry-collector-contrib:0.110.0"
+    api.add_revision(
+        "chat",
+        NEW,
+        image=f"{IMAGE}@{DIGEST_NEW}",
+        sidecars=(Sidecar("collector", collector),),
+        container_name="chat",
+    )
+    api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=new.url)])
+
+    code, _, err = _main(
+        check_argv(api, config, tmp_path, "--expected-image", f"{IMAGE}@{DIGEST_NEW}"),
+        {"JWT_SECRET_KEY": SECRET},
+    )
+
+    assert code == 0, err
+    target = saved(tmp_path)["target"]
+    assert (target["image"], target["digest"]) == (f"{IMAGE}@{DIGEST_NEW}", DIGEST_NEW)
+    assert target["containers"] == [
+        {"name": "collector", "image": collector, "ingress": False, "digest": None},
+        {"name": "chat", "image": f"{IMAGE}@{DIGEST_NEW}", "ingress": True, "digest": DIGEST_NEW},
+    ]
+    report = (tmp_path / "report.md").read_text()
+    assert f"`{collector}`" in report and "Sidecars" in report
+
+
+def test_main__a_revision_that_died_during_the_probe_says_why_in_the_finding_and_the_diagram(
+    api: CloudRunStandIn, broken: ReferenceServer, serving: ReferenceServer, config: Path, tmp_path: Path
+):
+    api.add_service("chat", uri=serving.url)
+    api.add_revision("chat", OLD)
+    api.add_revision(
+        "chat", NEW, dies_after_gets=1, reason="REVISION_FAILED", message="Container called exit(1)."
+    )
+    api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=broken.url)])
+
+    code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+
+    assert code == 1, err
+    results = saved(tmp_path)
+    died = [f for f in results["findings"] if f["kind"] == "revision-not-ready"]
+    assert len(died) == 1 and died[0]["severity"] == "P0"
+    assert "Container called exit(1)." in died[0]["evidence"]["message"]
+    assert died[0]["fingerprint"].endswith("revision-not-ready:REVISION_FAILED")
+    report = (tmp_path / "report.md").read_text()
+    assert 'Revision["❌ Revision: Container called exit(1)."]' in report

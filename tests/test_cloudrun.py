@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from bot import cloudrun, waits
+from bot import cloudrun, cloudrun_api, waits
 from bot.errors import CloudRunError, ConfigError, ExitCode
-from bot.results import Kind, Status, Step, Target
-from bot.settings import CloudRunSettings, VersionSettings
-from tests.standins.cloudrun_api import CloudRunStandIn, Route
-
-OLD = "chat-00001-old"
-NEW = "chat-00002-new"
-SERVICE_URL = "https://chat-abc123xyz-ew.a.run.app"
-TAG_URL = "https://pr-7---chat-abc123xyz-ew.a.run.app"
-REPO = "europe-docker.pkg.dev/p/repo/chat"
-DIGEST_A = "sha256:" + "a" * 64
-DIGEST_B = "sha256:" + "b" * 64
-
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps; records the backoff sequence."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
+from bot.results import Kind, Status, Step
+from bot.settings import VersionSettings
+from tests.cloudrun_support import (
+    DIGEST_A,
+    DIGEST_B,
+    NEW,
+    OLD,
+    REPO,
+    SERVICE_URL,
+    TAG_URL,
+    FakeTime,
+    deploy_tagged,
+    resolve,
+    settings,
+)
+from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 
 
 @pytest.fixture
@@ -61,42 +52,6 @@ def fake_time() -> FakeTime:
 @pytest.fixture
 def lines() -> list[str]:
     return []
-
-
-def settings(**overrides: Any) -> CloudRunSettings:
-    values: dict[str, Any] = {
-        "project": "p",
-        "region": "r",
-        "service": "chat",
-        "ready_timeout_s": 60,
-        "retry_timeout_s": 2,
-    }
-    return CloudRunSettings(**{**values, **overrides})
-
-
-def resolve(
-    clients: cloudrun.CloudRunClients,
-    fake_time: FakeTime,
-    lines: list[str],
-    *,
-    version: VersionSettings | None = None,
-    **overrides: Any,
-) -> cloudrun.Resolution:
-    return cloudrun.resolve(
-        clients=clients,
-        settings=settings(**overrides),
-        version=version or VersionSettings(expected="0123abc"),
-        progress=lines.append,
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
-    )
-
-
-def deploy_tagged(api: CloudRunStandIn, **new: Any) -> None:
-    """The usual preview deploy: the old revision serves 100%, the new one 0% behind tag pr-7."""
-    api.add_revision("chat", OLD, image=f"{REPO}@{DIGEST_A}")
-    api.add_revision("chat", NEW, **{"image": f"{REPO}@{DIGEST_B}", **new})
-    api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
 
 
 # -- resolve: readiness ----------------------------------------------------------------------------------------
@@ -372,123 +327,6 @@ def test_resolve__tag_only_image_has_no_known_digest(
     assert any("tag reference" in w for w in resolution.target.warnings)
 
 
-# -- move_traffic ------------------------------------------------------------------------------------------------
-
-
-def resolved(api: CloudRunStandIn, clients: cloudrun.CloudRunClients) -> Target:
-    return resolve(clients, FakeTime(), []).target
-
-
-def test_move_traffic__promote(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)
-    api.set_traffic(
-        "chat",
-        [Route(OLD, 100, tag="stable"), Route(NEW, 0, tag="pr-7", uri=TAG_URL), Route(None, 0, tag="head")],
-    )
-    target = resolved(api, clients)
-
-    action = cloudrun.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
-
-    assert (action.action, action.revision, action.percent, action.applied) == ("promote", NEW, 100, True)
-    (update,) = api.updates()
-    assert update.query["updateMask"] == "traffic"
-    assert set(update.body) == {"traffic", "etag"}  # the template is never sent back
-    assert update.body["traffic"] == [
-        {"type": 2, "revision": NEW, "percent": 100, "tag": "pr-7"},
-        {"type": 2, "revision": OLD, "tag": "stable"},  # 0% is the proto3 default: not on the wire
-        {"type": 1, "tag": "head"},
-    ]
-    assert any(line.startswith("promote: sending 100% of traffic") for line in lines)
-    # The tag URL stays valid after the promotion.
-    assert resolve(clients, FakeTime(), []).target.url == TAG_URL
-
-
-def test_move_traffic__promote_waits_for_the_operation(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 1
-
-    action = cloudrun.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
-
-    assert action.applied
-    assert any("/operations/" in r.path for r in api.requests)
-    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
-
-
-def test_move_traffic__rollback(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)  # deployed with traffic: it serves 100% through LATEST
-    target = resolved(api, clients)
-    assert target.previous_revision == OLD
-
-    action = cloudrun.move_traffic(clients=clients, target=target, action="rollback", progress=lines.append)
-
-    assert (action.action, action.revision, action.percent, action.applied) == ("rollback", OLD, 100, True)
-    (update,) = api.updates()
-    assert update.body["traffic"] == [{"type": 2, "revision": OLD, "percent": 100}]
-    assert f"{NEW} 100%" in action.message
-
-
-def test_move_traffic__service_name_given_apart_from_the_display_name(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = replace(resolved(api, clients), service="Chat backend (prod)")
-
-    action = cloudrun.move_traffic(
-        clients=clients, target=target, action="promote", progress=lines.append, service="chat"
-    )
-
-    assert action.applied
-    assert api.updates()[0].path == "/v2/projects/p/locations/r/services/chat"
-
-
-def test_move_traffic__rollback_keeps_traffic_already_on_previous(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-
-    action = cloudrun.move_traffic(clients=clients, target=target, action="rollback", progress=lines.append)
-
-    assert (action.revision, action.applied) == (OLD, True)
-    assert "no change" in action.message
-    assert api.updates() == []
-
-
-def test_move_traffic__rollback_with_no_previous(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    api.add_revision("chat", NEW)
-    target = resolved(api, clients)
-
-    action = cloudrun.move_traffic(clients=clients, target=target, action="rollback", progress=lines.append)
-
-    assert not action.applied
-    assert "no previous ready revision" in action.message
-    assert api.updates() == []
-
-
-def test_move_traffic__403_names_the_developer_role(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.inject(403, method="PATCH")
-
-    with pytest.raises(CloudRunError) as caught:
-        cloudrun.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
-
-    assert "run.services.update" in str(caught.value) and "roles/run.developer" in str(caught.value)
-
-
 # -- errors ----------------------------------------------------------------------------------------------------
 
 
@@ -612,73 +450,6 @@ def test_make_clients__without_credentials(monkeypatch: pytest.MonkeyPatch) -> N
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(caught.value)
 
 
-# -- move_traffic: the long-running operation --------------------------------------------------------------------
-
-
-def gate(
-    clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
-) -> Any:
-    return cloudrun.move_traffic(
-        clients=clients,
-        target=target,
-        action="promote",
-        progress=lines.append,
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
-        **kwargs,
-    )
-
-
-def test_move_traffic__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 8
-
-    action = gate(clients, target, fake_time, lines)
-
-    assert action.applied and not action.error
-    assert fake_time.sleeps == [1, 2, 4, 5, 5, 5, 5, 5]
-    waits = [line for line in lines if line.startswith("waiting for Cloud Run to apply the traffic change")]
-    assert len(waits) == 8
-    assert waits[-1].endswith("(not done yet, 27 s elapsed)")
-    assert (action.before, action.after) == ({OLD: 100}, {NEW: 100})
-
-
-def test_move_traffic__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 2
-    api.operation_error = (9, "Revision is not ready and cannot serve traffic.")
-
-    action = gate(clients, target, fake_time, lines)
-
-    assert (action.applied, action.error) == (False, True)
-    assert "failed in Cloud Run" in action.message and "cannot serve traffic" in action.message
-    assert action.after == {OLD: 100} and f"{OLD} 100%" in action.message
-    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(OLD, 100)]
-
-
-def test_move_traffic__operation_past_its_deadline_is_a_recorded_error(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
-) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
-    api.operation_polls = 1000
-
-    action = gate(clients, target, fake_time, lines, operation_timeout_s=20)
-
-    assert (action.applied, action.error) == (False, True)
-    assert sum(fake_time.sleeps) == 20 and max(fake_time.sleeps) <= 5
-    assert "not done after 20 s" in action.message
-    assert action.after == {
-        NEW: 100
-    }  # applied but unconfirmed: the message says what the service reports now
-
-
 # -- resolve: by tag, and whether the revision was tested alone ------------------------------------------------
 
 
@@ -767,27 +538,197 @@ def test_logs_url__query_and_window() -> None:
     assert "resource.labels.location%3D%22europe-west1%22" in regional
 
 
-def test_move_traffic__a_write_applied_then_answered_503_is_recognised_as_applied(
+# -- patient reads ---------------------------------------------------------------------------------------------
+
+
+def test_resolve__429_is_retried_after_the_retry_after_it_asks_and_said_rate_limited(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
-    target = resolved(api, clients)
-    api.fail_after_update = [503]  # applied, then "unavailable": the retry meets a changed etag (409)
+    api.inject(429, times=2, retry_after="2")
 
-    action = gate(clients, target, fake_time, lines)
+    resolution = resolve(clients, fake_time, lines, retry_timeout_s=30)
 
-    assert (action.applied, action.error) == (True, False)
-    assert "answered the update with an error" in action.message
-    assert len(api.updates()) == 2
-    assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
+    assert resolution.ready and resolution.target.revision == NEW
+    assert fake_time.sleeps == [2, 2]
+    retries = [line for line in lines if "retrying" in line]
+    assert len(retries) == 2 and all(line.startswith("Cloud Run API rate limited (429 ") for line in retries)
 
 
-def test_move_traffic__a_refused_write_that_did_not_apply_is_still_an_error(
+def test_resolve__500_on_the_readiness_polls_is_retried(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api, pending_polls=2)
+    api.inject(500, path_contains=f"/revisions/{NEW}", times=2)
+    api.inject(503, path_contains="/services/chat", method="GET", times=1)
+
+    resolution = resolve(clients, fake_time, lines)
+
+    assert resolution.ready
+    assert sum("Cloud Run API unavailable (500 " in line for line in lines) == 2
+
+
+def test_resolve__a_retry_after_beyond_the_budget_gives_up_at_once_saying_rate_limited(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
     deploy_tagged(api)
-    target = resolved(api, clients)
-    api.inject(500, method="PATCH")
+    api.inject(429, times=None, retry_after="120")
 
-    with pytest.raises(CloudRunError, match="refused update traffic"):
-        gate(clients, target, fake_time, lines)
+    with pytest.raises(CloudRunError) as caught:
+        resolve(clients, fake_time, lines, retry_timeout_s=30)
+
+    assert fake_time.sleeps == []
+    assert "rate limited" in str(caught.value) and "asked to retry after 120 s" in str(caught.value)
+    assert "cloud_run.retry_timeout_s" in str(caught.value)
+
+
+def test_retry_after__seconds_and_http_dates() -> None:
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+    assert cloudrun_api.retry_after("7") == 7
+    assert cloudrun_api.retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30
+    assert cloudrun_api.retry_after("soon") is None and cloudrun_api.retry_after(None) is None
+
+
+# -- the ingress container -------------------------------------------------------------------------------------
+
+
+def test_resolve__the_ingress_container_is_the_app_not_the_sidecar_listed_first(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    collector = "otel/opentelemetry-collector-contrib@sha256:" + "c" * 64
+    proxy = "envoyproxy/envoy:v1.31"
+    deploy_tagged(api, sidecars=(Sidecar("otel", collector), Sidecar("proxy", proxy)), container_name="chat")
+
+    resolution = resolve(
+        clients, fake_time, lines, version=VersionSettings(expected_image=f"{REPO}@{DIGEST_B}")
+    )
+
+    target = resolution.target
+    assert (target.image, target.digest) == (f"{REPO}@{DIGEST_B}", DIGEST_B)
+    assert next(c for c in resolution.checks if c.id == "image-digest").status is Status.PASS
+    assert [(c.name, c.image, c.ingress) for c in target.containers] == [
+        ("otel", collector, False),
+        ("proxy", proxy, False),
+        ("chat", f"{REPO}@{DIGEST_B}", True),
+    ]
+    assert target.containers[0].digest == "sha256:" + "c" * 64 and target.containers[1].digest is None
+
+
+def test_resolve__a_lone_container_without_ports_is_the_app(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    from google.cloud import run_v2
+
+    revision = run_v2.Revision(containers=[run_v2.Container(image=f"{REPO}@{DIGEST_A}")])
+
+    (only,) = cloudrun.containers_of(revision)
+
+    assert (only.image, only.ingress, only.digest) == (f"{REPO}@{DIGEST_A}", True, DIGEST_A)
+
+
+# -- why it died -----------------------------------------------------------------------------------------------
+
+
+def test_recheck__a_revision_whose_ready_turned_false_reports_cloud_runs_reason(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api, dies_after_gets=1, reason="REVISION_FAILED", message="Container called exit(1).")
+    target = resolve(clients, fake_time, lines).target  # ready when resolved
+
+    check = cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)
+
+    assert check is not None and (check.step, check.status) == (Step.REVISION, Status.FAIL)
+    assert check.failure is not None and check.failure.kind is Kind.REVISION_NOT_READY
+    assert check.failure.detail == "REVISION_FAILED"
+    assert (
+        check.failure.message
+        == f"revision {NEW} is no longer ready after the probe: Container called exit(1)."
+    )
+    assert check.failure.evidence["state"] == "CONDITION_FAILED"
+    assert check.failure.evidence["since"].endswith("Z")
+
+
+def test_recheck__a_revision_still_ready_adds_nothing(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolve(clients, fake_time, lines).target
+
+    assert (
+        cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append) is None
+    )
+
+
+def test_recheck__an_unreadable_revision_is_a_warning_not_a_finding(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    deploy_tagged(api)
+    target = resolve(clients, fake_time, lines).target
+    api.inject(403, times=None)
+
+    assert (
+        cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append) is None
+    )
+    assert (
+        lines[-1].startswith(f"warning: could not read revision {NEW} again")
+        and "run.revisions.get" in lines[-1]
+    )
+
+
+# -- the stand-in speaks the v2 JSON the client parses ----------------------------------------------------------
+
+
+def test_standin__every_body_it_served_parses_strictly_as_the_v2_messages(
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+) -> None:
+    """The client ignores unknown fields (google-cloud-run 0.16 parses with ignore_unknown_fields=True), so
+    a misspelt field would pass silently: every body served here is parsed again with unknown fields refused."""
+    from google.cloud import run_v2
+    from google.longrunning import operations_pb2
+    from google.protobuf import json_format
+
+    from bot import rollout
+
+    api.add_revision("chat", OLD)
+    api.add_revision(
+        "chat", NEW, sidecars=(Sidecar("otel", "otel/collector:0.1"),), digest=DIGEST_B, dies_after_gets=2,
+        reason="REVISION_FAILED", message="Container called exit(1).",
+    )  # fmt: skip
+    api.set_traffic("chat", [Route(None, 100, tag="head"), Route(OLD, 0, tag="stable")])
+    target = resolve(clients, fake_time, lines).target
+    api.operation_polls, api.fail_after_update = 1, [503]
+    rollout.move_traffic(
+        clients=clients, target=target, action="rollback", progress=lines.append, rollback_to="stable",
+        sleep=fake_time.sleep, clock=fake_time.clock,
+    )  # fmt: skip
+    api.operation_polls = 2
+    rollout.move_traffic(
+        clients=clients, target=target, action="promote", progress=lines.append, sleep=fake_time.sleep,
+        clock=fake_time.clock,
+    )  # fmt: skip
+    api.operation_polls = 0
+    rollout.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
+    rechecks = [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
+    rechecks += [cloudrun.recheck(clients=clients, target=target, settings=settings(), progress=lines.append)]
+    assert rechecks[0] is None and rechecks[1] is not None  # ready for two reads in all, then Ready=False
+
+    kinds = set()
+    for method, path, body in api.responses:
+        text = json.dumps(body)
+        if "/operations/" in path or method == "PATCH":
+            json_format.Parse(text, operations_pb2.Operation(), ignore_unknown_fields=False)
+            kinds.add("operation")
+        elif path.endswith("/revisions"):
+            for listed in body.get("revisions", []):
+                listed.pop("containerStatuses", None)  # live API field the 0.16 Revision type lacks
+            run_v2.ListRevisionsResponse.from_json(json.dumps(body), ignore_unknown_fields=False)
+            kinds.add("list")
+        elif "/revisions/" in path:
+            body.pop("containerStatuses", None)
+            run_v2.Revision.from_json(json.dumps(body), ignore_unknown_fields=False)
+            kinds.add("revision")
+        else:
+            run_v2.Service.from_json(text, ignore_unknown_fields=False)
+            kinds.add("service")
+    assert kinds == {"operation", "list", "revision", "service"}

@@ -289,6 +289,23 @@ def test_journey__step_status_from_checks() -> None:
     assert steps["Health"].slowest_ms == 38.2
 
 
+def test_render_report__why_the_revision_died_is_on_its_node_and_cannot_break_the_diagram() -> None:
+    run = samples.revision_not_ready()
+    hostile = 'exit(1)"] --> Pwned["@octocat <img src=x> #1 `code` ]]'
+    checks = tuple(
+        replace(c, failure=replace(c.failure, evidence={**c.failure.evidence, "message": hostile}))
+        if c.failure is not None and c.failure.kind is Kind.REVISION_NOT_READY
+        else c
+        for c in run.checks
+    )
+
+    text = report.render_report(replace(run, checks=checks))
+
+    node = next(line for line in text.splitlines() if line.strip().startswith('Revision["'))
+    assert node.strip() == 'Revision["❌ Revision: exit(1) -- Pwned octocat img src x 1 code"]'
+    assert "Pwned" not in assert_mermaid_well_formed(text)
+
+
 # -- markdown is well formed -----------------------------------------------------------------------------------
 
 

@@ -5,6 +5,18 @@ client asks with ``$alt=json;enum-encoding=int``), so the shapes are the library
 add services and revisions, make a revision become ready (or fail) after K polls, inject HTTP errors, and read
 the recorded requests.
 
+The unpleasant behaviour of the live API is modelled, because the gate must survive it:
+
+- an update is a long-running operation, unfinished for ``operation_polls`` reads (of the operation or of the
+  service): meanwhile the service's ``traffic`` (the spec) already asks for the new split, ``reconciling`` is
+  true and ``trafficStatuses`` still report the old one; a failed operation puts the old traffic back;
+- a write applied and then answered 5xx (``fail_after_update``): the operation exists and runs, its name is lost;
+- another writer changing the service between our read and our write (``race_next_update``): an etag conflict;
+- 429/500/503 on any read or operation poll, with ``Retry-After`` (``inject(..., retry_after=...)``);
+- LATEST routing (possibly tagged), other PRs' tagged previews and canary splits (``set_traffic``);
+- sidecars beside the ingress container (the one declaring ``ports``), listed first as they often are;
+- a revision whose Ready condition flips to False with a reason after it became ready (``dies_after_gets``).
+
 ::
 
     with CloudRunStandIn() as api:
@@ -74,6 +86,15 @@ class _Injection:
     method: str | None
     path_contains: str | None
     message: str | None
+    retry_after: str | None = None  # the Retry-After header sent with the error
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A container without ports beside the ingress container (a collector, a proxy)."""
+
+    name: str
+    image: str
 
 
 @dataclass
@@ -84,6 +105,10 @@ class _RevisionState:
     reason: str
     message: str
     digest: str | None
+    # Ready until this many more GETs of the revision were answered, then Ready=False with reason/message:
+    # a container that started, served, and then died (Cloud Run: "Container called exit(1).").
+    dies_after_gets: int | None = None
+    sidecar_digests: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +117,8 @@ class _ServiceState:
     tag_uris: dict[str, str] = field(default_factory=dict)
     tag_delays: dict[str, int] = field(default_factory=dict)  # tag -> service GETs still without its URL
     revisions: dict[str, _RevisionState] = field(default_factory=dict)  # by short name, in creation order
+    pending: _Operation | None = None  # the update Cloud Run is still applying
+    race: list[run_v2.TrafficTarget] | None = None  # another writer's traffic, landing before our next update
 
 
 @dataclass
@@ -100,7 +127,11 @@ class _Operation:
     service: str
     polls_left: int
     error: tuple[int, str] | None = None  # google.rpc.Code and message once done: the update failed
-    undo: list[run_v2.TrafficTarget] = field(default_factory=list)  # traffic restored when it fails
+    undo: list[run_v2.TrafficTarget] = field(default_factory=list)  # traffic serving until it is done
+
+    @property
+    def done(self) -> bool:
+        return self.polls_left <= 0
 
 
 class CloudRunStandIn(LoopbackServer):
@@ -121,6 +152,7 @@ class CloudRunStandIn(LoopbackServer):
         self._injections: list[_Injection] = []
         self._lock = threading.RLock()
         self._clock = datetime(2025, 1, 1, tzinfo=UTC)
+        self.responses: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, body) of every 200
         super().__init__(_handler_for(self))
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -170,12 +202,19 @@ class CloudRunStandIn(LoopbackServer):
         message: str = "",
         labels: dict[str, str] | None = None,
         created: datetime | None = None,
+        sidecars: tuple[Sidecar, ...] = (),
+        container_name: str | None = None,
+        dies_after_gets: int | None = None,
     ) -> str:
         """Add a revision (the service's latest created one) and return its full name.
 
         ``state`` is where it ends up; it is reported as reconciling for the first ``pending_polls`` GETs of
         the revision. ``reason`` is a ``Condition.RevisionReason`` (or ``CommonReason``) name for a failure.
-        ``digest`` is reported as ``containerStatuses[0].imageDigest``, as the live API does.
+        ``digest`` is reported as the ingress container's ``containerStatuses[].imageDigest``, as the live API
+        does. ``sidecars`` come first in ``containers`` (without ports); the ingress container, the one with
+        ``ports``, is named ``container_name`` (Cloud Run names every container of a multi-container revision).
+        ``dies_after_gets``: Ready for that many GETs of the revision, then Ready=False with ``reason`` and
+        ``message`` (``reason`` a ``RevisionReason`` or ``CommonReason`` name).
         """
         with self._lock:
             state_ = self._services[service]
@@ -188,11 +227,20 @@ class CloudRunStandIn(LoopbackServer):
                 service=self.service_name(service),
                 labels={"cloud.googleapis.com/location": self.region, **(labels or {})},
                 create_time=timestamp_pb2.Timestamp(seconds=int(when.timestamp())),
-                containers=[run_v2.Container(image=image, ports=[run_v2.ContainerPort(container_port=8080)])],
+                containers=[
+                    *(run_v2.Container(name=s.name, image=s.image) for s in sidecars),
+                    run_v2.Container(
+                        name=container_name or ("app" if sidecars else ""),
+                        image=image,
+                        ports=[run_v2.ContainerPort(name="http1", container_port=8080)],
+                    ),
+                ],
                 log_uri=f"https://console.cloud.google.com/logs/viewer?project={self.project}&revision={revision}",
                 etag=f'"{revision}"',
             )
-            state_.revisions[revision] = _RevisionState(rev, state, pending_polls, reason, message, digest)
+            state_.revisions[revision] = _RevisionState(
+                rev, state, pending_polls, reason, message, digest, dies_after_gets
+            )
             state_.service.latest_created_revision = rev.name
             self._settle(state_.revisions[revision])
             return rev.name
@@ -224,34 +272,62 @@ class CloudRunStandIn(LoopbackServer):
         method: str | None = None,
         path_contains: str | None = None,
         message: str | None = None,
+        retry_after: str | None = None,
     ) -> None:
-        """Answer the next ``times`` matching requests (``None``: all of them) with an error of ``status``."""
+        """Answer the next ``times`` matching requests (``None``: all of them) with an error of ``status``
+        (with a ``Retry-After`` header when given: seconds, or an HTTP date)."""
         with self._lock:
-            self._injections.append(_Injection(status, times, method, path_contains, message))
+            self._injections.append(_Injection(status, times, method, path_contains, message, retry_after))
 
     def clear_injections(self) -> None:
         with self._lock:
             self._injections.clear()
 
+    def race_next_update(self, service: str, routes: list[Route]) -> None:
+        """Another writer (a deploy, a person in the console) sets ``routes`` just before our next update
+        arrives: the service's etag moves, so an update carrying the etag it read meets a conflict (409)."""
+        with self._lock:
+            self._services[service].race = [_target(r) for r in routes]
+
     def traffic(self, service: str) -> list[run_v2.TrafficTarget]:
         with self._lock:
             return list(self._services[service].service.traffic)
+
+    def routes(self, service: str) -> list[Route]:
+        """The service's traffic spec as ``Route``s (LATEST as ``None``), to compare exactly after a run."""
+        with self._lock:
+            return [
+                Route(t.revision.rsplit("/", 1)[-1] if t.type_ == BY_REVISION else None, t.percent, t.tag)
+                for t in self._services[service].service.traffic
+            ]
 
     def updates(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "PATCH"]
 
     # -- answers ---------------------------------------------------------------------------------------------
 
-    def handle(self, method: str, raw_path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def handle(self, method: str, raw_path: str, body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """(status, JSON body, extra headers) for one request."""
         parts = urlsplit(raw_path)
         path = unquote(parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         parsed: Any = json.loads(body) if body else None
         with self._lock:
             self.requests.append(RecordedRequest(method, path, query, parsed))
-            injected = self._injected(method, path)
-            if injected is not None:
-                return injected
+            for inj in self._injections:
+                if self._matches(inj, method, path):
+                    message = inj.message or _default_message(inj.status, method, path)
+                    status, payload = _error(inj.status, message)
+                    return status, payload, {"Retry-After": inj.retry_after} if inj.retry_after else {}
+            status, payload = self._answer(method, path, query, parsed)
+            if status == 200:
+                self.responses.append((method, path, payload))
+            return status, payload, {}
+
+    def _answer(
+        self, method: str, path: str, query: dict[str, str], parsed: Any
+    ) -> tuple[int, dict[str, Any]]:
+        with self._lock:
             segments = path.strip("/").split("/")
             # v2 / projects / P / locations / R / (services / S (/ revisions (/ REV)) | operations / ID)
             if len(segments) < 7 or segments[:2] != ["v2", "projects"] or segments[3] != "locations":
@@ -275,6 +351,8 @@ class CloudRunStandIn(LoopbackServer):
                 answer = self._service_json(service)
                 for tag, polls in service.tag_delays.items():
                     service.tag_delays[tag] = max(0, polls - 1)
+                if service.pending is not None:
+                    self._tick(service.pending)  # Cloud Run keeps applying while we read the service
                 return 200, answer
             if len(segments) == 7 and method == "PATCH":
                 return self._update(service, query, parsed)
@@ -292,21 +370,26 @@ class CloudRunStandIn(LoopbackServer):
                 if rev.pending_polls > 0:
                     rev.pending_polls -= 1
                     self._settle(rev)
+                elif rev.dies_after_gets is not None:
+                    rev.dies_after_gets -= 1
+                    if rev.dies_after_gets <= 0:
+                        rev.final, rev.dies_after_gets = "failed", None
+                        self._clock += timedelta(minutes=1)
+                        self._settle(rev)
                 return 200, answer
             return _error(400, f"{method} {path} is not supported by the stand-in")
 
-    def _injected(self, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
-        for inj in self._injections:
-            if inj.method is not None and inj.method != method:
-                continue
-            if inj.path_contains is not None and inj.path_contains not in path:
-                continue
-            if inj.remaining is not None:
-                if inj.remaining <= 0:
-                    continue
-                inj.remaining -= 1
-            return _error(inj.status, inj.message or _default_message(inj.status, method, path))
-        return None
+    @staticmethod
+    def _matches(inj: _Injection, method: str, path: str) -> bool:
+        if inj.method is not None and inj.method != method:
+            return False
+        if inj.path_contains is not None and inj.path_contains not in path:
+            return False
+        if inj.remaining is not None:
+            if inj.remaining <= 0:
+                return False
+            inj.remaining -= 1
+        return True
 
     def _settle(self, rev: _RevisionState) -> None:
         """Write the Ready condition for the revision's current state (and the service's latest ready)."""
@@ -341,7 +424,9 @@ class CloudRunStandIn(LoopbackServer):
     def _service_json(self, state_: _ServiceState) -> dict[str, Any]:
         service = run_v2.Service(state_.service)
         statuses = []
-        for t in service.traffic:
+        # While an update is applied, the spec (`traffic`) already asks for it; the statuses say what serves.
+        serving = state_.pending.undo if state_.pending is not None else list(service.traffic)
+        for t in serving:
             statuses.append(
                 run_v2.TrafficTargetStatus(
                     type_=t.type_,
@@ -353,10 +438,16 @@ class CloudRunStandIn(LoopbackServer):
                     else state_.tag_uris.get(t.tag) or _tag_uri(t.tag, service.uri),
                 )
             )
-        service.reconciling = any(state_.tag_delays.values())
+        service.reconciling = any(state_.tag_delays.values()) or state_.pending is not None
         service.traffic_statuses = statuses
         service.observed_generation = service.generation
-        service.terminal_condition = Condition(type_="Ready", state=Condition.State.CONDITION_SUCCEEDED)
+        service.observed_generation = service.generation - (1 if state_.pending is not None else 0)
+        service.terminal_condition = Condition(
+            type_="Ready",
+            state=Condition.State.CONDITION_RECONCILING
+            if state_.pending is not None
+            else Condition.State.CONDITION_SUCCEEDED,
+        )
         return _to_dict(service)
 
     def _list(self, state_: _ServiceState, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -373,6 +464,10 @@ class CloudRunStandIn(LoopbackServer):
         incoming = run_v2.Service.from_json(json.dumps(body or {}), ignore_unknown_fields=True)
         mask = [p for p in query.get("updateMask", "").split(",") if p]
         current = state_.service
+        if state_.race is not None:  # another writer's update lands first
+            current.traffic, state_.race = state_.race, None
+            current.generation += 1
+            current.etag = f'"{current.generation}"'
         if incoming.etag and incoming.etag != current.etag:
             return _error(409, "The service was modified concurrently (etag mismatch).")
         if mask and mask != ["traffic"]:
@@ -388,13 +483,12 @@ class CloudRunStandIn(LoopbackServer):
         for t in incoming.traffic:
             if t.tag and t.tag not in state_.tag_uris:
                 state_.tag_uris[t.tag] = _tag_uri(t.tag, current.uri)
+        if state_.pending is not None:  # an earlier update still applying: it is overtaken
+            state_.pending.polls_left, state_.pending = 0, None
         undo = list(current.traffic)
         current.traffic = list(incoming.traffic)
         current.generation += 1
         current.etag = f'"{current.generation}"'
-        if self.fail_after_update:
-            status = self.fail_after_update.pop(0)
-            return _error(status, _default_message(status, "PATCH", current.name))
         op = _Operation(
             f"projects/{self.project}/locations/{self.region}/operations/{uuid.uuid4()}",
             current.name.rsplit("/", 1)[-1],
@@ -403,7 +497,11 @@ class CloudRunStandIn(LoopbackServer):
             undo,
         )
         self._operations[op.name.rsplit("/", 1)[-1]] = op
+        state_.pending = op
         self._finish_if_done(op)
+        if self.fail_after_update:  # applied (the operation runs), but the answer is lost
+            status = self.fail_after_update.pop(0)
+            return _error(status, _default_message(status, "PATCH", current.name))
         return 200, self._operation_json(op)
 
     def _get_operation(self, op_id: str) -> tuple[int, dict[str, Any]]:
@@ -411,25 +509,32 @@ class CloudRunStandIn(LoopbackServer):
         if op is None:
             return _error(404, f"Operation {op_id} not found.")
         answer = self._operation_json(op)
-        if op.polls_left > 0:
-            op.polls_left -= 1  # this GET still answered "not done"; a later one will not
-            self._finish_if_done(op)
+        self._tick(op)  # this GET still answered "not done"; a later one may not
         return 200, answer
+
+    def _tick(self, op: _Operation) -> None:
+        if op.polls_left > 0:
+            op.polls_left -= 1
+            self._finish_if_done(op)
 
     def operation_gets(self) -> int:
         return sum(1 for r in self.requests if r.method == "GET" and "/operations/" in r.path)
 
     def _finish_if_done(self, op: _Operation) -> None:
-        if op.polls_left == 0 and op.error is not None and op.undo:
-            self._services[op.service].service.traffic = op.undo
-            op.undo = []
+        if not op.done:
+            return
+        owner = self._services[op.service]
+        if owner.pending is op:
+            owner.pending = None
+            if op.error is not None:  # Cloud Run puts the traffic that served back
+                owner.service.traffic = list(op.undo)
 
     def _operation_json(self, op: _Operation) -> dict[str, Any]:
         service = {"@type": SERVICE_TYPE_URL, **self._service_json(self._services[op.service])}
-        body: dict[str, Any] = {"name": op.name, "metadata": service, "done": op.polls_left == 0}
-        if op.polls_left == 0 and op.error is not None:
+        body: dict[str, Any] = {"name": op.name, "metadata": service, "done": op.done}
+        if op.done and op.error is not None:
             body["error"] = {"code": op.error[0], "message": op.error[1]}
-        elif op.polls_left == 0:
+        elif op.done:
             body["response"] = service
         return body
 
@@ -442,9 +547,11 @@ def _handler_for(standin: CloudRunStandIn) -> type[BaseHTTPRequestHandler]:
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, payload = standin.handle(self.command, self.path, body)
+            status, payload, headers = standin.handle(self.command, self.path, body)
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -484,7 +591,8 @@ def _revision_json(rev: _RevisionState) -> dict[str, Any]:
     if rev.digest:
         # The live v2 API reports the resolved digest here; google-cloud-run 0.16's Revision type lacks the
         # field, so the client drops it (`ignore_unknown_fields`): kept for realism and for newer clients.
-        body["containerStatuses"] = [{"name": "", "imageDigest": rev.digest}]
+        ingress = next((c for c in rev.revision.containers if c.ports), rev.revision.containers[-1])
+        body["containerStatuses"] = [{"name": ingress.name, "imageDigest": rev.digest}]
     return body
 
 
@@ -501,6 +609,13 @@ def _default_message(status: int, method: str, path: str) -> str:
         return f"Resource '{resource}' does not exist."
     if status == 503:
         return "The service is currently unavailable."
+    if status == 429:
+        return (
+            "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per region' "
+            "of service 'run.googleapis.com'."
+        )
+    if status == 500:
+        return "Internal error encountered."
     return f"HTTP {status}"
 
 

@@ -234,7 +234,11 @@ class ScriptedBackend:
             return None
         answer = self._http.get(path)
         status, body, *extra = answer(request) if answer else (404, '{"detail": "Not Found"}')
-        headers = Headers({"Content-Type": "application/json", **(extra[0] if extra else {})})
+        # websockets closes the connection after an HTTP answer, and says so as its own respond() does: without
+        # `Connection: close` a client may reuse the connection for its next request and lose it.
+        headers = Headers(
+            {"Content-Type": "application/json", "Connection": "close", **(extra[0] if extra else {})}
+        )
         headers["Content-Length"] = str(len(body.encode()))
         return Response(status, HTTPStatus(status).phrase, headers, body.encode())
 

@@ -39,7 +39,14 @@ class RealtimeBackend:
     def _health(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path == "/healthz":
             body = json.dumps({"ok": True, "version": VERSION}).encode()
-            headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            # websockets closes the connection after an HTTP answer: say so, as its own respond() does.
+            headers = Headers(
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ]
+            )
             return Response(200, "OK", headers, body)
         if request.path != self.path:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")

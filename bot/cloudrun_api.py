@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, NoReturn, TypeVar
@@ -102,7 +102,6 @@ class Api:
     progress: Callable[[str], None]
     sleep: Callable[[float], None] = waits.sleep
     clock: Callable[[], float] = waits.clock
-    rate_limited: list[str] = field(default_factory=list)  # the reads that met a 429 (for the record)
 
     def get_service(self, name: str) -> run_v2.Service:
         return self.read(
@@ -155,8 +154,6 @@ class Api:
                 if found is None:
                     self.reraise(exc, what=what, resource=resource, permission=permission)
                 wait = max(delay, found.retry_after_s or 0.0)
-                if found.label == "rate limited":
-                    self.rate_limited.append(what)
                 if self.clock() - start + wait > self.retry_timeout_s:
                     raise self.gave_up(exc, found, what=what, resource=resource, wait=wait) from exc
                 asked = " as Retry-After asks" if found.retry_after_s else ""

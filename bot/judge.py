@@ -64,7 +64,9 @@ def events(stream: Stream, cfg: JourneySettings, *, user: int) -> list[CheckResu
     return checks
 
 
-def isolation(stream: Stream, cfg: JourneySettings, *, user: int) -> CheckResult:
+def isolation(
+    stream: Stream, cfg: JourneySettings, *, user: int, requests: Sequence[str] = ()
+) -> CheckResult:
     """A leak fails; events naming this user as owner, or this user's nonce echoed alone, pass; else not
     verified, with the reason."""
     if stream.leaks:
@@ -80,7 +82,8 @@ def isolation(stream: Stream, cfg: JourneySettings, *, user: int) -> CheckResult
     if stream.own_nonce_seen:
         summary = "verified by nonce: this user's nonce came back and no other user's did"
         return CheckResult("isolation", Step.ISOLATION, Status.PASS, None, user, summary)
-    uses_nonce = any("{nonce}" in f.frame for f in cfg.send)
+    # ``requests``: the message templates other than frames (an SSE request body, request steps' bodies).
+    uses_nonce = any("{nonce}" in template for template in (*(f.frame for f in cfg.send), *requests))
     why = (
         "the events name no owner (journey.owner) and the server never echoed this user's nonce"
         if uses_nonce
@@ -94,13 +97,15 @@ def answer_of(stream: Stream, cfg: JourneySettings) -> tuple[str, str]:
     if stream.completion is None:
         return "", f"no `{cfg.completion_event}`"
     if cfg.answer.stream_event is not None:
-        return protocol.answer_text(stream.answer_parts or None)
+        parts = stream.answer_parts[-1:] if cfg.answer.combine == "last" else stream.answer_parts
+        return protocol.answer_text(parts or None)
     return protocol.answer_text(expressions.search(cfg.answer.expression, stream.completion.body))
 
 
 def _where(cfg: JourneySettings) -> str:
     if cfg.answer.stream_event is not None:
-        return f"`{cfg.answer.expression}` over `{cfg.answer.stream_event}` events"
+        which = "on the last of the" if cfg.answer.combine == "last" else "over"
+        return f"`{cfg.answer.expression}` {which} `{cfg.answer.stream_event}` events"
     return f"`{cfg.answer.expression}` on `{cfg.completion_event}`"
 
 
@@ -214,12 +219,30 @@ def targets(settings: TargetsSettings) -> dict[str, float | None]:
     return {metric_id: getattr(settings, field) if field else None for metric_id, _, field in METRICS}
 
 
+# What the handshake metric measures on each transport.
+CONNECT_LABELS = {
+    "websocket": "WebSocket handshake",
+    "sse": "Stream opened (request to response headers)",
+    "socketio": "Socket.IO connect (Engine.IO and CONNECT)",
+}
+
+
+def labels(transport: str) -> dict[str, str]:
+    """Each metric's label for a run over ``transport``."""
+    return {metric_id: label for metric_id, label, _ in METRICS} | {"handshake_ms": CONNECT_LABELS[transport]}
+
+
 def metrics(
-    samples: Sequence[JourneySample], health: Sequence[float], targets: Mapping[str, float | None]
+    samples: Sequence[JourneySample],
+    health: Sequence[float],
+    targets: Mapping[str, float | None],
+    names: Mapping[str, str] | None = None,
 ) -> tuple[Metric, ...]:
-    """Each metric's percentiles over every journey's figure (and the health latencies for ``api_ms``)."""
+    """Each metric's percentiles over every journey's figure (and the health latencies for ``api_ms``);
+    ``names``: labels that differ from the WebSocket run's (``labels(transport)``)."""
     out = []
-    for metric_id, label, _ in METRICS:
+    for metric_id, default_label, _ in METRICS:
+        label = (names or {}).get(metric_id, default_label)
         if metric_id == "api_ms":
             values: list[float] = list(health)
         else:

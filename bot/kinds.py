@@ -30,6 +30,12 @@ class Kind(StrEnum):
     WS_CLOSED_EARLY = "ws-closed-early"
     WS_UNAUTHENTICATED_ACCEPTED = "ws-unauthenticated-accepted"
     WS_PROTOCOL = "ws-protocol"  # garbage instead of HTTP / frames that are not JSON
+    # The same failures on the other transports (SSE, Socket.IO): transport-neutral names, the WebSocket ones kept.
+    STREAM_STATUS = "stream-status"  # the stream request (or a request step) answered an HTTP error
+    STREAM_AUTH_REJECTED = "stream-auth-rejected"  # 401/403 on opening the stream, a Socket.IO CONNECT_ERROR
+    STREAM_CLOSED_EARLY = "stream-closed-early"  # the body ended / the socket disconnected before completion
+    STREAM_UNAUTHENTICATED_ACCEPTED = "stream-unauthenticated-accepted"
+    STREAM_PROTOCOL = "stream-protocol"  # not text/event-stream, events that do not match the profile
     LOGIN_FAILED = "login-failed"
     EVENT_MISSING = "event-missing"
     EVENT_ORDER = "event-order"
@@ -110,6 +116,9 @@ class KindInfo:
 
 PRIVATE = "trust that their conversation stays private (other users may see their events)"
 UNAUTHENTICATED = "rely on the chat being closed to strangers (it accepts connections without a token)"
+STREAMS_UNAUTHENTICATED = (
+    "rely on the chat being closed to strangers (it streams answers to clients without a token)"
+)
 CONVERSATION = "continue a conversation after their connection drops (the backend forgets it on reconnect)"
 
 _TABLE: tuple[KindInfo, ...] = (
@@ -308,6 +317,95 @@ _TABLE: tuple[KindInfo, ...] = (
             "the endpoint does not speak WebSocket/JSON",
             "the path serves another app, or a proxy rewrites traffic",
             "check `websocket.path` and what serves it",
+        ),
+    ),
+    KindInfo(
+        Kind.STREAM_STATUS,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Opening the stream: {subject}",
+            "The request that opens the event stream (or a request step before it) never reached a healthy "
+            "handler: 404/405 mean the path or method is not the streaming route, 422 a body the route does "
+            "not accept, 502/503 a container that crashed or is not listening.",
+            "Check the configured path, method and body against the server's routes (the evidence shows the "
+            "answer); for 5xx read the revision's logs at the time of the request.",
+        ),
+        ReadmeRow(
+            "the request opening an SSE stream (or a request step before it) answered an HTTP error",
+            "a wrong path or method (404/405), a body the route refuses (422), a crashed container (502/503)",
+            "check `sse.path`, `sse.method`, `sse.body` and the request steps against the server's routes",
+        ),
+    ),
+    KindInfo(
+        Kind.STREAM_AUTH_REJECTED,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Stream authentication rejected: {subject}",
+            "The server refused a valid token when the event stream was opened (HTTP 401/403 on the stream "
+            "request or a request step before it): the secret or key differs between the token issuer and "
+            "this revision, or the token is read from another place than where it is sent.",
+            "Compare the JWT secret in the revision's environment with the issuer's; check that the server "
+            "reads the token where the client sends it (the header or query named in the evidence).",
+        ),
+        ReadmeRow(
+            "a valid token was refused when the stream was opened (401/403 on the stream request or a "
+            "request step)",
+            "the JWT secret differs, or the token is read from elsewhere than `sse.token` sends it",
+            "compare the secrets; read the token where it is sent",
+        ),
+    ),
+    KindInfo(
+        Kind.STREAM_CLOSED_EARLY,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The stream ended before {detail}",
+            "The server ended the event stream before the agent finished: a handler that returns early, a "
+            "crash in the agent task, a proxy cutting long responses, or Cloud Run's request timeout.",
+            "Read the revision's logs at the time of the run for an exception in the streaming handler; keep "
+            "the response open until the last event is sent, and check the service's request timeout.",
+        ),
+        ReadmeRow(
+            "the response body ended before the completion event (or before any event)",
+            "the handler returns or crashes early, a proxy cuts long responses, the request timeout",
+            "read the logs for the streaming handler's exception; keep the response open until the last event",
+        ),
+    ),
+    KindInfo(
+        Kind.STREAM_UNAUTHENTICATED_ACCEPTED,
+        SeverityRule.P0,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The event stream serves clients without a token",
+            "A client with no credentials received the journey's own events: authentication is disabled or "
+            "bypassed on this revision's streaming route (for example a development flag left on).",
+            "Require a valid token on the streaming route (and on the requests before it) and answer 401 "
+            "otherwise; check the revision's environment for auth-bypass flags.",
+        ),
+        ReadmeRow(
+            "a stream request without a token got the journey's own events",
+            "authentication disabled or bypassed on the streaming route",
+            "require a valid token on the route and on the request steps before it (401 otherwise)",
+        ),
+        capability=STREAMS_UNAUTHENTICATED,
+    ),
+    KindInfo(
+        Kind.STREAM_PROTOCOL,
+        SeverityRule.BY_STEP,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "The stream does not speak the expected protocol",
+            "The streaming route answered something other than the configured transport (e.g. JSON instead "
+            "of `text/event-stream`), or sent events that do not match the profile, or a request step's "
+            "answer lacks the value to extract.",
+            "Check `transport`, the path and what serves it; the evidence shows what came back.",
+        ),
+        ReadmeRow(
+            "the stream is not `text/event-stream`, or its events do not match the profile",
+            "the path serves JSON or another app; a request step's answer lacks the value to extract",
+            "check `transport`, `sse.path` and the profile; the evidence shows what came back",
         ),
     ),
     KindInfo(

@@ -31,6 +31,14 @@ from bot.settings import OwnerSettings, WebSocketSettings
 SHOWN_TOKEN = "<token>"  # how a token reads in evidence: where it travels, never its value
 
 
+def http_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
+    """http(s)://host/base + /path[?query] (a path that carries its own query keeps it)."""
+    parts = urlsplit(base_url)
+    path_part, _, own_query = path.partition("?")
+    merged = "&".join(q for q in (own_query, urlencode(query or {})) if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path_part, merged, ""))
+
+
 def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
     """http(s)://host/base + /ws?model=x -> ws(s)://host/base/ws?model=x[&query]: the path's own query and the
     token's parameters merged with urllib (a parameter given twice keeps the token's value)."""
@@ -140,12 +148,22 @@ class Frame:
     raw: str
 
 
-def parse_frame(raw: str | bytes, *, event_name: str = "type") -> Frame:
+def parse_frame(raw: str | bytes, *, event_name: str = "type", name: str | None = None) -> Frame:
     """A server frame read with the profile's event-name expression.
+
+    ``name``: the event name when the transport already knows it (an SSE `event:` field, a Socket.IO event, the
+    stream's sentinel); the body is then the JSON data when it is JSON, else the text itself.
 
     Raises:
         FrameError: not UTF-8, not JSON, nested too deep, or no string event name where the profile says.
     """
+    if name is not None:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", errors="replace")
+        try:
+            body = untrusted.loads(raw)
+        except untrusted.UntrustedJSONError:
+            body = text
+        return Frame(name=name, body=body, raw=text)
     try:
         body = untrusted.loads(raw)
     except untrusted.UntrustedJSONError as exc:

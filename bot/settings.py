@@ -357,6 +357,146 @@ class WebSocketSettings(_Section):
         return data
 
 
+class StreamTokenSettings(_Section):
+    """How the token travels on the SSE request and on the journey's request steps; each way independent."""
+
+    header: TokenHeader | None = Field(default_factory=TokenHeader)
+    query: str | None = None  # a query parameter name, e.g. `token`
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str | None) -> str | None:
+        if v is not None and not _HTTP_TOKEN.fullmatch(v):
+            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {shown(v)}")
+        return v
+
+
+class SseSettings(_Section):
+    """The SSE transport: one HTTP request whose answer is a `text/event-stream` of the journey's events."""
+
+    path: str = "/api/chat"  # may hold {placeholders} (percent-encoded) and its own ?query
+    method: Literal["POST", "GET"] = "POST"
+    # A JSON template; placeholders as in journey.send, plus journey.values and request-step extracts.
+    body: str | None = '{"message": "{message}", "thread_id": "{thread_id}"}'
+    headers: dict[str, str] = Field(default_factory=dict)  # extra headers; values may use {token}
+    token: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
+    # The data that ends the stream (OpenAI-compatible servers, the AI SDK), read as an event of that name;
+    # null when the server sends none.
+    sentinel: str | None = "[DONE]"
+    # The end of the body read as an event of this name (ADK: the body's end ends the run); null: the body
+    # ending before the completion event is `stream-closed-early`. A body with no event at all is always that.
+    body_end_event: str | None = None
+    # The SSE `event:` field, when the server sets one, is the event name; else journey.event_name on the data.
+    event_field: bool = True
+    negative_auth_check: bool = True  # the stream request without a token must be refused
+    open_timeout_s: float = Field(default=10, gt=0, le=120)  # until the answer's status and headers
+
+    @field_validator("path")
+    @classmethod
+    def _p(cls, v: str) -> str:
+        return _path(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _header_templates(v)
+
+
+class EmitSettings(_Section):
+    """One Socket.IO event the client emits: its name, its data (a JSON template), and when."""
+
+    event: str
+    data: str | None = None  # a JSON object template; null: the event carries no data
+    after: str | None = None  # emitted once an event of this name (Socket.IO's, or the journey's) arrived
+
+    @model_validator(mode="after")
+    def _event_name(self) -> EmitSettings:
+        if not self.event or _UNSAFE_IN_URL.sub("", self.event) != self.event.replace(" ", ""):
+            raise ValueError(f"event: expected a Socket.IO event name, got {shown(self.event)}")
+        return self
+
+
+class SocketIOSettings(_Section):
+    """The Socket.IO transport (python-socketio's client: Engine.IO polling, then the WebSocket upgrade)."""
+
+    path: str = "/socket.io"  # the server's socketio_path (Chainlit: /ws/socket.io)
+    namespace: str = "/"
+    # The CONNECT auth payload: a JSON template (placeholders as the frames, plus {token}); null: none.
+    auth: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)  # values may use {token}
+    token: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
+    transports: tuple[Literal["polling", "websocket"], ...] = ("polling", "websocket")
+    emit: tuple[EmitSettings, ...] = Field(
+        default_factory=lambda: (
+            EmitSettings(event="message", data='{"text": "{message}", "thread_id": "{thread_id}"}'),
+        )
+    )
+    # The event that starts this message's run: expected events before it (a completion the connection itself
+    # produced, a welcome message) are not this run's.
+    run_starts_with: str | None = None
+    negative_auth_check: bool = True  # connecting without credentials must be refused
+    open_timeout_s: float = Field(default=10, gt=0, le=120)  # Engine.IO handshake and the namespace CONNECT
+
+    @field_validator("path")
+    @classmethod
+    def _p(cls, v: str) -> str:
+        return _path(v)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return _path(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _header_templates(v)
+
+    @field_validator("transports")
+    @classmethod
+    def _transports(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("name at least one of polling, websocket")
+        return v
+
+
+class RequestStepSettings(_Section):
+    """A plain HTTP request a journey makes before it connects (create a session, log in for a cookie)."""
+
+    name: str = "request"
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str  # may hold {placeholders} (percent-encoded); URL-absolute paths only, on the backend's host
+    body: str | None = None  # a JSON template, as journey.send
+    headers: dict[str, str] = Field(default_factory=dict)  # values may use {token}
+    send_token: bool = True  # the token as the transport sends it (sse.token), e.g. a Bearer header
+    # Values taken from the JSON answer by JMESPath, usable as {name} in later steps, the stream request and
+    # the frames; cookies the answer sets go on every later request of this user (never another user's).
+    extract: dict[str, str] = Field(default_factory=dict)
+    ok_statuses: tuple[int, ...] = (200, 201)
+    timeout_s: float = Field(default=10, gt=0, le=120)  # the request's total deadline, body included
+
+    @field_validator("path")
+    @classmethod
+    def _p(cls, v: str) -> str:
+        return _path(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return _header_templates(v)
+
+    @field_validator("extract")
+    @classmethod
+    def _extract(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, expression in v.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"extract: {shown(name)} is not a placeholder name (letters, digits, _)")
+            if name in expressions.PLACEHOLDERS or name in expressions.TOKEN_PLACEHOLDERS:
+                raise ValueError(f"extract: {{{name}}} is a built-in placeholder; choose another name")
+            _expression(expression)
+        return v
+
+
 class FrameSettings(_Section):
     """One frame the client sends: a JSON template, optionally once a given event has arrived."""
 
@@ -379,6 +519,8 @@ class AnswerSettings(_Section):
     # On the completion frame; with `stream_event`, on each frame of that event, the results concatenated.
     expression: str = REFERENCE_ANSWER
     stream_event: str | None = None
+    # With stream_event: `concat` joins every frame's match (deltas); `last` takes the last one (ADK's final text).
+    combine: Literal["concat", "last"] = "concat"
 
     @field_validator("expression")
     @classmethod
@@ -455,6 +597,10 @@ class JourneySettings(_Section):
     sla_s: float = Field(default=45, gt=0, le=600)
     # All shards' users together; one runner handles about 1,000 (README: Performance), shards go further.
     users: int = Field(default=5, ge=1, le=10_000)
+    # Plain HTTP requests before connecting, in order (e.g. ADK's session), and constant template values
+    # (e.g. {app}); both name placeholders the later templates may use.
+    requests: tuple[RequestStepSettings, ...] = ()
+    values: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -665,8 +811,13 @@ class TimeoutSettings(_Section):
     run_s: float = Field(default=300, gt=0, le=3600)  # one deadline over the whole probe
 
 
+TRANSPORTS = ("websocket", "sse", "socketio")
+
+
 class Settings(_Section):
     url: str | None = None
+    # How the journey's events travel: a WebSocket (default), Server-Sent Events, or Socket.IO.
+    transport: str = "websocket"
     service: str | None = None  # name used in reports, markers and fingerprints
     output_dir: Path = Path("golden-path-out")
     cloud_run: CloudRunSettings = Field(default_factory=CloudRunSettings)
@@ -674,6 +825,8 @@ class Settings(_Section):
     health: HealthSettings = Field(default_factory=HealthSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    sse: SseSettings = Field(default_factory=SseSettings)
+    socketio: SocketIOSettings = Field(default_factory=SocketIOSettings)
     journey: JourneySettings = Field(default_factory=JourneySettings)
     load: LoadSettings = Field(default_factory=LoadSettings)
     targets: TargetsSettings = Field(default_factory=TargetsSettings)
@@ -711,6 +864,56 @@ class Settings(_Section):
         if v is None:
             return v
         return _base_url(v)
+
+    @field_validator("transport")
+    @classmethod
+    def _transport(cls, v: str) -> str:
+        if v not in TRANSPORTS:
+            raise ValueError(
+                f"unsupported transport {shown(v)}; expected one of: {', '.join(TRANSPORTS)}"
+                + (
+                    " (Socket.IO is `socketio`)"
+                    if v.replace(".", "").replace("-", "").lower() == "socketio"
+                    else ""
+                )
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _templates_name_known_values(self) -> Settings:
+        """Every template may use the built-in placeholders, journey.values and what earlier steps extract."""
+        known = list(self.journey.values)
+        for index, step in enumerate(self.journey.requests):
+            where = f"journey.requests.{index}"
+            _check_template(f"{where}.path", step.path, known, json_body=False)
+            if step.body is not None:
+                _check_template(f"{where}.body", step.body, known, json_body=True)
+            for name, value in step.headers.items():
+                _check_template(
+                    f"{where}.headers.{name}",
+                    value,
+                    [*known, *expressions.TOKEN_PLACEHOLDERS],
+                    json_body=False,
+                )
+            known.extend(step.extract)
+        if self.transport == "socketio":
+            token_known = [*known, *expressions.TOKEN_PLACEHOLDERS]
+            if self.socketio.auth is not None:
+                _check_template("socketio.auth", self.socketio.auth, token_known, json_body=True)
+            for index, emit in enumerate(self.socketio.emit):
+                if emit.data is not None:
+                    _check_template(f"socketio.emit.{index}.data", emit.data, known, json_body=True)
+            for name, value in self.socketio.headers.items():
+                _check_template(f"socketio.headers.{name}", value, token_known, json_body=False)
+        if self.transport == "sse":
+            _check_template("sse.path", self.sse.path, known, json_body=False)
+            if self.sse.body is not None:
+                _check_template("sse.body", self.sse.body, known, json_body=True)
+            for name, value in self.sse.headers.items():
+                _check_template(
+                    f"sse.headers.{name}", value, [*known, *expressions.TOKEN_PLACEHOLDERS], json_body=False
+                )
+        return self
 
     @field_validator("output_dir", mode="before")
     @classmethod
@@ -859,6 +1062,25 @@ def _subprotocol_template(template: str) -> None:
         raise ValueError(
             f"{shown(template)} is not a valid subprotocol: letters, digits and !#$%&'*+-.^_`|~ only"
         )
+
+
+def _check_template(key: str, template: str, known: list[str], *, json_body: bool) -> None:
+    problem = (
+        expressions.template_problem(template, known)
+        if json_body
+        else expressions.unknown_placeholder(template, (*expressions.PLACEHOLDERS, *known))
+    )
+    if problem is not None:
+        raise ValueError(f"{key}: {shown(template)} is not a valid template: {problem}")
+
+
+def _header_templates(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not _HTTP_TOKEN.fullmatch(name):
+            raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {shown(name)}")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: expected one line of text, got {shown(value)}")
+    return headers
 
 
 def _token_template(template: str) -> str:

@@ -89,7 +89,12 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
             checks.append(check)
     samples = tuple(sorted((s for run in shards for s in run.samples), key=lambda s: s.user))
     health = tuple(h for run in shards for h in run.health_samples)
-    metrics = judge.metrics(samples, health, {metric.id: metric.target for metric in first.metrics})
+    metrics = judge.metrics(
+        samples,
+        health,
+        {metric.id: metric.target for metric in first.metrics},
+        {metric.id: metric.label for metric in first.metrics},
+    )
     checks.extend(judge.performance(metrics))
     service = first.target.service
     findings = diagnose.diagnose(checks, service=service)

@@ -72,6 +72,7 @@ EXPECTED = {
     "drop-event:tool_executing": (Kind.EVENT_MISSING, Severity.P0, "tool_executing"),
     "delay:agent_thinking=400": (Kind.PERF_TARGET_MISSED, Severity.P1, "processing_ms"),
     "close-early": (Kind.WS_CLOSED_EARLY, Severity.P0, "agent_completed"),
+    "end-at-once": (Kind.WS_CLOSED_EARLY, Severity.P0, "agent_completed"),
     "cross-talk": (Kind.ISOLATION_LEAK, Severity.P0, ""),
     "canned-answer": (Kind.ANSWER_CANNED, Severity.P0, ""),
     "empty-answer": (Kind.ANSWER_EMPTY, Severity.P0, ""),

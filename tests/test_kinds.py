@@ -31,6 +31,7 @@ def test_p0_kinds__are_the_kinds_whose_rule_is_p0_wherever_seen():
         Kind.REVISION_NOT_READY,
         Kind.ISOLATION_LEAK,
         Kind.WS_UNAUTHENTICATED_ACCEPTED,
+        Kind.STREAM_UNAUTHENTICATED_ACCEPTED,
         Kind.IAM_DENIED,
         Kind.SESSION_LOST,
     } == P0_KINDS

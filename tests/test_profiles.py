@@ -35,7 +35,10 @@ def test_names__every_built_in_profile_is_a_data_file_the_default_first():
     assert {"reference", "user-message", "openai-realtime"} <= set(profiles.names())
     for name in profiles.names():
         data = yaml.safe_load(profiles.text(name))
-        assert set(data) == {"health", "websocket", "journey"}, name
+        transport = data.get("transport", "websocket")
+        assert set(data) == {"health", transport, "journey"} | (
+            {"transport"} if "transport" in data else set()
+        ), name
         build_settings({"journey": {"profile": name}})  # every profile is valid configuration
 
 

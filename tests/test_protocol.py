@@ -175,7 +175,11 @@ _PATH = st.lists(_STEP, min_size=1, max_size=4).map(
         else "@" + "".join(s if s.startswith("[") else f".{s}" for s in steps)
     )
 )
-_EXPRESSION = st.lists(_PATH, min_size=1, max_size=3).map(" || ".join)
+_LITERAL = st.sampled_from(["'error'", "''", "'x'", "`0`", "`1`", "`null`", "`false`", "`true`", "`[]`"])
+# `a && 'name'` and `a == 'x' && 'name'`: how the SSE and Socket.IO profiles name an event.
+_COMPARISON = st.tuples(_PATH, st.sampled_from([" == ", " != "]), _LITERAL | _PATH).map("".join)
+_TERM = _PATH | st.tuples(_PATH | _COMPARISON, _LITERAL).map(" && ".join) | _LITERAL | _COMPARISON
+_EXPRESSION = st.lists(_TERM, min_size=1, max_size=3).map(" || ".join)
 
 
 @settings(max_examples=400, derandomize=True, deadline=None)

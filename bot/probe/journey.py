@@ -23,11 +23,12 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from bot import auth, expressions, judge, protocol, tracing, untrusted
-from bot.probe import completeness, http_probe, isolation
+from bot.probe import completeness, http_probe, isolation, sio, sse_session
 from bot.probe import negative as negative_probe
+from bot.probe import steps as request_steps
 from bot.probe import turn as turns
 from bot.probe import websocket as ws_probe
-from bot.probe.record import Stream, Timings
+from bot.probe.record import LATER_STEPS, Hooks, Stream, Timings
 from bot.probe.turn import Context, run_deadline_failure
 from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
 from bot.settings import Settings, TurnSettings
@@ -94,15 +95,6 @@ class ProbeOutcome:
     health_samples: tuple[float, ...] = ()
 
 
-LATER_STEPS = (
-    ("handshake", Step.CONNECT),
-    ("message", Step.MESSAGE),
-    ("events", Step.AGENT),
-    ("isolation", Step.ISOLATION),
-    ("answer", Step.ANSWER),
-)
-
-
 async def probe(
     settings: Settings,
     *,
@@ -145,6 +137,7 @@ async def probe(
         trust_env=False,
         follow_redirects=False,
         event_hooks=trace.httpx_hooks(),
+        cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
         headers=dict(extra),
         # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
         verify=not base_url.startswith("http://"),
@@ -166,7 +159,19 @@ async def probe(
 
         # The check without a token runs beside the users under its own short deadline: it never delays them.
         negative_task: asyncio.Task[negative_probe.NegativeOutcome] | None = None
-        if settings.auth.mode == "none":
+        stream_negative: asyncio.Task[CheckResult] | None = None
+        if settings.auth.mode != "none" and settings.transport != "websocket":
+            negative_deadline = min(deadline, loop.time() + NEGATIVE_SHARE * timeouts.run_s)
+            stream_negative = _stream_negative(
+                settings, base_url, negative_deadline, redactor, http, trace, extra
+            )
+            if stream_negative is None:
+                checks.append(
+                    negative_probe.skipped(
+                        f"disabled ({settings.transport}.negative_auth_check: false)"
+                    ).check
+                )
+        elif settings.auth.mode == "none":
             checks.append(
                 negative_probe.skipped("not run: auth.mode is none (no credentials to withhold)").check
             )
@@ -211,6 +216,8 @@ async def probe(
             negative = await negative_task
             checks.append(negative.check)
             await _explain_refusals(journeys, ctx, negative)
+        if stream_negative is not None:
+            checks.append(await stream_negative)
     one_token = settings.auth.mode == "token" and settings.journey.users + settings.load.users > 1
     indistinct = isolation.indistinct(
         {j.user: j.subject for j in journeys if j.subject is not None}, one_token=one_token
@@ -234,7 +241,9 @@ async def probe(
     for journey in journeys:
         checks.extend(completeness.spared(journey.checks, unfinished))
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
-    metrics = judge.metrics(samples, health_latencies, judge.targets(settings.targets))
+    metrics = judge.metrics(
+        samples, health_latencies, judge.targets(settings.targets), judge.labels(settings.transport)
+    )
     checks.extend(judge.performance(metrics))
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
 
@@ -272,7 +281,7 @@ def _judge_streams(journey: UserJourney, ctx: Context) -> None:
             journey.timings.max_event_gap = max(journey.timings.max_event_gap or 0.0, gap)
         found = [
             *judge.events(stream, cfg, user=user),
-            judge.isolation(stream, cfg, user=user),
+            judge.isolation(stream, cfg, user=user, requests=_message_templates(ctx.settings)),
             judge.answer(stream, cfg, user=user, nonces=nonces, redactor=ctx.redactor),
         ]
         spec = conversation[stream.turn - 1]
@@ -389,6 +398,9 @@ async def _explain_refusals(
     if refusal != negative.refusal:
         return
     path = ctx.settings.websocket.path
+    hint = await ws_probe.plain_http_hint(
+        ctx.http, protocol.http_url(ctx.base_url, path), timeout_s=min(ctx.settings.timeouts.request_s, 5)
+    )
     for journey, index in refused:
         check = journey.checks[index]
         assert check.failure is not None
@@ -397,7 +409,8 @@ async def _explain_refusals(
             f"The upgrade to {path} answered the same HTTP 403 with a valid token, without a token, and to "
             f"{bogus}, a path that cannot exist: {path} is probably not routed to a WebSocket handler (Starlette "
             "answers 403 for an unknown WebSocket route), so check websocket.path and the server's routes. If it "
-            "is routed, the server refuses every upgrade before it reads the token.",
+            "is routed, the server refuses every upgrade before it reads the token."
+            + (f" {hint}" if hint else ""),
             detail="403",
             evidence=check.failure.evidence
             | {"path that cannot exist": f"{bogus}: HTTP 403, the same answer"},
@@ -467,6 +480,9 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
     summary = f"token ({ctx.settings.auth.mode}) for {identity.subject}"
     journey.add("login", Step.LOGIN, Status.PASS, duration_ms=elapsed_ms(started), summary=summary)
 
+    if ctx.settings.transport != "websocket":
+        await _stream_journey(journey, ctx, identity=identity, started=started)
+        return
     values = _values(ctx, journey, identity)
     owners = protocol.Owners(user=identity.subject or None, run=None, thread=values["thread_id"])
     connection = await _connect(journey, ctx, identity, check_id="handshake")
@@ -602,9 +618,80 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "thread_id": _thread(ctx, journey.user),
         "user": identity.subject or f"user-{journey.user}",
         "nonce": ctx.nonces[journey.user],
+        "message_id": str(uuid.uuid4()),
     }
     if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
         values |= expressions.token_values(identity.token)
     else:
         values |= {"token": "", "token_b64": ""}
     return values
+
+
+def _message_templates(settings: Settings) -> tuple[str, ...]:
+    """The templates other than frames that carry the message (SSE's request body, request steps' bodies)."""
+    if settings.transport != "sse":
+        return ()
+    return (settings.sse.body or "", *(r.body or "" for r in settings.journey.requests))
+
+
+async def _stream_journey(
+    journey: UserJourney, ctx: Context, *, identity: auth.Identity, started: float
+) -> None:
+    """The journey over SSE or Socket.IO (one turn): the transport opens and reads, the turn's bookkeeping
+    (``bot.probe.turn.take``) records each event as it does a WebSocket frame."""
+    cfg = ctx.journey
+    values = request_steps.UserValues({**cfg.values, **_values(ctx, journey, identity)})
+    owners = protocol.Owners(user=identity.subject or None, run=None, thread=values.values["thread_id"])
+    nonces = protocol.Nonces(values.values["nonce"], ctx.every_nonce)
+    sla_deadline = asyncio.get_running_loop().time() - (time.perf_counter() - started) + cfg.sla_s
+
+    def hooks(stream: Stream) -> Hooks:
+        journey.streams.append(stream)
+        return Hooks(
+            take=lambda m: turns.take(stream, ctx, m.raw, at=m.at, owners=owners, nonces=nonces, name=m.name),
+            due=lambda: min(stream.last_expected + cfg.event_timeout_s, sla_deadline, ctx.deadline - 0.25),
+            stalled=lambda: turns.stalled(stream, ctx, sla_deadline=sla_deadline, later=[]),
+            waiting_for=lambda: turns.waiting_for(stream, cfg),
+        )
+
+    run = request_steps.UserRun(
+        settings=ctx.settings,
+        http=ctx.http,
+        base_url=ctx.base_url,
+        redactor=ctx.redactor,
+        headers=(*ctx.extra_headers, *ctx.trace.headers(journey.user).items()),
+        user=values,
+        token=identity.token,
+        hooks=hooks,
+    )
+    transport = sse_session if ctx.settings.transport == "sse" else sio
+    await transport.run_journey(journey, run)
+    if journey.stream is not None:
+        # A streamed answer may split the nonce across deltas: the joined answer counts as echoed text too.
+        joined = "".join(journey.stream.answer_parts)
+        journey.stream.own_nonce_seen = journey.stream.own_nonce_seen or nonces.own_in(joined)
+
+
+def _stream_negative(
+    settings: Settings,
+    base_url: str,
+    deadline: float,
+    redactor: untrusted.Redactor,
+    http: httpx.AsyncClient,
+    trace: tracing.RunTrace,
+    extra: tuple[tuple[str, str], ...],
+) -> asyncio.Task[CheckResult] | None:
+    """The check without a token on SSE or Socket.IO, beside the users under its own deadline (None: disabled)."""
+    if settings.transport == "sse" and settings.sse.negative_auth_check:
+        return asyncio.create_task(
+            sse_session.negative_check(
+                settings, base_url=base_url, deadline=deadline, redactor=redactor, http=http
+            )
+        )
+    if settings.transport == "socketio" and settings.socketio.negative_auth_check:
+        headers = (*extra, *trace.headers(tracing.RUN_USER).items())
+        check = sio.negative_check(
+            settings, base_url=base_url, deadline=deadline, redactor=redactor, http=http, headers=headers
+        )
+        return asyncio.create_task(check)
+    return None

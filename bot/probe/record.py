@@ -8,13 +8,22 @@ frames other users are receiving.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot import protocol
-from bot.results import Failure
+from bot.results import Failure, Step
 
 FRAME_EVIDENCE = 10  # the last frames kept as evidence per user
 EVIDENCE_CHARS = 2000  # per piece of evidence kept
+# The checks after login, in order: skipped with a reason when the journey stops before them.
+LATER_STEPS = (
+    ("handshake", Step.CONNECT),
+    ("message", Step.MESSAGE),
+    ("events", Step.AGENT),
+    ("isolation", Step.ISOLATION),
+    ("answer", Step.ANSWER),
+)
 
 
 @dataclass(slots=True)
@@ -80,3 +89,25 @@ class Stream:
         if others:
             out["other frames"] = others
         return out
+
+
+@dataclass(slots=True)
+class Message:
+    """One received event as the journey reads it: its raw text, its name when the transport knows it (an SSE
+    `event:` field, a sentinel, a Socket.IO event qualified for this run), and its arrival (loop time)."""
+
+    raw: str
+    name: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """The journey's per-event bookkeeping, handed to a transport's receive loop (SSE, Socket.IO): ``take``
+    records one event and returns its name when the loop must act on it; ``due`` is the next deadline;
+    ``stalled`` the failure when it passes; ``waiting_for`` the event awaited."""
+
+    take: Callable[[Message], str | None]
+    due: Callable[[], float]
+    stalled: Callable[[], Failure]
+    waiting_for: Callable[[], str]

@@ -135,8 +135,8 @@ async def receive(
                     stream.sent_frames.append(expressions.frame_type(frame.frame))
                 budget.reschedule(due())
     except TimeoutError:
-        stalled = _stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
-        stream.failure = replace(stalled, evidence=stalled.evidence | session.evidence())
+        failure = stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+        stream.failure = replace(failure, evidence=failure.evidence | session.evidence())
     except Closed as exc:
         stream.failure = closed_failure(exc, waiting_for=waiting_for(stream, cfg), stream=stream, ctx=ctx)
 
@@ -149,9 +149,11 @@ def take(
     at: float,
     owners: protocol.Owners,
     nonces: protocol.Nonces,
+    name: str | None = None,
 ) -> str | None:
     """Account for one frame that was read off the socket at ``at`` (loop time); returns its event name when the
-    loop must act on it (expected or error)."""
+    loop must act on it (expected or error). ``name``: the event's name when the transport knows it (an SSE
+    `event:` field or sentinel, a Socket.IO event qualified for this run)."""
     cfg = ctx.journey
     now = at
     all_frames = cfg.gap == "all"
@@ -166,11 +168,18 @@ def take(
         return None
     stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in(text)
     try:
-        frame = protocol.parse_frame(raw, event_name=cfg.event_name)
+        frame = protocol.parse_frame(raw, event_name=cfg.event_name, name=name)
     except protocol.FrameError as exc:
+        websocket = ctx.settings.transport == "websocket"
+        engine_io = websocket and text.startswith(('0{"sid"', "40", "42["))
         stream.failure = Failure(
-            Kind.WS_PROTOCOL,
-            f"The server sent a frame that does not match the protocol: {exc}.",
+            Kind.WS_PROTOCOL if websocket else Kind.STREAM_PROTOCOL,
+            f"The server sent a frame that does not match the protocol: {exc}."
+            + (
+                " It is an Engine.IO packet: this is a Socket.IO server, set `transport: socketio`."
+                if engine_io
+                else ""
+            ),
             evidence=stream.evidence() | {"frame": ctx.clip(text)},
         )
         return None
@@ -231,7 +240,7 @@ def waiting_for(stream: Stream, cfg: JourneySettings) -> str:
     return next((e for e in required if e not in stream.arrivals), cfg.completion_event)
 
 
-def _stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[FrameSettings]) -> Failure:
+def stalled(stream: Stream, ctx: Context, *, sla_deadline: float, later: list[FrameSettings]) -> Failure:
     cfg = ctx.journey
     now = asyncio.get_running_loop().time()
     awaited = (later[0].after if later else None) or waiting_for(stream, cfg)

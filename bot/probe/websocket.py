@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
@@ -309,6 +310,60 @@ def _status_failure(
             str(code),
             evidence | {"location": shown},
         )
+    hint = transport_hint(
+        code, response.headers.get("content-type", ""), response.headers.get("allow", ""), body
+    )
+    if hint:
+        failure = _status_kind(code, offer, evidence)
+        return Failure(
+            failure.kind,
+            f"{failure.message} {hint}",
+            failure.detail,
+            evidence | {"looks like": hint},
+            failure.subject,
+        )
+    return _status_kind(code, offer, evidence)
+
+
+def transport_hint(code: int, content_type: str, allow: str, body: str) -> str:
+    """Which transport an endpoint that refused the WebSocket upgrade looks like, in one sentence, or ''."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "text/event-stream":
+        return "It answered `text/event-stream`: this is a Server-Sent Events endpoint, set `transport: sse`."
+    lowered = body.lower()
+    if "socket.io" in lowered or "engine.io" in lowered:
+        return "It answered as a Socket.IO server: set `transport: socketio`."
+    methods = {m.strip().upper() for m in allow.split(",") if m.strip()}
+    if code == 405 and methods and "GET" not in methods:
+        return (
+            f"The path accepts only {', '.join(sorted(methods))}: a streaming HTTP endpoint (Server-Sent Events) "
+            "looks like this, set `transport: sse` if it is one."
+        )
+    return ""
+
+
+async def plain_http_hint(http: httpx.AsyncClient, url: str, *, timeout_s: float) -> str:
+    """What a plain GET of a WebSocket path says about the transport it serves ('' when nothing): a POST-only
+    streaming route answers 405, an SSE route text/event-stream, a Socket.IO server names itself."""
+    body = b""
+    try:
+        async with asyncio.timeout(timeout_s), http.stream("GET", url) as answer:
+            if not answer.headers.get("content-type", "").startswith("text/event-stream"):
+                async for chunk in answer.aiter_bytes():
+                    body += chunk
+                    if len(body) > 4096:
+                        break
+    except (httpx.HTTPError, OSError, TimeoutError):
+        return ""
+    return transport_hint(
+        answer.status_code,
+        answer.headers.get("content-type", ""),
+        answer.headers.get("allow", ""),
+        body.decode("utf-8", errors="replace"),
+    )
+
+
+def _status_kind(code: int, offer: Offer, evidence: dict[str, str]) -> Failure:
     if code in (401, 403):
         return Failure(
             Kind.WS_AUTH_REJECTED,

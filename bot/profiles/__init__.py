@@ -1,6 +1,7 @@
 """The built-in protocol profiles: YAML data files shipped in the package, readable and copyable by users.
 
-A profile holds the ``health``, ``websocket`` and ``journey`` keys of a config file; a config names one with
+A profile holds the ``health``, ``journey`` and transport keys (``websocket``, or ``transport`` and ``sse``) of
+a config file; a config names one with
 ``journey.profile`` and overrides only what differs.
 """
 

@@ -227,6 +227,9 @@ class Backend:
         if faults.subprotocol_none and not offered:
             echo = "jwt-auth"  # nothing was offered: a misconfigured server answers with one anyway
         await websocket.accept(subprotocol=echo)
+        if faults.end_at_once:
+            await websocket.close(code=1000, reason="done")
+            return None
         return user_id or "anonymous"
 
     def _authenticate(self, websocket: WebSocket) -> str | None:

@@ -30,7 +30,8 @@ FAULTS: dict[str, str] = {
     "accept-unauthenticated": "accept WebSockets without a valid token (a valid token still names the user)",
     "drop-event:NAME": "never send event NAME, e.g. drop-event:tool_executing",
     "delay:NAME=MS": "wait MS extra milliseconds before sending event NAME, e.g. delay:agent_thinking=2000",
-    "close-early": "close the WebSocket (1000 'main cleanup') right after agent_thinking",
+    "close-early": "close the WebSocket (1000 'main cleanup') right after agent_thinking (SSE: end the body there)",
+    "end-at-once": "close the WebSocket right after accepting it (SSE: a 200 text/event-stream body with no event)",
     "cross-talk": "send every event to every connection, and replay another user's last event to each new run",
     "canned-answer": "answer with the canned fallback 'Agent response for: <message>'",
     "empty-answer": "complete the run with an empty answer",
@@ -53,6 +54,7 @@ _SWITCHES = {
     "subprotocol-none": "subprotocol_none",
     "accept-unauthenticated": "accept_unauthenticated",
     "close-early": "close_early",
+    "end-at-once": "end_at_once",
     "cross-talk": "cross_talk",
     "canned-answer": "canned_answer",
     "empty-answer": "empty_answer",
@@ -79,6 +81,7 @@ class Faults:
     drop_events: frozenset[str] = frozenset()
     delays_ms: tuple[tuple[str, float], ...] = ()  # (frame type, extra ms); several for one frame add up
     close_early: bool = False
+    end_at_once: bool = False
     cross_talk: bool = False
     canned_answer: bool = False
     empty_answer: bool = False

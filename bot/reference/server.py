@@ -22,8 +22,10 @@ from websockets.http11 import Request as HandshakeRequest
 
 from bot.errors import ReferenceBackendError, UsageError
 from bot.reference import realtime
-from bot.reference.backend import Backend, Stamps
+from bot.reference.backend import Backend, Stamps, answer_for
+from bot.reference.chainlit import ChainlitBackend
 from bot.reference.faults import Faults
+from bot.reference.streams import StreamBackend
 
 if TYPE_CHECKING:
     from uvicorn._types import ASGISendEvent
@@ -56,6 +58,7 @@ def create_app(
         raise UsageError(
             f"the reference backend's JWT secret must be at least {MIN_SECRET_BYTES} bytes (HS256)"
         )
+    delay_s = max(event_delay_ms, 0) / 1000
     backend = Backend(
         secret=secret,
         faults=faults,
@@ -72,6 +75,9 @@ def create_app(
             Route("/auth/login", backend.login, methods=["POST"]),
             WebSocketRoute(WS_PATH, backend.websocket),
             WebSocketRoute(REALTIME_PATH, realtime.endpoint(backend)),
+            # The SSE profiles (openai-chat, adk, ai-sdk) and Chainlit's Socket.IO wire, with the same faults.
+            *StreamBackend(secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s).routes(),
+            *ChainlitBackend(secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s).routes(),
         ]
     )
     app.state.faults = faults  # read by _WebSocketProtocol for the `garbage` fault

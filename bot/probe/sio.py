@@ -1,0 +1,484 @@
+"""Socket.IO: one user's connection through python-socketio's asyncio client, its classification into failure
+kinds, the journey's receive loop and the negative check.
+
+The client does Engine.IO (polling, then the WebSocket upgrade, as browsers do; pings and pongs stay inside
+it and never count as events). The open packet is not acceptance: only the namespace's CONNECT is, and a
+CONNECT_ERROR is the server refusing the CONNECT auth payload or the cookie (``stream-auth-rejected``). Every
+received event becomes a document ``{"event": NAME, "data": ...}`` read with ``journey.event_name``; a
+completion event that arrives before the event that starts this message's run (``socketio.run_starts_with``,
+e.g. Chainlit's ``task_end`` of the connection itself before the ``task_start`` of the message) is not this
+run's completion. A DISCONNECT before completion is ``stream-closed-early``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import socketio
+
+from bot import expressions, protocol, untrusted
+from bot.probe import steps as request_steps
+from bot.probe.http_probe import transport_failure
+from bot.probe.record import LATER_STEPS, Hooks, Message, Stream
+from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.probe.journey import UserJourney
+
+BEFORE_RUN = " (before this message's run)"
+_ENDED = object()
+
+
+class Disconnected(Exception):
+    """The server disconnected (or the connection dropped) before the journey was complete."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """What the client presents: URL (with the token's query), headers (token, cookies), the CONNECT auth."""
+
+    url: str
+    path: str
+    namespace: str
+    headers: tuple[tuple[str, str], ...]
+    auth: Any
+    transports: tuple[str, ...]
+
+    def evidence(self) -> dict[str, str]:
+        names = [n for n, _ in self.headers if n.lower() not in ("traceparent", "x-cloud-trace-context")]
+        auth_keys = ", ".join(sorted(self.auth)) if isinstance(self.auth, dict) else "(none)"
+        return {
+            "url": self.url.split("?", 1)[0],
+            "socketio_path": self.path,
+            "namespace": self.namespace,
+            "headers sent": ", ".join(names) or "(none)",
+            "CONNECT auth keys": auth_keys,
+        }
+
+
+@dataclass(slots=True)
+class Connection:
+    """An open Socket.IO connection; ``recv()`` returns each received event in order of arrival."""
+
+    client: socketio.AsyncClient
+    namespace: str
+    settings: Settings
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    run_started: bool = False
+    events: int = 0
+
+    async def recv(self) -> Message:
+        """The next event, named for this run.
+
+        Raises:
+            Disconnected: the connection ended before this event.
+        """
+        item = await self.queue.get()
+        if item is _ENDED or isinstance(item, Disconnected):
+            raise item if isinstance(item, Disconnected) else Disconnected("the connection ended")
+        event, data, at = item
+        self.events += 1
+        document = {"event": event, "data": data}
+        raw = json.dumps(document, separators=(",", ":"), default=str)
+        cfg = self.settings.journey
+        name = expressions.search(cfg.event_name, document)
+        if not isinstance(name, str) or not name:
+            return Message(raw, None, at)  # the journey reports the frame the profile cannot name
+        starts = self.settings.socketio.run_starts_with
+        if starts is not None and not self.run_started:
+            if name == starts:
+                self.run_started = True
+            elif name in cfg.expected_events and name not in cfg.error_events:
+                name += BEFORE_RUN  # the connection's own, not this message's run
+        return Message(raw, name, at)
+
+    async def emit(self, event: str, data: Any) -> None:
+        if data is None:
+            await self.client.emit(event, namespace=self.namespace)
+        else:
+            await self.client.emit(event, data, namespace=self.namespace)
+
+    async def close(self) -> None:
+        try:
+            async with asyncio.timeout(2):
+                await self.client.disconnect()
+        except (TimeoutError, socketio.exceptions.SocketIOError, OSError):
+            pass
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    connection: Connection | None
+    elapsed_ms: float
+    failure: Failure | None
+
+
+async def open_connection(
+    connect: Connect,
+    settings: Settings,
+    *,
+    timeout_s: float,
+    redactor: untrusted.Redactor,
+    http: httpx.AsyncClient | None = None,
+) -> Opened:
+    """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome."""
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    client = socketio.AsyncClient(
+        reconnection=False, handle_sigint=False, request_timeout=timeout_s, ssl_verify=True
+    )
+    connection = Connection(client, connect.namespace, settings)
+    refusals: list[Any] = []
+
+    async def on_any(event: str, *args: Any) -> None:
+        data = args[0] if len(args) == 1 else (list(args) if args else None)
+        connection.queue.put_nowait((event, data, loop.time()))
+
+    async def on_connect_error(*args: Any) -> None:
+        refusals.append(args[0] if len(args) == 1 else list(args))
+
+    async def on_disconnect(*args: Any) -> None:
+        reason = str(args[0]) if args else "disconnected"
+        connection.queue.put_nowait(Disconnected(reason))
+
+    client.on("*", on_any, namespace=connect.namespace)
+    client.on("connect_error", on_connect_error, namespace=connect.namespace)
+    client.on("disconnect", on_disconnect, namespace=connect.namespace)
+    evidence = connect.evidence()
+    try:
+        async with asyncio.timeout(timeout_s + 1):
+            await client.connect(
+                connect.url,
+                headers=dict(connect.headers),
+                auth=connect.auth,
+                transports=list(connect.transports),
+                namespaces=[connect.namespace],
+                socketio_path=connect.path,
+                wait_timeout=timeout_s,
+            )
+    except socketio.exceptions.ConnectionError as exc:
+        await connection.close()
+        return Opened(None, _ms(started), _connect_failure(exc, refusals, evidence, redactor))
+    except (TimeoutError, OSError) as exc:
+        await connection.close()
+        failure = transport_failure(exc, what="Socket.IO connection")
+        return Opened(
+            None, _ms(started), Failure(failure.kind, failure.message, "connect", evidence | failure.evidence)
+        )
+    except Exception as exc:  # the client's own errors, e.g. aiohttp's RuntimeError on a body it lost
+        await connection.close()
+        code = await _handshake_status(http, connect) if http is not None else None
+        if code is not None and not 200 <= code < 300:
+            return Opened(None, _ms(started), _status_failure(str(code), "", evidence))
+        failure = Failure(
+            Kind.STREAM_PROTOCOL,
+            f"The Socket.IO client could not complete the handshake: {type(exc).__name__}: "
+            f"{redactor.clip(str(exc), 200)}.",
+            "handshake",
+            evidence | {"error": redactor.clip(f"{type(exc).__name__}: {exc}", 500)},
+        )
+        return Opened(None, _ms(started), failure)
+    return Opened(connection, _ms(started), None)
+
+
+def _status_failure(code: str, body: str, evidence: dict[str, str]) -> Failure:
+    kind = {"401": Kind.STREAM_AUTH_REJECTED, "403": Kind.STREAM_AUTH_REJECTED, "429": Kind.RATE_LIMITED}.get(
+        code, Kind.STREAM_STATUS
+    )
+    return Failure(
+        kind,
+        f"The Socket.IO handshake (Engine.IO polling) was answered with HTTP {code}.",
+        code,
+        evidence | {"status": code, "body": body},
+        subject=f"HTTP {code} on the Socket.IO handshake",
+    )
+
+
+async def _handshake_status(http: httpx.AsyncClient, connect: Connect) -> int | None:
+    """The HTTP status of the Engine.IO handshake itself, asked once more with a plain GET when the client
+    failed without saying it (None: no HTTP answer)."""
+    url = protocol.http_url(connect.url, connect.path.rstrip("/") + "/?EIO=4&transport=polling")
+    try:
+        async with asyncio.timeout(5):
+            answer = await http.get(url, headers=dict(connect.headers))
+    except (httpx.HTTPError, OSError, TimeoutError):
+        return None
+    return answer.status_code
+
+
+def _connect_failure(
+    exc: socketio.exceptions.ConnectionError,
+    refusals: list[Any],
+    evidence: dict[str, str],
+    redactor: untrusted.Redactor,
+) -> Failure:
+    text = str(exc)
+    if refusals and "namespaces failed to connect" in text:
+        shown = redactor.clip(json.dumps(refusals[0], default=str), 500)
+        return Failure(
+            Kind.STREAM_AUTH_REJECTED,
+            f"The Socket.IO CONNECT with a valid token was refused (CONNECT_ERROR {shown}).",
+            "connect-error",
+            evidence | {"CONNECT_ERROR": shown},
+            subject="Socket.IO CONNECT_ERROR",
+        )
+    if text.startswith("Unexpected status code"):
+        body = redactor.clip(json.dumps(refusals[0], default=str), 500) if refusals else ""
+        return _status_failure(text.split()[3], body, evidence)
+    if "OPEN packet" in text or "Unexpected response" in text:
+        return Failure(
+            Kind.STREAM_PROTOCOL,
+            f"The Socket.IO path did not answer as a Socket.IO server ({redactor.clip(text, 200)}).",
+            "handshake",
+            evidence | {"error": redactor.clip(text, 500)},
+        )
+    return Failure(
+        Kind.CONNECT_REFUSED,
+        f"The Socket.IO connection failed: {redactor.clip(text, 200)}.",
+        "connect",
+        evidence | {"error": redactor.clip(text, 500)},
+    )
+
+
+async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
+    """Request steps (e.g. a login for a cookie), a Socket.IO connection, the emits, then the events."""
+    settings = run.settings
+    cfg = settings.socketio
+    journey.step = Step.CONNECT
+    if settings.journey.requests:
+        outcome = await request_steps.run(
+            run.http,
+            settings.journey.requests,
+            base_url=run.base_url,
+            user=run.user,
+            token=run.token,
+            way=cfg.token,
+            redactor=run.redactor,
+        )
+        if outcome.failure is not None:
+            journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
+            journey.skip(*LATER_STEPS[1:], why="a request step before the connection failed")
+            return
+    connect = connect_for(settings, run.base_url, user=run.user, token=run.token, headers=run.headers)
+    opened = await open_connection(
+        connect, settings, timeout_s=cfg.open_timeout_s, redactor=run.redactor, http=run.http
+    )
+    if opened.connection is None:
+        assert opened.failure is not None
+        journey.add(
+            "handshake", Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
+        )
+        journey.skip(*LATER_STEPS[1:], why="no connection")
+        return
+    connection = opened.connection
+    journey.timings.handshake = opened.elapsed_ms
+    summary = f"connected to namespace {cfg.namespace}"
+    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
+    stream = Stream(sent=asyncio.get_running_loop().time())
+    stream.last_expected = stream.sent
+    values = run.user.values
+    later = [(e.after, e.event, template_data(e.data, values)) for e in cfg.emit if e.after is not None]
+    try:
+        for emit in [e for e in cfg.emit if e.after is None]:
+            await connection.emit(emit.event, template_data(emit.data, values))
+        journey.add(
+            "message", Step.MESSAGE, Status.PASS, summary="emitted " + ", ".join(e.event for e in cfg.emit)
+        )
+        journey.step = Step.AGENT
+        journey.stream = stream
+        await receive(connection, stream, settings, hooks=run.hooks(stream), later=later)
+    finally:
+        await connection.close()
+    journey.received = time.perf_counter()
+    journey.step = Step.ANSWER
+
+
+async def receive(
+    connection: Connection,
+    stream: Stream,
+    settings: Settings,
+    *,
+    hooks: Hooks,
+    later: list[tuple[str, str, Any]],
+) -> None:
+    """Read events until the completion event, an error, a disconnect or a deadline; ``later`` holds the emits
+    that wait for an event (``(after, event, data)``), sent when an event of that Socket.IO name arrives. The
+    message counts as sent when the last of them goes out."""
+    cfg = settings.journey
+    try:
+        async with asyncio.timeout_at(hooks.due()) as budget:
+            while stream.completion is None and stream.failure is None:
+                message = await connection.recv()
+                raw_event = json.loads(message.raw).get("event")
+                name = hooks.take(message)
+                for pending in [p for p in later if p[0] in (raw_event, name)]:
+                    later.remove(pending)
+                    await connection.emit(pending[1], pending[2])
+                    if not later and not stream.arrivals:
+                        stream.sent = stream.last_expected = asyncio.get_running_loop().time()
+                if name is not None and name in cfg.error_events:
+                    error_frame = stream.frames[-1] if stream.frames else ""
+                    stream.failure = Failure(
+                        Kind.EVENT_ERROR,
+                        f"The server sent `{name[:80]}` on the Socket.IO connection instead of the agent's events.",
+                        detail=name[:80],
+                        evidence=stream.evidence() | {"error frame": error_frame},
+                    )
+                    return
+                budget.reschedule(hooks.due())
+    except TimeoutError:
+        stream.failure = hooks.stalled()
+    except Disconnected as exc:
+        stream.failure = Failure(
+            Kind.STREAM_CLOSED_EARLY,
+            f"The server disconnected the Socket.IO connection ({exc.reason}) before `{hooks.waiting_for()}`.",
+            detail=cfg.completion_event,
+            evidence=stream.evidence() | {"disconnect": exc.reason},
+        )
+
+
+def template_data(template: str | None, values: dict[str, str]) -> Any:
+    """An emit's data: the JSON template filled in (None: the event carries no data)."""
+    if template is None:
+        return None
+    return json.loads(expressions.render(template, values))
+
+
+async def negative_check(
+    settings: Settings,
+    *,
+    base_url: str,
+    deadline: float,
+    redactor: untrusted.Redactor,
+    http: httpx.AsyncClient,
+    headers: Sequence[tuple[str, str]],
+) -> CheckResult:
+    """The journey's opening without credentials: connect, emit as a user does. A CONNECT_ERROR, HTTP 401/403,
+    or an error event before any journey event passes; the journey's own events served to the anonymous client
+    fail; anything else is `not verified` with what happened. The Engine.IO open is never acceptance."""
+    started = time.perf_counter()
+    cfg = settings.journey
+
+    def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return CheckResult("auth-negative", Step.CONNECT, status, elapsed, None, summary, failure)
+
+    user = request_steps.UserValues(
+        {
+            **cfg.values,
+            "message": cfg.message,
+            "thread_id": "golden-path-anonymous",
+            "user": "anonymous",
+            "nonce": protocol.new_nonce(),
+            "message_id": str(uuid.uuid4()),
+            "token": "",
+            "token_b64": "",
+        }
+    )
+    if cfg.requests:
+        outcome = await request_steps.run(
+            http,
+            cfg.requests,
+            base_url=base_url,
+            user=user,
+            token=None,
+            way=settings.socketio.token,
+            redactor=redactor,
+        )
+        if outcome.refused:
+            return result(Status.PASS, "refused without a token at a request step")
+        if outcome.failure is not None:
+            return result(Status.NOT_VERIFIED, f"not verified: {outcome.failure.message}")
+    values = user.values
+    connect = connect_for(settings, base_url, user=user, token=None, headers=headers)
+    loop = asyncio.get_running_loop()
+    budget = max(
+        0.1, min(settings.socketio.open_timeout_s + min(cfg.event_timeout_s, 10), deadline - loop.time())
+    )
+    opened = await open_connection(
+        connect, settings, timeout_s=settings.socketio.open_timeout_s, redactor=redactor, http=http
+    )
+    if opened.connection is None:
+        failure = opened.failure
+        if failure is not None and failure.kind is Kind.STREAM_AUTH_REJECTED:
+            return result(Status.PASS, f"refused without credentials ({failure.subject or failure.detail})")
+        return result(Status.NOT_VERIFIED, f"not verified: {failure.message if failure else 'no connection'}")
+    connection = opened.connection
+    emits = settings.socketio.emit
+    try:
+        async with asyncio.timeout(budget):
+            later = [(e.after, e.event, template_data(e.data, values)) for e in emits if e.after is not None]
+            for emit in [e for e in emits if e.after is None]:
+                await connection.emit(emit.event, template_data(emit.data, values))
+            while True:
+                message = await connection.recv()
+                raw_event = json.loads(message.raw).get("event")
+                for pending in [p for p in later if p[0] in (raw_event, message.name)]:
+                    later.remove(pending)
+                    await connection.emit(pending[1], pending[2])
+                name = message.name
+                if name in cfg.error_events:
+                    return result(
+                        Status.PASS, f"refused without credentials: `{name}` before any journey event"
+                    )
+                if name in cfg.expected_events and name != settings.socketio.run_starts_with:
+                    failure = Failure(
+                        Kind.STREAM_UNAUTHENTICATED_ACCEPTED,
+                        f"A Socket.IO client with no credentials got the journey's own events (`{name}`).",
+                        evidence=connect.evidence()
+                        | {"first journey event": redactor.clip(message.raw, 1000)},
+                    )
+                    return result(Status.FAIL, "served without credentials", failure)
+    except TimeoutError:
+        return result(
+            Status.NOT_VERIFIED,
+            "not verified: connected without credentials, but no journey event "
+            "and no refusal before the deadline",
+        )
+    except Disconnected as exc:
+        return result(
+            Status.NOT_VERIFIED, f"not verified: disconnected ({exc.reason}) before any journey event"
+        )
+    finally:
+        await connection.close()
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def connect_for(
+    settings: Settings,
+    base_url: str,
+    *,
+    user: request_steps.UserValues,
+    token: str | None,
+    headers: Sequence[tuple[str, str]],
+) -> Connect:
+    """The connection a user (or, without a token, the negative check) presents: the token as configured,
+    the cookies request steps collected, ``headers`` (trace, ID token)."""
+    cfg = settings.socketio
+    values = user.values
+    headers = [
+        *request_steps.token_headers(cfg.token, token),
+        *request_steps.header_values(cfg.headers, values, token),
+        *user.cookie_header(),
+        *headers,
+    ]
+    query = {cfg.token.query: token} if token is not None and cfg.token.query else None
+    url = protocol.http_url(base_url, "", query=query) if query else base_url
+    filled = {**values, "token": token or "", "token_b64": expressions.b64url(token or "")}
+    auth = json.loads(expressions.render(cfg.auth, filled)) if cfg.auth is not None else None
+    return Connect(url, cfg.path, cfg.namespace, tuple(headers), auth, cfg.transports)

@@ -1,0 +1,276 @@
+"""One user's journey over Server-Sent Events, and the negative check: the request steps, the stream request
+(the message travels in its body), then the events until the completion event, an error event, the end of the
+body or a deadline.
+
+The frames are accounted for by the journey (``bot.probe.journey``) through the ``take`` callback, exactly as
+WebSocket frames are, so every judge (events, isolation, answer, SLA, metrics) works unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import httpx
+
+from bot import expressions, protocol, untrusted
+from bot.probe import sse
+from bot.probe import steps as request_steps
+from bot.probe.record import LATER_STEPS, Hooks, Stream
+from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.probe.journey import UserJourney
+
+EVIDENCE_FRAME_CHARS = 1000
+
+
+def user_values(settings: Settings, values: dict[str, str]) -> request_steps.UserValues:
+    """The user's template values: journey.values under the built-in placeholders."""
+    return request_steps.UserValues({**settings.journey.values, **values})
+
+
+def stream_request(
+    settings: Settings, base_url: str, user: request_steps.UserValues, token: str | None
+) -> sse.StreamRequest:
+    cfg = settings.sse
+    path = expressions.render_path(cfg.path, user.values)
+    headers = [
+        *request_steps.token_headers(cfg.token, token),
+        *request_steps.header_values(cfg.headers, user.values, token),
+        *user.cookie_header(),
+    ]
+    body = expressions.render(cfg.body, user.values) if cfg.body is not None else None
+    url = protocol.http_url(base_url, path, query=request_steps.token_query(cfg.token, token))
+    return sse.StreamRequest(cfg.method, url, tuple(headers), body)
+
+
+async def open_stream(
+    http: httpx.AsyncClient, settings: Settings, request: sse.StreamRequest, redactor: untrusted.Redactor
+) -> sse.Opened:
+    cfg = settings.sse
+    return await sse.open_stream(
+        http,
+        request,
+        timeout_s=cfg.open_timeout_s,
+        sentinel=cfg.sentinel,
+        body_end_event=cfg.body_end_event,
+        event_field=cfg.event_field,
+        redactor=redactor,
+    )
+
+
+async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
+    """Request steps, then one request whose answer streams the journey's events (the message is its body).
+    The shared HTTP client adds the trace and ID-token headers itself (``run.headers`` is not sent again)."""
+    settings = run.settings
+    journey.step = Step.CONNECT
+    if settings.journey.requests:
+        outcome = await request_steps.run(
+            run.http,
+            settings.journey.requests,
+            base_url=run.base_url,
+            user=run.user,
+            token=run.token,
+            way=settings.sse.token,
+            redactor=run.redactor,
+        )
+        if outcome.failure is not None:
+            journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
+            journey.skip(*LATER_STEPS[1:], why="a request step before the stream failed")
+            return
+    request = stream_request(settings, run.base_url, run.user, run.token)
+    stream = Stream(sent=asyncio.get_running_loop().time())
+    stream.last_expected = stream.sent
+    opened = await open_stream(run.http, settings, request, run.redactor)
+    if opened.stream is None:
+        assert opened.failure is not None
+        journey.add(
+            "handshake", Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
+        )
+        journey.skip(*LATER_STEPS[1:], why="no stream")
+        return
+    journey.timings.handshake = opened.elapsed_ms
+    summary = f"HTTP {opened.status} text/event-stream"
+    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
+    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent in the {request.method} body")
+    journey.step = Step.AGENT
+    journey.stream = stream
+    try:
+        await receive(opened.stream, stream, settings, hooks=run.hooks(stream), clip=run.redactor.clip)
+    finally:
+        await opened.stream.aclose()
+    journey.received = time.perf_counter()
+    journey.step = Step.ANSWER
+
+
+async def receive(
+    events: sse.EventStream,
+    stream: Stream,
+    settings: Settings,
+    *,
+    hooks: Hooks,
+    clip: Callable[[str, int], str],
+) -> None:
+    """Read events until the completion event, an error event, the end of the body or a deadline; how the
+    stream ended early goes into ``stream.failure``."""
+    cfg = settings.journey
+    try:
+        async with asyncio.timeout_at(hooks.due()) as budget:
+            while stream.completion is None and stream.failure is None:
+                name = hooks.take(await events.recv())
+                if name is not None and name in cfg.error_events:
+                    error_frame = stream.frames[-1] if stream.frames else ""
+                    stream.failure = Failure(
+                        Kind.EVENT_ERROR,
+                        f"The server sent `{name[:80]}` in the event stream instead of the agent's events.",
+                        detail=name[:80],
+                        evidence=stream.evidence() | {"error frame": error_frame},
+                    )
+                    return
+                budget.reschedule(hooks.due())
+    except TimeoutError:
+        stream.failure = hooks.stalled()
+    except sse.EventTooLarge as exc:
+        stream.failure = Failure(
+            Kind.STREAM_PROTOCOL, f"The event stream sent {exc}.", detail="line", evidence=stream.evidence()
+        )
+    except sse.StreamEnded as ended:
+        if events.sentinel_seen:
+            return  # the server ended the stream on purpose: what is missing is judged as missing
+        stream.failure = _ended_early(ended, stream, settings, hooks.waiting_for(), clip)
+
+
+def _ended_early(
+    ended: sse.StreamEnded,
+    stream: Stream,
+    settings: Settings,
+    waiting_for: str,
+    clip: Callable[[str, int], str],
+) -> Failure:
+    if ended.events == 0:
+        said = "The response body ended before any event was sent"
+    else:
+        plural = "s" if ended.events != 1 else ""
+        said = f"The response body ended after {ended.events} event{plural}, before `{waiting_for}`"
+    if settings.sse.sentinel is not None:
+        said += f", with no `{settings.sse.sentinel}`"
+    evidence = stream.evidence()
+    if ended.error:
+        evidence["error"] = clip(ended.error, 300)
+    return Failure(
+        Kind.STREAM_CLOSED_EARLY, said + ".", detail=settings.journey.completion_event, evidence=evidence
+    )
+
+
+async def negative_check(
+    settings: Settings,
+    *,
+    base_url: str,
+    deadline: float,
+    redactor: untrusted.Redactor,
+    http: httpx.AsyncClient,
+) -> CheckResult:
+    """The journey's opening without a token: the request steps, then the stream request. A refusal passes: HTTP
+    401/403 at any of them, or an error event before any journey event. Only the journey's own events served
+    to the anonymous client fail; anything else proves nothing (`not verified`, with what happened)."""
+    cfg = settings.journey
+    started = time.perf_counter()
+    user = user_values(
+        settings,
+        {
+            "message": cfg.message,
+            "thread_id": "golden-path-anonymous",
+            "user": "anonymous",
+            "nonce": protocol.new_nonce(),
+            "message_id": str(uuid.uuid4()),
+            "token": "",
+            "token_b64": "",
+        },
+    )
+
+    def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return CheckResult("auth-negative", Step.CONNECT, status, elapsed, None, summary, failure)
+
+    loop = asyncio.get_running_loop()
+    budget = max(0.1, min(settings.sse.open_timeout_s + min(cfg.event_timeout_s, 10), deadline - loop.time()))
+    try:
+        async with asyncio.timeout(budget):
+            if cfg.requests:
+                outcome = await request_steps.run(
+                    http,
+                    cfg.requests,
+                    base_url=base_url,
+                    user=user,
+                    token=None,
+                    way=settings.sse.token,
+                    redactor=redactor,
+                )
+                if outcome.refused:
+                    assert outcome.failure is not None
+                    detail = outcome.failure.detail
+                    return result(Status.PASS, f"refused without a token at a request step (HTTP {detail})")
+                if outcome.failure is not None:
+                    return result(Status.NOT_VERIFIED, f"not verified: {outcome.failure.message}")
+            request = stream_request(settings, base_url, user, None)
+            opened = await open_stream(http, settings, request, redactor)
+            if opened.stream is None:
+                failure = opened.failure
+                if failure is not None and failure.kind is Kind.STREAM_AUTH_REJECTED:
+                    return result(Status.PASS, f"refused without a token (HTTP {failure.detail})")
+                what = failure.message if failure else "no stream"
+                return result(Status.NOT_VERIFIED, f"not verified: {what}")
+            try:
+                return await _anonymous_events(opened.stream, settings, request, result, redactor)
+            finally:
+                await opened.stream.aclose()
+    except TimeoutError:
+        return result(
+            Status.NOT_VERIFIED, "not verified: no refusal and no journey event before the deadline"
+        )
+
+
+async def _anonymous_events(
+    events: sse.EventStream,
+    settings: Settings,
+    request: sse.StreamRequest,
+    result: Callable[..., CheckResult],
+    redactor: untrusted.Redactor,
+) -> CheckResult:
+    cfg = settings.journey
+    seen = 0
+    while True:
+        try:
+            message = await events.recv()
+        except (sse.StreamEnded, sse.EventTooLarge):
+            return result(
+                Status.NOT_VERIFIED,
+                f"not verified: the stream without a token ended after {seen} event(s), none of the journey's",
+            )
+        seen += 1
+        try:
+            frame = protocol.parse_frame(message.raw, event_name=cfg.event_name, name=message.name)
+        except protocol.FrameError:
+            continue
+        if frame.name in cfg.error_events:
+            return result(
+                Status.PASS, f"refused without a token: `{frame.name[:80]}` before any journey event"
+            )
+        if frame.name in cfg.expected_events and frame.name != settings.sse.sentinel:
+            failure = Failure(
+                Kind.STREAM_UNAUTHENTICATED_ACCEPTED,
+                "A stream request with no token was answered with the journey's own events "
+                f"(`{frame.name[:80]}`).",
+                evidence=sse.request_evidence(request)
+                | {
+                    "status": "200",
+                    "token": "(none)",
+                    "first journey event": redactor.clip(frame.raw, EVIDENCE_FRAME_CHARS),
+                },
+            )
+            return result(Status.FAIL, "served without a token", failure)

@@ -97,11 +97,27 @@ def test_probe__invalid_utf8_is_the_clients_own_close_not_the_servers():
 
 
 def test_probe__a_50_mb_frame_is_the_clients_own_close():
+    # The event deadline is not what this test is about: building and sending 2 x 50 MB on a loaded machine can
+    # take longer than a second before the first byte of the frame leaves.
     with hostile_ws.running(hostile_ws.huge_frame) as url:
-        _, findings, took = _probe(url)
+        _, findings, took = _probe(url, **{"journey.event_timeout_s": 20})
     finding = _only(findings, Kind.WS_PROTOCOL)
     assert (
         "over the client's 4 MiB limit, so the client closed the connection (code 1009)" in finding.observed
+    )
+    assert finding.evidence["client close code"] == "1009"
+    assert took < 15
+
+
+def test_probe__a_frame_over_the_limit_stays_the_clients_own_close_when_the_server_closes_after_the_deadline():
+    # The client closes with 1009 at once, then waits for the server's TCP close, which comes after the 1 s
+    # event deadline: the finding is still the server's protocol break, not a timeout.
+    with hostile_ws.running(hostile_ws.huge_frame_busy) as url:
+        _, findings, took = _probe(url)
+    finding = _only(findings, Kind.WS_PROTOCOL)
+    assert (
+        "over the client's 4 MiB limit, so the client closed the connection (code 1009) while waiting for "
+        "`agent_thinking`" in finding.observed
     )
     assert finding.evidence["client close code"] == "1009"
     assert took < 15

@@ -68,6 +68,11 @@ class Session(Protocol):
     def evidence(self) -> dict[str, str]:
         """What the transport itself noticed about the peer (e.g. a ping flood), for a stalled stream's finding."""
 
+    def pending_close(self) -> Closed | None:
+        """The ``Closed`` that ``receive()`` will raise once the wire is down, when the client has already closed
+        because the peer broke the protocol and only waits for the peer to end the connection; None otherwise.
+        A deadline that passes meanwhile is that close, not a timeout."""
+
 
 @dataclass(frozen=True, slots=True)
 class Opened:

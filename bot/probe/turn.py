@@ -135,8 +135,14 @@ async def receive(
                     stream.sent_frames.append(expressions.frame_type(frame.frame))
                 budget.reschedule(due())
     except TimeoutError:
-        failure = stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
-        stream.failure = replace(failure, evidence=failure.evidence | session.evidence())
+        closed = session.pending_close()  # the client closed before the deadline, the wire is not down yet
+        if closed is not None:
+            stream.failure = closed_failure(
+                closed, waiting_for=waiting_for(stream, cfg), stream=stream, ctx=ctx
+            )
+        else:
+            failure = stalled(stream, ctx, sla_deadline=sla_deadline, later=later)
+            stream.failure = replace(failure, evidence=failure.evidence | session.evidence())
     except Closed as exc:
         stream.failure = closed_failure(exc, waiting_for=waiting_for(stream, cfg), stream=stream, ctx=ctx)
 

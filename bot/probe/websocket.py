@@ -17,6 +17,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
+    ConnectionClosedError,
     InvalidHandshake,
     InvalidMessage,
     InvalidStatus,
@@ -135,6 +136,11 @@ class WebSocketSession:
     def __init__(self, connection: StampedConnection) -> None:
         self._connection = connection
 
+    @property
+    def connection(self) -> StampedConnection:
+        """The WebSocket itself, for what only a WebSocket does (pings while a connection is held)."""
+        return self._connection
+
     async def send(self, text: str) -> None:
         try:
             await self._connection.send(text)
@@ -153,6 +159,15 @@ class WebSocketSession:
 
     def evidence(self) -> dict[str, str]:
         return self._connection.flood_evidence()
+
+    def pending_close(self) -> Closed | None:
+        # Once the client fails the connection (a frame over its limit: 1009), websockets discards what follows
+        # and recv() waits for the server's TCP close, up to close_timeout: a server still pushing a 50 MB frame
+        # reads our close late.
+        sent = self._connection.protocol.close_sent
+        if sent is None or self._connection.protocol.close_rcvd is not None or sent.code not in CLIENT_CLOSES:
+            return None
+        return closed_of(ConnectionClosedError(None, sent))
 
 
 def closed_of(exc: ConnectionClosed) -> Closed:

@@ -99,6 +99,19 @@ async def huge_frame(connection: ServerConnection) -> None:
     await hold(connection)
 
 
+async def huge_frame_busy(connection: ServerConnection) -> None:
+    """The start of a 50 MB frame, then 2.5 s of not reading: a server still pushing such a frame reads the
+    client's close (and closes TCP) late, after the client's event deadline has passed."""
+    await journey(connection, until="agent_thinking")
+    transport = connection.transport
+    assert transport is not None
+    transport.pause_reading()
+    header = bytes([0x81, 127]) + (50_000_000).to_bytes(8, "big")  # FIN + text, 64-bit length, unmasked
+    transport.write(header + b'{"type": "agent_thinking", "x": "' + b"x" * 65_536)
+    await asyncio.sleep(2.5)
+    transport.abort()
+
+
 def small_frames(count: int, *, foreign: bool = False) -> Behaviour:
     """``count`` small frames between agent_started and the rest: heartbeats, or another user's events."""
 
@@ -201,6 +214,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
     "binary": binary,
     "invalid-utf8": invalid_utf8,
     "huge-frame": huge_frame,
+    "huge-frame-busy": huge_frame_busy,
     "small-frames": small_frames(100_000),
     "nested": nested,
     "wrong-types": wrong_types,

@@ -264,6 +264,10 @@ async def probe(
     )
     checks.extend(judge.performance(metrics))
     held = next((j.hold for j in journeys if j.hold is not None), None)
+    if settings.journey.hold_s and held is None and any(j.user == HOLDING_USER for j in journeys):
+        # The SSE journey has no connection to hold after its stream: said so, never silently skipped.
+        why = f"only a WebSocket is held ({settings.transport} journeys are not yet)"
+        held = ConnectionHold(HOLDING_USER, settings.journey.hold_s, 0.0, 0.0, "not held", None, why)
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies, held)
 
 

@@ -152,6 +152,9 @@ async def probe(
         follow_redirects=False,
         event_hooks=trace.httpx_hooks(),
         cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
+        # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the rest,
+        # and their waiting would count as the stream's opening.
+        limits=httpx.Limits(max_connections=None if settings.transport == "sse" else 100),
         headers=dict(extra),
         # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
         verify=not base_url.startswith("http://"),
@@ -292,8 +295,9 @@ def _judge_streams(journey: UserJourney, ctx: Context) -> None:
     values = {"nonce": ctx.nonces[journey.user], "thread_id": _thread(ctx, journey.user)}
     previous: str | None = None
     for stream in journey.streams:
+        several = len(journey.streams) > 1  # only then does a later turn's evidence show the one before
         if stream.judged:
-            previous = judge.answer_of(stream, cfg)[0] or previous
+            previous = (judge.answer_of(stream, cfg)[0] or previous) if several else None
             continue
         stream.judged = True
         user = journey.user
@@ -314,7 +318,8 @@ def _judge_streams(journey: UserJourney, ctx: Context) -> None:
         if expectation is not None:
             found.append(expectation)
         journey.checks.extend(_numbered(found, stream.turn))
-        previous = judge.answer_of(stream, cfg)[0] or previous
+        if several:
+            previous = judge.answer_of(stream, cfg)[0] or previous
 
 
 def _numbered(checks: list[CheckResult], turn: int) -> list[CheckResult]:

@@ -30,7 +30,16 @@ from urllib.parse import urlsplit
 from bot import hosts, server_logs, timestamps, waits
 from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, last_segment
 from bot.errors import CloudRunError, ConfigError
-from bot.results import CheckResult, ContainerImage, Failure, Kind, Status, Step, Target
+from bot.results import (
+    CheckResult,
+    ContainerImage,
+    Failure,
+    Kind,
+    RevisionSettings,
+    Status,
+    Step,
+    Target,
+)
 from bot.settings import CloudRunSettings, VersionSettings
 
 if TYPE_CHECKING:
@@ -209,6 +218,7 @@ def resolve(
         traffic=serving(service),
         tested_alone=bool(routing.tag_url) or routing.percent == 100,
         containers=containers,
+        settings=revision_settings(revision),
     )
     return Resolution(target=target, checks=tuple(checks), ready=readiness.state == "ready")
 
@@ -443,6 +453,40 @@ def _previous_revision(
         if best is None or (candidate.create_time and candidate.create_time > best.create_time):
             best = candidate
     return last_segment(best.name) if best is not None else None
+
+
+# -- settings that matter for real-time ------------------------------------------------------------------------
+
+MAX_ANNOTATIONS = 20
+ANNOTATION_CHARS = 200
+
+
+def revision_settings(revision: run_v2.Revision) -> RevisionSettings:
+    """The revision's request timeout, affinity, concurrency, scaling, environment, and its ingress container's
+    port and resources, as reported; a field the API left out stays None (``bot.realtime`` judges them)."""
+    listed = list(revision.containers)  # the ingress container as containers_of marks it
+    ingress = next((c for c in listed if c.ports), None) or (listed[0] if len(listed) == 1 else None)
+    port = ingress.ports[0] if ingress is not None and ingress.ports else None
+    resources = ingress.resources if ingress is not None and "resources" in ingress else None
+    limits = dict(resources.limits) if resources is not None else {}
+    scaling = revision.scaling if "scaling" in revision else None
+    environment = revision.execution_environment.name.removeprefix("EXECUTION_ENVIRONMENT_").lower()
+    annotations = dict(sorted(revision.annotations.items())[:MAX_ANNOTATIONS])
+    return RevisionSettings(
+        timeout_s=revision.timeout.total_seconds() if "timeout" in revision else None,
+        session_affinity=bool(revision.session_affinity),
+        max_concurrency=revision.max_instance_request_concurrency or None,
+        min_instances=scaling.min_instance_count if scaling is not None else None,
+        max_instances=(scaling.max_instance_count or None) if scaling is not None else None,
+        execution_environment=None if environment == "unspecified" else environment,
+        port_name=(port.name or None) if port is not None else None,
+        port=(port.container_port or None) if port is not None else None,
+        cpu=limits.get("cpu"),
+        memory=limits.get("memory"),
+        cpu_idle=resources.cpu_idle if resources is not None else None,
+        startup_cpu_boost=resources.startup_cpu_boost if resources is not None else None,
+        annotations={k[:ANNOTATION_CHARS]: v[:ANNOTATION_CHARS] for k, v in annotations.items()},
+    )
 
 
 # -- image digest --------------------------------------------------------------------------------------------

@@ -32,9 +32,12 @@ FILL_DEFAULTS = {
     "offered subprotocols": "`jwt-auth`, `jwt.<token>`",
     "answer expression": "`data.result` or `final_response` on the completion event",
     "url": "`auth.login`",
+    "command": "`gcloud run services update SERVICE` with the flag named in the finding",
 }
 _FILL = re.compile(r"\{([a-z][a-z ]*)\}")
-_CODE_SHAPED = frozenset({"identity", "url"})  # evidence values shown as code; the others are already words
+_CODE_SHAPED = frozenset(
+    {"identity", "url", "command"}
+)  # evidence values shown as code; the others are already words
 
 
 def _filled(text: str, evidence: Mapping[str, str]) -> str:

@@ -27,6 +27,11 @@ METRICS = (
     ("total_ms", "Whole journey (login to answer)", "total_ms"),
 )
 
+# The run's first request to the revision (a cold start when an instance had to start for it): measured once per
+# run, never a journey's sample, so never in a warm p95; ``merge`` keeps the earliest shard's.
+COLD_START = "cold_start_ms"
+ONCE_METRICS = frozenset({COLD_START})
+
 # Kinds ``performance`` derives from the metrics: ``merge`` recomputes them over every shard's samples (the
 # shards' own are percentiles of a part) and keeps every other check the shards made.
 METRIC_KINDS = frozenset({Kind.PERF_TARGET_MISSED})
@@ -250,6 +255,14 @@ def metrics(
         target = targets.get(metric_id)
         out.append(Metric.from_samples(id=metric_id, label=label, unit="ms", samples=values, target=target))
     return tuple(out)
+
+
+def cold_start(ms: float | None, request: str) -> Metric:
+    """The first request after deploy as its own metric (measured, no target): it may include an instance's
+    start, or may not (Cloud Run may have kept the instance the deploy started)."""
+    label = "Cold start: first request after deploy" + (f" ({request})" if request else "")
+    samples = [ms] if ms is not None else []
+    return Metric.from_samples(id=COLD_START, label=label, unit="ms", samples=samples, target=None)
 
 
 def performance(metrics: Sequence[Metric]) -> list[CheckResult]:

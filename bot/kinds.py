@@ -57,6 +57,10 @@ class Kind(StrEnum):
     PERF_REGRESSION = "perf-regression"  # slower than the serving revision measured in the same run
     RATE_LIMITED = "rate-limited"
     PERF_TARGET_MISSED = "perf-target-missed"
+    # The revision's settings break long connections (bot.realtime): judged before anything is probed.
+    REQUEST_TIMEOUT_SHORT = "request-timeout-short"
+    HTTP2_END_TO_END = "http2-end-to-end"
+    SESSION_AFFINITY_OFF = "session-affinity-off"
 
 
 class SeverityRule(StrEnum):
@@ -80,6 +84,7 @@ class GateClass(StrEnum):
     CORRECTNESS = "correctness"  # fails under `correctness` and `any`; under `p0` only when P0
     PERFORMANCE = "performance"  # a warning under the default `correctness`: shared runners are noisy
     ALWAYS_FAIL = "always-fail"  # the run tested other code than the deploy: fails under every `fail_on`
+    WARNING = "warning"  # advice about a setting: a warning under `correctness`, fails only under `any`
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,6 +748,61 @@ _TABLE: tuple[KindInfo, ...] = (
             "a p95 is above its target",
             "noise on a shared runner, cold starts, CPU allocation, a slow step",
             "compare with the history; `--min-instances`; `fail-on: any` makes it fail the job",
+        ),
+        breaks_baseline=False,
+    ),
+    KindInfo(
+        Kind.REQUEST_TIMEOUT_SHORT,
+        SeverityRule.P1,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "Cloud Run's request timeout cuts sessions: {subject}",
+            "A WebSocket or a stream is one HTTP request on Cloud Run, so the service's request timeout (default "
+            "300 s, at most 3600 s) ends it: users are disconnected mid-conversation and must reconnect. The "
+            "revision's timeout is shorter than the session length expected (`cloud_run.min_session_s`).",
+            "Raise the request timeout: {command} (Cloud Run docs: Using WebSockets, Request timeout); make "
+            "clients reconnect anyway. Lower `cloud_run.min_session_s` if sessions really are shorter.",
+        ),
+        ReadmeRow(
+            "the revision's request timeout is shorter than `cloud_run.min_session_s` (900 s)",
+            "deployed with Cloud Run's default 300 s timeout",
+            "`gcloud run services update SERVICE --timeout=900` (the command in the finding has the value)",
+        ),
+        breaks_baseline=False,
+    ),
+    KindInfo(
+        Kind.HTTP2_END_TO_END,
+        SeverityRule.P1,
+        GateClass.CORRECTNESS,
+        Explanation(
+            "End-to-end HTTP/2 is on for a WebSocket service",
+            "The ingress container's port is named `h2c`, so Cloud Run forwards requests as HTTP/2 cleartext; "
+            "Google's guidance for WebSockets on Cloud Run is not to enable end-to-end HTTP/2 (the WebSocket "
+            "upgrade is an HTTP/1.1 mechanism).",
+            "Turn end-to-end HTTP/2 off: {command} (Cloud Run docs: Using WebSockets, Using HTTP/2).",
+        ),
+        ReadmeRow(
+            "the ingress container's port is named `h2c` (end-to-end HTTP/2) on a WebSocket service",
+            "`--use-http2` at deploy, or a port named `h2c` in the service YAML",
+            "`gcloud run services update SERVICE --no-use-http2`",
+        ),
+        breaks_baseline=False,
+    ),
+    KindInfo(
+        Kind.SESSION_AFFINITY_OFF,
+        SeverityRule.P1,
+        GateClass.WARNING,
+        Explanation(
+            "Session affinity is off while several instances serve",
+            "The journey reconnects (or polls, as Socket.IO does) and the revision may run several instances "
+            "without session affinity, so a user's next connection may reach an instance that does not hold "
+            "their session. Affinity is best effort: share session state between instances as well.",
+            "Turn session affinity on: {command} (Cloud Run docs: Session affinity).",
+        ),
+        ReadmeRow(
+            "session affinity is off while max instances > 1, for a journey that reconnects or polls",
+            "Cloud Run's default (affinity off) on a service that keeps sessions in memory",
+            "`gcloud run services update SERVICE --session-affinity`; share session state between instances",
         ),
         breaks_baseline=False,
     ),

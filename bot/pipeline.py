@@ -1,6 +1,9 @@
-"""One run of the pipeline: target -> probe -> results -> diagnose -> report -> publish -> gate.
+"""One run of the pipeline: target -> probe -> results -> diagnose -> report -> gate -> publish -> exit code.
 
-Everything with I/O receives its clients as arguments; only ``bot.cli`` reads the environment and builds them.
+``run(settings, clients, ...)`` owns the order: ``execute`` resolves, probes and judges; ``conclude`` (the tail
+``merge`` shares) writes the artifacts, applies the traffic gate, prints the report, publishes, writes the
+Action's outputs and returns the exit code. Everything with I/O receives its clients as arguments (``Clients``,
+built once); only ``bot.cli`` reads the environment and builds them.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bot import (
+    action,
+    actions,
     auth,
     diagnose,
     iam,
     idtoken,
     impact,
     kinds,
+    publish,
+    realtime,
     report,
     results,
     server_logs,
@@ -30,6 +37,7 @@ from bot import (
     tracing,
 )
 from bot import baseline as baseline_stage
+from bot.actions import ActionsContext
 from bot.errors import CloudRunError, ExitCode, UsageError
 from bot.kinds import GateClass
 from bot.probe import completeness, journey
@@ -47,19 +55,38 @@ from bot.results import (
     Verdict,
 )
 from bot.settings import Settings
-from bot.untrusted import Redactor
+from bot.untrusted import Redactor, redact_strings
 
 if TYPE_CHECKING:
     from bot.cloudrun_api import CloudRunClients
+    from bot.console import Console
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """Every client a run talks through, built once by the entry point (tests hand in stand-ins' clients):
+    the Cloud Run Admin API, the Cloud Logging reader, GitHub, and where a private service's ID token comes
+    from (audience -> token). None where the run does not need it."""
+
+    cloud_run: CloudRunClients | None = None
+    logs: server_logs.Reader | None = None
+    github: publish.Session | None = None
+    id_token: Callable[[str], idtoken.IdToken] | None = None
+
+    def close(self) -> None:
+        if self.cloud_run is not None:
+            self.cloud_run.close()
 
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    """Facts about where this run happens (from GitHub Actions when there), for the report."""
+    """Facts about where this run happens (from GitHub Actions when there), for the report; ``actions`` is the
+    Actions context (outputs, step summary, annotations) when in Actions or publishing."""
 
     commit: str | None = None
     run_url: str | None = None
     tool_version: str = ""
+    actions: ActionsContext | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +94,46 @@ class Artifacts:
     results: Path
     report: Path
     junit: Path
+
+
+def run(
+    settings: Settings,
+    clients: Clients,
+    *,
+    credentials: auth.Credentials,
+    context: RunContext,
+    console: Console,
+    ledger: action.OutputLedger | None = None,
+    quiet: bool = False,
+    verbose: bool = False,
+    shard: Shard | None = None,
+) -> int:
+    """One check, in order: resolve, probe, judge (``execute``), then artifacts, traffic gate, report,
+    publishing, outputs and the exit code (``conclude``)."""
+    progress = Progress(console.log)
+    probed = execute(
+        settings,
+        credentials=credentials,
+        context=context,
+        cloud_run=clients.cloud_run,
+        log=console.log,
+        on_token=console.keep_secret,
+        logs_reader=clients.logs,
+        progress=progress,
+        id_token=clients.id_token,
+        shard=shard,
+    )
+    return conclude(
+        probed,
+        settings,
+        clients,
+        context=context,
+        console=console,
+        ledger=ledger,
+        quiet=quiet,
+        verbose=verbose,
+        progress=progress,
+    )
 
 
 def execute(
@@ -113,6 +180,12 @@ def execute(
             )
         target, ready = resolution.target, resolution.ready
         checks.extend(resolution.checks)
+        judged, notes = realtime.judge(
+            target.settings, settings=settings, service=target.service, region=target.region
+        )
+        checks.extend(judged)
+        if target.settings is not None:
+            target = replace(target, settings=replace(target.settings, notes=notes))
     else:
         assert settings.url is not None
         with progress.phase("resolve"):
@@ -137,6 +210,7 @@ def execute(
         users = shard.last_user - shard.first_user + 1
     samples: tuple[JourneySample, ...] = ()
     health_samples: tuple[float, ...] = ()
+    held = None
     if ready:
         where = f" (shard {shard.index}/{shard.count})" if shard else ""
         log(f"probing {target.url} with {users} user{'s' if users != 1 else ''}{where}")
@@ -156,7 +230,7 @@ def execute(
         checks.extend(_with_invoker(outcome.checks, invoker))
         metrics = outcome.metrics
         serving_version = outcome.serving_version
-        samples, health_samples = outcome.samples, outcome.health_samples
+        samples, health_samples, held = outcome.samples, outcome.health_samples, outcome.hold
         baseline_url = baseline_stage.url_for(settings.baseline, target)
         if baseline_url is not None and shard is None:  # a shard's users are a part: merge judges the whole
             with progress.phase("baseline"), progress.waiting(f"the same journeys at {baseline_url}"):
@@ -211,6 +285,7 @@ def execute(
         samples=samples,
         health_samples=health_samples,
         shard=shard,
+        hold=held,
     )
     return _with_server_logs(
         run, settings, reader=logs_reader, credentials=credentials, tokens=tokens, log=log
@@ -328,6 +403,8 @@ def _measure_baseline(
 
 # Performance alone warns under the default `fail_on: correctness`: a shared runner's noise must not block a deploy.
 PERFORMANCE_KINDS = kinds.having(gate=GateClass.PERFORMANCE)
+# Advice about a setting warns under `correctness` too (README, "Cloud Run settings for real-time").
+WARNING_KINDS = kinds.having(gate=GateClass.WARNING)
 # The run did not test (all of) the deploy: fails under every `fail_on`, and is never promoted.
 ALWAYS_FAIL_KINDS = kinds.having(gate=GateClass.ALWAYS_FAIL)
 
@@ -348,7 +425,7 @@ def exit_code(run: Run, settings: Settings) -> ExitCode:
         return ExitCode.PASS
     if settings.gate.fail_on == "p0" and run.verdict is Verdict.DEGRADED:
         return ExitCode.PASS
-    if settings.gate.fail_on == "correctness" and seen <= PERFORMANCE_KINDS:
+    if settings.gate.fail_on == "correctness" and seen <= PERFORMANCE_KINDS | WARNING_KINDS:
         return ExitCode.PASS
     return ExitCode.FAILED
 
@@ -433,6 +510,98 @@ def preflight(settings: Settings, credentials: auth.Credentials | None) -> None:
         raise UsageError(
             f"output directory {str(output)!r} cannot be written: {exc.strerror or exc}"
         ) from None
+
+
+def conclude(
+    run: Run,
+    settings: Settings,
+    clients: Clients,
+    *,
+    context: RunContext,
+    console: Console,
+    ledger: action.OutputLedger | None = None,
+    quiet: bool = False,
+    verbose: bool = False,
+    progress: Progress | None = None,
+) -> int:
+    """A run's (or a merged run's) artifacts, traffic gate, report, publishing, Actions outputs and exit code."""
+    log = console.log
+    progress = progress or Progress(log)
+    ctx = context.actions
+    if ledger is None:
+        ledger = action.OutputLedger(ctx.output if ctx else None)
+    # The last net under the probe's own redaction: every string of the Run, before any renderer reads it (a
+    # renderer's escaping, e.g. markdown's `\_`, would hide a secret from a later search).
+    run = redact_strings(run, console.redactor)
+    # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
+    with progress.phase("report"):
+        artifacts, markdown = write_artifacts(
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=console.redactor,
+        )
+    with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
+        gated = apply_gate(run, settings, cloud_run=clients.cloud_run, log=log)
+    if gated is not run:
+        run = redact_strings(gated, console.redactor)
+        artifacts, markdown = write_artifacts(
+            run,
+            output_dir=settings.output_dir,
+            templates_dir=settings.report.templates_dir,
+            redactor=console.redactor,
+        )
+    if not quiet:
+        _show(run, markdown, artifacts, console)
+    outputs = action.outputs(run, artifacts)
+    try:
+        if settings.github.publish:
+            assert clients.github is not None  # the entry point opens GitHub whenever publishing is on
+            outcome: publish.PublishOutcome | None = None
+            with progress.phase("publish"), progress.waiting("GitHub"):
+                try:
+                    outcome = publish.for_run(
+                        run,
+                        settings,
+                        session=clients.github,
+                        log=log,
+                        redactor=console.redactor,
+                        verbose=verbose,
+                    )
+                except publish.PublishFailed as exc:
+                    outcome = exc.outcome  # what was written before the failure is still an output
+                    raise
+                finally:
+                    if outcome is not None:
+                        outputs["comment-url"] = outcome.comment_url or ""
+                        outputs["issue-urls"] = "\n".join(outcome.issue_urls)
+    finally:
+        # The verdict is never hidden: even when publishing fails (exit 3), the summary and outputs are written.
+        if ctx is not None:
+            actions.annotate(run, console.out)
+            summary = console.redactor.clean(
+                report.render_summary(run, templates_dir=settings.report.templates_dir)
+            )
+            actions.append_summary(ctx.step_summary, summary)
+        ledger.write({k: console.redactor.clean(v) for k, v in outputs.items()})
+    code = exit_code(run, settings)
+    log(
+        f"verdict {run.verdict.value} ({run.p0_count} P0, {run.p1_count} P1); "
+        f"results in {artifacts.results}; exit code {int(code)}"
+    )
+    return int(code)
+
+
+def _show(run: Run, markdown: str, artifacts: Artifacts, console: Console) -> None:
+    """The compact summary on a terminal, the whole report otherwise (a CI log, a pipe)."""
+    out = console.out
+    if out.isatty():
+        from bot import terminal  # rich loads only for a terminal
+
+        terminal.print_summary(run, report_path=artifacts.report, file=out, redactor=console.redactor)
+    else:
+        out.write(console.printable(markdown))
+    out.flush()
 
 
 def write_artifacts(

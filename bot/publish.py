@@ -8,16 +8,34 @@ before it (the step outputs list it). A refusal for lack of permission is a warn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import github as pygithub
 
 from bot import github, issues, report
+from bot.actions import ActionsContext
 from bot.errors import GitHubError
 from bot.results import Run
-from bot.settings import GitHubSettings
+from bot.settings import GitHubSettings, Settings
 from bot.untrusted import Redactor
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """GitHub for one run: the client (built once, from the one token), the Actions context it publishes for
+    (repository, API URL, event, run id and attempt) and the count of the requests it made."""
+
+    gh: pygithub.Github
+    ctx: ActionsContext
+    counter: github.RequestCounter
+
+    @classmethod
+    def open(cls, *, token: str, ctx: ActionsContext, retries: int) -> Session:
+        counter = github.RequestCounter()
+        gh = github.client(token=token, base_url=ctx.api_url, retries=retries, counter=counter)
+        return cls(gh=gh, ctx=ctx, counter=counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,4 +135,76 @@ def publish(
     outcome = PublishOutcome(comment_url=comment_url, issue_urls=urls, warnings=tuple(warnings), track=track)
     if failures:
         raise PublishFailed(failures[0], outcome) from failures[0]
+    return outcome
+
+
+def for_run(
+    run: Run,
+    settings: Settings,
+    *,
+    session: Session,
+    log: Callable[[str], None],
+    redactor: Redactor | None = None,
+    verbose: bool = False,
+) -> PublishOutcome:
+    """Publish ``run`` where this workflow run reports: find its PR (from ``--pr``, the event or the commit) and
+    its incident track, link the PR, the commit and the workflow run, publish, and log what was written (also
+    when a step failed: ``PublishFailed`` carries it, and is raised after). ``verbose`` logs the request count."""
+    ctx = session.ctx
+    repository = ctx.repository or ""
+    pr = github.find_pr(
+        gh=session.gh,
+        repo_name=repository,
+        ctx=ctx,
+        explicit_pr=settings.github.pr,
+        warn=lambda m: log(f"warning: {m}"),
+    )
+    if pr is None:
+        log("no pull request for this run (a deploy from a branch?): skipping the PR comment")
+    server = ctx.server_url
+    trail = report.Trail(
+        pr_url=f"{server}/{repository}/pull/{pr}" if pr is not None else None,
+        commit_url=f"{server}/{repository}/commit/{run.commit}" if run.commit else None,
+        run_key=ctx.run_id,
+    )
+    attempt = ctx.run_attempt
+    target = run.target
+    track = github.track_for(
+        explicit=settings.github.track,
+        tag=target.tag,
+        tag_tested=bool(target.tag and target.revision_url)
+        and target.url.rstrip("/") == (target.revision_url or "").rstrip("/"),
+        ctx=ctx,
+        pr=pr,
+    )
+    outcome: PublishOutcome | None = None
+    try:
+        outcome = publish(
+            gh=session.gh,
+            repo_name=repository,
+            run=run,
+            pr=pr,
+            settings=settings.github,
+            trail=trail,
+            run_attempt=int(attempt) if attempt and attempt.isdigit() else 1,
+            templates_dir=settings.report.templates_dir,
+            max_comment_chars=settings.report.max_comment_chars,
+            history_limit=settings.report.history,
+            track=track,
+            redactor=redactor,
+        )
+    except PublishFailed as exc:
+        outcome = exc.outcome
+        raise
+    finally:
+        if verbose:
+            log(f"GitHub requests: {session.counter.total}")
+        if outcome is not None:
+            for warning in outcome.warnings:
+                log(f"warning: {warning}")
+            if outcome.comment_url:
+                log(f"PR comment: {outcome.comment_url}")
+            for url in outcome.issue_urls:
+                log(f"P0 issue: {url}")
+    return outcome
     return outcome

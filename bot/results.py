@@ -158,6 +158,36 @@ class Impact:
 
 
 @dataclass(frozen=True, slots=True)
+class RevisionNote:
+    """A revision setting that is not a finding but has a consequence for real-time users (``bot.realtime``)."""
+
+    rule: str  # the rule's id, e.g. "concurrency-one"
+    text: str  # the fact and its consequence, in our words
+    source: str  # the Cloud Run documentation page the rule comes from
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionSettings:
+    """The new revision's settings that matter for WebSockets and streams, as the Admin API v2 reported them.
+    None: the API did not report the value (never guessed)."""
+
+    timeout_s: float | None = None  # the request timeout: a WebSocket or stream is one request
+    session_affinity: bool | None = None
+    max_concurrency: int | None = None  # maxInstanceRequestConcurrency
+    min_instances: int | None = None  # scaling.minInstanceCount
+    max_instances: int | None = None  # scaling.maxInstanceCount (None: not set, Cloud Run's default applies)
+    execution_environment: str | None = None  # "gen1" | "gen2"; None when unspecified
+    port_name: str | None = None  # the ingress container's port name: "h2c" is end-to-end HTTP/2
+    port: int | None = None
+    cpu: str | None = None  # the ingress container's limits
+    memory: str | None = None
+    cpu_idle: bool | None = None  # True: CPU only while requests are served
+    startup_cpu_boost: bool | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    notes: tuple[RevisionNote, ...] = ()  # facts with their consequence (bot.realtime)
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerImage:
     """One container of the revision. The ingress container (the one declaring ``ports``) is the app; the
     others are sidecars (a collector, a proxy)."""
@@ -197,6 +227,7 @@ class Target:
     logs_url: str | None = None  # Cloud Logging query for the revision over the run's time window
     # Every container of the revision; `image`/`digest` above are the ingress container's (the app's).
     containers: tuple[ContainerImage, ...] = ()
+    settings: RevisionSettings | None = None  # what matters for real-time; None when not read (``--url``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +340,8 @@ class ServerLogs:
     truncated: bool = False  # a page cap or the time budget cut the answer short
     groups: tuple[LogGroup, ...] = ()  # the top groups of the whole run
     findings: tuple[FindingLogs, ...] = ()
+    # Cloud Run's "Starting new instance" entries of the revision in the run's window; None when not read.
+    instance_starts: int | None = None
 
     def for_finding(self, fingerprint: str) -> FindingLogs | None:
         return next((f for f in self.findings if f.fingerprint == fingerprint), None)
@@ -335,6 +368,26 @@ class JourneySample:
 
 
 ARRIVALS_CAP = 1000  # journeys per run whose per-event arrival times are kept
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionHold:
+    """One user's connection kept open after its journey (``journey.hold_s``): whether, when and by whom it was
+    closed. Times in seconds; the close reason is the server's (redacted; escaped when rendered)."""
+
+    user: int
+    requested_s: float
+    held_s: float  # how long it stayed open after the journey
+    age_s: float  # the connection's age (since the upgrade) when the hold ended
+    closed_by: (
+        str  # "server" (close frame), "network" (dropped, 1006), "golden-path" (no pong), "" (still open)
+    )
+    close_code: int | None = None
+    close_reason: str = ""
+    pings: int = 0  # WebSocket pings sent as keepalive, and their pongs
+    pongs: int = 0
+    frames: int = 0  # messages the server sent while the connection was held (heartbeats)
+    transport: str = "websocket"
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +426,7 @@ class Run:
     health_samples: tuple[float, ...] = ()  # raw health latencies (ms) behind the api_ms metric
     shard: Shard | None = None  # set on a shard's result; None on a whole or merged run
     merged_from: tuple[str, ...] = ()  # run ids of the shards a merged run was made from
+    hold: ConnectionHold | None = None  # journey.hold_s: one user's connection lifetime; None when not asked
 
     @property
     def p0_count(self) -> int:

@@ -45,6 +45,10 @@ MAX_REQUESTS_PER_FINDING = 5
 EXAMPLE_CHARS = 300
 DETAILS_CHARS = 3_000
 
+# Cloud Run's system log line when it starts an instance of the revision ("Starting new instance. Reason:
+# AUTOSCALING - ...", severity INFO, log run.googleapis.com/varlog/system): counted, never grouped.
+INSTANCE_START = "Starting new instance"
+
 SEVERITIES = {
     "DEFAULT": 0, "DEBUG": 100, "INFO": 200, "NOTICE": 300, "WARNING": 400,
     "ERROR": 500, "CRITICAL": 600, "ALERT": 700, "EMERGENCY": 800,
@@ -251,7 +255,7 @@ def collect(
     revision = revision_filter(where)
     span = f'timestamp>="{timestamps.rfc3339(start)}" AND timestamp<="{timestamps.rfc3339(end)}"'
     trace_ids, traces_cut = _queried_traces(run, where.project, room=MAX_FILTER_CHARS - len(span) - 10)
-    queries = [f"{revision} AND {span} AND severity>=WARNING"]
+    queries = [f'{revision} AND {span} AND (severity>=WARNING OR textPayload:"{INSTANCE_START}")']
     if trace_ids:
         queries.append(f"{span} AND {_trace_filter(where.project, trace_ids)}")
     base = ServerLogs(
@@ -281,6 +285,7 @@ def collect(
             entry = _entry(raw, redactor)
             entries.setdefault(entry.key, entry)
     ordered = sorted(entries.values(), key=lambda e: e.at)
+    starts = sum(1 for e in ordered if e.trace_id is None and e.message.startswith(INSTANCE_START))
     by_trace = {t.trace_id: t for t in run.traces}
     findings = tuple(
         _finding_logs(run, index, ordered, by_trace, where, settings, websocket_path, start, end)
@@ -300,6 +305,7 @@ def collect(
         api_calls=reader.calls,
         entries=len(ordered),
         truncated=truncated,
+        instance_starts=starts,
         groups=group([e for e in ordered if e.severity >= WARNING], limit=settings.top_groups),
         findings=findings,
     )

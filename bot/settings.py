@@ -70,6 +70,8 @@ class CloudRunSettings(_Section):
     # as X-Serverless-Authorization. A token passed in GOLDEN_PATH_ID_TOKEN / the id-token input turns it on.
     private: bool = False
     audience: str | None = None  # the ID token's audience; default the service URL (or the tested URL)
+    # The session length users expect: a request timeout shorter than this is `request-timeout-short` (0: off).
+    min_session_s: float = Field(default=900, ge=0, le=3600)
     # A known-good traffic tag (e.g. stable) a rollback may send traffic to. Without it a rollback goes only to
     # the revision that served before this run (traffic-before), and is refused (exit 3) when there is none.
     rollback_to: str | None = None
@@ -595,6 +597,9 @@ class JourneySettings(_Section):
     turns: tuple[TurnSettings, ...] = ()
     event_timeout_s: float = Field(default=30, gt=0, le=600)  # since the last expected event
     sla_s: float = Field(default=45, gt=0, le=600)
+    # Connection lifetime: the run's first user keeps its connection open this long after its journey, with
+    # WebSocket pings, and the report says whether, when and by whom it was closed (0: off).
+    hold_s: float = Field(default=0, ge=0, le=3600)
     # All shards' users together; one runner handles about 1,000 (README: Performance), shards go further.
     users: int = Field(default=5, ge=1, le=10_000)
     # Plain HTTP requests before connecting, in order (e.g. ADK's session), and constant template values
@@ -927,6 +932,13 @@ class Settings(_Section):
                 raise ValueError(
                     f"gate.{key} '{value}' changes Cloud Run traffic: it needs cloud_run.project, region and service"
                 )
+        hold, run = self.journey.hold_s, self.timeouts.run_s
+        if hold and hold + self.journey.sla_s > run:
+            raise ValueError(
+                f"journey.hold_s ({hold:g} s) after a journey of up to journey.sla_s ({self.journey.sla_s:g} s) "
+                f"does not fit in timeouts.run_s ({run:g} s): raise timeouts.run_s to at least "
+                f"{hold + self.journey.sla_s:g}"
+            )
         return self
 
     @property

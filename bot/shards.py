@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from bot import diagnose, impact, judge
 from bot.errors import UsageError
@@ -54,6 +55,19 @@ def share(settings: Settings, index: int, count: int) -> Shard:
     return Shard(index=index, count=count, first_user=first, last_user=last, total_users=total)
 
 
+def settings_for(settings: Settings, shard: Shard) -> Settings:
+    """A shard's own settings: it never publishes nor moves traffic (``merge`` does both once, over every shard's
+    journeys), and ``{shard}`` in the output directory is K, so tasks sharing one volume (Cloud Run Jobs) write
+    apart."""
+    return settings.model_copy(
+        update={
+            "output_dir": Path(str(settings.output_dir).replace("{shard}", str(shard.index))),
+            "github": settings.github.model_copy(update={"publish": False}),
+            "gate": settings.gate.model_copy(update={"on_pass": "none", "on_fail": "none"}),
+        }
+    )
+
+
 def user_phases(settings: Settings, users: Sequence[int] | None = None) -> list[list[int]]:
     """Journey users, then load users (one phase with them when ``load.concurrent``); ``users`` picks a share."""
     journey_users = list(range(1, settings.journey.users + 1))
@@ -95,6 +109,8 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
         {metric.id: metric.target for metric in first.metrics},
         {metric.id: metric.label for metric in first.metrics},
     )
+    earliest = min(shards, key=lambda run: run.started_at)  # its first request came first after the deploy
+    metrics += tuple(m for m in earliest.metrics if m.id in judge.ONCE_METRICS)
     checks.extend(judge.performance(metrics))
     service = first.target.service
     findings = diagnose.diagnose(checks, service=service)
@@ -120,6 +136,7 @@ def merge(runs: Sequence[Run], *, settings: Settings, run_id: str) -> Run:
         health_samples=health,
         shard=None,
         merged_from=tuple(run.run_id for run in shards),
+        hold=next((run.hold for run in shards if run.hold is not None), None),  # one user held it
         traffic_actions=(),
     )
 

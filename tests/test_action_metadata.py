@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot import cli
+from bot.action import OutputLedger
+from bot.config import OVERRIDES
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
@@ -57,11 +58,11 @@ def test_action_yml__only_github_token_has_a_default():
 
 
 def test_action_yml__every_input_is_read_by_the_action_entry_point():
-    read = {name.replace("_", "-") for name in cli.OVERRIDES} | {
+    read = {name.replace("_", "-") for name in OVERRIDES} | {
         "config", "service", "github-token", "jwt-secret", "jwt-private-key", "token", "login-password", "id-token",
     }  # fmt: skip
     assert set(action()["inputs"]) == read
 
 
 def test_action_yml__declares_every_output_the_entry_point_writes():
-    assert set(action()["outputs"]) == set(cli.OutputLedger.NAMES)
+    assert set(action()["outputs"]) == set(OutputLedger.NAMES)

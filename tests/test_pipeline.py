@@ -1,14 +1,24 @@
-"""The gate's policy: which findings fail the job under each fail-on value (README's table), and promotion."""
+"""The gate's policy: which findings fail the job under each fail-on value (README's table), and promotion; and
+``pipeline.run`` with the clients handed in."""
 
+import io
 from dataclasses import replace
 
 import pytest
 
-from bot import diagnose, pipeline, results
+from bot import diagnose, pipeline, publish, results
+from bot.actions import ActionsContext
+from bot.auth import Credentials
 from bot.config import build_settings
+from bot.console import Console
 from bot.errors import ExitCode
+from bot.reference.faults import parse_faults
+from bot.reference.server import ReferenceServer
 from bot.results import Kind, Step
+from bot.untrusted import Redactor
 from tests import samples
+from tests.github_support import REPO, SHA
+from tests.standins.github_api import GitHubStandIn
 
 FINDINGS = {
     "none": [],
@@ -89,3 +99,42 @@ def test_verdict_for__journeys_that_did_not_all_run_are_never_pass_or_degraded()
         assert run.findings[0].severity is results.Severity.P1  # a configuration problem: no P0 issue
         assert run.verdict is results.Verdict.FAIL
     assert run_with("journeys-incomplete (revision hung)").findings[0].severity is results.Severity.P0
+
+
+def test_run__with_the_clients_handed_in_it_probes_writes_publishes_and_returns_the_exit_code(tmp_path):
+    """``pipeline.run(settings, clients)`` owns the order: what a test (or another entry point) hands in is
+    all it talks through; here the reference backend with a broken upgrade and the GitHub stand-in."""
+    secret = "pipeline-run-secret-0123456789abcdefghijkl"
+    with (
+        ReferenceServer(secret=secret, faults=parse_faults(["ws-502"])) as backend,
+        GitHubStandIn(repo=REPO) as standin,
+    ):
+        pr = standin.add_pull(head_sha=SHA)
+        settings = build_settings(
+            {"journey": {"users": 1}, "github": {"settle_s": 0}},
+            {"url": backend.url, "service": "chat", "github.publish": True, "github.pr": pr,
+             "output_dir": tmp_path},
+        )  # fmt: skip
+        ctx = ActionsContext(repository=REPO, api_url=standin.api_url, server_url=standin.server_url, sha=SHA)
+        clients = pipeline.Clients(github=publish.Session.open(token=standin.token, ctx=ctx, retries=1))
+        out, err = io.StringIO(), io.StringIO()
+        console = Console(out=out, err=err, redactor=Redactor([secret]))
+
+        code = pipeline.run(
+            settings,
+            clients,
+            credentials=Credentials(secret=secret),
+            context=pipeline.RunContext(commit=SHA, actions=ctx),
+            console=console,
+            quiet=True,
+        )
+
+    assert code == 1, err.getvalue()
+    saved = results.load(tmp_path / "results.json")
+    assert saved.verdict is results.Verdict.FAIL
+    assert [f.kind for f in saved.findings] == [Kind.WS_UPGRADE_STATUS]
+    (comment,) = standin.comments(pr)
+    assert "ws-upgrade-status" in comment.body
+    assert [i.state for i in standin.issues()] == ["open"]
+    assert err.getvalue().rstrip().endswith("exit code 1")
+    assert out.getvalue().startswith("::error title=golden-path P0")  # quiet: the annotation, not the report

@@ -84,7 +84,9 @@ class Deploys:
         pr: int | None = None,
         attempt: str = "1",
         extra_config: str = "",
+        event: tuple[str, dict[str, object]] | None = None,
     ) -> Result:
+        """``event``: the event name and payload (GITHUB_EVENT_NAME/GITHUB_EVENT_PATH), default a push."""
         config = self.tmp / f"config-{run_id}.yml"
         config.write_text(self.config_text + extra_config)
         url = (self.healthy if ok else self.broken).url
@@ -105,6 +107,10 @@ class Deploys:
             "GITHUB_RUN_ATTEMPT": attempt,
             "JWT_SECRET_KEY": SECRET,
         }
+        if event is not None:
+            payload = self.tmp / f"event-{run_id}-{attempt}.json"
+            payload.write_text(json.dumps(event[1]))
+            env |= {"GITHUB_EVENT_NAME": event[0], "GITHUB_EVENT_PATH": str(payload)}
         out, err = io.StringIO(), io.StringIO()
         code = main(argv, env=env, stdout=out, stderr=err)
         return Result(code, out.getvalue(), err.getvalue())
@@ -525,3 +531,23 @@ def test_publish__a_track_set_in_the_config_keeps_incidents_apart(
     assert issue.state == "open" and issue.title.endswith("(chat-backend, canary)")
     assert deploys.run("3", ok=True, extra_config="  track: canary\n").code == 0
     assert issue.state == "closed" and issue.state_reason == "completed"
+
+
+def test_publish__pull_request_runs_keep_each_prs_incident_on_its_own_track(
+    deploys: Deploys, standin: GitHubStandIn
+) -> None:
+    seven, eight = standin.add_pull(head_sha=SHA), standin.add_pull(head_sha="e" * 40)
+
+    def pull_request(number: int) -> tuple[str, dict[str, object]]:
+        return "pull_request", {"number": number, "pull_request": {"number": number}}
+
+    assert deploys.run("1", event=pull_request(seven)).code == 1
+    (issue,) = _ours(standin, track=f"pr-{seven}")
+    for n in (2, 4):  # PR 8's revision passes, PR 7's keeps failing
+        assert deploys.run(str(n), ok=True, event=pull_request(eight)).code == 0
+        assert deploys.run(str(n + 1), event=pull_request(seven)).code == 1
+    assert issue.state == "open" and len(standin.comments(issue.number)) == 2
+    assert len(standin.comments(seven)) == 1 and len(standin.comments(eight)) == 1  # each PR its own comment
+    assert deploys.run("6", ok=True, event=pull_request(seven)).code == 0
+    assert issue.state == "closed" and issue.state_reason == "completed"
+    assert len(standin.issues()) == 1

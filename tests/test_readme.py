@@ -5,7 +5,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from bot import kinds
+from bot import kinds, realtime
 from bot.kinds import GateClass, SeverityRule
 from bot.results import Kind
 
@@ -65,5 +65,12 @@ def test_readme__severity_table_says_what_the_table_of_kinds_decides():
         severity, correctness, _any, p0 = row[1:]
         if info.severity is not SeverityRule.BY_STEP:
             assert severity == info.severity.value, kind
-        assert correctness.startswith("**0**") == (info.gate is GateClass.PERFORMANCE), kind
+        warns = info.gate in (GateClass.PERFORMANCE, GateClass.WARNING)
+        assert correctness.startswith("**0**") == warns, kind
         assert ("always" in p0) == (info.gate is GateClass.ALWAYS_FAIL), kind
+
+
+def test_readme__cloud_run_settings_table_is_the_table_of_rules():
+    assert table_lines_after("### Cloud Run settings for real-time") == realtime.readme_rows()
+    rows = table_after("### Cloud Run settings for real-time")
+    assert all(row[3].strip("<>").startswith("https://cloud.google.com/run/docs/") for row in rows)

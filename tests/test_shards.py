@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import results, shards
+from bot import judge, results, shards
 from bot.cli import main
 from bot.config import build_settings
 from bot.errors import UsageError
@@ -248,3 +248,13 @@ def test_merge__keeps_every_kind_a_shard_found_and_recomputes_only_the_missed_ta
     (missed,) = [c for c in merged.checks if c.failure and c.failure.kind is Kind.PERF_TARGET_MISSED]
     assert missed.duration_ms == merged.metric("total_ms").value != 999.0  # the merged p95, not the shard's
     assert missed.failure is not None and "over 5 samples" in missed.failure.message
+
+
+def test_merge__the_cold_start_is_the_earliest_shards_first_request_never_a_union():
+    first = _shard_run(1, 2, [10, 20], first_user=1)
+    second = _shard_run(2, 2, [30], first_user=3)
+    first = replace(first, metrics=(*first.metrics, judge.cold_start(900.0, "GET /health")))
+    second = replace(second, metrics=(*second.metrics, judge.cold_start(40.0, "GET /health")))
+    merged = shards.merge([second, first], settings=build_settings({}), run_id="m")
+    cold = merged.metric("cold_start_ms")
+    assert cold is not None and (cold.samples, cold.value) == (1, 900.0)

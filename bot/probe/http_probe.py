@@ -122,6 +122,9 @@ class HealthOutcome:
     checks: tuple[CheckResult, ...]
     latencies_ms: tuple[float, ...]
     versions: tuple[str, ...]  # every version-like value of the health body, the configured field first
+    # The run's first request to the revision, answered (any status): it may carry the instance's cold start.
+    first_ms: float | None = None
+    first_request: str = ""
 
 
 async def check_health(
@@ -130,6 +133,7 @@ async def check_health(
     checks: list[CheckResult] = []
     latencies: list[float] = []
     versions: list[str] = []
+    first: tuple[float, str] | None = None
     for path in settings.paths:
         check_id = "health" if len(settings.paths) == 1 else f"health {path}"
         url = base_url + path
@@ -142,6 +146,8 @@ async def check_health(
             checks.append(CheckResult(check_id, Step.HEALTH, Status.FAIL, round(elapsed, 2), failure=broken))
             continue
         elapsed = (time.perf_counter() - started) * 1000
+        if first is None and not checks:
+            first = (round(elapsed, 2), f"GET {path}")
         latencies.extend(await _warm_samples(http, url, settings.latency_samples, settings.timeout_s))
         body = _json_or_none(response.content)
         failure = _judge(path, response, body, settings)
@@ -155,7 +161,7 @@ async def check_health(
             wrong = _wrong_service(path, body, settings)
             if wrong is not None:
                 checks.append(CheckResult(f"{check_id} service", Step.HEALTH, Status.FAIL, failure=wrong))
-    return HealthOutcome(tuple(checks), tuple(latencies), tuple(versions))
+    return HealthOutcome(tuple(checks), tuple(latencies), tuple(versions), *(first if first else (None, "")))
 
 
 def _unanswered(exc: Exception, path: str) -> Failure:

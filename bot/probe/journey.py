@@ -24,13 +24,24 @@ import httpx
 
 from bot import auth, expressions, judge, protocol, tracing, untrusted
 from bot.probe import completeness, http_probe, isolation, sio, sse_session
+from bot.probe import hold as holding
 from bot.probe import negative as negative_probe
 from bot.probe import steps as request_steps
 from bot.probe import turn as turns
 from bot.probe import websocket as ws_probe
 from bot.probe.record import LATER_STEPS, Hooks, Stream, Timings
 from bot.probe.turn import Context, run_deadline_failure
-from bot.results import ARRIVALS_CAP, CheckResult, Failure, JourneySample, Kind, Metric, Status, Step
+from bot.results import (
+    ARRIVALS_CAP,
+    CheckResult,
+    ConnectionHold,
+    Failure,
+    JourneySample,
+    Kind,
+    Metric,
+    Status,
+    Step,
+)
 from bot.settings import Settings, TurnSettings
 from bot.shards import user_phases
 from bot.timestamps import elapsed_ms
@@ -52,6 +63,7 @@ class UserJourney:
     # stream is judged after the phase, so judging one user never delays the frames other users are receiving.
     started: float = 0.0
     received: float | None = None
+    hold: ConnectionHold | None = None  # journey.hold_s: this user's connection kept open after its journey
     end: completeness.End = completeness.End.RAN
     subject: str | None = None  # the identity's subject once logged in ("" when the token names none)
 
@@ -93,6 +105,7 @@ class ProbeOutcome:
     serving_version: str | None
     samples: tuple[JourneySample, ...] = ()  # raw per-journey figures, for shards and merge
     health_samples: tuple[float, ...] = ()
+    hold: ConnectionHold | None = None
 
 
 async def probe(
@@ -128,6 +141,7 @@ async def probe(
     journeys: list[UserJourney] = []
     versions: tuple[str, ...] = ()
     health_latencies: tuple[float, ...] = ()
+    first: tuple[float | None, str] = (None, "")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeouts.run_s
     users = settings.journey.users + settings.load.users
@@ -149,6 +163,7 @@ async def probe(
                 )
                 checks.extend(health.checks)
                 health_latencies, versions = health.latencies_ms, health.versions
+                first = (health.first_ms, health.first_request)
         except TimeoutError:
             checks.append(_deadline_check("health", Step.HEALTH, None, timeouts.run_s))
         version, serving_version = http_probe.version_check(
@@ -241,11 +256,15 @@ async def probe(
     for journey in journeys:
         checks.extend(completeness.spared(journey.checks, unfinished))
     samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
-    metrics = judge.metrics(
-        samples, health_latencies, judge.targets(settings.targets), judge.labels(settings.transport)
+    metrics = (
+        *judge.metrics(
+            samples, health_latencies, judge.targets(settings.targets), judge.labels(settings.transport)
+        ),
+        judge.cold_start(*first),
     )
     checks.extend(judge.performance(metrics))
-    return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies)
+    held = next((j.hold for j in journeys if j.hold is not None), None)
+    return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies, held)
 
 
 def _judge(journey: UserJourney, ctx: Context) -> None:
@@ -489,8 +508,10 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
     if connection is None:
         journey.skip(*LATER_STEPS[1:], why="no connection")
         return
+    opened = asyncio.get_running_loop().time()
     conversation = ctx.journey.conversation
     reconnected = False
+    completed = False
     try:
         for number, spec in enumerate(conversation, start=1):
             if number > 1 and spec.reconnect:
@@ -501,14 +522,20 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
                     _skip_turns(journey, conversation, number, why=f"no connection for turn {number}")
                     return
                 connection, reconnected = again, True
+                opened = asyncio.get_running_loop().time()
             if not await _turn(
                 journey, ctx, connection, spec, number, values, owners, reconnected=reconnected
             ):
                 _skip_turns(journey, conversation, number + 1, why=f"turn {number} did not complete")
                 break
+        else:
+            completed = True
+        if ctx.journey.hold_s and journey.user == HOLDING_USER:
+            journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
+            journey.hold = await _hold(journey, ctx, connection, opened=opened, completed=completed)
     finally:
         await connection.session.close()
-        journey.received = time.perf_counter()
+        journey.received = journey.received or time.perf_counter()
         journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
 
 
@@ -609,6 +636,37 @@ def _skip_turns(
 ) -> None:
     for number in range(first, len(conversation) + 1):
         journey.skip(*[(f"{c} (turn {number})", s) for c, s in LATER_STEPS[1:]], why=why)
+
+
+HOLDING_USER = 1  # one user holds its connection, also in a sharded run (the shard that runs user 1)
+
+
+async def _hold(
+    journey: UserJourney, ctx: Context, connection: turns.Connection, *, opened: float, completed: bool
+) -> ConnectionHold:
+    """Keep the connection open after a completed journey, within the run's deadline. Only a WebSocket is held:
+    its pings are the keepalive (an SSE stream, with comments as keepalive, is not held yet)."""
+    wanted = ctx.journey.hold_s
+    session = connection.session
+    why = (
+        "the journey did not complete on this connection"
+        if not completed
+        else ""
+        if isinstance(session, ws_probe.WebSocketSession)
+        else "only a WebSocket is held"
+    )
+    if why:
+        return ConnectionHold(journey.user, wanted, 0.0, 0.0, "not held", None, why)
+    assert isinstance(session, ws_probe.WebSocketSession)
+    left = ctx.deadline - asyncio.get_running_loop().time() - 1.0 - holding.PONG_TIMEOUT_S
+    held = await holding.hold(
+        session.connection,
+        user=journey.user,
+        seconds=max(0.0, min(wanted, left)),
+        opened_at=opened,
+        redactor=ctx.redactor,
+    )
+    return replace(held, requested_s=wanted)
 
 
 def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:

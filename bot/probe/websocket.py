@@ -136,6 +136,11 @@ class WebSocketSession:
     def __init__(self, connection: StampedConnection) -> None:
         self._connection = connection
 
+    @property
+    def connection(self) -> StampedConnection:
+        """The WebSocket itself, for what only a WebSocket does (pings while a connection is held)."""
+        return self._connection
+
     async def send(self, text: str) -> None:
         try:
             await self._connection.send(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import logging
@@ -142,10 +143,17 @@ class Backend:
         self.event_delay_s = event_delay_s
         self.registry = Registry()
         self.stamps = stamps
+        self.warm = False  # the cold-start fault delays only the first request
+
+    async def _first_request(self) -> None:
+        if self.faults.cold_start_ms and not self.warm:
+            self.warm = True
+            await asyncio.sleep(self.faults.cold_start_ms / 1000)
 
     # HTTP
 
     async def health(self, request: Request) -> JSONResponse:
+        await self._first_request()
         if self.faults.health_503:
             return JSONResponse({"status": "unhealthy", "checks": {"redis": "down"}}, status_code=503)
         version = STALE_VERSION if self.faults.stale_version else self.version
@@ -157,6 +165,7 @@ class Backend:
 
     async def healthz(self, request: Request) -> JSONResponse:
         """The openai-realtime profile's health: ``{"ok": true, "version": ...}``."""
+        await self._first_request()
         if self.faults.health_503:
             return JSONResponse({"ok": False, "checks": {"redis": "down"}}, status_code=503)
         version = STALE_VERSION if self.faults.stale_version else self.version
@@ -164,6 +173,7 @@ class Backend:
         return JSONResponse({"ok": True, "version": version, "service": service})
 
     async def login(self, request: Request) -> JSONResponse:
+        await self._first_request()
         try:
             body = await request.json()
         except ValueError:
@@ -192,12 +202,25 @@ class Backend:
 
     async def websocket(self, websocket: WebSocket) -> None:
         user_id = await self.handshake(websocket)
-        if user_id is not None:
+        if user_id is None:
+            return
+        ager = asyncio.create_task(self._close_at_max_age(websocket)) if self.faults.max_age_ms else None
+        try:
             await self._session(Connection(websocket, user_id, str(uuid.uuid4())))
+        finally:
+            if ager is not None:
+                ager.cancel()
+
+    async def _close_at_max_age(self, websocket: WebSocket) -> None:
+        """The max-age fault: a connection lifetime enforced by the server (or a proxy in front of it)."""
+        await asyncio.sleep(self.faults.max_age_ms / 1000)
+        with contextlib.suppress(RuntimeError):  # already closed
+            await websocket.close(code=1001, reason="max connection age")
 
     async def handshake(self, websocket: WebSocket) -> str | None:
         """Accept (returning the user id) or refuse the upgrade, bent by the faults; None when refused."""
         faults = self.faults
+        await self._first_request()
         if faults.hang:
             await wait_for_disconnect(websocket)
             return None

@@ -43,6 +43,10 @@ FAULTS: dict[str, str] = {
     "wrong-service": "answer health checks as the 'frontend' service (the host routes to the wrong service)",
     "stale-version": f"report version '{STALE_VERSION}' in health checks (the old code is serving)",
     "slow-handshake:MS": "wait MS milliseconds before accepting the WebSocket, e.g. slow-handshake:3000",
+    "cold-start:MS": "answer the first request (HTTP or WebSocket) MS milliseconds late, as a starting instance "
+    "does, e.g. cold-start:1500",
+    "max-age:MS": "close every WebSocket MS milliseconds after accepting it (1001 'max connection age'), as a "
+    "server or proxy with a connection lifetime does, e.g. max-age:2000",
     "garbage": "answer the WebSocket upgrade with bytes that are not HTTP (needs ReferenceServer/serve_forever)",
 }
 
@@ -93,6 +97,8 @@ class Faults:
     wrong_service: bool = False
     stale_version: bool = False
     slow_handshake_ms: float = 0.0
+    cold_start_ms: float = 0.0
+    max_age_ms: float = 0.0
     garbage: bool = False
 
     def extra_delay_ms(self, frame: str) -> float:
@@ -105,6 +111,10 @@ class Faults:
         out += [f"delay:{name}={_format_ms(ms)}" for name, ms in self.delays_ms]
         if self.slow_handshake_ms:
             out.append(f"slow-handshake:{_format_ms(self.slow_handshake_ms)}")
+        if self.cold_start_ms:
+            out.append(f"cold-start:{_format_ms(self.cold_start_ms)}")
+        if self.max_age_ms:
+            out.append(f"max-age:{_format_ms(self.max_age_ms)}")
         return tuple(out)
 
 
@@ -145,6 +155,14 @@ def _apply(faults: Faults, spec: str) -> Faults:
         if not sep:
             raise UsageError(f"fault {spec!r}: expected slow-handshake:MS, e.g. slow-handshake:3000")
         return replace(faults, slow_handshake_ms=_milliseconds(spec, param))
+    if name == "max-age":
+        if not sep:
+            raise UsageError(f"fault {spec!r}: expected max-age:MS, e.g. max-age:2000")
+        return replace(faults, max_age_ms=_milliseconds(spec, param))
+    if name == "cold-start":
+        if not sep:
+            raise UsageError(f"fault {spec!r}: expected cold-start:MS, e.g. cold-start:1500")
+        return replace(faults, cold_start_ms=_milliseconds(spec, param))
     raise UsageError(f"unknown fault {spec!r}; expected one of: {', '.join(FAULTS)}")
 
 

@@ -202,11 +202,23 @@ class CloudRunStandIn(LoopbackServer):
         message: str = "",
         labels: dict[str, str] | None = None,
         created: datetime | None = None,
+        timeout_s: int | None = 3600,
+        session_affinity: bool = False,
+        concurrency: int = 80,
+        min_instances: int = 0,
+        max_instances: int | None = 100,
+        port_name: str = "http1",
+        execution_environment: str | None = "gen2",
+        annotations: dict[str, str] | None = None,
         sidecars: tuple[Sidecar, ...] = (),
         container_name: str | None = None,
         dies_after_gets: int | None = None,
     ) -> str:
         """Add a revision (the service's latest created one) and return its full name.
+
+        The real-time settings default to a well-configured WebSocket service (timeout 3600 s); Cloud Run's own
+        defaults are timeout 300 s, concurrency 80, min 0 and max 100 instances, affinity off, port ``http1``.
+        ``timeout_s=None`` leaves the field out.
 
         ``state`` is where it ends up; it is reported as reconciling for the first ``pending_polls`` GETs of
         the revision. ``reason`` is a ``Condition.RevisionReason`` (or ``CommonReason``) name for a failure.
@@ -232,12 +244,26 @@ class CloudRunStandIn(LoopbackServer):
                     run_v2.Container(
                         name=container_name or ("app" if sidecars else ""),
                         image=image,
-                        ports=[run_v2.ContainerPort(name="http1", container_port=8080)],
+                        ports=[run_v2.ContainerPort(name=port_name, container_port=8080)],
+                        resources=run_v2.ResourceRequirements(
+                            limits={"cpu": "1000m", "memory": "512Mi"}, cpu_idle=True, startup_cpu_boost=True
+                        ),
                     ),
                 ],
+                session_affinity=session_affinity,
+                max_instance_request_concurrency=concurrency,
+                scaling=run_v2.RevisionScaling(
+                    min_instance_count=min_instances, max_instance_count=max_instances or 0
+                ),
+                execution_environment=run_v2.ExecutionEnvironment[
+                    f"EXECUTION_ENVIRONMENT_{(execution_environment or 'unspecified').upper()}"
+                ],
+                annotations=annotations or {},
                 log_uri=f"https://console.cloud.google.com/logs/viewer?project={self.project}&revision={revision}",
                 etag=f'"{revision}"',
             )
+            if timeout_s is not None:
+                rev.timeout = timedelta(seconds=timeout_s)
             state_.revisions[revision] = _RevisionState(
                 rev, state, pending_polls, reason, message, digest, dies_after_gets
             )

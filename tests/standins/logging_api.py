@@ -150,6 +150,20 @@ class LoggingStandIn(LoopbackServer):
             entry["trace"] = f"projects/{self.project}/traces/{trace_id}"
         return self.add(entry)
 
+    def instance_start(
+        self, service: str, revision: str, *, reason: str = "AUTOSCALING", at: datetime | None = None
+    ) -> Entry:
+        """Cloud Run's own line when it starts an instance (log ``varlog/system``, severity INFO, no trace)."""
+        why = {
+            "AUTOSCALING": "Instance started due to configured scaling factors (e.g. CPU utilization, request "
+            "throughput, etc.) or no existing capacity for current traffic.",
+            "DEPLOYMENT": "Instance started due to traffic shifting between revisions due to deployment, traffic "
+            "split adjustment, or deployment health check.",
+        }[reason]
+        entry = self._base(service, revision, "varlog%2Fsystem", "INFO", at)
+        entry["textPayload"] = f"Starting new instance. Reason: {reason} - {why}"
+        return self.add(entry)
+
     def structured(
         self, service: str, revision: str, payload: dict[str, Any], *, severity: str = "INFO",
         trace_id: str | None = None, at: datetime | None = None,

@@ -30,7 +30,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _token(secret: str, subject: str) -> str:
+def hs256_token(secret: str, subject: str) -> str:
     now = int(time.time())
     header = _b64(b'{"alg":"HS256","typ":"JWT"}')
     claims = _b64(json.dumps({"sub": subject, "iat": now, "exp": now + 600}).encode())
@@ -49,9 +49,10 @@ async def _health(host: str, port: int) -> None:
 
 
 async def _journey(ws_url: str, secret: str, user: int, arrivals: list[dict[str, object]] | None) -> bool:
-    token = _token(secret, f"floor-user-{user}")
+    token = hs256_token(secret, f"floor-user-{user}")
     protocols = ["jwt-auth", f"jwt.{_b64(token.encode())}"]
-    async with connect(ws_url, subprotocols=protocols, open_timeout=60) as ws:  # type: ignore[arg-type]
+    # The same wire options as golden-path's client: no permessage-deflate (its figures compare equal work).
+    async with connect(ws_url, subprotocols=protocols, open_timeout=60, compression=None) as ws:  # type: ignore[arg-type]
         message = {
             "type": "start_agent",
             "payload": {"user_request": "What is 2 + 2?", "thread_id": f"f{user}"},

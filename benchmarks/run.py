@@ -14,6 +14,9 @@ machine slows each alike), printed with its spread (min-max). Every server runs 
 6. the Dockerfile's install replayed, against a plain `pip install .`
 7-9. robustness (benchmarks/robustness.py): memory against an endless health body and a flood of foreign
    events, and GitHub requests of a failing steady state after 20 earlier incidents
+10. each transport at 1,000 users (SSE: the openai-chat profile; Socket.IO: the chainlit profile) against a bare
+   client of the same library doing the same journey (benchmarks/floor_sse.py on httpx, floor_sio.py on
+   python-socketio): journeys/s counted at the server, CPU per extra journey, peak RSS
 
 Environment: BENCH_ROUNDS (default 3), BENCH_ONLY (the figures to run, e.g. "3,4"; default all: 7-9 run
 together), ARTILLERY (path to the artillery binary; default benchmarks/node_modules/.bin/artillery, then PATH).
@@ -328,6 +331,70 @@ def thousand(tools: Tools, cpu_one: dict[str, float]) -> None:
     print(f"   golden-path peak RSS         {peak:.0f} MB   target < 150 MB   {verdict(peak < 150)}")
 
 
+# -- 10. each transport at 1,000 users -------------------------------------------------------------------------
+
+TRANSPORTS = (("SSE", "openai-chat", "floor_sse.py"), ("Socket.IO", "chainlit", "floor_sio.py"))
+
+
+def per_transport(tools: Tools) -> None:
+    print(
+        f"\n10. {BIG:,} users per transport against a bare client of the same library (journeys/s at the server)"
+    )
+    for label, profile, floor in TRANSPORTS:
+        config = tools.work / f"golden-path-{profile}.yml"
+        config.write_text(
+            f"journey: {{profile: {profile}, event_timeout_s: 120, sla_s: 300}}\n"
+            "sse: {open_timeout_s: 120}\nsocketio: {open_timeout_s: 120}\n"
+            "timeouts: {connect_s: 120, request_s: 120, run_s: 600}\n"
+        )
+
+        def golden_path(users: int, out: str, config: Path = config) -> list[str]:
+            return [
+                PYTHON, "-m", "bot", "check", "--url", tools.server.url, "--users", str(users), "--config",
+                str(config), "--output-dir", str(tools.work / out), "--quiet", "--no-publish",
+            ]  # fmt: skip
+
+        def bare(users: int, floor: str = floor) -> list[str]:
+            return [PYTHON, str(BENCH / floor), tools.server.url, "--users", str(users)]
+
+        commands: dict[str, Callable[[int, str], list[str]]] = {
+            "golden-path": lambda users, out: golden_path(users, out),
+            "floor": lambda users, out: bare(users),
+        }
+        one = {name: measure(command(1, f"{profile}-one"), env=ENV, cwd=tools.work).cpu_s * 1000
+               for name, command in commands.items()}  # fmt: skip
+        rates: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
+        rss: dict[str, list[float]] = {name: [] for name in commands}
+        counted: dict[str, list[int]] = {name: [] for name in commands}
+        for r in range(ROUNDS):
+            for name, command in commands.items():
+                tools.server.reset()
+                sample = measure(command(BIG, f"{profile}-big-{r}"), env=ENV, cwd=tools.work)
+                stats = tools.server.stats()
+                done = int(stats["completed"])  # type: ignore[call-overload]
+                first = float(stats["first_received"] or sample.started)  # type: ignore[arg-type]
+                last = float(stats["last_completed"] or time.monotonic())  # type: ignore[arg-type]
+                rates[name].append(done / max(last - first, 1e-6))
+                cpu[name].append((sample.cpu_s * 1000 - one[name]) / (BIG - 1))
+                rss[name].append(sample.max_rss_mb)
+                counted[name].append(done)
+        print(f"   {label} ({profile})")
+        for name in commands:
+            print(
+                f"     {name:12} {spread(rates[name], ' j/s')}   CPU/journey {spread(cpu[name], ' ms', 2)}   "
+                f"peak RSS {spread(rss[name], ' MB')}   journeys counted {min(counted[name])}-{max(counted[name])}"
+            )
+        ratio = median(rates["golden-path"]) / max(median(rates["floor"]), 1e-6)
+        cpu_ratio = median(cpu["golden-path"]) / max(median(cpu["floor"]), 1e-6)
+        peak = median(rss["golden-path"])
+        print(f"     golden-path / floor j/s  {ratio:.2f}x   target >= 0.9x   {verdict(ratio >= 0.9)}")
+        print(
+            f"     CPU per journey ratio    {cpu_ratio:.2f}x   target <= 1.3x   {verdict(cpu_ratio <= 1.3)}"
+        )
+        print(f"     golden-path peak RSS     {peak:.0f} MB   target < 150 MB   {verdict(peak < 150)}")
+
+
 # -- 4. timing honesty -------------------------------------------------------------------------------------------
 
 
@@ -512,6 +579,8 @@ def main() -> int:
                 honesty(tools)
             if wanted(5):
                 github_requests(tools)
+            if wanted(10):
+                per_transport(tools)
         finally:
             server.stop()
         if wanted(6):

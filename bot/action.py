@@ -65,7 +65,7 @@ def prepare(env: Mapping[str, str], console: Console, *, default_config: Path | 
     values = {"config": inputs.config or default_config, "service": inputs.service, **inputs.overrides}
     defaults = {"version.expected": env.get("GITHUB_SHA") or None, "github.publish": True}
     try:
-        settings = config.for_target(values, warn=console.warn, defaults=defaults)
+        settings = config.for_target(values, warn=console.warn, note=console.note, defaults=defaults)
     except ConfigError as exc:
         raise input_error(exc, inputs) or exc from None
     from_env = config.credentials(settings, env)

@@ -311,7 +311,7 @@ def _settings(args: argparse.Namespace, console: Console, *, demo: bool = False,
     from bot import config
 
     values = {**vars(args), "config": args.config if demo else _config(args.config)}
-    return config.for_target(values, warn=console.warn, demo=demo, **kwargs)
+    return config.for_target(values, warn=console.warn, note=console.note, demo=demo, **kwargs)
 
 
 def _demo(args: argparse.Namespace, *, env: Mapping[str, str], console: Console) -> int:

@@ -96,6 +96,12 @@ class _ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def load_yaml(text: str) -> Any:
+    """YAML as the config file is read: safe, and a key given twice in one mapping is an error
+    (``yaml.constructor.ConstructorError``) instead of YAML's silent "last wins"."""
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML config as a mapping; a missing, unreadable or malformed file is a ``ConfigError``."""
     where_file = f"config file {shown(str(path))}"
@@ -121,7 +127,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"{where_file} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}): save it as UTF-8",
         ) from None
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -327,18 +333,40 @@ def overrides(values: Mapping[str, Any]) -> dict[str, Any]:
     return {OVERRIDES[name]: values[name] for name in OVERRIDES if values.get(name) is not None}
 
 
+# The keys of `cloud_run` that choose the revision under test: a URL given as a flag or input replaces them.
+CLOUD_RUN_TARGET = ("project", "region", "service", "revision", "tag")
+
+
 def for_target(
     values: Mapping[str, Any],
     *,
     warn: Callable[[str], None],
+    note: Callable[[str], None] = lambda _message: None,
     extra: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
     demo: bool = False,
 ) -> Settings:
     """The settings of a run against a target: ``values`` are the flags (``config``, the file to read;
-    ``service``; each override, None when not given). With ``demo``, the file's target, gate and publishing are
-    ignored. Raises ``UsageError`` when there is no target at all."""
+    ``service``; each override, None when not given). Flags beat the file: ``--url`` (without Cloud Run flags)
+    replaces the file's Cloud Run target, with a ``note`` saying so. With ``demo``, the file's target, gate and
+    publishing are ignored. Raises ``UsageError`` when there is no target at all."""
     file_data = read(values.get("config"))
+    url = values.get("url")
+    section = file_data.get("cloud_run")
+    if (
+        url
+        and isinstance(section, dict)
+        and not any(values.get(k) for k in ("project", "region", "revision", "tag"))
+    ):
+        replaced = [k for k in CLOUD_RUN_TARGET if section.get(k) is not None]
+        if replaced:
+            kept = {k: v for k, v in section.items() if k not in CLOUD_RUN_TARGET}
+            file_data = {**file_data, "cloud_run": kept}
+            note(
+                f"--url {url} replaces the config file's Cloud Run target "
+                f"({', '.join(f'cloud_run.{k}' for k in replaced)}): that URL is tested as given, no revision "
+                "is resolved and no traffic is moved"
+            )
     if demo:
         with warnings.catch_warnings():  # warned about once, below
             warnings.simplefilter("ignore", DeprecatedKey)

@@ -37,6 +37,10 @@ class Console:
                 file=self.out,
             )
 
+    def note(self, message: str) -> None:
+        """``golden-path: note: MESSAGE``: something the user should know about how the run was set up."""
+        self.log(f"note: {message}")
+
     def warn(self, message: str) -> None:
         """``golden-path: warning: MESSAGE`` (an annotation in Actions)."""
         self.log(f"warning: {message}")

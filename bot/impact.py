@@ -59,7 +59,8 @@ def assess(findings: Sequence[Finding], *, settings: ImpactSettings, journey_nam
         count = len(findings)
         summary = (
             f"The {journey} journey works end to end, with {count} non-blocking "
-            f"problem{'s' if count != 1 else ''} (health, version or performance): no revenue at risk now."
+            f"problem{'s' if count != 1 else ''} (health, version, performance or the revision's settings): "
+            "no revenue at risk now."
         )
     else:
         summary = f"No impact: the {journey} journey works end to end."

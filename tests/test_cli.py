@@ -483,3 +483,34 @@ def test_main__a_thousand_users_from_the_cli_every_journey_and_event_counted(
     events = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
     assert all(list(s["events"]) == events for s in run["samples"])
     assert next(m for m in run["metrics"] if m["id"] == "total_ms")["samples"] == 1000
+
+
+def test_main__init_then_check_url_tests_that_url_instead_of_the_configs_cloud_run_target(
+    backend: ReferenceServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    assert _main(["init"])[0] == 0  # its config names a Cloud Run service (my-project, us-central1)
+
+    code, _, err = _main(
+        ["check", "--url", backend.url, "--no-publish", "--quiet", "--output-dir", "out"],
+        {"JWT_SECRET_KEY": SECRET},
+    )
+
+    assert code != 3 and "Google Cloud" not in err, err  # no Cloud Run API asked: no credentials needed
+    (note,) = [line for line in err.splitlines() if line.startswith("golden-path: note: --url")]
+    assert "cloud_run.project, cloud_run.region, cloud_run.service" in note and "no traffic is moved" in note
+    target = json.loads((tmp_path / "out" / "results.json").read_text())["target"]
+    assert target["url"] == backend.url and target["revision"] is None
+
+
+def test_main__url_with_cloud_run_flags_keeps_the_cloud_run_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    _main(["init"])
+    code, _, err = _main(
+        ["check", "--url", "http://127.0.0.1:9", "--revision", "chat-00001-abc", "--no-publish", "--quiet"],
+        {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")},
+    )
+    assert "note: --url" not in err
+    assert code == 3, err  # the Cloud Run target stays: resolving it needs credentials

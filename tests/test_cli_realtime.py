@@ -212,6 +212,16 @@ def test_check__a_connection_that_stays_open_is_held_the_whole_time_and_closed_b
     assert "stayed open for the 1.0 s asked" in report and "Only a WebSocket is held" in report
 
 
+def test_check__an_sse_journey_says_its_stream_is_not_held(tmp_path: Path):
+    config = "journey:\n  profile: openai-chat\n  users: 1\n  hold_s: 1\n  event_timeout_s: 2\n"
+    with ReferenceServer(secret=SECRET) as backend:
+        code, saved, report = check_url(backend, tmp_path, config)
+    assert code == 0, saved["findings"]
+    hold = saved["hold"]
+    assert (hold["closed_by"], hold["held_s"]) == ("not held", 0.0)
+    assert "only a WebSocket is held (sse journeys are not yet)" in report
+
+
 def test_check__a_sharded_run_holds_one_users_connection_in_the_shard_that_runs_user_1(tmp_path: Path):
     with ReferenceServer(secret=SECRET) as backend:
         _, first, _ = check_url(backend, tmp_path / "1", HOLD.format(hold=0.5), "--shard", "1/2")

@@ -152,6 +152,9 @@ async def probe(
         follow_redirects=False,
         event_hooks=trace.httpx_hooks(),
         cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
+        # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the rest,
+        # and their waiting would count as the stream's opening.
+        limits=httpx.Limits(max_connections=None if settings.transport == "sse" else 100),
         headers=dict(extra),
         # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
         verify=not base_url.startswith("http://"),
@@ -264,6 +267,10 @@ async def probe(
     )
     checks.extend(judge.performance(metrics))
     held = next((j.hold for j in journeys if j.hold is not None), None)
+    if settings.journey.hold_s and held is None and any(j.user == HOLDING_USER for j in journeys):
+        # The SSE journey has no connection to hold after its stream: said so, never silently skipped.
+        why = f"only a WebSocket is held ({settings.transport} journeys are not yet)"
+        held = ConnectionHold(HOLDING_USER, settings.journey.hold_s, 0.0, 0.0, "not held", None, why)
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies, held)
 
 

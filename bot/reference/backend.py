@@ -79,6 +79,12 @@ class Stamps:
             self.completed.append(now)
         return elapsed
 
+    def run_done(self, received: float) -> None:
+        """A run of another transport (SSE, Socket.IO) whose message arrived at ``received`` just completed."""
+        if self.first_received is None or received < self.first_received:
+            self.first_received = received
+        self.completed.append(time.monotonic())
+
 
 @dataclass(frozen=True, slots=True)
 class Run:

@@ -13,6 +13,7 @@ its ``output`` the answer), then ``task_end``. An error is an ``assistant_messag
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.reference.backend import Stamps
 from bot.reference.faults import Faults
 
 SOCKET_PATH = "/ws/socket.io"
@@ -39,8 +41,15 @@ class ChainlitBackend:
     """A Chainlit app's server side: header auth, the Socket.IO session and an ``on_message`` that streams."""
 
     def __init__(
-        self, *, secret: str, faults: Faults, answer: Callable[[str], str], event_delay_s: float = 0.01
+        self,
+        *,
+        secret: str,
+        faults: Faults,
+        answer: Callable[[str], str],
+        event_delay_s: float = 0.01,
+        stamps: Stamps | None = None,
     ) -> None:
+        self.stamps = stamps  # benchmarks: when each run's message arrived and completed
         self.secret = secret
         self.faults = faults
         self.answer_for = answer
@@ -132,6 +141,7 @@ class ChainlitBackend:
     async def _process(self, sid: str, text: str) -> None:
         """``process_message``: task_start, the app's ``on_message`` (a tool step, a streamed answer), task_end."""
         faults = self.faults
+        received = time.monotonic()
         user = self.users.get(sid, "anonymous")
         answer = self._answer(user, text)
 
@@ -177,6 +187,8 @@ class ChainlitBackend:
             await self.sio.emit("new_message", {**reply, "output": answer}, to=to("new_message"))
         await self.sio.emit("update_message", {**run, "end": _now()}, to=sid)
         await self.sio.emit("task_end", {}, to=sid)
+        if self.stamps is not None:
+            self.stamps.run_done(received)
 
     # -- helpers --------------------------------------------------------------------------------------------
 

@@ -76,8 +76,12 @@ def create_app(
             WebSocketRoute(WS_PATH, backend.websocket),
             WebSocketRoute(REALTIME_PATH, realtime.endpoint(backend)),
             # The SSE profiles (openai-chat, adk, ai-sdk) and Chainlit's Socket.IO wire, with the same faults.
-            *StreamBackend(secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s).routes(),
-            *ChainlitBackend(secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s).routes(),
+            *StreamBackend(
+                secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s, stamps=stamps
+            ).routes(),
+            *ChainlitBackend(
+                secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s, stamps=stamps
+            ).routes(),
         ]
     )
     app.state.faults = faults  # read by _WebSocketProtocol for the `garbage` fault

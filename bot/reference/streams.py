@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bot.reference.backend import Stamps
 from bot.reference.faults import Faults
 
 OPENAI_PATH = "/v1/chat/completions"
@@ -75,7 +76,9 @@ class StreamBackend:
         faults: Faults,
         answer: Callable[[str], str],
         event_delay_s: float = 0.01,
+        stamps: Stamps | None = None,
     ) -> None:
+        self.stamps = stamps  # benchmarks: when each run's request arrived and completed
         self.secret = secret
         self.faults = faults
         self.answer_for = answer
@@ -171,10 +174,11 @@ class StreamBackend:
         text = _text_of(messages[-1].get("content"))
         model = str(body.get("model") or "reference")
         answer = self.answer(user, text)
-        return EventSourceResponse(self._openai_events(request, model, answer), ping=15, sep="\n")
+        events = self._openai_events(request, model, answer, time.monotonic())
+        return EventSourceResponse(events, ping=15, sep="\n")
 
     async def _openai_events(
-        self, request: Request, model: str, answer: str
+        self, request: Request, model: str, answer: str, received: float
     ) -> AsyncIterator[dict[str, str]]:
         faults = self.faults
         if faults.end_at_once:
@@ -220,6 +224,8 @@ class StreamBackend:
         await self.pause("agent_completed")
         if self.sends("agent_completed"):
             yield {"data": "[DONE]"}
+            if self.stamps is not None:
+                self.stamps.run_done(received)
 
     # -- Google ADK API server ------------------------------------------------------------------------------
 

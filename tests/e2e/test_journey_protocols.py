@@ -31,7 +31,7 @@ from tests.standins import fastapi_realtime, graphql_chat
 from tests.standins.asgi import AsgiProcess, AsgiServer
 
 SECRET = "protocol-tests-secret-0123456789abcdefghijkl"
-_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 FAST = {
     "journey": {"users": 3, "event_timeout_s": 1.5},
     "websocket": {"open_timeout_s": 2},

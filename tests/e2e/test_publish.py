@@ -435,7 +435,7 @@ def test_publish__request_count_is_printed_only_when_verbose(
 def test_readme__documents_a_concurrency_group_that_parses() -> None:
     import yaml
 
-    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
     blocks = [
         b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "\nconcurrency:" in "\n" + b.lstrip()
     ]

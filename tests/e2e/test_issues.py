@@ -25,7 +25,7 @@ from tests.github_support import (
 )
 from tests.standins.github_api import GitHubStandIn
 
-LEGACY_ISSUE = Path(__file__).parent / "fixtures" / "github" / "issue-before-tracks.md"
+LEGACY_ISSUE = Path(__file__).parent.parent / "fixtures" / "github" / "issue-before-tracks.md"
 
 
 @pytest.fixture

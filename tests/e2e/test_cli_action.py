@@ -16,7 +16,7 @@ from tests.conftest import NO_METADATA_SERVER
 from tests.standins.cloudrun_api import CloudRunStandIn
 from tests.standins.github_api import GitHubStandIn
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 ENTRY_POINT = Path(sys.executable).parent / "golden-path"
 SECRET = "action-test-secret-0123456789abcdefghijklm"
 SHA = "abc1234def5678"

@@ -17,7 +17,7 @@ SECRET = "realtime-test-secret-0123456789abcdefghij"
 
 # The README's example, read from the README so the two never drift apart: a team whose backend speaks an
 # OpenAI-Realtime-like protocol writes down only what differs from the built-in openai-realtime profile.
-_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 REALTIME_CONFIG = _README.split("Example: a backend in the OpenAI-Realtime shape", 1)[1].split(
     "```yaml\n", 1
 )[1]

@@ -2,7 +2,7 @@
 the hidden history, and user templates.
 
 Snapshots live in tests/snapshots/*.md. After an intended change, regenerate and review the diff:
-``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_report.py``. A missing snapshot fails; it is never created
+``UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/unit/test_report.py``. A missing snapshot fails; it is never created
 silently.
 """
 
@@ -28,7 +28,7 @@ from bot.results import CheckResult, Failure, Kind, Run, Status, Step, verdict_f
 from bot.settings import ImpactSettings
 from tests import samples
 
-SNAPSHOTS = Path(__file__).parent / "snapshots"
+SNAPSHOTS = Path(__file__).parent.parent / "snapshots"
 MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 ALLOWED_HTML = re.compile(
     r"^(<details><summary>[^<>]*</summary>|</details>|<sub>|</sub>|<!-- golden-path:[^\n]* -->)$"

@@ -97,7 +97,7 @@ EXPECTED = {
 MEASURED = {"cold-start:700": "cold_start_ms"}
 
 
-# Faults that show only in a connection held after the journey (journey.hold_s): tests/test_cli_realtime.py.
+# Faults that show only in a connection held after the journey (journey.hold_s): tests/e2e/test_cli_realtime.py.
 HELD = {"max-age:2000"}
 
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from bot import config
-from tests.test_action_metadata import BIN
+from tests.e2e.test_action_metadata import BIN
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 README = (ROOT / "README.md").read_text()
 FENCE = re.compile(r"^( *)```ya?ml\n(.*?)^\1```", re.M | re.S)
 WORKFLOW_KEYS = {"on", "jobs", "steps", "permissions", "concurrency", "env", "runs-on"}

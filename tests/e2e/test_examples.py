@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_action_metadata import BIN, check_jsonschema
+from tests.e2e.test_action_metadata import BIN, check_jsonschema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 WORKFLOWS = sorted((ROOT / "examples").glob("*.yml"))
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 OUTPUT_READ = re.compile(r"steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot.cli import main
 from bot.config import json_schema
-from tests.test_action_metadata import BIN, ROOT, check_jsonschema
+from tests.e2e.test_action_metadata import BIN, ROOT, check_jsonschema
 
 
 def _main(argv: list[str]) -> tuple[int, str, str]:

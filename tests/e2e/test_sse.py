@@ -22,7 +22,7 @@ from bot.settings import AuthSettings, Settings
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 FAST = {
     "journey": {"event_timeout_s": 1.5, "users": 3},
     "sse": {"open_timeout_s": 1.5},
@@ -393,7 +393,7 @@ def test_build_settings__values_from_earlier_request_steps_are_placeholders_for_
 
 # -- the README's worked configs, as written ------------------------------------------------------------------
 
-_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 README_CONFIGS = {
     "openai-chat": "An OpenAI-compatible server (vLLM, LiteLLM, Ollama, ...)",
     "adk": "A Google ADK agent deployed with `adk deploy cloud_run`",

@@ -10,7 +10,7 @@ import yaml
 from bot.action import OutputLedger
 from bot.config import OVERRIDES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 ACTION = ROOT / "action.yml"
 BIN = Path(sys.executable).parent
 

@@ -9,7 +9,7 @@ from bot import kinds, realtime
 from bot.kinds import GateClass, SeverityRule
 from bot.results import Kind
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README = (Path(__file__).resolve().parent.parent.parent / "README.md").read_text()
 
 
 def table_after(heading: str) -> list[list[str]]:

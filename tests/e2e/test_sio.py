@@ -166,7 +166,7 @@ def test_build_settings__bad_socketio_configuration_is_one_clear_line(
     assert expected in str(caught.value)
 
 
-_README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 
 
 def test_main__the_readme_chainlit_config_passes_against_its_backend(tmp_path: Path):

@@ -16,7 +16,7 @@ import pytest
 
 from tests.standins.flood_ws import FLOODS, PROBE, Flooder
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 GROWTH_BOUND_MIB = 32
 
 

@@ -18,7 +18,7 @@ from bot.settings import GitHubSettings
 from tests.github_support import COMMENTS, ISSUES, REPO, SETTINGS, SHA, client, failing, passing, publish_run
 from tests.standins.github_api import GitHubStandIn
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "github"
 
 
 @pytest.fixture

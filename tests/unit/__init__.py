@@ -1,0 +1,1 @@
+"""Pure stages on plain data: no server, no socket, no CLI."""

@@ -8,6 +8,7 @@ and the answer. This module turns those settings into requests and reads frames 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -57,8 +58,10 @@ def sibling_path(path: str, suffix: str) -> str:
     return urlunsplit(("", "", target.path.rstrip("/") + suffix, target.query, ""))
 
 
-def token_travel(settings: WebSocketSettings, frames: Sequence[str] = ()) -> str:
-    """Where the token travels, in words for evidence and remediations: every way configured, never its value."""
+@functools.lru_cache(maxsize=16)
+def token_travel(settings: WebSocketSettings, frames: tuple[str, ...] = ()) -> str:
+    """Where the token travels, in words for evidence and remediations: every way configured, never its value.
+    Cached: every user's offer asks the same question."""
     way = settings.token
     ways = [f"subprotocol `{shown_token_text(t)}`" for t in way.subprotocols if has_placeholder(t)]
     if way.header is not None:
@@ -121,16 +124,18 @@ def offer(
         query[way.query] = token
     target = path or settings.path
     url = websocket_url(base_url, target, query=query)
-    shown_url = websocket_url(base_url, target, query=dict.fromkeys(query, SHOWN_TOKEN)).replace(
-        quote_plus(SHOWN_TOKEN), SHOWN_TOKEN
-    )
+    shown_url = url
+    if query:  # the token in the query: evidence shows where, never what
+        shown_url = websocket_url(base_url, target, query=dict.fromkeys(query, SHOWN_TOKEN)).replace(
+            quote_plus(SHOWN_TOKEN), SHOWN_TOKEN
+        )
     return Offer(
         url=url,
         subprotocols=tuple(subprotocols),
         headers=tuple(headers),
         shown_url=shown_url,
         shown_subprotocols=tuple(shown),
-        token_travel=token_travel(settings, frames),
+        token_travel=token_travel(settings, tuple(frames)),
     )
 
 

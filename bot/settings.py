@@ -8,6 +8,7 @@ entry point reads it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
@@ -644,9 +645,9 @@ class JourneySettings(_Section):
             raise ValueError(f"unknown profile {v!r}; expected one of: {', '.join(profiles.names())}")
         return v
 
-    @property
+    @functools.cached_property
     def conversation(self) -> tuple[TurnSettings, ...]:
-        """The turns to run: `turns`, or one turn with `message`."""
+        """The turns to run: `turns`, or one turn with `message` (built once: every user asks)."""
         return self.turns or (TurnSettings(message=self.message),)
 
     @field_validator("event_name")

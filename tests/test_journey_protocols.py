@@ -9,6 +9,7 @@ example for that protocol, read from the README, so the documentation is what is
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 
 from bot import diagnose, expressions
 from bot.auth import Credentials, parse_users
+from bot.cli import main
 from bot.config import build_settings
 from bot.probe.journey import ProbeOutcome, probe
 from bot.reference.faults import parse_faults
@@ -372,3 +374,10 @@ def test_probe__chat_backend_faults_behind_the_auth_service_keep_their_kind(
         settings = oauth_settings(service, backend.url)
         _, findings = run(settings, oauth_credentials(settings))
     assert fingerprint in findings, findings
+
+
+def test_main__demo_with_a_profile_the_reference_does_not_speak_is_a_usage_error():
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["demo", "--profile", "graphql-ws"], env={}, stdout=out, stderr=err)
+    assert code == 2
+    assert "the reference backend does not speak the graphql-ws profile" in err.getvalue()

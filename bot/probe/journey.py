@@ -295,8 +295,9 @@ def _judge_streams(journey: UserJourney, ctx: Context) -> None:
     values = {"nonce": ctx.nonces[journey.user], "thread_id": _thread(ctx, journey.user)}
     previous: str | None = None
     for stream in journey.streams:
+        several = len(journey.streams) > 1  # only then does a later turn's evidence show the one before
         if stream.judged:
-            previous = judge.answer_of(stream, cfg)[0] or previous
+            previous = (judge.answer_of(stream, cfg)[0] or previous) if several else None
             continue
         stream.judged = True
         user = journey.user
@@ -317,7 +318,8 @@ def _judge_streams(journey: UserJourney, ctx: Context) -> None:
         if expectation is not None:
             found.append(expectation)
         journey.checks.extend(_numbered(found, stream.turn))
-        previous = judge.answer_of(stream, cfg)[0] or previous
+        if several:
+            previous = judge.answer_of(stream, cfg)[0] or previous
 
 
 def _numbered(checks: list[CheckResult], turn: int) -> list[CheckResult]:

@@ -307,7 +307,7 @@ async def _error_event(stream: Stream, ctx: Context, session: Session, name: str
 
 def _auth_closed(exc: Closed, stream: Stream, ctx: Context, *, error_frame: str = "") -> Failure:
     code, reason = exc.code, ctx.clip(exc.reason, 200)
-    travel = protocol.token_travel(ctx.settings.websocket, [f.frame for f in ctx.journey.send])
+    travel = protocol.token_travel(ctx.settings.websocket, tuple(f.frame for f in ctx.journey.send))
     evidence = stream.evidence() | {
         "close code": str(code),
         "close reason": reason,

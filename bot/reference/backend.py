@@ -28,6 +28,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from bot.reference.faults import EVENTS, STALE_VERSION, Faults
 
 REFERENCE_SERVICE = "golden-path-reference"
+# The built-in profiles the reference backend speaks (bot/profiles): `demo --profile` takes these.
+SPOKEN_PROFILES = ("reference", "user-message", "openai-realtime", "openai-chat", "adk", "ai-sdk", "chainlit")
 TOKEN_TTL_S = 15 * 60
 ERROR_EVENT_MESSAGE = "LLM provider returned 401: invalid API key"
 CLOSE_EARLY_REASON = "main cleanup"

@@ -223,3 +223,26 @@ def test_apply_gate__promotes_only_when_every_journey_completed_whatever_the_ver
         assert action.refused and not action.applied
         assert "journeys ran to the end" in action.message
         assert _traffic(api) == before and api.updates() == []
+
+
+def test_main__an_upgrade_that_hangs_past_a_run_that_left_the_sla_is_a_p0_at_connect(tmp_path: Path):
+    """run_s (3 s) leaves the journeys their SLA (1 s), yet the upgrade never answers (open_timeout_s 10 s): the
+    revision hung at the connect step, a P0 (its issue is filed), not a configuration problem."""
+    from tests.standins.hostile_http import RawHTTPServer, respond, silent
+
+    config = tmp_path / "golden-path.yml"
+    config.write_text(
+        "journey: {users: 2, sla_s: 1, event_timeout_s: 1}\nwebsocket: {open_timeout_s: 10}\n"
+        "health: {latency_samples: 1}\ntimeouts: {run_s: 3}\n"
+    )
+    with RawHTTPServer({"/health": respond(200, b'{"status": "ok"}'), "/ws": silent()}) as server:
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["check", "--url", server.url, "--config", str(config), "--output-dir", str(tmp_path / "out")]
+        code = main([*argv, "--quiet"], env={"JWT_SECRET_KEY": SECRET}, stdout=out, stderr=err)
+
+    assert code == 1, err.getvalue()
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    (finding,) = [f for f in saved["findings"] if f["kind"] == "journeys-incomplete"]
+    assert (finding["severity"], finding["fingerprint"]) == ("P0", "127.0.0.1:journeys-incomplete:connect")
+    assert "the revision did not answer at the connect step" in finding["observed"]
+    assert saved["verdict"] == "fail"

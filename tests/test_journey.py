@@ -46,7 +46,12 @@ def healthy() -> Iterator[ReferenceServer]:
 
 
 def test_probe__healthy_backend_passes_with_every_metric_measured(healthy: ReferenceServer):
-    outcome, findings = _run(_settings(healthy.url))
+    # Every metric measured, none judged on this shared machine (its timing targets live in benchmarks/).
+    generous = {
+        f"targets.{m}": 60000
+        for m in ("api_ms", "handshake_ms", "agent_startup_ms", "processing_ms", "total_ms")
+    }
+    outcome, findings = _run(_settings(healthy.url, **generous))
     assert findings == ()
     assert results.verdict_for(findings) is Verdict.PASS
     by_id = {(c.id, c.user): c for c in outcome.checks}

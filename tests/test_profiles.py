@@ -120,9 +120,17 @@ def test_main__legacy_keys_keep_working_with_a_warning_naming_the_new_spelling(t
     assert "warning: config key journey.message_type/text_field is deprecated: write journey.send" in err
 
 
+# Timings are not what these tests are about (and the machine is shared): no performance findings.
+QUIET_TARGETS = (
+    "targets: {api_ms: 60000, handshake_ms: 60000, agent_startup_ms: 60000, "
+    "processing_ms: 60000, total_ms: 60000}\n"
+)
+
+
 def _check_realtime(tmp_path: Path, fault: str | None) -> dict:
     config = tmp_path / "golden-path.yml"
-    config.write_text(REALTIME_CONFIG)
+    assert "\ntargets:" not in REALTIME_CONFIG
+    config.write_text(REALTIME_CONFIG + QUIET_TARGETS)
     with realtime_ws.running(secret=SECRET, fault=fault) as backend:
         argv = [
             "check",
@@ -171,9 +179,7 @@ def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kin
 
 def test_main__isolation_without_owner_or_nonce_is_not_verified_and_counted_apart(tmp_path: Path):
     config = tmp_path / "golden-path.yml"
-    # Timings are not what this test is about (and the machine is shared): no performance findings.
-    quiet = "targets: {api_ms: 60000, handshake_ms: 60000, agent_startup_ms: 60000, processing_ms: 60000, total_ms: 60000}\n"
-    config.write_text(REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + quiet)
+    config.write_text(REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS)
     with realtime_ws.running(secret=SECRET) as backend:
         argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path)]
         code, out, _err = _main(argv, {"JWT_SECRET_KEY": SECRET})

@@ -513,11 +513,13 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         return
     values = _values(ctx, journey, identity)
     owners = protocol.Owners(user=identity.subject or None, run=None, thread=values["thread_id"])
+    # The connection's age counts from before the upgrade request, as the server's (or Cloud Run's request
+    # timeout) does from its arrival: stamped after the handshake, an age could be shorter than the server's.
+    opened = asyncio.get_running_loop().time()
     connection = await _connect(journey, ctx, identity, check_id="handshake")
     if connection is None:
         journey.skip(*LATER_STEPS[1:], why="no connection")
         return
-    opened = asyncio.get_running_loop().time()
     conversation = ctx.journey.conversation
     reconnected = False
     completed = False
@@ -526,12 +528,12 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
             if number > 1 and spec.reconnect:
                 await connection.session.close()
                 identity = await _renewed(journey, ctx, identity, values)
+                reopened = asyncio.get_running_loop().time()
                 again = await _connect(journey, ctx, identity, check_id=f"reconnect (turn {number})")
                 if again is None:
                     _skip_turns(journey, conversation, number, why=f"no connection for turn {number}")
                     return
-                connection, reconnected = again, True
-                opened = asyncio.get_running_loop().time()
+                connection, reconnected, opened = again, True, reopened
             if not await _turn(
                 journey, ctx, connection, spec, number, values, owners, reconnected=reconnected
             ):

@@ -29,6 +29,10 @@ Behaviour = Callable[[socket.socket, threading.Event], None]
 
 def _head(status: int, headers: Mapping[str, str], reason: str | None = None) -> bytes:
     phrase = reason if reason is not None else HTTPStatus(status).phrase
+    # One request per connection, so every answer says Connection: close, as RFC 9112 9.6 requires of such a
+    # server; without it the client pools the connection and may send its next request (a login) on it just
+    # as the server closes it ("Server disconnected without sending a response", under load).
+    headers = {**headers, "Connection": "close"}
     lines = [f"HTTP/1.1 {status} {phrase}", *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -234,11 +238,7 @@ class ScriptedBackend:
             return None
         answer = self._http.get(path)
         status, body, *extra = answer(request) if answer else (404, '{"detail": "Not Found"}')
-        # websockets closes the connection after an HTTP answer, and says so as its own respond() does: without
-        # `Connection: close` a client may reuse the connection for its next request and lose it.
-        headers = Headers(
-            {"Content-Type": "application/json", "Connection": "close", **(extra[0] if extra else {})}
-        )
+        headers = Headers({"Content-Type": "application/json", **(extra[0] if extra else {})})
         headers["Content-Length"] = str(len(body.encode()))
         return Response(status, HTTPStatus(status).phrase, headers, body.encode())
 

@@ -80,6 +80,31 @@ def test_schema__prints_the_committed_schema_which_is_up_to_date():
     }
 
 
+def test_schema__every_key_at_every_depth_has_a_description():
+    schema = json.loads(json_schema())
+    undescribed: list[str] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for key, prop in (node.get("properties") or {}).items():
+                if not (isinstance(prop, dict) and str(prop.get("description", "")).strip()):
+                    undescribed.append(f"{where}.{key}")
+                walk(prop, f"{where}.{key}")
+            for key, value in node.items():
+                if key != "properties":
+                    walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{where}[{index}]")
+
+    walk(schema, "#")
+    assert not undescribed, f"keys without a description (give the field a docstring): {undescribed}"
+    assert len(schema["$defs"]) >= 20
+    fail_on = schema["$defs"]["GateSettings"]["properties"]["fail_on"]["description"]
+    assert "correctness" in fail_on and "p0" in fail_on
+    assert "ISO 4217" in schema["$defs"]["ImpactSettings"]["properties"]["currency"]["description"]
+
+
 def test_schema__the_config_init_writes_conforms_to_it(tmp_path: Path):
     _main(["init", "--directory", str(tmp_path)])
     result = subprocess.run(

@@ -1,0 +1,72 @@
+"""The settings' common ground: the section base class, the deprecation warning and the value checks
+every section uses (values quoted in messages are cut, so a 10 MB bad value still gives a short line).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import PurePath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from bot import expressions
+from bot.untrusted import has_controls, shown
+
+
+class DeprecatedKey(FutureWarning):
+    """A config key that still works under its earlier spelling; the message names the new one."""
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys refused, frozen, each field's docstring its schema description."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+def valid_expression(text: str | None) -> str | None:
+    """``text`` unchanged when it is a valid JMESPath expression (or None); else a ValueError saying why."""
+    if text is not None and (problem := expressions.expression_problem(text)) is not None:
+        raise ValueError(f"{text!r} is not a valid JMESPath expression: {problem}")
+    return text
+
+
+UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+HTTP_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: what a subprotocol may be
+
+
+def valid_path(value: str) -> str:
+    """A URL path as given: starting with '/', without spaces or control characters."""
+    if not value.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {shown(value)}")
+    if UNSAFE_IN_URL.search(value):
+        raise ValueError(
+            f"expected a path without spaces or control characters (CR, LF, ...), got {shown(value)}"
+        )
+    return value
+
+
+def local_path(value: Any) -> Any:
+    """A file or directory path as given (str or Path); one with a NUL, a line break or another control
+    character is refused (the OS refuses NUL later with a crash; the others are a mistake or an attack)."""
+    if isinstance(value, str | PurePath) and has_controls(str(value)):
+        raise ValueError(
+            f"expected a path without control characters (NUL, CR, LF, ESC, ...), got {shown(str(value))}"
+        )
+    return value
+
+
+def header_templates(headers: dict[str, str]) -> dict[str, str]:
+    """Extra HTTP headers as given: names are HTTP tokens, values one line of text."""
+    for name, value in headers.items():
+        if not HTTP_TOKEN.fullmatch(name):
+            raise ValueError(f"expected an HTTP header name (no spaces, CR/LF or ':'), got {shown(name)}")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: expected one line of text, got {shown(value)}")
+    return headers
+
+
+def deprecated(old: str, new: str) -> None:
+    """Warn that config key ``old`` still works but is spelled ``new`` now."""
+    warnings.warn(f"config key {old} is deprecated: write {new} instead", DeprecatedKey, stacklevel=2)

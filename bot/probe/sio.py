@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import socketio
 
 from bot import expressions, protocol, untrusted
 from bot.probe import steps as request_steps
@@ -31,7 +30,18 @@ from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    import socketio
+
     from bot.probe.journey import UserJourney
+
+
+def _socketio() -> Any:
+    """python-socketio (with aiohttp) costs about 120 ms to import: it loads with the first Socket.IO journey, not
+    at the start of every run (a one-user WebSocket run's start-up is benchmarked)."""
+    import socketio
+
+    return socketio
+
 
 BEFORE_RUN = " (before this message's run)"
 _ENDED = object()
@@ -114,7 +124,7 @@ class Connection:
         try:
             async with asyncio.timeout(2):
                 await self.client.disconnect()
-        except (TimeoutError, socketio.exceptions.SocketIOError, OSError):
+        except (TimeoutError, _socketio().exceptions.SocketIOError, OSError):
             pass
 
 
@@ -136,7 +146,7 @@ async def open_connection(
     """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    client = socketio.AsyncClient(
+    client = _socketio().AsyncClient(
         reconnection=False, handle_sigint=False, request_timeout=timeout_s, ssl_verify=True
     )
     connection = Connection(client, connect.namespace, settings)
@@ -168,7 +178,7 @@ async def open_connection(
                 socketio_path=connect.path,
                 wait_timeout=timeout_s,
             )
-    except socketio.exceptions.ConnectionError as exc:
+    except _socketio().exceptions.ConnectionError as exc:
         await connection.close()
         return Opened(None, _ms(started), _connect_failure(exc, refusals, evidence, redactor))
     except (TimeoutError, OSError) as exc:

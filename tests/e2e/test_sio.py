@@ -5,6 +5,8 @@ refusal, the completion qualified by the message's own run, and a WebSocket conf
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -191,3 +193,10 @@ def test_main__the_readme_chainlit_config_passes_against_its_backend(tmp_path: P
     saved = json.loads((tmp_path / "results.json").read_text())
     assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err.getvalue()
     assert all(c["status"] == "pass" for c in saved["checks"] if c["id"] in ("isolation", "auth-negative"))
+
+
+def test_start_up__a_websocket_run_does_not_import_python_socketio():
+    # python-socketio and aiohttp cost ~120 ms to import: only a Socket.IO journey may load them.
+    code = "import sys, bot.pipeline; print(sorted(m for m in ('socketio', 'aiohttp') if m in sys.modules))"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot import protocol
-from bot.results import Failure, Step
+from bot.results import Failure, Kind, Step
 
 FRAME_EVIDENCE = 10  # the last frames kept as evidence per user
 EVIDENCE_CHARS = 2000  # per piece of evidence kept
@@ -89,6 +89,15 @@ class Stream:
         if others:
             out["other frames"] = others
         return out
+
+    def error_event(self, name: str, where: str = "") -> Failure:
+        """The `event-error` failure for the error event ``name`` (``where``: e.g. " in the event stream")."""
+        return Failure(
+            Kind.EVENT_ERROR,
+            f"The server sent `{name[:80]}`{where} instead of the agent's events.",
+            detail=name[:80],
+            evidence=self.evidence() | {"error frame": self.frames[-1] if self.frames else ""},
+        )
 
 
 @dataclass(slots=True)

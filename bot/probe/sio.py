@@ -339,13 +339,7 @@ async def receive(
                     if not later and not stream.arrivals:
                         stream.sent = stream.last_expected = asyncio.get_running_loop().time()
                 if name is not None and name in cfg.error_events:
-                    error_frame = stream.frames[-1] if stream.frames else ""
-                    stream.failure = Failure(
-                        Kind.EVENT_ERROR,
-                        f"The server sent `{name[:80]}` on the Socket.IO connection instead of the agent's events.",
-                        detail=name[:80],
-                        evidence=stream.evidence() | {"error frame": error_frame},
-                    )
+                    stream.failure = stream.error_event(name, " on the Socket.IO connection")
                     return
                 budget.reschedule(hooks.due())
     except TimeoutError:

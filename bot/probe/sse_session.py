@@ -124,13 +124,7 @@ async def receive(
             while stream.completion is None and stream.failure is None:
                 name = hooks.take(await events.recv())
                 if name is not None and name in cfg.error_events:
-                    error_frame = stream.frames[-1] if stream.frames else ""
-                    stream.failure = Failure(
-                        Kind.EVENT_ERROR,
-                        f"The server sent `{name[:80]}` in the event stream instead of the agent's events.",
-                        detail=name[:80],
-                        evidence=stream.evidence() | {"error frame": error_frame},
-                    )
+                    stream.failure = stream.error_event(name, " in the event stream")
                     return
                 budget.reschedule(hooks.due())
     except TimeoutError:

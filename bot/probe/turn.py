@@ -297,12 +297,7 @@ async def _error_event(stream: Stream, ctx: Context, session: Session, name: str
             return _auth_closed(exc, stream, ctx, error_frame=error_frame)
     except TimeoutError:
         pass
-    return Failure(
-        Kind.EVENT_ERROR,
-        f"The server sent `{name[:80]}` instead of the agent's events.",
-        detail=name[:80],
-        evidence=stream.evidence() | {"error frame": error_frame},
-    )
+    return stream.error_event(name)
 
 
 def _auth_closed(exc: Closed, stream: Stream, ctx: Context, *, error_frame: str = "") -> Failure:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import PurePath
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from bot import expressions
 from bot.untrusted import has_controls, shown
@@ -70,3 +70,9 @@ def header_templates(headers: dict[str, str]) -> dict[str, str]:
 def deprecated(old: str, new: str) -> None:
     """Warn that config key ``old`` still works but is spelled ``new`` now."""
     warnings.warn(f"config key {old} is deprecated: write {new} instead", DeprecatedKey, stacklevel=2)
+
+
+UrlPath = Annotated[str, AfterValidator(valid_path)]
+"""A path on the target's host (``valid_path``), checked wherever a section names one."""
+HeaderTemplates = Annotated[dict[str, str], AfterValidator(header_templates)]
+"""Request headers whose values are templates (``header_templates``)."""

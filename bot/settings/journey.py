@@ -13,11 +13,11 @@ from pydantic import Field, field_validator, model_validator
 
 from bot import expressions, profiles
 from bot.settings.base import (
+    HeaderTemplates,
     Section,
+    UrlPath,
     deprecated,
-    header_templates,
     valid_expression,
-    valid_path,
 )
 from bot.untrusted import shown
 
@@ -51,11 +51,11 @@ class RequestStepSettings(Section):
     """The step's name in reports and messages."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     """The request's HTTP method."""
-    path: str
+    path: UrlPath
     """The request's path on the backend's host; may hold {placeholders} (percent-encoded)."""
     body: str | None = None
     """The request's body, a JSON template as in journey.send; null: no body."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: HeaderTemplates = Field(default_factory=dict)
     """Extra headers; values may use {token}."""
     send_token: bool = True
     """Send the token as the transport sends it (sse.token), e.g. a Bearer header."""
@@ -67,16 +67,6 @@ class RequestStepSettings(Section):
     """HTTP statuses that count as success; any other fails the step."""
     timeout_s: float = Field(default=10, gt=0, le=120)
     """Seconds for the request in total, body included."""
-
-    @field_validator("path")
-    @classmethod
-    def _p(cls, v: str) -> str:
-        return valid_path(v)
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        return header_templates(v)
 
     @field_validator("extract")
     @classmethod

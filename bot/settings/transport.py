@@ -16,11 +16,11 @@ from bot import expressions, hosts
 from bot.settings.base import (
     HTTP_TOKEN,
     UNSAFE_IN_URL,
+    HeaderTemplates,
     Section,
+    UrlPath,
     deprecated,
-    header_templates,
     valid_expression,
-    valid_path,
 )
 from bot.untrusted import shown
 
@@ -33,7 +33,7 @@ class LoginSettings(Section):
     url: str | None = None
     """An absolute login URL (a separate auth service): https, or http only on loopback; beats `path` when
     given."""
-    path: str = "/auth/login"
+    path: UrlPath = "/auth/login"
     """The login endpoint's path on the backend (used when `url` is not given)."""
     method: Literal["POST", "GET"] = "POST"
     """The login request's HTTP method; with GET the body fields go in the query string."""
@@ -62,11 +62,6 @@ class LoginSettings(Section):
     again."""
     timeout_s: float = Field(default=10, gt=0, le=120)
     """Seconds for the login request in total, body included."""
-
-    @field_validator("path")
-    @classmethod
-    def _p(cls, v: str) -> str:
-        return valid_path(v)
 
     @field_validator("url")
     @classmethod
@@ -211,7 +206,7 @@ class TokenSettings(Section):
 
 
 class WebSocketSettings(Section):
-    path: str = "/ws"
+    path: UrlPath = "/ws"
     """The WebSocket endpoint's path on the backend."""
     token: TokenSettings = Field(default_factory=TokenSettings)
     """How the token travels on the WebSocket upgrade (subprotocols, header, query)."""
@@ -232,11 +227,6 @@ class WebSocketSettings(Section):
     """WebSocket close codes that mean 'not authorised' (for the check without credentials)."""
     open_timeout_s: float = Field(default=10, gt=0, le=120)
     """Seconds allowed for the WebSocket opening handshake."""
-
-    @field_validator("path")
-    @classmethod
-    def _p(cls, v: str) -> str:
-        return valid_path(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -290,14 +280,14 @@ class StreamTokenSettings(Section):
 class SseSettings(Section):
     """The SSE transport: one HTTP request whose answer is a `text/event-stream` of the journey's events."""
 
-    path: str = "/api/chat"
+    path: UrlPath = "/api/chat"
     """The stream request's path; may hold {placeholders} (percent-encoded) and its own ?query."""
     method: Literal["POST", "GET"] = "POST"
     """The stream request's HTTP method."""
     body: str | None = '{"message": "{message}", "thread_id": "{thread_id}"}'
     """The stream request's body, a JSON template; placeholders as in journey.send, plus journey.values and
     request-step extracts; null: no body."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: HeaderTemplates = Field(default_factory=dict)
     """Extra headers on the stream request; values may use {token}."""
     token: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
     """How the token travels on the stream request (header, query)."""
@@ -315,16 +305,6 @@ class SseSettings(Section):
     """Check that the stream request without a token is refused."""
     open_timeout_s: float = Field(default=10, gt=0, le=120)
     """Seconds until the stream answer's status and headers arrive."""
-
-    @field_validator("path")
-    @classmethod
-    def _p(cls, v: str) -> str:
-        return valid_path(v)
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        return header_templates(v)
 
 
 class EmitSettings(Section):
@@ -347,13 +327,13 @@ class EmitSettings(Section):
 class SocketIOSettings(Section):
     """The Socket.IO transport (python-socketio's client: Engine.IO polling, then the WebSocket upgrade)."""
 
-    path: str = "/socket.io"
+    path: UrlPath = "/socket.io"
     """The server's socketio_path (Chainlit: /ws/socket.io)."""
-    namespace: str = "/"
+    namespace: UrlPath = "/"
     """The Socket.IO namespace to connect to."""
     auth: str | None = None
     """The CONNECT auth payload: a JSON template (placeholders as the frames, plus {token}); null: none."""
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: HeaderTemplates = Field(default_factory=dict)
     """Extra headers on the Engine.IO requests; values may use {token}."""
     token: StreamTokenSettings = Field(default_factory=StreamTokenSettings)
     """How the token travels on the Engine.IO requests (header, query)."""
@@ -372,21 +352,6 @@ class SocketIOSettings(Section):
     """Check that connecting without credentials is refused."""
     open_timeout_s: float = Field(default=10, gt=0, le=120)
     """Seconds for the Engine.IO handshake and the namespace CONNECT."""
-
-    @field_validator("path")
-    @classmethod
-    def _p(cls, v: str) -> str:
-        return valid_path(v)
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str) -> str:
-        return valid_path(v)
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        return header_templates(v)
 
     @field_validator("transports")
     @classmethod

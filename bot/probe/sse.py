@@ -78,6 +78,13 @@ class EventStreamParser:
         self._cr = False
         text = self._pending + text
         events: list[Event] = []
+        if "\r" not in text:  # the usual stream: lines end at LF alone, so a split finds them all
+            *lines, self._pending = text.split("\n")
+            for line in lines:
+                event = self._line(line, at)
+                if event is not None:
+                    events.append(event)
+            return self._checked(events)
         start = 0
         length = len(text)
         while start < length:
@@ -100,6 +107,9 @@ class EventStreamParser:
             if event is not None:
                 events.append(event)
         self._pending = text[start:]
+        return self._checked(events)
+
+    def _checked(self, events: list[Event]) -> list[Event]:
         if len(self._pending) > MAX_LINE_CHARS:
             raise EventTooLarge(
                 f"a line longer than {MAX_LINE_CHARS // (1024 * 1024)} MiB without a line end"

@@ -221,6 +221,11 @@ class EventStream:
         name = event.event if self._event_field and event.event else None
         return Message(event.data, name, event.at)
 
+    @property
+    def buffered(self) -> bool:
+        """An event is already read and parsed: the next ``recv()`` returns it without waiting."""
+        return bool(self._queue)
+
     async def aclose(self) -> None:
         await self.response.aclose()
 
@@ -252,7 +257,6 @@ async def open_stream(
     request is read (bounded) as evidence.
     """
     started = time.perf_counter()
-    evidence = request_evidence(request)
     headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-store"), *request.headers]
     if request.body is not None:
         headers.append(("Content-Type", "application/json"))
@@ -272,13 +276,14 @@ async def open_stream(
             if not 200 <= status < 300:
                 body = await _bounded_body(response)
                 await response.aclose()
-                failure = _status_failure(response, body, evidence, redactor)
+                failure = _status_failure(response, body, request_evidence(request), redactor)
                 return Opened(None, _ms(started), failure, status)
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
         if response is not None:
             await response.aclose()
         failure = transport_failure(exc, what="Stream request")
-        failure = Failure(failure.kind, failure.message, "request", evidence | failure.evidence)
+        evidence = request_evidence(request) | failure.evidence
+        failure = Failure(failure.kind, failure.message, "request", evidence)
         return Opened(None, _ms(started), failure)
     elapsed = _ms(started)
     content_type = response.headers.get("content-type", "")
@@ -290,7 +295,7 @@ async def open_stream(
             f"The stream request was answered {status} with {content_type or 'no Content-Type'}, not "
             "text/event-stream.",
             detail="content-type",
-            evidence=evidence
+            evidence=request_evidence(request)
             | {
                 "status": str(status),
                 "content type": redactor.clip(content_type or "(none)", 200),

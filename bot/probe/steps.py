@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -78,6 +78,10 @@ class UserRun:
     user: UserValues
     token: str | None
     hooks: Callable[[Stream], Hooks]
+    # A new connection pool like ``http``, this user's own (None: only the shared client, e.g. in a test).
+    own_client: Callable[[], httpx.AsyncClient] | None = None
+    # The same user's token again for a reconnect, a new one when it is about to expire (None: keep ``token``).
+    renew: Callable[[], Awaitable[str | None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

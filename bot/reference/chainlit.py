@@ -213,7 +213,7 @@ class ChainlitBackend:
             return f"Agent response for: {text}"
         answer = self.answer_for(text)
         if earlier:  # cl.chat_context: what the user said earlier in this session
-            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}."
+            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
         return f"{answer} (also: {other[:60]})" if self.faults.cross_talk and other else answer
 
     async def _pause(self, name: str) -> None:

@@ -159,7 +159,7 @@ class StreamBackend:
             return f"Agent response for: {text}"
         answer = self.answer_for(text)
         if earlier:
-            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}."
+            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
         if self.faults.cross_talk and other is not None:
             answer = f"{answer} (also: {other[:60]})"
         return answer

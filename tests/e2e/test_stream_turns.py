@@ -5,7 +5,8 @@ Each backend remembers what the user said in the conversation (ADK in its sessio
 `sessionId` restores, the stateless OpenAI and AI SDK routes from the messages the client sends) and names it in
 a later answer. Under the `forget-sessions` fault ADK's sessions live in one connection's memory, Chainlit's in
 the Socket.IO connection's, and the OpenAI and AI SDK routes read only the last message. The configs are the
-README's worked examples, read from the README.
+README's worked examples, read from the README. A FastAPI/sse-starlette OpenAI-compatible server shows, from the
+server's side, which connection carried each turn.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Kind, Severity, Status
 from bot.settings import Settings
+from tests.standins import openai_sse
+from tests.standins.asgi import AsgiServer
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"
@@ -244,7 +247,7 @@ def test_build_settings__a_history_that_cannot_be_used_is_refused_by_name(
 
 
 def test_build_settings__a_history_without_a_body_is_refused():
-    with pytest.raises(ConfigError, match="sse.history: the earlier turns go into sse.body, which is null"):
+    with pytest.raises(ConfigError, match=r"sse\.history: the earlier turns go into sse\.body, which is null"):
         build_settings({"journey": {"profile": "openai-chat"}, "sse": {"body": None, "method": "GET"}})
 
 
@@ -254,3 +257,22 @@ def test_build_settings__an_emit_each_must_be_turn_or_connection():
             {"journey": {"profile": "chainlit"}, "socketio": {"emit": [{"event": "x", "each": "run"}]}}
         )
     assert caught.value.key == "socketio.emit.0.each"
+
+
+def test_probe__a_users_turns_share_its_own_connection_and_a_reconnect_opens_a_new_one():
+    """Seen by the server: each user's turns 1 and 2 came on one TCP connection of that user's own (the body read
+    to its end after `[DONE]`, as a browser does, so the connection is reused), turn 3's reconnect on another."""
+    app = openai_sse.create_app(secret=SECRET)
+    with AsgiServer(app) as server:
+        outcome, findings = run(settings(server.url, "openai-chat", users=2, event_timeout_s=3))
+    assert findings == []
+    ports: dict[str, list[int]] = {}
+    for user, port in app.state.requests:
+        ports.setdefault(user, []).append(port)
+    assert len(ports) == 2 and all(len(p) == 3 for p in ports.values()), ports
+    for first, second, reconnected in ports.values():
+        assert first == second != reconnected
+    one, two = ports.values()
+    assert not set(one) & set(two)  # never another user's connection
+    answers = [c.summary for c in checks(outcome, "answer (turn 3)")]
+    assert all("Earlier:" in a and "marmalade" in a for a in answers), answers  # the history went along

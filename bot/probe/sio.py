@@ -295,17 +295,21 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
     reconnected = False
     try:
         for number, spec in enumerate(conversation, start=1):
+            reconnected = reconnected or (number > 1 and spec.reconnect)
+            stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
+            hooks = run.begin_turn(journey, stream) if number > 1 else None
             if number > 1 and spec.reconnect:
                 await connection.close()
                 if run.renew is not None:
                     run = replace(run, token=await run.renew())
                 again = await _open(journey, run, check_id=f"reconnect{turn_suffix(number)}")
                 if again is None:
+                    stream.judged = True  # nothing was received: the reconnect check says why
                     why = f"no connection for turn {number}"
                     journey.skip(*later_turns(number, len(conversation)), why=why)
                     break
-                connection, reconnected = again, True
-            if not await _turn(journey, run, connection, spec, number, reconnected=reconnected):
+                connection = again
+            if not await _turn(journey, run, connection, spec, stream, hooks):
                 why = f"turn {number} did not complete"
                 journey.skip(*later_turns(number + 1, len(conversation)), why=why)
                 break
@@ -342,13 +346,14 @@ async def _turn(
     run: request_steps.UserRun,
     connection: Connection,
     spec: TurnSettings,
-    number: int,
-    *,
-    reconnected: bool,
+    stream: Stream,
+    hooks: Hooks | None,
 ) -> bool:
     """One turn: its emits (``each: connection`` ones only on a new connection; one waiting for an event that
-    already arrived on this connection goes at once), then its events; True when it completed."""
+    already arrived on this connection goes at once), then its events into ``stream`` (``hooks``: registered at
+    the turn's start, None for turn 1); True when it completed."""
     cfg = run.settings.socketio
+    number = stream.turn
     suffix = turn_suffix(number)
     values = run.user.values
     values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
@@ -361,8 +366,7 @@ async def _turn(
         for e in emits
         if e.after is not None and e.after not in connection.seen
     ]
-    stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
-    stream.last_expected = stream.sent
+    stream.sent = stream.last_expected = asyncio.get_running_loop().time()
     journey.step = Step.MESSAGE
     try:
         for emit in now:
@@ -375,6 +379,7 @@ async def _turn(
             detail=run.settings.journey.completion_event,
             evidence={"emitted": ", ".join(e.event for e in now)},
         )
+        stream.judged = True  # nothing was received: the message check says why
         journey.add(f"message{suffix}", Step.MESSAGE, Status.FAIL, failure=failure)
         journey.skip(*later_turns(number, number)[1:], why="message not sent")
         return False
@@ -383,7 +388,7 @@ async def _turn(
     )
     journey.step = Step.AGENT
     journey.stream = stream
-    await receive(connection, stream, run.settings, hooks=run.hooks(stream), later=later)
+    await receive(connection, stream, run.settings, hooks=hooks or run.hooks(stream), later=later)
     return stream.completion is not None
 
 

@@ -114,16 +114,21 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
         reconnected = False
         for number, spec in enumerate(conversation, start=1):
             reconnect = number > 1 and spec.reconnect
+            reconnected = reconnected or reconnect
+            turn = Turn(spec, number, reconnect=reconnect, reconnected=reconnected)
+            # A later turn is this turn from its start: a deadline during its reconnect is judged as its own.
+            stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
+            hooks = run.begin_turn(journey, stream) if number > 1 else None
             if reconnect:
                 if http is not run.http:
                     await http.aclose()
                 http = run.own_client() if run.own_client is not None else run.http
                 if run.renew is not None:
                     run = replace(run, token=await run.renew())
-                reconnected = True
-            turn = Turn(spec, number, reconnect=reconnect, reconnected=reconnected)
-            answer = await _turn(journey, run, http, turn, earlier)
+            answer = await _turn(journey, run, http, turn, earlier, stream, hooks)
             if answer is None:
+                if not journey.streams:
+                    return  # turn 1's request failed: no stream to judge after the phase
                 journey.skip(
                     *later_turns(number + 1, len(conversation)), why=f"turn {number} did not complete"
                 )
@@ -150,21 +155,24 @@ async def _turn(
     http: httpx.AsyncClient,
     turn: Turn,
     earlier: list[dict[str, str]],
+    stream: Stream,
+    hooks: Hooks | None,
 ) -> str | None:
     """One turn: its request (turn 1's answer is the ``handshake``, a reconnect's ``reconnect (turn k)``, a
-    later turn's its ``message``), then its events; the answer read when it completed, else None."""
+    later turn's its ``message``), then its events into ``stream`` (``hooks``: registered at the turn's start,
+    None for turn 1); the answer read when it completed, else None."""
     settings = run.settings
     number, suffix = turn.number, turn_suffix(turn.number)
     run.user.values |= {"message": turn.spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
     request = stream_request(settings, run.base_url, run.user, run.token, earlier=earlier)
-    stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=turn.reconnected)
-    stream.last_expected = stream.sent
+    stream.sent = stream.last_expected = asyncio.get_running_loop().time()
     opening = "handshake" if number == 1 else f"reconnect{suffix}" if turn.reconnect else ""
     journey.step = Step.CONNECT if opening else Step.MESSAGE
     opened = await open_stream(http, settings, request, run.redactor)
     sent = f"sent in the {request.method} body"
     if opened.stream is None:
         assert opened.failure is not None
+        stream.judged = True  # nothing was received: the request's check says why
         failure = opened.failure
         if turn.reconnect and opened.status in (404, 410):
             failure = _session_not_found(failure, number)
@@ -195,7 +203,8 @@ async def _turn(
     journey.stream = stream
     more = number < len(settings.journey.conversation)
     try:
-        await receive(opened.stream, stream, settings, hooks=run.hooks(stream), clip=run.redactor.clip)
+        hooks = hooks or run.hooks(stream)
+        await receive(opened.stream, stream, settings, hooks=hooks, clip=run.redactor.clip)
         if more and stream.completion is not None:
             await opened.stream.drain()  # the connection goes back to the pool for the next turn
     finally:

@@ -247,7 +247,9 @@ def test_build_settings__a_history_that_cannot_be_used_is_refused_by_name(
 
 
 def test_build_settings__a_history_without_a_body_is_refused():
-    with pytest.raises(ConfigError, match=r"sse\.history: the earlier turns go into sse\.body, which is null"):
+    with pytest.raises(
+        ConfigError, match=r"sse\.history: the earlier turns go into sse\.body, which is null"
+    ):
         build_settings({"journey": {"profile": "openai-chat"}, "sse": {"body": None, "method": "GET"}})
 
 

@@ -471,7 +471,7 @@ def _plain(value: Any) -> Any:
     if kind is str or kind is int or kind is bool or value is None:  # most values: kept as they are
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _plain(getattr(value, name)) for name in _field_names(kind)}
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, list | tuple):

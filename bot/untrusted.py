@@ -356,7 +356,7 @@ def _redact(value: Any, redactor: Redactor) -> Any:
     if isinstance(value, str):
         return redactor.clean(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names, only_init = _init_fields(kind)
+        names, only_init = _init_fields(type(value))
         changes = {name: _redact(getattr(value, name), redactor) for name in names}
         if only_init and all(changes[name] is getattr(value, name) for name in names):
             return value  # nothing to redact: the same value (a rebuilt one would be equal)

@@ -680,7 +680,9 @@ def test_render_report__user_template_is_refused_an_internal_attribute_of_a_type
         "{% endfor %}\n"
     )
     for _ in range(2):
-        with pytest.raises(TemplateError, match="access to attribute '__class__' of 'Target' object is unsafe"):
+        with pytest.raises(
+            TemplateError, match="access to attribute '__class__' of 'Target' object is unsafe"
+        ):
             report.render_report(samples.healthy(), templates_dir=tmp_path)
 
 

@@ -315,19 +315,13 @@ def _settings(args: argparse.Namespace, console: Console, *, demo: bool = False,
 
 
 def _demo(args: argparse.Namespace, *, env: Mapping[str, str], console: Console) -> int:
-    from bot import profiles, runtime
+    from bot import runtime
     from bot.auth import Credentials
-    from bot.reference.backend import REFERENCE_SERVICE, SPOKEN_PROFILES
+    from bot.reference.backend import REFERENCE_SERVICE
     from bot.reference.faults import parse_faults
     from bot.reference.process import ReferenceProcess
 
     parse_faults(args.fault)  # a bad fault is a usage error before anything starts
-    spoken = profiles.canonical(args.profile) if args.profile else None
-    if spoken is not None and spoken not in SPOKEN_PROFILES:
-        raise UsageError(
-            f"the reference backend does not speak the {spoken} profile (it speaks {', '.join(SPOKEN_PROFILES)}); "
-            f"check a server that does with `golden-path check --url URL` and `journey.profile: {spoken}`"
-        )
     secret = secrets.token_urlsafe(32)
     version = f"golden-path-reference-{tool_version()}"
     # Its own process, as a real backend is: the checker's event loop and the backend's never share a core.

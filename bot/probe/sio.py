@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot import expressions, protocol, untrusted
+from bot.probe import hold as holding
 from bot.probe import steps as request_steps
 from bot.probe.http_probe import transport_failure
 from bot.probe.record import LATER_STEPS, Hooks, Message, Stream
-from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -142,12 +143,18 @@ async def open_connection(
     timeout_s: float,
     redactor: untrusted.Redactor,
     http: httpx.AsyncClient | None = None,
+    keepalive: holding.EngineKeepalive | None = None,
 ) -> Opened:
-    """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome."""
+    """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome;
+    ``keepalive`` (the holding user's only) counts Engine.IO's PING/PONG from the client's log."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     client = _socketio().AsyncClient(
-        reconnection=False, handle_sigint=False, request_timeout=timeout_s, ssl_verify=True
+        reconnection=False,
+        handle_sigint=False,
+        request_timeout=timeout_s,
+        ssl_verify=True,
+        engineio_logger=keepalive.logger() if keepalive is not None else False,
     )
     connection = Connection(client, connect.namespace, settings)
     refusals: list[Any] = []
@@ -282,8 +289,15 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
             journey.skip(*LATER_STEPS[1:], why="a request step before the connection failed")
             return
     connect = connect_for(settings, run.base_url, user=run.user, token=run.token, headers=run.headers)
+    keepalive = holding.EngineKeepalive() if run.hold_s else None
+    opened_at = journey.timings.connect_started = asyncio.get_running_loop().time()
     opened = await open_connection(
-        connect, settings, timeout_s=cfg.open_timeout_s, redactor=run.redactor, http=run.http
+        connect,
+        settings,
+        timeout_s=cfg.open_timeout_s,
+        redactor=run.redactor,
+        http=run.http,
+        keepalive=keepalive,
     )
     if opened.connection is None:
         assert opened.failure is not None
@@ -309,10 +323,68 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
         journey.step = Step.AGENT
         journey.stream = stream
         await receive(connection, stream, settings, hooks=run.hooks(stream), later=later)
+        if keepalive is not None:
+            journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
+            journey.hold = await _hold(
+                connection, stream, run, user=journey.user, opened_at=opened_at, keepalive=keepalive
+            )
     finally:
         await connection.close()
-    journey.received = time.perf_counter()
+    journey.received = journey.received or time.perf_counter()
     journey.step = Step.ANSWER
+
+
+async def _hold(
+    connection: Connection,
+    stream: Stream,
+    run: request_steps.UserRun,
+    *,
+    user: int,
+    opened_at: float,
+    keepalive: holding.EngineKeepalive,
+) -> ConnectionHold:
+    """Keep a completed journey's connection open for ``journey.hold_s`` (within the run's deadline), counting the
+    events that arrive; Engine.IO's PING/PONG is the keepalive. How it ended: the server's DISCONNECT (or
+    Engine.IO CLOSE), the transport dropped, the client giving up on a server that stopped pinging, or still
+    open."""
+    wanted = run.hold_s
+    if stream.completion is None or stream.failure is not None:
+        why = "the journey did not complete on this connection"
+        return holding.not_held(user, wanted, why, transport="socketio")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    frames = 0
+
+    def ended(closed_by: str, reason: str) -> ConnectionHold:
+        return holding.ended(
+            user=user,
+            requested_s=wanted,
+            start=start,
+            opened_at=opened_at,
+            closed_by=closed_by,
+            reason=reason,
+            transport="socketio",
+            pings=keepalive.pings,
+            pongs=keepalive.pongs,
+            frames=frames,
+        )
+
+    try:
+        async with asyncio.timeout(max(0.0, min(wanted, run.deadline - start - 1.0))):
+            while True:
+                await connection.recv()
+                frames += 1
+    except TimeoutError:
+        return ended("", "")
+    except Disconnected as exc:
+        if keepalive.silent:
+            eio = connection.client.eio
+            limit = f"{eio.ping_interval + eio.ping_timeout:g} s" if eio.ping_interval else "its ping timeout"
+            why = f"no Engine.IO packet from the server within its ping interval and timeout ({limit})"
+            return ended("golden-path", why)
+        if exc.reason == "server disconnect":
+            return ended("server", "the server disconnected (a Socket.IO DISCONNECT or an Engine.IO CLOSE)")
+        return ended("network", f"the connection was dropped ({run.redactor.clip(exc.reason, 100)})")
 
 
 async def receive(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -78,6 +79,8 @@ class UserRun:
     user: UserValues
     token: str | None
     hooks: Callable[[Stream], Hooks]
+    hold_s: float = 0.0  # journey.hold_s for the user who holds its connection (user 1), else 0
+    deadline: float = math.inf  # loop time of the run's deadline: a hold ends before it
 
 
 @dataclass(frozen=True, slots=True)

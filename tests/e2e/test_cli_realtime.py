@@ -209,17 +209,22 @@ def test_check__a_connection_that_stays_open_is_held_the_whole_time_and_closed_b
     assert code == 0
     hold = saved["hold"]
     assert hold["closed_by"] == "" and hold["close_code"] is None and hold["held_s"] >= 1
-    assert "stayed open for the 1.0 s asked" in report and "Only a WebSocket is held" in report
+    assert "User 1's WebSocket stayed open for the 1.0 s asked" in report and "WebSocket ping" in report
 
 
-def test_check__an_sse_journey_says_its_stream_is_not_held(tmp_path: Path):
-    config = "journey:\n  profile: openai-chat\n  users: 1\n  hold_s: 1\n  event_timeout_s: 2\n"
+@pytest.mark.parametrize("profile", ["openai-chat", "adk", "ai-sdk"])
+def test_check__an_sse_stream_that_closed_with_its_answer_is_not_held_and_says_why(tmp_path: Path, profile: str):
+    config = f"journey:\n  profile: {profile}\n  users: 1\n  hold_s: 1\n  event_timeout_s: 2\n"
     with ReferenceServer(secret=SECRET) as backend:
         code, saved, report = check_url(backend, tmp_path, config)
     assert code == 0, saved["findings"]
     hold = saved["hold"]
-    assert (hold["closed_by"], hold["held_s"]) == ("not held", 0.0)
-    assert "only a WebSocket is held (sse journeys are not yet)" in report
+    assert (hold["closed_by"], hold["held_s"], hold["transport"]) == ("not held", 0.0, "sse")
+    assert hold["close_reason"] == holding.CLOSED_WITH_ANSWER
+    assert (
+        "User 1's event stream was not held (1.0 s asked, `journey.hold_s`): the stream closed with the answer; "
+        "each answer is one request bounded by the request timeout." in report
+    )
 
 
 def test_check__a_sharded_run_holds_one_users_connection_in_the_shard_that_runs_user_1(tmp_path: Path):

@@ -213,7 +213,9 @@ def test_check__a_connection_that_stays_open_is_held_the_whole_time_and_closed_b
 
 
 @pytest.mark.parametrize("profile", ["openai-chat", "adk", "ai-sdk"])
-def test_check__an_sse_stream_that_closed_with_its_answer_is_not_held_and_says_why(tmp_path: Path, profile: str):
+def test_check__an_sse_stream_that_closed_with_its_answer_is_not_held_and_says_why(
+    tmp_path: Path, profile: str
+):
     config = f"journey:\n  profile: {profile}\n  users: 1\n  hold_s: 1\n  event_timeout_s: 2\n"
     with ReferenceServer(secret=SECRET) as backend:
         code, saved, report = check_url(backend, tmp_path, config)

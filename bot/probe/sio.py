@@ -384,7 +384,8 @@ async def _hold(
             return ended("golden-path", why)
         if exc.reason == "server disconnect":
             return ended("server", "the server disconnected (a Socket.IO DISCONNECT or an Engine.IO CLOSE)")
-        return ended("network", f"the connection was dropped ({run.redactor.clip(exc.reason, 100)})")
+        reason = run.redactor.clip(exc.reason, 100)
+        return ended("network", f"no DISCONNECT; python-socketio reported a {reason}")
 
 
 async def receive(

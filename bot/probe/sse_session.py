@@ -152,7 +152,7 @@ async def _hold(
         return ended("golden-path", f"the stream sent {exc}")
     except sse.StreamEnded as exc:
         if exc.error:
-            return ended("network", f"the connection was dropped ({run.redactor.clip(exc.error, 200)})")
+            return ended("network", f"the body ended unfinished ({run.redactor.clip(exc.error, 200)})")
         return ended("server", "the server ended the response body")
     frames -= 1  # the last was the sentinel or the end of the body, not an event
     what = f"`{run.settings.sse.sentinel}`" if events.sentinel_seen else "the end of the body"

@@ -148,7 +148,9 @@ def test_check__the_first_request_is_the_cold_start_beside_the_serving_revisions
     assert not [f for f in saved["findings"] if f["kind"] == "perf-regression" and "cold" in f["fingerprint"]]
     # The first connection is measured apart too, with the serving revision's own first connection beside it.
     connect = next(c for c in saved["baseline"]["comparisons"] if c["id"] == "cold_connect_ms")
-    assert connect["p95"] is not None and connect["baseline_p95"] is not None and connect["regression"] is False
+    assert (
+        connect["p95"] is not None and connect["baseline_p95"] is not None and connect["regression"] is False
+    )
     assert saved["logs"]["instance_starts"] == 2
     assert 'Cloud Run logged 2 "Starting new instance" entries for the revision' in report
     assert "| Cold start: first request after deploy (GET /health) | 1 |" in report

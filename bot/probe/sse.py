@@ -66,6 +66,7 @@ class EventStreamParser:
     _data: list[str] = field(default_factory=list)
     _event: str = ""
     _last_id: str = ""
+    comments: int = 0  # `:` comment lines seen (a stream's keepalive)
 
     def feed(self, chunk: bytes, at: float = 0.0) -> list[Event]:
         """The events ``chunk`` completes, each stamped ``at``.
@@ -124,6 +125,7 @@ class EventStreamParser:
         if not line:
             return self._dispatch(at)
         if line.startswith(":"):
+            self.comments += 1
             return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
@@ -229,6 +231,11 @@ class EventStream:
     def buffered(self) -> bool:
         """An event is already read and parsed: the next ``recv()`` returns it without waiting."""
         return bool(self._queue)
+
+    @property
+    def comments(self) -> int:
+        """The `:` comment lines (keepalives) read so far."""
+        return self._parser.comments
 
     async def drain(self, *, limit_s: float = DRAIN_S, limit_bytes: int = DRAIN_BYTES) -> None:
         """Read what is left of the body once the journey has what it needs (after a sentinel: the chunked

@@ -69,5 +69,12 @@ def deploy_tagged(api: CloudRunStandIn, **new: Any) -> None:
     api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
 
 
+def deploy_revisions(api: CloudRunStandIn, *revisions: str, traffic: list[Route]) -> None:
+    """The service chat's revisions, created oldest first, and its traffic."""
+    for revision in revisions:
+        api.add_revision("chat", revision)
+    api.set_traffic("chat", traffic)
+
+
 def resolved(api: CloudRunStandIn, clients: cloudrun.CloudRunClients) -> Target:
     return resolve(clients, FakeTime(), []).target

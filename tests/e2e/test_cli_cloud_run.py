@@ -3,16 +3,15 @@ against the Cloud Run Admin API stand-in, reference backends on 127.0.0.1 and Go
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
+from tests.cli_support import run_main
 from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 from tests.standins.google_front_end import (
     TokenEndpoint,
@@ -28,12 +27,6 @@ OLD, NEW = "chat-00001-old", "chat-00002-new"
 IMAGE = "europe-docker.pkg.dev/p/repo/chat"
 DIGEST_OLD, DIGEST_NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 SA_EMAIL = "golden-path@p.iam.gserviceaccount.com"
-
-
-def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -55,12 +48,6 @@ def serving() -> Iterator[ReferenceServer]:
     """The revision serving users now, behind the service URL."""
     with ReferenceServer(secret=SECRET, version="0ld0ld0ld") as server:
         yield server
-
-
-@pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        yield standin
 
 
 def deploy(api: CloudRunStandIn, *, service_url: str, tag_url: str | None, tag: str = "pr-7") -> None:
@@ -109,7 +96,7 @@ def test_main__promote_awaits_an_unfinished_operation_with_progress(
     deploy(api, service_url=serving.url, tag_url=new.url)
     api.operation_polls = 2  # not done at the first poll, nor the second: as Cloud Run usually answers
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-pass", "promote"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -146,7 +133,7 @@ def test_action__failed_operation_is_recorded_exit_3_and_everything_is_still_wri
             "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_ON-PASS": "promote",
             "INPUT_JWT-SECRET": SECRET,
         }  # fmt: skip
-        code, _, err = _main(["action"], env)
+        code, _, err = run_main(["action"], env)
         comments = github.comments(pr)
 
     assert code == 3, err
@@ -172,7 +159,7 @@ def test_main__operation_not_done_in_time_is_exit_3_with_the_deadline(
     config = tmp_path / "slow.yml"
     config.write_text(FAST + "cloud_run:\n  operation_timeout_s: 2\n")
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-pass", "promote"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -194,7 +181,7 @@ def test_main__a_run_that_reached_only_the_service_url_never_moves_traffic(
 ):
     deploy(api, service_url=serving.url, tag_url=None)  # no tag: the old revision answers the service URL
 
-    code, _, err = _main(check_argv(api, config, tmp_path, *gate), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, *gate), {"JWT_SECRET_KEY": SECRET})
 
     assert api.updates() == [], "no traffic change may be sent for an untested revision"
     results = saved(tmp_path)
@@ -219,7 +206,7 @@ def test_main__version_skew_blocks_promotion_even_with_fail_on_p0(
         api, config, tmp_path, "--expected-image", DIGEST_OLD, "--fail-on", "p0", "--on-pass", "promote"
     )
 
-    code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
 
     assert api.updates() == []
     assert code == 1, err  # version skew fails the gate under every fail-on, so promotion is never attempted
@@ -240,7 +227,7 @@ def test_main__tag_selects_the_revision_and_its_url(
         [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=new.url), Route("chat-00003-other", 0, tag="pr-8")],
     )
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--tag", "pr-7"), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--tag", "pr-7"), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 0, err
     target = saved(tmp_path)["target"]
@@ -252,7 +239,7 @@ def test_main__a_tag_no_revision_carries_is_exit_2_naming_the_tags(
 ):
     deploy(api, service_url=serving.url, tag_url=new.url, tag="pr-7")
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--tag", "pr-9"), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--tag", "pr-9"), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 2
     assert "config key 'cloud_run.tag'" in err and "'pr-9'" in err and "tags that exist: pr-7" in err
@@ -271,7 +258,7 @@ def test_main__private_service_with_a_service_account_key(api: CloudRunStandIn, 
         key = service_account_key(tmp_path / "sa.json", token_uri=google.token_uri, email=SA_EMAIL)
         env = {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(key)}
         argv = check_argv(api, config, tmp_path / "out", "--private")
-        code, out, err = _main(argv, env)
+        code, out, err = run_main(argv, env)
 
     assert code == 0, err
     assert [a["target_audience"] for a in google.assertions] == [service_url]
@@ -301,7 +288,7 @@ def test_action__private_service_with_a_passed_id_token_is_masked(
             "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
             "INPUT_ID-TOKEN": token,
         }  # fmt: skip
-        code, out, err = _main(["action"], env)
+        code, out, err = run_main(["action"], env)
 
     assert code == 0, err
     assert {s.id_token for s in front.seen} == {token}
@@ -317,7 +304,7 @@ def test_main__private_service_without_a_token_is_iam_denied_not_the_apps_auth(
     private(backend, lambda _token: False)
     with backend:
         deploy(api, service_url=backend.url, tag_url=backend.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 1, err
     findings = saved(tmp_path)["findings"]
@@ -338,7 +325,7 @@ def test_main__iam_refusal_of_a_token_names_the_identity(api: CloudRunStandIn, c
             "JWT_SECRET_KEY": SECRET,
             "GOLDEN_PATH_ID_TOKEN": id_token_for(audience=backend.url, email=SA_EMAIL),
         }
-        code, _, err = _main(check_argv(api, config, tmp_path), env)
+        code, _, err = run_main(check_argv(api, config, tmp_path), env)
 
     assert code == 1, err
     denied = next(f for f in saved(tmp_path)["findings"] if f["kind"] == "iam-denied")
@@ -352,7 +339,7 @@ def test_main__private_without_credentials_is_one_line_exit_3_before_probing(
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")  # no metadata server here (nothing listens on 9)
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--private"), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--private"), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 3
     lines = [line for line in err.splitlines() if line.startswith("golden-path: error:")]
@@ -368,7 +355,7 @@ def test_main__private_with_a_missing_key_file_is_exit_3(
     deploy(api, service_url=new.url, tag_url=new.url)
     env = {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")}
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--private"), env)
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--private"), env)
 
     assert code == 3
     assert "missing.json: the file does not exist" in err and "google-github-actions/auth" in err
@@ -385,9 +372,9 @@ def test_main__baseline_side_by_side_and_a_regression_is_a_finding(
         secret=SECRET, version="abc1234def", faults=parse_faults(["delay:agent_started=400"])
     ) as slow:
         deploy(api, service_url=serving.url, tag_url=slow.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
         any_argv = check_argv(api, config, tmp_path / "any", "--fail-on", "any")
-        code_any, _, err_any = _main(any_argv, {"JWT_SECRET_KEY": SECRET})
+        code_any, _, err_any = run_main(any_argv, {"JWT_SECRET_KEY": SECRET})
 
     results = saved(tmp_path)
     baseline = results["baseline"]
@@ -407,7 +394,7 @@ def test_main__a_failing_baseline_is_said_and_the_new_revision_judged_alone(
 ):
     with ReferenceServer(secret=SECRET, version="0ld", faults=parse_faults(["ws-502"])) as broken:
         deploy(api, service_url=broken.url, tag_url=new.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 0, err
     results = saved(tmp_path)
@@ -431,7 +418,7 @@ def test_action__revision_facts_in_outputs_and_report(
         "INPUT_TAG": "pr-7", "INPUT_ON-PASS": "promote",
     }  # fmt: skip
 
-    code, _, err = _main(["action"], env)
+    code, _, err = run_main(["action"], env)
 
     assert code == 0, err
     written = outputs(tmp_path / "output")
@@ -458,7 +445,7 @@ def test_main__login_refused_by_the_front_end_is_iam_denied_not_a_login_failure(
     private(backend, lambda _token: False)
     with backend:
         deploy(api, service_url=backend.url, tag_url=backend.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"GOLDEN_PATH_PASSWORD": "golden-path"})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"GOLDEN_PATH_PASSWORD": "golden-path"})
 
     assert code == 1, err
     kinds = {f["kind"] for f in saved(tmp_path)["findings"]}
@@ -480,7 +467,7 @@ def test_main__private_service_by_url_uses_the_urls_origin_as_audience(config: P
             str(tmp_path),
             "--quiet",
         ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GOLDEN_PATH_ID_TOKEN": token})
+        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GOLDEN_PATH_ID_TOKEN": token})
 
     assert code == 0, err
     assert front.seen and {s.id_token for s in front.seen} == {token}
@@ -515,7 +502,7 @@ def test_action__rollback_of_a_preview_that_served_nothing_leaves_every_route_an
         "INPUT_TAG": "pr-7", "INPUT_ON-FAIL": "rollback",
     }  # fmt: skip
 
-    code, _, err = _main(["action"], env)
+    code, _, err = run_main(["action"], env)
 
     assert code == 1, err
     assert api.updates() == []
@@ -542,7 +529,7 @@ def test_main__rollback_with_nothing_known_to_have_served_is_refused_exit_3(
     routes = [Route(None, 100), Route("chat-00003-pr8", 0, tag="pr-8")]  # deployed with traffic (LATEST)
     api.set_traffic("chat", routes)
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-fail", "rollback"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -568,7 +555,7 @@ def test_main__rollback_to_a_known_good_tag_keeps_every_tag(
     )
     api.operation_polls = 2
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-fail", "rollback", "--rollback-to", "stable"),
         {"JWT_SECRET_KEY": SECRET},
     )
@@ -582,7 +569,7 @@ def test_main__rollback_to_a_known_good_tag_keeps_every_tag(
 def test_main__a_bad_rollback_to_tag_is_exit_2_naming_the_key(
     api: CloudRunStandIn, config: Path, tmp_path: Path
 ):
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--rollback-to", "Stable Tag"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -601,7 +588,7 @@ def test_main__promote_answered_503_but_applied_is_exit_0_and_recorded_applied(
     api.operation_polls = 2
     api.inject(429, path_contains="/services/chat", method="GET", times=1, retry_after="1")
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-pass", "promote"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -631,7 +618,7 @@ def test_main__sidecars_are_listed_and_the_ingress_image_is_compared(
     )
     api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=new.url)])
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--expected-image", f"{IMAGE}@{DIGEST_NEW}"),
         {"JWT_SECRET_KEY": SECRET},
     )
@@ -657,7 +644,7 @@ def test_main__a_revision_that_died_during_the_probe_says_why_in_the_finding_and
     )
     api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=broken.url)])
 
-    code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 1, err
     results = saved(tmp_path)

@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
@@ -109,12 +108,6 @@ class SlowBackend:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
-
-
-@pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        yield standin
 
 
 def _deploy(api: CloudRunStandIn, *, tag_url: str) -> None:

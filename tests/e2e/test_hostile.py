@@ -18,6 +18,7 @@ from websockets.http11 import Request
 
 from bot.cli import main
 from bot.untrusted import secret_forms
+from tests.cli_support import run_main
 from tests.standins.actions_runner import commands
 from tests.standins.hostile_http import (
     RawHTTPServer,
@@ -57,12 +58,6 @@ def _actions_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "INPUT_OUTPUT-DIR": str(tmp_path / "out"),
         **extra,
     }
-
-
-def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _config(tmp_path: Path, **sections: dict[str, object]) -> Path:
@@ -126,7 +121,7 @@ def test_main__text_from_the_server_runs_no_workflow_command_in_actions(
 ):
     env = _actions_env(tmp_path, JWT_SECRET_KEY=SECRET, INPUT_PUBLISH="false")
     env |= {"INPUT_URL": forging_backend.url, "INPUT_CONFIG": str(_config(tmp_path))}
-    code, out, err = _run(["action"], env)
+    code, out, err = run_main(["action"], env)
     assert code == 1, err
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {"event-error", "ws-closed-early", "answer-canned", "version-skew"} <= {
@@ -235,7 +230,7 @@ def test_main__no_form_of_any_secret_reaches_any_output(mode: str, tmp_path: Pat
             INPUT_CONFIG=str(_config(tmp_path, auth=auth)),
             **{"INPUT_JWT-SECRET": SECRET},
         )
-        code, out, err = _run(["action"], env)
+        code, out, err = run_main(["action"], env)
         published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
         published += [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
     assert code == 1, err
@@ -337,7 +332,7 @@ def test_main__a_secret_escaped_many_times_reaches_no_output(tmp_path: Path):
             INPUT_CONFIG=str(_config(tmp_path)),
             **{"INPUT_JWT-SECRET": SECRET},
         )
-        code, out, err = _run(["action"], env)
+        code, out, err = run_main(["action"], env)
         published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
         published += [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
     assert code == 1, err
@@ -386,7 +381,7 @@ def test_main__a_template_that_writes_a_secret_is_redacted_in_every_artifact(tmp
             INPUT_CONFIG=str(_config(tmp_path)),
             **{"INPUT_JWT-SECRET": SECRET, "INPUT_TEMPLATES-DIR": str(templates)},
         )
-        code, out, err = _run(["action"], env)
+        code, out, err = run_main(["action"], env)
         comments = [c.body for c in github.comments(pr)]
         issues = [i.body or "" for i in github.issues()]
     assert code == 1, err
@@ -419,7 +414,7 @@ def test_main__a_templates_dir_linking_outside_itself_is_exit_2_before_probing(t
             "--output-dir",
             str(tmp_path / "o"),
         ]
-        code, out, err = _run(argv, {"JWT_SECRET_KEY": SECRET})
+        code, out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
         seen = server.seen
     assert code == 2
     assert f"templates directory {str(templates)!r}: {str(templates / 'env')!r} is a symbolic link to" in err
@@ -444,7 +439,7 @@ def _check(url: str, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
     config = tmp_path / "quick.yml"
     config.write_text(json.dumps(QUICK))
     argv = ["check", "--url", url, "--config", str(config), "--output-dir", str(tmp_path / "out"), "--quiet"]
-    code, _, err = _run(argv, {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "junit.xml").is_file()
     return code, saved, err
@@ -555,7 +550,7 @@ def test_identity_for__a_hostile_login_answer_is_a_login_finding_not_a_crash(
                          session=unused) as backend:  # fmt: skip
         config = _config(tmp_path, auth={"mode": "login", "login": {"method": "GET"}})
         argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path / "o")]
-        code, _, err = _run(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
+        code, _, err = run_main(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
     assert code == 1, err
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
     failures = [c["failure"] for c in saved["checks"] if c["id"] == "login"]
@@ -595,7 +590,7 @@ def test_identity_for__a_login_answer_sent_a_byte_at_a_time_ends_at_the_login_de
     argv = ["check", "--url", "", "--config", str(config), "--output-dir", str(tmp_path / "o"), "--quiet"]
     with RawHTTPServer(routes) as server:
         argv[2] = server.url
-        code, _, err = _run(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
+        code, _, err = run_main(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
     assert code == 1, err
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
     failure = _failure(saved, "login")

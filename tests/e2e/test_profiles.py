@@ -1,6 +1,5 @@
 """Built-in protocol profiles, and a backend of another protocol configured from a YAML file alone."""
 
-import io
 import json
 from pathlib import Path
 
@@ -8,9 +7,9 @@ import pytest
 import yaml
 
 from bot import profiles
-from bot.cli import main
 from bot.config import build_settings
 from bot.errors import ConfigError
+from tests.cli_support import run_main
 from tests.standins import realtime_ws
 
 SECRET = "realtime-test-secret-0123456789abcdefghij"
@@ -22,12 +21,6 @@ REALTIME_CONFIG = _README.split("Example: a backend in the OpenAI-Realtime shape
     "```yaml\n", 1
 )[1]
 REALTIME_CONFIG = REALTIME_CONFIG.split("```", 1)[0]
-
-
-def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_names__every_built_in_profile_is_a_data_file_the_default_first():
@@ -92,28 +85,28 @@ def test_build_settings__bad_protocol_is_a_config_error_with_key_text_and_positi
 def test_main__bad_expression_exits_2_before_probing(tmp_path: Path):
     config = tmp_path / "gp.yml"
     config.write_text("journey:\n  owner:\n    user: 'data.[user'\n")
-    code, _out, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)], {})
+    code, _out, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)], {})
     assert code == 2
     assert "config key 'journey.owner.user'" in err and "'data.[user'" in err and "at position" in err
     assert "probing" not in err and "Traceback" not in err
 
 
 def test_main__profile_show_prints_a_profile_a_user_can_start_from(tmp_path: Path):
-    code, out, _ = _main(["profile", "show", "openai-realtime"], {})
+    code, out, _ = run_main(["profile", "show", "openai-realtime"], {})
     assert code == 0
     (tmp_path / "gp.yml").write_text(out)
     settings = build_settings(yaml.safe_load(out))
     assert settings.journey.completion_event == "response.done"
-    code, out, _ = _main(["profile", "show"], {})
+    code, out, _ = run_main(["profile", "show"], {})
     assert out.split() == list(profiles.names())
-    code, _, err = _main(["profile", "show", "nope"], {})
+    code, _, err = run_main(["profile", "show", "nope"], {})
     assert code == 2 and "unknown profile 'nope'" in err
 
 
 def test_main__legacy_keys_keep_working_with_a_warning_naming_the_new_spelling(tmp_path: Path):
     config = tmp_path / "gp.yml"
     config.write_text("journey:\n  message_type: user_message\n  text_field: content\n  users: 1\n")
-    code, _, err = _main(
+    code, _, err = run_main(
         ["demo", "--config", str(config), "--output-dir", str(tmp_path / "out"), "--quiet"], {}
     )
     assert code == 0, err
@@ -142,7 +135,7 @@ def _check_realtime(tmp_path: Path, fault: str | None) -> dict:
             str(tmp_path),
             "--quiet",
         ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
+        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
     saved = json.loads((tmp_path / "results.json").read_text())
     saved["exit_code"], saved["stderr"] = code, err
     return saved
@@ -182,7 +175,7 @@ def test_main__isolation_without_owner_or_nonce_is_not_verified_and_counted_apar
     config.write_text(REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS)
     with realtime_ws.running(secret=SECRET) as backend:
         argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path)]
-        code, out, _err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+        code, out, _err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     saved = json.loads((tmp_path / "results.json").read_text())
     isolation = [c for c in saved["checks"] if c["id"] == "isolation"]
     assert [c["status"] for c in isolation] == ["not verified"] * 3
@@ -195,7 +188,7 @@ def test_main__isolation_without_owner_or_nonce_is_not_verified_and_counted_apar
 
 def test_main__demo_openai_realtime_cross_talk_fails_with_isolation_leak(tmp_path: Path):
     argv = ["demo", "--profile", "openai-realtime", "--fault", "cross-talk", "--users", "3"]
-    code, _out, err = _main([*argv, "--output-dir", str(tmp_path), "--quiet"], {})
+    code, _out, err = run_main([*argv, "--output-dir", str(tmp_path), "--quiet"], {})
     assert code == 1, err
     saved = json.loads((tmp_path / "results.json").read_text())
     assert "isolation-leak" in [f["kind"] for f in saved["findings"]]
@@ -215,7 +208,7 @@ def test_main__no_health_paths_leaves_the_version_not_verified_not_passed(tmp_pa
             str(tmp_path),
             "--quiet",
         ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
+        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
     saved = json.loads((tmp_path / "results.json").read_text())
     version = next(c for c in saved["checks"] if c["id"] == "version")
     assert version["status"] == "not verified", version
@@ -241,7 +234,7 @@ def test_main__health_expression_that_is_false_is_an_unhealthy_finding(tmp_path:
             str(tmp_path),
             "--quiet",
         ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     saved = json.loads((tmp_path / "results.json").read_text())
     assert code == 1, err
     finding = next(f for f in saved["findings"] if f["kind"] == "http-status")

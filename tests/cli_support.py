@@ -24,12 +24,13 @@ def write_config(tmp_path: Path, text: str, name: str = "golden-path.yml") -> Pa
     return path
 
 
-def check_url_argv(url: str, config: Path, output: Path, *extra: str) -> list[str]:
-    """``check --url`` against ``url``, quiet, writing its artifacts to ``output``."""
-    return ["check", "--url", url, "--config", str(config), "--output-dir", str(output), "--quiet", *extra]
+def check_url_argv(url: str, config: Path, output: Path, *extra: str, quiet: bool = True) -> list[str]:
+    """``check --url`` against ``url``, writing its artifacts to ``output``; ``quiet``: no report on stdout."""
+    argv = ["check", "--url", url, "--config", str(config), "--output-dir", str(output)]
+    return [*argv, *(["--quiet"] if quiet else []), *extra]
 
 
-def saved(output: Path) -> dict[str, Any]:
+def results_json(output: Path) -> dict[str, Any]:
     """The results.json a run wrote to ``output``."""
     loaded: dict[str, Any] = json.loads((output / "results.json").read_text())
     return loaded

@@ -10,7 +10,7 @@ import pytest
 
 from bot.cli import main
 from bot.reference.server import ReferenceServer
-from tests.cli_support import run_main
+from tests.cli_support import run_main, write_config
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
 # Generous targets: these tests are about verdicts, not speed, and the machine is shared and noisy.
@@ -23,9 +23,7 @@ FAST = (
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(FAST)
-    return path
+    return write_config(tmp_path, FAST)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
-from tests.cli_support import run_main
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
 from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 from tests.standins.google_front_end import (
     TokenEndpoint,
@@ -31,9 +31,7 @@ SA_EMAIL = "golden-path@p.iam.gserviceaccount.com"
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(FAST)
-    return path
+    return write_config(tmp_path, FAST)
 
 
 @pytest.fixture
@@ -66,8 +64,15 @@ def check_argv(api: CloudRunStandIn, config: Path, output: Path, *extra: str) ->
     return ["check", *coordinates, "--config", str(config), "--output-dir", str(output), "--quiet", *extra]
 
 
-def saved(output: Path) -> dict:
-    return json.loads((output / "results.json").read_text())
+def action_env(api: CloudRunStandIn, config: Path, tmp_path: Path, **inputs: str) -> dict[str, str]:
+    """The Action's environment on a runner, not publishing, for service chat on the stand-in; ``inputs`` by
+    their action.yml names (``TAG="pr-7"`` is ``INPUT_TAG``)."""
+    return {
+        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
+        "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
+        "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
+        **{f"INPUT_{name}": value for name, value in inputs.items()},
+    }  # fmt: skip
 
 
 def outputs(path: Path) -> dict[str, str]:
@@ -105,7 +110,7 @@ def test_main__promote_awaits_an_unfinished_operation_with_progress(
     waits = [line for line in err.splitlines() if "waiting for Cloud Run to apply the traffic change" in line]
     assert len(waits) == 2 and "s elapsed" in waits[0]
     assert api.operation_gets() == 3  # two answered "not done", the third "done"
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["action"], action["applied"], action["error"]) == ("promote", True, False)
     assert (action["before"], action["after"]) == ({OLD: 100}, {NEW: 100})
     assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
@@ -138,7 +143,7 @@ def test_action__failed_operation_is_recorded_exit_3_and_everything_is_still_wri
 
     assert code == 3, err
     assert "Traceback" not in err
-    results = saved(tmp_path / "out")
+    results = results_json(tmp_path / "out")
     assert results["verdict"] == "pass"
     (action,) = results["traffic_actions"]
     assert (action["applied"], action["error"]) == (False, True)
@@ -164,7 +169,7 @@ def test_main__operation_not_done_in_time_is_exit_3_with_the_deadline(
     )
 
     assert code == 3, err
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert action["error"] and "not done after 2 s" in action["message"]
     assert "cloud_run.operation_timeout_s" in action["message"]
 
@@ -184,7 +189,7 @@ def test_main__a_run_that_reached_only_the_service_url_never_moves_traffic(
     code, _, err = run_main(check_argv(api, config, tmp_path, *gate), {"JWT_SECRET_KEY": SECRET})
 
     assert api.updates() == [], "no traffic change may be sent for an untested revision"
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     assert results["verdict"] != "pass"
     assert results["target"]["tested_alone"] is False
     assert "chat:revision-not-tested" in [f["fingerprint"] for f in results["findings"]]
@@ -210,7 +215,7 @@ def test_main__version_skew_blocks_promotion_even_with_fail_on_p0(
 
     assert api.updates() == []
     assert code == 1, err  # version skew fails the gate under every fail-on, so promotion is never attempted
-    for action in saved(tmp_path)["traffic_actions"]:
+    for action in results_json(tmp_path)["traffic_actions"]:
         assert action["refused"] and "version skew" in action["message"]
 
 
@@ -230,7 +235,7 @@ def test_main__tag_selects_the_revision_and_its_url(
     code, _, err = run_main(check_argv(api, config, tmp_path, "--tag", "pr-7"), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 0, err
-    target = saved(tmp_path)["target"]
+    target = results_json(tmp_path)["target"]
     assert (target["revision"], target["tag"], target["url"]) == (NEW, "pr-7", new.url)
 
 
@@ -282,13 +287,7 @@ def test_action__private_service_with_a_passed_id_token_is_masked(
     with backend:
         token = id_token_for(audience=backend.url, email=SA_EMAIL)
         deploy(api, service_url=backend.url, tag_url=backend.url)
-        env = {
-            "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
-            "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
-            "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
-            "INPUT_ID-TOKEN": token,
-        }  # fmt: skip
-        code, out, err = run_main(["action"], env)
+        code, out, err = run_main(["action"], action_env(api, config, tmp_path, **{"ID-TOKEN": token}))
 
     assert code == 0, err
     assert {s.id_token for s in front.seen} == {token}
@@ -307,7 +306,7 @@ def test_main__private_service_without_a_token_is_iam_denied_not_the_apps_auth(
         code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 1, err
-    findings = saved(tmp_path)["findings"]
+    findings = results_json(tmp_path)["findings"]
     kinds = {f["kind"] for f in findings}
     assert "iam-denied" in kinds and "ws-auth-rejected" not in kinds
     denied = next(f for f in findings if f["kind"] == "iam-denied")
@@ -328,7 +327,7 @@ def test_main__iam_refusal_of_a_token_names_the_identity(api: CloudRunStandIn, c
         code, _, err = run_main(check_argv(api, config, tmp_path), env)
 
     assert code == 1, err
-    denied = next(f for f in saved(tmp_path)["findings"] if f["kind"] == "iam-denied")
+    denied = next(f for f in results_json(tmp_path)["findings"] if f["kind"] == "iam-denied")
     assert f"`{SA_EMAIL}`" in denied["remediation"]
 
 
@@ -376,7 +375,7 @@ def test_main__baseline_side_by_side_and_a_regression_is_a_finding(
         any_argv = check_argv(api, config, tmp_path / "any", "--fail-on", "any")
         code_any, _, err_any = run_main(any_argv, {"JWT_SECRET_KEY": SECRET})
 
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     baseline = results["baseline"]
     assert (baseline["status"], baseline["url"], baseline["revision"]) == ("measured", serving.url, OLD)
     startup = next(c for c in baseline["comparisons"] if c["id"] == "agent_startup_ms")
@@ -397,7 +396,7 @@ def test_main__a_failing_baseline_is_said_and_the_new_revision_judged_alone(
         code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 0, err
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     assert results["verdict"] == "pass"
     assert results["baseline"]["status"] == "failed"
     assert "judged on its own" in results["baseline"]["summary"]
@@ -411,14 +410,9 @@ def test_action__revision_facts_in_outputs_and_report(
     api: CloudRunStandIn, new: ReferenceServer, serving: ReferenceServer, config: Path, tmp_path: Path
 ):
     deploy(api, service_url=serving.url, tag_url=new.url)
-    env = {
-        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
-        "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
-        "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
-        "INPUT_TAG": "pr-7", "INPUT_ON-PASS": "promote",
-    }  # fmt: skip
-
-    code, _, err = run_main(["action"], env)
+    code, _, err = run_main(
+        ["action"], action_env(api, config, tmp_path, TAG="pr-7", **{"ON-PASS": "promote"})
+    )
 
     assert code == 0, err
     written = outputs(tmp_path / "output")
@@ -448,7 +442,7 @@ def test_main__login_refused_by_the_front_end_is_iam_denied_not_a_login_failure(
         code, _, err = run_main(check_argv(api, config, tmp_path), {"GOLDEN_PATH_PASSWORD": "golden-path"})
 
     assert code == 1, err
-    kinds = {f["kind"] for f in saved(tmp_path)["findings"]}
+    kinds = {f["kind"] for f in results_json(tmp_path)["findings"]}
     assert "iam-denied" in kinds and "login-failed" not in kinds
 
 
@@ -457,21 +451,12 @@ def test_main__private_service_by_url_uses_the_urls_origin_as_audience(config: P
     front = private(backend, valid_for(lambda: backend.url))
     with backend:
         token = id_token_for(audience=backend.url, email=SA_EMAIL)
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GOLDEN_PATH_ID_TOKEN": token})
+        env = {"JWT_SECRET_KEY": SECRET, "GOLDEN_PATH_ID_TOKEN": token}
+        code, _, err = run_main(check_url_argv(backend.url, config, tmp_path), env)
 
     assert code == 0, err
     assert front.seen and {s.id_token for s in front.seen} == {token}
-    assert saved(tmp_path)["baseline"] is None  # no Cloud Run, no serving revision to compare with
+    assert results_json(tmp_path)["baseline"] is None  # no Cloud Run, no serving revision to compare with
 
 
 # -- rollback only to what served users (the exact traffic after the run) --------------------------------------
@@ -495,21 +480,16 @@ def test_action__rollback_of_a_preview_that_served_nothing_leaves_every_route_an
         Route(NEW, 0, tag="pr-7", uri=broken.url),
     ]
     api.set_traffic("chat", routes)
-    env = {
-        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
-        "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
-        "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
-        "INPUT_TAG": "pr-7", "INPUT_ON-FAIL": "rollback",
-    }  # fmt: skip
-
-    code, _, err = run_main(["action"], env)
+    code, _, err = run_main(
+        ["action"], action_env(api, config, tmp_path, TAG="pr-7", **{"ON-FAIL": "rollback"})
+    )
 
     assert code == 1, err
     assert api.updates() == []
     assert api.routes("chat") == [Route(r.revision, r.percent, r.tag) for r in routes]
     written = outputs(tmp_path / "output")
     assert written["traffic-action"] == "none"
-    (action,) = saved(tmp_path / "out")["traffic_actions"]
+    (action,) = results_json(tmp_path / "out")["traffic_actions"]
     assert (
         action["noop"] and action["message"] == "nothing to roll back: the tested revision served no traffic"
     )
@@ -539,7 +519,7 @@ def test_main__rollback_with_nothing_known_to_have_served_is_refused_exit_3(
     assert refusal and "cloud_run.rollback_to" in refusal[0]
     assert api.updates() == []
     assert api.routes("chat") == [Route(None, 100), Route("chat-00003-pr8", 0, tag="pr-8")]
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["error"], action["refused"], action["applied"]) == (True, True, False)
 
 
@@ -562,7 +542,7 @@ def test_main__rollback_to_a_known_good_tag_keeps_every_tag(
 
     assert code == 1, err
     assert api.routes("chat") == [Route(OLD, 100, tag="stable"), Route("chat-00003-pr8", 0, tag="pr-8")]
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["revision"], action["applied"], action["after"]) == (OLD, True, {OLD: 100})
 
 
@@ -594,7 +574,7 @@ def test_main__promote_answered_503_but_applied_is_exit_0_and_recorded_applied(
 
     assert code == 0, err
     assert "rate limited" in err
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["applied"], action["error"]) == (True, False)
     assert "but applied it" in action["message"]
     assert api.routes("chat") == [Route(NEW, 100, tag="pr-7")]
@@ -624,7 +604,7 @@ def test_main__sidecars_are_listed_and_the_ingress_image_is_compared(
     )
 
     assert code == 0, err
-    target = saved(tmp_path)["target"]
+    target = results_json(tmp_path)["target"]
     assert (target["image"], target["digest"]) == (f"{IMAGE}@{DIGEST_NEW}", DIGEST_NEW)
     assert target["containers"] == [
         {"name": "collector", "image": collector, "ingress": False, "digest": None},
@@ -647,7 +627,7 @@ def test_main__a_revision_that_died_during_the_probe_says_why_in_the_finding_and
     code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 1, err
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     died = [f for f in results["findings"] if f["kind"] == "revision-not-ready"]
     assert len(died) == 1 and died[0]["severity"] == "P0"
     assert "Container called exit(1)." in died[0]["evidence"]["message"]

@@ -20,6 +20,7 @@ from bot.cli import main
 from bot.untrusted import secret_forms
 from tests.cli_support import run_main
 from tests.standins.actions_runner import commands
+from tests.standins.github_api import GitHubStandIn
 from tests.standins.hostile_http import (
     RawHTTPServer,
     ScriptedBackend,
@@ -58,6 +59,28 @@ def _actions_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "INPUT_OUTPUT-DIR": str(tmp_path / "out"),
         **extra,
     }
+
+
+def _pull_request_env(
+    tmp_path: Path, github: GitHubStandIn, url: str, config: Path, **extra: str
+) -> tuple[int, dict[str, str]]:
+    """A new pull request on the GitHub stand-in, and the Action's environment of a run for it against ``url``
+    (publishing with GITHUB_TOKEN): the PR's number and the environment."""
+    pr = github.add_pull(head_sha="abc1234def")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
+    pull_request = {
+        "GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_API_URL": github.api_url, "GITHUB_SERVER_URL": github.server_url,
+        "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event),
+        "INPUT_URL": url, "INPUT_SERVICE": "chat-backend", "INPUT_CONFIG": str(config), "INPUT_JWT-SECRET": SECRET,
+    }  # fmt: skip
+    return pr, _actions_env(tmp_path, **pull_request, **extra)
+
+
+def _published(github: GitHubStandIn, pr: int) -> list[str]:
+    """Every text the run wrote to GitHub: the comments on the PR and on its issues, the issues' bodies and titles."""
+    published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
+    return published + [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
 
 
 def _config(tmp_path: Path, **sections: dict[str, object]) -> Path:
@@ -204,35 +227,23 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["hs256", "login"])
 def test_main__no_form_of_any_secret_reaches_any_output(mode: str, tmp_path: Path):
-    from tests.standins.github_api import GitHubStandIn
-
     known = (SECRET, GITHUB_TOKEN, ID_TOKEN, PASSWORD)
     session = EchoEverything(known)
     with (
         ScriptedBackend(http=_echo_http(known), session=session) as backend,
         GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
     ):
-        pr = github.add_pull(head_sha="abc1234def")
-        event = tmp_path / "event.json"
-        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
         auth = {"mode": mode, "login": {"method": "GET"}}
-        env = _actions_env(
+        pr, env = _pull_request_env(
             tmp_path,
-            GITHUB_TOKEN=GITHUB_TOKEN,
-            GITHUB_API_URL=github.api_url,
-            GITHUB_SERVER_URL=github.server_url,
-            GITHUB_EVENT_NAME="pull_request",
-            GITHUB_EVENT_PATH=str(event),
+            github,
+            backend.url,
+            _config(tmp_path, auth=auth),
             ACTIONS_ID_TOKEN_REQUEST_TOKEN=ID_TOKEN,
             GOLDEN_PATH_PASSWORD=PASSWORD,
-            INPUT_URL=backend.url,
-            INPUT_SERVICE="chat-backend",
-            INPUT_CONFIG=str(_config(tmp_path, auth=auth)),
-            **{"INPUT_JWT-SECRET": SECRET},
         )
         code, out, err = run_main(["action"], env)
-        published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
-        published += [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
+        published = _published(github, pr)
     assert code == 1, err
     files = [p.read_text() for p in (tmp_path / "out").iterdir()]
     files += [(tmp_path / "output.txt").read_text(), (tmp_path / "summary.md").read_text()]
@@ -308,33 +319,17 @@ class EchoDeep:
 
 def test_main__a_secret_escaped_many_times_reaches_no_output(tmp_path: Path):
     """Regression (#19): a secret with `"` or `\\` echoed inside a JSON string inside a frame leaked."""
-    from tests.standins.github_api import GitHubStandIn
-
     known = (SECRET, GITHUB_TOKEN, PASSWORD)
     health = json.dumps({"status": "ok", "version": json.dumps(json.dumps(list(known)))})
     with (
         ScriptedBackend(http=_health(health), session=EchoDeep(known)) as backend,
         GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
     ):
-        pr = github.add_pull(head_sha="abc1234def")
-        event = tmp_path / "event.json"
-        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
-        env = _actions_env(
-            tmp_path,
-            GITHUB_TOKEN=GITHUB_TOKEN,
-            GITHUB_API_URL=github.api_url,
-            GITHUB_SERVER_URL=github.server_url,
-            GITHUB_EVENT_NAME="pull_request",
-            GITHUB_EVENT_PATH=str(event),
-            GOLDEN_PATH_PASSWORD=PASSWORD,
-            INPUT_URL=backend.url,
-            INPUT_SERVICE="chat-backend",
-            INPUT_CONFIG=str(_config(tmp_path)),
-            **{"INPUT_JWT-SECRET": SECRET},
+        pr, env = _pull_request_env(
+            tmp_path, github, backend.url, _config(tmp_path), GOLDEN_PATH_PASSWORD=PASSWORD
         )
         code, out, err = run_main(["action"], env)
-        published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
-        published += [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
+        published = _published(github, pr)
     assert code == 1, err
     files = [p.read_text() for p in (tmp_path / "out").iterdir()]
     files += [(tmp_path / "output.txt").read_text(), (tmp_path / "summary.md").read_text()]
@@ -348,8 +343,6 @@ def test_main__a_secret_escaped_many_times_reaches_no_output(tmp_path: Path):
 def test_main__a_template_that_writes_a_secret_is_redacted_in_every_artifact(tmp_path: Path):
     """Every rendered artifact passes the redactor before it is written or sent: report.md, the step summary,
     the PR comment, the issue; a user's template is text golden-path did not write."""
-    from tests.standins.github_api import GitHubStandIn
-
     templates = tmp_path / "templates"
     templates.mkdir()
     leak = f"leaked: {SECRET} {_json_escaped(SECRET, 2)} {_url_encoded(GITHUB_TOKEN, 2)}\n"
@@ -366,20 +359,8 @@ def test_main__a_template_that_writes_a_secret_is_redacted_in_every_artifact(tmp
         ScriptedBackend(http=_health('{"status": "ok"}'), session=fails) as backend,
         GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
     ):
-        pr = github.add_pull(head_sha="abc1234def")
-        event = tmp_path / "event.json"
-        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
-        env = _actions_env(
-            tmp_path,
-            GITHUB_TOKEN=GITHUB_TOKEN,
-            GITHUB_API_URL=github.api_url,
-            GITHUB_SERVER_URL=github.server_url,
-            GITHUB_EVENT_NAME="pull_request",
-            GITHUB_EVENT_PATH=str(event),
-            INPUT_URL=backend.url,
-            INPUT_SERVICE="chat-backend",
-            INPUT_CONFIG=str(_config(tmp_path)),
-            **{"INPUT_JWT-SECRET": SECRET, "INPUT_TEMPLATES-DIR": str(templates)},
+        pr, env = _pull_request_env(
+            tmp_path, github, backend.url, _config(tmp_path), **{"INPUT_TEMPLATES-DIR": str(templates)}
         )
         code, out, err = run_main(["action"], env)
         comments = [c.body for c in github.comments(pr)]

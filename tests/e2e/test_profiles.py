@@ -9,7 +9,7 @@ import yaml
 from bot import profiles
 from bot.config import build_settings
 from bot.errors import ConfigError
-from tests.cli_support import run_main
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
 from tests.standins import realtime_ws
 
 SECRET = "realtime-test-secret-0123456789abcdefghij"
@@ -120,29 +120,23 @@ QUIET_TARGETS = (
 )
 
 
-def _check_realtime(tmp_path: Path, fault: str | None) -> dict:
-    config = tmp_path / "golden-path.yml"
-    assert "\ntargets:" not in REALTIME_CONFIG
-    config.write_text(REALTIME_CONFIG + QUIET_TARGETS)
+def _check_realtime(
+    tmp_path: Path, config: str, *, fault: str | None = None, sha: bool = True, quiet: bool = True
+) -> dict:
+    """`check --url` against the OpenAI-Realtime-like stand-in (``fault``) with ``config``; ``sha``: GITHUB_SHA
+    names the stand-in's version. results.json, with the exit code, stdout and stderr added."""
+    path = write_config(tmp_path, config)
+    env = {"JWT_SECRET_KEY": SECRET} | ({"GITHUB_SHA": realtime_ws.VERSION} if sha else {})
     with realtime_ws.running(secret=SECRET, fault=fault) as backend:
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
-    saved = json.loads((tmp_path / "results.json").read_text())
-    saved["exit_code"], saved["stderr"] = code, err
-    return saved
+        code, out, err = run_main(check_url_argv(backend.url, path, tmp_path, quiet=quiet), env)
+    found = results_json(tmp_path)
+    found["exit_code"], found["stdout"], found["stderr"] = code, out, err
+    return found
 
 
 def test_main__a_realtime_backend_configured_from_yaml_alone_passes(tmp_path: Path):
-    saved = _check_realtime(tmp_path, None)
+    assert "\ntargets:" not in REALTIME_CONFIG
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS)
     assert (saved["verdict"], saved["exit_code"]) == ("pass", 0), saved["findings"] or saved["stderr"]
     answers = [c for c in saved["checks"] if c["id"] == "answer"]
     assert len(answers) == 3 and all("The answer is 4" in c["summary"] for c in answers)
@@ -162,7 +156,7 @@ def test_main__a_realtime_backend_configured_from_yaml_alone_passes(tmp_path: Pa
     ],
 )
 def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kind: str, says: str):
-    saved = _check_realtime(tmp_path, fault)
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS, fault=fault)
     assert saved["verdict"] == "fail" and saved["exit_code"] == 1
     finding = next((f for f in saved["findings"] if f["kind"] == kind), None)
     assert finding is not None, saved["findings"]
@@ -171,19 +165,15 @@ def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kin
 
 
 def test_main__isolation_without_owner_or_nonce_is_not_verified_and_counted_apart(tmp_path: Path):
-    config = tmp_path / "golden-path.yml"
-    config.write_text(REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS)
-    with realtime_ws.running(secret=SECRET) as backend:
-        argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path)]
-        code, out, _err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
-    saved = json.loads((tmp_path / "results.json").read_text())
+    config = REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS
+    saved = _check_realtime(tmp_path, config, sha=False, quiet=False)
     isolation = [c for c in saved["checks"] if c["id"] == "isolation"]
     assert [c["status"] for c in isolation] == ["not verified"] * 3
     assert "no sent frame carries a {nonce}" in isolation[0]["summary"]
-    assert saved["verdict"] == "pass" and code == 0
-    headline = out.splitlines()[0]
+    assert saved["verdict"] == "pass" and saved["exit_code"] == 0
+    headline = saved["stdout"].splitlines()[0]
     assert headline.endswith("(3 not verified)"), headline
-    assert "could not be verified" in out and "Nothing to do" not in out
+    assert "could not be verified" in saved["stdout"] and "Nothing to do" not in saved["stdout"]
 
 
 def test_main__demo_openai_realtime_cross_talk_fails_with_isolation_leak(tmp_path: Path):
@@ -195,48 +185,17 @@ def test_main__demo_openai_realtime_cross_talk_fails_with_isolation_leak(tmp_pat
 
 
 def test_main__no_health_paths_leaves_the_version_not_verified_not_passed(tmp_path: Path):
-    config = tmp_path / "gp.yml"
-    config.write_text(REALTIME_CONFIG.replace("  paths: [/healthz]", "  paths: []"))
-    with realtime_ws.running(secret=SECRET) as backend:
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG.replace("  paths: [/healthz]", "  paths: []"))
     version = next(c for c in saved["checks"] if c["id"] == "version")
     assert version["status"] == "not verified", version
     assert "no health body named a version" in version["summary"]
-    assert code == 0, err
+    assert saved["exit_code"] == 0, saved["stderr"]
 
 
 def test_main__health_expression_that_is_false_is_an_unhealthy_finding(tmp_path: Path):
-    config = tmp_path / "gp.yml"
-    config.write_text(
-        REALTIME_CONFIG.replace(
-            "  paths: [/healthz]", "  paths: [/healthz]\n  healthy: \"version == 'other'\""
-        )
-    )
-    with realtime_ws.running(secret=SECRET) as backend:
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert code == 1, err
+    healthy = "  paths: [/healthz]\n  healthy: \"version == 'other'\""
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG.replace("  paths: [/healthz]", healthy), sha=False)
+    assert saved["exit_code"] == 1, saved["stderr"]
     finding = next(f for f in saved["findings"] if f["kind"] == "http-status")
     assert finding["fingerprint"] == "realtime-chat:http-status:unhealthy"
     assert "`version == 'other'` (health.healthy) is not true of its body" in finding["observed"]

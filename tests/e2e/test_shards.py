@@ -24,7 +24,7 @@ from bot.results import (
     Target,
     Verdict,
 )
-from tests.cli_support import run_main
+from tests.cli_support import run_main, write_config
 
 SECRET = "shard-test-secret-0123456789abcdefghijklmnop"
 FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n"
@@ -38,9 +38,7 @@ def backend() -> Iterator[ReferenceServer]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(FAST)
-    return path
+    return write_config(tmp_path, FAST)
 
 
 @pytest.mark.parametrize("users,count", [(7, 3), (3, 5), (1000, 7), (10, 10)])

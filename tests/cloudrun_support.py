@@ -33,6 +33,11 @@ class FakeTime:
         return self.now
 
 
+def cloud_run_flags(api: CloudRunStandIn) -> list[str]:
+    """The command line's flags naming service chat of project p, region r, on the stand-in."""
+    return ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
+
+
 def settings(**overrides: Any) -> CloudRunSettings:
     values: dict[str, Any] = {
         "project": "p",

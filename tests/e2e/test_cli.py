@@ -11,6 +11,8 @@ import pytest
 from bot.cli import main
 from bot.reference.server import ReferenceServer
 from tests.cli_support import run_main, write_config
+from tests.cloudrun_support import cloud_run_flags
+from tests.configs import QUIET_TARGETS_YAML
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
 # Generous targets: these tests are about verdicts, not speed, and the machine is shared and noisy.
@@ -183,8 +185,7 @@ def _cloud_run(api, backend_url: str) -> None:
 
 
 def _cloud_argv(api, config: Path, output: Path, *extra: str) -> list[str]:
-    coordinates = ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
-    return ["check", *coordinates, "--config", str(config), "--output-dir", str(output), *extra]
+    return ["check", *cloud_run_flags(api), "--config", str(config), "--output-dir", str(output), *extra]
 
 
 def test_main__check_cloud_run_revision_reports_its_facts_and_promotes(
@@ -449,9 +450,7 @@ def test_main__a_thousand_users_from_the_cli_every_journey_and_event_counted(
         "journey: {users: 600, event_timeout_s: 60, sla_s: 120}\n"
         "load: {users: 400, concurrent: true}\n"
         "websocket: {open_timeout_s: 60}\n"
-        "timeouts: {connect_s: 60, request_s: 60, run_s: 300}\n"
-        "targets: {api_ms: 60000, handshake_ms: 60000, agent_startup_ms: 60000, processing_ms: 60000,"
-        " total_ms: 60000}\n"
+        "timeouts: {connect_s: 60, request_s: 60, run_s: 300}\n" + QUIET_TARGETS_YAML
     )
     command = (
         f"ulimit -Sn 1024 && exec {sys.executable} -m bot check --url {backend.url} --config {config}"

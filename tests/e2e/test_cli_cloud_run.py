@@ -12,6 +12,7 @@ import pytest
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.cloudrun_support import cloud_run_flags
 from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 from tests.standins.google_front_end import (
     TokenEndpoint,
@@ -60,8 +61,16 @@ def deploy(api: CloudRunStandIn, *, service_url: str, tag_url: str | None, tag: 
 
 
 def check_argv(api: CloudRunStandIn, config: Path, output: Path, *extra: str) -> list[str]:
-    coordinates = ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
-    return ["check", *coordinates, "--config", str(config), "--output-dir", str(output), "--quiet", *extra]
+    return [
+        "check",
+        *cloud_run_flags(api),
+        "--config",
+        str(config),
+        "--output-dir",
+        str(output),
+        "--quiet",
+        *extra,
+    ]
 
 
 def action_env(api: CloudRunStandIn, config: Path, tmp_path: Path, **inputs: str) -> dict[str, str]:

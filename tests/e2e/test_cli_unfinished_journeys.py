@@ -22,6 +22,7 @@ from bot import cloudrun, pipeline, results
 from bot.cli import main
 from bot.config import build_settings
 from tests import samples
+from tests.cloudrun_support import cloud_run_flags
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.hostile_ws import EVENTS, event, read_message
 
@@ -123,7 +124,7 @@ def _check(api: CloudRunStandIn, tmp_path: Path, config: str, *flags: str) -> tu
     out, err = io.StringIO(), io.StringIO()
     argv = [
         "check",
-        *("--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url),
+        *cloud_run_flags(api),
         *("--config", str(path), "--output-dir", str(tmp_path / "out"), "--quiet", *flags),
     ]
     code = main(argv, env={"JWT_SECRET_KEY": SECRET}, stdout=out, stderr=err)

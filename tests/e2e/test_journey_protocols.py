@@ -27,6 +27,7 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Kind, Status
 from bot.settings import Settings
+from tests.configs import QUIET_TARGETS
 from tests.standins import fastapi_realtime, graphql_chat
 from tests.standins.asgi import AsgiProcess, AsgiServer
 
@@ -36,14 +37,7 @@ FAST = {
     "journey": {"users": 3, "event_timeout_s": 1.5},
     "websocket": {"open_timeout_s": 2},
     "timeouts": {"connect_s": 2, "request_s": 2, "run_s": 20},
-    # Speed is not what these tests judge (a shared 2-core machine is noisy): targets out of the way.
-    "targets": {
-        "api_ms": 60000,
-        "handshake_ms": 60000,
-        "agent_startup_ms": 60000,
-        "processing_ms": 60000,
-        "total_ms": 60000,
-    },
+    "targets": QUIET_TARGETS,
 }
 
 
@@ -76,6 +70,12 @@ def run(settings: Settings, credentials: Credentials) -> tuple[ProbeOutcome, lis
     return outcome, [f.fingerprint for f in findings]
 
 
+def probe_example(title: str, app: Any) -> tuple[ProbeOutcome, list[str]]:
+    """The README's example ``title`` probing ``app`` (an ASGI app) served on 127.0.0.1."""
+    with AsgiServer(app) as server:
+        return run(settings_for(title, server.url), Credentials(secret=SECRET))
+
+
 def checks(outcome: ProbeOutcome, check_id: str) -> list[CheckResult]:
     return [c for c in outcome.checks if c.id == check_id]
 
@@ -86,8 +86,7 @@ GRAPHQL = "Example: GraphQL subscriptions (graphql-transport-ws)"
 
 
 def test_probe__graphql_subscription_server_passes_with_the_token_in_connection_init():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
-        outcome, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(GRAPHQL, graphql_chat.create_app(secret=SECRET))
     assert findings == []
     for check_id in ("login", "handshake", "message", "events", "isolation", "answer"):
         assert [c.status for c in checks(outcome, check_id)] == [Status.PASS] * 3, check_id
@@ -114,8 +113,7 @@ GRAPHQL_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(GRAPHQL_FAULTS))
 def test_probe__graphql_fault_gives_its_own_kind(fault: str):
-    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault=fault)) as server:
-        _, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
+    _, findings = probe_example(GRAPHQL, graphql_chat.create_app(secret=SECRET, fault=fault))
     assert GRAPHQL_FAULTS[fault] in findings, findings
     if fault != "anonymous":
         assert "svc:ws-unauthenticated-accepted" not in findings
@@ -149,8 +147,7 @@ TURNS = "Example: a conversation of two turns with a reconnect between them"
 
 
 def test_probe__two_turns_with_a_reconnect_pass_when_the_backend_keeps_the_conversation():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
-        outcome, findings = run(settings_for(TURNS, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(TURNS, graphql_chat.create_app(secret=SECRET))
     assert findings == []
     assert [c.status for c in checks(outcome, "reconnect (turn 2)")] == [Status.PASS] * 3
     assert [c.status for c in checks(outcome, "expect (turn 2)")] == [Status.PASS] * 3
@@ -159,8 +156,7 @@ def test_probe__two_turns_with_a_reconnect_pass_when_the_backend_keeps_the_conve
 
 
 def test_probe__two_turns_with_a_reconnect_fail_session_lost_when_the_backend_forgets():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault="forget-sessions")) as server:
-        outcome, findings = run(settings_for(TURNS, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(TURNS, graphql_chat.create_app(secret=SECRET, fault="forget-sessions"))
     assert findings == ["svc:session-lost:turn-2"], findings
     finding = diagnose.diagnose(outcome.checks, service="svc")[0]
     assert finding.severity.value == "P0" and finding.occurrences == 3
@@ -186,8 +182,7 @@ REALTIME = "Example: a FastAPI WebSocket with the token in the query"
 
 
 def test_probe__fastapi_query_token_backend_passes_and_keeps_the_model_parameter():
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET)) as server:
-        outcome, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(REALTIME, fastapi_realtime.create_app(secret=SECRET))
     assert findings == []
     assert [c.status for c in checks(outcome, "answer")] == [Status.PASS] * 3
     assert all(
@@ -210,8 +205,7 @@ REALTIME_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(REALTIME_FAULTS))
 def test_probe__fastapi_fault_gives_its_own_kind(fault: str):
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault=fault)) as server:
-        _, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    _, findings = probe_example(REALTIME, fastapi_realtime.create_app(secret=SECRET, fault=fault))
     assert REALTIME_FAULTS[fault] in findings, findings
     if fault != "anonymous":
         assert "svc:ws-unauthenticated-accepted" not in findings
@@ -245,8 +239,9 @@ def test_probe__turns_on_one_connection_each_judge_their_own_answer():
 
 
 def test_probe__auth_refused_after_accept_names_where_the_token_travels():
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault="broken-auth")) as server:
-        outcome, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        REALTIME, fastapi_realtime.create_app(secret=SECRET, fault="broken-auth")
+    )
     failure = next(c.failure for c in outcome.checks if c.failure is not None and c.user == 1)
     assert failure.kind is Kind.WS_AUTH_REJECTED, findings
     assert failure.evidence["token travels in"] == "query parameter `token`"

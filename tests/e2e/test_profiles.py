@@ -10,6 +10,7 @@ from bot import profiles
 from bot.config import build_settings
 from bot.errors import ConfigError
 from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.configs import QUIET_TARGETS_YAML
 from tests.standins import realtime_ws
 
 SECRET = "realtime-test-secret-0123456789abcdefghij"
@@ -113,13 +114,6 @@ def test_main__legacy_keys_keep_working_with_a_warning_naming_the_new_spelling(t
     assert "warning: config key journey.message_type/text_field is deprecated: write journey.send" in err
 
 
-# Timings are not what these tests are about (and the machine is shared): no performance findings.
-QUIET_TARGETS = (
-    "targets: {api_ms: 60000, handshake_ms: 60000, agent_startup_ms: 60000, "
-    "processing_ms: 60000, total_ms: 60000}\n"
-)
-
-
 def _check_realtime(
     tmp_path: Path, config: str, *, fault: str | None = None, sha: bool = True, quiet: bool = True
 ) -> dict:
@@ -136,7 +130,7 @@ def _check_realtime(
 
 def test_main__a_realtime_backend_configured_from_yaml_alone_passes(tmp_path: Path):
     assert "\ntargets:" not in REALTIME_CONFIG
-    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS)
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS_YAML)
     assert (saved["verdict"], saved["exit_code"]) == ("pass", 0), saved["findings"] or saved["stderr"]
     answers = [c for c in saved["checks"] if c["id"] == "answer"]
     assert len(answers) == 3 and all("The answer is 4" in c["summary"] for c in answers)
@@ -156,7 +150,7 @@ def test_main__a_realtime_backend_configured_from_yaml_alone_passes(tmp_path: Pa
     ],
 )
 def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kind: str, says: str):
-    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS, fault=fault)
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS_YAML, fault=fault)
     assert saved["verdict"] == "fail" and saved["exit_code"] == 1
     finding = next((f for f in saved["findings"] if f["kind"] == kind), None)
     assert finding is not None, saved["findings"]
@@ -165,7 +159,7 @@ def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kin
 
 
 def test_main__isolation_without_owner_or_nonce_is_not_verified_and_counted_apart(tmp_path: Path):
-    config = REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS
+    config = REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS_YAML
     saved = _check_realtime(tmp_path, config, sha=False, quiet=False)
     isolation = [c for c in saved["checks"] if c["id"] == "isolation"]
     assert [c["status"] for c in isolation] == ["not verified"] * 3

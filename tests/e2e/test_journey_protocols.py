@@ -70,10 +70,10 @@ def run(settings: Settings, credentials: Credentials) -> tuple[ProbeOutcome, lis
     return outcome, [f.fingerprint for f in findings]
 
 
-def probe_example(title: str, app: Any) -> tuple[ProbeOutcome, list[str]]:
-    """The README's example ``title`` probing ``app`` (an ASGI app) served on 127.0.0.1."""
+def probe_example(title: str, app: Any, **extra: Any) -> tuple[ProbeOutcome, list[str]]:
+    """The README's example ``title`` (``extra`` config merged in) probing ``app``, an ASGI app on 127.0.0.1."""
     with AsgiServer(app) as server:
-        return run(settings_for(title, server.url), Credentials(secret=SECRET))
+        return run(settings_for(title, server.url, **extra), Credentials(secret=SECRET))
 
 
 def checks(outcome: ProbeOutcome, check_id: str) -> list[CheckResult]:
@@ -120,9 +120,11 @@ def test_probe__graphql_fault_gives_its_own_kind(fault: str):
 
 
 def test_probe__graphql_stream_ended_without_done_is_missing_at_once_with_what_arrived():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault="end-early")) as server:
-        settings = settings_for(GRAPHQL, server.url, journey={"event_timeout_s": 60, "users": 1})
-        outcome, findings = run(settings, Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        GRAPHQL,
+        graphql_chat.create_app(secret=SECRET, fault="end-early"),
+        journey={"event_timeout_s": 60, "users": 1},
+    )
     assert findings == ["svc:event-missing:done"]
     failure = checks(outcome, "event done")[0].failure
     assert failure is not None
@@ -132,9 +134,9 @@ def test_probe__graphql_stream_ended_without_done_is_missing_at_once_with_what_a
 
 
 def test_probe__negative_check_turned_off_shows_as_not_run_disabled():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
-        settings = settings_for(GRAPHQL, server.url, websocket={"negative_auth_check": False})
-        outcome, findings = run(settings, Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        GRAPHQL, graphql_chat.create_app(secret=SECRET), websocket={"negative_auth_check": False}
+    )
     assert findings == []
     negative = checks(outcome, "auth-negative")[0]
     assert (negative.status, negative.summary) == (
@@ -213,10 +215,9 @@ def test_probe__fastapi_fault_gives_its_own_kind(fault: str):
 
 @pytest.mark.parametrize(("gap", "at_least_ms"), [("expected", 550), ("all", 550)])
 def test_probe__a_stall_between_deltas_is_the_longest_gap(gap: str, at_least_ms: float):
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault="pause")) as server:
-        outcome, findings = run(
-            settings_for(REALTIME, server.url, journey={"gap": gap}), Credentials(secret=SECRET)
-        )
+    outcome, findings = probe_example(
+        REALTIME, fastapi_realtime.create_app(secret=SECRET, fault="pause"), journey={"gap": gap}
+    )
     assert findings == []
     metric = next(m for m in outcome.metrics if m.id == "event_gap_ms")
     assert metric.max is not None and metric.max >= at_least_ms, metric
@@ -228,9 +229,9 @@ def test_probe__turns_on_one_connection_each_judge_their_own_answer():
         {"message": "second question", "expect": "second question -> 4"},
         {"message": "third question", "expect": "^nothing like this$"},
     ]
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET)) as server:
-        settings = settings_for(REALTIME, server.url, journey={"turns": turns, "users": 2})
-        outcome, findings = run(settings, Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        REALTIME, fastapi_realtime.create_app(secret=SECRET), journey={"turns": turns, "users": 2}
+    )
     assert findings == ["svc:answer-unexpected:turn-3"], findings
     assert [c.status for c in checks(outcome, "expect (turn 2)")] == [Status.PASS] * 2
     assert [c.status for c in checks(outcome, "handshake")] == [Status.PASS] * 2

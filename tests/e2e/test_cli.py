@@ -13,6 +13,7 @@ from bot.reference.server import ReferenceServer
 from tests.cli_support import run_main, write_config
 from tests.cloudrun_support import cloud_run_flags
 from tests.configs import QUIET_TARGETS_YAML
+from tests.standins.cloudrun_api import CloudRunStandIn, Route
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
 # Generous targets: these tests are about verdicts, not speed, and the machine is shared and noisy.
@@ -171,11 +172,9 @@ DIGEST_NEW = "sha256:" + "b" * 64
 IMAGE = "europe-docker.pkg.dev/p/repo/chat"
 
 
-def _cloud_run(api, backend_url: str) -> None:
+def _cloud_run(api: CloudRunStandIn, backend_url: str) -> None:
     """A tagged no-traffic deploy whose tag URL is the local reference backend (the service URL too: the
     baseline run measures it, and no test may reach the internet)."""
-    from tests.standins.cloudrun_api import Route
-
     api.add_service("chat", uri=backend_url)
     api.add_revision("chat", "chat-00001-old", image=f"{IMAGE}@{DIGEST_OLD}")
     api.add_revision("chat", "chat-00002-new", image=f"{IMAGE}@{DIGEST_NEW}")
@@ -184,20 +183,17 @@ def _cloud_run(api, backend_url: str) -> None:
     )
 
 
-def _cloud_argv(api, config: Path, output: Path, *extra: str) -> list[str]:
+def _cloud_argv(api: CloudRunStandIn, config: Path, output: Path, *extra: str) -> list[str]:
     return ["check", *cloud_run_flags(api), "--config", str(config), "--output-dir", str(output), *extra]
 
 
 def test_main__check_cloud_run_revision_reports_its_facts_and_promotes(
-    backend: ReferenceServer, config: Path, tmp_path: Path
+    api: CloudRunStandIn, backend: ReferenceServer, config: Path, tmp_path: Path
 ):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
-    with CloudRunStandIn(project="p", region="r") as api:
-        _cloud_run(api, backend.url)
-        argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_NEW, "--on-pass", "promote")
-        code, out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
-        traffic = {(t.revision, t.percent) for t in api.traffic("chat")}
+    _cloud_run(api, backend.url)
+    argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_NEW, "--on-pass", "promote")
+    code, out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
+    traffic = {(t.revision, t.percent) for t in api.traffic("chat")}
     assert code == 0, err
     saved = json.loads((tmp_path / "results.json").read_text())
     target = saved["target"]
@@ -212,28 +208,24 @@ def test_main__check_cloud_run_revision_reports_its_facts_and_promotes(
 
 
 def test_main__check_cloud_run_stale_image_is_version_skew(
-    backend: ReferenceServer, config: Path, tmp_path: Path
+    api: CloudRunStandIn, backend: ReferenceServer, config: Path, tmp_path: Path
 ):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
-    with CloudRunStandIn(project="p", region="r") as api:
-        _cloud_run(api, backend.url)
-        argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_OLD, "--quiet")
-        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
+    _cloud_run(api, backend.url)
+    argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_OLD, "--quiet")
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     assert code == 1, err
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [f["fingerprint"] for f in saved["findings"]] == ["chat:version-skew:image"]
     assert saved["verdict"] == "degraded"
 
 
-def test_main__cloud_run_api_refusal_is_exit_3_with_the_role(config: Path, tmp_path: Path):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
-    with CloudRunStandIn(project="p", region="r") as api:
-        api.add_service("chat", uri="https://chat-abc-ew.a.run.app")
-        api.inject(403)
-        argv = _cloud_argv(api, config, tmp_path)
-        code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
+def test_main__cloud_run_api_refusal_is_exit_3_with_the_role(
+    api: CloudRunStandIn, config: Path, tmp_path: Path
+):
+    api.add_service("chat", uri="https://chat-abc-ew.a.run.app")
+    api.inject(403)
+    argv = _cloud_argv(api, config, tmp_path)
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     assert code == 3
     assert "roles/run.viewer" in err
     assert "Traceback" not in err
@@ -322,18 +314,15 @@ def test_main__demo_ignores_the_repositorys_target_gate_and_publishing(tmp_path:
 
 
 def test_main__failed_gate_keeps_the_verdict_and_exits_3(
-    backend: ReferenceServer, config: Path, tmp_path: Path
+    api: CloudRunStandIn, backend: ReferenceServer, config: Path, tmp_path: Path
 ):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
     output = tmp_path / "github-output"
     env = {"JWT_SECRET_KEY": SECRET, "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output)}
-    with CloudRunStandIn(project="p", region="r") as api:
-        _cloud_run(api, backend.url)
-        api.inject(403, method="PATCH")
-        code, _, err = run_main(
-            _cloud_argv(api, config, tmp_path / "out", "--on-pass", "promote", "--quiet"), env
-        )
+    _cloud_run(api, backend.url)
+    api.inject(403, method="PATCH")
+    code, _, err = run_main(
+        _cloud_argv(api, config, tmp_path / "out", "--on-pass", "promote", "--quiet"), env
+    )
     assert code == 3, err
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["verdict"] == "pass"
@@ -386,15 +375,12 @@ def test_main__more_config_mistakes_are_one_line(tmp_path: Path, yaml_text: str,
     assert "Traceback" not in err
 
 
-def test_main__kebab_case_cloud_run_section_takes_the_service_flag(tmp_path: Path):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
+def test_main__kebab_case_cloud_run_section_takes_the_service_flag(api: CloudRunStandIn, tmp_path: Path):
     path = tmp_path / "c.yml"
-    with CloudRunStandIn(project="p", region="r") as api:
-        path.write_text(f"cloud-run: {{project: p, region: r, endpoint: '{api.url}'}}\n")
-        code, _, err = run_main(
-            ["check", "--config", str(path), "--service", "missing"], {"JWT_SECRET_KEY": SECRET}
-        )
+    path.write_text(f"cloud-run: {{project: p, region: r, endpoint: '{api.url}'}}\n")
+    code, _, err = run_main(
+        ["check", "--config", str(path), "--service", "missing"], {"JWT_SECRET_KEY": SECRET}
+    )
     assert code == 3
     assert "services/missing not found" in err
 

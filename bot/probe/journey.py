@@ -15,6 +15,7 @@ blamed.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -146,19 +147,25 @@ async def probe(
     deadline = loop.time() + timeouts.run_s
     users = settings.journey.users + settings.load.users
     nonces = {user: protocol.new_nonce() for user in range(1, users + 1)}
-    async with httpx.AsyncClient(
-        timeout=limits,
-        trust_env=False,
-        follow_redirects=False,
-        event_hooks=trace.httpx_hooks(),
-        cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
-        # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the rest,
-        # and their waiting would count as the stream's opening.
-        limits=httpx.Limits(max_connections=None if settings.transport == "sse" else 100),
-        headers=dict(extra),
-        # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
-        verify=not base_url.startswith("http://"),
-    ) as http:
+    # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
+    # Built once: a conversation's users open their own pools with it (``own_client``).
+    verify: bool | ssl.SSLContext = False if base_url.startswith("http://") else httpx.create_ssl_context()
+
+    def client(*, shared: bool) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=limits,
+            trust_env=False,
+            follow_redirects=False,
+            event_hooks=trace.httpx_hooks(),
+            cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
+            # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the
+            # rest, and their waiting would count as the stream's opening.
+            limits=httpx.Limits(max_connections=None if shared and settings.transport == "sse" else 100),
+            headers=dict(extra),
+            verify=verify,
+        )
+
+    async with client(shared=True) as http:
         try:
             async with asyncio.timeout_at(deadline):
                 health = await http_probe.check_health(
@@ -222,6 +229,7 @@ async def probe(
             trace,
             extra,
             frozenset(nonces.values()),
+            own_client=lambda: client(shared=False),
         )
         planned = phases if phases is not None else user_phases(settings)
         for phase in planned:
@@ -618,7 +626,7 @@ async def _turn(
     """One turn: its message sent and its events received into a new stream; True when it completed."""
     cfg = ctx.journey
     suffix = "" if number == 1 else f" (turn {number})"
-    values |= {"message": spec.message, "turn": str(number)}
+    values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
     stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
     journey.stream = stream
     journey.streams.append(stream)
@@ -688,6 +696,7 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "user": identity.subject or f"user-{journey.user}",
         "nonce": ctx.nonces[journey.user],
         "message_id": str(uuid.uuid4()),
+        "turn_id": str(uuid.uuid4()),
     }
     if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
         values |= expressions.token_values(identity.token)
@@ -706,7 +715,8 @@ def _message_templates(settings: Settings) -> tuple[str, ...]:
 async def _stream_journey(
     journey: UserJourney, ctx: Context, *, identity: auth.Identity, started: float
 ) -> None:
-    """The journey over SSE or Socket.IO (one turn): the transport opens and reads, the turn's bookkeeping
+    """The journey over SSE or Socket.IO, every turn of it: the transport opens, sends and reads (SSE: a request
+    per turn; Socket.IO: emits per turn on one connection), reconnecting when a turn asks; the turn's bookkeeping
     (``bot.probe.turn.take``) records each event as it does a WebSocket frame."""
     cfg = ctx.journey
     values = request_steps.UserValues({**cfg.values, **_values(ctx, journey, identity)})
@@ -723,6 +733,12 @@ async def _stream_journey(
             waiting_for=lambda: turns.waiting_for(stream, cfg),
         )
 
+    async def renew() -> str | None:
+        """The same user's token for a reconnect (a new one when it is about to expire)."""
+        nonlocal identity
+        identity = await _renewed(journey, ctx, identity, values.values)
+        return identity.token
+
     run = request_steps.UserRun(
         settings=ctx.settings,
         http=ctx.http,
@@ -732,13 +748,15 @@ async def _stream_journey(
         user=values,
         token=identity.token,
         hooks=hooks,
+        own_client=ctx.own_client,
+        renew=renew,
     )
     transport = sse_session if ctx.settings.transport == "sse" else sio
     await transport.run_journey(journey, run)
-    if journey.stream is not None:
+    for stream in journey.streams:
         # A streamed answer may split the nonce across deltas: the joined answer counts as echoed text too.
-        joined = "".join(journey.stream.answer_parts)
-        journey.stream.own_nonce_seen = journey.stream.own_nonce_seen or nonces.own_in(joined)
+        joined = "".join(stream.answer_parts)
+        stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in(joined)
 
 
 def _stream_negative(

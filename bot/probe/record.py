@@ -26,6 +26,16 @@ LATER_STEPS = (
 )
 
 
+def turn_suffix(number: int) -> str:
+    """How a turn's checks are named: turn 1's keep their ids (``events``), a later turn's say which turn."""
+    return "" if number == 1 else f" (turn {number})"
+
+
+def later_turns(first: int, last: int) -> list[tuple[str, Step]]:
+    """The message, events, isolation and answer checks of turns ``first`` to ``last``, named as theirs."""
+    return [(f"{c}{turn_suffix(n)}", s) for n in range(first, last + 1) for c, s in LATER_STEPS[1:]]
+
+
 @dataclass(slots=True)
 class Timings:
     """Raw figures from one user's journey (milliseconds), None when the step was not reached."""

@@ -33,6 +33,10 @@ MAX_LINE_CHARS = 4 * 1024 * 1024  # one event's line; longer is a protocol failu
 _NO_REDACTION = Redactor()
 _TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})
 END_OF_BODY = "(end of body)"
+DRAIN_S = (
+    1.0  # after a turn's completion, the rest of its body is read this long at most (``EventStream.drain``)
+)
+DRAIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,20 @@ class EventStream:
             return Message(event.data, self._sentinel, event.at)
         name = event.event if self._event_field and event.event else None
         return Message(event.data, name, event.at)
+
+    async def drain(self, *, limit_s: float = DRAIN_S, limit_bytes: int = DRAIN_BYTES) -> None:
+        """Read what is left of the body once the journey has what it needs (after a sentinel: the chunked
+        ending), so the connection goes back to the pool for the next turn, as a browser's does. Bounded in time
+        and bytes: a body that goes on is closed with its connection."""
+        read = 0
+        try:
+            async with asyncio.timeout(limit_s):
+                async for chunk in self._chunks:
+                    read += len(chunk)
+                    if read > limit_bytes:
+                        return
+        except (TimeoutError, httpx.HTTPError):
+            pass
 
     async def aclose(self) -> None:
         await self.response.aclose()

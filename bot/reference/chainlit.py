@@ -57,6 +57,11 @@ class ChainlitBackend:
         self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
         self.users: dict[str, str] = {}  # sid -> user
         self.threads: dict[str, str] = {}  # sid -> thread id
+        self.session_ids: dict[str, str] = {}  # sid -> the client's sessionId (CONNECT auth)
+        # What each user said per session: Chainlit restores a WebsocketSession when the client reconnects with
+        # its sessionId (here a store every instance reads); under forget-sessions it lives in the Socket.IO
+        # connection's memory, so a reconnect starts a new conversation.
+        self.conversations: dict[tuple[str, str], list[str]] = {}
         self.recent: deque[tuple[str, str]] = deque(maxlen=100)
         self.tasks: set[asyncio.Task[None]] = set()
         self.sio.on("connect", self.connect)
@@ -107,6 +112,7 @@ class ChainlitBackend:
             raise ConnectionRefusedError("missing sessionId")
         self.users[sid] = user or "anonymous"
         self.threads[sid] = str(uuid.uuid4())
+        self.session_ids[sid] = str(auth["sessionId"])
         if self.faults.end_at_once:
             self._spawn(self.sio.disconnect(sid))
         return True
@@ -114,6 +120,9 @@ class ChainlitBackend:
     async def disconnect(self, sid: str, *_reason: Any) -> None:
         self.users.pop(sid, None)
         self.threads.pop(sid, None)
+        self.session_ids.pop(sid, None)
+        if self.faults.forget_sessions:
+            self.conversations.pop(("", sid), None)
 
     async def connection_successful(self, sid: str) -> None:
         await self.sio.emit("task_end", {}, to=sid)  # the connection's own task_end, before any message
@@ -143,7 +152,10 @@ class ChainlitBackend:
         faults = self.faults
         received = time.monotonic()
         user = self.users.get(sid, "anonymous")
-        answer = self._answer(user, text)
+        key = ("", sid) if faults.forget_sessions else (user, self.session_ids.get(sid, sid))
+        said = self.conversations.setdefault(key, [])
+        answer = self._answer(user, text, list(said))
+        said.append(text)
 
         def to(event: str) -> str | None:
             return (
@@ -192,7 +204,7 @@ class ChainlitBackend:
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _answer(self, user: str, text: str) -> str:
+    def _answer(self, user: str, text: str, earlier: list[str]) -> str:
         other = next((t for u, t in reversed(self.recent) if u != user), None)
         self.recent.append((user, text))
         if self.faults.empty_answer:
@@ -200,6 +212,8 @@ class ChainlitBackend:
         if self.faults.canned_answer:
             return f"Agent response for: {text}"
         answer = self.answer_for(text)
+        if earlier:  # cl.chat_context: what the user said earlier in this session
+            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
         return f"{answer} (also: {other[:60]})" if self.faults.cross_talk and other else answer
 
     async def _pause(self, name: str) -> None:

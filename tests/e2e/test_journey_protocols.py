@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bot import diagnose, expressions
 from bot.auth import Credentials, parse_users
@@ -27,12 +26,11 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Kind, Status
 from bot.settings import Settings
-from tests.configs import QUIET_TARGETS
+from tests.configs import QUIET_TARGETS, merged, readme_example
 from tests.standins import fastapi_realtime, graphql_chat
 from tests.standins.asgi import AsgiProcess, AsgiServer
 
 SECRET = "protocol-tests-secret-0123456789abcdefghijkl"
-_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 FAST = {
     "journey": {"users": 3, "event_timeout_s": 1.5},
     "websocket": {"open_timeout_s": 2},
@@ -41,25 +39,8 @@ FAST = {
 }
 
 
-def readme_example(title: str) -> dict[str, Any]:
-    """The YAML block that follows ``title`` in the README."""
-    text = _README.split(title, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
-    data = yaml.safe_load(text)
-    assert isinstance(data, dict)
-    return data
-
-
-def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = (
-            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
-
-
 def settings_for(title: str, url: str, **extra: Any) -> Settings:
-    config = _merged(_merged(readme_example(title), FAST), extra)
+    config = merged(merged(readme_example(title), FAST), extra)
     config.pop("url", None)
     return build_settings(config, {"url": url})
 

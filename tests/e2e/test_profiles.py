@@ -10,18 +10,14 @@ from bot import profiles
 from bot.config import build_settings
 from bot.errors import ConfigError
 from tests.cli_support import check_url_argv, results_json, run_main, write_config
-from tests.configs import QUIET_TARGETS_YAML
+from tests.configs import QUIET_TARGETS_YAML, readme_yaml
 from tests.standins import realtime_ws
 
 SECRET = "realtime-test-secret-0123456789abcdefghij"
 
 # The README's example, read from the README so the two never drift apart: a team whose backend speaks an
 # OpenAI-Realtime-like protocol writes down only what differs from the built-in openai-realtime profile.
-_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
-REALTIME_CONFIG = _README.split("Example: a backend in the OpenAI-Realtime shape", 1)[1].split(
-    "```yaml\n", 1
-)[1]
-REALTIME_CONFIG = REALTIME_CONFIG.split("```", 1)[0]
+REALTIME_CONFIG = readme_yaml("Example: a backend in the OpenAI-Realtime shape")
 
 
 def test_names__every_built_in_profile_is_a_data_file_the_default_first():

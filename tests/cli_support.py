@@ -34,3 +34,15 @@ def results_json(output: Path) -> dict[str, Any]:
     """The results.json a run wrote to ``output``."""
     loaded: dict[str, Any] = json.loads((output / "results.json").read_text())
     return loaded
+
+
+def run_check(
+    tmp_path: Path, config: str, *flags: str, env: dict[str, str]
+) -> tuple[int, dict[str, Any], str]:
+    """`check` with ``flags`` (what to check) and ``config``, quiet, its artifacts in ``tmp_path``/out: the exit
+    code, results.json, and report.md followed by stderr."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    output = tmp_path / "out"
+    argv = ["check", *flags, "--config", str(write_config(tmp_path, config)), "--output-dir", str(output)]
+    code, _out, err = run_main([*argv, "--quiet"], env)
+    return code, results_json(output), (output / "report.md").read_text() + err

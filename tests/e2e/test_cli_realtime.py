@@ -17,7 +17,7 @@ from bot.probe import hold as holding
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.untrusted import Redactor
-from tests.cli_support import results_json, run_main, write_config
+from tests.cli_support import run_check, run_main
 from tests.cloudrun_support import cloud_run_flags
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.logging_api import LoggingStandIn
@@ -33,26 +33,8 @@ def backend() -> Iterator[ReferenceServer]:
         yield server
 
 
-def run_check(tmp_path: Path, config: str, *flags: str) -> tuple[int, dict, str]:
-    """`check` with ``flags`` (what to check) and ``config``, quiet: the exit code, results.json, and report.md
-    followed by stderr."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    output = tmp_path / "out"
-    argv = [
-        "check",
-        *flags,
-        "--config",
-        str(write_config(tmp_path, config)),
-        "--output-dir",
-        str(output),
-        "--quiet",
-    ]
-    code, _out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
-    return code, results_json(output), (output / "report.md").read_text() + err
-
-
 def check(api: CloudRunStandIn, tmp_path: Path, config: str = FAST) -> tuple[int, dict, str]:
-    return run_check(tmp_path, config, *cloud_run_flags(api), "--tag", "pr-7")
+    return run_check(tmp_path, config, *cloud_run_flags(api), "--tag", "pr-7", env={"JWT_SECRET_KEY": SECRET})
 
 
 def deploy(api: CloudRunStandIn, backend: ReferenceServer, **revision: object) -> None:
@@ -162,7 +144,7 @@ HOLD = "journey:\n  event_timeout_s: 2\n  users: 2\n  hold_s: {hold}\nwebsocket:
 
 
 def check_url(backend: ReferenceServer, tmp_path: Path, config: str, *extra: str) -> tuple[int, dict, str]:
-    return run_check(tmp_path, config, "--url", backend.url, *extra)
+    return run_check(tmp_path, config, "--url", backend.url, *extra, env={"JWT_SECRET_KEY": SECRET})
 
 
 def test_check__a_server_closing_at_a_fixed_age_is_reported_with_when_and_the_close_code(tmp_path: Path):

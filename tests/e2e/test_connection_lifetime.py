@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
-from tests.cli_support import results_json, run_main, write_config
+from tests.cli_support import run_check
 from tests.cloudrun_support import cloud_run_flags
 from tests.standins.asgi import AsgiServer
 from tests.standins.cloud_run_front_end import CloudRunFrontEnd
@@ -30,21 +30,8 @@ WEBSOCKET = "journey:\n  users: 1\n  event_timeout_s: 3\n  hold_s: {hold}\nwebso
 
 
 def _check(url: str, tmp_path: Path, config: str, *extra: str) -> tuple[int, dict, str]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    output = tmp_path / "out"
-    argv = [
-        "check",
-        *extra,
-        "--config",
-        str(write_config(tmp_path, config)),
-        "--output-dir",
-        str(output),
-        "--quiet",
-    ]
-    if not extra:
-        argv[1:1] = ["--url", url]
-    code, _out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
-    return code, results_json(output), (output / "report.md").read_text() + err
+    """`check --url url`, or `check` with ``extra`` (the Cloud Run flags) when there are any."""
+    return run_check(tmp_path, config, *(extra or ("--url", url)), env={"JWT_SECRET_KEY": SECRET})
 
 
 # -- Socket.IO ---------------------------------------------------------------------------------------------------

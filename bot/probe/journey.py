@@ -266,19 +266,25 @@ async def probe(
         checks.append(unfinished)
     for journey in journeys:
         checks.extend(completeness.spared(journey.checks, unfinished))
-    samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
+    # The run's first connection (the earliest attempt) is measured apart: cold_connect_ms, not the warm p95.
+    attempts = [j for j in journeys if j.timings.connect_started is not None]
+    coldest = min(attempts, key=lambda j: j.timings.connect_started or 0.0) if attempts else None
+    samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP, cold=j is coldest) for i, j in enumerate(journeys))
     metrics = (
         *judge.metrics(
             samples, health_latencies, judge.targets(settings.targets), judge.labels(settings.transport)
         ),
         judge.cold_start(*first),
+        judge.cold_connect(samples, settings.transport),
     )
     checks.extend(judge.performance(metrics))
     held = next((j.hold for j in journeys if j.hold is not None), None)
-    if settings.journey.hold_s and held is None and any(j.user == HOLDING_USER for j in journeys):
-        # The SSE journey has no connection to hold after its stream: said so, never silently skipped.
-        why = f"only a WebSocket is held ({settings.transport} journeys are not yet)"
-        held = ConnectionHold(HOLDING_USER, settings.journey.hold_s, 0.0, 0.0, "not held", None, why)
+    if settings.journey.hold_s and held is None and any(j.user == holding.HOLDING_USER for j in journeys):
+        # User 1 never had an open connection after its journey: said so, never silently skipped.
+        why = "the journey ended before its connection was open"
+        held = holding.not_held(
+            holding.HOLDING_USER, settings.journey.hold_s, why, transport=settings.transport
+        )
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies, held)
 
 
@@ -339,12 +345,20 @@ def _thread(ctx: Context, user: int) -> str:
     return f"golden-path-{ctx.run_tag}-{user}"
 
 
-def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:
+def _sample(journey: UserJourney, *, arrivals: bool, cold: bool) -> JourneySample:
     t = journey.timings
     events = dict(t.events) if arrivals else {}
     sent_at = t.message_sent_at if arrivals else None
     return JourneySample(
-        journey.user, t.handshake, t.agent_startup, t.max_event_gap, t.processing, t.total, events, sent_at
+        journey.user,
+        t.handshake,
+        t.agent_startup,
+        t.max_event_gap,
+        t.processing,
+        t.total,
+        events,
+        sent_at,
+        first_connection=cold,
     )
 
 
@@ -549,7 +563,7 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
                 break
         else:
             completed = True
-        if ctx.journey.hold_s and journey.user == HOLDING_USER:
+        if ctx.journey.hold_s and journey.user == holding.HOLDING_USER:
             journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
             journey.hold = await _hold(journey, ctx, connection, opened=opened, completed=completed)
     finally:
@@ -567,6 +581,8 @@ async def _connect(
     offer = ctx.trace.sign_offer(
         protocol.offer(ctx.base_url, ctx.settings.websocket, identity.token, frames=frames), journey.user
     )
+    if check_id == "handshake":
+        journey.timings.connect_started = asyncio.get_running_loop().time()
     opened = await ws_probe.open_session(
         offer,
         timeout_s=ctx.settings.websocket.open_timeout_s,
@@ -657,14 +673,11 @@ def _skip_turns(
         journey.skip(*[(f"{c} (turn {number})", s) for c, s in LATER_STEPS[1:]], why=why)
 
 
-HOLDING_USER = 1  # one user holds its connection, also in a sharded run (the shard that runs user 1)
-
-
 async def _hold(
     journey: UserJourney, ctx: Context, connection: turns.Connection, *, opened: float, completed: bool
 ) -> ConnectionHold:
-    """Keep the connection open after a completed journey, within the run's deadline. Only a WebSocket is held:
-    its pings are the keepalive (an SSE stream, with comments as keepalive, is not held yet)."""
+    """Keep the WebSocket open after a completed journey, within the run's deadline; its pings are the keepalive
+    (SSE and Socket.IO hold theirs in their own modules)."""
     wanted = ctx.journey.hold_s
     session = connection.session
     why = (
@@ -672,10 +685,10 @@ async def _hold(
         if not completed
         else ""
         if isinstance(session, ws_probe.WebSocketSession)
-        else "only a WebSocket is held"
+        else "the session is not a WebSocket"
     )
     if why:
-        return ConnectionHold(journey.user, wanted, 0.0, 0.0, "not held", None, why)
+        return holding.not_held(journey.user, wanted, why, transport="websocket")
     assert isinstance(session, ws_probe.WebSocketSession)
     left = ctx.deadline - asyncio.get_running_loop().time() - 1.0 - holding.PONG_TIMEOUT_S
     held = await holding.hold(
@@ -750,6 +763,8 @@ async def _stream_journey(
         hooks=hooks,
         own_client=ctx.own_client,
         renew=renew,
+        hold_s=cfg.hold_s if journey.user == holding.HOLDING_USER else 0.0,
+        deadline=ctx.deadline,
     )
     transport = sse_session if ctx.settings.transport == "sse" else sio
     await transport.run_journey(journey, run)

@@ -47,6 +47,9 @@ class Timings:
     total: float | None = None  # login start -> answer
     events: dict[str, float] = field(default_factory=dict)  # event -> ms after the message was sent
     message_sent_at: float | None = None  # loop time (CLOCK_MONOTONIC seconds)
+    # Loop time the journey's first connection attempt began (upgrade, stream request, Socket.IO connect): the run's
+    # earliest is its first connection after deploy, measured apart from the warm handshake figures.
+    connect_started: float | None = None
 
     def take(self, stream: Stream, completion_event: str) -> None:
         """The figures the stream's arrival stamps give (also for a stream a deadline cut short)."""

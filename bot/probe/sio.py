@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot import expressions, protocol, untrusted
+from bot.probe import hold as holding
 from bot.probe import steps as request_steps
 from bot.probe.http_probe import transport_failure
 from bot.probe.record import LATER_STEPS, Hooks, Message, Stream, later_turns, turn_suffix
-from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, TurnSettings
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ class Connection:
         default_factory=set
     )  # event names that arrived here: an emit `after` one goes at once
     fresh: bool = True  # no turn ran on it yet: its `each: connection` emits are still to be sent
+    keepalive: holding.EngineKeepalive | None = None  # the holding user's Engine.IO PING/PONG counter
+    opened_at: float = 0.0  # loop time the connection was asked for (its age at a close counts from here)
 
     async def recv(self) -> Message:
         """The next event, named for this run.
@@ -146,12 +149,18 @@ async def open_connection(
     timeout_s: float,
     redactor: untrusted.Redactor,
     http: httpx.AsyncClient | None = None,
+    keepalive: holding.EngineKeepalive | None = None,
 ) -> Opened:
-    """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome."""
+    """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome;
+    ``keepalive`` (the holding user's only) counts Engine.IO's PING/PONG from the client's log."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     client = _socketio().AsyncClient(
-        reconnection=False, handle_sigint=False, request_timeout=timeout_s, ssl_verify=True
+        reconnection=False,
+        handle_sigint=False,
+        request_timeout=timeout_s,
+        ssl_verify=True,
+        engineio_logger=keepalive.logger() if keepalive is not None else False,
     )
     connection = Connection(client, connect.namespace, settings)
     refusals: list[Any] = []
@@ -313,9 +322,12 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
                 why = f"turn {number} did not complete"
                 journey.skip(*later_turns(number + 1, len(conversation)), why=why)
                 break
+        if connection.keepalive is not None and journey.stream is not None:
+            journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
+            journey.hold = await _hold(connection, journey.stream, run, user=journey.user)
     finally:
         await connection.close()
-    journey.received = time.perf_counter()
+    journey.received = journey.received or time.perf_counter()
     journey.step = Step.ANSWER
 
 
@@ -325,8 +337,17 @@ async def _open(journey: UserJourney, run: request_steps.UserRun, *, check_id: s
     cfg = settings.socketio
     journey.step = Step.CONNECT
     connect = connect_for(settings, run.base_url, user=run.user, token=run.token, headers=run.headers)
+    keepalive = holding.EngineKeepalive() if run.hold_s else None
+    opened_at = asyncio.get_running_loop().time()
+    if check_id == "handshake":
+        journey.timings.connect_started = opened_at
     opened = await open_connection(
-        connect, settings, timeout_s=cfg.open_timeout_s, redactor=run.redactor, http=run.http
+        connect,
+        settings,
+        timeout_s=cfg.open_timeout_s,
+        redactor=run.redactor,
+        http=run.http,
+        keepalive=keepalive,
     )
     if opened.connection is None:
         assert opened.failure is not None
@@ -338,6 +359,7 @@ async def _open(journey: UserJourney, run: request_steps.UserRun, *, check_id: s
         journey.timings.handshake = opened.elapsed_ms
     summary = f"connected to namespace {cfg.namespace}"
     journey.add(check_id, Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
+    opened.connection.keepalive, opened.connection.opened_at = keepalive, opened_at
     return opened.connection
 
 
@@ -390,6 +412,55 @@ async def _turn(
     journey.stream = stream
     await receive(connection, stream, run.settings, hooks=hooks or run.hooks(stream), later=later)
     return stream.completion is not None
+
+
+async def _hold(
+    connection: Connection, stream: Stream, run: request_steps.UserRun, *, user: int
+) -> ConnectionHold:
+    """Keep a completed journey's connection open for ``journey.hold_s`` (within the run's deadline), counting the
+    events that arrive; Engine.IO's PING/PONG is the keepalive. How it ended: the server's DISCONNECT (or
+    Engine.IO CLOSE), the transport dropped, the client giving up on a server that stopped pinging, or still
+    open."""
+    wanted, keepalive, opened_at = run.hold_s, connection.keepalive, connection.opened_at
+    assert keepalive is not None
+    if stream.completion is None or stream.failure is not None:
+        why = "the journey did not complete on this connection"
+        return holding.not_held(user, wanted, why, transport="socketio")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    frames = 0
+
+    def ended(closed_by: str, reason: str) -> ConnectionHold:
+        return holding.ended(
+            user=user,
+            requested_s=wanted,
+            start=start,
+            opened_at=opened_at,
+            closed_by=closed_by,
+            reason=reason,
+            transport="socketio",
+            pings=keepalive.pings,
+            pongs=keepalive.pongs,
+            frames=frames,
+        )
+
+    try:
+        async with asyncio.timeout(max(0.0, min(wanted, run.deadline - start - 1.0))):
+            while True:
+                await connection.recv()
+                frames += 1
+    except TimeoutError:
+        return ended("", "")
+    except Disconnected as exc:
+        if keepalive.silent:
+            eio = connection.client.eio
+            limit = f"{eio.ping_interval + eio.ping_timeout:g} s" if eio.ping_interval else "its ping timeout"
+            why = f"no Engine.IO packet from the server within its ping interval and timeout ({limit})"
+            return ended("golden-path", why)
+        if exc.reason == "server disconnect":
+            return ended("server", "the server disconnected (a Socket.IO DISCONNECT or an Engine.IO CLOSE)")
+        reason = run.redactor.clip(exc.reason, 100)
+        return ended("network", f"no DISCONNECT; python-socketio reported a {reason}")
 
 
 async def receive(

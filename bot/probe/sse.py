@@ -66,6 +66,7 @@ class EventStreamParser:
     _data: list[str] = field(default_factory=list)
     _event: str = ""
     _last_id: str = ""
+    comments: int = 0  # `:` comment lines seen (a stream's keepalive)
 
     def feed(self, chunk: bytes, at: float = 0.0) -> list[Event]:
         """The events ``chunk`` completes, each stamped ``at``.
@@ -114,6 +115,7 @@ class EventStreamParser:
         if not line:
             return self._dispatch(at)
         if line.startswith(":"):
+            self.comments += 1
             return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
@@ -214,6 +216,11 @@ class EventStream:
             return Message(event.data, self._sentinel, event.at)
         name = event.event if self._event_field and event.event else None
         return Message(event.data, name, event.at)
+
+    @property
+    def comments(self) -> int:
+        """The `:` comment lines (keepalives) read so far."""
+        return self._parser.comments
 
     async def drain(self, *, limit_s: float = DRAIN_S, limit_bytes: int = DRAIN_BYTES) -> None:
         """Read what is left of the body once the journey has what it needs (after a sentinel: the chunked

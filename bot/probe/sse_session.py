@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import httpx
 
 from bot import expressions, judge, protocol, untrusted
+from bot.probe import hold as holding
 from bot.probe import sse
 from bot.probe import steps as request_steps
 from bot.probe.record import LATER_STEPS, Hooks, Stream, later_turns, turn_suffix
-from bot.results import CheckResult, Failure, Kind, Status, Step
+from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, SseHistorySettings, TurnSettings
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
     finally:
         if http is not run.http:
             await http.aclose()
-    journey.received = time.perf_counter()
+    journey.received = journey.received or time.perf_counter()
     journey.step = Step.ANSWER
 
 
@@ -165,7 +166,9 @@ async def _turn(
     number, suffix = turn.number, turn_suffix(turn.number)
     run.user.values |= {"message": turn.spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
     request = stream_request(settings, run.base_url, run.user, run.token, earlier=earlier)
-    stream.sent = stream.last_expected = asyncio.get_running_loop().time()
+    stream.sent = stream.last_expected = opened_at = asyncio.get_running_loop().time()
+    if number == 1:
+        journey.timings.connect_started = opened_at
     opening = "handshake" if number == 1 else f"reconnect{suffix}" if turn.reconnect else ""
     journey.step = Step.CONNECT if opening else Step.MESSAGE
     opened = await open_stream(http, settings, request, run.redactor)
@@ -207,12 +210,61 @@ async def _turn(
         await receive(opened.stream, stream, settings, hooks=hooks, clip=run.redactor.clip)
         if more and stream.completion is not None:
             await opened.stream.drain()  # the connection goes back to the pool for the next turn
+        elif not more and run.hold_s:
+            journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
+            journey.hold = await _hold(opened.stream, stream, run, user=journey.user, opened_at=opened_at)
     finally:
         await opened.stream.aclose()
     if stream.completion is None:
         return None
     # The answer is read here only for the next turn's body (sse.history); the judge reads it after the phase.
     return judge.answer_of(stream, settings.journey)[0] if more and settings.sse.history is not None else ""
+
+
+async def _hold(
+    events: sse.EventStream, stream: Stream, run: request_steps.UserRun, *, user: int, opened_at: float
+) -> ConnectionHold:
+    """Keep reading a completed journey's stream for ``journey.hold_s`` (within the run's deadline) when it is still
+    open, counting `:` comments (the keepalive) and events. A stream that ended with its answer (the sentinel or
+    the end of the body, as ADK, OpenAI-compatible and AI SDK streams do) has nothing to hold: said so."""
+    wanted = run.hold_s
+    if stream.completion is None or stream.failure is not None:
+        return holding.not_held(user, wanted, "the journey did not complete on this stream", transport="sse")
+    if events.finished:
+        return holding.not_held(user, wanted, holding.CLOSED_WITH_ANSWER, transport="sse")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    comments, frames = events.comments, 0
+
+    def ended(closed_by: str, reason: str) -> ConnectionHold:
+        return holding.ended(
+            user=user,
+            requested_s=wanted,
+            start=start,
+            opened_at=opened_at,
+            closed_by=closed_by,
+            reason=reason,
+            transport="sse",
+            frames=frames,
+            comments=events.comments - comments,
+        )
+
+    try:
+        async with asyncio.timeout(max(0.0, min(wanted, run.deadline - start - 1.0))):
+            while not events.finished:
+                await events.recv()
+                frames += 1
+    except TimeoutError:
+        return ended("", "")
+    except sse.EventTooLarge as exc:
+        return ended("golden-path", f"the stream sent {exc}")
+    except sse.StreamEnded as exc:
+        if exc.error:
+            return ended("network", f"the body ended unfinished ({run.redactor.clip(exc.error, 200)})")
+        return ended("server", "the server ended the response body")
+    frames -= 1  # the last was the sentinel or the end of the body, not an event
+    what = f"`{run.settings.sse.sentinel}`" if events.sentinel_seen else "the end of the body"
+    return ended("server", f"the server ended the stream ({what})")
 
 
 def _session_not_found(failure: Failure, number: int) -> Failure:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -82,6 +83,8 @@ class UserRun:
     user: UserValues
     token: str | None
     hooks: Callable[[Stream], Hooks]
+    hold_s: float = 0.0  # journey.hold_s for the user who holds its connection (user 1), else 0
+    deadline: float = math.inf  # loop time of the run's deadline: a hold ends before it
     # A new connection pool like ``http``, this user's own (None: only the shared client, e.g. in a test).
     own_client: Callable[[], httpx.AsyncClient] | None = None
     # The same user's token again for a reconnect, a new one when it is about to expire (None: keep ``token``).

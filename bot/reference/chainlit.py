@@ -48,13 +48,17 @@ class ChainlitBackend:
         answer: Callable[[str], str],
         event_delay_s: float = 0.01,
         stamps: Stamps | None = None,
+        ping_interval_s: float = 25,
     ) -> None:
         self.stamps = stamps  # benchmarks: when each run's message arrived and completed
         self.secret = secret
         self.faults = faults
         self.answer_for = answer
         self.event_delay_s = event_delay_s
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
+        # Engine.IO's keepalive: the server PINGs every ping_interval_s (python-socketio's default 25 s).
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi", cors_allowed_origins=[], ping_interval=ping_interval_s
+        )
         self.users: dict[str, str] = {}  # sid -> user
         self.threads: dict[str, str] = {}  # sid -> thread id
         self.session_ids: dict[str, str] = {}  # sid -> the client's sessionId (CONNECT auth)
@@ -115,7 +119,14 @@ class ChainlitBackend:
         self.session_ids[sid] = str(auth["sessionId"])
         if self.faults.end_at_once:
             self._spawn(self.sio.disconnect(sid))
+        elif self.faults.max_age_ms:
+            self._spawn(self._disconnect_at_max_age(sid))
         return True
+
+    async def _disconnect_at_max_age(self, sid: str) -> None:
+        """The max-age fault: the server ends the session at a fixed age (a namespace DISCONNECT)."""
+        await asyncio.sleep(self.faults.max_age_ms / 1000)
+        await self.sio.disconnect(sid)
 
     async def disconnect(self, sid: str, *_reason: Any) -> None:
         self.users.pop(sid, None)

@@ -228,11 +228,10 @@ REFERENCE_GRAPHQL_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(REFERENCE_GRAPHQL_FAULTS))
 def test_probe__reference_backend_fault_gives_its_kind_over_graphql_ws(fault: str):
-    # run_s: the check without a token gets a tenth of it, and closing on a burst of deltas it has not read takes
-    # the probe up to 2 s (websockets reads the close reply only after its queue drains).
-    timeouts = {**FAST["timeouts"], "run_s": 60}
+    # run_s 20: the check without a token gets a tenth of it (2 s), and its verdict must survive the close on a
+    # burst of deltas it has not read (websockets reads the close reply only after its queue drains).
     with ReferenceServer(secret=SECRET, faults=parse_faults([fault])) as server:
-        _, findings = run(settings_for(GRAPHQL, server.url, timeouts=timeouts), Credentials(secret=SECRET))
+        _, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
     assert REFERENCE_GRAPHQL_FAULTS[fault] in findings, findings
     if fault != "accept-unauthenticated":
         assert "svc:ws-unauthenticated-accepted" not in findings

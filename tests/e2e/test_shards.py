@@ -26,9 +26,11 @@ from bot.results import (
     Target,
     Verdict,
 )
+from tests import targets
 
 SECRET = "shard-test-secret-0123456789abcdefghijklmnop"
-FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n"
+# The merged run's verdict is this file's subject, not the backend's speed (tests/targets.py).
+FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n" + targets.YAML
 
 
 def _main(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -155,7 +157,9 @@ def test_main__three_shards_then_merge_count_every_journey_once(
     assert [d["shard"]["index"] for d in shard_docs] == [1, 2, 3]
     assert [len(d["samples"]) for d in shard_docs] == [3, 3, 2]
 
-    code, out, err = _main(["merge", *map(str, paths), "--output-dir", str(tmp_path / "merged")])
+    code, out, err = _main(
+        ["merge", *map(str, paths), "--config", str(config), "--output-dir", str(tmp_path / "merged")]
+    )
     assert code == 0, err
     merged = results.load(tmp_path / "merged" / "results.json")
     assert merged.users == 8 and [s.user for s in merged.samples] == list(range(1, 9))

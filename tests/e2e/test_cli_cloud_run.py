@@ -13,6 +13,7 @@ import pytest
 from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
+from tests import targets
 from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 from tests.standins.google_front_end import (
     TokenEndpoint,
@@ -23,7 +24,8 @@ from tests.standins.google_front_end import (
 )
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
-FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
+# Verdicts are the subject, not the machine's speed (tests/targets.py).
+FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n" + targets.YAML
 OLD, NEW = "chat-00001-old", "chat-00002-new"
 IMAGE = "europe-docker.pkg.dev/p/repo/chat"
 DIGEST_OLD, DIGEST_NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64

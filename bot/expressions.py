@@ -17,7 +17,17 @@ from urllib.parse import quote
 import jmespath
 from jmespath.exceptions import JMESPathError, ParseError
 
-PLACEHOLDERS = ("message", "thread_id", "user", "nonce", "token", "token_b64", "turn", "message_id")
+PLACEHOLDERS = (
+    "message",
+    "thread_id",
+    "user",
+    "nonce",
+    "token",
+    "token_b64",
+    "turn",
+    "message_id",
+    "turn_id",
+)
 TOKEN_PLACEHOLDERS = ("token", "token_b64")
 # A template's parts: `{{` and `}}` (literal braces), and `{name}` placeholders. `}}` is a literal `}` only when it
 # closes a `{{`: a JSON template ends with `}}` (two closing objects) and always has.
@@ -33,6 +43,7 @@ _SAMPLE = {
     "token_b64": "ZXlK",
     "message_id": "m-1",
     "turn": "1",
+    "turn_id": "t-1",
 }
 
 
@@ -203,6 +214,13 @@ def search(expression: str, document: Any) -> Any:
         return None
 
 
+def dotted(document: Any, path: str) -> Any:
+    """The value at a dotted path of keys (``messages``, ``input.messages``); None when absent."""
+    for key in path.split("."):
+        document = document.get(key) if isinstance(document, dict) else None
+    return document
+
+
 def substitute(template: str, value: Callable[[str], str | None]) -> str:
     """The template with ``{{``/``}}`` unescaped and each ``{name}`` replaced by ``value(name)`` (left as written
     when that is None). One pass, so a value is never read as a template."""
@@ -241,9 +259,10 @@ def unknown_placeholder(template: str, known: Sequence[str]) -> str | None:
     return None
 
 
-def template_problem(template: str, extra: Sequence[str] = ()) -> str | None:
+def template_problem(template: str, extra: Sequence[str] = (), *, array: bool = False) -> str | None:
     """Why a frame template is unusable: an unknown placeholder, or not JSON once placeholders are filled.
-    ``extra``: names a journey adds (values extracted by request steps, constant values)."""
+    ``extra``: names a journey adds (values extracted by request steps, constant values); ``array``: the
+    template is a JSON array (an earlier turn's messages, ``sse.history.turn``), not an object."""
     if (problem := unknown_placeholder(template, (*PLACEHOLDERS, *extra))) is not None:
         return problem
     filled = render(template, {**_SAMPLE, **dict.fromkeys(extra, "x")})
@@ -252,7 +271,9 @@ def template_problem(template: str, extra: Sequence[str] = ()) -> str | None:
     except json.JSONDecodeError as exc:
         near = filled[max(0, exc.pos - 20) : exc.pos + 20]
         return f"not valid JSON after substitution ({exc.msg} at position {exc.pos}, near {near!r})"
-    if not isinstance(document, dict):
+    if array and not isinstance(document, list):
+        return "expected a JSON array (the messages of one earlier turn)"
+    if not array and not isinstance(document, dict):
         return "a frame must be a JSON object"
     return None
 

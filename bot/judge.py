@@ -27,10 +27,12 @@ METRICS = (
     ("total_ms", "Whole journey (login to answer)", "total_ms"),
 )
 
-# The run's first request to the revision (a cold start when an instance had to start for it): measured once per
-# run, never a journey's sample, so never in a warm p95; ``merge`` keeps the earliest shard's.
+# The run's first request to the revision (a cold start when an instance had to start for it), and its first
+# connection (upgrade, stream, Socket.IO connect): each measured once per run, never in a warm p95; ``merge`` keeps
+# the earliest shard's.
 COLD_START = "cold_start_ms"
-ONCE_METRICS = frozenset({COLD_START})
+COLD_CONNECT = "cold_connect_ms"
+ONCE_METRICS = frozenset({COLD_START, COLD_CONNECT})
 
 # Kinds ``performance`` derives from the metrics: ``merge`` recomputes them over every shard's samples (the
 # shards' own are percentiles of a part) and keeps every other check the shards made.
@@ -250,6 +252,10 @@ def metrics(
         label = (names or {}).get(metric_id, default_label)
         if metric_id == "api_ms":
             values: list[float] = list(health)
+        elif metric_id == "handshake_ms":  # warm: the run's first connection is cold_connect_ms
+            values = [
+                s.handshake_ms for s in samples if s.handshake_ms is not None and not s.first_connection
+            ]
         else:
             values = [v for s in samples if (v := getattr(s, metric_id)) is not None]
         target = targets.get(metric_id)
@@ -263,6 +269,14 @@ def cold_start(ms: float | None, request: str) -> Metric:
     label = "Cold start: first request after deploy" + (f" ({request})" if request else "")
     samples = [ms] if ms is not None else []
     return Metric.from_samples(id=COLD_START, label=label, unit="ms", samples=samples, target=None)
+
+
+def cold_connect(samples: Sequence[JourneySample], transport: str) -> Metric:
+    """The run's first connection after deploy as its own metric (measured, no target): after the first request,
+    it may still meet a cold path (the first upgrade, a connection pool, an import), or another instance."""
+    label = f"Cold start: first connection after deploy ({CONNECT_LABELS[transport]})"
+    values = [s.handshake_ms for s in samples if s.first_connection and s.handshake_ms is not None]
+    return Metric.from_samples(id=COLD_CONNECT, label=label, unit="ms", samples=values[:1], target=None)
 
 
 def performance(metrics: Sequence[Metric]) -> list[CheckResult]:

@@ -93,12 +93,14 @@ class Shape:
 
 def shape_of(settings: Settings) -> Shape:
     """The journey's shape: a WebSocket (``transport: websocket``, or Socket.IO allowed to upgrade), Socket.IO's
-    long-polling, and a reconnect when a turn says so (``journey.turns[].reconnect``)."""
+    long-polling, and a reconnect when a turn says so (``journey.turns[].reconnect``) or when each turn is a request
+    of its own (SSE with several turns: Cloud Run routes each request, not the client's connection)."""
     socketio = settings.transport == "socketio"
+    requests = settings.transport == "sse" and len(settings.journey.turns) > 1
     return Shape(
         websocket=settings.transport == "websocket"
         or (socketio and "websocket" in settings.socketio.transports),
-        reconnects=any(turn.reconnect for turn in settings.journey.turns),
+        reconnects=requests or any(turn.reconnect for turn in settings.journey.turns),
         polling=socketio and "polling" in settings.socketio.transports,
     )
 

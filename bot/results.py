@@ -365,6 +365,9 @@ class JourneySample:
     # When the message was sent, in CLOCK_MONOTONIC seconds (system-wide on Linux): lines ``events`` up with
     # stamps a server on the same host took with its own clock. None where no message was sent.
     message_sent_at: float | None = None
+    # The run's (or shard's) first connection after deploy: its handshake is ``cold_connect_ms``, never in the warm
+    # ``handshake_ms`` percentiles (also when ``merge`` recomputes them).
+    first_connection: bool = False
 
 
 ARRIVALS_CAP = 1000  # journeys per run whose per-event arrival times are kept
@@ -379,15 +382,18 @@ class ConnectionHold:
     requested_s: float
     held_s: float  # how long it stayed open after the journey
     age_s: float  # the connection's age (since the upgrade) when the hold ended
-    closed_by: (
-        str  # "server" (close frame), "network" (dropped, 1006), "golden-path" (no pong), "" (still open)
-    )
+    # "server" (a close frame, a Socket.IO DISCONNECT, the body ended), "network" (dropped), "golden-path" (no
+    # pong, or no Engine.IO ping), "" (still open at the end), "not held" (``close_reason`` says why)
+    closed_by: str
     close_code: int | None = None
     close_reason: str = ""
-    pings: int = 0  # WebSocket pings sent as keepalive, and their pongs
+    # The keepalive: WebSocket pings golden-path sent and their pongs; Socket.IO: Engine.IO PINGs the server sent
+    # and the PONGs the client answered.
+    pings: int = 0
     pongs: int = 0
-    frames: int = 0  # messages the server sent while the connection was held (heartbeats)
-    transport: str = "websocket"
+    frames: int = 0  # messages (SSE and Socket.IO: events) the server sent while the connection was held
+    transport: str = "websocket"  # "websocket", "sse" or "socketio"
+    comments: int = 0  # SSE: `:` comment lines (the stream's keepalive) received while held
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,18 @@
-"""Connection lifetime (``journey.hold_s``): one user keeps its WebSocket open after its journey, with pings,
-and records whether, when and by whom it was closed.
+"""Connection lifetime (``journey.hold_s``): one user keeps its connection open after its journey, with the
+protocol's keepalive, and records whether, when and by whom it was closed.
 
-On Cloud Run a WebSocket is one request: it lives until the service's request timeout, and a proxy may end an
-idle connection sooner. The probe only records; the report compares the connection's age at the close with the
-revision's request timeout.
+On Cloud Run a WebSocket, an event stream and a Socket.IO WebSocket are each one request: it lives until the
+service's request timeout, and a proxy may end an idle connection sooner. The probe only records; the report
+compares the connection's age at the close with the revision's request timeout. The WebSocket is held here (with
+pings); the event stream in ``bot.probe.sse_session`` (the server's `:` comments are its keepalive) and the
+Socket.IO connection in ``bot.probe.sio`` (Engine.IO's PING/PONG, counted by ``EngineKeepalive``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -19,6 +23,11 @@ from bot.untrusted import Redactor
 PING_EVERY_S = 15.0  # a browser-like keepalive, well under the idle limits of proxies (60 s and more)
 PONG_TIMEOUT_S = 10.0
 REASON_CHARS = 200
+HOLDING_USER = 1  # one user holds its connection, also in a sharded run (the shard that runs user 1)
+# The SSE answer that ends with its stream (ADK, OpenAI-compatible, AI SDK): nothing stays open to hold.
+CLOSED_WITH_ANSWER = (
+    "the stream closed with the answer; each answer is one request bounded by the request timeout"
+)
 
 
 async def hold(
@@ -66,6 +75,71 @@ async def hold(
         reason = "no close frame (the connection was dropped)"
         return _record(user, seconds, start, opened_at, "network", 1006, reason, pings, pongs, frames)
     return _record(user, seconds, start, opened_at, "", None, "", pings, pongs, frames)
+
+
+def not_held(user: int, requested_s: float, why: str, *, transport: str) -> ConnectionHold:
+    """The hold that did not happen, and why (never silently skipped)."""
+    return ConnectionHold(user, requested_s, 0.0, 0.0, "not held", None, why, transport=transport)
+
+
+def ended(
+    *,
+    user: int,
+    requested_s: float,
+    start: float,
+    opened_at: float,
+    closed_by: str,
+    reason: str,
+    transport: str,
+    pings: int = 0,
+    pongs: int = 0,
+    frames: int = 0,
+    comments: int = 0,
+) -> ConnectionHold:
+    """How a hold of an event stream or a Socket.IO connection ended, now (loop time; no close code)."""
+    now = asyncio.get_running_loop().time()
+    return ConnectionHold(
+        user=user,
+        requested_s=requested_s,
+        held_s=round(now - start, 3),
+        age_s=round(now - opened_at, 3),
+        closed_by=closed_by,
+        close_reason=reason,
+        pings=pings,
+        pongs=pongs,
+        frames=frames,
+        transport=transport,
+        comments=comments,
+    )
+
+
+class EngineKeepalive(logging.Handler):
+    """Counts Engine.IO's keepalive on one Socket.IO connection from the python-socketio client's own log (its
+    ``engineio_logger``; checked against python-engineio 4.x): the server's PINGs, the client's PONGs, when the
+    server last sent anything, and the client giving up on a silent server (its ping timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.pings = self.pongs = 0
+        self.last_packet = time.monotonic()
+        self.silent = False  # "Server has stopped communicating": no packet within pingInterval + pingTimeout
+
+    def emit(self, record: logging.LogRecord) -> None:
+        kind = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if record.msg == "Received packet %s data %s":
+            self.last_packet = time.monotonic()
+            self.pings += kind == "PING"
+        elif record.msg == "Sending packet %s data %s":
+            self.pongs += kind == "PONG"
+        elif record.msg == "Server has stopped communicating, aborting":
+            self.silent = True
+
+    def logger(self) -> logging.Logger:
+        """A logger of its own (not registered, not propagated) for ``socketio.AsyncClient(engineio_logger=...)``."""
+        logger = logging.Logger("golden-path.engineio", logging.INFO)
+        logger.propagate = False
+        logger.addHandler(self)
+        return logger
 
 
 def _record(

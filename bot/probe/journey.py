@@ -15,6 +15,7 @@ blamed.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -146,19 +147,25 @@ async def probe(
     deadline = loop.time() + timeouts.run_s
     users = settings.journey.users + settings.load.users
     nonces = {user: protocol.new_nonce() for user in range(1, users + 1)}
-    async with httpx.AsyncClient(
-        timeout=limits,
-        trust_env=False,
-        follow_redirects=False,
-        event_hooks=trace.httpx_hooks(),
-        cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
-        # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the rest,
-        # and their waiting would count as the stream's opening.
-        limits=httpx.Limits(max_connections=None if settings.transport == "sse" else 100),
-        headers=dict(extra),
-        # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
-        verify=not base_url.startswith("http://"),
-    ) as http:
+    # No TLS context (certifi, ~30 ms) for plain http://: redirects are not followed, so no https is asked.
+    # Built once: a conversation's users open their own pools with it (``own_client``).
+    verify: bool | ssl.SSLContext = False if base_url.startswith("http://") else httpx.create_ssl_context()
+
+    def client(*, shared: bool) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=limits,
+            trust_env=False,
+            follow_redirects=False,
+            event_hooks=trace.httpx_hooks(),
+            cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
+            # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the
+            # rest, and their waiting would count as the stream's opening.
+            limits=httpx.Limits(max_connections=None if shared and settings.transport == "sse" else 100),
+            headers=dict(extra),
+            verify=verify,
+        )
+
+    async with client(shared=True) as http:
         try:
             async with asyncio.timeout_at(deadline):
                 health = await http_probe.check_health(
@@ -222,6 +229,7 @@ async def probe(
             trace,
             extra,
             frozenset(nonces.values()),
+            own_client=lambda: client(shared=False),
         )
         planned = phases if phases is not None else user_phases(settings)
         for phase in planned:
@@ -258,19 +266,25 @@ async def probe(
         checks.append(unfinished)
     for journey in journeys:
         checks.extend(completeness.spared(journey.checks, unfinished))
-    samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP) for i, j in enumerate(journeys))
+    # The run's first connection (the earliest attempt) is measured apart: cold_connect_ms, not the warm p95.
+    attempts = [j for j in journeys if j.timings.connect_started is not None]
+    coldest = min(attempts, key=lambda j: j.timings.connect_started or 0.0) if attempts else None
+    samples = tuple(_sample(j, arrivals=i < ARRIVALS_CAP, cold=j is coldest) for i, j in enumerate(journeys))
     metrics = (
         *judge.metrics(
             samples, health_latencies, judge.targets(settings.targets), judge.labels(settings.transport)
         ),
         judge.cold_start(*first),
+        judge.cold_connect(samples, settings.transport),
     )
     checks.extend(judge.performance(metrics))
     held = next((j.hold for j in journeys if j.hold is not None), None)
-    if settings.journey.hold_s and held is None and any(j.user == HOLDING_USER for j in journeys):
-        # The SSE journey has no connection to hold after its stream: said so, never silently skipped.
-        why = f"only a WebSocket is held ({settings.transport} journeys are not yet)"
-        held = ConnectionHold(HOLDING_USER, settings.journey.hold_s, 0.0, 0.0, "not held", None, why)
+    if settings.journey.hold_s and held is None and any(j.user == holding.HOLDING_USER for j in journeys):
+        # User 1 never had an open connection after its journey: said so, never silently skipped.
+        why = "the journey ended before its connection was open"
+        held = holding.not_held(
+            holding.HOLDING_USER, settings.journey.hold_s, why, transport=settings.transport
+        )
     return ProbeOutcome(_cleaned(checks, redactor), metrics, serving_version, samples, health_latencies, held)
 
 
@@ -331,12 +345,20 @@ def _thread(ctx: Context, user: int) -> str:
     return f"golden-path-{ctx.run_tag}-{user}"
 
 
-def _sample(journey: UserJourney, *, arrivals: bool) -> JourneySample:
+def _sample(journey: UserJourney, *, arrivals: bool, cold: bool) -> JourneySample:
     t = journey.timings
     events = dict(t.events) if arrivals else {}
     sent_at = t.message_sent_at if arrivals else None
     return JourneySample(
-        journey.user, t.handshake, t.agent_startup, t.max_event_gap, t.processing, t.total, events, sent_at
+        journey.user,
+        t.handshake,
+        t.agent_startup,
+        t.max_event_gap,
+        t.processing,
+        t.total,
+        events,
+        sent_at,
+        first_connection=cold,
     )
 
 
@@ -541,7 +563,7 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
                 break
         else:
             completed = True
-        if ctx.journey.hold_s and journey.user == HOLDING_USER:
+        if ctx.journey.hold_s and journey.user == holding.HOLDING_USER:
             journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
             journey.hold = await _hold(journey, ctx, connection, opened=opened, completed=completed)
     finally:
@@ -559,6 +581,8 @@ async def _connect(
     offer = ctx.trace.sign_offer(
         protocol.offer(ctx.base_url, ctx.settings.websocket, identity.token, frames=frames), journey.user
     )
+    if check_id == "handshake":
+        journey.timings.connect_started = asyncio.get_running_loop().time()
     opened = await ws_probe.open_session(
         offer,
         timeout_s=ctx.settings.websocket.open_timeout_s,
@@ -618,7 +642,7 @@ async def _turn(
     """One turn: its message sent and its events received into a new stream; True when it completed."""
     cfg = ctx.journey
     suffix = "" if number == 1 else f" (turn {number})"
-    values |= {"message": spec.message, "turn": str(number)}
+    values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
     stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
     journey.stream = stream
     journey.streams.append(stream)
@@ -649,14 +673,11 @@ def _skip_turns(
         journey.skip(*[(f"{c} (turn {number})", s) for c, s in LATER_STEPS[1:]], why=why)
 
 
-HOLDING_USER = 1  # one user holds its connection, also in a sharded run (the shard that runs user 1)
-
-
 async def _hold(
     journey: UserJourney, ctx: Context, connection: turns.Connection, *, opened: float, completed: bool
 ) -> ConnectionHold:
-    """Keep the connection open after a completed journey, within the run's deadline. Only a WebSocket is held:
-    its pings are the keepalive (an SSE stream, with comments as keepalive, is not held yet)."""
+    """Keep the WebSocket open after a completed journey, within the run's deadline; its pings are the keepalive
+    (SSE and Socket.IO hold theirs in their own modules)."""
     wanted = ctx.journey.hold_s
     session = connection.session
     why = (
@@ -664,10 +685,10 @@ async def _hold(
         if not completed
         else ""
         if isinstance(session, ws_probe.WebSocketSession)
-        else "only a WebSocket is held"
+        else "the session is not a WebSocket"
     )
     if why:
-        return ConnectionHold(journey.user, wanted, 0.0, 0.0, "not held", None, why)
+        return holding.not_held(journey.user, wanted, why, transport="websocket")
     assert isinstance(session, ws_probe.WebSocketSession)
     left = ctx.deadline - asyncio.get_running_loop().time() - 1.0 - holding.PONG_TIMEOUT_S
     held = await holding.hold(
@@ -688,6 +709,7 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "user": identity.subject or f"user-{journey.user}",
         "nonce": ctx.nonces[journey.user],
         "message_id": str(uuid.uuid4()),
+        "turn_id": str(uuid.uuid4()),
     }
     if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
         values |= expressions.token_values(identity.token)
@@ -706,7 +728,8 @@ def _message_templates(settings: Settings) -> tuple[str, ...]:
 async def _stream_journey(
     journey: UserJourney, ctx: Context, *, identity: auth.Identity, started: float
 ) -> None:
-    """The journey over SSE or Socket.IO (one turn): the transport opens and reads, the turn's bookkeeping
+    """The journey over SSE or Socket.IO, every turn of it: the transport opens, sends and reads (SSE: a request
+    per turn; Socket.IO: emits per turn on one connection), reconnecting when a turn asks; the turn's bookkeeping
     (``bot.probe.turn.take``) records each event as it does a WebSocket frame."""
     cfg = ctx.journey
     values = request_steps.UserValues({**cfg.values, **_values(ctx, journey, identity)})
@@ -723,6 +746,12 @@ async def _stream_journey(
             waiting_for=lambda: turns.waiting_for(stream, cfg),
         )
 
+    async def renew() -> str | None:
+        """The same user's token for a reconnect (a new one when it is about to expire)."""
+        nonlocal identity
+        identity = await _renewed(journey, ctx, identity, values.values)
+        return identity.token
+
     run = request_steps.UserRun(
         settings=ctx.settings,
         http=ctx.http,
@@ -732,13 +761,17 @@ async def _stream_journey(
         user=values,
         token=identity.token,
         hooks=hooks,
+        own_client=ctx.own_client,
+        renew=renew,
+        hold_s=cfg.hold_s if journey.user == holding.HOLDING_USER else 0.0,
+        deadline=ctx.deadline,
     )
     transport = sse_session if ctx.settings.transport == "sse" else sio
     await transport.run_journey(journey, run)
-    if journey.stream is not None:
+    for stream in journey.streams:
         # A streamed answer may split the nonce across deltas: the joined answer counts as echoed text too.
-        joined = "".join(journey.stream.answer_parts)
-        journey.stream.own_nonce_seen = journey.stream.own_nonce_seen or nonces.own_in(joined)
+        joined = "".join(stream.answer_parts)
+        stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in(joined)
 
 
 def _stream_negative(

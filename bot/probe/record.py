@@ -26,6 +26,16 @@ LATER_STEPS = (
 )
 
 
+def turn_suffix(number: int) -> str:
+    """How a turn's checks are named: turn 1's keep their ids (``events``), a later turn's say which turn."""
+    return "" if number == 1 else f" (turn {number})"
+
+
+def later_turns(first: int, last: int) -> list[tuple[str, Step]]:
+    """The message, events, isolation and answer checks of turns ``first`` to ``last``, named as theirs."""
+    return [(f"{c}{turn_suffix(n)}", s) for n in range(first, last + 1) for c, s in LATER_STEPS[1:]]
+
+
 @dataclass(slots=True)
 class Timings:
     """Raw figures from one user's journey (milliseconds), None when the step was not reached."""
@@ -37,6 +47,9 @@ class Timings:
     total: float | None = None  # login start -> answer
     events: dict[str, float] = field(default_factory=dict)  # event -> ms after the message was sent
     message_sent_at: float | None = None  # loop time (CLOCK_MONOTONIC seconds)
+    # Loop time the journey's first connection attempt began (upgrade, stream request, Socket.IO connect): the run's
+    # earliest is its first connection after deploy, measured apart from the warm handshake figures.
+    connect_started: float | None = None
 
     def take(self, stream: Stream, completion_event: str) -> None:
         """The figures the stream's arrival stamps give (also for a stream a deadline cut short)."""

@@ -17,17 +17,18 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bot import expressions, protocol, untrusted
+from bot.probe import hold as holding
 from bot.probe import steps as request_steps
 from bot.probe.http_probe import transport_failure
-from bot.probe.record import LATER_STEPS, Hooks, Message, Stream
-from bot.results import CheckResult, Failure, Kind, Status, Step
-from bot.settings import Settings
+from bot.probe.record import LATER_STEPS, Hooks, Message, Stream, later_turns, turn_suffix
+from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
+from bot.settings import Settings, TurnSettings
 
 if TYPE_CHECKING:
     import socketio
@@ -88,6 +89,12 @@ class Connection:
     queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     run_started: bool = False
     events: int = 0
+    seen: set[str] = field(
+        default_factory=set
+    )  # event names that arrived here: an emit `after` one goes at once
+    fresh: bool = True  # no turn ran on it yet: its `each: connection` emits are still to be sent
+    keepalive: holding.EngineKeepalive | None = None  # the holding user's Engine.IO PING/PONG counter
+    opened_at: float = 0.0  # loop time the connection was asked for (its age at a close counts from here)
 
     async def recv(self) -> Message:
         """The next event, named for this run.
@@ -142,12 +149,18 @@ async def open_connection(
     timeout_s: float,
     redactor: untrusted.Redactor,
     http: httpx.AsyncClient | None = None,
+    keepalive: holding.EngineKeepalive | None = None,
 ) -> Opened:
-    """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome."""
+    """Connect (Engine.IO, then the namespace's CONNECT with the auth payload) and classify the outcome;
+    ``keepalive`` (the holding user's only) counts Engine.IO's PING/PONG from the client's log."""
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     client = _socketio().AsyncClient(
-        reconnection=False, handle_sigint=False, request_timeout=timeout_s, ssl_verify=True
+        reconnection=False,
+        handle_sigint=False,
+        request_timeout=timeout_s,
+        ssl_verify=True,
+        engineio_logger=keepalive.logger() if keepalive is not None else False,
     )
     connection = Connection(client, connect.namespace, settings)
     refusals: list[Any] = []
@@ -263,9 +276,12 @@ def _connect_failure(
 
 
 async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
-    """Request steps (e.g. a login for a cookie), a Socket.IO connection, the emits, then the events."""
+    """Request steps (e.g. a login for a cookie), a Socket.IO connection, then per turn its emits and its events.
+    ``reconnect: true`` disconnects and connects again as the same user: the same cookies, the same CONNECT auth
+    (Chainlit's ``sessionId``), the token renewed when due."""
     settings = run.settings
     cfg = settings.socketio
+    conversation = settings.journey.conversation
     journey.step = Step.CONNECT
     if settings.journey.requests:
         outcome = await request_steps.run(
@@ -281,38 +297,170 @@ async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
             journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
             journey.skip(*LATER_STEPS[1:], why="a request step before the connection failed")
             return
+    connection = await _open(journey, run, check_id="handshake")
+    if connection is None:
+        journey.skip(*LATER_STEPS[1:], why="no connection")
+        return
+    reconnected = False
+    try:
+        for number, spec in enumerate(conversation, start=1):
+            reconnected = reconnected or (number > 1 and spec.reconnect)
+            stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
+            hooks = run.begin_turn(journey, stream) if number > 1 else None
+            if number > 1 and spec.reconnect:
+                await connection.close()
+                if run.renew is not None:
+                    run = replace(run, token=await run.renew())
+                again = await _open(journey, run, check_id=f"reconnect{turn_suffix(number)}")
+                if again is None:
+                    stream.judged = True  # nothing was received: the reconnect check says why
+                    why = f"no connection for turn {number}"
+                    journey.skip(*later_turns(number, len(conversation)), why=why)
+                    break
+                connection = again
+            if not await _turn(journey, run, connection, spec, stream, hooks):
+                why = f"turn {number} did not complete"
+                journey.skip(*later_turns(number + 1, len(conversation)), why=why)
+                break
+        if connection.keepalive is not None and journey.stream is not None:
+            journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
+            journey.hold = await _hold(connection, journey.stream, run, user=journey.user)
+    finally:
+        await connection.close()
+    journey.received = journey.received or time.perf_counter()
+    journey.step = Step.ANSWER
+
+
+async def _open(journey: UserJourney, run: request_steps.UserRun, *, check_id: str) -> Connection | None:
+    """Connect as this user (its token, cookies, CONNECT auth) and record the outcome as ``check_id``."""
+    settings = run.settings
+    cfg = settings.socketio
+    journey.step = Step.CONNECT
     connect = connect_for(settings, run.base_url, user=run.user, token=run.token, headers=run.headers)
+    keepalive = holding.EngineKeepalive() if run.hold_s else None
+    opened_at = asyncio.get_running_loop().time()
+    if check_id == "handshake":
+        journey.timings.connect_started = opened_at
     opened = await open_connection(
-        connect, settings, timeout_s=cfg.open_timeout_s, redactor=run.redactor, http=run.http
+        connect,
+        settings,
+        timeout_s=cfg.open_timeout_s,
+        redactor=run.redactor,
+        http=run.http,
+        keepalive=keepalive,
     )
     if opened.connection is None:
         assert opened.failure is not None
         journey.add(
-            "handshake", Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
+            check_id, Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
         )
-        journey.skip(*LATER_STEPS[1:], why="no connection")
-        return
-    connection = opened.connection
-    journey.timings.handshake = opened.elapsed_ms
+        return None
+    if check_id == "handshake":
+        journey.timings.handshake = opened.elapsed_ms
     summary = f"connected to namespace {cfg.namespace}"
-    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
-    stream = Stream(sent=asyncio.get_running_loop().time())
-    stream.last_expected = stream.sent
+    journey.add(check_id, Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
+    opened.connection.keepalive, opened.connection.opened_at = keepalive, opened_at
+    return opened.connection
+
+
+async def _turn(
+    journey: UserJourney,
+    run: request_steps.UserRun,
+    connection: Connection,
+    spec: TurnSettings,
+    stream: Stream,
+    hooks: Hooks | None,
+) -> bool:
+    """One turn: its emits (``each: connection`` ones only on a new connection; one waiting for an event that
+    already arrived on this connection goes at once), then its events into ``stream`` (``hooks``: registered at
+    the turn's start, None for turn 1); True when it completed."""
+    cfg = run.settings.socketio
+    number = stream.turn
+    suffix = turn_suffix(number)
     values = run.user.values
-    later = [(e.after, e.event, template_data(e.data, values)) for e in cfg.emit if e.after is not None]
+    values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
+    emits = [e for e in cfg.emit if e.each == "turn" or connection.fresh]
+    connection.fresh = False
+    connection.run_started = False  # this message's run starts with its own `run_starts_with`
+    now = [e for e in emits if e.after is None or e.after in connection.seen]
+    later = [
+        (e.after, e.event, template_data(e.data, values))
+        for e in emits
+        if e.after is not None and e.after not in connection.seen
+    ]
+    stream.sent = stream.last_expected = asyncio.get_running_loop().time()
+    journey.step = Step.MESSAGE
     try:
-        for emit in [e for e in cfg.emit if e.after is None]:
+        for emit in now:
             await connection.emit(emit.event, template_data(emit.data, values))
-        journey.add(
-            "message", Step.MESSAGE, Status.PASS, summary="emitted " + ", ".join(e.event for e in cfg.emit)
+    except _socketio().exceptions.SocketIOError as exc:
+        failure = Failure(
+            Kind.STREAM_CLOSED_EARLY,
+            f"The Socket.IO connection was gone before turn {number}'s message could be emitted "
+            f"({type(exc).__name__}: {run.redactor.clip(str(exc), 200)}).",
+            detail=run.settings.journey.completion_event,
+            evidence={"emitted": ", ".join(e.event for e in now)},
         )
-        journey.step = Step.AGENT
-        journey.stream = stream
-        await receive(connection, stream, settings, hooks=run.hooks(stream), later=later)
-    finally:
-        await connection.close()
-    journey.received = time.perf_counter()
-    journey.step = Step.ANSWER
+        stream.judged = True  # nothing was received: the message check says why
+        journey.add(f"message{suffix}", Step.MESSAGE, Status.FAIL, failure=failure)
+        journey.skip(*later_turns(number, number)[1:], why="message not sent")
+        return False
+    journey.add(
+        f"message{suffix}", Step.MESSAGE, Status.PASS, summary="emitted " + ", ".join(e.event for e in emits)
+    )
+    journey.step = Step.AGENT
+    journey.stream = stream
+    await receive(connection, stream, run.settings, hooks=hooks or run.hooks(stream), later=later)
+    return stream.completion is not None
+
+
+async def _hold(
+    connection: Connection, stream: Stream, run: request_steps.UserRun, *, user: int
+) -> ConnectionHold:
+    """Keep a completed journey's connection open for ``journey.hold_s`` (within the run's deadline), counting the
+    events that arrive; Engine.IO's PING/PONG is the keepalive. How it ended: the server's DISCONNECT (or
+    Engine.IO CLOSE), the transport dropped, the client giving up on a server that stopped pinging, or still
+    open."""
+    wanted, keepalive, opened_at = run.hold_s, connection.keepalive, connection.opened_at
+    assert keepalive is not None
+    if stream.completion is None or stream.failure is not None:
+        why = "the journey did not complete on this connection"
+        return holding.not_held(user, wanted, why, transport="socketio")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    frames = 0
+
+    def ended(closed_by: str, reason: str) -> ConnectionHold:
+        return holding.ended(
+            user=user,
+            requested_s=wanted,
+            start=start,
+            opened_at=opened_at,
+            closed_by=closed_by,
+            reason=reason,
+            transport="socketio",
+            pings=keepalive.pings,
+            pongs=keepalive.pongs,
+            frames=frames,
+        )
+
+    try:
+        async with asyncio.timeout(max(0.0, min(wanted, run.deadline - start - 1.0))):
+            while True:
+                await connection.recv()
+                frames += 1
+    except TimeoutError:
+        return ended("", "")
+    except Disconnected as exc:
+        if keepalive.silent:
+            eio = connection.client.eio
+            limit = f"{eio.ping_interval + eio.ping_timeout:g} s" if eio.ping_interval else "its ping timeout"
+            why = f"no Engine.IO packet from the server within its ping interval and timeout ({limit})"
+            return ended("golden-path", why)
+        if exc.reason == "server disconnect":
+            return ended("server", "the server disconnected (a Socket.IO DISCONNECT or an Engine.IO CLOSE)")
+        reason = run.redactor.clip(exc.reason, 100)
+        return ended("network", f"no DISCONNECT; python-socketio reported a {reason}")
 
 
 async def receive(
@@ -333,6 +481,7 @@ async def receive(
                 message = await connection.recv()
                 raw_event = json.loads(message.raw).get("event")
                 name = hooks.take(message)
+                connection.seen.update(n for n in (raw_event, name) if isinstance(n, str))
                 for pending in [p for p in later if p[0] in (raw_event, name)]:
                     later.remove(pending)
                     await connection.emit(pending[1], pending[2])
@@ -387,6 +536,7 @@ async def negative_check(
             "user": "anonymous",
             "nonce": protocol.new_nonce(),
             "message_id": str(uuid.uuid4()),
+            "turn_id": str(uuid.uuid4()),
             "token": "",
             "token_b64": "",
         }

@@ -33,6 +33,10 @@ MAX_LINE_CHARS = 4 * 1024 * 1024  # one event's line; longer is a protocol failu
 _NO_REDACTION = Redactor()
 _TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})
 END_OF_BODY = "(end of body)"
+DRAIN_S = (
+    1.0  # after a turn's completion, the rest of its body is read this long at most (``EventStream.drain``)
+)
+DRAIN_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class EventStreamParser:
     _data: list[str] = field(default_factory=list)
     _event: str = ""
     _last_id: str = ""
+    comments: int = 0  # `:` comment lines seen (a stream's keepalive)
 
     def feed(self, chunk: bytes, at: float = 0.0) -> list[Event]:
         """The events ``chunk`` completes, each stamped ``at``.
@@ -110,6 +115,7 @@ class EventStreamParser:
         if not line:
             return self._dispatch(at)
         if line.startswith(":"):
+            self.comments += 1
             return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
@@ -210,6 +216,25 @@ class EventStream:
             return Message(event.data, self._sentinel, event.at)
         name = event.event if self._event_field and event.event else None
         return Message(event.data, name, event.at)
+
+    @property
+    def comments(self) -> int:
+        """The `:` comment lines (keepalives) read so far."""
+        return self._parser.comments
+
+    async def drain(self, *, limit_s: float = DRAIN_S, limit_bytes: int = DRAIN_BYTES) -> None:
+        """Read what is left of the body once the journey has what it needs (after a sentinel: the chunked
+        ending), so the connection goes back to the pool for the next turn, as a browser's does. Bounded in time
+        and bytes: a body that goes on is closed with its connection."""
+        read = 0
+        try:
+            async with asyncio.timeout(limit_s):
+                async for chunk in self._chunks:
+                    read += len(chunk)
+                    if read > limit_bytes:
+                        return
+        except (TimeoutError, httpx.HTTPError):
+            pass
 
     async def aclose(self) -> None:
         await self.response.aclose()

@@ -1,6 +1,6 @@
-"""One user's journey over Server-Sent Events, and the negative check: the request steps, the stream request
-(the message travels in its body), then the events until the completion event, an error event, the end of the
-body or a deadline.
+"""One user's journey over Server-Sent Events, and the negative check: the request steps, then per turn the stream
+request (the message travels in its body) and the events until the completion event, an error event, the end of
+the body or a deadline.
 
 The frames are accounted for by the journey (``bot.probe.journey``) through the ``take`` callback, exactly as
 WebSocket frames are, so every judge (events, isolation, answer, SLA, metrics) works unchanged.
@@ -9,19 +9,22 @@ WebSocket frames are, so every judge (events, isolation, answer, SLA, metrics) w
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import httpx
 
-from bot import expressions, protocol, untrusted
+from bot import expressions, judge, protocol, untrusted
+from bot.probe import hold as holding
 from bot.probe import sse
 from bot.probe import steps as request_steps
-from bot.probe.record import LATER_STEPS, Hooks, Stream
-from bot.results import CheckResult, Failure, Kind, Status, Step
-from bot.settings import Settings
+from bot.probe.record import LATER_STEPS, Hooks, Stream, later_turns, turn_suffix
+from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
+from bot.settings import Settings, SseHistorySettings, TurnSettings
 
 if TYPE_CHECKING:
     from bot.probe.journey import UserJourney
@@ -35,8 +38,15 @@ def user_values(settings: Settings, values: dict[str, str]) -> request_steps.Use
 
 
 def stream_request(
-    settings: Settings, base_url: str, user: request_steps.UserValues, token: str | None
+    settings: Settings,
+    base_url: str,
+    user: request_steps.UserValues,
+    token: str | None,
+    *,
+    earlier: Sequence[Mapping[str, str]] = (),
 ) -> sse.StreamRequest:
+    """The stream request of a turn; ``earlier``: the earlier turns' values (``message``, ``answer``, ``turn``)
+    for a body that carries the conversation (``sse.history``)."""
     cfg = settings.sse
     path = expressions.render_path(cfg.path, user.values)
     headers = [
@@ -45,8 +55,20 @@ def stream_request(
         *user.cookie_header(),
     ]
     body = expressions.render(cfg.body, user.values) if cfg.body is not None else None
+    if body is not None and earlier and cfg.history is not None:
+        body = with_history(body, cfg.history, [{**user.values, **turn} for turn in earlier])
     url = protocol.http_url(base_url, path, query=request_steps.token_query(cfg.token, token))
     return sse.StreamRequest(cfg.method, url, tuple(headers), body)
+
+
+def with_history(body: str, history: SseHistorySettings, earlier: Sequence[Mapping[str, str]]) -> str:
+    """The body with the earlier turns' messages (``history.turn`` filled with each turn's values) before the
+    items of its list at ``history.at`` (a list there is checked when the settings are read)."""
+    document = json.loads(body)
+    items = expressions.dotted(document, history.at)
+    assert isinstance(items, list), history.at
+    items[:0] = [m for values in earlier for m in json.loads(expressions.render(history.turn, values))]
+    return json.dumps(document, ensure_ascii=False)
 
 
 async def open_stream(
@@ -65,47 +87,198 @@ async def open_stream(
 
 
 async def run_journey(journey: UserJourney, run: request_steps.UserRun) -> None:
-    """Request steps, then one request whose answer streams the journey's events (the message is its body).
-    The shared HTTP client adds the trace and ID-token headers itself (``run.headers`` is not sent again)."""
+    """Request steps, then one request per turn whose answer streams that turn's events (the message is its
+    body). The turns of a conversation share this user's own connection pool, kept alive between them as a
+    browser's is; ``reconnect: true`` closes it and opens a new one (same cookies, same extracted values, the
+    token renewed when due). The HTTP clients add the trace and ID-token headers themselves."""
     settings = run.settings
+    conversation = settings.journey.conversation
     journey.step = Step.CONNECT
-    if settings.journey.requests:
-        outcome = await request_steps.run(
-            run.http,
-            settings.journey.requests,
-            base_url=run.base_url,
-            user=run.user,
-            token=run.token,
-            way=settings.sse.token,
-            redactor=run.redactor,
-        )
-        if outcome.failure is not None:
-            journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
-            journey.skip(*LATER_STEPS[1:], why="a request step before the stream failed")
-            return
-    request = stream_request(settings, run.base_url, run.user, run.token)
-    stream = Stream(sent=asyncio.get_running_loop().time())
-    stream.last_expected = stream.sent
-    opened = await open_stream(run.http, settings, request, run.redactor)
+    own = run.own_client is not None and len(conversation) > 1
+    http = run.own_client() if own and run.own_client is not None else run.http
+    try:
+        if settings.journey.requests:
+            outcome = await request_steps.run(
+                http,
+                settings.journey.requests,
+                base_url=run.base_url,
+                user=run.user,
+                token=run.token,
+                way=settings.sse.token,
+                redactor=run.redactor,
+            )
+            if outcome.failure is not None:
+                journey.add("handshake", Step.CONNECT, Status.FAIL, failure=outcome.failure)
+                journey.skip(*LATER_STEPS[1:], why="a request step before the stream failed")
+                return
+        earlier: list[dict[str, str]] = []  # the completed turns' values, for sse.history
+        reconnected = False
+        for number, spec in enumerate(conversation, start=1):
+            reconnect = number > 1 and spec.reconnect
+            reconnected = reconnected or reconnect
+            turn = Turn(spec, number, reconnect=reconnect, reconnected=reconnected)
+            # A later turn is this turn from its start: a deadline during its reconnect is judged as its own.
+            stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
+            hooks = run.begin_turn(journey, stream) if number > 1 else None
+            if reconnect:
+                if http is not run.http:
+                    await http.aclose()
+                http = run.own_client() if run.own_client is not None else run.http
+                if run.renew is not None:
+                    run = replace(run, token=await run.renew())
+            answer = await _turn(journey, run, http, turn, earlier, stream, hooks)
+            if answer is None:
+                if not journey.streams:
+                    return  # turn 1's request failed: no stream to judge after the phase
+                journey.skip(
+                    *later_turns(number + 1, len(conversation)), why=f"turn {number} did not complete"
+                )
+                break
+            earlier.append({"message": spec.message, "answer": answer, "turn": str(number)})
+    finally:
+        if http is not run.http:
+            await http.aclose()
+    journey.received = journey.received or time.perf_counter()
+    journey.step = Step.ANSWER
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    spec: TurnSettings
+    number: int
+    reconnect: bool  # this turn opens a new connection
+    reconnected: bool  # this turn, or an earlier one, did
+
+
+async def _turn(
+    journey: UserJourney,
+    run: request_steps.UserRun,
+    http: httpx.AsyncClient,
+    turn: Turn,
+    earlier: list[dict[str, str]],
+    stream: Stream,
+    hooks: Hooks | None,
+) -> str | None:
+    """One turn: its request (turn 1's answer is the ``handshake``, a reconnect's ``reconnect (turn k)``, a
+    later turn's its ``message``), then its events into ``stream`` (``hooks``: registered at the turn's start,
+    None for turn 1); the answer read when it completed, else None."""
+    settings = run.settings
+    number, suffix = turn.number, turn_suffix(turn.number)
+    run.user.values |= {"message": turn.spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
+    request = stream_request(settings, run.base_url, run.user, run.token, earlier=earlier)
+    stream.sent = stream.last_expected = opened_at = asyncio.get_running_loop().time()
+    if number == 1:
+        journey.timings.connect_started = opened_at
+    opening = "handshake" if number == 1 else f"reconnect{suffix}" if turn.reconnect else ""
+    journey.step = Step.CONNECT if opening else Step.MESSAGE
+    opened = await open_stream(http, settings, request, run.redactor)
+    sent = f"sent in the {request.method} body"
     if opened.stream is None:
         assert opened.failure is not None
+        stream.judged = True  # nothing was received: the request's check says why
+        failure = opened.failure
+        if turn.reconnect and opened.status in (404, 410):
+            failure = _session_not_found(failure, number)
+        if opening:
+            journey.add(opening, Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=failure)
+            journey.skip(*later_turns(number, number), why="no stream")
+        else:
+            journey.add(
+                f"message{suffix}", Step.MESSAGE, Status.FAIL, duration_ms=opened.elapsed_ms, failure=failure
+            )
+            journey.skip(*later_turns(number, number)[1:], why="no stream")
+        return None
+    answered = f"HTTP {opened.status} text/event-stream"
+    if opening:
+        if number == 1:
+            journey.timings.handshake = opened.elapsed_ms
+        journey.add(opening, Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=answered)
+        journey.add(f"message{suffix}", Step.MESSAGE, Status.PASS, summary=sent)
+    else:
         journey.add(
-            "handshake", Step.CONNECT, Status.FAIL, duration_ms=opened.elapsed_ms, failure=opened.failure
+            f"message{suffix}",
+            Step.MESSAGE,
+            Status.PASS,
+            duration_ms=opened.elapsed_ms,
+            summary=f"{sent}; {answered}",
         )
-        journey.skip(*LATER_STEPS[1:], why="no stream")
-        return
-    journey.timings.handshake = opened.elapsed_ms
-    summary = f"HTTP {opened.status} text/event-stream"
-    journey.add("handshake", Step.CONNECT, Status.PASS, duration_ms=opened.elapsed_ms, summary=summary)
-    journey.add("message", Step.MESSAGE, Status.PASS, summary=f"sent in the {request.method} body")
     journey.step = Step.AGENT
     journey.stream = stream
+    more = number < len(settings.journey.conversation)
     try:
-        await receive(opened.stream, stream, settings, hooks=run.hooks(stream), clip=run.redactor.clip)
+        hooks = hooks or run.hooks(stream)
+        await receive(opened.stream, stream, settings, hooks=hooks, clip=run.redactor.clip)
+        if more and stream.completion is not None:
+            await opened.stream.drain()  # the connection goes back to the pool for the next turn
+        elif not more and run.hold_s:
+            journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
+            journey.hold = await _hold(opened.stream, stream, run, user=journey.user, opened_at=opened_at)
     finally:
         await opened.stream.aclose()
-    journey.received = time.perf_counter()
-    journey.step = Step.ANSWER
+    if stream.completion is None:
+        return None
+    return judge.answer_of(stream, settings.journey)[0]
+
+
+async def _hold(
+    events: sse.EventStream, stream: Stream, run: request_steps.UserRun, *, user: int, opened_at: float
+) -> ConnectionHold:
+    """Keep reading a completed journey's stream for ``journey.hold_s`` (within the run's deadline) when it is still
+    open, counting `:` comments (the keepalive) and events. A stream that ended with its answer (the sentinel or
+    the end of the body, as ADK, OpenAI-compatible and AI SDK streams do) has nothing to hold: said so."""
+    wanted = run.hold_s
+    if stream.completion is None or stream.failure is not None:
+        return holding.not_held(user, wanted, "the journey did not complete on this stream", transport="sse")
+    if events.finished:
+        return holding.not_held(user, wanted, holding.CLOSED_WITH_ANSWER, transport="sse")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    comments, frames = events.comments, 0
+
+    def ended(closed_by: str, reason: str) -> ConnectionHold:
+        return holding.ended(
+            user=user,
+            requested_s=wanted,
+            start=start,
+            opened_at=opened_at,
+            closed_by=closed_by,
+            reason=reason,
+            transport="sse",
+            frames=frames,
+            comments=events.comments - comments,
+        )
+
+    try:
+        async with asyncio.timeout(max(0.0, min(wanted, run.deadline - start - 1.0))):
+            while not events.finished:
+                await events.recv()
+                frames += 1
+    except TimeoutError:
+        return ended("", "")
+    except sse.EventTooLarge as exc:
+        return ended("golden-path", f"the stream sent {exc}")
+    except sse.StreamEnded as exc:
+        if exc.error:
+            return ended("network", f"the body ended unfinished ({run.redactor.clip(exc.error, 200)})")
+        return ended("server", "the server ended the response body")
+    frames -= 1  # the last was the sentinel or the end of the body, not an event
+    what = f"`{run.settings.sse.sentinel}`" if events.sentinel_seen else "the end of the body"
+    return ended("server", f"the server ended the stream ({what})")
+
+
+def _session_not_found(failure: Failure, number: int) -> Failure:
+    """A reconnect's stream request answered 404/410 after the earlier turns were served on another connection:
+    the session lives where the new connection did not arrive (e.g. ADK's in-memory sessions, another
+    instance)."""
+    return Failure(
+        Kind.SESSION_LOST,
+        f"After reconnecting as the same user, turn {number}'s stream request was answered HTTP "
+        f"{failure.detail}, although the earlier turns were served: the session is not known where the new "
+        "connection arrived.",
+        detail=f"turn-{number}",
+        evidence=failure.evidence
+        | {"reconnected": "as the same user, on a new connection, same session values"},
+    )
 
 
 async def receive(
@@ -182,6 +355,7 @@ async def negative_check(
             "user": "anonymous",
             "nonce": protocol.new_nonce(),
             "message_id": str(uuid.uuid4()),
+            "turn_id": str(uuid.uuid4()),
             "token": "",
             "token_b64": "",
         },

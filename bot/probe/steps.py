@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -20,6 +22,9 @@ from bot.probe.record import Hooks, Stream
 from bot.results import Failure, Kind
 from bot.settings import RequestStepSettings, Settings, StreamTokenSettings
 from bot.untrusted import Redactor
+
+if TYPE_CHECKING:
+    from bot.probe.journey import UserJourney
 
 
 def no_cookies() -> http.cookiejar.CookieJar:
@@ -78,6 +83,18 @@ class UserRun:
     user: UserValues
     token: str | None
     hooks: Callable[[Stream], Hooks]
+    hold_s: float = 0.0  # journey.hold_s for the user who holds its connection (user 1), else 0
+    deadline: float = math.inf  # loop time of the run's deadline: a hold ends before it
+    # A new connection pool like ``http``, this user's own (None: only the shared client, e.g. in a test).
+    own_client: Callable[[], httpx.AsyncClient] | None = None
+    # The same user's token again for a reconnect, a new one when it is about to expire (None: keep ``token``).
+    renew: Callable[[], Awaitable[str | None]] | None = None
+
+    def begin_turn(self, journey: UserJourney, stream: Stream) -> Hooks:
+        """A later turn's stream, the journey's from the turn's start (before a reconnect): a deadline meanwhile
+        is this turn's, never the completed turn's before it."""
+        journey.stream = stream
+        return self.hooks(stream)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,11 @@ The journey (``bot.probe.journey``) is a small program that the probe interprets
     reconnect  (``turns[k].reconnect``) close, open a new session as the same user on the same thread, go on
     close
 
+Over SSE (``bot.probe.sse_session``) a turn is a stream request of its own, in the same session (the request steps
+run once; a conversation's turns share the user's own connection pool), and a reconnect is a new pool; over
+Socket.IO (``bot.probe.sio``) a turn emits again on the connection (``each: connection`` emits once per
+connection) and a reconnect connects again with the same CONNECT auth.
+
 The check without credentials (``bot.probe.negative``) runs the same opening steps anonymously.
 
 A transport provides an opener returning an ``Opened`` (a ``Session``, or the handshake's ``Failure``) and a

@@ -45,6 +45,8 @@ class Context:
     extra_headers: tuple[tuple[str, str], ...] = ()  # e.g. a Cloud Run ID token, on every upgrade
     every_nonce: frozenset[str] = frozenset()  # built once: a set per user would cost O(n²) at 1,000 users
     logins: auth.Logins = field(default_factory=auth.Logins)  # login answers shared while their token lasts
+    # A new connection pool like ``http`` (a conversation's own over SSE, and a fresh one on a reconnect).
+    own_client: Callable[[], httpx.AsyncClient] | None = None
 
     @property
     def journey(self) -> JourneySettings:

@@ -151,17 +151,10 @@ class Backend:
         self.event_delay_s = event_delay_s
         self.registry = Registry()
         self.stamps = stamps
-        self.warm = False  # the cold-start fault delays only the first request
-
-    async def _first_request(self) -> None:
-        if self.faults.cold_start_ms and not self.warm:
-            self.warm = True
-            await asyncio.sleep(self.faults.cold_start_ms / 1000)
 
     # HTTP
 
     async def health(self, request: Request) -> JSONResponse:
-        await self._first_request()
         if self.faults.health_503:
             return JSONResponse({"status": "unhealthy", "checks": {"redis": "down"}}, status_code=503)
         version = STALE_VERSION if self.faults.stale_version else self.version
@@ -173,7 +166,6 @@ class Backend:
 
     async def healthz(self, request: Request) -> JSONResponse:
         """The openai-realtime profile's health: ``{"ok": true, "version": ...}``."""
-        await self._first_request()
         if self.faults.health_503:
             return JSONResponse({"ok": False, "checks": {"redis": "down"}}, status_code=503)
         version = STALE_VERSION if self.faults.stale_version else self.version
@@ -181,7 +173,6 @@ class Backend:
         return JSONResponse({"ok": True, "version": version, "service": service})
 
     async def login(self, request: Request) -> JSONResponse:
-        await self._first_request()
         try:
             body = await request.json()
         except ValueError:
@@ -228,7 +219,6 @@ class Backend:
     async def handshake(self, websocket: WebSocket) -> str | None:
         """Accept (returning the user id) or refuse the upgrade, bent by the faults; None when refused."""
         faults = self.faults
-        await self._first_request()
         if faults.hang:
             await wait_for_disconnect(websocket)
             return None

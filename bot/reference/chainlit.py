@@ -48,15 +48,24 @@ class ChainlitBackend:
         answer: Callable[[str], str],
         event_delay_s: float = 0.01,
         stamps: Stamps | None = None,
+        ping_interval_s: float = 25,
     ) -> None:
         self.stamps = stamps  # benchmarks: when each run's message arrived and completed
         self.secret = secret
         self.faults = faults
         self.answer_for = answer
         self.event_delay_s = event_delay_s
-        self.sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
+        # Engine.IO's keepalive: the server PINGs every ping_interval_s (python-socketio's default 25 s).
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi", cors_allowed_origins=[], ping_interval=ping_interval_s
+        )
         self.users: dict[str, str] = {}  # sid -> user
         self.threads: dict[str, str] = {}  # sid -> thread id
+        self.session_ids: dict[str, str] = {}  # sid -> the client's sessionId (CONNECT auth)
+        # What each user said per session: Chainlit restores a WebsocketSession when the client reconnects with
+        # its sessionId (here a store every instance reads); under forget-sessions it lives in the Socket.IO
+        # connection's memory, so a reconnect starts a new conversation.
+        self.conversations: dict[tuple[str, str], list[str]] = {}
         self.recent: deque[tuple[str, str]] = deque(maxlen=100)
         self.tasks: set[asyncio.Task[None]] = set()
         self.sio.on("connect", self.connect)
@@ -107,13 +116,24 @@ class ChainlitBackend:
             raise ConnectionRefusedError("missing sessionId")
         self.users[sid] = user or "anonymous"
         self.threads[sid] = str(uuid.uuid4())
+        self.session_ids[sid] = str(auth["sessionId"])
         if self.faults.end_at_once:
             self._spawn(self.sio.disconnect(sid))
+        elif self.faults.max_age_ms:
+            self._spawn(self._disconnect_at_max_age(sid))
         return True
+
+    async def _disconnect_at_max_age(self, sid: str) -> None:
+        """The max-age fault: the server ends the session at a fixed age (a namespace DISCONNECT)."""
+        await asyncio.sleep(self.faults.max_age_ms / 1000)
+        await self.sio.disconnect(sid)
 
     async def disconnect(self, sid: str, *_reason: Any) -> None:
         self.users.pop(sid, None)
         self.threads.pop(sid, None)
+        self.session_ids.pop(sid, None)
+        if self.faults.forget_sessions:
+            self.conversations.pop(("", sid), None)
 
     async def connection_successful(self, sid: str) -> None:
         await self.sio.emit("task_end", {}, to=sid)  # the connection's own task_end, before any message
@@ -143,7 +163,10 @@ class ChainlitBackend:
         faults = self.faults
         received = time.monotonic()
         user = self.users.get(sid, "anonymous")
-        answer = self._answer(user, text)
+        key = ("", sid) if faults.forget_sessions else (user, self.session_ids.get(sid, sid))
+        said = self.conversations.setdefault(key, [])
+        answer = self._answer(user, text, list(said))
+        said.append(text)
 
         def to(event: str) -> str | None:
             return (
@@ -192,7 +215,7 @@ class ChainlitBackend:
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _answer(self, user: str, text: str) -> str:
+    def _answer(self, user: str, text: str, earlier: list[str]) -> str:
         other = next((t for u, t in reversed(self.recent) if u != user), None)
         self.recent.append((user, text))
         if self.faults.empty_answer:
@@ -200,6 +223,8 @@ class ChainlitBackend:
         if self.faults.canned_answer:
             return f"Agent response for: {text}"
         answer = self.answer_for(text)
+        if earlier:  # cl.chat_context: what the user said earlier in this session
+            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
         return f"{answer} (also: {other[:60]})" if self.faults.cross_talk and other else answer
 
     async def _pause(self, name: str) -> None:

@@ -43,11 +43,15 @@ FAULTS: dict[str, str] = {
     "wrong-service": "answer health checks as the 'frontend' service (the host routes to the wrong service)",
     "stale-version": f"report version '{STALE_VERSION}' in health checks (the old code is serving)",
     "slow-handshake:MS": "wait MS milliseconds before accepting the WebSocket, e.g. slow-handshake:3000",
-    "cold-start:MS": "answer the first request (HTTP or WebSocket) MS milliseconds late, as a starting instance "
-    "does, e.g. cold-start:1500",
-    "max-age:MS": "close every WebSocket MS milliseconds after accepting it (1001 'max connection age'), as a "
-    "server or proxy with a connection lifetime does, e.g. max-age:2000",
+    "cold-start:MS": "answer the first request (health, an upgrade, a stream, a Socket.IO handshake: whatever "
+    "arrives first) MS milliseconds late, as a starting instance does, e.g. cold-start:1500",
+    "max-age:MS": "close every WebSocket MS milliseconds after accepting it (1001 'max connection age'; Socket.IO: "
+    "a DISCONNECT), as a server or proxy with a connection lifetime does, e.g. max-age:2000",
     "garbage": "answer the WebSocket upgrade with bytes that are not HTTP (needs ReferenceServer/serve_forever)",
+    "forget-sessions": "keep a conversation only where it started (SSE and Socket.IO wires; a later turn's answer "
+    "names what was said before): ADK's sessions in one connection's memory (`Session not found` on another), "
+    "Chainlit's in the Socket.IO connection's (a reconnect starts afresh); the OpenAI and AI SDK routes read only "
+    "the last message (the history the client sent is dropped). The WebSocket reference keeps no conversation",
 }
 
 # Faults without a parameter: spec name -> Faults field.
@@ -70,6 +74,7 @@ _SWITCHES = {
     "wrong-service": "wrong_service",
     "stale-version": "stale_version",
     "garbage": "garbage",
+    "forget-sessions": "forget_sessions",
 }
 
 
@@ -100,6 +105,7 @@ class Faults:
     cold_start_ms: float = 0.0
     max_age_ms: float = 0.0
     garbage: bool = False
+    forget_sessions: bool = False
 
     def extra_delay_ms(self, frame: str) -> float:
         return sum(ms for name, ms in self.delays_ms if name == frame)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request as HandshakeRequest
 
@@ -49,6 +51,7 @@ def create_app(
     login_password: str = "golden-path",
     event_delay_ms: float = 10,
     stamps: Stamps | None = None,
+    socketio_ping_s: float = 25,
 ) -> Starlette:
     """The ASGI app. Every fault works under any ASGI server except ``garbage``, which needs our protocol class.
 
@@ -69,6 +72,7 @@ def create_app(
         stamps=stamps,
     )
     app = Starlette(
+        middleware=[Middleware(ColdStart, faults=faults)],
         routes=[
             Route("/health", backend.health),
             Route("/api/health", backend.health),
@@ -81,12 +85,33 @@ def create_app(
                 secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s, stamps=stamps
             ).routes(),
             *ChainlitBackend(
-                secret=secret, faults=faults, answer=answer_for, event_delay_s=delay_s, stamps=stamps
+                secret=secret,
+                faults=faults,
+                answer=answer_for,
+                event_delay_s=delay_s,
+                stamps=stamps,
+                ping_interval_s=socketio_ping_s,
             ).routes(),
-        ]
+        ],
     )
     app.state.faults = faults  # read by _WebSocketProtocol for the `garbage` fault
     return app
+
+
+class ColdStart:
+    """The cold-start fault: a starting instance answers whatever arrives first late (a health request, a WebSocket
+    upgrade, a stream request, a Socket.IO handshake), once; the requests after it find the instance warm."""
+
+    def __init__(self, app: ASGIApp, faults: Faults) -> None:
+        self.app = app
+        self.delay_s = faults.cold_start_ms / 1000
+        self.warm = not faults.cold_start_ms
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.warm and scope["type"] in ("http", "websocket"):
+            self.warm = True
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
 
 
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -197,6 +222,7 @@ class ReferenceServer:
         port: int = 0,
         event_delay_ms: float = 10,
         stamps: Stamps | None = None,
+        socketio_ping_s: float = 25,
     ) -> None:
         self.faults = faults
         self.host = host
@@ -209,6 +235,7 @@ class ReferenceServer:
             login_password=login_password,
             event_delay_ms=event_delay_ms,
             stamps=stamps,
+            socketio_ping_s=socketio_ping_s,
         )
         self._server: PromptServer | None = None
         self._thread: threading.Thread | None = None

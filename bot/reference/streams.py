@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import jwt
@@ -83,7 +83,9 @@ class StreamBackend:
         self.faults = faults
         self.answer_for = answer
         self.event_delay_s = event_delay_s
-        self.sessions: dict[tuple[str, str, str], float] = {}  # (app, user, session id) -> created
+        # (app, user, session id) -> what the user said in it (a shared session service: every instance reads
+        # it); under forget-sessions the key starts with the connection (one instance's in-memory sessions).
+        self.sessions: dict[tuple[str, ...], list[str]] = {}
         self.recent: deque[tuple[str, str]] = deque(maxlen=100)  # (user, text) of recent messages
 
     def routes(self) -> list[Route]:
@@ -135,8 +137,20 @@ class StreamBackend:
             await asyncio.sleep(faults.slow_handshake_ms / 1000)
         return user or "anonymous", None
 
-    def answer(self, user: str, text: str) -> str:
-        """The answer for ``text``, bent by the faults (canned, empty, another user's message mixed in)."""
+    def session_key(self, request: Request, app: str, user: str, session_id: str) -> tuple[str, ...]:
+        """Where an ADK session lives: the shared store, or (forget-sessions) this connection's memory."""
+        key = (app, user, session_id)
+        if self.faults.forget_sessions:
+            return (repr(request.client), *key)
+        return key
+
+    def earlier(self, texts: list[str]) -> list[str]:
+        """What the user said before in a conversation the client sends whole (forget-sessions: dropped)."""
+        return [] if self.faults.forget_sessions else texts
+
+    def answer(self, user: str, text: str, earlier: Sequence[str] = ()) -> str:
+        """The answer for ``text``, bent by the faults (canned, empty, another user's message mixed in); a later
+        turn's names what the user said ``earlier`` in the conversation."""
         other = next((t for u, t in reversed(self.recent) if u != user), None)
         self.recent.append((user, text))
         if self.faults.empty_answer:
@@ -144,6 +158,8 @@ class StreamBackend:
         if self.faults.canned_answer:
             return f"Agent response for: {text}"
         answer = self.answer_for(text)
+        if earlier:
+            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
         if self.faults.cross_talk and other is not None:
             answer = f"{answer} (also: {other[:60]})"
         return answer
@@ -173,7 +189,12 @@ class StreamBackend:
             return _openai_error(400, "'messages' must be a non-empty array")
         text = _text_of(messages[-1].get("content"))
         model = str(body.get("model") or "reference")
-        answer = self.answer(user, text)
+        said = [
+            _text_of(m.get("content"))
+            for m in messages[:-1]
+            if isinstance(m, dict) and m.get("role") == "user"
+        ]
+        answer = self.answer(user, text, self.earlier(said))
         events = self._openai_events(request, model, answer, time.monotonic())
         return EventSourceResponse(events, ping=15, sep="\n")
 
@@ -238,7 +259,7 @@ class StreamBackend:
             return _adk_error(403, f"user {path_user!r} is not the token's subject")
         session_id = str(uuid.uuid4())
         now = time.time()
-        self.sessions[(app, path_user, session_id)] = now
+        self.sessions[self.session_key(request, app, path_user, session_id)] = []
         session = {
             "id": session_id,
             "appName": app,
@@ -259,14 +280,16 @@ class StreamBackend:
         app = body.get("appName") or body.get("app_name")
         path_user = body.get("userId") or body.get("user_id")
         session_id = body.get("sessionId") or body.get("session_id")
-        if (app, path_user, session_id) not in self.sessions:
+        said = self.sessions.get(self.session_key(request, str(app), str(path_user), str(session_id)))
+        if said is None:
             return _adk_error(404, f"Session not found: {session_id}")
         if user != "anonymous" and path_user != user:
             return _adk_error(403, f"user {path_user!r} is not the token's subject")
         message = body.get("newMessage") or body.get("new_message") or {}
         parts = message.get("parts") if isinstance(message, dict) else None
         text = "".join(str(p.get("text") or "") for p in parts or [] if isinstance(p, dict))
-        answer = self.answer(str(user), text)
+        answer = self.answer(str(user), text, list(said))
+        said.append(text)  # the session's events: the next run sees this message
         events = self._adk_events(request, str(app), text, answer)
         return StreamingResponse(events, media_type="text/event-stream; charset=utf-8")
 
@@ -330,11 +353,9 @@ class StreamBackend:
         messages = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
             return _plain_error(400, "messages must be a non-empty array of UI messages")
-        parts = messages[-1].get("parts")
-        text = "".join(
-            str(p.get("text") or "") for p in parts or [] if isinstance(p, dict) and p.get("type") == "text"
-        )
-        answer = self.answer(user, text)
+        text = _ui_text(messages[-1])
+        said = [_ui_text(m) for m in messages[:-1] if isinstance(m, dict) and m.get("role") == "user"]
+        answer = self.answer(user, text, self.earlier(said))
         return StreamingResponse(
             self._ai_sdk_parts(request, text, answer), media_type="text/event-stream", headers=AI_SDK_HEADERS
         )
@@ -404,6 +425,14 @@ async def _json(request: Request) -> Any:
         return await request.json()
     except ValueError:
         return None
+
+
+def _ui_text(message: dict[str, Any]) -> str:
+    """A UI message's text: its `text` parts joined."""
+    parts = message.get("parts")
+    return "".join(
+        str(p.get("text") or "") for p in parts or [] if isinstance(p, dict) and p.get("type") == "text"
+    )
 
 
 def _text_of(content: Any) -> str:

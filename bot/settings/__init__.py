@@ -13,6 +13,7 @@ module holds the root ``Settings``, which ties the sections together and checks 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,6 +61,7 @@ from bot.settings.transport import (
     EmitSettings,
     LoginSettings,
     SocketIOSettings,
+    SseHistorySettings,
     SseSettings,
     StreamTokenSettings,
     TokenHeader,
@@ -96,6 +98,7 @@ __all__ = [
     "Section",
     "Settings",
     "SocketIOSettings",
+    "SseHistorySettings",
     "SseSettings",
     "StreamTokenSettings",
     "TargetsSettings",
@@ -228,6 +231,8 @@ class Settings(Section):
             _check_template("sse.path", self.sse.path, known, json_body=False)
             if self.sse.body is not None:
                 _check_template("sse.body", self.sse.body, known, json_body=True)
+            if self.sse.history is not None:
+                _check_history(self.sse.body, self.sse.history, known)
             for name, value in self.sse.headers.items():
                 _check_template(
                     f"sse.headers.{name}", value, [*known, *expressions.TOKEN_PLACEHOLDERS], json_body=False
@@ -302,6 +307,21 @@ def _check_template(key: str, template: str, known: list[str], *, json_body: boo
     )
     if problem is not None:
         raise ValueError(f"{key}: {shown(template)} is not a valid template: {problem}")
+
+
+def _check_history(body: str | None, history: SseHistorySettings, known: list[str]) -> None:
+    """``sse.history`` needs a body whose ``at`` is a list, and a turn template that is a JSON array."""
+    if body is None:
+        raise ValueError("sse.history: the earlier turns go into sse.body, which is null: give sse.body")
+    problem = expressions.template_problem(history.turn, [*known, "answer"], array=True)
+    if problem is not None:
+        raise ValueError(f"sse.history.turn: {shown(history.turn)} is not a valid template: {problem}")
+    sample = json.loads(expressions.render(body, {p: "x" for p in [*expressions.PLACEHOLDERS, *known]}))
+    if not isinstance(expressions.dotted(sample, history.at), list):
+        raise ValueError(
+            f"sse.history.at: {shown(history.at)} is not a list in sse.body; expected the key of the body's "
+            "list of messages, e.g. messages"
+        )
 
 
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

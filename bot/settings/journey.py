@@ -134,7 +134,8 @@ class OwnerSettings(Section):
 
 
 class TurnSettings(Section):
-    """One message of a conversation: sent on the journey's connection (or a new one, with `reconnect`)."""
+    """One message of a conversation: sent on the journey's connection (or a new one, with `reconnect`); over SSE
+    each turn is a request of its own in the same session."""
 
     message: str
     """The message sent in this turn (fills {message})."""
@@ -145,9 +146,10 @@ class TurnSettings(Section):
     """A JMESPath that must be true on the completion frame, e.g. `length(data.sources) > `0``; null: no
     check."""
     reconnect: bool = False
-    """Close the connection first and reconnect as the same user to the same thread: Cloud Run may route
-    the new connection to another instance. An expectation that fails after a reconnect is
-    `session-lost`."""
+    """Close the connection first and reconnect as the same user to the same thread (SSE: a new HTTP
+    connection with the same cookies and session values; Socket.IO: a new connection with the same CONNECT
+    auth): Cloud Run may route the new connection to another instance. An expectation that fails after a
+    reconnect is `session-lost`."""
 
     @field_validator("expect")
     @classmethod
@@ -203,8 +205,8 @@ class JourneySettings(Section):
     events, repeats (deltas) included, so a stall mid-answer shows (expected); or every frame,
     heartbeats too (all)."""
     turns: tuple[TurnSettings, ...] = ()
-    """Several messages in one conversation: each awaited to its completion and judged on its own. Empty:
-    one turn with `message`."""
+    """Several messages in one conversation (every transport): each awaited to its completion and judged on
+    its own. Empty: one turn with `message`."""
     event_timeout_s: float = Field(default=30, gt=0, le=600)
     """Seconds allowed since the last expected event: heartbeats do not keep a stalled agent alive."""
     sla_s: float = Field(default=45, gt=0, le=600)

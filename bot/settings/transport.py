@@ -277,6 +277,24 @@ class StreamTokenSettings(Section):
         return v
 
 
+class SseHistorySettings(Section):
+    """How a stateless server (OpenAI-compatible, the AI SDK) gets the conversation: the earlier turns'
+    messages, rendered from `turn`, go before the items of the body's list at `at`."""
+
+    at: str = "messages"
+    """Dotted path to the list in sse.body that carries the conversation, e.g. `messages`."""
+    turn: str
+    """One earlier turn's messages, a JSON array template: {message} and {answer} are that turn's message
+    and the answer golden-path read, {turn} its number; the other placeholders as in sse.body."""
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*", v):
+            raise ValueError(f"expected a dotted path of keys in sse.body, e.g. messages, got {shown(v)}")
+        return v
+
+
 class SseSettings(Section):
     """The SSE transport: one HTTP request whose answer is a `text/event-stream` of the journey's events."""
 
@@ -301,6 +319,10 @@ class SseSettings(Section):
     event_field: bool = True
     """The SSE `event:` field, when the server sets one, is the event name; else journey.event_name on the
     data."""
+    history: SseHistorySettings | None = None
+    """With journey.turns, each turn is a new request; a stateless server needs the earlier turns in it:
+    their messages (and answers) go into the body's list (OpenAI-compatible `messages`, AI SDK UI
+    messages); null: the server keeps the conversation (ADK's session, a thread id)."""
     negative_auth_check: bool = True
     """Check that the stream request without a token is refused."""
     open_timeout_s: float = Field(default=10, gt=0, le=120)
@@ -316,6 +338,9 @@ class EmitSettings(Section):
     """The event's data, a JSON object template; null: the event carries no data."""
     after: str | None = None
     """Emit once an event of this name (Socket.IO's, or the journey's) arrived; null: at once."""
+    each: Literal["turn", "connection"] = "turn"
+    """turn: emitted on every turn (the message); connection: once per connection (Chainlit's
+    `connection_successful`), so a later turn on the same connection does not emit it again."""
 
     @model_validator(mode="after")
     def _event_name(self) -> EmitSettings:

@@ -146,6 +146,11 @@ def test_check__the_first_request_is_the_cold_start_beside_the_serving_revisions
     comparison = next(c for c in saved["baseline"]["comparisons"] if c["id"] == "cold_start_ms")
     assert comparison["baseline_p95"] < COLD_MS and comparison["regression"] is False
     assert not [f for f in saved["findings"] if f["kind"] == "perf-regression" and "cold" in f["fingerprint"]]
+    # The first connection is measured apart too, with the serving revision's own first connection beside it.
+    connect = next(c for c in saved["baseline"]["comparisons"] if c["id"] == "cold_connect_ms")
+    assert (
+        connect["p95"] is not None and connect["baseline_p95"] is not None and connect["regression"] is False
+    )
     assert saved["logs"]["instance_starts"] == 2
     assert 'Cloud Run logged 2 "Starting new instance" entries for the revision' in report
     assert "| Cold start: first request after deploy (GET /health) | 1 |" in report
@@ -209,17 +214,24 @@ def test_check__a_connection_that_stays_open_is_held_the_whole_time_and_closed_b
     assert code == 0
     hold = saved["hold"]
     assert hold["closed_by"] == "" and hold["close_code"] is None and hold["held_s"] >= 1
-    assert "stayed open for the 1.0 s asked" in report and "Only a WebSocket is held" in report
+    assert "User 1's WebSocket stayed open for the 1.0 s asked" in report and "WebSocket ping" in report
 
 
-def test_check__an_sse_journey_says_its_stream_is_not_held(tmp_path: Path):
-    config = "journey:\n  profile: openai-chat\n  users: 1\n  hold_s: 1\n  event_timeout_s: 2\n"
+@pytest.mark.parametrize("profile", ["openai-chat", "adk", "ai-sdk"])
+def test_check__an_sse_stream_that_closed_with_its_answer_is_not_held_and_says_why(
+    tmp_path: Path, profile: str
+):
+    config = f"journey:\n  profile: {profile}\n  users: 1\n  hold_s: 1\n  event_timeout_s: 2\n"
     with ReferenceServer(secret=SECRET) as backend:
         code, saved, report = check_url(backend, tmp_path, config)
     assert code == 0, saved["findings"]
     hold = saved["hold"]
-    assert (hold["closed_by"], hold["held_s"]) == ("not held", 0.0)
-    assert "only a WebSocket is held (sse journeys are not yet)" in report
+    assert (hold["closed_by"], hold["held_s"], hold["transport"]) == ("not held", 0.0, "sse")
+    assert hold["close_reason"] == holding.CLOSED_WITH_ANSWER
+    assert (
+        "User 1's event stream was not held (1.0 s asked, `journey.hold_s`): the stream closed with the answer; "
+        "each answer is one request bounded by the request timeout." in report
+    )
 
 
 def test_check__a_sharded_run_holds_one_users_connection_in_the_shard_that_runs_user_1(tmp_path: Path):

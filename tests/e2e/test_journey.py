@@ -64,8 +64,10 @@ def test_probe__healthy_backend_passes_with_every_metric_measured(healthy: Refer
     assert outcome.serving_version == VERSION
     for metric in outcome.metrics:
         assert metric.status is Status.PASS, metric
-        # 3 users; and 3 warm health requests (health.latency_samples); the first request once
-        assert metric.samples == (1 if metric.id == "cold_start_ms" else 3), metric
+        # 3 users, 3 warm health requests (health.latency_samples); the first request and the run's first
+        # connection once each, never in the warm figures
+        once = {"cold_start_ms": 1, "cold_connect_ms": 1, "handshake_ms": 2}
+        assert metric.samples == once.get(metric.id, 3), metric
         assert metric.p50 is not None and metric.p50 > 0, metric
 
 
@@ -103,8 +105,12 @@ MEASURED = {"cold-start:700": "cold_start_ms"}
 HELD = {"max-age:2000"}
 
 
+# Faults that show only in a conversation of several turns (journey.turns): tests/e2e/test_stream_turns.py.
+CONVERSATION = {"forget-sessions"}
+
+
 def test_expected__covers_every_fault_the_reference_backend_offers():
-    covered = {spec.split(":")[0] for spec in [*EXPECTED, *MEASURED, *HELD]}
+    covered = {spec.split(":")[0] for spec in [*EXPECTED, *MEASURED, *HELD, *CONVERSATION]}
     assert covered == {name.split(":")[0] for name in FAULTS}
 
 
@@ -270,7 +276,7 @@ def test_probe__load_phase_adds_users_and_samples(healthy: ReferenceServer):
     outcome, findings = _run(settings)
     assert findings == ()
     assert {c.user for c in outcome.checks if c.id == "answer"} == {1, 2, 3, 4, 5, 6}
-    assert next(m for m in outcome.metrics if m.id == "handshake_ms").samples == 6
+    assert next(m for m in outcome.metrics if m.id == "handshake_ms").samples == 5  # 6 but the cold first
 
 
 def test_probe__tokens_and_secret_echoed_by_the_server_never_reach_the_results():

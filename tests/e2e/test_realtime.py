@@ -196,6 +196,14 @@ def test_shape_of__a_journey_whose_turn_reconnects_reconnects():
     assert realtime.shape_of(settings).reconnects
 
 
+def test_shape_of__an_sse_conversation_of_several_turns_comes_back_as_new_requests():
+    """Each SSE turn is a request of its own: without affinity, turn 2 may reach another instance."""
+    one = Settings(transport="sse", journey={"turns": [{"message": "hi"}]})  # type: ignore[arg-type]
+    two = Settings(transport="sse", journey={"turns": [{"message": "hi"}, {"message": "again"}]})  # type: ignore[arg-type]
+    assert not realtime.shape_of(one).reconnects
+    assert realtime.shape_of(two).reconnects
+
+
 def test_shape_of__socketio_polls_and_upgrades_sse_does_neither():
     socketio = realtime.shape_of(Settings(transport="socketio"))  # type: ignore[call-arg]
     assert socketio.polling and socketio.websocket

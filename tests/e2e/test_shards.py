@@ -166,10 +166,16 @@ def test_main__three_shards_then_merge_count_every_journey_once(
     answered = sorted(c.user for c in merged.checks if c.id == "answer" and c.status is Status.PASS)
     assert answered == list(range(1, 9))
     assert all(len(s.events) == 5 for s in merged.samples)  # each of the five events' arrival, per user
-    union = sorted(s["handshake_ms"] for d in shard_docs for s in d["samples"])
+    # Each shard's first connection is its cold one: kept out of the warm figure the merge recomputes.
+    assert [sum(s["first_connection"] for s in d["samples"]) for d in shard_docs] == [1, 1, 1]
+    union = sorted(s["handshake_ms"] for d in shard_docs for s in d["samples"] if not s["first_connection"])
     handshake = merged.metric("handshake_ms")
     assert handshake is not None
-    assert (handshake.samples, handshake.p95) == (8, round(results.percentile(union, 95), 2))
+    assert (handshake.samples, handshake.p95) == (5, round(results.percentile(union, 95), 2))
+    earliest = min(shard_docs, key=lambda d: d["started_at"])
+    cold = merged.metric("cold_connect_ms")
+    assert cold is not None and cold.samples == 1
+    assert cold.p95 == next(m for m in earliest["metrics"] if m["id"] == "cold_connect_ms")["p95"]
     assert "for 8 users" in out and (tmp_path / "merged" / "junit.xml").is_file()
     assert len([c for c in merged.checks if c.id == "health"]) == 1  # one health check, not one per shard
 

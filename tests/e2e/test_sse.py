@@ -226,7 +226,7 @@ def test_probe__healthy_sse_backend_passes_with_isolation_verified_and_the_negat
     negative = by_id[("auth-negative", None)]
     assert negative.status is Status.PASS and "HTTP 401" in negative.summary
     handshake = next(m for m in outcome.metrics if m.id == "handshake_ms")
-    assert handshake.label == "Stream opened (request to response headers)" and handshake.samples == 3
+    assert handshake.label == "Stream opened (request to response headers)" and handshake.samples == 2
 
 
 # fault -> profile -> (kind, fingerprint detail); one row per failure the issue names.

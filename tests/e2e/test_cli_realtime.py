@@ -19,11 +19,16 @@ from bot.probe import hold as holding
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.untrusted import Redactor
+from tests import targets
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.logging_api import LoggingStandIn
 
 SECRET = "realtime-test-secret-0123456789abcdefghijklm"
-FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\nbaseline:\n  enabled: false\n"
+# The findings a revision's settings give are the subject, not the machine's speed (tests/targets.py).
+FAST = (
+    "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\nbaseline:\n  enabled: false\n"
+    + targets.YAML
+)
 OLD, NEW = "chat-00001-old", "chat-00002-new"
 
 

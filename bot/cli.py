@@ -14,6 +14,7 @@ import argparse
 import os
 import secrets
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bot import tool_version
 from bot.console import Console
 from bot.errors import ExitCode, GoldenPathError, UsageError
+from bot.reference.faults import faults_help
 from bot.untrusted import Redactor, has_controls
 
 if TYPE_CHECKING:
@@ -88,8 +90,6 @@ def main(
         print("golden-path: interrupted", file=err)
         return 130
     except Exception:  # a bug: the traceback is shown, but redacted, and inert in the Actions log
-        import traceback
-
         print(console.printable(traceback.format_exc()), file=err, end="")
         print("golden-path: internal error (a bug in golden-path; the traceback is above)", file=err)
         return int(ExitCode.INFRASTRUCTURE)
@@ -200,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
         "serve-reference",
         help="run the reference backend alone (JWT secret from $JWT_SECRET_KEY)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_faults_help(),
+        epilog=faults_help(),
     )
     serve.add_argument("--port", type=_port, default=8080, help="TCP port, 1-65535 (default 8080)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -293,12 +293,6 @@ def _port(raw: str) -> int:
     return port
 
 
-def _faults_help() -> str:
-    from bot.reference.faults import FAULTS
-
-    return "faults:\n" + "\n".join(f"  {name:28} {text}" for name, text in FAULTS.items())
-
-
 # -- commands ------------------------------------------------------------------------------------------------
 
 
@@ -315,19 +309,13 @@ def _settings(args: argparse.Namespace, console: Console, *, demo: bool = False,
 
 
 def _demo(args: argparse.Namespace, *, env: Mapping[str, str], console: Console) -> int:
-    from bot import profiles, runtime
+    from bot import runtime
     from bot.auth import Credentials
-    from bot.reference.backend import REFERENCE_SERVICE, SPOKEN_PROFILES
+    from bot.reference.backend import REFERENCE_SERVICE
     from bot.reference.faults import parse_faults
     from bot.reference.process import ReferenceProcess
 
     parse_faults(args.fault)  # a bad fault is a usage error before anything starts
-    spoken = profiles.canonical(args.profile) if args.profile else None
-    if spoken is not None and spoken not in SPOKEN_PROFILES:
-        raise UsageError(
-            f"the reference backend does not speak the {spoken} profile (it speaks {', '.join(SPOKEN_PROFILES)}); "
-            f"check a server that does with `golden-path check --url URL` and `journey.profile: {spoken}`"
-        )
     secret = secrets.token_urlsafe(32)
     version = f"golden-path-reference-{tool_version()}"
     # Its own process, as a real backend is: the checker's event loop and the backend's never share a core.
@@ -350,15 +338,7 @@ def _demo(args: argparse.Namespace, *, env: Mapping[str, str], console: Console)
 def _profile_show(args: argparse.Namespace, *, env: Mapping[str, str], console: Console) -> int:
     from bot import profiles
 
-    if args.name is None:
-        console.out.write("".join(f"{name}\n" for name in profiles.names()))
-        return 0
-    try:
-        console.out.write(profiles.text(args.name))
-    except KeyError:
-        raise UsageError(
-            f"unknown profile {args.name!r}; expected one of: {', '.join(profiles.names())}"
-        ) from None
+    console.out.write(profiles.show(args.name))
     return 0
 
 
@@ -366,15 +346,7 @@ def _check(args: argparse.Namespace, *, env: Mapping[str, str], console: Console
     from bot import config, runtime, shards
 
     settings = _settings(args, console, defaults={"version.expected": env.get("GITHUB_SHA") or None})
-    spec = shards.parse(args.shard) if args.shard else shards.from_cloud_run_task(env)
-    shard = None
-    if spec is not None:
-        if args.publish:
-            raise UsageError(
-                "--shard with --publish: a shard never publishes; `golden-path merge` publishes once for all"
-            )
-        shard = shards.share(settings, *spec)
-        settings = shards.settings_for(settings, shard)
+    settings, shard = shards.for_check(settings, args.shard, env, publish=args.publish)
     credentials = config.credentials(settings, env)
     return runtime.check(
         settings,
@@ -470,16 +442,8 @@ def _schema(args: argparse.Namespace, *, env: Mapping[str, str], console: Consol
 
 
 def _report(args: argparse.Namespace, *, env: Mapping[str, str], console: Console) -> int:
-    from bot import report, results, runtime
+    from bot import report, runtime
 
-    run = runtime.load_results(args.results)
-    if args.format == "junit":
-        text = results.to_junit(run)
-    elif args.format == "comment":
-        text = report.render_comment(run, history=[], templates_dir=args.templates_dir)
-    elif args.format == "summary":
-        text = report.render_summary(run, templates_dir=args.templates_dir)
-    else:
-        text = report.render_report(run, templates_dir=args.templates_dir)
+    text = report.render_as(runtime.load_results(args.results), args.format, templates_dir=args.templates_dir)
     console.out.write(console.printable(text))
     return 0

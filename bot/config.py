@@ -10,6 +10,7 @@ the secrets the settings name from the environment it is given.
 
 from __future__ import annotations
 
+import json
 import re
 import types
 import typing
@@ -308,8 +309,6 @@ def json_schema() -> str:
     Editors use it through ``# yaml-language-server: $schema=...``; it describes the snake_case spelling
     (kebab-case keys are accepted by golden-path too, but an editor will flag them).
     """
-    import json
-
     schema = Settings.model_json_schema()
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -1,7 +1,8 @@
 """The P0 issue lifecycle: one issue per incident, a comment when it recurs, closed when its track recovers.
 
 Everything receives its client; the GitHub plumbing (retries, error translation, ``post_once``) is in
-``bot.github``. The rules, in one place:
+``bot.github``, and what an issue says about itself (its marker, its hidden state line) in ``bot.issue_state``.
+The rules, in one place:
 
 * **Incidents.** A run's P0 findings are grouped by root cause (``incidents``, pure): findings at a later step
   whose users all failed at an earlier step, and findings of one kind at one step (events missing after the
@@ -47,12 +48,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote
 
 import github as pygithub
@@ -63,7 +63,7 @@ from github.NamedUser import NamedUser
 from github.Repository import Repository
 
 from bot import diagnose, report
-from bot.errors import GitHubError, TemplateError
+from bot.errors import GitHubError
 from bot.github import (
     ISSUES_WRITE,
     CannotPublish,
@@ -75,66 +75,36 @@ from bot.github import (
     require_marker,
 )
 from bot.incidents import Incident, incidents
-from bot.results import Finding, Kind, Run, Severity, Step, Verdict
+from bot.issue_state import (
+    Tracked,
+    finding_from,
+    marker_fingerprint,
+    marker_pattern,
+    marker_prefix,
+    new_state,
+    read_state,
+    tracked,
+    tracking_label,
+    with_state,
+)
+from bot.results import Run, Verdict
 from bot.settings import GitHubSettings
 from bot.untrusted import Redactor
 
 log = logging.getLogger(__name__)
 
-TRACKING_LABEL = "golden-path"
 LABEL_COLORS = {"p0": "b60205", "golden-path": "5319e7"}
 LABEL_DESCRIPTIONS = {
     "p0": "Blocks the golden path: users cannot complete the journey",
     "golden-path": "Opened by golden-path after verifying a deployed revision",
 }
-DECLINED = frozenset({"not_planned", "duplicate"})  # a person's "won't fix": never reopened
 LABELS_NEED_PUSH = (
     "labels need push access to the repository (GitHub sets them only for users with push access and drops "
     "them otherwise); the issue is filed without them and golden-path finds it again by its hidden marker"
 )
-_STATE = re.compile(r"(?m)^<!-- golden-path:state (\{.*\}) -->[ \t]*$")
-_DUPLICATE = re.compile(r"(?m)^> Duplicate of #(\d+)\b")
-_PLACEHOLDER = "GOLDENPATHFINGERPRINTPLACEHOLDER"
-_E = TypeVar("_E", Kind, Step)
 
 
 # -- what a run knows about its issues -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    """One of our issues, as listed (plain JSON: no lazy completion)."""
-
-    number: int
-    url: str
-    html_url: str
-    title: str
-    body: str
-    state: str
-    state_reason: str | None
-    marker_fingerprint: str  # the fingerprint as written in the marker
-    track: str = report.DEFAULT_TRACK
-    data: dict[str, Any] = field(default_factory=dict)  # the hidden state line
-    marked: bool = True  # False: recognised by its title, its marker line was removed by hand
-
-    @property
-    def duplicate_of(self) -> int | None:
-        """The issue this one was closed as a duplicate of *by golden-path* (a concurrent run's copy)."""
-        value = self.data.get("duplicate_of")
-        if isinstance(value, int):
-            return value
-        match = _DUPLICATE.search(self.body)
-        return int(match.group(1)) if match and self.state_reason == "not_planned" else None
-
-    @property
-    def declined(self) -> bool:
-        """Closed by a person as not planned or duplicate (not one of our own duplicate closes)."""
-        return self.state == "closed" and self.state_reason in DECLINED and self.duplicate_of is None
-
-    @property
-    def episode(self) -> int:
-        value = self.data.get("episode")
-        return value if isinstance(value, int) else 0
 
 
 @dataclass(slots=True)
@@ -282,31 +252,6 @@ def _closed_for(ctx: Context, incident: Incident) -> list[Tracked]:
 # -- listing ---------------------------------------------------------------------------------------------------
 
 
-def tracking_label(labels: Iterable[str]) -> str | None:
-    names = list(labels)
-    for name in names:
-        if name.lower() == TRACKING_LABEL:
-            return name
-    return names[0] if names else None
-
-
-def _marker_pattern() -> re.Pattern[str]:
-    template = report.issue_marker(_PLACEHOLDER)
-    before, found, after = template.partition(_PLACEHOLDER)
-    if not found:
-        raise TemplateError("report.issue_marker() does not include the fingerprint")
-    return re.compile(
-        r"(?m)^[ \t]*" + re.escape(before) + r"(\S+?)(?: track=(\S+?))?" + re.escape(after) + r"[ \t]*\r?$"
-    )
-
-
-def marker_fingerprint(fingerprint: str) -> str:
-    """The fingerprint as it appears inside the marker (percent-encoded, possibly shortened with a digest)."""
-    match = _marker_pattern().search(report.issue_marker(fingerprint))
-    assert match is not None
-    return match.group(1)
-
-
 def _since(ctx: Context) -> str:
     since = datetime.now(UTC) - timedelta(days=ctx.settings.reopen_window_days)
     return since.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -342,7 +287,7 @@ def _search(ctx: Context) -> None:
     if ctx.searched:
         return
     ctx.searched = True
-    prefix = report.issue_marker(_PLACEHOLDER).partition(_PLACEHOLDER)[0]
+    prefix = marker_prefix()
     phrase = (prefix + diagnose.service_key(ctx.run.target.service)).replace("<!--", "")
     phrase = phrase.replace('"', " ").strip()
     query = f'repo:{ctx.repo_name} is:issue in:body "{phrase}"'
@@ -373,7 +318,7 @@ def _search(ctx: Context) -> None:
 
 def _learn(ctx: Context, items: Iterable[Any]) -> None:
     """Remember our issues of this service among ``items`` (and, for title recognition, unmarked ones)."""
-    pattern = _marker_pattern()
+    pattern = marker_pattern()
     key = diagnose.service_key(ctx.run.target.service)
     since = _since(ctx)
     for item in items:
@@ -390,26 +335,7 @@ def _learn(ctx: Context, items: Iterable[Any]) -> None:
             continue
         if diagnose.fingerprint_service_key(unquote(match.group(1))) != key:
             continue
-        ctx.known[item["number"]] = _tracked(item, match)
-
-
-def _tracked(
-    item: Mapping[str, Any], match: re.Match[str] | None, *, fallback: Tracked | None = None
-) -> Tracked:
-    body = str(item.get("body") or "")
-    track = unquote(match.group(2)) if match and match.group(2) else report.DEFAULT_TRACK
-    return Tracked(
-        number=int(item["number"]),
-        url=str(item.get("url") or ""),
-        html_url=str(item.get("html_url") or ""),
-        title=str(item.get("title") or ""),
-        body=body,
-        state=str(item.get("state") or "open"),
-        state_reason=item.get("state_reason"),
-        marker_fingerprint=match.group(1) if match else (fallback.marker_fingerprint if fallback else ""),
-        track=track if match or fallback is None else fallback.track,
-        data=_read_state(body),
-    )
+        ctx.known[item["number"]] = tracked(item, match)
 
 
 def _recognised_by_title(ctx: Context, incident: Incident) -> Tracked | None:
@@ -429,48 +355,14 @@ def _recognised_by_title(ctx: Context, incident: Incident) -> Tracked | None:
             number=number, url=str(item.get("url") or ""), html_url=str(item.get("html_url") or ""), title=title,
             body=str(item.get("body") or ""), state="open", state_reason=item.get("state_reason"),
             marker_fingerprint=marker_fingerprint(incident.root.fingerprint), track=ctx.track,
-            data=_read_state(str(item.get("body") or "")), marked=False,
+            data=read_state(str(item.get("body") or "")), marked=False,
         )  # fmt: skip
     return None
 
 
-# -- the hidden state line -------------------------------------------------------------------------------------
-
-
-def _read_state(body: str | None) -> dict[str, Any]:
-    match = _STATE.search(body or "")
-    if not match:
-        return {}
-    try:
-        data = json.loads(match.group(1))
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _with_state(body: str | None, state: Mapping[str, Any]) -> str:
-    # "<" and ">" are escaped inside the JSON strings so the HTML comment cannot be closed early.
-    encoded = json.dumps(dict(state), sort_keys=True).replace("<", "\\u003c").replace(">", "\\u003e")
-    line = f"<!-- golden-path:state {encoded} -->"
-    text = body or ""
-    if _STATE.search(text):
-        return _STATE.sub(lambda _: line, text, count=1)
-    return f"{text.rstrip()}\n\n{line}\n"
-
-
-def _new_state(finding: Finding) -> dict[str, Any]:
-    return {
-        "fingerprint": finding.fingerprint,
-        "kind": finding.kind.value,
-        "step": finding.step.value,
-        "title": finding.title,
-        "passes": 0,
-    }
-
-
 def _edit_state(ctx: Context, item: Tracked, data: Mapping[str, Any], doing: str, **fields: Any) -> Tracked:
     """Write ``data`` into ``item``'s state line (and any other ``fields``); returns the item as it is now."""
-    body = _with_state(item.body, data)
+    body = with_state(item.body, data)
     with calling(doing, write=True, permission=ISSUES_WRITE):
         ctx.issue(item.number).edit(body=body, **fields)
     return Tracked(
@@ -543,10 +435,10 @@ def _open(ctx: Context, incident: Incident, previous: Tracked | None) -> Tracked
         )
     )  # fmt: skip
     require_marker(body, marker, "issue")
-    state = {**_new_state(root), "related": [f.fingerprint for f in incident.related]}
+    state = {**new_state(root), "related": [f.fingerprint for f in incident.related]}
     if previous is not None:
         state["follows"] = previous.number
-    body = _with_state(body, state)
+    body = with_state(body, state)
     title = ctx.redactor.clean(report.issue_title(ctx.run, root, ctx.track))
     fp = marker_fingerprint(root.fingerprint)
 
@@ -588,7 +480,7 @@ def _open(ctx: Context, incident: Incident, previous: Tracked | None) -> Tracked
         ctx.labels_kept = False
     if created.raw_data.get("user"):
         ctx.identity.learn(created.user)
-    mine = _tracked(created.raw_data, _marker_pattern().search(created.raw_data.get("body") or ""))
+    mine = tracked(created.raw_data, marker_pattern().search(created.raw_data.get("body") or ""))
     ctx.known[mine.number] = mine
     return mine
 
@@ -618,7 +510,7 @@ def _relist_open(ctx: Context) -> None:
 
 def _close_as_duplicate(ctx: Context, item: Tracked, canonical: int) -> None:
     note = f"> Duplicate of #{canonical} (golden-path: a concurrent run filed the same incident first)."
-    body = _with_state(f"{note}\n\n{item.body}", {**item.data, "duplicate_of": canonical})
+    body = with_state(f"{note}\n\n{item.body}", {**item.data, "duplicate_of": canonical})
     with calling(
         f"close issue #{item.number} as a duplicate of #{canonical}", write=True, permission=ISSUES_WRITE
     ):
@@ -683,7 +575,7 @@ def _declined_action(ctx: Context, item: Tracked) -> str:
 
 
 def _reopen(ctx: Context, item: Tracked, incident: Incident) -> Tracked:
-    state = {**_new_state(incident.root), **item.data, "passes": 0, "episode": item.episode + 1}
+    state = {**new_state(incident.root), **item.data, "passes": 0, "episode": item.episode + 1}
     reopened = _edit_state(ctx, item, state, f"reopen issue #{item.number}", state="open")
     ctx.known[item.number] = reopened
     return reopened
@@ -737,7 +629,7 @@ def _comment_recurrence(ctx: Context, item: Tracked, incident: Incident) -> None
 
 def _recur(ctx: Context, item: Tracked, incident: Incident) -> None:
     if item.data.get("passes") and item.marked:
-        state = {**_new_state(incident.root), **item.data, "passes": 0}
+        state = {**new_state(incident.root), **item.data, "passes": 0}
         item = _edit_state(ctx, item, state, f"reset the recovery count of issue #{item.number}")
         ctx.known[item.number] = item
     _comment_recurrence(ctx, item, incident)
@@ -759,7 +651,7 @@ def _count_pass(ctx: Context, item: Tracked) -> bool:
         state = {**item.data, "passes": passes, "last_pass": key}
         _edit_state(ctx, item, state, f"record a passing run on issue #{number}")
         return False
-    finding = _finding_from(item)
+    finding = finding_from(item)
     recovery = report.render_recovery(
         run, finding, passes=passes, templates_dir=ctx.templates_dir, trail=ctx.trail, track=item.track,
         episode=item.episode,
@@ -772,30 +664,3 @@ def _count_pass(ctx: Context, item: Tracked) -> bool:
     state = {**item.data, "passes": 0, "last_pass": key}
     _edit_state(ctx, item, state, f"close issue #{number}", state="closed", state_reason="completed")
     return True
-
-
-def _finding_from(item: Tracked) -> Finding:
-    """The finding an issue was opened for, rebuilt from its state line (best effort for older issues)."""
-    state = item.data
-    fingerprint = str(state.get("fingerprint") or unquote(item.marker_fingerprint))
-    kind_part = [*fingerprint.split(":"), ""][1]
-    kind = _enum(Kind, state.get("kind"), _enum(Kind, kind_part, Kind.EVENT_ERROR))
-    step = _enum(Step, state.get("step"), Step.CONNECT)
-    title = str(state.get("title") or item.title)
-    return Finding(
-        fingerprint=fingerprint,
-        severity=Severity.P0,
-        kind=kind,
-        step=step,
-        title=title,
-        cause="",
-        remediation="",
-        occurrences=0,
-    )
-
-
-def _enum(cls: type[_E], value: Any, default: _E) -> _E:
-    try:
-        return cls(value)
-    except ValueError:
-        return default

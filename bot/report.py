@@ -65,6 +65,7 @@ from bot.results import (
     Step,
     Target,
     Verdict,
+    to_junit,
 )
 
 GITHUB_COMMENT_LIMIT = 65_536
@@ -737,6 +738,18 @@ def issue_title(run: Run, finding: Finding, track: str = DEFAULT_TRACK) -> str:
     title = f"{finding.severity.value}: {finding.title} ({run.target.service}, {track})"
     title = markdown.plain_line(title).replace("`", "")
     return title if len(title) <= 256 else title[:255] + "…"
+
+
+def render_as(run: Run, form: str, *, templates_dir: Path | None = None) -> str:
+    """A saved run re-rendered (``golden-path report --format``): ``report``, ``comment``, ``summary`` or
+    ``junit`` (JUnit XML, from ``bot.results``)."""
+    if form == "junit":
+        return to_junit(run)
+    if form == "comment":
+        return render_comment(run, history=[], templates_dir=templates_dir)
+    if form == "summary":
+        return render_summary(run, templates_dir=templates_dir)
+    return render_report(run, templates_dir=templates_dir)
 
 
 def check_templates(templates_dir: Path | None) -> None:

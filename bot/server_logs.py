@@ -14,6 +14,7 @@ Log text is outside text: redacted here, escaped when rendered.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -440,8 +441,6 @@ def _message(payload: Any) -> str:
             if isinstance(value, str) and value:
                 extra = payload.get("stack_trace") or payload.get("traceback") or payload.get("exc_info")
                 return f"{value}\n{extra}" if isinstance(extra, str) and extra else value
-        import json
-
         return json.dumps(payload, sort_keys=True, default=str)[:2_000]
     return str(payload)
 

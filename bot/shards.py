@@ -68,6 +68,22 @@ def settings_for(settings: Settings, shard: Shard) -> Settings:
     )
 
 
+def for_check(
+    settings: Settings, flag: str | None, env: Mapping[str, str], *, publish: bool | None
+) -> tuple[Settings, Shard | None]:
+    """The shard a check runs (``--shard K/N``, else the Cloud Run Jobs task's) with its own settings; ``None``
+    when the check is not sharded. Raises ``UsageError`` for a bad spec, or for ``--publish`` with a shard."""
+    spec = parse(flag) if flag else from_cloud_run_task(env)
+    if spec is None:
+        return settings, None
+    if publish:
+        raise UsageError(
+            "--shard with --publish: a shard never publishes; `golden-path merge` publishes once for all"
+        )
+    shard = share(settings, *spec)
+    return settings_for(settings, shard), shard
+
+
 def user_phases(settings: Settings, users: Sequence[int] | None = None) -> list[list[int]]:
     """Journey users, then load users (one phase with them when ``load.concurrent``); ``users`` picks a share."""
     journey_users = list(range(1, settings.journey.users + 1))

@@ -217,7 +217,8 @@ async def _turn(
         await opened.stream.aclose()
     if stream.completion is None:
         return None
-    return judge.answer_of(stream, settings.journey)[0]
+    # The answer is read here only for the next turn's body (sse.history); the judge reads it after the phase.
+    return judge.answer_of(stream, settings.journey)[0] if more and settings.sse.history is not None else ""
 
 
 async def _hold(

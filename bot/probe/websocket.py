@@ -27,7 +27,7 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from bot import iam
-from bot.probe.http_probe import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
 from bot.probe.transport import Closed, Opened, Received
 from bot.protocol import Offer
 from bot.results import Failure, Kind
@@ -397,7 +397,7 @@ def _status_kind(code: int, offer: Offer, evidence: dict[str, str]) -> Failure:
         )
     return Failure(
         Kind.WS_UPGRADE_STATUS,
-        f"The upgrade was answered with HTTP {code} instead of 101.",
+        f"The upgrade was answered with HTTP {code} instead of 101." + timeout_hint(code),
         str(code),
         evidence,
     )

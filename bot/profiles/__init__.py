@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from bot.errors import UsageError
+
 DEFAULT = "reference"
 ALIASES = {"start-agent": "reference"}  # the reference profile's earlier name
 
@@ -47,3 +49,17 @@ def load(name: str) -> dict[str, Any]:
     data = yaml.safe_load(text(name))
     assert isinstance(data, dict), f"built-in profile {name} is not a mapping"
     return data
+
+
+def show(name: str | None) -> str:
+    """``golden-path profile show [NAME]``: the profile's YAML text, or the list of profiles without a name.
+
+    Raises:
+        UsageError: no such profile, naming the ones there are.
+    """
+    if name is None:
+        return "".join(f"{found}\n" for found in names())
+    try:
+        return text(name)
+    except KeyError:
+        raise UsageError(f"unknown profile {name!r}; expected one of: {', '.join(names())}") from None

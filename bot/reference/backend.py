@@ -1,6 +1,7 @@
 """The reference backend's behaviour: the handlers (health, login, the WebSocket handshake and session), the
 agent's events and answers, and the connection registry, each bent by the faults. ``bot.reference.server``
-serves them with uvicorn; ``bot.reference.realtime`` speaks the openai-realtime profile over the same backend.
+serves them with uvicorn; ``bot.reference.realtime`` speaks the openai-realtime profile over the same backend,
+``bot.reference.graphql_ws`` the graphql-ws one.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from bot.reference.faults import EVENTS, STALE_VERSION, Faults
 
 REFERENCE_SERVICE = "golden-path-reference"
-# The built-in profiles the reference backend speaks (bot/profiles): `demo --profile` takes these.
-SPOKEN_PROFILES = ("reference", "user-message", "openai-realtime", "openai-chat", "adk", "ai-sdk", "chainlit")
 TOKEN_TTL_S = 15 * 60
 ERROR_EVENT_MESSAGE = "LLM provider returned 401: invalid API key"
 CLOSE_EARLY_REASON = "main cleanup"
@@ -219,20 +218,9 @@ class Backend:
     async def handshake(self, websocket: WebSocket) -> str | None:
         """Accept (returning the user id) or refuse the upgrade, bent by the faults; None when refused."""
         faults = self.faults
-        if faults.hang:
-            await wait_for_disconnect(websocket)
+        if await self.refuse_upgrade(websocket):
             return None
-        if faults.ws_502:
-            body = "502 Bad Gateway: the upstream did not answer the upgrade"
-            await websocket.send_denial_response(PlainTextResponse(body, status_code=502))
-            return None
-        if faults.rate_limited:
-            response = JSONResponse(
-                {"detail": "rate limit exceeded"}, status_code=429, headers={"Retry-After": "30"}
-            )
-            await websocket.send_denial_response(response)
-            return None
-        user_id = self._authenticate(websocket)
+        user_id = self.user_for(_offered_token(websocket))
         if faults.ws_403 and user_id is not None:
             # A valid token refused (a JWT secret that differs from the issuer's): the app's own denial.
             denial = {"detail": "invalid token: signature verification failed"}
@@ -253,9 +241,27 @@ class Backend:
             return None
         return user_id or "anonymous"
 
-    def _authenticate(self, websocket: WebSocket) -> str | None:
-        """The user id from the first token offered (subprotocol, header, query), or None when none is valid."""
-        token = _offered_token(websocket)
+    async def refuse_upgrade(self, websocket: WebSocket) -> bool:
+        """The faults of an upgrade before the app reads a token: True when refused. (The cold start delays the
+        upgrade before it gets here: ``bot.reference.server.ColdStart``.)"""
+        faults = self.faults
+        if faults.hang:
+            await wait_for_disconnect(websocket)
+            return True
+        if faults.ws_502:
+            body = "502 Bad Gateway: the upstream did not answer the upgrade"
+            await websocket.send_denial_response(PlainTextResponse(body, status_code=502))
+            return True
+        if faults.rate_limited:
+            response = JSONResponse(
+                {"detail": "rate limit exceeded"}, status_code=429, headers={"Retry-After": "30"}
+            )
+            await websocket.send_denial_response(response)
+            return True
+        return False
+
+    def user_for(self, token: str | None) -> str | None:
+        """The user id a token names (its ``sub``), or None when there is none or it is not valid."""
         if token is None:
             return None
         try:

@@ -124,6 +124,11 @@ class Faults:
         return tuple(out)
 
 
+def faults_help() -> str:
+    """The faults, one a line: the epilog of ``serve-reference --help``."""
+    return "faults:\n" + "\n".join(f"  {name:28} {text}" for name, text in FAULTS.items())
+
+
 def parse_faults(specs: Sequence[str]) -> Faults:
     """Build ``Faults`` from specs like ``ws-502`` or ``delay:agent_thinking=500``.
 

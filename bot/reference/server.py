@@ -24,7 +24,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request as HandshakeRequest
 
 from bot.errors import ReferenceBackendError, UsageError
-from bot.reference import realtime
+from bot.reference import graphql_ws, realtime
 from bot.reference.backend import Backend, Stamps, answer_for
 from bot.reference.chainlit import ChainlitBackend
 from bot.reference.faults import Faults
@@ -92,6 +92,9 @@ def create_app(
                 stamps=stamps,
                 ping_interval_s=socketio_ping_s,
             ).routes(),
+            *graphql_ws.GraphQLChat(
+                backend
+            ).routes(),  # the graphql-ws profile (strawberry's graphql-transport-ws)
         ],
     )
     app.state.faults = faults  # read by _WebSocketProtocol for the `garbage` fault
@@ -122,7 +125,7 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         if (
             isinstance(faults, Faults)
             and faults.garbage
-            and event.path.partition("?")[0] in (WS_PATH, REALTIME_PATH)
+            and event.path.partition("?")[0] in (WS_PATH, REALTIME_PATH, graphql_ws.PATH)
         ):
             self.handshake_initiated = self.handshake_complete = self.close_sent = True
             self.transport.write(GARBAGE)

@@ -239,6 +239,30 @@ class Settings(Section):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _journey_fits_the_transport(self) -> Settings:
+        """What only one transport can do is refused by name on another, never ignored."""
+        transport, journey = self.transport, self.journey
+        if transport != "websocket" and "send" in journey.model_fields_set and journey.send:
+            carrier = (
+                "sse.body (and sse.history)" if transport == "sse" else "socketio.emit (`each`, `after`)"
+            )
+            raise ValueError(
+                f"journey.send: frames are sent only over a WebSocket; with transport {transport} the message "
+                f"travels in {carrier}: move it there, or set journey.send to []"
+            )
+        ends = {"sse.sentinel": self.sse.sentinel, "sse.body_end_event": self.sse.body_end_event}
+        marker = next((key for key, name in ends.items() if name == journey.completion_event), None)
+        if transport == "sse" and marker is not None:
+            for index, turn in enumerate(journey.turns):
+                if turn.expect_expression is not None:
+                    raise ValueError(
+                        f"journey.turns.{index}.expect_expression: the completion event "
+                        f"{journey.completion_event!r} is the stream's end ({marker}) and carries no data to "
+                        "judge; check the answer with `expect` (a regular expression) instead"
+                    )
+        return self
+
     @field_validator("output_dir", mode="before")
     @classmethod
     def _output_dir(cls, v: Any) -> Any:

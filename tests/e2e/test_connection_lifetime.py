@@ -210,3 +210,15 @@ def test_check__a_response_that_has_not_started_at_the_timeout_is_cloud_runs_504
     )
     assert front.cuts[0].what == "504" and front.cuts[0].after_s >= TIMEOUT_S
     assert code == 1
+
+
+def test_check__a_journey_that_never_opened_its_connection_says_nothing_was_held(tmp_path: Path):
+    with ReferenceServer(secret=SECRET, faults=parse_faults(["ws-403"])) as backend:
+        code, saved, report = _check(backend.url, tmp_path, WEBSOCKET.format(hold=5))
+    assert code == 1
+    hold = saved["hold"]
+    assert (hold["closed_by"], hold["held_s"], hold["transport"]) == ("not held", 0.0, "websocket")
+    assert (
+        "User 1's WebSocket was not held (5.0 s asked, `journey.hold_s`): the journey did not complete"
+        in report
+    )

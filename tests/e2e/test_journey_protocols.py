@@ -109,6 +109,7 @@ GRAPHQL_FAULTS = {
     "close-after-accept": "svc:ws-closed-early:done",
     "end-early": "svc:event-missing:done",  # `complete` without `done`: at once, not a timeout
     "anonymous": "svc:ws-unauthenticated-accepted",  # acknowledged without a token, then served
+    "error": "svc:event-error:error",  # the resolver raised: a `next` carrying `errors`, then `complete`
 }
 
 
@@ -178,6 +179,84 @@ def test_probe__graphql_query_braces_reach_the_server_as_written():
     frame = json.loads(expressions.render(subscribe, {"message": "m", "thread_id": "t", "nonce": "n"}))
     assert "{ type text threadId }" in frame["payload"]["query"]
     assert frame["payload"]["variables"] == {"message": "[n] m", "threadId": "t"}
+
+
+# -- the reference backend's GraphQL subscriptions (demo --profile graphql-ws) ----------------------------------
+
+
+def demo_graphql(tmp_path: Path, *argv: str) -> tuple[int, dict[str, Any], str]:
+    out, err = io.StringIO(), io.StringIO()
+    argv = (
+        "demo",
+        "--profile",
+        "graphql-ws",
+        "--users",
+        "3",
+        "--output-dir",
+        str(tmp_path),
+        "--quiet",
+        *argv,
+    )
+    code = main(list(argv), env={}, stdout=out, stderr=err)
+    return code, json.loads((tmp_path / "results.json").read_text()), err.getvalue()
+
+
+def test_main__demo_graphql_ws_passes_with_isolation_verified_and_the_negative_check_refused(tmp_path: Path):
+    code, saved, err = demo_graphql(tmp_path)
+    assert (code, saved["verdict"]) == (0, "pass"), saved["findings"] or err
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for check in saved["checks"]:
+        by_id.setdefault(check["id"], []).append(check)
+    for check_id in ("handshake", "events", "isolation", "answer"):
+        assert [c["status"] for c in by_id[check_id]] == ["pass"] * 3, check_id
+    assert all("subprotocol graphql-transport-ws" in c["summary"] for c in by_id["handshake"])
+    assert all("and used 1 tool" in c["summary"] for c in by_id["answer"]), by_id["answer"]
+    negative = by_id["auth-negative"][0]
+    assert (negative["status"], negative["summary"]) == (
+        "pass",
+        "refused without a token (close 4403 after `connection_init`)",
+    )
+
+
+def test_main__demo_graphql_ws_error_event_is_a_next_carrying_errors_and_fails_with_event_error(
+    tmp_path: Path,
+):
+    code, saved, err = demo_graphql(tmp_path, "--fault", "error-event")
+    assert (code, saved["verdict"]) == (1, "fail"), err
+    finding = next(f for f in saved["findings"] if f["kind"] == "event-error")
+    assert finding["fingerprint"] == "golden-path-reference:event-error:error"
+    assert (
+        '"errors":[{"message":"LLM provider returned 401: invalid API key"'
+        in finding["evidence"]["error frame"]
+    )
+
+
+REFERENCE_GRAPHQL_FAULTS = {
+    "ws-502": "svc:ws-upgrade-status:502",
+    "ws-403": "svc:ws-auth-rejected:4403",  # every token refused at connection_init, as strawberry refuses
+    "subprotocol-none": "svc:ws-subprotocol:no-echo",
+    "accept-unauthenticated": "svc:ws-unauthenticated-accepted",
+    "close-early": "svc:ws-closed-early:done",
+    "end-at-once": "svc:ws-closed-early:done",
+    "max-age:30": "svc:ws-closed-early:done",
+    "cross-talk": "svc:isolation-leak",
+    "canned-answer": "svc:answer-canned",
+    "empty-answer": "svc:answer-empty",
+    "drop-event:agent_completed": "svc:event-missing:done",  # `complete` without `done`: at once
+    "garbage": "svc:ws-protocol",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(REFERENCE_GRAPHQL_FAULTS))
+def test_probe__reference_backend_fault_gives_its_kind_over_graphql_ws(fault: str):
+    # run_s: the check without a token gets a tenth of it, and closing on a burst of deltas it has not read takes
+    # the probe up to 2 s (websockets reads the close reply only after its queue drains).
+    timeouts = {**FAST["timeouts"], "run_s": 60}
+    with ReferenceServer(secret=SECRET, faults=parse_faults([fault])) as server:
+        _, findings = run(settings_for(GRAPHQL, server.url, timeouts=timeouts), Credentials(secret=SECRET))
+    assert REFERENCE_GRAPHQL_FAULTS[fault] in findings, findings
+    if fault != "accept-unauthenticated":
+        assert "svc:ws-unauthenticated-accepted" not in findings
 
 
 # -- FastAPI WebSocket, token in the query, ?model= in the path --------------------------------------------------
@@ -374,10 +453,3 @@ def test_probe__chat_backend_faults_behind_the_auth_service_keep_their_kind(
         settings = oauth_settings(service, backend.url)
         _, findings = run(settings, oauth_credentials(settings))
     assert fingerprint in findings, findings
-
-
-def test_main__demo_with_a_profile_the_reference_does_not_speak_is_a_usage_error():
-    out, err = io.StringIO(), io.StringIO()
-    code = main(["demo", "--profile", "graphql-ws"], env={}, stdout=out, stderr=err)
-    assert code == 2
-    assert "the reference backend does not speak the graphql-ws profile" in err.getvalue()

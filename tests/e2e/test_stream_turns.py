@@ -278,3 +278,51 @@ def test_probe__a_users_turns_share_its_own_connection_and_a_reconnect_opens_a_n
     assert not set(one) & set(two)  # never another user's connection
     answers = [c.summary for c in checks(outcome, "answer (turn 3)")]
     assert all("Earlier:" in a and "marmalade" in a for a in answers), answers  # the history went along
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            {
+                "journey": {
+                    "profile": "adk",
+                    "turns": [{"message": "a"}, {"message": "b", "expect_expression": "x"}],
+                }
+            },
+            "journey.turns.1.expect_expression: the completion event 'end_of_body' is the stream's end "
+            "(sse.body_end_event) and carries no data to judge",
+        ),
+        (
+            {"journey": {"profile": "openai-chat", "turns": [{"message": "a", "expect_expression": "x"}]}},
+            "the completion event '[DONE]' is the stream's end (sse.sentinel)",
+        ),
+        (
+            {
+                "journey": {
+                    "profile": "chainlit",
+                    "send": [{"frame": '{"type": "hello"}', "each": "connection"}],
+                }
+            },
+            "journey.send: frames are sent only over a WebSocket; with transport socketio the message travels in "
+            "socketio.emit",
+        ),
+        (
+            {"transport": "sse", "journey": {"send": [{"frame": '{"type": "hello"}'}]}},
+            "with transport sse the message travels in sse.body",
+        ),
+    ],
+)
+def test_build_settings__what_a_stream_transport_cannot_do_is_refused_by_name(
+    config: dict[str, Any], expected: str
+):
+    with pytest.raises(ConfigError) as caught:
+        build_settings(config)
+    assert expected in str(caught.value)
+
+
+def test_build_settings__an_expect_expression_on_a_json_completion_is_kept():
+    """Chainlit's task_end is a Socket.IO event with data: an expression on it can hold."""
+    turns = [{"message": "a", "expect_expression": "event == 'task_end'"}]
+    settings = build_settings({"journey": {"profile": "chainlit", "turns": turns}})
+    assert settings.journey.turns[0].expect_expression == "event == 'task_end'"

@@ -11,7 +11,8 @@ Faults (``fault=``): ``broken-auth`` (every token refused: 4403), ``anonymous`` 
 subscriber: a shared broadcast instead of one stream per subscription), ``close-after-accept`` (the socket is
 accepted and closed at once, 1011), ``end-early`` (the subscription ends after two deltas, so ``complete`` comes
 without ``done``), ``forget-sessions`` (the conversation lives in the connection's memory, as in one instance's
-memory: a reconnect starts it afresh).
+memory: a reconnect starts it afresh), ``error`` (the resolver raises after two deltas, as when the LLM provider
+refuses: strawberry sends a ``next`` carrying ``errors``, then ``complete``).
 
 A conversation is kept per user and thread (``sessions``: what a Redis or Firestore store gives every instance):
 each answer ends with what the user said earlier in the thread, so a later turn shows whether it was kept.
@@ -45,6 +46,7 @@ FAULTS = (
     "close-after-accept",
     "end-early",
     "forget-sessions",
+    "error",
 )
 
 
@@ -79,6 +81,8 @@ def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.01) 
                 await asyncio.sleep(3600)
             if index == 1 and fault == "end-early":
                 return
+            if index == 1 and fault == "error":
+                raise RuntimeError("LLM provider returned 401: invalid API key")
         yield ChatEvent(type="done", text=answer, thread_id=thread_id)
 
     @strawberry.type

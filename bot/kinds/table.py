@@ -1,11 +1,6 @@
-"""The finding kinds: one frozen record per kind holds every rule the bot applies by kind. Pure data.
+"""The table of finding kinds: the ``Kind`` ids and one frozen ``KindInfo`` record per kind. Pure data.
 
-Everything that decides by kind reads this table: the severity (``bot.diagnose``), the traffic gate
-(``bot.pipeline``), whether a failure means the serving revision is broken (``bot.baseline``), what users lose
-(``bot.impact``), the finding's title, cause and remedy, and README's troubleshooting row (a test holds README's
-tables equal to it).
-
-Adding a kind: a member of ``Kind`` and its ``KindInfo`` here, the check that emits it, that check's test, and
+Adding a kind: its member of ``Kind`` and its ``KindInfo`` here, the check that emits it, that check's test, and
 README's rows. The severity is the kind's own rule, never only the step it was seen at: a performance kind
 seen at the connect step stays a warning.
 """
@@ -14,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from bot.kinds.rules import Explanation, GateClass, ReadmeRow, SeverityRule
 
 
 class Kind(StrEnum):
@@ -63,46 +60,6 @@ class Kind(StrEnum):
     SESSION_AFFINITY_OFF = "session-affinity-off"
 
 
-class SeverityRule(StrEnum):
-    """How a kind's severity is decided (``bot.diagnose.severity_for``)."""
-
-    P0 = "P0"  # wherever it is seen: the revision is unusable or unsafe
-    BY_STEP = "by step"  # P0 at the golden path's steps (login and beyond), P1 before them (health, revision)
-    P1 = "P1"  # wherever it is seen: the journey works (performance)
-    # P1 when the failure's detail is CONFIG_DETAIL (golden-path's configuration is at fault), P0 otherwise
-    BY_CAUSE = "by cause"
-
-
-# The detail of a failure caused by golden-path's own configuration rather than the revision (a too-short
-# timeouts.run_s): the kind's BY_CAUSE severity makes it P1, so no P0 issue is filed for it.
-CONFIG_DETAIL = "run-s"
-
-
-class GateClass(StrEnum):
-    """What the traffic gate does with a kind under ``gate.fail_on`` (README, "Severity and exit codes")."""
-
-    CORRECTNESS = "correctness"  # fails under `correctness` and `any`; under `p0` only when P0
-    PERFORMANCE = "performance"  # a warning under the default `correctness`: shared runners are noisy
-    ALWAYS_FAIL = "always-fail"  # the run tested other code than the deploy: fails under every `fail_on`
-    WARNING = "warning"  # advice about a setting: a warning under `correctness`, fails only under `any`
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    title: str  # may use {detail}, {step} and {subject} (the failure's subject, else its detail)
-    cause: str
-    remediation: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReadmeRow:
-    """The kind's row in README's troubleshooting table (markdown, after the kind)."""
-
-    meaning: str
-    usual_cause: str
-    fix: str
-
-
 @dataclass(frozen=True, slots=True)
 class KindInfo:
     kind: Kind
@@ -126,7 +83,7 @@ STREAMS_UNAUTHENTICATED = (
 )
 CONVERSATION = "continue a conversation after their connection drops (the backend forgets it on reconnect)"
 
-_TABLE: tuple[KindInfo, ...] = (
+TABLE: tuple[KindInfo, ...] = (
     KindInfo(
         Kind.DNS,
         SeverityRule.BY_STEP,
@@ -807,26 +764,3 @@ _TABLE: tuple[KindInfo, ...] = (
         breaks_baseline=False,
     ),
 )
-
-KINDS: dict[Kind, KindInfo] = {info.kind: info for info in _TABLE}
-
-
-def of(kind: Kind) -> KindInfo:
-    return KINDS[kind]
-
-
-def having(*, severity: SeverityRule | None = None, gate: GateClass | None = None) -> frozenset[Kind]:
-    """The kinds with this severity rule and/or gate class."""
-    return frozenset(
-        info.kind
-        for info in _TABLE
-        if (severity is None or info.severity is severity) and (gate is None or info.gate is gate)
-    )
-
-
-def troubleshooting_rows() -> list[str]:
-    """README's troubleshooting table rows (markdown), in this table's order."""
-    return [
-        f"| `{info.kind.value}` | {info.readme.meaning} | {info.readme.usual_cause} | {info.readme.fix} |"
-        for info in _TABLE
-    ]

@@ -14,7 +14,7 @@ writers meeting within a settle) waits for real inside ``with waits.set_testing(
 most of a test's wall time is waiting on a peer (a deadline against a server that never answers, a server's
 shutdown), and those waits overlap. Every worker is its own process (this module runs in each); tests bind port 0
 on 127.0.0.1 and write under ``tmp_path``, so nothing is shared between workers. A test about a verdict on a real
-backend sets its performance targets out of the way (``tests/targets.py``): with twice as many workers as cores, a
+backend sets its performance targets out of the way (``tests/configs.py``): with twice as many workers as cores, a
 loopback handshake can take longer than the production target of 50 ms.
 """
 

@@ -118,11 +118,13 @@ class StampedConnection(ClientConnection):
         if not self.transport.is_closing():
             self.transport.resume_reading()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """The close handshake within ``CLOSE_DEADLINE_S``, then the transport is aborted: a peer that never reads
+    async def close(
+        self, code: int = 1000, reason: str = "", *, deadline_s: float = CLOSE_DEADLINE_S
+    ) -> None:
+        """The close handshake within ``deadline_s``, then the transport is aborted: a peer that never reads
         would otherwise hold close() (waiting to write the close frame) until the run's deadline."""
         try:
-            async with asyncio.timeout(CLOSE_DEADLINE_S):
+            async with asyncio.timeout(deadline_s):
                 await super().close(code, reason)
         except TimeoutError:
             self.transport.abort()
@@ -154,8 +156,8 @@ class WebSocketSession:
             raise closed_of(exc) from None
         return data, self._connection.arrival()
 
-    async def close(self) -> None:
-        await self._connection.close()
+    async def close(self, *, deadline_s: float = CLOSE_DEADLINE_S) -> None:
+        await self._connection.close(deadline_s=deadline_s)
 
     def evidence(self) -> dict[str, str]:
         return self._connection.flood_evidence()

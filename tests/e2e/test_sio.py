@@ -22,7 +22,7 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
 from bot.settings import Settings
-from tests import targets
+from tests.configs import QUIET_TARGETS_YAML
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"
@@ -176,7 +176,7 @@ def test_main__the_readme_chainlit_config_passes_against_its_backend(tmp_path: P
     config = tmp_path / "golden-path.yml"
     opening = "A Chainlit app whose `@cl.header_auth_callback`"
     readme_config = _README.split(opening, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
-    config.write_text(readme_config + targets.YAML)  # a verdict, not a speed: see tests/targets.py
+    config.write_text(readme_config + QUIET_TARGETS_YAML)  # a verdict is the subject, not the speed
     with ReferenceServer(secret=SECRET, version=VERSION) as server:
         argv = [
             "check",

@@ -33,6 +33,11 @@ class FakeTime:
         return self.now
 
 
+def cloud_run_flags(api: CloudRunStandIn) -> list[str]:
+    """The command line's flags naming service chat of project p, region r, on the stand-in."""
+    return ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
+
+
 def settings(**overrides: Any) -> CloudRunSettings:
     values: dict[str, Any] = {
         "project": "p",
@@ -67,6 +72,13 @@ def deploy_tagged(api: CloudRunStandIn, **new: Any) -> None:
     api.add_revision("chat", OLD, image=f"{REPO}@{DIGEST_A}")
     api.add_revision("chat", NEW, **{"image": f"{REPO}@{DIGEST_B}", **new})
     api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
+
+
+def deploy_revisions(api: CloudRunStandIn, *revisions: str, traffic: list[Route]) -> None:
+    """The service chat's revisions, created oldest first, and its traffic."""
+    for revision in revisions:
+        api.add_revision("chat", revision)
+    api.set_traffic("chat", traffic)
 
 
 def resolved(api: CloudRunStandIn, clients: cloudrun.CloudRunClients) -> Target:

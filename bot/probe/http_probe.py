@@ -227,6 +227,16 @@ def _evidence(path: str, response: httpx.Response) -> dict[str, str]:
     }
 
 
+def timeout_hint(status: int) -> str:
+    """What an HTTP 504 means in front of Cloud Run (appended to a status failure's message; empty otherwise)."""
+    if status != 504:
+        return ""
+    return (
+        " Cloud Run answers 504 when the response has not started within the service's request timeout (the "
+        "revision's `timeout`): the server was too slow to answer it, or never did."
+    )
+
+
 def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSettings) -> Failure | None:
     if iam.is_front_end_refusal(response.status_code, response.text):
         return iam.denied(response.status_code, request=f"GET {path}", evidence=_evidence(path, response))
@@ -236,7 +246,7 @@ def _judge(path: str, response: httpx.Response, body: Any, settings: HealthSetti
     if response.status_code != 200:
         return Failure(
             Kind.HTTP_STATUS,
-            f"GET {path} answered HTTP {response.status_code}.",
+            f"GET {path} answered HTTP {response.status_code}." + timeout_hint(response.status_code),
             detail=str(response.status_code),
             evidence=_evidence(path, response),
             subject=f"HTTP {response.status_code}",

@@ -280,8 +280,8 @@ async def probe(
     checks.extend(judge.performance(metrics))
     held = next((j.hold for j in journeys if j.hold is not None), None)
     if settings.journey.hold_s and held is None and any(j.user == holding.HOLDING_USER for j in journeys):
-        # User 1 never had an open connection after its journey: said so, never silently skipped.
-        why = "the journey ended before its connection was open"
+        # User 1's journey ended before its last turn's connection was open: said so, never silently skipped.
+        why = "the journey did not complete, so no connection was left to hold after it"
         held = holding.not_held(
             holding.HOLDING_USER, settings.journey.hold_s, why, transport=settings.transport
         )

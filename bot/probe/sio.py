@@ -25,7 +25,7 @@ import httpx
 from bot import expressions, protocol, untrusted
 from bot.probe import hold as holding
 from bot.probe import steps as request_steps
-from bot.probe.http_probe import transport_failure
+from bot.probe.http_probe import timeout_hint, transport_failure
 from bot.probe.record import LATER_STEPS, Hooks, Message, Stream, later_turns, turn_suffix
 from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, TurnSettings
@@ -222,7 +222,8 @@ def _status_failure(code: str, body: str, evidence: dict[str, str]) -> Failure:
     )
     return Failure(
         kind,
-        f"The Socket.IO handshake (Engine.IO polling) was answered with HTTP {code}.",
+        f"The Socket.IO handshake (Engine.IO polling) was answered with HTTP {code}."
+        + (timeout_hint(int(code)) if code.isdigit() else ""),
         code,
         evidence | {"status": code, "body": body},
         subject=f"HTTP {code} on the Socket.IO handshake",

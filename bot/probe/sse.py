@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bot import iam
-from bot.probe.http_probe import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
 from bot.probe.record import Message
 from bot.results import Failure, Kind
 from bot.untrusted import Redactor
@@ -355,7 +355,7 @@ def _status_failure(
         return Failure(Kind.RATE_LIMITED, "The stream request was rate limited (HTTP 429).", "429", evidence)
     return Failure(
         Kind.STREAM_STATUS,
-        f"The stream request was answered with HTTP {code}.",
+        f"The stream request was answered with HTTP {code}." + timeout_hint(code),
         str(code),
         evidence,
         subject=f"HTTP {code} on {evidence['request'].split('?', 1)[0]}",

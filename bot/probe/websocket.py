@@ -27,7 +27,7 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from bot import iam
-from bot.probe.http_probe import EVIDENCE_BODY_CHARS, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
 from bot.probe.transport import Closed, Opened, Received
 from bot.protocol import Offer
 from bot.results import Failure, Kind
@@ -118,11 +118,13 @@ class StampedConnection(ClientConnection):
         if not self.transport.is_closing():
             self.transport.resume_reading()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """The close handshake within ``CLOSE_DEADLINE_S``, then the transport is aborted: a peer that never reads
+    async def close(
+        self, code: int = 1000, reason: str = "", *, deadline_s: float = CLOSE_DEADLINE_S
+    ) -> None:
+        """The close handshake within ``deadline_s``, then the transport is aborted: a peer that never reads
         would otherwise hold close() (waiting to write the close frame) until the run's deadline."""
         try:
-            async with asyncio.timeout(CLOSE_DEADLINE_S):
+            async with asyncio.timeout(deadline_s):
                 await super().close(code, reason)
         except TimeoutError:
             self.transport.abort()
@@ -154,8 +156,8 @@ class WebSocketSession:
             raise closed_of(exc) from None
         return data, self._connection.arrival()
 
-    async def close(self) -> None:
-        await self._connection.close()
+    async def close(self, *, deadline_s: float = CLOSE_DEADLINE_S) -> None:
+        await self._connection.close(deadline_s=deadline_s)
 
     def evidence(self) -> dict[str, str]:
         return self._connection.flood_evidence()
@@ -397,7 +399,7 @@ def _status_kind(code: int, offer: Offer, evidence: dict[str, str]) -> Failure:
         )
     return Failure(
         Kind.WS_UPGRADE_STATUS,
-        f"The upgrade was answered with HTTP {code} instead of 101.",
+        f"The upgrade was answered with HTTP {code} instead of 101." + timeout_hint(code),
         str(code),
         evidence,
     )

@@ -1,6 +1,5 @@
 """The entry point as a user meets it: argv + environment in, exit code, stdout and files out."""
 
-import io
 import json
 import subprocess
 import sys
@@ -11,6 +10,10 @@ import pytest
 
 from bot.cli import main
 from bot.reference.server import ReferenceServer
+from tests.cli_support import run_main, write_config
+from tests.cloudrun_support import cloud_run_flags
+from tests.configs import QUIET_TARGETS_YAML
+from tests.standins.cloudrun_api import CloudRunStandIn, Route
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
 # Generous targets: these tests are about verdicts, not speed, and the machine is shared and noisy.
@@ -21,17 +24,9 @@ FAST = (
 )
 
 
-def _main(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env or {}, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(FAST)
-    return path
+    return write_config(tmp_path, FAST)
 
 
 @pytest.fixture
@@ -41,7 +36,7 @@ def backend() -> Iterator[ReferenceServer]:
 
 
 def test_main__demo_passes_prints_report_and_writes_artifacts(tmp_path: Path):
-    code, out, err = _main(["demo", "--output-dir", str(tmp_path), "--users", "2"])
+    code, out, err = run_main(["demo", "--output-dir", str(tmp_path), "--users", "2"])
     assert code == 0, err
     assert out.splitlines()[0].startswith("## ✅ golden-path: PASS")
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -52,7 +47,7 @@ def test_main__demo_passes_prints_report_and_writes_artifacts(tmp_path: Path):
 
 
 def test_main__demo_with_fault_fails_with_exit_1_and_names_the_kind(tmp_path: Path):
-    code, out, _ = _main(["demo", "--fault", "ws-403", "--output-dir", str(tmp_path), "--users", "2"])
+    code, out, _ = run_main(["demo", "--fault", "ws-403", "--output-dir", str(tmp_path), "--users", "2"])
     assert code == 1
     first_lines = "\n".join(out.splitlines()[:4])
     assert "FAIL" in first_lines
@@ -62,7 +57,7 @@ def test_main__demo_with_fault_fails_with_exit_1_and_names_the_kind(tmp_path: Pa
 
 
 def test_main__unknown_fault_is_a_usage_error():
-    code, out, err = _main(["demo", "--fault", "ws-999"])
+    code, out, err = run_main(["demo", "--fault", "ws-999"])
     assert code == 2
     assert "unknown fault 'ws-999'" in err and "ws-502" in err
     assert "Traceback" not in err + out
@@ -71,15 +66,15 @@ def test_main__unknown_fault_is_a_usage_error():
 def test_main__config_error_names_the_key_and_exits_2(tmp_path: Path):
     bad = tmp_path / "bad.yml"
     bad.write_text("journey:\n  users: many\n")
-    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(bad)])
+    code, _, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(bad)])
     assert code == 2
     assert "config key 'journey.users'" in err and "'many'" in err
 
 
 def test_main__check_without_target_or_secret_is_a_usage_error(config: Path):
-    code, _, err = _main(["check", "--config", str(config)])
+    code, _, err = run_main(["check", "--config", str(config)])
     assert (code, "no target" in err) == (2, True)
-    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)])
+    code, _, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)])
     assert code == 2
     assert "set JWT_SECRET_KEY" in err
 
@@ -89,7 +84,7 @@ def test_main__check_a_url_with_secret_from_environment(
 ):
     env = {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "abc1234def5678"}
     argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path), "--quiet"]
-    code, out, err = _main(argv, env)
+    code, out, err = run_main(argv, env)
     assert code == 0, err
     assert out == ""
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -103,30 +98,30 @@ def test_main__stale_version_against_github_sha_is_degraded_and_fails_even_with_
 ):
     env = {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "fffffff0000000"}
     argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path), "--quiet"]
-    code, _, _ = _main(argv, env)
+    code, _, _ = run_main(argv, env)
     assert code == 1
     saved = json.loads((tmp_path / "results.json").read_text())
     assert (saved["verdict"], [f["kind"] for f in saved["findings"]]) == ("degraded", ["version-skew"])
-    code, _, _ = _main([*argv, "--fail-on", "p0"], env)
+    code, _, _ = run_main([*argv, "--fail-on", "p0"], env)
     assert code == 1, "version skew: the run tested other code than the deploy, whatever fail-on says"
 
 
 def test_main__report_rerenders_a_saved_run(tmp_path: Path):
-    code, _, _ = _main(["demo", "--fault", "cross-talk", "--output-dir", str(tmp_path), "--quiet"])
+    code, _, _ = run_main(["demo", "--fault", "cross-talk", "--output-dir", str(tmp_path), "--quiet"])
     assert code == 1
-    code, rendered, _ = _main(["report", str(tmp_path / "results.json")])
+    code, rendered, _ = run_main(["report", str(tmp_path / "results.json")])
     assert code == 0
     assert rendered == (tmp_path / "report.md").read_text()
-    code, junit, _ = _main(["report", str(tmp_path / "results.json"), "--format", "junit"])
+    code, junit, _ = run_main(["report", str(tmp_path / "results.json"), "--format", "junit"])
     assert 'type="isolation-leak"' in junit
 
 
 def test_main__report_of_a_missing_or_foreign_file_is_a_usage_error(tmp_path: Path):
-    code, _, err = _main(["report", str(tmp_path / "nope.json")])
+    code, _, err = run_main(["report", str(tmp_path / "nope.json")])
     assert code == 2 and "does not exist" in err
     other = tmp_path / "other.json"
     other.write_text('{"schema": 7}')
-    code, _, err = _main(["report", str(other)])
+    code, _, err = run_main(["report", str(other)])
     assert code == 2 and "schema 7 is not supported" in err
 
 
@@ -149,7 +144,7 @@ def test_main__action_mode_reads_inputs_writes_outputs_summary_and_masks(
         "INPUT_OUTPUT-DIR": str(tmp_path / "out"),
         "INPUT_USERS": "2",
     }
-    code, out, err = _main(["action"], env)
+    code, out, err = run_main(["action"], env)
     assert code == 0, err
     assert f"::add-mask::{SECRET}" in out
     assert out.count("::add-mask::") >= 3  # the secret and every minted token
@@ -159,7 +154,7 @@ def test_main__action_mode_reads_inputs_writes_outputs_summary_and_masks(
 
 
 def test_main__action_mode_rejects_a_bad_input():
-    code, _, err = _main(["action"], {"INPUT_USERS": "five", "INPUT_URL": "http://127.0.0.1:9"})
+    code, _, err = run_main(["action"], {"INPUT_USERS": "five", "INPUT_URL": "http://127.0.0.1:9"})
     assert code == 2
     assert "input 'users': expected a whole number, got 'five'" in err
 
@@ -177,11 +172,9 @@ DIGEST_NEW = "sha256:" + "b" * 64
 IMAGE = "europe-docker.pkg.dev/p/repo/chat"
 
 
-def _cloud_run(api, backend_url: str) -> None:
+def _cloud_run(api: CloudRunStandIn, backend_url: str) -> None:
     """A tagged no-traffic deploy whose tag URL is the local reference backend (the service URL too: the
     baseline run measures it, and no test may reach the internet)."""
-    from tests.standins.cloudrun_api import Route
-
     api.add_service("chat", uri=backend_url)
     api.add_revision("chat", "chat-00001-old", image=f"{IMAGE}@{DIGEST_OLD}")
     api.add_revision("chat", "chat-00002-new", image=f"{IMAGE}@{DIGEST_NEW}")
@@ -190,21 +183,17 @@ def _cloud_run(api, backend_url: str) -> None:
     )
 
 
-def _cloud_argv(api, config: Path, output: Path, *extra: str) -> list[str]:
-    coordinates = ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
-    return ["check", *coordinates, "--config", str(config), "--output-dir", str(output), *extra]
+def _cloud_argv(api: CloudRunStandIn, config: Path, output: Path, *extra: str) -> list[str]:
+    return ["check", *cloud_run_flags(api), "--config", str(config), "--output-dir", str(output), *extra]
 
 
 def test_main__check_cloud_run_revision_reports_its_facts_and_promotes(
-    backend: ReferenceServer, config: Path, tmp_path: Path
+    api: CloudRunStandIn, backend: ReferenceServer, config: Path, tmp_path: Path
 ):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
-    with CloudRunStandIn(project="p", region="r") as api:
-        _cloud_run(api, backend.url)
-        argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_NEW, "--on-pass", "promote")
-        code, out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
-        traffic = {(t.revision, t.percent) for t in api.traffic("chat")}
+    _cloud_run(api, backend.url)
+    argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_NEW, "--on-pass", "promote")
+    code, out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
+    traffic = {(t.revision, t.percent) for t in api.traffic("chat")}
     assert code == 0, err
     saved = json.loads((tmp_path / "results.json").read_text())
     target = saved["target"]
@@ -219,28 +208,24 @@ def test_main__check_cloud_run_revision_reports_its_facts_and_promotes(
 
 
 def test_main__check_cloud_run_stale_image_is_version_skew(
-    backend: ReferenceServer, config: Path, tmp_path: Path
+    api: CloudRunStandIn, backend: ReferenceServer, config: Path, tmp_path: Path
 ):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
-    with CloudRunStandIn(project="p", region="r") as api:
-        _cloud_run(api, backend.url)
-        argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_OLD, "--quiet")
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    _cloud_run(api, backend.url)
+    argv = _cloud_argv(api, config, tmp_path, "--expected-image", DIGEST_OLD, "--quiet")
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     assert code == 1, err
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [f["fingerprint"] for f in saved["findings"]] == ["chat:version-skew:image"]
     assert saved["verdict"] == "degraded"
 
 
-def test_main__cloud_run_api_refusal_is_exit_3_with_the_role(config: Path, tmp_path: Path):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
-    with CloudRunStandIn(project="p", region="r") as api:
-        api.add_service("chat", uri="https://chat-abc-ew.a.run.app")
-        api.inject(403)
-        argv = _cloud_argv(api, config, tmp_path)
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+def test_main__cloud_run_api_refusal_is_exit_3_with_the_role(
+    api: CloudRunStandIn, config: Path, tmp_path: Path
+):
+    api.add_service("chat", uri="https://chat-abc-ew.a.run.app")
+    api.inject(403)
+    argv = _cloud_argv(api, config, tmp_path)
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     assert code == 3
     assert "roles/run.viewer" in err
     assert "Traceback" not in err
@@ -280,7 +265,7 @@ def test_main__publish_twice_then_recover_leaves_one_comment_and_closes_the_p0_i
         def check(url: str, run_id: str) -> tuple[int, str]:
             argv = ["check", "--url", url, "--service", "chat-backend", "--publish", "--quiet",
                     "--config", str(config), "--output-dir", str(tmp_path / run_id)]  # fmt: skip
-            code, out, err = _main(argv, _actions_env(github, tmp_path, pr=pr, run_id=run_id))
+            code, out, err = run_main(argv, _actions_env(github, tmp_path, pr=pr, run_id=run_id))
             return code, out + err
 
         assert check(broken.url, "1")[0] == 1
@@ -321,7 +306,7 @@ def test_main__demo_ignores_the_repositorys_target_gate_and_publishing(tmp_path:
         "github: {publish: true}\nauth: {mode: login}\n"
     )
     monkeypatch.chdir(tmp_path)
-    code, _, err = _main(["demo", "--users", "1", "--quiet"])
+    code, _, err = run_main(["demo", "--users", "1", "--quiet"])
     assert code == 0, err
     assert (
         json.loads((tmp_path / "golden-path-out" / "results.json").read_text())["target"]["project"] is None
@@ -329,18 +314,15 @@ def test_main__demo_ignores_the_repositorys_target_gate_and_publishing(tmp_path:
 
 
 def test_main__failed_gate_keeps_the_verdict_and_exits_3(
-    backend: ReferenceServer, config: Path, tmp_path: Path
+    api: CloudRunStandIn, backend: ReferenceServer, config: Path, tmp_path: Path
 ):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
     output = tmp_path / "github-output"
     env = {"JWT_SECRET_KEY": SECRET, "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output)}
-    with CloudRunStandIn(project="p", region="r") as api:
-        _cloud_run(api, backend.url)
-        api.inject(403, method="PATCH")
-        code, _, err = _main(
-            _cloud_argv(api, config, tmp_path / "out", "--on-pass", "promote", "--quiet"), env
-        )
+    _cloud_run(api, backend.url)
+    api.inject(403, method="PATCH")
+    code, _, err = run_main(
+        _cloud_argv(api, config, tmp_path / "out", "--on-pass", "promote", "--quiet"), env
+    )
     assert code == 3, err
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["verdict"] == "pass"
@@ -360,7 +342,7 @@ def test_main__failed_gate_keeps_the_verdict_and_exits_3(
 )
 def test_main__preflight_problems_stop_before_the_probe(config: Path, extra: list[str], message: str):
     # Port 9 (discard) has nothing listening: had the probe run, it would have reported connect-refused.
-    code, out, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(config), *extra],
+    code, out, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(config), *extra],
                            {"JWT_SECRET_KEY": SECRET})  # fmt: skip
     assert code == 2
     assert message in err
@@ -370,7 +352,7 @@ def test_main__preflight_problems_stop_before_the_probe(config: Path, extra: lis
 def test_main__unusable_rs256_key_is_a_usage_error_not_a_p0(config: Path, tmp_path: Path):
     bad = tmp_path / "rs.yml"
     bad.write_text(FAST + "auth:\n  mode: rs256\n")
-    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(bad)],
+    code, _, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(bad)],
                          {"JWT_PRIVATE_KEY": "not a pem"})  # fmt: skip
     assert code == 2
     assert "JWT_PRIVATE_KEY is not a usable RS256 private key" in err
@@ -387,21 +369,18 @@ def test_main__unusable_rs256_key_is_a_usage_error_not_a_p0(config: Path, tmp_pa
 def test_main__more_config_mistakes_are_one_line(tmp_path: Path, yaml_text: str, message: str):
     path = tmp_path / "c.yml"
     path.write_text(yaml_text)
-    code, _, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(path)])
+    code, _, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(path)])
     assert code == 2
     assert message in err
     assert "Traceback" not in err
 
 
-def test_main__kebab_case_cloud_run_section_takes_the_service_flag(tmp_path: Path):
-    from tests.standins.cloudrun_api import CloudRunStandIn
-
+def test_main__kebab_case_cloud_run_section_takes_the_service_flag(api: CloudRunStandIn, tmp_path: Path):
     path = tmp_path / "c.yml"
-    with CloudRunStandIn(project="p", region="r") as api:
-        path.write_text(f"cloud-run: {{project: p, region: r, endpoint: '{api.url}'}}\n")
-        code, _, err = _main(
-            ["check", "--config", str(path), "--service", "missing"], {"JWT_SECRET_KEY": SECRET}
-        )
+    path.write_text(f"cloud-run: {{project: p, region: r, endpoint: '{api.url}'}}\n")
+    code, _, err = run_main(
+        ["check", "--config", str(path), "--service", "missing"], {"JWT_SECRET_KEY": SECRET}
+    )
     assert code == 3
     assert "services/missing not found" in err
 
@@ -413,7 +392,7 @@ def test_main__kebab_case_cloud_run_section_takes_the_service_flag(tmp_path: Pat
 def test_main__report_of_a_malformed_document_is_one_line(tmp_path: Path, document: str, message: str):
     path = tmp_path / "r.json"
     path.write_text(document)
-    code, _, err = _main(["report", str(path)])
+    code, _, err = run_main(["report", str(path)])
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
@@ -430,19 +409,19 @@ def test_main__expected_version_from_config_beats_github_sha(backend: ReferenceS
     path = tmp_path / "c.yml"
     path.write_text(FAST + "version:\n  expected: abc1234def\n")
     argv = ["check", "--url", backend.url, "--config", str(path), "--output-dir", str(tmp_path), "--quiet"]
-    code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "fff0000fff0000"})
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": "fff0000fff0000"})
     assert code == 0, err
 
 
 def test_main__action_checks_publishing_before_probing_and_honours_config(config: Path, tmp_path: Path):
     env = {"GITHUB_ACTIONS": "true", "INPUT_URL": "http://127.0.0.1:9", "INPUT_JWT-SECRET": SECRET,
            "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path)}  # fmt: skip
-    code, _, err = _main(["action"], env)
+    code, _, err = run_main(["action"], env)
     assert code == 2
     assert "publishing needs GITHUB_TOKEN" in err and "probing" not in err
     quiet = tmp_path / "quiet.yml"
     quiet.write_text(FAST + "github:\n  publish: false\n")
-    code, _, err = _main(["action"], {**env, "INPUT_CONFIG": str(quiet)})
+    code, _, err = run_main(["action"], {**env, "INPUT_CONFIG": str(quiet)})
     assert code == 1  # probed: nothing listens on port 9, so the golden path fails; no publishing was needed
     assert "probing" in err
 
@@ -457,9 +436,7 @@ def test_main__a_thousand_users_from_the_cli_every_journey_and_event_counted(
         "journey: {users: 600, event_timeout_s: 60, sla_s: 120}\n"
         "load: {users: 400, concurrent: true}\n"
         "websocket: {open_timeout_s: 60}\n"
-        "timeouts: {connect_s: 60, request_s: 60, run_s: 300}\n"
-        "targets: {api_ms: 60000, handshake_ms: 60000, agent_startup_ms: 60000, processing_ms: 60000,"
-        " total_ms: 60000}\n"
+        "timeouts: {connect_s: 60, request_s: 60, run_s: 300}\n" + QUIET_TARGETS_YAML
     )
     command = (
         f"ulimit -Sn 1024 && exec {sys.executable} -m bot check --url {backend.url} --config {config}"
@@ -489,9 +466,9 @@ def test_main__init_then_check_url_tests_that_url_instead_of_the_configs_cloud_r
     backend: ReferenceServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.chdir(tmp_path)
-    assert _main(["init"])[0] == 0  # its config names a Cloud Run service (my-project, us-central1)
+    assert run_main(["init"])[0] == 0  # its config names a Cloud Run service (my-project, us-central1)
 
-    code, _, err = _main(
+    code, _, err = run_main(
         ["check", "--url", backend.url, "--no-publish", "--quiet", "--output-dir", "out"],
         {"JWT_SECRET_KEY": SECRET},
     )
@@ -507,8 +484,8 @@ def test_main__url_with_cloud_run_flags_keeps_the_cloud_run_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.chdir(tmp_path)
-    _main(["init"])
-    code, _, err = _main(
+    run_main(["init"])
+    code, _, err = run_main(
         ["check", "--url", "http://127.0.0.1:9", "--revision", "chat-00001-abc", "--no-publish", "--quiet"],
         {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")},
     )

@@ -3,16 +3,17 @@ against the Cloud Run Admin API stand-in, reference backends on 127.0.0.1 and Go
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.cloudrun_support import cloud_run_flags
+from tests.configs import QUIET_TARGETS_YAML
 from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 from tests.standins.google_front_end import (
     TokenEndpoint,
@@ -23,24 +24,17 @@ from tests.standins.google_front_end import (
 )
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
-FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
+# Verdicts are the subject, not the machine's speed.
+FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n" + QUIET_TARGETS_YAML
 OLD, NEW = "chat-00001-old", "chat-00002-new"
 IMAGE = "europe-docker.pkg.dev/p/repo/chat"
 DIGEST_OLD, DIGEST_NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 SA_EMAIL = "golden-path@p.iam.gserviceaccount.com"
 
 
-def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(FAST)
-    return path
+    return write_config(tmp_path, FAST)
 
 
 @pytest.fixture
@@ -57,12 +51,6 @@ def serving() -> Iterator[ReferenceServer]:
         yield server
 
 
-@pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        yield standin
-
-
 def deploy(api: CloudRunStandIn, *, service_url: str, tag_url: str | None, tag: str = "pr-7") -> None:
     """The old revision serves 100%; the new one 0%, behind `tag` when `tag_url` is given."""
     api.add_service("chat", uri=service_url)
@@ -75,12 +63,27 @@ def deploy(api: CloudRunStandIn, *, service_url: str, tag_url: str | None, tag: 
 
 
 def check_argv(api: CloudRunStandIn, config: Path, output: Path, *extra: str) -> list[str]:
-    coordinates = ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
-    return ["check", *coordinates, "--config", str(config), "--output-dir", str(output), "--quiet", *extra]
+    return [
+        "check",
+        *cloud_run_flags(api),
+        "--config",
+        str(config),
+        "--output-dir",
+        str(output),
+        "--quiet",
+        *extra,
+    ]
 
 
-def saved(output: Path) -> dict:
-    return json.loads((output / "results.json").read_text())
+def action_env(api: CloudRunStandIn, config: Path, tmp_path: Path, **inputs: str) -> dict[str, str]:
+    """The Action's environment on a runner, not publishing, for service chat on the stand-in; ``inputs`` by
+    their action.yml names (``TAG="pr-7"`` is ``INPUT_TAG``)."""
+    return {
+        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
+        "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
+        "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
+        **{f"INPUT_{name}": value for name, value in inputs.items()},
+    }  # fmt: skip
 
 
 def outputs(path: Path) -> dict[str, str]:
@@ -109,7 +112,7 @@ def test_main__promote_awaits_an_unfinished_operation_with_progress(
     deploy(api, service_url=serving.url, tag_url=new.url)
     api.operation_polls = 2  # not done at the first poll, nor the second: as Cloud Run usually answers
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-pass", "promote"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -118,7 +121,7 @@ def test_main__promote_awaits_an_unfinished_operation_with_progress(
     waits = [line for line in err.splitlines() if "waiting for Cloud Run to apply the traffic change" in line]
     assert len(waits) == 2 and "s elapsed" in waits[0]
     assert api.operation_gets() == 3  # two answered "not done", the third "done"
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["action"], action["applied"], action["error"]) == ("promote", True, False)
     assert (action["before"], action["after"]) == ({OLD: 100}, {NEW: 100})
     assert [(t.revision, t.percent) for t in api.traffic("chat") if t.percent] == [(NEW, 100)]
@@ -146,12 +149,12 @@ def test_action__failed_operation_is_recorded_exit_3_and_everything_is_still_wri
             "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_ON-PASS": "promote",
             "INPUT_JWT-SECRET": SECRET,
         }  # fmt: skip
-        code, _, err = _main(["action"], env)
+        code, _, err = run_main(["action"], env)
         comments = github.comments(pr)
 
     assert code == 3, err
     assert "Traceback" not in err
-    results = saved(tmp_path / "out")
+    results = results_json(tmp_path / "out")
     assert results["verdict"] == "pass"
     (action,) = results["traffic_actions"]
     assert (action["applied"], action["error"]) == (False, True)
@@ -172,12 +175,12 @@ def test_main__operation_not_done_in_time_is_exit_3_with_the_deadline(
     config = tmp_path / "slow.yml"
     config.write_text(FAST + "cloud_run:\n  operation_timeout_s: 2\n")
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-pass", "promote"), {"JWT_SECRET_KEY": SECRET}
     )
 
     assert code == 3, err
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert action["error"] and "not done after 2 s" in action["message"]
     assert "cloud_run.operation_timeout_s" in action["message"]
 
@@ -194,10 +197,10 @@ def test_main__a_run_that_reached_only_the_service_url_never_moves_traffic(
 ):
     deploy(api, service_url=serving.url, tag_url=None)  # no tag: the old revision answers the service URL
 
-    code, _, err = _main(check_argv(api, config, tmp_path, *gate), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, *gate), {"JWT_SECRET_KEY": SECRET})
 
     assert api.updates() == [], "no traffic change may be sent for an untested revision"
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     assert results["verdict"] != "pass"
     assert results["target"]["tested_alone"] is False
     assert "chat:revision-not-tested" in [f["fingerprint"] for f in results["findings"]]
@@ -219,11 +222,11 @@ def test_main__version_skew_blocks_promotion_even_with_fail_on_p0(
         api, config, tmp_path, "--expected-image", DIGEST_OLD, "--fail-on", "p0", "--on-pass", "promote"
     )
 
-    code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
 
     assert api.updates() == []
     assert code == 1, err  # version skew fails the gate under every fail-on, so promotion is never attempted
-    for action in saved(tmp_path)["traffic_actions"]:
+    for action in results_json(tmp_path)["traffic_actions"]:
         assert action["refused"] and "version skew" in action["message"]
 
 
@@ -240,10 +243,10 @@ def test_main__tag_selects_the_revision_and_its_url(
         [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=new.url), Route("chat-00003-other", 0, tag="pr-8")],
     )
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--tag", "pr-7"), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--tag", "pr-7"), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 0, err
-    target = saved(tmp_path)["target"]
+    target = results_json(tmp_path)["target"]
     assert (target["revision"], target["tag"], target["url"]) == (NEW, "pr-7", new.url)
 
 
@@ -252,7 +255,7 @@ def test_main__a_tag_no_revision_carries_is_exit_2_naming_the_tags(
 ):
     deploy(api, service_url=serving.url, tag_url=new.url, tag="pr-7")
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--tag", "pr-9"), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--tag", "pr-9"), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 2
     assert "config key 'cloud_run.tag'" in err and "'pr-9'" in err and "tags that exist: pr-7" in err
@@ -271,7 +274,7 @@ def test_main__private_service_with_a_service_account_key(api: CloudRunStandIn, 
         key = service_account_key(tmp_path / "sa.json", token_uri=google.token_uri, email=SA_EMAIL)
         env = {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(key)}
         argv = check_argv(api, config, tmp_path / "out", "--private")
-        code, out, err = _main(argv, env)
+        code, out, err = run_main(argv, env)
 
     assert code == 0, err
     assert [a["target_audience"] for a in google.assertions] == [service_url]
@@ -295,13 +298,7 @@ def test_action__private_service_with_a_passed_id_token_is_masked(
     with backend:
         token = id_token_for(audience=backend.url, email=SA_EMAIL)
         deploy(api, service_url=backend.url, tag_url=backend.url)
-        env = {
-            "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
-            "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
-            "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
-            "INPUT_ID-TOKEN": token,
-        }  # fmt: skip
-        code, out, err = _main(["action"], env)
+        code, out, err = run_main(["action"], action_env(api, config, tmp_path, **{"ID-TOKEN": token}))
 
     assert code == 0, err
     assert {s.id_token for s in front.seen} == {token}
@@ -317,10 +314,10 @@ def test_main__private_service_without_a_token_is_iam_denied_not_the_apps_auth(
     private(backend, lambda _token: False)
     with backend:
         deploy(api, service_url=backend.url, tag_url=backend.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 1, err
-    findings = saved(tmp_path)["findings"]
+    findings = results_json(tmp_path)["findings"]
     kinds = {f["kind"] for f in findings}
     assert "iam-denied" in kinds and "ws-auth-rejected" not in kinds
     denied = next(f for f in findings if f["kind"] == "iam-denied")
@@ -338,10 +335,10 @@ def test_main__iam_refusal_of_a_token_names_the_identity(api: CloudRunStandIn, c
             "JWT_SECRET_KEY": SECRET,
             "GOLDEN_PATH_ID_TOKEN": id_token_for(audience=backend.url, email=SA_EMAIL),
         }
-        code, _, err = _main(check_argv(api, config, tmp_path), env)
+        code, _, err = run_main(check_argv(api, config, tmp_path), env)
 
     assert code == 1, err
-    denied = next(f for f in saved(tmp_path)["findings"] if f["kind"] == "iam-denied")
+    denied = next(f for f in results_json(tmp_path)["findings"] if f["kind"] == "iam-denied")
     assert f"`{SA_EMAIL}`" in denied["remediation"]
 
 
@@ -352,7 +349,7 @@ def test_main__private_without_credentials_is_one_line_exit_3_before_probing(
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")  # no metadata server here (nothing listens on 9)
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--private"), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--private"), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 3
     lines = [line for line in err.splitlines() if line.startswith("golden-path: error:")]
@@ -368,7 +365,7 @@ def test_main__private_with_a_missing_key_file_is_exit_3(
     deploy(api, service_url=new.url, tag_url=new.url)
     env = {"JWT_SECRET_KEY": SECRET, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json")}
 
-    code, _, err = _main(check_argv(api, config, tmp_path, "--private"), env)
+    code, _, err = run_main(check_argv(api, config, tmp_path, "--private"), env)
 
     assert code == 3
     assert "missing.json: the file does not exist" in err and "google-github-actions/auth" in err
@@ -385,11 +382,11 @@ def test_main__baseline_side_by_side_and_a_regression_is_a_finding(
         secret=SECRET, version="abc1234def", faults=parse_faults(["delay:agent_started=400"])
     ) as slow:
         deploy(api, service_url=serving.url, tag_url=slow.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
         any_argv = check_argv(api, config, tmp_path / "any", "--fail-on", "any")
-        code_any, _, err_any = _main(any_argv, {"JWT_SECRET_KEY": SECRET})
+        code_any, _, err_any = run_main(any_argv, {"JWT_SECRET_KEY": SECRET})
 
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     baseline = results["baseline"]
     assert (baseline["status"], baseline["url"], baseline["revision"]) == ("measured", serving.url, OLD)
     startup = next(c for c in baseline["comparisons"] if c["id"] == "agent_startup_ms")
@@ -407,10 +404,10 @@ def test_main__a_failing_baseline_is_said_and_the_new_revision_judged_alone(
 ):
     with ReferenceServer(secret=SECRET, version="0ld", faults=parse_faults(["ws-502"])) as broken:
         deploy(api, service_url=broken.url, tag_url=new.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 0, err
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     assert results["verdict"] == "pass"
     assert results["baseline"]["status"] == "failed"
     assert "judged on its own" in results["baseline"]["summary"]
@@ -424,14 +421,9 @@ def test_action__revision_facts_in_outputs_and_report(
     api: CloudRunStandIn, new: ReferenceServer, serving: ReferenceServer, config: Path, tmp_path: Path
 ):
     deploy(api, service_url=serving.url, tag_url=new.url)
-    env = {
-        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
-        "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
-        "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
-        "INPUT_TAG": "pr-7", "INPUT_ON-PASS": "promote",
-    }  # fmt: skip
-
-    code, _, err = _main(["action"], env)
+    code, _, err = run_main(
+        ["action"], action_env(api, config, tmp_path, TAG="pr-7", **{"ON-PASS": "promote"})
+    )
 
     assert code == 0, err
     written = outputs(tmp_path / "output")
@@ -458,10 +450,10 @@ def test_main__login_refused_by_the_front_end_is_iam_denied_not_a_login_failure(
     private(backend, lambda _token: False)
     with backend:
         deploy(api, service_url=backend.url, tag_url=backend.url)
-        code, _, err = _main(check_argv(api, config, tmp_path), {"GOLDEN_PATH_PASSWORD": "golden-path"})
+        code, _, err = run_main(check_argv(api, config, tmp_path), {"GOLDEN_PATH_PASSWORD": "golden-path"})
 
     assert code == 1, err
-    kinds = {f["kind"] for f in saved(tmp_path)["findings"]}
+    kinds = {f["kind"] for f in results_json(tmp_path)["findings"]}
     assert "iam-denied" in kinds and "login-failed" not in kinds
 
 
@@ -470,21 +462,12 @@ def test_main__private_service_by_url_uses_the_urls_origin_as_audience(config: P
     front = private(backend, valid_for(lambda: backend.url))
     with backend:
         token = id_token_for(audience=backend.url, email=SA_EMAIL)
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GOLDEN_PATH_ID_TOKEN": token})
+        env = {"JWT_SECRET_KEY": SECRET, "GOLDEN_PATH_ID_TOKEN": token}
+        code, _, err = run_main(check_url_argv(backend.url, config, tmp_path), env)
 
     assert code == 0, err
     assert front.seen and {s.id_token for s in front.seen} == {token}
-    assert saved(tmp_path)["baseline"] is None  # no Cloud Run, no serving revision to compare with
+    assert results_json(tmp_path)["baseline"] is None  # no Cloud Run, no serving revision to compare with
 
 
 # -- rollback only to what served users (the exact traffic after the run) --------------------------------------
@@ -508,21 +491,16 @@ def test_action__rollback_of_a_preview_that_served_nothing_leaves_every_route_an
         Route(NEW, 0, tag="pr-7", uri=broken.url),
     ]
     api.set_traffic("chat", routes)
-    env = {
-        "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "output"), "INPUT_PUBLISH": "false",
-        "INPUT_PROJECT": "p", "INPUT_REGION": "r", "INPUT_SERVICE": "chat", "INPUT_CLOUD-RUN-ENDPOINT": api.url,
-        "INPUT_CONFIG": str(config), "INPUT_OUTPUT-DIR": str(tmp_path / "out"), "INPUT_JWT-SECRET": SECRET,
-        "INPUT_TAG": "pr-7", "INPUT_ON-FAIL": "rollback",
-    }  # fmt: skip
-
-    code, _, err = _main(["action"], env)
+    code, _, err = run_main(
+        ["action"], action_env(api, config, tmp_path, TAG="pr-7", **{"ON-FAIL": "rollback"})
+    )
 
     assert code == 1, err
     assert api.updates() == []
     assert api.routes("chat") == [Route(r.revision, r.percent, r.tag) for r in routes]
     written = outputs(tmp_path / "output")
     assert written["traffic-action"] == "none"
-    (action,) = saved(tmp_path / "out")["traffic_actions"]
+    (action,) = results_json(tmp_path / "out")["traffic_actions"]
     assert (
         action["noop"] and action["message"] == "nothing to roll back: the tested revision served no traffic"
     )
@@ -542,7 +520,7 @@ def test_main__rollback_with_nothing_known_to_have_served_is_refused_exit_3(
     routes = [Route(None, 100), Route("chat-00003-pr8", 0, tag="pr-8")]  # deployed with traffic (LATEST)
     api.set_traffic("chat", routes)
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-fail", "rollback"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -552,7 +530,7 @@ def test_main__rollback_with_nothing_known_to_have_served_is_refused_exit_3(
     assert refusal and "cloud_run.rollback_to" in refusal[0]
     assert api.updates() == []
     assert api.routes("chat") == [Route(None, 100), Route("chat-00003-pr8", 0, tag="pr-8")]
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["error"], action["refused"], action["applied"]) == (True, True, False)
 
 
@@ -568,21 +546,21 @@ def test_main__rollback_to_a_known_good_tag_keeps_every_tag(
     )
     api.operation_polls = 2
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-fail", "rollback", "--rollback-to", "stable"),
         {"JWT_SECRET_KEY": SECRET},
     )
 
     assert code == 1, err
     assert api.routes("chat") == [Route(OLD, 100, tag="stable"), Route("chat-00003-pr8", 0, tag="pr-8")]
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["revision"], action["applied"], action["after"]) == (OLD, True, {OLD: 100})
 
 
 def test_main__a_bad_rollback_to_tag_is_exit_2_naming_the_key(
     api: CloudRunStandIn, config: Path, tmp_path: Path
 ):
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--rollback-to", "Stable Tag"), {"JWT_SECRET_KEY": SECRET}
     )
 
@@ -601,13 +579,13 @@ def test_main__promote_answered_503_but_applied_is_exit_0_and_recorded_applied(
     api.operation_polls = 2
     api.inject(429, path_contains="/services/chat", method="GET", times=1, retry_after="1")
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--on-pass", "promote"), {"JWT_SECRET_KEY": SECRET}
     )
 
     assert code == 0, err
     assert "rate limited" in err
-    (action,) = saved(tmp_path)["traffic_actions"]
+    (action,) = results_json(tmp_path)["traffic_actions"]
     assert (action["applied"], action["error"]) == (True, False)
     assert "but applied it" in action["message"]
     assert api.routes("chat") == [Route(NEW, 100, tag="pr-7")]
@@ -631,13 +609,13 @@ def test_main__sidecars_are_listed_and_the_ingress_image_is_compared(
     )
     api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=new.url)])
 
-    code, _, err = _main(
+    code, _, err = run_main(
         check_argv(api, config, tmp_path, "--expected-image", f"{IMAGE}@{DIGEST_NEW}"),
         {"JWT_SECRET_KEY": SECRET},
     )
 
     assert code == 0, err
-    target = saved(tmp_path)["target"]
+    target = results_json(tmp_path)["target"]
     assert (target["image"], target["digest"]) == (f"{IMAGE}@{DIGEST_NEW}", DIGEST_NEW)
     assert target["containers"] == [
         {"name": "collector", "image": collector, "ingress": False, "digest": None},
@@ -657,10 +635,10 @@ def test_main__a_revision_that_died_during_the_probe_says_why_in_the_finding_and
     )
     api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=broken.url)])
 
-    code, _, err = _main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(check_argv(api, config, tmp_path), {"JWT_SECRET_KEY": SECRET})
 
     assert code == 1, err
-    results = saved(tmp_path)
+    results = results_json(tmp_path)
     died = [f for f in results["findings"] if f["kind"] == "revision-not-ready"]
     assert len(died) == 1 and died[0]["severity"] == "P0"
     assert "Container called exit(1)." in died[0]["evidence"]["message"]

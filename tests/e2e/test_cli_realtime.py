@@ -4,7 +4,6 @@ measured, and a held connection's lifetime, against the Admin API stand-in and r
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,23 +13,23 @@ import jwt
 import pytest
 from websockets.asyncio.client import connect
 
-from bot.cli import main
 from bot.probe import hold as holding
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.untrusted import Redactor
+from tests.cli_support import run_check, run_main
+from tests.cloudrun_support import cloud_run_flags
+from tests.configs import QUIET_TARGETS_YAML
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.logging_api import LoggingStandIn
 
 SECRET = "realtime-test-secret-0123456789abcdefghijklm"
-FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\nbaseline:\n  enabled: false\n"
+# The findings a revision's settings give are the subject, not the machine's speed.
+FAST = (
+    "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\nbaseline:\n  enabled: false\n"
+    + QUIET_TARGETS_YAML
+)
 OLD, NEW = "chat-00001-old", "chat-00002-new"
-
-
-def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -39,31 +38,8 @@ def backend() -> Iterator[ReferenceServer]:
         yield server
 
 
-@pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        yield standin
-
-
 def check(api: CloudRunStandIn, tmp_path: Path, config: str = FAST) -> tuple[int, dict, str]:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(config)
-    output = tmp_path / "out"
-    coordinates = ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
-    argv = [
-        "check",
-        *coordinates,
-        "--tag",
-        "pr-7",
-        "--config",
-        str(path),
-        "--output-dir",
-        str(output),
-        "--quiet",
-    ]
-    code, _out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
-    saved = json.loads((output / "results.json").read_text())
-    return code, saved, (output / "report.md").read_text() + err
+    return run_check(tmp_path, config, *cloud_run_flags(api), "--tag", "pr-7", env={"JWT_SECRET_KEY": SECRET})
 
 
 def deploy(api: CloudRunStandIn, backend: ReferenceServer, **revision: object) -> None:
@@ -173,24 +149,7 @@ HOLD = "journey:\n  event_timeout_s: 2\n  users: 2\n  hold_s: {hold}\nwebsocket:
 
 
 def check_url(backend: ReferenceServer, tmp_path: Path, config: str, *extra: str) -> tuple[int, dict, str]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "golden-path.yml"
-    path.write_text(config)
-    output = tmp_path / "out"
-    argv = [
-        "check",
-        "--url",
-        backend.url,
-        "--config",
-        str(path),
-        "--output-dir",
-        str(output),
-        "--quiet",
-        *extra,
-    ]
-    code, _out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
-    saved = json.loads((output / "results.json").read_text())
-    return code, saved, (output / "report.md").read_text() + err
+    return run_check(tmp_path, config, "--url", backend.url, *extra, env={"JWT_SECRET_KEY": SECRET})
 
 
 def test_check__a_server_closing_at_a_fixed_age_is_reported_with_when_and_the_close_code(tmp_path: Path):
@@ -240,7 +199,7 @@ def test_check__a_sharded_run_holds_one_users_connection_in_the_shard_that_runs_
         _, second, _ = check_url(backend, tmp_path / "2", HOLD.format(hold=0.5), "--shard", "2/2")
     assert first["hold"]["user"] == 1 and second["hold"] is None
     output = tmp_path / "merged"
-    code, _out, err = _main(
+    code, _out, err = run_main(
         ["merge", str(tmp_path / "1/out/results.json"), str(tmp_path / "2/out/results.json"),
          "--output-dir", str(output), "--quiet"],
         {},
@@ -252,7 +211,7 @@ def test_check__a_sharded_run_holds_one_users_connection_in_the_shard_that_runs_
 def test_check__a_hold_longer_than_the_run_deadline_is_refused_naming_the_keys(tmp_path: Path):
     path = tmp_path / "golden-path.yml"
     path.write_text("journey:\n  hold_s: 900\n")
-    code, _out, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(path)], {})
+    code, _out, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(path)], {})
     assert code == 2
     assert "journey.hold_s (900 s)" in err and "raise timeouts.run_s to at least 945" in err
 

@@ -6,24 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
-import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from bot import cloudrun, pipeline, results
-from bot.cli import main
 from bot.config import build_settings
 from tests import samples
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.cloudrun_support import cloud_run_flags
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
+from tests.standins.hostile_http import RawHTTPServer, WebSocketServerThread, respond, silent
 from tests.standins.hostile_ws import EVENTS, event, read_message
 
 SECRET = "unfinished-journeys-secret-0123456789abcdef"
@@ -31,27 +30,19 @@ OLD, NEW = "chat-00001-old", "chat-00002-new"
 IMAGE = "europe-docker.pkg.dev/p/repo/chat@sha256:" + "b" * 64
 
 
-class SlowBackend:
+class SlowBackend(WebSocketServerThread):
     """A websockets server written the way such a backend is: health answers 200 after ``health_s``; an upgrade
     without ``Authorization`` is never answered (a handler awaiting an auth service that hangs); with a token,
     the agent sends its events ``event_gap_s`` apart (slow, each within the event deadline)."""
 
     def __init__(self, *, health_s: float, event_gap_s: float) -> None:
+        super().__init__(name="slow-backend")
         self.health_s = health_s
         self.event_gap_s = event_gap_s
         self.anonymous_upgrades = 0
-        self._loop = asyncio.new_event_loop()
-        self._server: Server | None = None
-        self._release: asyncio.Event | None = None  # set on exit: the unanswered upgrade ends with the test
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="slow-backend")
+        self._release = asyncio.Event()  # set on exit: the unanswered upgrade ends with the test
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{next(iter(self._server.sockets)).getsockname()[1]}"
-
-    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path.startswith("/health"):
             await asyncio.sleep(self.health_s)
             body = json.dumps({"status": "healthy", "service": "chat"}).encode()
@@ -61,11 +52,10 @@ class SlowBackend:
             return Response(200, HTTPStatus.OK.phrase, headers, body)
         if "Authorization" not in request.headers:
             self.anonymous_upgrades += 1
-            assert self._release is not None
             await self._release.wait()  # never answered while the test runs
         return None
 
-    async def _session(self, connection: ServerConnection) -> None:
+    async def handler(self, connection: ServerConnection) -> None:
         with contextlib.suppress(Exception):
             thread_id = str((await read_message(connection)).get("thread_id", ""))
             for name in EVENTS:
@@ -73,48 +63,8 @@ class SlowBackend:
                 await connection.send(event(name, thread_id))
             await connection.wait_closed()
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._release = asyncio.Event()
-            self._server = await serve(
-                self._session,
-                "127.0.0.1",
-                0,
-                process_request=self._process_request,
-                subprotocols=["jwt-auth"],  # type: ignore[list-item]
-                ping_interval=None,
-            )
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def __enter__(self) -> SlowBackend:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            assert self._server is not None and self._release is not None
-            self._release.set()
-            self._server.close(close_connections=True)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-
-
-@pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        yield standin
+    async def closing(self) -> None:
+        self._release.set()
 
 
 def _deploy(api: CloudRunStandIn, *, tag_url: str) -> None:
@@ -125,17 +75,19 @@ def _deploy(api: CloudRunStandIn, *, tag_url: str) -> None:
 
 
 def _check(api: CloudRunStandIn, tmp_path: Path, config: str, *flags: str) -> tuple[int, str, dict]:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(config)
-    out, err = io.StringIO(), io.StringIO()
+    path = write_config(tmp_path, config)
     argv = [
         "check",
-        *("--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url),
-        *("--config", str(path), "--output-dir", str(tmp_path / "out"), "--quiet", *flags),
+        *cloud_run_flags(api),
+        "--config",
+        str(path),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--quiet",
     ]
-    code = main(argv, env={"JWT_SECRET_KEY": SECRET}, stdout=out, stderr=err)
-    assert "Traceback" not in err.getvalue()
-    return code, err.getvalue(), json.loads((tmp_path / "out" / "results.json").read_text())
+    code, _out, err = run_main([*argv, *flags], {"JWT_SECRET_KEY": SECRET})
+    assert "Traceback" not in err
+    return code, err, results_json(tmp_path / "out")
 
 
 def _traffic(api: CloudRunStandIn) -> list[tuple[str, int, str]]:
@@ -228,20 +180,17 @@ def test_apply_gate__promotes_only_when_every_journey_completed_whatever_the_ver
 def test_main__an_upgrade_that_hangs_past_a_run_that_left_the_sla_is_a_p0_at_connect(tmp_path: Path):
     """run_s (3 s) leaves the journeys their SLA (1 s), yet the upgrade never answers (open_timeout_s 10 s): the
     revision hung at the connect step, a P0 (its issue is filed), not a configuration problem."""
-    from tests.standins.hostile_http import RawHTTPServer, respond, silent
-
-    config = tmp_path / "golden-path.yml"
-    config.write_text(
+    config = write_config(
+        tmp_path,
         "journey: {users: 2, sla_s: 1, event_timeout_s: 1}\nwebsocket: {open_timeout_s: 10}\n"
-        "health: {latency_samples: 1}\ntimeouts: {run_s: 3}\n"
+        "health: {latency_samples: 1}\ntimeouts: {run_s: 3}\n",
     )
     with RawHTTPServer({"/health": respond(200, b'{"status": "ok"}'), "/ws": silent()}) as server:
-        out, err = io.StringIO(), io.StringIO()
-        argv = ["check", "--url", server.url, "--config", str(config), "--output-dir", str(tmp_path / "out")]
-        code = main([*argv, "--quiet"], env={"JWT_SECRET_KEY": SECRET}, stdout=out, stderr=err)
+        argv = check_url_argv(server.url, config, tmp_path / "out")
+        code, _out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
 
-    assert code == 1, err.getvalue()
-    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert code == 1, err
+    saved = results_json(tmp_path / "out")
     (finding,) = [f for f in saved["findings"] if f["kind"] == "journeys-incomplete"]
     assert (finding["severity"], finding["fingerprint"]) == ("P0", "127.0.0.1:journeys-incomplete:connect")
     assert "the revision did not answer at the connect step" in finding["observed"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from tests.cloudrun_support import (
     SERVICE_URL,
     TAG_URL,
     FakeTime,
+    deploy_revisions,
     deploy_tagged,
     resolve,
     settings,
@@ -31,27 +31,10 @@ from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 
 
 @pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        standin.add_service("chat", uri=SERVICE_URL)
-        yield standin
-
-
-@pytest.fixture
-def clients(api: CloudRunStandIn) -> Iterator[cloudrun.CloudRunClients]:
-    made = cloudrun.make_clients(endpoint=api.url)
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def lines() -> list[str]:
-    return []
+def api(api: CloudRunStandIn) -> CloudRunStandIn:
+    """The conftest's stand-in, with the service chat at SERVICE_URL."""
+    api.add_service("chat", uri=SERVICE_URL)
+    return api
 
 
 # -- resolve: readiness ----------------------------------------------------------------------------------------
@@ -222,9 +205,7 @@ def test_resolve__tag_url_can_point_at_a_local_backend(
 def test_resolve__untagged_revision_uses_service_url_with_warning(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)
-    api.set_traffic("chat", [Route(OLD, 100)])
+    deploy_revisions(api, OLD, NEW, traffic=[Route(OLD, 100)])
 
     target = resolve(clients, fake_time, lines).target
 
@@ -473,9 +454,7 @@ def test_resolve__by_tag_among_several_tagged_revisions(
 def test_resolve__tag_on_latest_is_the_latest_ready_revision(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)
-    api.set_traffic("chat", [Route(OLD, 100), Route(None, 0, tag="head", uri=TAG_URL)])
+    deploy_revisions(api, OLD, NEW, traffic=[Route(OLD, 100), Route(None, 0, tag="head", uri=TAG_URL)])
 
     target = resolve(clients, fake_time, lines, tag="head").target
 
@@ -499,9 +478,7 @@ def test_resolve__unknown_tag_names_the_tags_that_exist(
 def test_resolve__service_url_with_partial_traffic_is_not_tested_alone(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)
-    api.set_traffic("chat", [Route(OLD, 90), Route(NEW, 10)])  # a canary without a tag
+    deploy_revisions(api, OLD, NEW, traffic=[Route(OLD, 90), Route(NEW, 10)])  # a canary without a tag
 
     resolution = resolve(clients, fake_time, lines)
 

@@ -6,19 +6,18 @@ tests/standins/cloud_run_front_end.py, all on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
 from websockets.asyncio.client import connect
 
-from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
+from tests.cli_support import run_check
+from tests.cloudrun_support import cloud_run_flags
 from tests.standins.asgi import AsgiServer
 from tests.standins.cloud_run_front_end import CloudRunFrontEnd
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
@@ -31,17 +30,8 @@ WEBSOCKET = "journey:\n  users: 1\n  event_timeout_s: 3\n  hold_s: {hold}\nwebso
 
 
 def _check(url: str, tmp_path: Path, config: str, *extra: str) -> tuple[int, dict, str]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "golden-path.yml"
-    path.write_text(config)
-    output = tmp_path / "out"
-    argv = ["check", *extra, "--config", str(path), "--output-dir", str(output), "--quiet"]
-    if not extra:
-        argv[1:1] = ["--url", url]
-    err = io.StringIO()
-    code = main(argv, env={"JWT_SECRET_KEY": SECRET}, stdout=io.StringIO(), stderr=err)
-    saved = json.loads((output / "results.json").read_text())
-    return code, saved, (output / "report.md").read_text() + err.getvalue()
+    """`check --url url`, or `check` with ``extra`` (the Cloud Run flags) when there are any."""
+    return run_check(tmp_path, config, *(extra or ("--url", url)), env={"JWT_SECRET_KEY": SECRET})
 
 
 # -- Socket.IO ---------------------------------------------------------------------------------------------------
@@ -148,19 +138,12 @@ def test_check__the_first_connection_is_its_own_cold_metric_never_in_the_warm_ha
 TIMEOUT_S = 2
 
 
-@pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        yield standin
-
-
 def _through_cloud_run(api: CloudRunStandIn, front: CloudRunFrontEnd, tmp_path: Path, config: str) -> tuple:
     api.add_service("chat")
     api.add_revision("chat", "chat-00002-new", timeout_s=TIMEOUT_S, min_instances=1)
     api.set_traffic("chat", [Route("chat-00002-new", 100, tag="pr-7", uri=front.url)])
-    coordinates = ["--project", "p", "--region", "r", "--service", "chat", "--cloud-run-endpoint", api.url]
     config += "cloud_run:\n  min_session_s: 0\nbaseline:\n  enabled: false\n"
-    return _check(front.url, tmp_path, config, *coordinates, "--tag", "pr-7")
+    return _check(front.url, tmp_path, config, *cloud_run_flags(api), "--tag", "pr-7")
 
 
 @pytest.mark.parametrize("transport", ["websocket", "sse", "socketio"])
@@ -210,3 +193,15 @@ def test_check__a_response_that_has_not_started_at_the_timeout_is_cloud_runs_504
     )
     assert front.cuts[0].what == "504" and front.cuts[0].after_s >= TIMEOUT_S
     assert code == 1
+
+
+def test_check__a_journey_that_never_opened_its_connection_says_nothing_was_held(tmp_path: Path):
+    with ReferenceServer(secret=SECRET, faults=parse_faults(["ws-403"])) as backend:
+        code, saved, report = _check(backend.url, tmp_path, WEBSOCKET.format(hold=5))
+    assert code == 1
+    hold = saved["hold"]
+    assert (hold["closed_by"], hold["held_s"], hold["transport"]) == ("not held", 0.0, "websocket")
+    assert (
+        "User 1's WebSocket was not held (5.0 s asked, `journey.hold_s`): the journey did not complete"
+        in report
+    )

@@ -18,7 +18,9 @@ from websockets.http11 import Request
 
 from bot.cli import main
 from bot.untrusted import secret_forms
+from tests.cli_support import run_main
 from tests.standins.actions_runner import commands
+from tests.standins.github_api import GitHubStandIn
 from tests.standins.hostile_http import (
     RawHTTPServer,
     ScriptedBackend,
@@ -59,10 +61,26 @@ def _actions_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
+def _pull_request_env(
+    tmp_path: Path, github: GitHubStandIn, url: str, config: Path, **extra: str
+) -> tuple[int, dict[str, str]]:
+    """A new pull request on the GitHub stand-in, and the Action's environment of a run for it against ``url``
+    (publishing with GITHUB_TOKEN): the PR's number and the environment."""
+    pr = github.add_pull(head_sha="abc1234def")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
+    pull_request = {
+        "GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_API_URL": github.api_url, "GITHUB_SERVER_URL": github.server_url,
+        "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event),
+        "INPUT_URL": url, "INPUT_SERVICE": "chat-backend", "INPUT_CONFIG": str(config), "INPUT_JWT-SECRET": SECRET,
+    }  # fmt: skip
+    return pr, _actions_env(tmp_path, **pull_request, **extra)
+
+
+def _published(github: GitHubStandIn, pr: int) -> list[str]:
+    """Every text the run wrote to GitHub: the comments on the PR and on its issues, the issues' bodies and titles."""
+    published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
+    return published + [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
 
 
 def _config(tmp_path: Path, **sections: dict[str, object]) -> Path:
@@ -126,7 +144,7 @@ def test_main__text_from_the_server_runs_no_workflow_command_in_actions(
 ):
     env = _actions_env(tmp_path, JWT_SECRET_KEY=SECRET, INPUT_PUBLISH="false")
     env |= {"INPUT_URL": forging_backend.url, "INPUT_CONFIG": str(_config(tmp_path))}
-    code, out, err = _run(["action"], env)
+    code, out, err = run_main(["action"], env)
     assert code == 1, err
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {"event-error", "ws-closed-early", "answer-canned", "version-skew"} <= {
@@ -209,35 +227,23 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["hs256", "login"])
 def test_main__no_form_of_any_secret_reaches_any_output(mode: str, tmp_path: Path):
-    from tests.standins.github_api import GitHubStandIn
-
     known = (SECRET, GITHUB_TOKEN, ID_TOKEN, PASSWORD)
     session = EchoEverything(known)
     with (
         ScriptedBackend(http=_echo_http(known), session=session) as backend,
         GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
     ):
-        pr = github.add_pull(head_sha="abc1234def")
-        event = tmp_path / "event.json"
-        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
         auth = {"mode": mode, "login": {"method": "GET"}}
-        env = _actions_env(
+        pr, env = _pull_request_env(
             tmp_path,
-            GITHUB_TOKEN=GITHUB_TOKEN,
-            GITHUB_API_URL=github.api_url,
-            GITHUB_SERVER_URL=github.server_url,
-            GITHUB_EVENT_NAME="pull_request",
-            GITHUB_EVENT_PATH=str(event),
+            github,
+            backend.url,
+            _config(tmp_path, auth=auth),
             ACTIONS_ID_TOKEN_REQUEST_TOKEN=ID_TOKEN,
             GOLDEN_PATH_PASSWORD=PASSWORD,
-            INPUT_URL=backend.url,
-            INPUT_SERVICE="chat-backend",
-            INPUT_CONFIG=str(_config(tmp_path, auth=auth)),
-            **{"INPUT_JWT-SECRET": SECRET},
         )
-        code, out, err = _run(["action"], env)
-        published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
-        published += [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
+        code, out, err = run_main(["action"], env)
+        published = _published(github, pr)
     assert code == 1, err
     files = [p.read_text() for p in (tmp_path / "out").iterdir()]
     files += [(tmp_path / "output.txt").read_text(), (tmp_path / "summary.md").read_text()]
@@ -313,33 +319,17 @@ class EchoDeep:
 
 def test_main__a_secret_escaped_many_times_reaches_no_output(tmp_path: Path):
     """Regression (#19): a secret with `"` or `\\` echoed inside a JSON string inside a frame leaked."""
-    from tests.standins.github_api import GitHubStandIn
-
     known = (SECRET, GITHUB_TOKEN, PASSWORD)
     health = json.dumps({"status": "ok", "version": json.dumps(json.dumps(list(known)))})
     with (
         ScriptedBackend(http=_health(health), session=EchoDeep(known)) as backend,
         GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
     ):
-        pr = github.add_pull(head_sha="abc1234def")
-        event = tmp_path / "event.json"
-        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
-        env = _actions_env(
-            tmp_path,
-            GITHUB_TOKEN=GITHUB_TOKEN,
-            GITHUB_API_URL=github.api_url,
-            GITHUB_SERVER_URL=github.server_url,
-            GITHUB_EVENT_NAME="pull_request",
-            GITHUB_EVENT_PATH=str(event),
-            GOLDEN_PATH_PASSWORD=PASSWORD,
-            INPUT_URL=backend.url,
-            INPUT_SERVICE="chat-backend",
-            INPUT_CONFIG=str(_config(tmp_path)),
-            **{"INPUT_JWT-SECRET": SECRET},
+        pr, env = _pull_request_env(
+            tmp_path, github, backend.url, _config(tmp_path), GOLDEN_PATH_PASSWORD=PASSWORD
         )
-        code, out, err = _run(["action"], env)
-        published = [c.body for n in (pr, *(i.number for i in github.issues())) for c in github.comments(n)]
-        published += [i.body or "" for i in github.issues()] + [i.title for i in github.issues()]
+        code, out, err = run_main(["action"], env)
+        published = _published(github, pr)
     assert code == 1, err
     files = [p.read_text() for p in (tmp_path / "out").iterdir()]
     files += [(tmp_path / "output.txt").read_text(), (tmp_path / "summary.md").read_text()]
@@ -353,8 +343,6 @@ def test_main__a_secret_escaped_many_times_reaches_no_output(tmp_path: Path):
 def test_main__a_template_that_writes_a_secret_is_redacted_in_every_artifact(tmp_path: Path):
     """Every rendered artifact passes the redactor before it is written or sent: report.md, the step summary,
     the PR comment, the issue; a user's template is text golden-path did not write."""
-    from tests.standins.github_api import GitHubStandIn
-
     templates = tmp_path / "templates"
     templates.mkdir()
     leak = f"leaked: {SECRET} {_json_escaped(SECRET, 2)} {_url_encoded(GITHUB_TOKEN, 2)}\n"
@@ -371,22 +359,10 @@ def test_main__a_template_that_writes_a_secret_is_redacted_in_every_artifact(tmp
         ScriptedBackend(http=_health('{"status": "ok"}'), session=fails) as backend,
         GitHubStandIn(repo="acme/chat", token=GITHUB_TOKEN) as github,
     ):
-        pr = github.add_pull(head_sha="abc1234def")
-        event = tmp_path / "event.json"
-        event.write_text(json.dumps({"action": "synchronize", "number": pr, "pull_request": {"number": pr}}))
-        env = _actions_env(
-            tmp_path,
-            GITHUB_TOKEN=GITHUB_TOKEN,
-            GITHUB_API_URL=github.api_url,
-            GITHUB_SERVER_URL=github.server_url,
-            GITHUB_EVENT_NAME="pull_request",
-            GITHUB_EVENT_PATH=str(event),
-            INPUT_URL=backend.url,
-            INPUT_SERVICE="chat-backend",
-            INPUT_CONFIG=str(_config(tmp_path)),
-            **{"INPUT_JWT-SECRET": SECRET, "INPUT_TEMPLATES-DIR": str(templates)},
+        pr, env = _pull_request_env(
+            tmp_path, github, backend.url, _config(tmp_path), **{"INPUT_TEMPLATES-DIR": str(templates)}
         )
-        code, out, err = _run(["action"], env)
+        code, out, err = run_main(["action"], env)
         comments = [c.body for c in github.comments(pr)]
         issues = [i.body or "" for i in github.issues()]
     assert code == 1, err
@@ -419,7 +395,7 @@ def test_main__a_templates_dir_linking_outside_itself_is_exit_2_before_probing(t
             "--output-dir",
             str(tmp_path / "o"),
         ]
-        code, out, err = _run(argv, {"JWT_SECRET_KEY": SECRET})
+        code, out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
         seen = server.seen
     assert code == 2
     assert f"templates directory {str(templates)!r}: {str(templates / 'env')!r} is a symbolic link to" in err
@@ -444,7 +420,7 @@ def _check(url: str, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
     config = tmp_path / "quick.yml"
     config.write_text(json.dumps(QUICK))
     argv = ["check", "--url", url, "--config", str(config), "--output-dir", str(tmp_path / "out"), "--quiet"]
-    code, _, err = _run(argv, {"JWT_SECRET_KEY": SECRET})
+    code, _, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "junit.xml").is_file()
     return code, saved, err
@@ -555,7 +531,7 @@ def test_identity_for__a_hostile_login_answer_is_a_login_finding_not_a_crash(
                          session=unused) as backend:  # fmt: skip
         config = _config(tmp_path, auth={"mode": "login", "login": {"method": "GET"}})
         argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path / "o")]
-        code, _, err = _run(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
+        code, _, err = run_main(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
     assert code == 1, err
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
     failures = [c["failure"] for c in saved["checks"] if c["id"] == "login"]
@@ -595,7 +571,7 @@ def test_identity_for__a_login_answer_sent_a_byte_at_a_time_ends_at_the_login_de
     argv = ["check", "--url", "", "--config", str(config), "--output-dir", str(tmp_path / "o"), "--quiet"]
     with RawHTTPServer(routes) as server:
         argv[2] = server.url
-        code, _, err = _run(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
+        code, _, err = run_main(argv, {"GOLDEN_PATH_PASSWORD": PASSWORD})
     assert code == 1, err
     saved = json.loads((tmp_path / "o" / "results.json").read_text())
     failure = _failure(saved, "login")

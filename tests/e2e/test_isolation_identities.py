@@ -27,17 +27,11 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Status, Step
 from bot.settings import AuthSettings
+from tests.configs import QUIET_TARGETS
 from tests.standins.asgi import AsgiServer
 
 SECRET = "isolation-identities-secret-0123456789abc"
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
-QUIET = {
-    "api_ms": 60000,
-    "handshake_ms": 60000,
-    "agent_startup_ms": 60000,
-    "processing_ms": 60000,
-    "total_ms": 60000,
-}
 
 
 class ConnectionManager:
@@ -108,7 +102,7 @@ def user_routed_app(secret: str) -> Starlette:
 
 
 def _isolation(url: str, config: dict[str, object], credentials: Credentials) -> list[CheckResult]:
-    settings = build_settings({"targets": QUIET, **config}, {"url": url})
+    settings = build_settings({"targets": QUIET_TARGETS, **config}, {"url": url})
     outcome = asyncio.run(probe(settings, base_url=url, credentials=credentials))
     return [c for c in outcome.checks if c.id == "isolation"]
 

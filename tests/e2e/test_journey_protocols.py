@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bot import diagnose, expressions
 from bot.auth import Credentials, parse_users
@@ -27,45 +26,21 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Kind, Status
 from bot.settings import Settings
+from tests.configs import QUIET_TARGETS, merged, readme_example
 from tests.standins import fastapi_realtime, graphql_chat
 from tests.standins.asgi import AsgiProcess, AsgiServer
 
 SECRET = "protocol-tests-secret-0123456789abcdefghijkl"
-_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 FAST = {
     "journey": {"users": 3, "event_timeout_s": 1.5},
     "websocket": {"open_timeout_s": 2},
     "timeouts": {"connect_s": 2, "request_s": 2, "run_s": 20},
-    # Speed is not what these tests judge (a shared 2-core machine is noisy): targets out of the way.
-    "targets": {
-        "api_ms": 60000,
-        "handshake_ms": 60000,
-        "agent_startup_ms": 60000,
-        "processing_ms": 60000,
-        "total_ms": 60000,
-    },
+    "targets": QUIET_TARGETS,
 }
 
 
-def readme_example(title: str) -> dict[str, Any]:
-    """The YAML block that follows ``title`` in the README."""
-    text = _README.split(title, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
-    data = yaml.safe_load(text)
-    assert isinstance(data, dict)
-    return data
-
-
-def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = (
-            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
-
-
 def settings_for(title: str, url: str, **extra: Any) -> Settings:
-    config = _merged(_merged(readme_example(title), FAST), extra)
+    config = merged(merged(readme_example(title), FAST), extra)
     config.pop("url", None)
     return build_settings(config, {"url": url})
 
@@ -74,6 +49,12 @@ def run(settings: Settings, credentials: Credentials) -> tuple[ProbeOutcome, lis
     outcome = asyncio.run(probe(settings, base_url=settings.url or "", credentials=credentials))
     findings = diagnose.diagnose(outcome.checks, service="svc")
     return outcome, [f.fingerprint for f in findings]
+
+
+def probe_example(title: str, app: Any, **extra: Any) -> tuple[ProbeOutcome, list[str]]:
+    """The README's example ``title`` (``extra`` config merged in) probing ``app``, an ASGI app on 127.0.0.1."""
+    with AsgiServer(app) as server:
+        return run(settings_for(title, server.url, **extra), Credentials(secret=SECRET))
 
 
 def checks(outcome: ProbeOutcome, check_id: str) -> list[CheckResult]:
@@ -86,8 +67,7 @@ GRAPHQL = "Example: GraphQL subscriptions (graphql-transport-ws)"
 
 
 def test_probe__graphql_subscription_server_passes_with_the_token_in_connection_init():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
-        outcome, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(GRAPHQL, graphql_chat.create_app(secret=SECRET))
     assert findings == []
     for check_id in ("login", "handshake", "message", "events", "isolation", "answer"):
         assert [c.status for c in checks(outcome, check_id)] == [Status.PASS] * 3, check_id
@@ -115,17 +95,18 @@ GRAPHQL_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(GRAPHQL_FAULTS))
 def test_probe__graphql_fault_gives_its_own_kind(fault: str):
-    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault=fault)) as server:
-        _, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
+    _, findings = probe_example(GRAPHQL, graphql_chat.create_app(secret=SECRET, fault=fault))
     assert GRAPHQL_FAULTS[fault] in findings, findings
     if fault != "anonymous":
         assert "svc:ws-unauthenticated-accepted" not in findings
 
 
 def test_probe__graphql_stream_ended_without_done_is_missing_at_once_with_what_arrived():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault="end-early")) as server:
-        settings = settings_for(GRAPHQL, server.url, journey={"event_timeout_s": 60, "users": 1})
-        outcome, findings = run(settings, Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        GRAPHQL,
+        graphql_chat.create_app(secret=SECRET, fault="end-early"),
+        journey={"event_timeout_s": 60, "users": 1},
+    )
     assert findings == ["svc:event-missing:done"]
     failure = checks(outcome, "event done")[0].failure
     assert failure is not None
@@ -135,9 +116,9 @@ def test_probe__graphql_stream_ended_without_done_is_missing_at_once_with_what_a
 
 
 def test_probe__negative_check_turned_off_shows_as_not_run_disabled():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
-        settings = settings_for(GRAPHQL, server.url, websocket={"negative_auth_check": False})
-        outcome, findings = run(settings, Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        GRAPHQL, graphql_chat.create_app(secret=SECRET), websocket={"negative_auth_check": False}
+    )
     assert findings == []
     negative = checks(outcome, "auth-negative")[0]
     assert (negative.status, negative.summary) == (
@@ -150,8 +131,7 @@ TURNS = "Example: a conversation of two turns with a reconnect between them"
 
 
 def test_probe__two_turns_with_a_reconnect_pass_when_the_backend_keeps_the_conversation():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET)) as server:
-        outcome, findings = run(settings_for(TURNS, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(TURNS, graphql_chat.create_app(secret=SECRET))
     assert findings == []
     assert [c.status for c in checks(outcome, "reconnect (turn 2)")] == [Status.PASS] * 3
     assert [c.status for c in checks(outcome, "expect (turn 2)")] == [Status.PASS] * 3
@@ -160,8 +140,7 @@ def test_probe__two_turns_with_a_reconnect_pass_when_the_backend_keeps_the_conve
 
 
 def test_probe__two_turns_with_a_reconnect_fail_session_lost_when_the_backend_forgets():
-    with AsgiServer(graphql_chat.create_app(secret=SECRET, fault="forget-sessions")) as server:
-        outcome, findings = run(settings_for(TURNS, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(TURNS, graphql_chat.create_app(secret=SECRET, fault="forget-sessions"))
     assert findings == ["svc:session-lost:turn-2"], findings
     finding = diagnose.diagnose(outcome.checks, service="svc")[0]
     assert finding.severity.value == "P0" and finding.occurrences == 3
@@ -249,11 +228,10 @@ REFERENCE_GRAPHQL_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(REFERENCE_GRAPHQL_FAULTS))
 def test_probe__reference_backend_fault_gives_its_kind_over_graphql_ws(fault: str):
-    # run_s: the check without a token gets a tenth of it, and closing on a burst of deltas it has not read takes
-    # the probe up to 2 s (websockets reads the close reply only after its queue drains).
-    timeouts = {**FAST["timeouts"], "run_s": 60}
+    # run_s 20: the check without a token gets a tenth of it (2 s), and its verdict must survive the close on a
+    # burst of deltas it has not read (websockets reads the close reply only after its queue drains).
     with ReferenceServer(secret=SECRET, faults=parse_faults([fault])) as server:
-        _, findings = run(settings_for(GRAPHQL, server.url, timeouts=timeouts), Credentials(secret=SECRET))
+        _, findings = run(settings_for(GRAPHQL, server.url), Credentials(secret=SECRET))
     assert REFERENCE_GRAPHQL_FAULTS[fault] in findings, findings
     if fault != "accept-unauthenticated":
         assert "svc:ws-unauthenticated-accepted" not in findings
@@ -265,8 +243,7 @@ REALTIME = "Example: a FastAPI WebSocket with the token in the query"
 
 
 def test_probe__fastapi_query_token_backend_passes_and_keeps_the_model_parameter():
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET)) as server:
-        outcome, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(REALTIME, fastapi_realtime.create_app(secret=SECRET))
     assert findings == []
     assert [c.status for c in checks(outcome, "answer")] == [Status.PASS] * 3
     assert all(
@@ -289,8 +266,7 @@ REALTIME_FAULTS = {
 
 @pytest.mark.parametrize("fault", sorted(REALTIME_FAULTS))
 def test_probe__fastapi_fault_gives_its_own_kind(fault: str):
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault=fault)) as server:
-        _, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    _, findings = probe_example(REALTIME, fastapi_realtime.create_app(secret=SECRET, fault=fault))
     assert REALTIME_FAULTS[fault] in findings, findings
     if fault != "anonymous":
         assert "svc:ws-unauthenticated-accepted" not in findings
@@ -298,10 +274,9 @@ def test_probe__fastapi_fault_gives_its_own_kind(fault: str):
 
 @pytest.mark.parametrize(("gap", "at_least_ms"), [("expected", 550), ("all", 550)])
 def test_probe__a_stall_between_deltas_is_the_longest_gap(gap: str, at_least_ms: float):
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault="pause")) as server:
-        outcome, findings = run(
-            settings_for(REALTIME, server.url, journey={"gap": gap}), Credentials(secret=SECRET)
-        )
+    outcome, findings = probe_example(
+        REALTIME, fastapi_realtime.create_app(secret=SECRET, fault="pause"), journey={"gap": gap}
+    )
     assert findings == []
     metric = next(m for m in outcome.metrics if m.id == "event_gap_ms")
     assert metric.max is not None and metric.max >= at_least_ms, metric
@@ -313,9 +288,9 @@ def test_probe__turns_on_one_connection_each_judge_their_own_answer():
         {"message": "second question", "expect": "second question -> 4"},
         {"message": "third question", "expect": "^nothing like this$"},
     ]
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET)) as server:
-        settings = settings_for(REALTIME, server.url, journey={"turns": turns, "users": 2})
-        outcome, findings = run(settings, Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        REALTIME, fastapi_realtime.create_app(secret=SECRET), journey={"turns": turns, "users": 2}
+    )
     assert findings == ["svc:answer-unexpected:turn-3"], findings
     assert [c.status for c in checks(outcome, "expect (turn 2)")] == [Status.PASS] * 2
     assert [c.status for c in checks(outcome, "handshake")] == [Status.PASS] * 2
@@ -324,8 +299,9 @@ def test_probe__turns_on_one_connection_each_judge_their_own_answer():
 
 
 def test_probe__auth_refused_after_accept_names_where_the_token_travels():
-    with AsgiServer(fastapi_realtime.create_app(secret=SECRET, fault="broken-auth")) as server:
-        outcome, findings = run(settings_for(REALTIME, server.url), Credentials(secret=SECRET))
+    outcome, findings = probe_example(
+        REALTIME, fastapi_realtime.create_app(secret=SECRET, fault="broken-auth")
+    )
     failure = next(c.failure for c in outcome.checks if c.failure is not None and c.user == 1)
     assert failure.kind is Kind.WS_AUTH_REJECTED, findings
     assert failure.evidence["token travels in"] == "query parameter `token`"

@@ -1,6 +1,5 @@
 """Built-in protocol profiles, and a backend of another protocol configured from a YAML file alone."""
 
-import io
 import json
 from pathlib import Path
 
@@ -8,26 +7,17 @@ import pytest
 import yaml
 
 from bot import profiles
-from bot.cli import main
 from bot.config import build_settings
 from bot.errors import ConfigError
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.configs import QUIET_TARGETS_YAML, readme_yaml
 from tests.standins import realtime_ws
 
 SECRET = "realtime-test-secret-0123456789abcdefghij"
 
 # The README's example, read from the README so the two never drift apart: a team whose backend speaks an
 # OpenAI-Realtime-like protocol writes down only what differs from the built-in openai-realtime profile.
-_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
-REALTIME_CONFIG = _README.split("Example: a backend in the OpenAI-Realtime shape", 1)[1].split(
-    "```yaml\n", 1
-)[1]
-REALTIME_CONFIG = REALTIME_CONFIG.split("```", 1)[0]
-
-
-def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
+REALTIME_CONFIG = readme_yaml("Example: a backend in the OpenAI-Realtime shape")
 
 
 def test_names__every_built_in_profile_is_a_data_file_the_default_first():
@@ -92,64 +82,51 @@ def test_build_settings__bad_protocol_is_a_config_error_with_key_text_and_positi
 def test_main__bad_expression_exits_2_before_probing(tmp_path: Path):
     config = tmp_path / "gp.yml"
     config.write_text("journey:\n  owner:\n    user: 'data.[user'\n")
-    code, _out, err = _main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)], {})
+    code, _out, err = run_main(["check", "--url", "http://127.0.0.1:9", "--config", str(config)], {})
     assert code == 2
     assert "config key 'journey.owner.user'" in err and "'data.[user'" in err and "at position" in err
     assert "probing" not in err and "Traceback" not in err
 
 
 def test_main__profile_show_prints_a_profile_a_user_can_start_from(tmp_path: Path):
-    code, out, _ = _main(["profile", "show", "openai-realtime"], {})
+    code, out, _ = run_main(["profile", "show", "openai-realtime"], {})
     assert code == 0
     (tmp_path / "gp.yml").write_text(out)
     settings = build_settings(yaml.safe_load(out))
     assert settings.journey.completion_event == "response.done"
-    code, out, _ = _main(["profile", "show"], {})
+    code, out, _ = run_main(["profile", "show"], {})
     assert out.split() == list(profiles.names())
-    code, _, err = _main(["profile", "show", "nope"], {})
+    code, _, err = run_main(["profile", "show", "nope"], {})
     assert code == 2 and "unknown profile 'nope'" in err
 
 
 def test_main__legacy_keys_keep_working_with_a_warning_naming_the_new_spelling(tmp_path: Path):
     config = tmp_path / "gp.yml"
     config.write_text("journey:\n  message_type: user_message\n  text_field: content\n  users: 1\n")
-    code, _, err = _main(
+    code, _, err = run_main(
         ["demo", "--config", str(config), "--output-dir", str(tmp_path / "out"), "--quiet"], {}
     )
     assert code == 0, err
     assert "warning: config key journey.message_type/text_field is deprecated: write journey.send" in err
 
 
-# Timings are not what these tests are about (and the machine is shared): no performance findings.
-QUIET_TARGETS = (
-    "targets: {api_ms: 60000, handshake_ms: 60000, agent_startup_ms: 60000, "
-    "processing_ms: 60000, total_ms: 60000}\n"
-)
-
-
-def _check_realtime(tmp_path: Path, fault: str | None) -> dict:
-    config = tmp_path / "golden-path.yml"
-    assert "\ntargets:" not in REALTIME_CONFIG
-    config.write_text(REALTIME_CONFIG + QUIET_TARGETS)
+def _check_realtime(
+    tmp_path: Path, config: str, *, fault: str | None = None, sha: bool = True, quiet: bool = True
+) -> dict:
+    """`check --url` against the OpenAI-Realtime-like stand-in (``fault``) with ``config``; ``sha``: GITHUB_SHA
+    names the stand-in's version. results.json, with the exit code, stdout and stderr added."""
+    path = write_config(tmp_path, config)
+    env = {"JWT_SECRET_KEY": SECRET} | ({"GITHUB_SHA": realtime_ws.VERSION} if sha else {})
     with realtime_ws.running(secret=SECRET, fault=fault) as backend:
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
-    saved = json.loads((tmp_path / "results.json").read_text())
-    saved["exit_code"], saved["stderr"] = code, err
-    return saved
+        code, out, err = run_main(check_url_argv(backend.url, path, tmp_path, quiet=quiet), env)
+    found = results_json(tmp_path)
+    found["exit_code"], found["stdout"], found["stderr"] = code, out, err
+    return found
 
 
 def test_main__a_realtime_backend_configured_from_yaml_alone_passes(tmp_path: Path):
-    saved = _check_realtime(tmp_path, None)
+    assert "\ntargets:" not in REALTIME_CONFIG
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS_YAML)
     assert (saved["verdict"], saved["exit_code"]) == ("pass", 0), saved["findings"] or saved["stderr"]
     answers = [c for c in saved["checks"] if c["id"] == "answer"]
     assert len(answers) == 3 and all("The answer is 4" in c["summary"] for c in answers)
@@ -169,7 +146,7 @@ def test_main__a_realtime_backend_configured_from_yaml_alone_passes(tmp_path: Pa
     ],
 )
 def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kind: str, says: str):
-    saved = _check_realtime(tmp_path, fault)
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG + QUIET_TARGETS_YAML, fault=fault)
     assert saved["verdict"] == "fail" and saved["exit_code"] == 1
     finding = next((f for f in saved["findings"] if f["kind"] == kind), None)
     assert finding is not None, saved["findings"]
@@ -178,72 +155,37 @@ def test_main__a_realtime_backend_fault_is_found(tmp_path: Path, fault: str, kin
 
 
 def test_main__isolation_without_owner_or_nonce_is_not_verified_and_counted_apart(tmp_path: Path):
-    config = tmp_path / "golden-path.yml"
-    config.write_text(REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS)
-    with realtime_ws.running(secret=SECRET) as backend:
-        argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path)]
-        code, out, _err = _main(argv, {"JWT_SECRET_KEY": SECRET})
-    saved = json.loads((tmp_path / "results.json").read_text())
+    config = REALTIME_CONFIG.replace("[{nonce}] {message}", "{message}") + QUIET_TARGETS_YAML
+    saved = _check_realtime(tmp_path, config, sha=False, quiet=False)
     isolation = [c for c in saved["checks"] if c["id"] == "isolation"]
     assert [c["status"] for c in isolation] == ["not verified"] * 3
     assert "no sent frame carries a {nonce}" in isolation[0]["summary"]
-    assert saved["verdict"] == "pass" and code == 0
-    headline = out.splitlines()[0]
+    assert saved["verdict"] == "pass" and saved["exit_code"] == 0
+    headline = saved["stdout"].splitlines()[0]
     assert headline.endswith("(3 not verified)"), headline
-    assert "could not be verified" in out and "Nothing to do" not in out
+    assert "could not be verified" in saved["stdout"] and "Nothing to do" not in saved["stdout"]
 
 
 def test_main__demo_openai_realtime_cross_talk_fails_with_isolation_leak(tmp_path: Path):
     argv = ["demo", "--profile", "openai-realtime", "--fault", "cross-talk", "--users", "3"]
-    code, _out, err = _main([*argv, "--output-dir", str(tmp_path), "--quiet"], {})
+    code, _out, err = run_main([*argv, "--output-dir", str(tmp_path), "--quiet"], {})
     assert code == 1, err
     saved = json.loads((tmp_path / "results.json").read_text())
     assert "isolation-leak" in [f["kind"] for f in saved["findings"]]
 
 
 def test_main__no_health_paths_leaves_the_version_not_verified_not_passed(tmp_path: Path):
-    config = tmp_path / "gp.yml"
-    config.write_text(REALTIME_CONFIG.replace("  paths: [/healthz]", "  paths: []"))
-    with realtime_ws.running(secret=SECRET) as backend:
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": realtime_ws.VERSION})
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG.replace("  paths: [/healthz]", "  paths: []"))
     version = next(c for c in saved["checks"] if c["id"] == "version")
     assert version["status"] == "not verified", version
     assert "no health body named a version" in version["summary"]
-    assert code == 0, err
+    assert saved["exit_code"] == 0, saved["stderr"]
 
 
 def test_main__health_expression_that_is_false_is_an_unhealthy_finding(tmp_path: Path):
-    config = tmp_path / "gp.yml"
-    config.write_text(
-        REALTIME_CONFIG.replace(
-            "  paths: [/healthz]", "  paths: [/healthz]\n  healthy: \"version == 'other'\""
-        )
-    )
-    with realtime_ws.running(secret=SECRET) as backend:
-        argv = [
-            "check",
-            "--url",
-            backend.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        code, _, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert code == 1, err
+    healthy = "  paths: [/healthz]\n  healthy: \"version == 'other'\""
+    saved = _check_realtime(tmp_path, REALTIME_CONFIG.replace("  paths: [/healthz]", healthy), sha=False)
+    assert saved["exit_code"] == 1, saved["stderr"]
     finding = next(f for f in saved["findings"] if f["kind"] == "http-status")
     assert finding["fingerprint"] == "realtime-chat:http-status:unhealthy"
     assert "`version == 'other'` (health.healthy) is not true of its body" in finding["observed"]

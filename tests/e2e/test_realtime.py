@@ -3,7 +3,6 @@ Admin API stand-in, and each rule of bot.realtime firing and not firing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -20,14 +19,8 @@ NEW = "chat-00002-new"
 TAG_URL = "https://pr-7---chat-abc123xyz-ew.a.run.app"
 
 
-@pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        standin.add_service("chat")
-        yield standin
-
-
 def resolved(api: CloudRunStandIn, **revision: object) -> RevisionSettings | None:
+    api.add_service("chat")
     api.add_revision("chat", NEW, **revision)  # type: ignore[arg-type]
     api.set_traffic("chat", [Route(NEW, 100, tag="pr-7", uri=TAG_URL)])
     clients = cloudrun.make_clients(endpoint=api.url)

@@ -5,16 +5,26 @@ Every rollback test asserts the service's exact traffic spec (revisions, percent
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from bot import cloudrun, rollout
 from bot.errors import CloudRunError
-from bot.results import Target
-from tests.cloudrun_support import NEW, OLD, SERVICE_URL, TAG_URL, FakeTime, deploy_tagged, resolve, resolved
+from bot.results import Target, TrafficAction
+from tests.cloudrun_support import (
+    NEW,
+    OLD,
+    SERVICE_URL,
+    TAG_URL,
+    FakeTime,
+    deploy_revisions,
+    deploy_tagged,
+    resolve,
+    resolved,
+)
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 
 PREVIEW = "chat-00003-pr8"  # another PR's preview: tagged, never served
@@ -22,41 +32,38 @@ CANARY = "chat-00004-canary"  # someone else's canary, beside the tested revisio
 
 
 @pytest.fixture
-def api() -> Iterator[CloudRunStandIn]:
-    with CloudRunStandIn(project="p", region="r") as standin:
-        standin.add_service("chat", uri=SERVICE_URL)
-        yield standin
+def api(api: CloudRunStandIn) -> CloudRunStandIn:
+    """The conftest's stand-in, with the service chat at SERVICE_URL."""
+    api.add_service("chat", uri=SERVICE_URL)
+    return api
 
 
 @pytest.fixture
-def clients(api: CloudRunStandIn) -> Iterator[cloudrun.CloudRunClients]:
-    made = cloudrun.make_clients(endpoint=api.url)
-    yield made
-    made.close()
+def target(api: CloudRunStandIn, clients: cloudrun.CloudRunClients) -> Target:
+    """The usual preview deploy (old 100%, new 0% behind pr-7), as resolve finds it."""
+    deploy_tagged(api)
+    return resolved(api, clients)
+
+
+Move = Callable[..., TrafficAction]
 
 
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
+def move(clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]) -> Move:
+    """``move(action, target, **options)``: ``rollout.move_traffic`` on the fake clock, its progress in ``lines``."""
 
+    def moving(action: Literal["promote", "rollback"], target: Target, **options: Any) -> TrafficAction:
+        return rollout.move_traffic(
+            clients=clients,
+            target=target,
+            action=action,
+            progress=lines.append,
+            sleep=fake_time.sleep,
+            clock=fake_time.clock,
+            **options,
+        )
 
-@pytest.fixture
-def lines() -> list[str]:
-    return []
-
-
-def rollback(
-    clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
-) -> Any:
-    return rollout.move_traffic(
-        clients=clients,
-        target=target,
-        action="rollback",
-        progress=lines.append,
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
-        **kwargs,
-    )
+    return moving
 
 
 # -- promote ---------------------------------------------------------------------------------------------------
@@ -65,11 +72,15 @@ def rollback(
 def test_move_traffic__promote(
     api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)
-    api.set_traffic(
-        "chat",
-        [Route(OLD, 100, tag="stable"), Route(NEW, 0, tag="pr-7", uri=TAG_URL), Route(None, 0, tag="head")],
+    deploy_revisions(
+        api,
+        OLD,
+        NEW,
+        traffic=[
+            Route(OLD, 100, tag="stable"),
+            Route(NEW, 0, tag="pr-7", uri=TAG_URL),
+            Route(None, 0, tag="head"),
+        ],
     )
     target = resolved(api, clients)
 
@@ -90,10 +101,8 @@ def test_move_traffic__promote(
 
 
 def test_move_traffic__promote_waits_for_the_operation(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, target: Target, lines: list[str]
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.operation_polls = 1
 
     action = rollout.move_traffic(clients=clients, target=target, action="promote", progress=lines.append)
@@ -104,13 +113,12 @@ def test_move_traffic__promote_waits_for_the_operation(
 
 
 def test_move_traffic__service_name_given_apart_from_the_display_name(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, target: Target, lines: list[str]
 ) -> None:
-    deploy_tagged(api)
-    target = replace(resolved(api, clients), service="Chat backend (prod)")
+    displayed = replace(target, service="Chat backend (prod)")
 
     action = rollout.move_traffic(
-        clients=clients, target=target, action="promote", progress=lines.append, service="chat"
+        clients=clients, target=displayed, action="promote", progress=lines.append, service="chat"
     )
 
     assert action.applied
@@ -118,10 +126,8 @@ def test_move_traffic__service_name_given_apart_from_the_display_name(
 
 
 def test_move_traffic__403_names_the_developer_role(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, target: Target, lines: list[str]
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.inject(403, method="PATCH")
 
     with pytest.raises(CloudRunError) as caught:
@@ -130,28 +136,12 @@ def test_move_traffic__403_names_the_developer_role(
     assert "run.services.update" in str(caught.value) and "roles/run.developer" in str(caught.value)
 
 
-def gate(
-    clients: cloudrun.CloudRunClients, target: Target, fake_time: FakeTime, lines: list[str], **kwargs: Any
-) -> Any:
-    return rollout.move_traffic(
-        clients=clients,
-        target=target,
-        action="promote",
-        progress=lines.append,
-        sleep=fake_time.sleep,
-        clock=fake_time.clock,
-        **kwargs,
-    )
-
-
 def test_move_traffic__operation_unfinished_for_many_polls_reports_progress_at_least_every_5_s(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move, fake_time: FakeTime, lines: list[str]
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.operation_polls = 8
 
-    action = gate(clients, target, fake_time, lines)
+    action = move("promote", target)
 
     assert action.applied and not action.error
     assert fake_time.sleeps == [1, 2, 4, 5, 5, 5, 5, 5]
@@ -162,14 +152,12 @@ def test_move_traffic__operation_unfinished_for_many_polls_reports_progress_at_l
 
 
 def test_move_traffic__failed_operation_is_a_recorded_error_with_the_traffic_cloud_run_left(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.operation_polls = 2
     api.operation_error = (9, "Revision is not ready and cannot serve traffic.")
 
-    action = gate(clients, target, fake_time, lines)
+    action = move("promote", target)
 
     assert (action.applied, action.error) == (False, True)
     assert "failed in Cloud Run" in action.message and "cannot serve traffic" in action.message
@@ -178,13 +166,11 @@ def test_move_traffic__failed_operation_is_a_recorded_error_with_the_traffic_clo
 
 
 def test_move_traffic__operation_past_its_deadline_records_what_the_spec_asks_and_what_serves(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move, fake_time: FakeTime
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.operation_polls = 1000
 
-    action = gate(clients, target, fake_time, lines, operation_timeout_s=20)
+    action = move("promote", target, operation_timeout_s=20)
 
     assert (action.applied, action.error) == (False, True)
     assert sum(fake_time.sleeps) == 20 and max(fake_time.sleeps) <= 5
@@ -197,16 +183,14 @@ def test_move_traffic__operation_past_its_deadline_records_what_the_spec_asks_an
 
 
 def test_move_traffic__a_write_applied_then_answered_503_is_found_applied_by_reading_the_service(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move, lines: list[str]
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.fail_after_update = [
         503
     ]  # applied (the operation runs), then "unavailable": the operation's name is lost
     api.operation_polls = 3  # Cloud Run needs three more reads to finish applying it
 
-    action = gate(clients, target, fake_time, lines)
+    action = move("promote", target)
 
     assert (action.applied, action.error) == (True, False)
     assert "answered the update with an error (503" in action.message and "but applied it" in action.message
@@ -217,13 +201,11 @@ def test_move_traffic__a_write_applied_then_answered_503_is_found_applied_by_rea
 
 
 def test_move_traffic__a_write_answered_500_that_did_not_apply_is_sent_again(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.inject(500, method="PATCH")  # refused before applying: the service's etag does not move
 
-    action = gate(clients, target, fake_time, lines)
+    action = move("promote", target)
 
     assert (action.applied, action.error) == (True, False)
     assert [u.body["etag"] for u in api.updates()] == ['"1"', '"1"']  # the same etag: it can apply only once
@@ -231,30 +213,26 @@ def test_move_traffic__a_write_answered_500_that_did_not_apply_is_sent_again(
 
 
 def test_move_traffic__a_write_refused_until_the_budget_ends_is_an_error_saying_nothing_changed(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.inject(500, method="PATCH", times=None)
 
     with pytest.raises(
         CloudRunError, match=r"after retrying for 30 s: 500 .*; the service's traffic is unchanged"
     ):
-        gate(clients, target, fake_time, lines)
+        move("promote", target)
 
     assert api.routes("chat") == [Route(OLD, 100), Route(NEW, 0, tag="pr-7")]
 
 
 def test_move_traffic__operation_polls_answered_429_and_500_are_retried_honouring_retry_after(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move, fake_time: FakeTime, lines: list[str]
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.operation_polls = 2
     api.inject(429, path_contains="/operations/", retry_after="3")
     api.inject(500, path_contains="/operations/")
 
-    action = gate(clients, target, fake_time, lines)
+    action = move("promote", target)
 
     assert (action.applied, action.error) == (True, False)
     assert 3 in fake_time.sleeps  # the Retry-After, not the library's backoff
@@ -264,14 +242,12 @@ def test_move_traffic__operation_polls_answered_429_and_500_are_retried_honourin
 
 
 def test_move_traffic__operation_polls_failing_for_good_fall_back_to_reading_the_service(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move, lines: list[str]
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.operation_polls = 3
     api.inject(503, path_contains="/operations/", times=None)
 
-    action = gate(clients, target, fake_time, lines)
+    action = move("promote", target)
 
     assert (action.applied, action.error) == (True, False)
     assert any("cannot read operation" in line and "reading the service" in line for line in lines)
@@ -279,17 +255,16 @@ def test_move_traffic__operation_polls_failing_for_good_fall_back_to_reading_the
 
 
 def test_move_traffic__etag_conflict_with_the_tested_revision_unchanged_is_retried_once(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, move: Move, lines: list[str]
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", PREVIEW)
-    api.add_revision("chat", NEW)
-    api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
+    deploy_revisions(
+        api, OLD, PREVIEW, NEW, traffic=[Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)]
+    )
     target = resolved(api, clients)
     # Another PR's deploy tags its preview between our read and our write.
     api.race_next_update("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7"), Route(PREVIEW, 0, tag="pr-8")])
 
-    action = gate(clients, target, fake_time, lines)
+    action = move("promote", target)
 
     assert (action.applied, action.error) == (True, False)
     assert len(api.updates()) == 2
@@ -298,14 +273,12 @@ def test_move_traffic__etag_conflict_with_the_tested_revision_unchanged_is_retri
 
 
 def test_move_traffic__etag_conflict_that_changed_the_tested_revision_is_left_alone(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, target: Target, move: Move
 ) -> None:
-    deploy_tagged(api)
-    target = resolved(api, clients)
     api.race_next_update("chat", [Route(OLD, 50), Route(NEW, 50, tag="pr-7")])  # someone started a canary
 
     with pytest.raises(CloudRunError, match=f"another writer changed the traffic or tags of {NEW}"):
-        gate(clients, target, fake_time, lines)
+        move("promote", target)
 
     assert len(api.updates()) == 1
     assert api.routes("chat") == [Route(OLD, 50), Route(NEW, 50, tag="pr-7")]
@@ -315,22 +288,18 @@ def test_move_traffic__etag_conflict_that_changed_the_tested_revision_is_left_al
 
 
 def test_move_traffic__rollback_of_a_preview_that_served_no_traffic_changes_nothing(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, move: Move
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", CANARY)
-    api.add_revision("chat", PREVIEW)
-    api.add_revision("chat", NEW)
     routes = [
         Route(OLD, 90, tag="stable"),
         Route(CANARY, 10),
         Route(PREVIEW, 0, tag="pr-8"),
         Route(NEW, 0, tag="pr-7", uri=TAG_URL),
     ]
-    api.set_traffic("chat", routes)
+    deploy_revisions(api, OLD, CANARY, PREVIEW, NEW, traffic=routes)
     target = resolved(api, clients)
 
-    action = rollback(clients, target, fake_time, lines)
+    action = move("rollback", target)
 
     assert action.noop and not action.applied and not action.error
     assert action.message == "nothing to roll back: the tested revision served no traffic"
@@ -339,15 +308,13 @@ def test_move_traffic__rollback_of_a_preview_that_served_no_traffic_changes_noth
 
 
 def test_move_traffic__rollback_with_latest_routing_and_no_known_good_revision_is_refused(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, move: Move
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", PREVIEW)  # newer than OLD, ready, tagged: it must never receive the traffic
-    api.add_revision("chat", NEW)
-    api.set_traffic("chat", [Route(None, 100), Route(PREVIEW, 0, tag="pr-8")])  # deployed with traffic
+    # PREVIEW is newer than OLD, ready, tagged: it must never receive the traffic. NEW was deployed with traffic.
+    deploy_revisions(api, OLD, PREVIEW, NEW, traffic=[Route(None, 100), Route(PREVIEW, 0, tag="pr-8")])
     target = resolved(api, clients)
 
-    action = rollback(clients, target, fake_time, lines)
+    action = move("rollback", target)
 
     assert (action.applied, action.error, action.refused) == (False, True, True)
     assert "\n" not in action.message and "cloud_run.rollback_to" in action.message
@@ -359,14 +326,14 @@ def test_move_traffic__rollback_with_latest_routing_and_no_known_good_revision_i
 
 
 def test_move_traffic__rollback_of_latest_routing_to_the_known_good_tag(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, move: Move, lines: list[str]
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", PREVIEW)
-    api.add_revision("chat", NEW)
-    api.set_traffic(
-        "chat",
-        [
+    deploy_revisions(
+        api,
+        OLD,
+        PREVIEW,
+        NEW,
+        traffic=[
             Route(None, 100),
             Route(OLD, 0, tag="stable"),
             Route(PREVIEW, 0, tag="pr-8"),
@@ -375,7 +342,7 @@ def test_move_traffic__rollback_of_latest_routing_to_the_known_good_tag(
     )
     target = resolved(api, clients)
 
-    action = rollback(clients, target, fake_time, lines, rollback_to="stable")
+    action = move("rollback", target, rollback_to="stable")
 
     assert (action.revision, action.percent, action.applied) == (OLD, 100, True)
     assert api.routes("chat") == [
@@ -387,18 +354,19 @@ def test_move_traffic__rollback_of_latest_routing_to_the_known_good_tag(
 
 
 def test_move_traffic__rollback_of_a_canary_moves_only_its_share(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, move: Move
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", CANARY)
-    api.add_revision("chat", NEW)
-    api.set_traffic(
-        "chat", [Route(OLD, 80), Route(CANARY, 10, tag="canary"), Route(NEW, 10, tag="pr-7", uri=TAG_URL)]
+    deploy_revisions(
+        api,
+        OLD,
+        CANARY,
+        NEW,
+        traffic=[Route(OLD, 80), Route(CANARY, 10, tag="canary"), Route(NEW, 10, tag="pr-7", uri=TAG_URL)],
     )
     target = resolved(api, clients)
     assert target.traffic == {OLD: 80, CANARY: 10, NEW: 10}
 
-    action = rollback(clients, target, fake_time, lines)
+    action = move("rollback", target)
 
     assert (action.revision, action.percent, action.applied) == (OLD, 90, True)
     assert api.routes("chat") == [Route(OLD, 90), Route(CANARY, 10, tag="canary"), Route(NEW, 0, tag="pr-7")]
@@ -406,15 +374,13 @@ def test_move_traffic__rollback_of_a_canary_moves_only_its_share(
 
 
 def test_move_traffic__rollback_after_a_promotion_goes_back_to_the_revision_that_served_before(
-    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, fake_time: FakeTime, lines: list[str]
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, move: Move
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", NEW)
-    api.set_traffic("chat", [Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
+    deploy_revisions(api, OLD, NEW, traffic=[Route(OLD, 100), Route(NEW, 0, tag="pr-7", uri=TAG_URL)])
     before = resolved(api, clients)  # traffic-before: OLD 100%
     api.set_traffic("chat", [Route(NEW, 100, tag="pr-7", uri=TAG_URL)])  # a promotion happened since
 
-    action = rollback(clients, replace(before, traffic={OLD: 90, NEW: 10}), fake_time, lines)
+    action = move("rollback", replace(before, traffic={OLD: 90, NEW: 10}))
 
     assert (action.revision, action.applied) == (OLD, True)
     assert api.routes("chat") == [Route(OLD, 100), Route(NEW, 0, tag="pr-7")]
@@ -432,20 +398,12 @@ def test_move_traffic__rollback_after_a_promotion_goes_back_to_the_revision_that
     ],
 )
 def test_move_traffic__a_known_good_tag_that_names_no_other_fixed_revision_is_refused(
-    api: CloudRunStandIn,
-    clients: cloudrun.CloudRunClients,
-    fake_time: FakeTime,
-    lines: list[str],
-    routes: list[Route],
-    reason: str,
+    api: CloudRunStandIn, clients: cloudrun.CloudRunClients, move: Move, routes: list[Route], reason: str
 ) -> None:
-    api.add_revision("chat", OLD)
-    api.add_revision("chat", PREVIEW)
-    api.add_revision("chat", NEW)
-    api.set_traffic("chat", routes)
+    deploy_revisions(api, OLD, PREVIEW, NEW, traffic=routes)
     target = replace(resolved(api, clients), traffic={OLD: 50, NEW: 50})
 
-    action = rollback(clients, target, fake_time, lines, rollback_to="stable")
+    action = move("rollback", target, rollback_to="stable")
 
     assert (action.error, action.refused) == (True, True) and reason in action.message
     assert api.updates() == []

@@ -3,7 +3,6 @@ Logging API v2 ``entries:list``; end to end through the CLI with the reference b
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
@@ -14,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from bot import server_logs, waits
-from bot.cli import main
 from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Finding, Impact, Kind, Run, Severity, Step, Target, UserTrace, Verdict
 from bot.settings import LogsSettings
 from bot.untrusted import Redactor
+from tests.cli_support import run_main
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.logging_api import LoggingStandIn
 
@@ -188,12 +187,6 @@ def test_collect__without_cloud_run_nothing_is_read_and_the_report_says_so():
 # -- end to end: the CLI, the reference backend behind Cloud Run's front end, both APIs ---------------------------
 
 
-def _main(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
-
-
 def _check(tmp_path: Path, *, faults: list[str], prepare=lambda api: None, logs_yaml: str = ""):  # type: ignore[no-untyped-def]
     """A tagged no-traffic revision served by the reference backend; returns the CLI's answer and what the
     front end and the Logging stand-in saw."""
@@ -222,7 +215,7 @@ def _check(tmp_path: Path, *, faults: list[str], prepare=lambda api: None, logs_
             config.write_text(f"{GENEROUS}logs:\n  endpoint: {logging_api.url}\n  settle_s: 0\n{logs_yaml}")
             argv = ["check", "--project", "p", "--region", "r", "--service", SERVICE,
                     "--cloud-run-endpoint", run_api.url, "--config", str(config), "--output-dir", str(tmp_path)]  # fmt: skip
-            code, out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+            code, out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     return code, out, err, logging_api
 
 
@@ -298,7 +291,7 @@ def test_main__url_mode_reads_no_logs_and_says_so(tmp_path: Path):
         config = tmp_path / "golden-path.yml"
         config.write_text(f"{GENEROUS}logs:\n  endpoint: {logging_api.url}\n  settle_s: 0\n")
         argv = ["check", "--url", backend.url, "--config", str(config), "--output-dir", str(tmp_path)]
-        code, out, err = _main(argv, {"JWT_SECRET_KEY": SECRET})
+        code, out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET})
     assert code == 1, err
     assert logging_api.calls == []
     assert "Server logs were not read: the target was given as a URL" in out

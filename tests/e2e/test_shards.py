@@ -1,7 +1,6 @@
 """Sharded runs: every user runs in exactly one shard, and merge counts every journey once, percentiles over the
 union of the shards' raw samples."""
 
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from bot import judge, results, shards
-from bot.cli import main
 from bot.config import build_settings
 from bot.errors import UsageError
 from bot.reference.server import ReferenceServer
@@ -26,15 +24,12 @@ from bot.results import (
     Target,
     Verdict,
 )
+from tests.cli_support import run_main, write_config
+from tests.configs import QUIET_TARGETS_YAML
 
 SECRET = "shard-test-secret-0123456789abcdefghijklmnop"
-FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n"
-
-
-def _main(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(argv, env=env or {}, stdout=out, stderr=err)
-    return code, out.getvalue(), err.getvalue()
+# The merged run's verdict is this file's subject, not the backend's speed.
+FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n" + QUIET_TARGETS_YAML
 
 
 @pytest.fixture
@@ -45,9 +40,7 @@ def backend() -> Iterator[ReferenceServer]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "golden-path.yml"
-    path.write_text(FAST)
-    return path
+    return write_config(tmp_path, FAST)
 
 
 @pytest.mark.parametrize("users,count", [(7, 3), (3, 5), (1000, 7), (10, 10)])
@@ -123,7 +116,7 @@ def test_main__merge_takes_the_same_fail_on_as_check(tmp_path: Path, fail_on: st
         path.write_text(results.to_json(run))
         paths.append(str(path))
     flag = [] if fail_on is None else ["--fail-on", fail_on]
-    got, _, err = _main(["merge", *paths, "--output-dir", str(tmp_path / "m"), "--quiet", *flag])
+    got, _, err = run_main(["merge", *paths, "--output-dir", str(tmp_path / "m"), "--quiet", *flag])
     assert (got, "usage:" in err) == (code, False), err
     assert json.loads((tmp_path / "m" / "results.json").read_text())["verdict"] == "degraded"
 
@@ -147,7 +140,7 @@ def test_main__three_shards_then_merge_count_every_journey_once(
     for k in (1, 2, 3):
         out_dir = tmp_path / f"shard-{k}"
         argv = ["check", "--url", backend.url, "--config", str(config), "--users", "8", "--shard", f"{k}/3"]
-        code, _, err = _main([*argv, "--output-dir", str(out_dir), "--quiet"], env)
+        code, _, err = run_main([*argv, "--output-dir", str(out_dir), "--quiet"], env)
         assert code == 0, err
         assert f"(shard {k}/3)" in err
         paths.append(out_dir / "results.json")
@@ -155,7 +148,9 @@ def test_main__three_shards_then_merge_count_every_journey_once(
     assert [d["shard"]["index"] for d in shard_docs] == [1, 2, 3]
     assert [len(d["samples"]) for d in shard_docs] == [3, 3, 2]
 
-    code, out, err = _main(["merge", *map(str, paths), "--output-dir", str(tmp_path / "merged")])
+    code, out, err = run_main(
+        ["merge", *map(str, paths), "--config", str(config), "--output-dir", str(tmp_path / "merged")]
+    )
     assert code == 0, err
     merged = results.load(tmp_path / "merged" / "results.json")
     assert merged.users == 8 and [s.user for s in merged.samples] == list(range(1, 9))
@@ -181,7 +176,7 @@ def test_main__cloud_run_task_variables_make_the_run_a_shard(
 ):
     env = {"JWT_SECRET_KEY": SECRET, "CLOUD_RUN_TASK_INDEX": "1", "CLOUD_RUN_TASK_COUNT": "2"}
     argv = ["check", "--url", backend.url, "--config", str(config), "--users", "5", "--quiet"]
-    code, _, err = _main([*argv, "--output-dir", str(tmp_path / "shard-{shard}")], env)
+    code, _, err = run_main([*argv, "--output-dir", str(tmp_path / "shard-{shard}")], env)
     assert code == 0, err
     saved = json.loads((tmp_path / "shard-2" / "results.json").read_text())  # tasks on one volume write apart
     assert saved["shard"] == {"index": 2, "count": 2, "first_user": 4, "last_user": 5, "total_users": 5}
@@ -193,11 +188,11 @@ def test_main__a_shard_refuses_to_publish_and_merge_names_a_missing_shard(
 ):
     env = {"JWT_SECRET_KEY": SECRET}
     base = ["check", "--url", backend.url, "--config", str(config), "--quiet", "--output-dir", str(tmp_path)]
-    code, _, err = _main([*base, "--shard", "1/2", "--publish"], env)
+    code, _, err = run_main([*base, "--shard", "1/2", "--publish"], env)
     assert code == 2 and "merge` publishes once" in err
-    code, _, err = _main([*base, "--shard", "1/2"], env)
+    code, _, err = run_main([*base, "--shard", "1/2"], env)
     assert code == 0, err
-    code, _, err = _main(["merge", str(tmp_path / "results.json"), "--output-dir", str(tmp_path / "m")])
+    code, _, err = run_main(["merge", str(tmp_path / "results.json"), "--output-dir", str(tmp_path / "m")])
     assert code == 2 and "shard 2/2 missing" in err
 
 

@@ -12,17 +12,13 @@ server's side, which connection carried each turn.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bot import diagnose
 from bot.auth import Credentials
-from bot.cli import main
 from bot.config import build_settings
 from bot.errors import ConfigError
 from bot.probe.journey import ProbeOutcome, probe
@@ -30,6 +26,8 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import CheckResult, Kind, Severity, Status
 from bot.settings import Settings
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.configs import QUIET_TARGETS, merged, readme_example, readme_yaml
 from tests.standins import openai_sse
 from tests.standins.asgi import AsgiServer
 
@@ -40,21 +38,13 @@ FAST = {
     "sse": {"open_timeout_s": 2},
     "socketio": {"open_timeout_s": 3},
     "timeouts": {"connect_s": 2, "request_s": 2, "run_s": 25},
-    # Speed is not what these tests judge (a shared 2-core machine is noisy): targets out of the way.
-    "targets": {
-        "api_ms": 60_000,
-        "handshake_ms": 60_000,
-        "agent_startup_ms": 60_000,
-        "processing_ms": 60_000,
-        "total_ms": 60_000,
-    },
+    "targets": QUIET_TARGETS,
 }
 TURNS = [
     {"message": "Remember the word marmalade."},
     {"message": "Which word did I ask you to remember?", "expect": "marmalade"},
     {"message": "Once more, which word was it?", "reconnect": True, "expect": "marmalade"},
 ]
-_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 README = {
     "adk": "A Google ADK agent asked to remember a word",
     "openai-chat": "An OpenAI-compatible server, stateless",
@@ -62,24 +52,14 @@ README = {
 }
 
 
-def readme_example(profile: str) -> dict[str, Any]:
-    text = _README.split(README[profile], 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
-    data = yaml.safe_load(text)
-    assert isinstance(data, dict) and data["journey"]["profile"] == profile
+def profile_example(profile: str) -> dict[str, Any]:
+    data = readme_example(README[profile])
+    assert data["journey"]["profile"] == profile
     return data
 
 
-def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = (
-            _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        )
-    return out
-
-
 def settings(url: str, profile: str, **journey: Any) -> Settings:
-    config = _merged(FAST, {"journey": {"profile": profile, "turns": TURNS, **journey}})
+    config = merged(FAST, {"journey": {"profile": profile, "turns": TURNS, **journey}})
     return build_settings(config, {"url": url})
 
 
@@ -181,26 +161,13 @@ def test_probe__a_turn_that_does_not_complete_skips_the_later_turns_with_the_rea
 def test_main__each_readme_conversation_passes_with_latency_per_turn_in_results_json(
     profile: str, tmp_path: Path
 ):
-    config = tmp_path / "golden-path.yml"
-    config.write_text(_README.split(README[profile], 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0])
+    config = write_config(tmp_path, readme_yaml(README[profile]))
     with ReferenceServer(secret=SECRET, version=VERSION) as server:
-        argv = [
-            "check",
-            "--url",
-            server.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        err = io.StringIO()
-        code = main(
-            argv, env={"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION}, stdout=io.StringIO(), stderr=err
-        )
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err.getvalue()
-    turns = len(readme_example(profile)["journey"]["turns"])
+        argv = check_url_argv(server.url, config, tmp_path)
+        code, _out, err = run_main(argv, {"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION})
+    saved = results_json(tmp_path)
+    assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err
+    turns = len(profile_example(profile)["journey"]["turns"])
     for turn in range(2, turns + 1):
         latencies = [c["duration_ms"] for c in saved["checks"] if c["id"] == f"events (turn {turn})"]
         assert len(latencies) == 3 and all(ms > 0 for ms in latencies), (turn, latencies)
@@ -220,7 +187,7 @@ def test_probe__each_readme_conversation_catches_a_backend_that_forgets(
     profile: str, fault: str, fingerprint: str
 ):
     with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults([fault])) as server:
-        config = _merged(readme_example(profile), FAST | {"journey": {"event_timeout_s": 1.5}})
+        config = merged(profile_example(profile), FAST | {"journey": {"event_timeout_s": 1.5}})
         config.pop("service")
         _, findings = run(build_settings(config, {"url": server.url}))
     assert findings == [fingerprint]

@@ -6,19 +6,19 @@ whether anything at all reached it."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import pytest
 
 from bot import diagnose
 from bot.auth import Credentials
-from bot.cli import main
 from bot.config import build_settings
 from bot.probe.journey import probe
 from bot.results import Finding, Kind, Severity, Status
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
 
 SECRET = "redirect-test-secret-0123456789abcdefghij"
 ID_TOKEN = "eyJhbGciOiJSUzI1NiJ9.id-token-for-the-target-only.c2lnbmF0dXJl"
@@ -34,15 +34,13 @@ CONFIG = {
 }
 
 
-class Recorder:
-    """A TCP server that answers nothing and records every byte it receives: the origin a redirect names."""
+class TcpServer:
+    """A raw asyncio TCP server on 127.0.0.1 for the length of an ``async with``; ``_handle`` answers each client."""
 
     def __init__(self) -> None:
-        self.received = b""
-        self.connections = 0
         self.server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> Recorder:
+    async def __aenter__(self) -> Self:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return self
 
@@ -56,32 +54,35 @@ class Recorder:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class Recorder(TcpServer):
+    """A TCP server that answers nothing and records every byte it receives: the origin a redirect names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received = b""
+        self.connections = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self.received += await reader.read(65536)
         writer.close()
 
 
-class Redirector:
+class Redirector(TcpServer):
     """A raw HTTP/1.1 server: every request gets ``status`` with ``location`` (no Location header when None)."""
 
     def __init__(self, status: int, location: str | None) -> None:
+        super().__init__()
         self.status = status
         self.location = location
         self.requests: list[bytes] = []
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> Redirector:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -172,20 +173,14 @@ def test_main__an_http_location_on_the_upgrade_is_a_finding_not_a_crash(tmp_path
             Recorder() as elsewhere,
             Redirector(302, f"http://127.0.0.1:{elsewhere.port}/ws") as target,
         ):
-            config = tmp_path / "golden-path.yml"
-            config.write_text(json.dumps(CONFIG))
-            out, err = io.StringIO(), io.StringIO()
-            argv = ["check", "--url", target.url, "--config", str(config), "--output-dir", str(tmp_path)]
-            code = await asyncio.to_thread(
-                main, [*argv, "--quiet"], env={"JWT_SECRET_KEY": SECRET}, stdout=out, stderr=err
-            )
-            return code, err.getvalue(), elsewhere.connections
+            argv = check_url_argv(target.url, write_config(tmp_path, json.dumps(CONFIG)), tmp_path)
+            code, _out, err = await asyncio.to_thread(run_main, argv, {"JWT_SECRET_KEY": SECRET})
+            return code, err, elsewhere.connections
 
     code, err, reached = asyncio.run(serve_and_check())
 
     assert code == 1, err
     assert "Traceback" not in err
-    saved = json.loads((tmp_path / "results.json").read_text())
-    (finding,) = [f for f in saved["findings"] if f["kind"] == "ws-upgrade-status"]
+    (finding,) = [f for f in results_json(tmp_path)["findings"] if f["kind"] == "ws-upgrade-status"]
     assert finding["evidence"]["location"].startswith("http://127.0.0.1:")
     assert reached == 0

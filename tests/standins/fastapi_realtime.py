@@ -23,22 +23,15 @@ from typing import Annotated, Any
 import jwt
 from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect, status
 
+from tests.standins import protocol_faults
+
 VERSION = "realtime-fastapi-3c2"
 MODELS = r"^gpt-4o(-mini)?$"
-FAULTS = (
-    "broken-auth",
-    "anonymous",
-    "stall",
-    "canned",
-    "empty",
-    "cross-talk",
-    "close-after-accept",
-    "end-early",
-    "pause",
-)
+FAULTS = (*protocol_faults.SHARED, "pause")
 
 
 def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.005) -> FastAPI:
+    fault = protocol_faults.checked(fault, FAULTS)
     app = FastAPI()
     sockets: set[WebSocket] = set()  # the cross-talk fault's broadcast list
 

@@ -35,19 +35,10 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from tests.standins import protocol_faults
+
 VERSION = "graphql-chat-7e1"
-FAULTS = (
-    "broken-auth",
-    "anonymous",
-    "stall",
-    "canned",
-    "empty",
-    "cross-talk",
-    "close-after-accept",
-    "end-early",
-    "forget-sessions",
-    "error",
-)
+FAULTS = (*protocol_faults.SHARED, "forget-sessions", "error")
 
 
 @strawberry.type
@@ -67,6 +58,7 @@ def _answer(message: str, earlier: list[str], fault: str | None) -> str:
 
 
 def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.01) -> Starlette:
+    fault = protocol_faults.checked(fault, FAULTS)
     subscribers: set[asyncio.Queue[ChatEvent]] = set()  # the cross-talk fault's shared broadcast
     sessions: dict[tuple[str, str], list[str]] = {}  # (user, thread) -> what the user said: a shared store
 

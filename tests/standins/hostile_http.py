@@ -204,7 +204,76 @@ def offered_token(request: Request) -> str | None:
     return header.removeprefix("Bearer ").strip() or None
 
 
-class ScriptedBackend:
+class WebSocketServerThread:
+    """A real WebSocket server (websockets) on 127.0.0.1, its event loop in a thread of its own, for the length of
+    a ``with``. A subclass answers plain HTTP in ``process_request`` (None lets the upgrade go on), serves each
+    accepted WebSocket in ``handler``, and releases in ``closing`` whatever it keeps waiting when the test ends."""
+
+    def __init__(
+        self, *, subprotocols: tuple[str, ...] = ("jwt-auth",), name: str = "websocket-server"
+    ) -> None:
+        self._subprotocols = subprotocols
+        self._loop = asyncio.new_event_loop()
+        self._server: Server | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = next(iter(self._server.sockets)).getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response | None] | None:
+        return None
+
+    async def handler(self, connection: ServerConnection) -> None:
+        await connection.wait_closed()
+
+    async def closing(self) -> None:
+        """Runs in the server's loop before it closes."""
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._server = await serve(
+                self.handler,
+                "127.0.0.1",
+                0,
+                process_request=self.process_request,
+                subprotocols=[*self._subprotocols],  # type: ignore[list-item]
+                ping_interval=None,
+            )
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError(f"{self._thread.name} did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            assert self._server is not None
+            await self.closing()
+            self._server.close(close_connections=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+
+class ScriptedBackend(WebSocketServerThread):
     """A real WebSocket server: ``http`` maps a GET path to a function of the request giving (status, body)
     or (status, body, headers);
     ``session`` runs for each accepted WebSocket with the token the client offered."""
@@ -217,22 +286,12 @@ class ScriptedBackend:
         ws_path: str = "/ws",
         subprotocols: tuple[str, ...] = ("jwt-auth",),
     ) -> None:
+        super().__init__(subprotocols=subprotocols, name="scripted-backend")
         self._http = dict(http)
         self._session = session
         self._ws_path = ws_path
-        self._subprotocols = subprotocols
-        self._loop = asyncio.new_event_loop()
-        self._server: Server | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="scripted-backend")
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        port = next(iter(self._server.sockets)).getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path == self._ws_path:
             return None
@@ -242,44 +301,10 @@ class ScriptedBackend:
         headers["Content-Length"] = str(len(body.encode()))
         return Response(status, HTTPStatus(status).phrase, headers, body.encode())
 
-    async def _handler(self, connection: ServerConnection) -> None:
+    async def handler(self, connection: ServerConnection) -> None:
         assert connection.request is not None
         with contextlib.suppress(Exception):  # a peer hanging up mid-script is part of the game
             await self._session(connection, offered_token(connection.request))
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await serve(
-                self._handler,
-                "127.0.0.1",
-                0,
-                process_request=self._process_request,
-                subprotocols=[*self._subprotocols],  # type: ignore[list-item]
-                ping_interval=None,
-            )
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("scripted backend did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def stop() -> None:
-            assert self._server is not None
-            self._server.close()
-            await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 5) -> bool:

@@ -304,7 +304,7 @@ def test_probe__a_reconnect_renews_a_token_about_to_expire_for_the_same_user():
     app = openai_sse.create_app(secret=SECRET)
     with AsgiServer(app) as server:
         journey = {"profile": "openai-chat", "turns": TURNS, "users": 1, "event_timeout_s": 3}
-        config = _merged(FAST, {"auth": {"ttl_s": 30}, "journey": journey})
+        config = merged(FAST, {"auth": {"ttl_s": 30}, "journey": journey})
         _, findings = run(build_settings(config, {"url": server.url}))
     assert findings == []
     (subject, _, first), (same, _, second), (again, _, renewed) = app.state.requests

@@ -27,8 +27,10 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy bot
 
+# On pytest-xdist workers (tests/conftest.py picks how many for `-n auto`; PYTEST_XDIST_AUTO_NUM_WORKERS overrides):
+# most of the suite's time is tests waiting on peers, which overlap there. `pytest FILE` alone runs in one process.
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist worksteal
 
 # The Dockerfile's own COPY/RUN lines replayed in a clean virtualenv, then the demo from that install:
 # a broken image is caught here, without a Docker engine.

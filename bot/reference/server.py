@@ -156,6 +156,37 @@ def uvicorn_config(app: Starlette, *, own_logging: bool) -> uvicorn.Config:
     )
 
 
+class PromptServer(uvicorn.Server):
+    """``uvicorn.Server`` that begins its shutdown as soon as ``exit()`` is called from another thread.
+
+    uvicorn notices ``should_exit`` at its next tick, up to 0.1 s later; the demo stops one server and the
+    test-suite hundreds (tests/standins/asgi.py serves its test backends with this class too). The shutdown itself
+    is uvicorn's, unchanged: its graceful wait for open connections and its ``timeout_graceful_shutdown``.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+    async def main_loop(self) -> None:
+        """uvicorn's loop (``on_tick`` every 0.1 s, until it says exit), woken early by ``exit()``."""
+        wake = asyncio.Event()
+        self._wake = (asyncio.get_running_loop(), wake)
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), 0.1)
+
+    def exit(self) -> None:
+        """Ask the server to stop, from any thread (before ``main_loop`` runs, its first tick sees it)."""
+        self.should_exit = True
+        if self._wake is not None:
+            loop, wake = self._wake
+            with contextlib.suppress(RuntimeError):  # the loop has already closed: nothing left to wake
+                loop.call_soon_threadsafe(wake.set)
+
+
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -209,7 +240,7 @@ class ReferenceServer:
             stamps=stamps,
             socketio_ping_s=socketio_ping_s,
         )
-        self._server: uvicorn.Server | None = None
+        self._server: PromptServer | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -230,7 +261,7 @@ class ReferenceServer:
             return
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn_config(self.app, own_logging=False))
+        server = PromptServer(uvicorn_config(self.app, own_logging=False))
         self._server, self._error = server, None
         self._thread = threading.Thread(
             target=self._serve, args=(server, sock), name="golden-path-reference", daemon=True
@@ -250,7 +281,7 @@ class ReferenceServer:
                 raise ReferenceBackendError(f"the reference backend on {self.url} did not start within 10 s")
             time.sleep(0.01)
 
-    def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+    def _serve(self, server: PromptServer, sock: socket.socket) -> None:
         try:
             server.run(sockets=[sock])
         except BaseException as exc:  # uvicorn exits with SystemExit on startup failures; start() reports it
@@ -264,7 +295,7 @@ class ReferenceServer:
         self._server = self._thread = None
         if server is None or thread is None:
             return
-        server.should_exit = True
+        server.exit()
         thread.join(STOP_TIMEOUT_S)
         if thread.is_alive():
             server.force_exit = True

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bot.reference.server import ReferenceServer
+from tests.configs import QUIET_TARGETS_YAML
 from tests.conftest import NO_METADATA_SERVER
 from tests.standins.cloudrun_api import CloudRunStandIn
 from tests.standins.github_api import GitHubStandIn
@@ -21,7 +22,8 @@ ENTRY_POINT = Path(sys.executable).parent / "golden-path"
 SECRET = "action-test-secret-0123456789abcdefghijklm"
 SHA = "abc1234def5678"
 OUTPUTS = set(yaml.safe_load((ROOT / "action.yml").read_text())["outputs"])
-FAST = "journey:\n  event_timeout_s: 5\n  users: 2\nwebsocket:\n  open_timeout_s: 5\n"
+# Verdicts are the subject, not the machine's speed.
+FAST = "journey:\n  event_timeout_s: 5\n  users: 2\nwebsocket:\n  open_timeout_s: 5\n" + QUIET_TARGETS_YAML
 
 
 def github_env(workspace: Path, github: GitHubStandIn, pr: int, with_: dict[str, str]) -> dict[str, str]:

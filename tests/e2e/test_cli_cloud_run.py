@@ -13,6 +13,7 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from tests.cli_support import check_url_argv, results_json, run_main, write_config
 from tests.cloudrun_support import cloud_run_flags
+from tests.configs import QUIET_TARGETS_YAML
 from tests.standins.cloudrun_api import CloudRunStandIn, Route, Sidecar
 from tests.standins.google_front_end import (
     TokenEndpoint,
@@ -23,7 +24,8 @@ from tests.standins.google_front_end import (
 )
 
 SECRET = "cli-test-secret-0123456789abcdefghijklmnop"
-FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n"
+# Verdicts are the subject, not the machine's speed.
+FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\n" + QUIET_TARGETS_YAML
 OLD, NEW = "chat-00001-old", "chat-00002-new"
 IMAGE = "europe-docker.pkg.dev/p/repo/chat"
 DIGEST_OLD, DIGEST_NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64

@@ -19,11 +19,16 @@ from bot.reference.server import ReferenceServer
 from bot.untrusted import Redactor
 from tests.cli_support import run_check, run_main
 from tests.cloudrun_support import cloud_run_flags
+from tests.configs import QUIET_TARGETS_YAML
 from tests.standins.cloudrun_api import CloudRunStandIn, Route
 from tests.standins.logging_api import LoggingStandIn
 
 SECRET = "realtime-test-secret-0123456789abcdefghijklm"
-FAST = "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\nbaseline:\n  enabled: false\n"
+# The findings a revision's settings give are the subject, not the machine's speed.
+FAST = (
+    "journey:\n  event_timeout_s: 2\n  users: 2\nwebsocket:\n  open_timeout_s: 2\nbaseline:\n  enabled: false\n"
+    + QUIET_TARGETS_YAML
+)
 OLD, NEW = "chat-00001-old", "chat-00002-new"
 
 

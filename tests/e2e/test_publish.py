@@ -30,7 +30,7 @@ ISSUE_COMMENTS = r"/repos/acme/chat-backend/issues/\d+/comments"
 COMMENT = r"/repos/acme/chat-backend/issues/comments/\d+"
 CONFIG = (
     "journey:\n  event_timeout_s: 2\n  users: 1\nwebsocket:\n  open_timeout_s: 2\n"
-    "github:\n  settle_s: 0.3\n  assignees: [octocat]\n"
+    "github:\n  settle_s: 0.1\n  assignees: [octocat]\n"
 )
 FINGERPRINT = "chat-backend:ws-upgrade-status:502"
 

@@ -25,9 +25,11 @@ from bot.results import (
     Verdict,
 )
 from tests.cli_support import run_main, write_config
+from tests.configs import QUIET_TARGETS_YAML
 
 SECRET = "shard-test-secret-0123456789abcdefghijklmnop"
-FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n"
+# The merged run's verdict is this file's subject, not the backend's speed.
+FAST = "journey:\n  event_timeout_s: 5\nwebsocket:\n  open_timeout_s: 5\n" + QUIET_TARGETS_YAML
 
 
 @pytest.fixture
@@ -146,7 +148,9 @@ def test_main__three_shards_then_merge_count_every_journey_once(
     assert [d["shard"]["index"] for d in shard_docs] == [1, 2, 3]
     assert [len(d["samples"]) for d in shard_docs] == [3, 3, 2]
 
-    code, out, err = run_main(["merge", *map(str, paths), "--output-dir", str(tmp_path / "merged")])
+    code, out, err = run_main(
+        ["merge", *map(str, paths), "--config", str(config), "--output-dir", str(tmp_path / "merged")]
+    )
     assert code == 0, err
     merged = results.load(tmp_path / "merged" / "results.json")
     assert merged.users == 8 and [s.user for s in merged.samples] == list(range(1, 9))

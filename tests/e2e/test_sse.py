@@ -19,6 +19,7 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
 from bot.settings import AuthSettings, Settings
+from tests.configs import QUIET_TARGETS_YAML
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"
@@ -412,7 +413,9 @@ def test_main__each_readme_sse_config_passes_against_its_backend(profile: str, t
     from bot.cli import main
 
     config = tmp_path / "golden-path.yml"
-    config.write_text(_readme_config(README_CONFIGS[profile]))
+    config.write_text(
+        _readme_config(README_CONFIGS[profile]) + QUIET_TARGETS_YAML
+    )  # a verdict is the subject, not the speed
     with ReferenceServer(secret=SECRET, version=VERSION) as server:
         argv = [
             "check",

@@ -22,6 +22,8 @@ from typing import Any, Self
 import httpx
 import uvicorn
 
+from bot.reference.server import PromptServer
+
 START_S = 20.0  # a cold interpreter importing FastAPI on a busy machine takes seconds
 STOP_S = 5.0
 
@@ -50,7 +52,7 @@ class AsgiServer:
     """``with AsgiServer(app) as server: server.url``: uvicorn in a thread, stopped on exit."""
 
     def __init__(self, app: Any) -> None:
-        self._server = uvicorn.Server(_config(app))
+        self._server = PromptServer(_config(app))
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -77,7 +79,7 @@ class AsgiServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
+        self._server.exit()
         self._thread.join(STOP_S)
         if self._thread.is_alive():
             self._server.force_exit = True

@@ -86,3 +86,25 @@ def test_to_dict__writes_exactly_what_the_schema_reads_back(name: str):
     # Equal as JSON values (a whole-number float may be written as 100 rather than 100.0).
     assert json.loads(json.dumps(data)) == expected | {"p0_count": run.p0_count, "p1_count": run.p1_count}
     assert results.from_dict(json.loads(results.to_json(run))) == run
+
+
+@pytest.mark.parametrize("name", [*samples.NAMES, "server_logs", "hostile_logs"])
+def test_to_json__writes_the_bytes_json_dumps_writes(name: str):
+    build = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
+    hostile = Failure(
+        Kind.HTTP_STATUS, 'ünïcode \x1b[31m\ud800 "quoted" \\', "503", {"nested": "\u2028", "": "empty key"}
+    )
+    run = replace(
+        build(),
+        checks=(*build().checks, CheckResult("odd", Step.HEALTH, Status.FAIL, float("nan"), 0, "", hostile)),
+        samples=(JourneySample(1, 2.5, events={"agent_started": 3.25, "x": float("inf")}),),
+        health_samples=(1.5, 1e-07, 12345678901234567890.0, -0.0),
+    )
+    assert results.to_json(run) == json.dumps(results.to_dict(run), indent=2) + "\n"
+
+
+def test_to_json__a_value_it_does_not_know_is_left_to_json_dumps():
+    odd = Failure(Kind.HTTP_STATUS, "m", "503", {1: "an int key"})  # type: ignore[dict-item]
+    run = _run(CheckResult("health", Step.HEALTH, Status.FAIL, failure=odd))
+    assert results.to_json(run) == json.dumps(results.to_dict(run), indent=2) + "\n"
+    assert '"1": "an int key"' in results.to_json(run)

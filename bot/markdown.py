@@ -20,6 +20,7 @@ Long values are cut with a visible ``… (N more characters)``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -102,6 +103,19 @@ def plain_line(text: str) -> str:
 
 def escape(text: object, limit: int | None = INLINE_LIMIT) -> str:
     """Untrusted text as inert inline markdown, on one line (see the module docstring for the rules)."""
+    if type(text) is str and len(text) <= _REMEMBERED_CHARS:
+        return _escape_remembered(text, limit)
+    return _escape_inline(text, limit)
+
+
+# A report repeats most of its short texts once per user (summaries, check ids): each is escaped once. Only short
+# texts are remembered, so the cache holds at most _REMEMBERED entries of at most this many characters.
+_REMEMBERED = 4096
+_REMEMBERED_CHARS = 600
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _escape_remembered(text: str, limit: int | None) -> str:
     return _escape_inline(text, limit)
 
 
@@ -113,6 +127,17 @@ def _escape_inline(text: object, limit: int | None, *, autolinks: bool = False) 
 
 def code(text: object, *, table: bool = False, limit: int | None = SPAN_LIMIT) -> str:
     """Untrusted text as an inline code span; ``table=True`` also escapes ``|`` for a table cell."""
+    if type(text) is str and len(text) <= _REMEMBERED_CHARS:
+        return _code_remembered(text, table, limit)
+    return _code(text, table=table, limit=limit)
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _code_remembered(text: str, table: bool, limit: int | None) -> str:
+    return _code(text, table=table, limit=limit)
+
+
+def _code(text: object, *, table: bool, limit: int | None) -> str:
     value = _LINE_BREAKS.sub(" ", _truncate(_text(text), limit)).replace("\t", " ")
     value = show_controls(value, multiline=True).replace("<!--", f"<!{ZERO_WIDTH_SPACE}--")
     if table:

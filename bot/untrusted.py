@@ -349,26 +349,54 @@ def _redact(value: Any, redactor: Redactor) -> Any:
     kind = type(value)
     if kind is str:
         return redactor.clean(value)
-    if kind is int or kind is float or kind is bool or value is None:
+    how = _HOW.get(kind) or _how(kind)
+    if how == _KEEP:
         return value
-    if isinstance(value, Enum):
-        return value
-    if isinstance(value, str):
+    if how == _CLEAN:
         return redactor.clean(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if how == _DATACLASS:
         names, only_init = _init_fields(type(value))
-        changes = {name: _redact(getattr(value, name), redactor) for name in names}
-        if only_init and all(changes[name] is getattr(value, name) for name in names):
+        changes = {}
+        same = True
+        for name in names:
+            old = getattr(value, name)
+            new = redactor.clean(old) if type(old) is str else _redact(old, redactor)
+            changes[name] = new
+            same = same and new is old
+        if only_init and same:
             return value  # nothing to redact: the same value (a rebuilt one would be equal)
         return dataclasses.replace(value, **changes)
-    if isinstance(value, tuple):
+    if how == _TUPLE:
         items = tuple(_redact(item, redactor) for item in value)
         return value if kind is tuple and all(a is b for a, b in zip(items, value, strict=True)) else items
-    if isinstance(value, list):
+    if how == _LIST:
         return [_redact(item, redactor) for item in value]
-    if isinstance(value, dict):
-        return {_redact(k, redactor): _redact(v, redactor) for k, v in value.items()}
-    return value
+    return {_redact(k, redactor): _redact(v, redactor) for k, v in value.items()}
+
+
+_KEEP, _CLEAN, _DATACLASS, _TUPLE, _LIST, _DICT = range(1, 7)  # how _redact walks a type (never 0: `or`)
+_HOW: dict[type, int] = {int: _KEEP, float: _KEEP, bool: _KEEP, type(None): _KEEP}
+
+
+def _how(kind: type) -> int:
+    """How ``_redact`` walks a value of this type, decided once per type (in the order the checks read)."""
+    if issubclass(kind, Enum):
+        how = _KEEP
+    elif issubclass(kind, str):
+        how = _CLEAN
+    elif dataclasses.is_dataclass(kind):
+        how = _DATACLASS
+    elif issubclass(kind, tuple):
+        how = _TUPLE
+    elif issubclass(kind, list):
+        how = _LIST
+    elif issubclass(kind, dict):
+        how = _DICT
+    else:
+        how = _KEEP
+    if len(_HOW) < 1024:
+        _HOW[kind] = how
+    return how
 
 
 def _trie_pattern(needles: Iterable[str]) -> str:

@@ -491,7 +491,8 @@ async def receive(
                 if name is not None and name in cfg.error_events:
                     stream.failure = stream.error_event(name, " on the Socket.IO connection")
                     return
-                budget.reschedule(hooks.due())
+                if (when := hooks.due()) != budget.when():  # only an expected event moves it
+                    budget.reschedule(when)
     except TimeoutError:
         stream.failure = hooks.stalled()
     except Disconnected as exc:

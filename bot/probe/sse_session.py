@@ -300,8 +300,9 @@ async def receive(
                 if name is not None and name in cfg.error_events:
                     stream.failure = stream.error_event(name, " in the event stream")
                     return
-                if not events.buffered:  # only a wait can be cut short: the deadline is set before each one
-                    budget.reschedule(hooks.due())
+                # Only a wait can be cut short: the deadline is set before each one (moved by expected events).
+                if not events.buffered and (when := hooks.due()) != budget.when():
+                    budget.reschedule(when)
     except TimeoutError:
         stream.failure = hooks.stalled()
     except sse.EventTooLarge as exc:

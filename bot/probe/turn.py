@@ -135,7 +135,8 @@ async def receive(
                     later.remove(frame)
                     await session.send(expressions.render(frame.frame, values))
                     stream.sent_frames.append(expressions.frame_type(frame.frame))
-                budget.reschedule(due())
+                if (when := due()) != budget.when():  # only an expected event moves it
+                    budget.reschedule(when)
     except TimeoutError:
         closed = session.pending_close()  # the client closed before the deadline, the wire is not down yet
         if closed is not None:

@@ -355,7 +355,8 @@ def _redact(value: Any, redactor: Redactor) -> Any:
     if how == _CLEAN:
         return redactor.clean(value)
     if how == _DATACLASS:
-        names, only_init = _init_fields(type(value))
+        cls: type = kind
+        names, only_init = _init_fields(cls)
         changes = {}
         same = True
         for name in names:

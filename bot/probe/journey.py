@@ -577,7 +577,16 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         journey.received = time.perf_counter()
         journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
         if ctx.journey.hold_s and journey.user == holding.HOLDING_USER:
-            journey.hold = await _hold(journey, ctx, connection, opened=opened, completed=completed)
+            session = connection.session
+            journey.hold = await holding.after_journey(
+                session.connection if isinstance(session, ws_probe.WebSocketSession) else None,
+                user=journey.user,
+                requested_s=ctx.journey.hold_s,
+                deadline=ctx.deadline,
+                opened_at=opened,
+                completed=completed,
+                redactor=ctx.redactor,
+            )
     finally:
         await connection.session.close()
 
@@ -677,34 +686,6 @@ def _skip_turns(
 ) -> None:
     for number in range(first, len(conversation) + 1):
         journey.skip(*[(f"{c} (turn {number})", s) for c, s in LATER_STEPS[1:]], why=why)
-
-
-async def _hold(
-    journey: UserJourney, ctx: Context, connection: turns.Connection, *, opened: float, completed: bool
-) -> ConnectionHold:
-    """Keep the WebSocket open after a completed journey, within the run's deadline; its pings are the keepalive
-    (SSE and Socket.IO hold theirs in their own modules)."""
-    wanted = ctx.journey.hold_s
-    session = connection.session
-    why = (
-        "the journey did not complete on this connection"
-        if not completed
-        else ""
-        if isinstance(session, ws_probe.WebSocketSession)
-        else "the session is not a WebSocket"
-    )
-    if why:
-        return holding.not_held(journey.user, wanted, why, transport="websocket")
-    assert isinstance(session, ws_probe.WebSocketSession)
-    left = ctx.deadline - asyncio.get_running_loop().time() - 1.0 - holding.PONG_TIMEOUT_S
-    held = await holding.hold(
-        session.connection,
-        user=journey.user,
-        seconds=max(0.0, min(wanted, left)),
-        opened_at=opened,
-        redactor=ctx.redactor,
-    )
-    return replace(held, requested_s=wanted)
 
 
 def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:

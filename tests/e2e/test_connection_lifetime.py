@@ -161,7 +161,8 @@ def test_check__cloud_runs_request_timeout_cuts_the_held_connection_and_the_repo
     assert code == 0, saved["findings"]
     hold = saved["hold"]
     assert (hold["transport"], hold["closed_by"]) == (transport, "network")
-    assert TIMEOUT_S <= hold["age_s"] < TIMEOUT_S + 1.5 and hold["held_s"] < TIMEOUT_S
+    # Cut at the timeout, counted from the upgrade's arrival (age), long before the 10 s asked for (held).
+    assert TIMEOUT_S <= hold["age_s"] < TIMEOUT_S + 1.5 and hold["held_s"] < min(hold["age_s"], 10)
     assert [c.what for c in front.cuts] == ["cut"]  # the held connection, and nothing else
     assert "the close came at the timeout, so Cloud Run ended the connection as the request it is" in report
 

@@ -236,13 +236,16 @@ def test_probe__a_users_turns_share_its_own_connection_and_a_reconnect_opens_a_n
         outcome, findings = run(settings(server.url, "openai-chat", users=2, event_timeout_s=3))
     assert findings == []
     ports: dict[str, list[int]] = {}
-    for user, port in app.state.requests:
+    tokens: set[str] = set()
+    for user, port, jti in app.state.requests:
         ports.setdefault(user, []).append(port)
+        tokens.add(jti)
     assert len(ports) == 2 and all(len(p) == 3 for p in ports.values()), ports
     for first, second, reconnected in ports.values():
         assert first == second != reconnected
     one, two = ports.values()
     assert not set(one) & set(two)  # never another user's connection
+    assert len(tokens) == 2  # a token far from its expiry is offered again on the reconnect
     answers = [c.summary for c in checks(outcome, "answer (turn 3)")]
     assert all("Earlier:" in a and "marmalade" in a for a in answers), answers  # the history went along
 
@@ -293,3 +296,16 @@ def test_build_settings__an_expect_expression_on_a_json_completion_is_kept():
     turns = [{"message": "a", "expect_expression": "event == 'task_end'"}]
     settings = build_settings({"journey": {"profile": "chainlit", "turns": turns}})
     assert settings.journey.turns[0].expect_expression == "event == 'task_end'"
+
+
+def test_probe__a_reconnect_renews_a_token_about_to_expire_for_the_same_user():
+    """A minted token of 30 s is within the 30 s margin at the reconnect: turn 3 carries a new token of the same
+    subject, turns 1 and 2 the first one."""
+    app = openai_sse.create_app(secret=SECRET)
+    with AsgiServer(app) as server:
+        journey = {"profile": "openai-chat", "turns": TURNS, "users": 1, "event_timeout_s": 3}
+        config = merged(FAST, {"auth": {"ttl_s": 30}, "journey": journey})
+        _, findings = run(build_settings(config, {"url": server.url}))
+    assert findings == []
+    (subject, _, first), (same, _, second), (again, _, renewed) = app.state.requests
+    assert subject == same == again and first == second != renewed

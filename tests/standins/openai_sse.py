@@ -4,8 +4,8 @@
 ``POST /v1/chat/completions`` with ``stream: true`` streams ``chat.completion.chunk`` events, then ``data:
 [DONE]``; the answer names what the user said earlier in the ``messages`` it was sent (the server is stateless).
 ``GET /health`` answers ``{"status": "ok"}``. Each chat request is recorded in ``app.state.requests`` as (the
-token's subject, the client's port): which TCP connection carried it, so a test sees the client's connection
-reuse and its reconnects as the server does.
+token's subject, the client's port, the token's ``jti``): which TCP connection and which token carried it, so a
+test sees the client's connection reuse, its reconnects and its renewed tokens as the server does.
 """
 
 import json
@@ -23,25 +23,30 @@ def create_app(*, secret: str) -> FastAPI:
     app = FastAPI()
     app.state.requests = []
 
-    def subject(authorization: Annotated[str, Header()] = "") -> str:
+    def claims_of(authorization: Annotated[str, Header()] = "") -> dict[str, Any]:
         scheme, _, token = authorization.partition(" ")
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub"]})
+            claims: dict[str, Any] = jwt.decode(
+                token, secret, algorithms=["HS256"], options={"require": ["sub"]}
+            )
         except jwt.InvalidTokenError:
             raise HTTPException(status_code=401, detail="invalid token") from None
         if scheme.lower() != "bearer":
             raise HTTPException(status_code=401, detail="expected a Bearer token")
-        return str(claims["sub"])
+        return claims
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request, user: Annotated[str, Depends(subject)]) -> EventSourceResponse:
+    async def chat(
+        request: Request, claims: Annotated[dict[str, Any], Depends(claims_of)]
+    ) -> EventSourceResponse:
         body = await request.json()
         messages = [m for m in body["messages"] if m["role"] == "user"]
-        app.state.requests.append((user, request.client.port if request.client else None))
+        port = request.client.port if request.client else None
+        app.state.requests.append((str(claims["sub"]), port, claims.get("jti")))
         earlier = " / ".join(m["content"] for m in messages[:-1])
         answer = f"You asked: {messages[-1]['content']}." + (f" Earlier: {earlier}" if earlier else "")
         return EventSourceResponse(_chunks(body.get("model", "m"), answer), sep="\n")

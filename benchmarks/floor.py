@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import sys
 import time
 from urllib.parse import urlsplit
@@ -24,6 +25,14 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import connect
 
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+# What golden-path's profiles send (openai-chat, chainlit): journey.message's default behind a per-user nonce of
+# the same shape. The reference backend streams its answer in pieces of the message's length, so a floor sending
+# a shorter message would read fewer events than golden-path and compare unlike work.
+MESSAGE = "What is 2 + 2? Answer in one sentence."
+
+
+def nonced(message: str = MESSAGE) -> str:
+    return f"[gpn{secrets.token_hex(6)}] {message}"
 
 
 def _b64(data: bytes) -> str:

@@ -19,7 +19,7 @@ import uuid
 import httpx
 import socketio
 
-from benchmarks.floor import hs256_token
+from benchmarks.floor import hs256_token, nonced
 
 
 async def _journey(http: httpx.AsyncClient, url: str, secret: str, user: int) -> bool:
@@ -45,7 +45,7 @@ async def _journey(http: httpx.AsyncClient, url: str, secret: str, user: int) ->
             await client.emit("connection_successful")
             while await events.get() != "task_end":
                 pass
-            message = {"id": str(uuid.uuid4()), "type": "user_message", "output": "What is 2 + 2?"}
+            message = {"id": str(uuid.uuid4()), "type": "user_message", "output": nonced()}
             await client.emit("client_message", {"message": message, "fileReferences": []})
             while await events.get() != "task_start":
                 pass

@@ -16,12 +16,13 @@ import sys
 
 import httpx
 
-from benchmarks.floor import hs256_token
+from benchmarks.floor import hs256_token, nonced
 
 
 async def _journey(http: httpx.AsyncClient, url: str, secret: str, user: int) -> bool:
     token = hs256_token(secret, f"floor-user-{user}")
-    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "What is 2 + 2?"}]}
+    # The openai-chat profile's body: its model value, the message behind a nonce (benchmarks/floor.py).
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": nonced()}]}
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     answer = []
     async with asyncio.timeout(60), http.stream("POST", url, json=body, headers=headers) as response:

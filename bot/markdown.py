@@ -47,6 +47,8 @@ _ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
 _LEADING_BLOCK = re.compile(r"^(\s*)(>|#{1,6}(?=\s|$)|[-+](?=\s|$)|(?:=+|-+)\s*$|\d{1,9}(?=[.)](?:\s|$)))")
 _MARKDOWN_CHARS = {"\\": "\\\\", "`": "\\`", "*": "\\*", "~": "\\~", "[": "\\[", "]": "\\]", "|": "\\|",
                    "<": "&lt;"}  # fmt: skip
+# Text with none of these is left as it is by the character escapes (most text: they run only when one is there).
+_ESCAPED_CHARS = re.compile("[" + re.escape("".join(_MARKDOWN_CHARS)) + "&_]")
 
 
 def _text(value: object) -> str:
@@ -60,6 +62,17 @@ def _truncate(text: str, limit: int | None, sep: str = "") -> str:
 
 
 def _escape_markdown(text: str, *, leading: bool, autolinks: bool = False) -> str:
+    escaped = _escape_chars(text) if _ESCAPED_CHARS.search(text) else text
+    # After the escapes above, which leave these patterns intact (so "&#64;" became "&amp;#64;" first).
+    if not autolinks:
+        escaped = _AUTOLINK.sub(lambda m: m.group()[:-1] + WORD_JOINER + m.group()[-1], escaped)
+    escaped = _REFERENCE.sub(lambda m: m.group() + WORD_JOINER, escaped)
+    if leading:
+        escaped = _LEADING_BLOCK.sub(_escape_block_start, escaped, count=1)
+    return escaped
+
+
+def _escape_chars(text: str) -> str:
     out = []
     for index, char in enumerate(text):
         if char in _MARKDOWN_CHARS:
@@ -72,14 +85,7 @@ def _escape_markdown(text: str, *, leading: bool, autolinks: bool = False) -> st
             out.append("\\_")  # only an underscore inside a word cannot start emphasis
         else:
             out.append(char)
-    escaped = "".join(out)
-    # After the escapes above, which leave these patterns intact (so "&#64;" became "&amp;#64;" first).
-    if not autolinks:
-        escaped = _AUTOLINK.sub(lambda m: m.group()[:-1] + WORD_JOINER + m.group()[-1], escaped)
-    escaped = _REFERENCE.sub(lambda m: m.group() + WORD_JOINER, escaped)
-    if leading:
-        escaped = _LEADING_BLOCK.sub(_escape_block_start, escaped, count=1)
-    return escaped
+    return "".join(out)
 
 
 def _escape_block_start(match: re.Match[str]) -> str:

@@ -451,6 +451,28 @@ def _check_links(templates_dir: Path) -> None:
                 _confined(templates_dir, path)
 
 
+class _Sandbox(SandboxedEnvironment):
+    """jinja's sandbox, remembering its verdict on an attribute per (type, name): ``is_safe_attribute`` reads
+    nothing else (the name, and ``isinstance`` of the object against fixed types), and the report asks it about
+    ten times per check row (66,000 times at 1,000 users)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._safe: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        key = (type(obj), attr)
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = super().is_safe_attribute(obj, attr, value)
+            if obj.__class__ is key[0] and len(self._safe) < _SAFE_REMEMBERED:
+                self._safe[key] = safe
+        return safe
+
+
+_SAFE_REMEMBERED = 4096  # (type, attribute) verdicts kept: a template names a bounded set of attributes
+
+
 def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
     """The sandboxed, strict environment: the user's directory first, then ours (also as ``builtin/``)."""
     builtin = builtin_templates_dir()
@@ -463,7 +485,7 @@ def environment(templates_dir: Path | None = None) -> SandboxedEnvironment:
         _check_links(templates_dir)
         loaders.append(_ConfinedLoader(templates_dir))
     loaders += [PrefixLoader({"builtin": FileSystemLoader(builtin)}), FileSystemLoader(builtin)]
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         autoescape=False,

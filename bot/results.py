@@ -466,10 +466,18 @@ def _schema() -> TypeAdapter[Run]:
     return TypeAdapter(Run)
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready data, as pydantic's ``dump_python(mode="json")`` makes it, without building a schema."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # most values: kept as they are
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, list | tuple):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import html
 import json
 import re
@@ -303,6 +304,8 @@ class Redactor:
         return text
 
     def _clean_tokens(self, text: str) -> str:
+        if _JWT_PREFIXES[0] not in text and _JWT_PREFIXES[1] not in text:
+            return text  # no token can start here (a substring search is cheaper than the pattern's scan)
         pieces: list[str] = []
         end = 0
         for match in _JWT_STARTS.finditer(text):
@@ -335,18 +338,32 @@ def redact_strings(value: T, redactor: Redactor) -> T:
     return _redact(value, redactor)  # type: ignore[no-any-return]
 
 
+@functools.cache
+def _init_fields(cls: type) -> tuple[tuple[str, ...], bool]:
+    """A dataclass's fields set by ``__init__``, and whether those are all its fields."""
+    fields = dataclasses.fields(cls)
+    return tuple(f.name for f in fields if f.init), all(f.init for f in fields)
+
+
 def _redact(value: Any, redactor: Redactor) -> Any:
+    kind = type(value)
+    if kind is str:
+        return redactor.clean(value)
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
     if isinstance(value, Enum):
         return value
     if isinstance(value, str):
         return redactor.clean(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {
-            f.name: _redact(getattr(value, f.name), redactor) for f in dataclasses.fields(value) if f.init
-        }
+        names, only_init = _init_fields(type(value))
+        changes = {name: _redact(getattr(value, name), redactor) for name in names}
+        if only_init and all(changes[name] is getattr(value, name) for name in names):
+            return value  # nothing to redact: the same value (a rebuilt one would be equal)
         return dataclasses.replace(value, **changes)
     if isinstance(value, tuple):
-        return tuple(_redact(item, redactor) for item in value)
+        items = tuple(_redact(item, redactor) for item in value)
+        return value if kind is tuple and all(a is b for a, b in zip(items, value, strict=True)) else items
     if isinstance(value, list):
         return [_redact(item, redactor) for item in value]
     if isinstance(value, dict):

@@ -83,6 +83,13 @@ class EventStreamParser:
         self._cr = False
         text = self._pending + text
         events: list[Event] = []
+        if "\r" not in text:  # the usual stream: lines end at LF alone, so a split finds them all
+            *lines, self._pending = text.split("\n")
+            for line in lines:
+                event = self._line(line, at)
+                if event is not None:
+                    events.append(event)
+            return self._checked(events)
         start = 0
         length = len(text)
         while start < length:
@@ -105,6 +112,9 @@ class EventStreamParser:
             if event is not None:
                 events.append(event)
         self._pending = text[start:]
+        return self._checked(events)
+
+    def _checked(self, events: list[Event]) -> list[Event]:
         if len(self._pending) > MAX_LINE_CHARS:
             raise EventTooLarge(
                 f"a line longer than {MAX_LINE_CHARS // (1024 * 1024)} MiB without a line end"
@@ -218,6 +228,11 @@ class EventStream:
         return Message(event.data, name, event.at)
 
     @property
+    def buffered(self) -> bool:
+        """An event is already read and parsed: the next ``recv()`` returns it without waiting."""
+        return bool(self._queue)
+
+    @property
     def comments(self) -> int:
         """The `:` comment lines (keepalives) read so far."""
         return self._parser.comments
@@ -267,7 +282,6 @@ async def open_stream(
     request is read (bounded) as evidence.
     """
     started = time.perf_counter()
-    evidence = request_evidence(request)
     headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-store"), *request.headers]
     if request.body is not None:
         headers.append(("Content-Type", "application/json"))
@@ -287,13 +301,14 @@ async def open_stream(
             if not 200 <= status < 300:
                 body = await _bounded_body(response)
                 await response.aclose()
-                failure = _status_failure(response, body, evidence, redactor)
+                failure = _status_failure(response, body, request_evidence(request), redactor)
                 return Opened(None, _ms(started), failure, status)
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
         if response is not None:
             await response.aclose()
         failure = transport_failure(exc, what="Stream request")
-        failure = Failure(failure.kind, failure.message, "request", evidence | failure.evidence)
+        evidence = request_evidence(request) | failure.evidence
+        failure = Failure(failure.kind, failure.message, "request", evidence)
         return Opened(None, _ms(started), failure)
     elapsed = _ms(started)
     content_type = response.headers.get("content-type", "")
@@ -305,7 +320,7 @@ async def open_stream(
             f"The stream request was answered {status} with {content_type or 'no Content-Type'}, not "
             "text/event-stream.",
             detail="content-type",
-            evidence=evidence
+            evidence=request_evidence(request)
             | {
                 "status": str(status),
                 "content type": redactor.clip(content_type or "(none)", 200),

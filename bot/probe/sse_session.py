@@ -300,7 +300,8 @@ async def receive(
                 if name is not None and name in cfg.error_events:
                     stream.failure = stream.error_event(name, " in the event stream")
                     return
-                budget.reschedule(hooks.due())
+                if not events.buffered:  # only a wait can be cut short: the deadline is set before each one
+                    budget.reschedule(hooks.due())
     except TimeoutError:
         stream.failure = hooks.stalled()
     except sse.EventTooLarge as exc:

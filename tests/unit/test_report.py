@@ -670,6 +670,22 @@ def test_render_report__user_template_extends_ours(tmp_path: Path) -> None:
     )
 
 
+def test_render_report__user_template_is_refused_an_internal_attribute_of_a_type_it_read_before(
+    tmp_path: Path,
+) -> None:
+    """The sandbox remembers its verdict per (type, attribute): a safe read of a type never opens its internals,
+    and a refused attribute stays refused when asked again."""
+    (tmp_path / "report.md.j2").write_text(
+        "{{ run.target.service }} {{ run.target.revision }}\n{% for _ in [1, 2] %}{{ run.target.__class__ }}"
+        "{% endfor %}\n"
+    )
+    for _ in range(2):
+        with pytest.raises(
+            TemplateError, match="access to attribute '__class__' of 'Target' object is unsafe"
+        ):
+            report.render_report(samples.healthy(), templates_dir=tmp_path)
+
+
 def test_render_issue__user_template_overrides_a_block(tmp_path: Path) -> None:
     (tmp_path / "issue.md.j2").write_text(
         '{% extends "builtin/issue.md.j2" %}{% block fix %}\nSee the runbook.\n{% endblock %}'

@@ -455,7 +455,10 @@ async def _hold(
     except Disconnected as exc:
         if keepalive.silent:
             eio = connection.client.eio
-            limit = f"{eio.ping_interval + eio.ping_timeout:g} s" if eio.ping_interval else "its ping timeout"
+            # What the client waited: the OPEN packet's pingInterval + pingTimeout (python-engineio's server sends
+            # the interval in whole seconds, so a sub-second interval reads 0).
+            known = eio.ping_interval is not None and eio.ping_timeout is not None
+            limit = f"{eio.ping_interval + eio.ping_timeout:g} s" if known else "its ping timeout"
             why = f"no Engine.IO packet from the server within its ping interval and timeout ({limit})"
             return ended("golden-path", why)
         if exc.reason == "server disconnect":

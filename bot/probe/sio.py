@@ -13,6 +13,7 @@ run's completion. A DISCONNECT before completion is ``stream-closed-early``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -133,6 +134,13 @@ class Connection:
                 await self.client.disconnect()
         except (TimeoutError, _socketio().exceptions.SocketIOError, OSError):
             pass
+        # After giving a silent server up, python-engineio leaves its WebSocket open: close it here (aiohttp
+        # releases the connection when a close is cut short).
+        ws = getattr(self.client.eio, "ws", None)
+        if ws is not None and not ws.closed:
+            with contextlib.suppress(TimeoutError, OSError):
+                async with asyncio.timeout(0.5):
+                    await ws.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@ import pytest
 from bot import waits
 
 # Each worker imports and collects the whole suite (about 5 s of CPU here) before it runs a test: many more workers
-# buy little. On this 2-core machine 4 workers took 80-110 s of wall time, 8 took 105-115 s and 50 % more CPU.
+# buy little. On a shared 2-core machine, in the same hour: 4 workers took 77-135 s of wall time for 70-93 s of CPU,
+# 8 workers 104-139 s for 98-110 s.
 MAX_WORKERS = 8
 
 NO_METADATA_SERVER = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -75,6 +76,30 @@ async def hold(
         reason = "no close frame (the connection was dropped)"
         return _record(user, seconds, start, opened_at, "network", 1006, reason, pings, pongs, frames)
     return _record(user, seconds, start, opened_at, "", None, "", pings, pongs, frames)
+
+
+async def after_journey(
+    connection: ClientConnection | None,
+    *,
+    user: int,
+    requested_s: float,
+    deadline: float,
+    opened_at: float,
+    completed: bool,
+    redactor: Redactor,
+) -> ConnectionHold:
+    """The WebSocket hold after a journey (``connection``: None when the session is not a WebSocket), within the
+    run's ``deadline`` (loop time); SSE and Socket.IO hold theirs in their own modules."""
+    if not completed:
+        return not_held(
+            user, requested_s, "the journey did not complete on this connection", transport="websocket"
+        )
+    if connection is None:
+        return not_held(user, requested_s, "the session is not a WebSocket", transport="websocket")
+    left = deadline - asyncio.get_running_loop().time() - 1.0 - PONG_TIMEOUT_S
+    seconds = max(0.0, min(requested_s, left))
+    held = await hold(connection, user=user, seconds=seconds, opened_at=opened_at, redactor=redactor)
+    return replace(held, requested_s=requested_s)
 
 
 def not_held(user: int, requested_s: float, why: str, *, transport: str) -> ConnectionHold:

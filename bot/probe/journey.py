@@ -546,33 +546,49 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
         journey.skip(*LATER_STEPS[1:], why="no connection")
         return
     conversation = ctx.journey.conversation
+    loop = asyncio.get_running_loop()
     reconnected = False
     completed = False
     try:
         for number, spec in enumerate(conversation, start=1):
+            reconnected = reconnected or (number > 1 and spec.reconnect)
+            # The turn's stream from its start, before a reconnect: a deadline meanwhile is this turn's, never the
+            # completed turn's before it.
+            stream = Stream(sent=loop.time(), turn=number, reconnected=reconnected)
+            journey.stream = stream
+            journey.streams.append(stream)
             if number > 1 and spec.reconnect:
                 await connection.session.close()
                 identity = await _renewed(journey, ctx, identity, values)
-                reopened = asyncio.get_running_loop().time()
+                reopened = loop.time()
                 again = await _connect(journey, ctx, identity, check_id=f"reconnect (turn {number})")
                 if again is None:
+                    stream.judged = True  # nothing was received: the reconnect check says why
                     _skip_turns(journey, conversation, number, why=f"no connection for turn {number}")
-                    return
-                connection, reconnected, opened = again, True, reopened
-            if not await _turn(
-                journey, ctx, connection, spec, number, values, owners, reconnected=reconnected
-            ):
+                    break
+                connection, opened = again, reopened
+            if not await _turn(journey, ctx, connection, spec, stream, values, owners):
                 _skip_turns(journey, conversation, number + 1, why=f"turn {number} did not complete")
                 break
         else:
             completed = True
+        # The journey's time ends here, not after the hold or the close. Set only when the turns ended by
+        # themselves: a run deadline meanwhile leaves it unset, so the journey is judged as cut (_bounded).
+        journey.received = time.perf_counter()
+        journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
         if ctx.journey.hold_s and journey.user == holding.HOLDING_USER:
-            journey.received = time.perf_counter()  # the journey's time ends here, not after the hold
-            journey.hold = await _hold(journey, ctx, connection, opened=opened, completed=completed)
+            session = connection.session
+            journey.hold = await holding.after_journey(
+                session.connection if isinstance(session, ws_probe.WebSocketSession) else None,
+                user=journey.user,
+                requested_s=ctx.journey.hold_s,
+                deadline=ctx.deadline,
+                opened_at=opened,
+                completed=completed,
+                redactor=ctx.redactor,
+            )
     finally:
         await connection.session.close()
-        journey.received = journey.received or time.perf_counter()
-        journey.step = Step.ANSWER  # judged with the answer once the phase is over (_judge)
 
 
 async def _connect(
@@ -636,19 +652,15 @@ async def _turn(
     ctx: Context,
     connection: turns.Connection,
     spec: TurnSettings,
-    number: int,
+    stream: Stream,
     values: dict[str, str],
     owners: protocol.Owners,
-    *,
-    reconnected: bool,
 ) -> bool:
-    """One turn: its message sent and its events received into a new stream; True when it completed."""
+    """One turn: its message sent and its events received into its stream; True when it completed."""
     cfg = ctx.journey
+    number = stream.turn
     suffix = "" if number == 1 else f" (turn {number})"
     values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
-    stream = Stream(sent=asyncio.get_running_loop().time(), turn=number, reconnected=reconnected)
-    journey.stream = stream
-    journey.streams.append(stream)
     journey.step = Step.MESSAGE
     later, failure = await turns.send_opening(stream, connection, ctx, values=values)
     if failure is not None:
@@ -674,34 +686,6 @@ def _skip_turns(
 ) -> None:
     for number in range(first, len(conversation) + 1):
         journey.skip(*[(f"{c} (turn {number})", s) for c, s in LATER_STEPS[1:]], why=why)
-
-
-async def _hold(
-    journey: UserJourney, ctx: Context, connection: turns.Connection, *, opened: float, completed: bool
-) -> ConnectionHold:
-    """Keep the WebSocket open after a completed journey, within the run's deadline; its pings are the keepalive
-    (SSE and Socket.IO hold theirs in their own modules)."""
-    wanted = ctx.journey.hold_s
-    session = connection.session
-    why = (
-        "the journey did not complete on this connection"
-        if not completed
-        else ""
-        if isinstance(session, ws_probe.WebSocketSession)
-        else "the session is not a WebSocket"
-    )
-    if why:
-        return holding.not_held(journey.user, wanted, why, transport="websocket")
-    assert isinstance(session, ws_probe.WebSocketSession)
-    left = ctx.deadline - asyncio.get_running_loop().time() - 1.0 - holding.PONG_TIMEOUT_S
-    held = await holding.hold(
-        session.connection,
-        user=journey.user,
-        seconds=max(0.0, min(wanted, left)),
-        opened_at=opened,
-        redactor=ctx.redactor,
-    )
-    return replace(held, requested_s=wanted)
 
 
 def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:

@@ -13,6 +13,7 @@ run's completion. A DISCONNECT before completion is ``stream-closed-early``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -133,6 +134,13 @@ class Connection:
                 await self.client.disconnect()
         except (TimeoutError, _socketio().exceptions.SocketIOError, OSError):
             pass
+        # After giving a silent server up, python-engineio leaves its WebSocket open: close it here (aiohttp
+        # releases the connection when a close is cut short).
+        ws = getattr(self.client.eio, "ws", None)
+        if ws is not None and not ws.closed:
+            with contextlib.suppress(TimeoutError, OSError):
+                async with asyncio.timeout(0.5):
+                    await ws.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,7 +463,10 @@ async def _hold(
     except Disconnected as exc:
         if keepalive.silent:
             eio = connection.client.eio
-            limit = f"{eio.ping_interval + eio.ping_timeout:g} s" if eio.ping_interval else "its ping timeout"
+            # What the client waited: the OPEN packet's pingInterval + pingTimeout (python-engineio's server sends
+            # the interval in whole seconds, so a sub-second interval reads 0).
+            known = eio.ping_interval is not None and eio.ping_timeout is not None
+            limit = f"{eio.ping_interval + eio.ping_timeout:g} s" if known else "its ping timeout"
             why = f"no Engine.IO packet from the server within its ping interval and timeout ({limit})"
             return ended("golden-path", why)
         if exc.reason == "server disconnect":

@@ -49,15 +49,20 @@ class ChainlitBackend:
         event_delay_s: float = 0.01,
         stamps: Stamps | None = None,
         ping_interval_s: float = 25,
+        ping_timeout_s: float = 20,
     ) -> None:
         self.stamps = stamps  # benchmarks: when each run's message arrived and completed
         self.secret = secret
         self.faults = faults
         self.answer_for = answer
         self.event_delay_s = event_delay_s
-        # Engine.IO's keepalive: the server PINGs every ping_interval_s (python-socketio's default 25 s).
+        # Engine.IO's keepalive: the server PINGs every ping_interval_s (python-socketio's default 25 s); a client
+        # that hears nothing for ping_interval_s + ping_timeout_s (default 20 s) gives the connection up.
         self.sio = socketio.AsyncServer(
-            async_mode="asgi", cors_allowed_origins=[], ping_interval=ping_interval_s
+            async_mode="asgi",
+            cors_allowed_origins=[],
+            ping_interval=ping_interval_s,
+            ping_timeout=ping_timeout_s,
         )
         self.users: dict[str, str] = {}  # sid -> user
         self.threads: dict[str, str] = {}  # sid -> thread id

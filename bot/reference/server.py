@@ -52,6 +52,7 @@ def create_app(
     event_delay_ms: float = 10,
     stamps: Stamps | None = None,
     socketio_ping_s: float = 25,
+    socketio_ping_timeout_s: float = 20,
 ) -> Starlette:
     """The ASGI app. Every fault works under any ASGI server except ``garbage``, which needs our protocol class.
 
@@ -91,6 +92,7 @@ def create_app(
                 event_delay_s=delay_s,
                 stamps=stamps,
                 ping_interval_s=socketio_ping_s,
+                ping_timeout_s=socketio_ping_timeout_s,
             ).routes(),
             *graphql_ws.GraphQLChat(
                 backend
@@ -226,6 +228,7 @@ class ReferenceServer:
         event_delay_ms: float = 10,
         stamps: Stamps | None = None,
         socketio_ping_s: float = 25,
+        socketio_ping_timeout_s: float = 20,
     ) -> None:
         self.faults = faults
         self.host = host
@@ -239,6 +242,7 @@ class ReferenceServer:
             event_delay_ms=event_delay_ms,
             stamps=stamps,
             socketio_ping_s=socketio_ping_s,
+            socketio_ping_timeout_s=socketio_ping_timeout_s,
         )
         self._server: PromptServer | None = None
         self._thread: threading.Thread | None = None

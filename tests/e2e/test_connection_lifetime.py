@@ -65,6 +65,28 @@ def test_check__a_socketio_server_that_disconnects_at_a_fixed_age_is_reported_wi
     assert "The server closed user 1's Socket.IO connection" in report
 
 
+def test_check__a_socketio_server_gone_silent_is_given_up_by_golden_path_after_its_ping_interval_and_timeout(
+    tmp_path: Path,
+):
+    # From 3 s after the upgrade's arrival nothing passes either way (a frozen instance, a black-holed path): no
+    # DISCONNECT, no close, no PING. The client gives the connection up after the OPEN packet's ping interval plus
+    # timeout: 0 + 1 s (python-engineio's server sends the interval in whole seconds: 0.3 s goes out as 0).
+    with (
+        ReferenceServer(secret=SECRET, socketio_ping_s=0.3, socketio_ping_timeout_s=1.0) as backend,
+        CloudRunFrontEnd(backend.url, timeout_s=60, silent_after_s=3) as front,
+    ):
+        code, saved, report = _check(front.url, tmp_path, CHAINLIT.format(hold=20))
+    assert code == 0, saved["findings"]
+    hold = saved["hold"]
+    assert (hold["transport"], hold["closed_by"]) == ("socketio", "golden-path")
+    assert hold["close_reason"] == (
+        "no Engine.IO packet from the server within its ping interval and timeout (1 s)"
+    )
+    assert 3 <= hold["age_s"] < 15 and hold["pings"] >= 1
+    assert not front.cuts  # nothing was cut: the connection went quiet
+    assert "golden-path gave up on user 1's Socket.IO connection" in report
+
+
 # -- SSE ---------------------------------------------------------------------------------------------------------
 
 
@@ -161,7 +183,8 @@ def test_check__cloud_runs_request_timeout_cuts_the_held_connection_and_the_repo
     assert code == 0, saved["findings"]
     hold = saved["hold"]
     assert (hold["transport"], hold["closed_by"]) == (transport, "network")
-    assert TIMEOUT_S <= hold["age_s"] < TIMEOUT_S + 1.5 and hold["held_s"] < TIMEOUT_S
+    # Cut at the timeout, counted from the upgrade's arrival (age), long before the 10 s asked for (held).
+    assert TIMEOUT_S <= hold["age_s"] < TIMEOUT_S + 1.5 and hold["held_s"] < min(hold["age_s"], 10)
     assert [c.what for c in front.cuts] == ["cut"]  # the held connection, and nothing else
     assert "the close came at the timeout, so Cloud Run ended the connection as the request it is" in report
 

@@ -149,6 +149,31 @@ def test_probe__two_turns_with_a_reconnect_fail_session_lost_when_the_backend_fo
     assert finding.evidence["reconnected"].startswith("as the same user to thread golden-path-")
 
 
+def test_probe__a_run_deadline_during_the_reconnect_cuts_turn_2_and_never_blames_turn_1():
+    """Turn 1 completed; the reconnect for turn 2 is never answered and the run's deadline passes meanwhile: the
+    journey was cut (never a pass on turn 1 alone), the deadline is turn 2's, and turn 1's checks stay passed."""
+    outcome, findings = probe_example(
+        TURNS,
+        graphql_chat.create_app(secret=SECRET, fault="hang-reconnect"),
+        journey={
+            "users": 1,
+            "sla_s": 3,
+        },  # run_s leaves the SLA its time: the revision hung (P0), not the config
+        websocket={"open_timeout_s": 60, "negative_auth_check": False},
+        timeouts={"run_s": 8},
+    )
+    assert findings == ["svc:journeys-incomplete:connect", "svc:timeout:connect"], findings
+    for check_id in ("handshake", "events", "answer", "isolation"):
+        assert [c.status for c in checks(outcome, check_id)] == [Status.PASS], check_id
+    cut = checks(outcome, "events (turn 2)")
+    assert [c.status for c in cut] == [Status.FAIL]
+    assert cut[0].failure is not None
+    assert (
+        cut[0].failure.message
+        == "The whole run's deadline (8 s, timeouts.run_s) passed during the connect step."
+    )
+
+
 def test_probe__graphql_query_braces_reach_the_server_as_written():
     """`{{ ... }}` in the template is the query's selection set; a wrong query would be a GraphQL error."""
     settings = settings_for(GRAPHQL, "http://127.0.0.1:1")

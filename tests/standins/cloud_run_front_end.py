@@ -13,6 +13,9 @@ timeout (clients "are disconnected" and must reconnect), whatever the app does. 
 It forwards bytes unchanged, one request per client connection (``Connection: close`` is set on plain HTTP
 requests so that the backend ends the response: a kept-alive connection would carry a second request under the
 first one's clock; an upgrade keeps its ``Connection: Upgrade``). ``cuts`` records what it did.
+
+``silent_after_s`` is a test's network fault, not Cloud Run's: from that long after a request's arrival, nothing
+more is forwarded either way and the connection stays open, as when a path black-holes or an instance freezes.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ class Cut:
 class CloudRunFrontEnd:
     """``with CloudRunFrontEnd(backend_url, timeout_s=2) as front: front.url``: the proxy in a thread."""
 
-    def __init__(self, backend_url: str, *, timeout_s: float) -> None:
+    def __init__(self, backend_url: str, *, timeout_s: float, silent_after_s: float | None = None) -> None:
         host, _, port = backend_url.removeprefix("http://").rstrip("/").partition(":")
         self._backend = (host, int(port))
         self.timeout_s = timeout_s
+        self.silent_after_s = silent_after_s
         self.cuts: list[Cut] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -104,8 +108,9 @@ class CloudRunFrontEnd:
             backend_out.write(_closing(head))
             await backend_out.drain()
             started = asyncio.Event()
-            upstream = asyncio.ensure_future(_pipe(client_in, backend_out))
-            downstream = asyncio.ensure_future(_pipe(backend_in, client_out, started))
+            silent_at = None if self.silent_after_s is None else arrived + self.silent_after_s
+            upstream = asyncio.ensure_future(_pipe(client_in, backend_out, silent_at=silent_at))
+            downstream = asyncio.ensure_future(_pipe(backend_in, client_out, started, silent_at=silent_at))
             try:
                 async with asyncio.timeout(self.timeout_s):
                     await started.wait()
@@ -129,12 +134,19 @@ class CloudRunFrontEnd:
 
 
 async def _pipe(
-    source: asyncio.StreamReader, sink: asyncio.StreamWriter, started: asyncio.Event | None = None
+    source: asyncio.StreamReader,
+    sink: asyncio.StreamWriter,
+    started: asyncio.Event | None = None,
+    *,
+    silent_at: float | None = None,
 ) -> None:
-    """Bytes from ``source`` to ``sink`` until ``source`` ends; ``started`` set with the first byte."""
+    """Bytes from ``source`` to ``sink`` until ``source`` ends; ``started`` set with the first byte; from
+    ``silent_at`` (monotonic) on, what arrives is dropped."""
     while chunk := await source.read(64 * 1024):
         if started is not None:
             started.set()
+        if silent_at is not None and time.monotonic() >= silent_at:
+            continue
         sink.write(chunk)
         await sink.drain()
 

@@ -11,8 +11,10 @@ Faults (``fault=``): ``broken-auth`` (every token refused: 4403), ``anonymous`` 
 subscriber: a shared broadcast instead of one stream per subscription), ``close-after-accept`` (the socket is
 accepted and closed at once, 1011), ``end-early`` (the subscription ends after two deltas, so ``complete`` comes
 without ``done``), ``forget-sessions`` (the conversation lives in the connection's memory, as in one instance's
-memory: a reconnect starts it afresh), ``error`` (the resolver raises after two deltas, as when the LLM provider
-refuses: strawberry sends a ``next`` carrying ``errors``, then ``complete``).
+memory: a reconnect starts it afresh), ``hang-reconnect`` (every WebSocket upgrade after the first is held
+unanswered, as by an instance that stopped accepting: for a one-user journey, its reconnect), ``error`` (the
+resolver raises after two deltas, as when the LLM provider refuses: strawberry sends a ``next`` carrying
+``errors``, then ``complete``).
 
 A conversation is kept per user and thread (``sessions``: what a Redis or Firestore store gives every instance):
 each answer ends with what the user said earlier in the thread, so a later turn shows whether it was kept.
@@ -38,7 +40,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from tests.standins import protocol_faults
 
 VERSION = "graphql-chat-7e1"
-FAULTS = (*protocol_faults.SHARED, "forget-sessions", "error")
+FAULTS = (*protocol_faults.SHARED, "forget-sessions", "hang-reconnect", "error")
 
 
 @strawberry.type
@@ -138,7 +140,22 @@ def create_app(*, secret: str, fault: str | None = None, delay_s: float = 0.01) 
         await websocket.accept(subprotocol=GRAPHQL_TRANSPORT_WS_PROTOCOL)
         await websocket.close(code=1011, reason="internal error")
 
-    graphql_ws: Any = accept_and_close if fault == "close-after-accept" else graphql_app
+    class HangAfterTheFirst:  # an ASGI app (not a function, so Starlette passes scope, receive and send)
+        upgrades = 0
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            self.upgrades += 1
+            if self.upgrades > 1:
+                await asyncio.sleep(3600)  # the upgrade is never answered (the client's deadline ends it)
+            await graphql_app(scope, receive, send)
+
+    graphql_ws: Any = (
+        accept_and_close
+        if fault == "close-after-accept"
+        else HangAfterTheFirst()
+        if fault == "hang-reconnect"
+        else graphql_app
+    )
     return Starlette(
         routes=[
             Route("/health", health),

@@ -47,6 +47,22 @@ async def hold(
     start = loop.time()
     end = start + seconds
     pings = pongs = frames = 0
+
+    def record(closed_by: str, code: int | None, reason: str) -> ConnectionHold:
+        return ended(
+            user=user,
+            requested_s=seconds,
+            start=start,
+            opened_at=opened_at,
+            closed_by=closed_by,
+            reason=reason,
+            transport="websocket",
+            code=code,
+            pings=pings,
+            pongs=pongs,
+            frames=frames,
+        )
+
     try:
         while (left := end - loop.time()) > 0:
             try:
@@ -65,17 +81,15 @@ async def hold(
                     await waiter
                 pongs += 1
             except TimeoutError:
-                return _record(
-                    user, seconds, start, opened_at, "golden-path", 1011, "no pong", pings, pongs, frames
-                )
+                return record("golden-path", 1011, "no pong")
     except ConnectionClosed as exc:
         rcvd = exc.rcvd
         if rcvd is not None:
             reason = redactor.clip(rcvd.reason, REASON_CHARS)
-            return _record(user, seconds, start, opened_at, "server", rcvd.code, reason, pings, pongs, frames)
+            return record("server", rcvd.code, reason)
         reason = "no close frame (the connection was dropped)"
-        return _record(user, seconds, start, opened_at, "network", 1006, reason, pings, pongs, frames)
-    return _record(user, seconds, start, opened_at, "", None, "", pings, pongs, frames)
+        return record("network", 1006, reason)
+    return record("", None, "")
 
 
 async def after_journey(
@@ -116,12 +130,13 @@ def ended(
     closed_by: str,
     reason: str,
     transport: str,
+    code: int | None = None,
     pings: int = 0,
     pongs: int = 0,
     frames: int = 0,
     comments: int = 0,
 ) -> ConnectionHold:
-    """How a hold of an event stream or a Socket.IO connection ended, now (loop time; no close code)."""
+    """How a hold ended, now (loop time); ``code``: the WebSocket close code (none for SSE and Socket.IO)."""
     now = asyncio.get_running_loop().time()
     return ConnectionHold(
         user=user,
@@ -129,6 +144,7 @@ def ended(
         held_s=round(now - start, 3),
         age_s=round(now - opened_at, 3),
         closed_by=closed_by,
+        close_code=code,
         close_reason=reason,
         pings=pings,
         pongs=pongs,
@@ -165,30 +181,3 @@ class EngineKeepalive(logging.Handler):
         logger.propagate = False
         logger.addHandler(self)
         return logger
-
-
-def _record(
-    user: int,
-    seconds: float,
-    start: float,
-    opened_at: float,
-    closed_by: str,
-    code: int | None,
-    reason: str,
-    pings: int,
-    pongs: int,
-    frames: int,
-) -> ConnectionHold:
-    now = asyncio.get_running_loop().time()
-    return ConnectionHold(
-        user=user,
-        requested_s=seconds,
-        held_s=round(now - start, 3),
-        age_s=round(now - opened_at, 3),
-        closed_by=closed_by,
-        close_code=code,
-        close_reason=reason,
-        pings=pings,
-        pongs=pongs,
-        frames=frames,
-    )

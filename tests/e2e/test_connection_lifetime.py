@@ -115,6 +115,17 @@ def test_check__an_sse_stream_the_server_ends_at_a_fixed_age_is_reported_as_ende
     assert "The server closed user 1's event stream" in report
 
 
+def test_check__an_sse_stream_that_floods_while_held_is_closed_by_golden_path_with_why(tmp_path: Path):
+    with AsgiServer(sse_channel(secret=SECRET, ping_s=0.2, flood_after_s=0.5)) as backend:
+        code, saved, report = _check(backend.url, tmp_path, SSE.format(hold=10))
+    assert code == 0, saved["findings"]  # the journey had finished: what came after it is the hold's
+    hold = saved["hold"]
+    assert (hold["transport"], hold["closed_by"]) == ("sse", "golden-path")
+    assert hold["close_reason"] == "the stream sent a line longer than 4 MiB without a line end"
+    assert hold["held_s"] < 10
+    assert "golden-path gave up on user 1's event stream" in report
+
+
 # -- the first connection after deploy -----------------------------------------------------------------------------
 
 COLD_MS = 1200.0

@@ -2,7 +2,8 @@
 sse-starlette: ``POST /api/chat`` (Bearer JWT) streams the run's events (``event: agent_started`` ...
 ``event: agent_completed``, JSON data with the owner ids and the result), then keeps the stream open for the next
 run, with sse-starlette's keepalive comments (``: ping``) every ``ping_s``. ``max_age_s`` ends the body at that
-age (a server-side stream lifetime). ``/health`` answers ``{"status": "healthy"}``.
+age (a server-side stream lifetime). ``flood_after_s`` sends, that long after the answer, one 5 MiB event (a
+runaway debug dump). ``/health`` answers ``{"status": "healthy"}``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from sse_starlette import EventSourceResponse
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 
 
-def create_app(*, secret: str, ping_s: float = 15, max_age_s: float | None = None) -> FastAPI:
+def create_app(
+    *, secret: str, ping_s: float = 15, max_age_s: float | None = None, flood_after_s: float | None = None
+) -> FastAPI:
     app = FastAPI()
 
     @app.get("/health")
@@ -48,6 +51,9 @@ def create_app(*, secret: str, ping_s: float = 15, max_age_s: float | None = Non
                 yield {"event": name, "data": json.dumps(data)}
                 await asyncio.sleep(0.005)
             # The channel stays open for the next run; sse-starlette sends `: ping` comments meanwhile.
+            if flood_after_s is not None:
+                await asyncio.sleep(flood_after_s)
+                yield {"event": "debug", "data": "x" * (5 * 1024 * 1024)}
             if max_age_s is None:
                 await asyncio.Event().wait()
             else:

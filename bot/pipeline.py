@@ -27,7 +27,6 @@ from bot import (
     idtoken,
     impact,
     kinds,
-    publish,
     realtime,
     report,
     results,
@@ -58,6 +57,7 @@ from bot.settings import Settings
 from bot.untrusted import Redactor, redact_strings
 
 if TYPE_CHECKING:
+    from bot import publish
     from bot.cloudrun_api import CloudRunClients
     from bot.console import Console
 
@@ -557,6 +557,8 @@ def conclude(
     try:
         if settings.github.publish:
             assert clients.github is not None  # the entry point opens GitHub whenever publishing is on
+            from bot import publish  # PyGithub costs ~60 ms to import: only when publishing
+
             outcome: publish.PublishOutcome | None = None
             with progress.phase("publish"), progress.waiting("GitHub"):
                 try:

@@ -18,7 +18,6 @@ from bot.auth import PUBLIC_FIELDS, Credentials
 from bot.console import Console
 from bot.errors import UsageError
 from bot.pipeline import Clients, RunContext
-from bot.publish import Session
 from bot.results import Run, Shard
 from bot.settings import Settings
 
@@ -133,6 +132,8 @@ def clients(
     github = None
     if settings.github.publish:
         assert context.actions is not None  # read whenever publishing is on
+        from bot.publish import Session  # PyGithub costs ~60 ms to import: only when publishing
+
         github = Session.open(token=token or "", ctx=context.actions, retries=settings.github.max_retries)
     run_clients = None
     if cloud_run:

@@ -491,3 +491,23 @@ def test_main__url_with_cloud_run_flags_keeps_the_cloud_run_target(
     )
     assert "note: --url" not in err
     assert code == 3, err  # the Cloud Run target stays: resolving it needs credentials
+
+
+def test_main__a_run_that_does_not_publish_never_imports_pygithub(tmp_path: Path):
+    # PyGithub costs ~60 ms to import (a sixth of a one-user run's start to verdict): only publishing may load it.
+    code = (
+        "import sys; from bot.cli import main; "
+        f"main(['check', '--url', sys.argv[1], '--users', '1', '--no-publish', '--quiet', '--output-dir', "
+        f"{str(tmp_path)!r}]); print(sorted(m for m in ('github', 'bot.publish') if m in sys.modules))"
+    )
+    with ReferenceServer(secret=SECRET) as server:
+        shown = subprocess.run(
+            [sys.executable, "-c", code, server.url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            env={"JWT_SECRET_KEY": SECRET, "PATH": "/usr/bin:/bin"},
+        )
+    assert json.loads((tmp_path / "results.json").read_text())["verdict"] == "pass"
+    assert shown.stdout.strip().splitlines()[-1] == "[]"

@@ -262,19 +262,7 @@ class Backend:
 
     def user_for(self, token: str | None) -> str | None:
         """The user id a token names (its ``sub``), or None when there is none or it is not valid."""
-        if token is None:
-            return None
-        try:
-            claims = jwt.decode(
-                token,
-                self.secret,
-                algorithms=["HS256"],
-                options={"verify_aud": False, "require": ["sub", "exp"]},
-            )
-        except jwt.InvalidTokenError:
-            return None
-        subject = claims.get("sub")
-        return subject if isinstance(subject, str) and subject else None
+        return subject_of(token, self.secret, require=("sub", "exp"))
 
     # WebSocket: the session
 
@@ -389,6 +377,21 @@ class Backend:
         if self.faults.canned_answer:
             return f"Agent response for: {text}"
         return answer_for(text)
+
+
+def subject_of(token: str | None, secret: str, *, require: tuple[str, ...] = ("sub",)) -> str | None:
+    """The subject (``sub``) of an HS256 token signed with ``secret`` carrying the ``require``d claims, or None
+    when there is no token or it is not valid (an ``exp`` it has is always checked)."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"verify_aud": False, "require": list(require)}
+        )
+    except jwt.InvalidTokenError:
+        return None
+    subject = claims.get("sub")
+    return subject if isinstance(subject, str) and subject else None
 
 
 def answer_for(text: str) -> str:

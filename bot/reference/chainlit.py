@@ -21,14 +21,13 @@ from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from typing import Any
 
-import jwt
 import socketio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot.reference.backend import Stamps
+from bot.reference.backend import Stamps, subject_of
 from bot.reference.faults import Faults
 
 SOCKET_PATH = "/ws/socket.io"
@@ -87,22 +86,10 @@ class ChainlitBackend:
 
     # -- HTTP ----------------------------------------------------------------------------------------------
 
-    def _user_of(self, token: str | None) -> str | None:
-        if not token:
-            return None
-        try:
-            claims = jwt.decode(
-                token, self.secret, algorithms=["HS256"], options={"verify_aud": False, "require": ["sub"]}
-            )
-        except jwt.InvalidTokenError:
-            return None
-        subject = claims.get("sub")
-        return subject if isinstance(subject, str) and subject else None
-
     async def header_auth(self, request: Request) -> Response:
         """Chainlit's ``@cl.header_auth_callback``: the Bearer token names the user; the answer sets the cookie."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        user = self._user_of(token.strip()) if scheme.lower() == "bearer" else None
+        user = subject_of(token.strip(), self.secret) if scheme.lower() == "bearer" else None
         if self.faults.ws_403 or (user is None and not self.faults.accept_unauthenticated):
             return JSONResponse({"detail": "credentialssignin"}, status_code=401)
         response = JSONResponse({"success": True})
@@ -114,7 +101,7 @@ class ChainlitBackend:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: dict[str, Any] | None) -> bool:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
-        user = self._user_of(cookie[COOKIE].value if COOKIE in cookie else None)
+        user = subject_of(cookie[COOKIE].value if COOKIE in cookie else None, self.secret)
         if user is None and not self.faults.accept_unauthenticated:
             raise ConnectionRefusedError("authentication failed")
         if not isinstance(auth, dict) or not auth.get("sessionId"):

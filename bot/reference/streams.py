@@ -18,13 +18,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-import jwt
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bot.reference.backend import Stamps
+from bot.reference.backend import Stamps, subject_of
 from bot.reference.faults import Faults
 
 OPENAI_PATH = "/v1/chat/completions"
@@ -101,19 +100,7 @@ class StreamBackend:
     def subject(self, request: Request) -> str | None:
         """The bearer token's subject, None when there is no valid token."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        try:
-            claims = jwt.decode(
-                token.strip(),
-                self.secret,
-                algorithms=["HS256"],
-                options={"verify_aud": False, "require": ["sub"]},
-            )
-        except jwt.InvalidTokenError:
-            return None
-        subject = claims.get("sub")
-        return subject if isinstance(subject, str) and subject else None
+        return subject_of(token.strip(), self.secret) if scheme.lower() == "bearer" else None
 
     async def refusal(
         self, request: Request, error: Callable[[int, str], Response]

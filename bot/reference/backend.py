@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from bot.reference.faults import EVENTS, STALE_VERSION, Faults
+from bot.reference.faults import STALE_VERSION, Faults
 
 REFERENCE_SERVICE = "golden-path-reference"
 TOKEN_TTL_S = 15 * 60
@@ -334,9 +334,7 @@ class Backend:
             stale = self.registry.stale_event(not_for=run.user_id)
             if stale is not None:
                 await send(connection.websocket, stale)
-        order = list(EVENTS)
-        if faults.out_of_order:
-            order[2], order[3] = order[3], order[2]
+        order = faults.event_order()
         for name in order:
             if name == "agent_completed" and faults.never_complete:
                 return  # silent from now on: the client must time out

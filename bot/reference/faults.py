@@ -107,6 +107,13 @@ class Faults:
     garbage: bool = False
     forget_sessions: bool = False
 
+    def event_order(self) -> list[str]:
+        """The agent's events in the order a run sends them: out-of-order swaps tool_executing and tool_completed."""
+        order = list(EVENTS)
+        if self.out_of_order:
+            order[2], order[3] = order[3], order[2]
+        return order
+
     def extra_delay_ms(self, frame: str) -> float:
         return sum(ms for name, ms in self.delays_ms if name == frame)
 

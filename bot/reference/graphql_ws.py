@@ -32,7 +32,6 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from bot.reference.backend import CLOSE_EARLY_REASON, ERROR_EVENT_MESSAGE, Backend, Registry, Run
-from bot.reference.faults import EVENTS
 
 PATH = "/graphql"
 # Reference event (as named in --fault specs) -> the chat event sent at that step (None: a step that sends none).
@@ -207,9 +206,7 @@ class GraphQLChat(GraphQL[dict[str, Any], None]):
     async def _events(self, run: Run, connection: Connection) -> AsyncGenerator[ChatEvent, None]:
         backend, faults = self.backend, self.backend.faults
         answer = backend.answer(run.text)
-        order = list(EVENTS)
-        if faults.out_of_order:
-            order[2], order[3] = order[3], order[2]
+        order = faults.event_order()
         for step in order:
             if step == "agent_completed" and faults.never_complete:
                 # Silent from now on, the subscription open: the client must time out (strawberry cancels this

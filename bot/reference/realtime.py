@@ -26,7 +26,6 @@ from bot.reference.backend import (
     finish_run,
     send,
 )
-from bot.reference.faults import EVENTS
 
 # Reference event (as named in --fault specs) -> the realtime event sent at that step.
 STEPS = {
@@ -117,9 +116,7 @@ class RealtimeSession:
             if stale is not None:
                 await send(websocket, stale)
         answer = backend.answer(run.text)
-        order = list(EVENTS)
-        if faults.out_of_order:
-            order[2], order[3] = order[3], order[2]
+        order = faults.event_order()
         for step in order:
             if step == "agent_completed" and faults.never_complete:
                 return

@@ -26,6 +26,7 @@ Exits 0: the figures are reported, not gated.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
@@ -181,15 +182,15 @@ class Tools:
         self.config.write_text(GP_CONFIG)
         self.artillery = artillery_binary()
 
-    def golden_path(self, users: int, out: str) -> list[str]:
+    def golden_path(self, users: int, out: str, config: Path | None = None) -> list[str]:
         return [
             PYTHON, "-m", "bot", "check", "--url", self.server.url, "--users", str(users), "--config",
-            str(self.config), "--output-dir", str(self.work / out), "--quiet", "--no-publish",
+            str(config or self.config), "--output-dir", str(self.work / out), "--quiet", "--no-publish",
         ]  # fmt: skip
 
-    def floor(self, users: int, arrivals: Path | None = None) -> list[str]:
+    def floor(self, users: int, arrivals: Path | None = None, script: str = "floor.py") -> list[str]:
         extra = ["--arrivals", str(arrivals)] if arrivals else []
-        return [PYTHON, str(BENCH / "floor.py"), self.server.url, "--users", str(users), *extra]
+        return [PYTHON, str(BENCH / script), self.server.url, "--users", str(users), *extra]
 
     def artillery_script(self, users: int) -> Path:
         script = self.work / f"artillery-{users}.yml"
@@ -370,18 +371,12 @@ def per_transport(tools: Tools) -> None:
             "timeouts: {connect_s: 120, request_s: 120, run_s: 600}\n"
         )
 
-        def golden_path(users: int, out: str, config: Path = config) -> list[str]:
-            return [
-                PYTHON, "-m", "bot", "check", "--url", tools.server.url, "--users", str(users), "--config",
-                str(config), "--output-dir", str(tools.work / out), "--quiet", "--no-publish",
-            ]  # fmt: skip
-
-        def bare(users: int, floor: str = floor) -> list[str]:
-            return [PYTHON, str(BENCH / floor), tools.server.url, "--users", str(users)]
+        def bare(users: int, _out: str, floor: str = floor) -> list[str]:
+            return tools.floor(users, script=floor)
 
         commands: dict[str, Callable[[int, str], list[str]]] = {
-            "golden-path": lambda users, out: golden_path(users, out),
-            "floor": lambda users, out: bare(users),
+            "golden-path": functools.partial(tools.golden_path, config=config),
+            "floor": bare,
         }
         one = {name: measure(command(1, f"{profile}-one"), env=ENV, cwd=tools.work).cpu_s * 1000
                for name, command in commands.items()}  # fmt: skip

@@ -283,6 +283,18 @@ def one_user(tools: Tools) -> dict[str, float]:
 # -- 3. 1,000 users ----------------------------------------------------------------------------------------------
 
 
+def at_server(tools: Tools, argv: list[str]) -> tuple[Sample, int, float]:
+    """Run ``argv`` against the freshly reset reference server: the sample, the journeys the server counted
+    completed, and journeys per second from the first message's arrival to the last completion."""
+    tools.server.reset()
+    sample = measure(argv, env=ENV, cwd=tools.work)
+    stats = tools.server.stats()
+    done = int(stats["completed"])  # type: ignore[call-overload]
+    first = float(stats["first_received"] or sample.started)  # type: ignore[arg-type]
+    last = float(stats["last_completed"] or time.monotonic())  # type: ignore[arg-type]
+    return sample, done, done / max(last - first, 1e-6)
+
+
 def thousand(tools: Tools, cpu_one: dict[str, float]) -> None:
     print(
         f"\n3. {BIG:,} users at once: journeys per second counted at the server, CPU per extra journey, peak RSS"
@@ -299,13 +311,8 @@ def thousand(tools: Tools, cpu_one: dict[str, float]) -> None:
     counted: dict[str, list[int]] = {name: [] for name in commands}
     for r in range(ROUNDS):
         for name, command in commands.items():
-            tools.server.reset()
-            sample = measure(command(r), env=ENV, cwd=tools.work)
-            stats = tools.server.stats()
-            done = int(stats["completed"])  # type: ignore[call-overload]
-            first = float(stats["first_received"] or sample.started)  # type: ignore[arg-type]
-            last = float(stats["last_completed"] or time.monotonic())  # type: ignore[arg-type]
-            rates[name].append(done / max(last - first, 1e-6))
+            sample, done, rate = at_server(tools, command(r))
+            rates[name].append(rate)
             cpu[name].append((sample.cpu_s * 1000 - cpu_one[name]) / (BIG - 1))
             rss[name].append(sample.max_rss_mb)
             counted[name].append(done)
@@ -386,13 +393,8 @@ def per_transport(tools: Tools) -> None:
         counted: dict[str, list[int]] = {name: [] for name in commands}
         for r in range(ROUNDS):
             for name, command in commands.items():
-                tools.server.reset()
-                sample = measure(command(BIG, f"{profile}-big-{r}"), env=ENV, cwd=tools.work)
-                stats = tools.server.stats()
-                done = int(stats["completed"])  # type: ignore[call-overload]
-                first = float(stats["first_received"] or sample.started)  # type: ignore[arg-type]
-                last = float(stats["last_completed"] or time.monotonic())  # type: ignore[arg-type]
-                rates[name].append(done / max(last - first, 1e-6))
+                sample, done, rate = at_server(tools, command(BIG, f"{profile}-big-{r}"))
+                rates[name].append(rate)
                 cpu[name].append((sample.cpu_s * 1000 - one[name]) / (BIG - 1))
                 rss[name].append(sample.max_rss_mb)
                 counted[name].append(done)

@@ -20,6 +20,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import connect
@@ -33,6 +34,13 @@ MESSAGE = "What is 2 + 2? Answer in one sentence."
 
 def nonced(message: str = MESSAGE) -> str:
     return f"[gpn{secrets.token_hex(6)}] {message}"
+
+
+def tally(outcomes: Sequence[object], users: int) -> int:
+    """Print the floor's one JSON line (journeys completed and failed); 0 when every journey completed, else 1."""
+    completed = sum(1 for o in outcomes if o is True)
+    print(json.dumps({"completed": completed, "failed": users - completed}))
+    return 0 if completed == users else 1
 
 
 def _b64(data: bytes) -> str:
@@ -90,12 +98,10 @@ async def main(url: str, users: int, arrivals_path: str | None) -> int:
     outcomes = await asyncio.gather(
         *(_journey(ws_url, secret, user, arrivals) for user in range(1, users + 1)), return_exceptions=True
     )
-    completed = sum(1 for o in outcomes if o is True)
     if arrivals_path and arrivals is not None:
         with open(arrivals_path, "w", encoding="utf-8") as out:
             json.dump(arrivals, out)
-    print(json.dumps({"completed": completed, "failed": users - completed}))
-    return 0 if completed == users else 1
+    return tally(outcomes, users)
 
 
 if __name__ == "__main__":

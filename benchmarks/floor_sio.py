@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import uuid
@@ -19,7 +18,7 @@ import uuid
 import httpx
 import socketio
 
-from benchmarks.floor import hs256_token, nonced
+from benchmarks.floor import hs256_token, nonced, tally
 
 
 async def _journey(http: httpx.AsyncClient, url: str, secret: str, user: int) -> bool:
@@ -64,9 +63,7 @@ async def main(url: str, users: int) -> int:
         outcomes = await asyncio.gather(
             *(_journey(http, url, secret, u) for u in range(1, users + 1)), return_exceptions=True
         )
-    completed = sum(1 for o in outcomes if o is True)
-    print(json.dumps({"completed": completed, "failed": users - completed}))
-    return 0 if completed == users else 1
+    return tally(outcomes, users)
 
 
 if __name__ == "__main__":

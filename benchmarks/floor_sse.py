@@ -16,7 +16,7 @@ import sys
 
 import httpx
 
-from benchmarks.floor import hs256_token, nonced
+from benchmarks.floor import hs256_token, nonced, tally
 
 
 async def _journey(http: httpx.AsyncClient, url: str, secret: str, user: int) -> bool:
@@ -48,9 +48,7 @@ async def main(url: str, users: int) -> int:
             *(_journey(http, f"{url}/v1/chat/completions", secret, u) for u in range(1, users + 1)),
             return_exceptions=True,
         )
-    completed = sum(1 for o in outcomes if o is True)
-    print(json.dumps({"completed": completed, "failed": users - completed}))
-    return 0 if completed == users else 1
+    return tally(outcomes, users)
 
 
 if __name__ == "__main__":

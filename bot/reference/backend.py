@@ -16,7 +16,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -365,9 +366,7 @@ class Backend:
             await send(other.websocket, frame)
 
     async def pause(self, frame: str) -> None:
-        delay_s = self.event_delay_s + self.faults.extra_delay_ms(frame) / 1000
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
+        await wait_before(frame, self.faults, self.event_delay_s)
 
     def answer(self, text: str) -> str:
         if self.faults.empty_answer:
@@ -375,6 +374,35 @@ class Backend:
         if self.faults.canned_answer:
             return f"Agent response for: {text}"
         return answer_for(text)
+
+
+class Answers:
+    """The answers of the wires that keep a conversation (SSE, Socket.IO), bent by the faults: canned, empty,
+    another user's recent message mixed in (cross-talk); a later turn's names what the user said earlier."""
+
+    def __init__(self, faults: Faults, answer: Callable[[str], str]) -> None:
+        self.faults = faults
+        self.answer_for = answer
+        self.recent: deque[tuple[str, str]] = deque(maxlen=100)  # (user, text) of recent messages
+
+    def reply(self, user: str, text: str, earlier: Sequence[str] = ()) -> str:
+        other = next((t for u, t in reversed(self.recent) if u != user), None)
+        self.recent.append((user, text))
+        if self.faults.empty_answer:
+            return ""
+        if self.faults.canned_answer:
+            return f"Agent response for: {text}"
+        answer = self.answer_for(text)
+        if earlier:
+            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
+        return f"{answer} (also: {other[:60]})" if self.faults.cross_talk and other else answer
+
+
+async def wait_before(frame: str, faults: Faults, event_delay_s: float) -> None:
+    """The pause before sending ``frame``: the event delay plus the delay faults' extra for it."""
+    delay_s = event_delay_s + faults.extra_delay_ms(frame) / 1000
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
 
 
 def subject_of(token: str | None, secret: str, *, require: tuple[str, ...] = ("sub",)) -> str | None:

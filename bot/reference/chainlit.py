@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
@@ -27,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot.reference.backend import Stamps, subject_of
+from bot.reference.backend import Answers, Stamps, subject_of, wait_before
 from bot.reference.faults import Faults
 
 SOCKET_PATH = "/ws/socket.io"
@@ -53,7 +52,7 @@ class ChainlitBackend:
         self.stamps = stamps  # benchmarks: when each run's message arrived and completed
         self.secret = secret
         self.faults = faults
-        self.answer_for = answer
+        self.answers = Answers(faults, answer)  # earlier turns: what cl.chat_context holds
         self.event_delay_s = event_delay_s
         # Engine.IO's keepalive: the server PINGs every ping_interval_s (python-socketio's default 25 s); a client
         # that hears nothing for ping_interval_s + ping_timeout_s (default 20 s) gives the connection up.
@@ -70,7 +69,6 @@ class ChainlitBackend:
         # its sessionId (here a store every instance reads); under forget-sessions it lives in the Socket.IO
         # connection's memory, so a reconnect starts a new conversation.
         self.conversations: dict[tuple[str, str], list[str]] = {}
-        self.recent: deque[tuple[str, str]] = deque(maxlen=100)
         self.tasks: set[asyncio.Task[None]] = set()
         self.sio.on("connect", self.connect)
         self.sio.on("connection_successful", self.connection_successful)
@@ -157,7 +155,7 @@ class ChainlitBackend:
         user = self.users.get(sid, "anonymous")
         key = ("", sid) if faults.forget_sessions else (user, self.session_ids.get(sid, sid))
         said = self.conversations.setdefault(key, [])
-        answer = self._answer(user, text, list(said))
+        answer = self.answers.reply(user, text, list(said))
         said.append(text)
 
         def to(event: str) -> str | None:
@@ -207,22 +205,8 @@ class ChainlitBackend:
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _answer(self, user: str, text: str, earlier: list[str]) -> str:
-        other = next((t for u, t in reversed(self.recent) if u != user), None)
-        self.recent.append((user, text))
-        if self.faults.empty_answer:
-            return ""
-        if self.faults.canned_answer:
-            return f"Agent response for: {text}"
-        answer = self.answer_for(text)
-        if earlier:  # cl.chat_context: what the user said earlier in this session
-            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
-        return f"{answer} (also: {other[:60]})" if self.faults.cross_talk and other else answer
-
     async def _pause(self, name: str) -> None:
-        delay_s = self.event_delay_s + self.faults.extra_delay_ms(name) / 1000
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
+        await wait_before(name, self.faults, self.event_delay_s)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)

@@ -14,8 +14,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sse_starlette import EventSourceResponse
@@ -23,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bot.reference.backend import Stamps, subject_of
+from bot.reference.backend import Answers, Stamps, subject_of, wait_before
 from bot.reference.faults import Faults
 
 OPENAI_PATH = "/v1/chat/completions"
@@ -80,12 +79,11 @@ class StreamBackend:
         self.stamps = stamps  # benchmarks: when each run's request arrived and completed
         self.secret = secret
         self.faults = faults
-        self.answer_for = answer
+        self.answers = Answers(faults, answer)
         self.event_delay_s = event_delay_s
         # (app, user, session id) -> what the user said in it (a shared session service: every instance reads
         # it); under forget-sessions the key starts with the connection (one instance's in-memory sessions).
         self.sessions: dict[tuple[str, ...], list[str]] = {}
-        self.recent: deque[tuple[str, str]] = deque(maxlen=100)  # (user, text) of recent messages
 
     def routes(self) -> list[Route]:
         return [
@@ -135,26 +133,8 @@ class StreamBackend:
         """What the user said before in a conversation the client sends whole (forget-sessions: dropped)."""
         return [] if self.faults.forget_sessions else texts
 
-    def answer(self, user: str, text: str, earlier: Sequence[str] = ()) -> str:
-        """The answer for ``text``, bent by the faults (canned, empty, another user's message mixed in); a later
-        turn's names what the user said ``earlier`` in the conversation."""
-        other = next((t for u, t in reversed(self.recent) if u != user), None)
-        self.recent.append((user, text))
-        if self.faults.empty_answer:
-            return ""
-        if self.faults.canned_answer:
-            return f"Agent response for: {text}"
-        answer = self.answer_for(text)
-        if earlier:
-            answer += f" Earlier you said: {' / '.join(t[:100] for t in earlier)}"
-        if self.faults.cross_talk and other is not None:
-            answer = f"{answer} (also: {other[:60]})"
-        return answer
-
     async def pause(self, name: str) -> None:
-        delay_s = self.event_delay_s + self.faults.extra_delay_ms(name) / 1000
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
+        await wait_before(name, self.faults, self.event_delay_s)
 
     async def stall(self, request: Request) -> None:
         """The never-complete fault: silent from now on, until the client leaves."""
@@ -181,7 +161,7 @@ class StreamBackend:
             for m in messages[:-1]
             if isinstance(m, dict) and m.get("role") == "user"
         ]
-        answer = self.answer(user, text, self.earlier(said))
+        answer = self.answers.reply(user, text, self.earlier(said))
         events = self._openai_events(request, model, answer, time.monotonic())
         return EventSourceResponse(events, ping=15, sep="\n")
 
@@ -275,7 +255,7 @@ class StreamBackend:
         message = body.get("newMessage") or body.get("new_message") or {}
         parts = message.get("parts") if isinstance(message, dict) else None
         text = "".join(str(p.get("text") or "") for p in parts or [] if isinstance(p, dict))
-        answer = self.answer(str(user), text, list(said))
+        answer = self.answers.reply(str(user), text, list(said))
         said.append(text)  # the session's events: the next run sees this message
         events = self._adk_events(request, str(app), text, answer)
         return StreamingResponse(events, media_type="text/event-stream; charset=utf-8")
@@ -342,7 +322,7 @@ class StreamBackend:
             return _plain_error(400, "messages must be a non-empty array of UI messages")
         text = _ui_text(messages[-1])
         said = [_ui_text(m) for m in messages[:-1] if isinstance(m, dict) and m.get("role") == "user"]
-        answer = self.answer(user, text, self.earlier(said))
+        answer = self.answers.reply(user, text, self.earlier(said))
         return StreamingResponse(
             self._ai_sdk_parts(request, text, answer), media_type="text/event-stream", headers=AI_SDK_HEADERS
         )

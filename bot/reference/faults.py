@@ -76,6 +76,12 @@ _SWITCHES = {
     "garbage": "garbage",
     "forget-sessions": "forget_sessions",
 }
+# Faults taking milliseconds: spec name -> (Faults field, the example value in its error message).
+_DURATIONS = {
+    "slow-handshake": ("slow_handshake_ms", "3000"),
+    "cold-start": ("cold_start_ms", "1500"),
+    "max-age": ("max_age_ms", "2000"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +128,11 @@ class Faults:
         out = [name for name, attr in _SWITCHES.items() if getattr(self, attr)]
         out += [f"drop-event:{name}" for name in sorted(self.drop_events)]
         out += [f"delay:{name}={_format_ms(ms)}" for name, ms in self.delays_ms]
-        if self.slow_handshake_ms:
-            out.append(f"slow-handshake:{_format_ms(self.slow_handshake_ms)}")
-        if self.cold_start_ms:
-            out.append(f"cold-start:{_format_ms(self.cold_start_ms)}")
-        if self.max_age_ms:
-            out.append(f"max-age:{_format_ms(self.max_age_ms)}")
+        out += [
+            f"{name}:{_format_ms(getattr(self, attr))}"
+            for name, (attr, _) in _DURATIONS.items()
+            if getattr(self, attr)
+        ]
         return tuple(out)
 
 
@@ -169,18 +174,12 @@ def _apply(faults: Faults, spec: str) -> Faults:
             raise UsageError(f"fault {spec!r}: expected delay:NAME=MS, e.g. delay:agent_thinking=500")
         ms = _milliseconds(spec, ms_text)
         return replace(faults, delays_ms=(*faults.delays_ms, (frame, ms)))
-    if name == "slow-handshake":
+    if name in _DURATIONS:
+        attr, example = _DURATIONS[name]
         if not sep:
-            raise UsageError(f"fault {spec!r}: expected slow-handshake:MS, e.g. slow-handshake:3000")
-        return replace(faults, slow_handshake_ms=_milliseconds(spec, param))
-    if name == "max-age":
-        if not sep:
-            raise UsageError(f"fault {spec!r}: expected max-age:MS, e.g. max-age:2000")
-        return replace(faults, max_age_ms=_milliseconds(spec, param))
-    if name == "cold-start":
-        if not sep:
-            raise UsageError(f"fault {spec!r}: expected cold-start:MS, e.g. cold-start:1500")
-        return replace(faults, cold_start_ms=_milliseconds(spec, param))
+            raise UsageError(f"fault {spec!r}: expected {name}:MS, e.g. {name}:{example}")
+        duration: dict[str, Any] = {attr: _milliseconds(spec, param)}
+        return replace(faults, **duration)
     raise UsageError(f"unknown fault {spec!r}; expected one of: {', '.join(FAULTS)}")
 
 

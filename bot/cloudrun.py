@@ -261,6 +261,22 @@ def _reason(condition: run_v2.Condition) -> str:
     return str(getattr(value, "name", value))
 
 
+def _readiness_evidence(
+    short: str, revision: run_v2.Revision, readiness: _Readiness, **more: str
+) -> dict[str, str]:
+    """A not-ready revision's evidence, in Cloud Run's words: its Ready condition, ``more``, its logs' link."""
+    evidence = {
+        "revision": short,
+        "state": readiness.condition_state,
+        "reason": readiness.reason,
+        "message": readiness.message,
+        **more,
+    }
+    if revision.log_uri:
+        evidence["logs"] = revision.log_uri
+    return evidence
+
+
 def _ready_check(short: str, revision: run_v2.Revision, readiness: _Readiness, waiter: Waiter) -> CheckResult:
     waited_ms = round(waiter.elapsed * 1000, 1)
     if readiness.state == "ready":
@@ -278,15 +294,7 @@ def _ready_check(short: str, revision: run_v2.Revision, readiness: _Readiness, w
             f"revision {short} did not become ready within {waiter.timeout_s:g} s "
             f"(last reason: {readiness.reason or readiness.condition_state})"
         )
-    evidence = {
-        "revision": short,
-        "state": readiness.condition_state,
-        "reason": readiness.reason,
-        "message": readiness.message,
-        "waited_s": f"{waiter.elapsed:.0f}",
-    }
-    if revision.log_uri:
-        evidence["logs"] = revision.log_uri
+    evidence = _readiness_evidence(short, revision, readiness, waited_s=f"{waiter.elapsed:.0f}")
     return CheckResult(
         "revision-ready",
         Step.REVISION,
@@ -334,16 +342,8 @@ def recheck(
     why = readiness.message or readiness.reason or readiness.condition_state
     message = f"revision {target.revision} is no longer ready after the probe: {why}"
     progress(message)
-    evidence = {
-        "revision": target.revision,
-        "state": readiness.condition_state,
-        "reason": readiness.reason,
-        "message": readiness.message,
-    }
-    if readiness.since:
-        evidence["since"] = readiness.since
-    if revision.log_uri:
-        evidence["logs"] = revision.log_uri
+    since = {"since": readiness.since} if readiness.since else {}
+    evidence = _readiness_evidence(target.revision, revision, readiness, **since)
     return CheckResult(
         "revision-still-ready",
         Step.REVISION,

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot import hosts, server_logs, timestamps, waits
+from bot import hosts, server_logs, timestamps, traffic, waits
 from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, last_segment
 from bot.errors import CloudRunError, ConfigError
 from bot.results import (
@@ -426,14 +426,10 @@ def _not_tested_check(short: str, percent: int, service_url: str) -> CheckResult
 
 
 def serving(service: run_v2.Service) -> dict[str, int]:
-    """Revision short name -> percent of traffic it receives now (LATEST resolved to the latest ready)."""
-    latest_ready = last_segment(service.latest_ready_revision)
-    shares: dict[str, int] = {}
-    for status in service.traffic_statuses:
-        name = last_segment(status.revision) or latest_ready
-        if name and status.percent:
-            shares[name] = shares.get(name, 0) + status.percent
-    return shares
+    """Revision short name -> percent of traffic it receives now (``trafficStatuses``; LATEST resolved to the
+    latest ready revision, summed as ``traffic.shares`` sums a plan)."""
+    statuses = (traffic.Entry(last_segment(s.revision) or None, s.percent) for s in service.traffic_statuses)
+    return traffic.shares(statuses, last_segment(service.latest_ready_revision))
 
 
 def _previous_revision(

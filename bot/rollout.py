@@ -32,6 +32,7 @@ from bot.cloudrun_api import (
     Waiter,
     api_message,
     last_segment,
+    service_path,
     transient,
 )
 from bot.errors import CloudRunError
@@ -79,7 +80,7 @@ def move_traffic(
     service_id = service or target.service
     change = _Change(
         api=api,
-        name=f"projects/{target.project}/locations/{target.region}/services/{service_id}",
+        name=service_path(target.project, target.region, service_id),
         action=action,
         tested=tested,
         before_run=target.traffic,

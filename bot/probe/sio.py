@@ -30,6 +30,7 @@ from bot.probe.http_probe import timeout_hint, transport_failure
 from bot.probe.record import LATER_STEPS, Hooks, Message, Stream, later_turns, turn_suffix
 from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, TurnSettings
+from bot.timestamps import elapsed_ms
 
 if TYPE_CHECKING:
     import socketio
@@ -201,18 +202,20 @@ async def open_connection(
             )
     except _socketio().exceptions.ConnectionError as exc:
         await connection.close()
-        return Opened(None, _ms(started), _connect_failure(exc, refusals, evidence, redactor))
+        return Opened(None, elapsed_ms(started), _connect_failure(exc, refusals, evidence, redactor))
     except (TimeoutError, OSError) as exc:
         await connection.close()
         failure = transport_failure(exc, what="Socket.IO connection")
         return Opened(
-            None, _ms(started), Failure(failure.kind, failure.message, "connect", evidence | failure.evidence)
+            None,
+            elapsed_ms(started),
+            Failure(failure.kind, failure.message, "connect", evidence | failure.evidence),
         )
     except Exception as exc:  # the client's own errors, e.g. aiohttp's RuntimeError on a body it lost
         await connection.close()
         code = await _handshake_status(http, connect) if http is not None else None
         if code is not None and not 200 <= code < 300:
-            return Opened(None, _ms(started), _status_failure(str(code), "", evidence))
+            return Opened(None, elapsed_ms(started), _status_failure(str(code), "", evidence))
         failure = Failure(
             Kind.STREAM_PROTOCOL,
             f"The Socket.IO client could not complete the handshake: {type(exc).__name__}: "
@@ -220,8 +223,8 @@ async def open_connection(
             "handshake",
             evidence | {"error": redactor.clip(f"{type(exc).__name__}: {exc}", 500)},
         )
-        return Opened(None, _ms(started), failure)
-    return Opened(connection, _ms(started), None)
+        return Opened(None, elapsed_ms(started), failure)
+    return Opened(connection, elapsed_ms(started), None)
 
 
 def _status_failure(code: str, body: str, evidence: dict[str, str]) -> Failure:
@@ -538,8 +541,7 @@ async def negative_check(
     cfg = settings.journey
 
     def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
-        elapsed = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult("auth-negative", Step.CONNECT, status, elapsed, None, summary, failure)
+        return CheckResult("auth-negative", Step.CONNECT, status, elapsed_ms(started), None, summary, failure)
 
     user = request_steps.UserValues(
         {
@@ -620,10 +622,6 @@ async def negative_check(
         )
     finally:
         await connection.close()
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
 
 
 def connect_for(

@@ -27,6 +27,7 @@ from bot import iam
 from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
 from bot.probe.record import Message
 from bot.results import Failure, Kind
+from bot.timestamps import elapsed_ms
 from bot.untrusted import Redactor
 
 MAX_LINE_CHARS = 4 * 1024 * 1024  # one event's line; longer is a protocol failure, never unbounded memory
@@ -302,15 +303,15 @@ async def open_stream(
                 body = await _bounded_body(response)
                 await response.aclose()
                 failure = _status_failure(response, body, request_evidence(request), redactor)
-                return Opened(None, _ms(started), failure, status)
+                return Opened(None, elapsed_ms(started), failure, status)
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
         if response is not None:
             await response.aclose()
         failure = transport_failure(exc, what="Stream request")
         evidence = request_evidence(request) | failure.evidence
         failure = Failure(failure.kind, failure.message, "request", evidence)
-        return Opened(None, _ms(started), failure)
-    elapsed = _ms(started)
+        return Opened(None, elapsed_ms(started), failure)
+    elapsed = elapsed_ms(started)
     content_type = response.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "text/event-stream":
         body = await _bounded_body(response, deadline_s=timeout_s)
@@ -375,7 +376,3 @@ def _status_failure(
         evidence,
         subject=f"HTTP {code} on {evidence['request'].split('?', 1)[0]}",
     )
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

@@ -25,6 +25,7 @@ from bot.probe import steps as request_steps
 from bot.probe.record import LATER_STEPS, Hooks, Stream, later_turns, turn_suffix
 from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, SseHistorySettings, TurnSettings
+from bot.timestamps import elapsed_ms
 
 if TYPE_CHECKING:
     from bot.probe.journey import UserJourney
@@ -365,8 +366,7 @@ async def negative_check(
     )
 
     def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
-        elapsed = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult("auth-negative", Step.CONNECT, status, elapsed, None, summary, failure)
+        return CheckResult("auth-negative", Step.CONNECT, status, elapsed_ms(started), None, summary, failure)
 
     loop = asyncio.get_running_loop()
     budget = max(0.1, min(settings.sse.open_timeout_s + min(cfg.event_timeout_s, 10), deadline - loop.time()))

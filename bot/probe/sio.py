@@ -543,19 +543,7 @@ async def negative_check(
     def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
         return CheckResult("auth-negative", Step.CONNECT, status, elapsed_ms(started), None, summary, failure)
 
-    user = request_steps.UserValues(
-        {
-            **cfg.values,
-            "message": cfg.message,
-            "thread_id": "golden-path-anonymous",
-            "user": "anonymous",
-            "nonce": protocol.new_nonce(),
-            "message_id": str(uuid.uuid4()),
-            "turn_id": str(uuid.uuid4()),
-            "token": "",
-            "token_b64": "",
-        }
-    )
+    user = request_steps.anonymous_user(settings)
     if cfg.requests:
         outcome = await request_steps.run(
             http,

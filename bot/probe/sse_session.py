@@ -33,11 +33,6 @@ if TYPE_CHECKING:
 EVIDENCE_FRAME_CHARS = 1000
 
 
-def user_values(settings: Settings, values: dict[str, str]) -> request_steps.UserValues:
-    """The user's template values: journey.values under the built-in placeholders."""
-    return request_steps.UserValues({**settings.journey.values, **values})
-
-
 def stream_request(
     settings: Settings,
     base_url: str,
@@ -351,19 +346,7 @@ async def negative_check(
     to the anonymous client fail; anything else proves nothing (`not verified`, with what happened)."""
     cfg = settings.journey
     started = time.perf_counter()
-    user = user_values(
-        settings,
-        {
-            "message": cfg.message,
-            "thread_id": "golden-path-anonymous",
-            "user": "anonymous",
-            "nonce": protocol.new_nonce(),
-            "message_id": str(uuid.uuid4()),
-            "turn_id": str(uuid.uuid4()),
-            "token": "",
-            "token_b64": "",
-        },
-    )
+    user = request_steps.anonymous_user(settings)
 
     def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
         return CheckResult("auth-negative", Step.CONNECT, status, elapsed_ms(started), None, summary, failure)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,6 +45,24 @@ class UserValues:
         if not self.cookies:
             return []
         return [("Cookie", "; ".join(f"{name}={value}" for name, value in self.cookies.items()))]
+
+
+def anonymous_user(settings: Settings) -> UserValues:
+    """The anonymous client's template values (the negative checks of the SSE and Socket.IO sessions):
+    journey.values under the built-in placeholders, with no token and an identity that is nobody's."""
+    return UserValues(
+        {
+            **settings.journey.values,
+            "message": settings.journey.message,
+            "thread_id": "golden-path-anonymous",
+            "user": "anonymous",
+            "nonce": protocol.new_nonce(),
+            "message_id": str(uuid.uuid4()),
+            "turn_id": str(uuid.uuid4()),
+            "token": "",
+            "token_b64": "",
+        }
+    )
 
 
 def token_headers(way: StreamTokenSettings, token: str | None) -> list[tuple[str, str]]:

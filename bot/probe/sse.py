@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bot import iam
-from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, status_evidence, timeout_hint, transport_failure
 from bot.probe.record import Message
 from bot.results import Failure, Kind
 from bot.timestamps import elapsed_ms
@@ -352,11 +352,8 @@ def _status_failure(
 ) -> Failure:
     code = response.status_code
     headers = "\n".join(f"{k}: {v}" for k, v in response.headers.multi_items())
-    evidence = evidence | {
-        "status": redactor.clip(f"{code} {response.reason_phrase}", 200),
-        "headers": redactor.clip(headers, EVIDENCE_BODY_CHARS),
-        "body": redactor.clip(body, EVIDENCE_BODY_CHARS),
-    }
+    status = f"{code} {response.reason_phrase}"
+    evidence = status_evidence(evidence, status=status, headers=headers, body=body, redactor=redactor)
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="stream request", evidence=evidence)
     if code in (401, 403):

@@ -27,7 +27,7 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
 from bot import iam
-from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, status_evidence, timeout_hint, transport_failure
 from bot.probe.transport import Closed, Opened, Received
 from bot.protocol import Offer
 from bot.results import Failure, Kind
@@ -310,11 +310,8 @@ def _status_failure(
     code = response.status_code
     body = response.body.decode("utf-8", errors="replace") if response.body else ""
     headers = "\n".join(f"{k}: {v}" for k, v in response.headers.raw_items())
-    evidence = evidence | {
-        "status": redactor.clip(f"{code} {response.reason_phrase}", 200),
-        "headers": redactor.clip(headers, EVIDENCE_BODY_CHARS),
-        "body": redactor.clip(body, EVIDENCE_BODY_CHARS),
-    }
+    status = f"{code} {response.reason_phrase}"
+    evidence = status_evidence(evidence, status=status, headers=headers, body=body, redactor=redactor)
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="WebSocket upgrade", evidence=evidence)
     if 300 <= code < 400:

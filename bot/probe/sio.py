@@ -104,6 +104,15 @@ class Connection:
         Raises:
             Disconnected: the connection ended before this event.
         """
+        return (await self.next_event())[1]
+
+    async def next_event(self) -> tuple[str, Message]:
+        """The next event's Socket.IO name as the server sent it (what an emit's ``after`` waits for), and the
+        event named for this run, as ``recv()``.
+
+        Raises:
+            Disconnected: the connection ended before this event.
+        """
         item = await self.queue.get()
         if item is _ENDED or isinstance(item, Disconnected):
             raise item if isinstance(item, Disconnected) else Disconnected("the connection ended")
@@ -114,14 +123,14 @@ class Connection:
         cfg = self.settings.journey
         name = expressions.search(cfg.event_name, document)
         if not isinstance(name, str) or not name:
-            return Message(raw, None, at)  # the journey reports the frame the profile cannot name
+            return event, Message(raw, None, at)  # the journey reports the frame the profile cannot name
         starts = self.settings.socketio.run_starts_with
         if starts is not None and not self.run_started:
             if name == starts:
                 self.run_started = True
             elif name in cfg.expected_events and name not in cfg.error_events:
                 name += BEFORE_RUN  # the connection's own, not this message's run
-        return Message(raw, name, at)
+        return event, Message(raw, name, at)
 
     async def emit(self, event: str, data: Any) -> None:
         if data is None:
@@ -493,8 +502,7 @@ async def receive(
     try:
         async with asyncio.timeout_at(hooks.due()) as budget:
             while stream.completion is None and stream.failure is None:
-                message = await connection.recv()
-                raw_event = json.loads(message.raw).get("event")
+                raw_event, message = await connection.next_event()
                 name = hooks.take(message)
                 connection.seen.update(n for n in (raw_event, name) if isinstance(n, str))
                 for pending in [p for p in later if p[0] in (raw_event, name)]:
@@ -580,8 +588,7 @@ async def negative_check(
             for emit in [e for e in emits if e.after is None]:
                 await connection.emit(emit.event, template_data(emit.data, values))
             while True:
-                message = await connection.recv()
-                raw_event = json.loads(message.raw).get("event")
+                raw_event, message = await connection.next_event()
                 for pending in [p for p in later if p[0] in (raw_event, message.name)]:
                     later.remove(pending)
                     await connection.emit(pending[1], pending[2])

@@ -637,8 +637,8 @@ def connect_for(
         *user.cookie_header(),
         *headers,
     ]
-    query = {cfg.token.query: token} if token is not None and cfg.token.query else None
+    query = request_steps.token_query(cfg.token, token)
     url = protocol.http_url(base_url, "", query=query) if query else base_url
-    filled = {**values, "token": token or "", "token_b64": expressions.b64url(token or "")}
+    filled = {**values, **expressions.token_values(token or "")}
     auth = json.loads(expressions.render(cfg.auth, filled)) if cfg.auth is not None else None
     return Connect(url, cfg.path, cfg.namespace, tuple(headers), auth, cfg.transports)

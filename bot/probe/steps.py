@@ -80,11 +80,13 @@ def header_values(
     headers: Mapping[str, str], values: Mapping[str, str], token: str | None
 ) -> list[tuple[str, str]]:
     """Configured headers filled in; one that needs a token is left out when there is none."""
+    if not headers:
+        return []
     out = []
+    filled = {**values, **expressions.token_values(token or "")}
     for name, template in headers.items():
         if token is None and ("{token}" in template or "{token_b64}" in template):
             continue
-        filled = {**values, "token": token or "", "token_b64": expressions.b64url(token or "")}
         out.append((name, expressions.render_text(template, filled)))
     return out
 

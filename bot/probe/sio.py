@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bot import expressions, protocol, untrusted
+from bot import expressions, protocol, tracing, untrusted
 from bot.probe import hold as holding
 from bot.probe import steps as request_steps
 from bot.probe.http_probe import timeout_hint, transport_failure
@@ -70,7 +70,7 @@ class Connect:
     transports: tuple[str, ...]
 
     def evidence(self) -> dict[str, str]:
-        names = [n for n, _ in self.headers if n.lower() not in ("traceparent", "x-cloud-trace-context")]
+        names = [n for n, _ in self.headers if n.lower() not in tracing.HEADER_NAMES]
         auth_keys = ", ".join(sorted(self.auth)) if isinstance(self.auth, dict) else "(none)"
         return {
             "url": self.url.split("?", 1)[0],

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bot import iam
+from bot import iam, tracing
 from bot.probe.http_probe import EVIDENCE_BODY_CHARS, status_evidence, timeout_hint, transport_failure
 from bot.probe.record import Message
 from bot.results import Failure, Kind
@@ -32,7 +32,6 @@ from bot.untrusted import Redactor
 
 MAX_LINE_CHARS = 4 * 1024 * 1024  # one event's line; longer is a protocol failure, never unbounded memory
 _NO_REDACTION = Redactor()
-_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})
 END_OF_BODY = "(end of body)"
 DRAIN_S = (
     1.0  # after a turn's completion, the rest of its body is read this long at most (``EventStream.drain``)
@@ -159,7 +158,7 @@ class StreamRequest:
 
 def request_evidence(request: StreamRequest) -> dict[str, str]:
     """The request's shape for evidence: the URL and the names of the headers, never their values."""
-    names = [name for name, _ in request.headers if name.lower() not in _TRACE_HEADERS]
+    names = [name for name, _ in request.headers if name.lower() not in tracing.HEADER_NAMES]
     return {
         "request": f"{request.method} {request.url}",
         "token offered in": ", ".join(names) or "(no header)",

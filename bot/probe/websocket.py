@@ -26,7 +26,7 @@ from websockets.exceptions import (
 from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
-from bot import iam
+from bot import iam, tracing
 from bot.probe.http_probe import EVIDENCE_BODY_CHARS, status_evidence, timeout_hint, transport_failure
 from bot.probe.transport import Closed, Opened, Received
 from bot.protocol import Offer
@@ -190,9 +190,6 @@ class Handshake:
     subprotocol: str | None = None
 
 
-_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.tracing, never a token
-
-
 def offer_evidence(offer: Offer) -> dict[str, str]:
     """What the upgrade offered, as evidence: the full URL and the subprotocols with the token shown as <token>,
     and where the token travels (header, subprotocol, query, a frame), never its value."""
@@ -203,7 +200,7 @@ def offer_evidence(offer: Offer) -> dict[str, str]:
         "url": offer.display_url,
         "offered subprotocols": ", ".join(shown) or "(none)",
         "token travels in": offer.token_travel
-        or ", ".join(name for name, _ in offer.headers if name.lower() not in _TRACE_HEADERS)
+        or ", ".join(name for name, _ in offer.headers if name.lower() not in tracing.HEADER_NAMES)
         or "(no header)",
     }
 

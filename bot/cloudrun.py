@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from bot import hosts, server_logs, timestamps, waits
+from bot import hosts, server_logs, timestamps, traffic, waits
 from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, last_segment
 from bot.errors import CloudRunError, ConfigError
 from bot.results import (
@@ -261,6 +261,22 @@ def _reason(condition: run_v2.Condition) -> str:
     return str(getattr(value, "name", value))
 
 
+def _readiness_evidence(
+    short: str, revision: run_v2.Revision, readiness: _Readiness, **more: str
+) -> dict[str, str]:
+    """A not-ready revision's evidence, in Cloud Run's words: its Ready condition, ``more``, its logs' link."""
+    evidence = {
+        "revision": short,
+        "state": readiness.condition_state,
+        "reason": readiness.reason,
+        "message": readiness.message,
+        **more,
+    }
+    if revision.log_uri:
+        evidence["logs"] = revision.log_uri
+    return evidence
+
+
 def _ready_check(short: str, revision: run_v2.Revision, readiness: _Readiness, waiter: Waiter) -> CheckResult:
     waited_ms = round(waiter.elapsed * 1000, 1)
     if readiness.state == "ready":
@@ -278,15 +294,7 @@ def _ready_check(short: str, revision: run_v2.Revision, readiness: _Readiness, w
             f"revision {short} did not become ready within {waiter.timeout_s:g} s "
             f"(last reason: {readiness.reason or readiness.condition_state})"
         )
-    evidence = {
-        "revision": short,
-        "state": readiness.condition_state,
-        "reason": readiness.reason,
-        "message": readiness.message,
-        "waited_s": f"{waiter.elapsed:.0f}",
-    }
-    if revision.log_uri:
-        evidence["logs"] = revision.log_uri
+    evidence = _readiness_evidence(short, revision, readiness, waited_s=f"{waiter.elapsed:.0f}")
     return CheckResult(
         "revision-ready",
         Step.REVISION,
@@ -334,16 +342,8 @@ def recheck(
     why = readiness.message or readiness.reason or readiness.condition_state
     message = f"revision {target.revision} is no longer ready after the probe: {why}"
     progress(message)
-    evidence = {
-        "revision": target.revision,
-        "state": readiness.condition_state,
-        "reason": readiness.reason,
-        "message": readiness.message,
-    }
-    if readiness.since:
-        evidence["since"] = readiness.since
-    if revision.log_uri:
-        evidence["logs"] = revision.log_uri
+    since = {"since": readiness.since} if readiness.since else {}
+    evidence = _readiness_evidence(target.revision, revision, readiness, **since)
     return CheckResult(
         "revision-still-ready",
         Step.REVISION,
@@ -426,14 +426,10 @@ def _not_tested_check(short: str, percent: int, service_url: str) -> CheckResult
 
 
 def serving(service: run_v2.Service) -> dict[str, int]:
-    """Revision short name -> percent of traffic it receives now (LATEST resolved to the latest ready)."""
-    latest_ready = last_segment(service.latest_ready_revision)
-    shares: dict[str, int] = {}
-    for status in service.traffic_statuses:
-        name = last_segment(status.revision) or latest_ready
-        if name and status.percent:
-            shares[name] = shares.get(name, 0) + status.percent
-    return shares
+    """Revision short name -> percent of traffic it receives now (``trafficStatuses``; LATEST resolved to the
+    latest ready revision, summed as ``traffic.shares`` sums a plan)."""
+    statuses = (traffic.Entry(last_segment(s.revision) or None, s.percent) for s in service.traffic_statuses)
+    return traffic.shares(statuses, last_segment(service.latest_ready_revision))
 
 
 def _previous_revision(

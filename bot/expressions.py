@@ -76,15 +76,15 @@ def _is_false(value: Any) -> bool:  # JMESPath's falsiness, as jmespath.visitor.
 
 def _json_equal(x: Any, y: Any) -> bool:
     """JMESPath's ``==`` (jmespath.visitor's own rule): 0 and 1 never equal a boolean; otherwise Python's."""
-
-    def number(v: Any) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool)
-
-    if (number(x) and x in (0, 1) and isinstance(y, bool)) or (
-        number(y) and y in (0, 1) and isinstance(x, bool)
+    if (_number(x) and x in (0, 1) and isinstance(y, bool)) or (
+        _number(y) and y in (0, 1) and isinstance(x, bool)
     ):
         return False
     return bool(x == y)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _keys(node: dict[str, Any]) -> tuple[str, ...] | None:

@@ -9,6 +9,7 @@ built once); only ``bot.cli`` reads the environment and builds them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -533,24 +534,20 @@ def conclude(
     # The last net under the probe's own redaction: every string of the Run, before any renderer reads it (a
     # renderer's escaping, e.g. markdown's `\_`, would hide a secret from a later search).
     run = redact_strings(run, console.redactor)
+    write = functools.partial(
+        write_artifacts,
+        output_dir=settings.output_dir,
+        templates_dir=settings.report.templates_dir,
+        redactor=console.redactor,
+    )
     # The verdict is on disk before any traffic changes; rewritten only when the gate recorded an action.
     with progress.phase("report"):
-        artifacts, markdown = write_artifacts(
-            run,
-            output_dir=settings.output_dir,
-            templates_dir=settings.report.templates_dir,
-            redactor=console.redactor,
-        )
+        artifacts, markdown = write(run)
     with progress.phase("gate"), progress.waiting("the Cloud Run traffic change"):
         gated = apply_gate(run, settings, cloud_run=clients.cloud_run, log=log)
     if gated is not run:
         run = redact_strings(gated, console.redactor)
-        artifacts, markdown = write_artifacts(
-            run,
-            output_dir=settings.output_dir,
-            templates_dir=settings.report.templates_dir,
-            redactor=console.redactor,
-        )
+        artifacts, markdown = write(run)
     if not quiet:
         _show(run, markdown, artifacts, console)
     outputs = action.outputs(run, artifacts)

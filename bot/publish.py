@@ -207,4 +207,3 @@ def for_run(
             for url in outcome.issue_urls:
                 log(f"P0 issue: {url}")
     return outcome
-    return outcome

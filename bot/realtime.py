@@ -18,7 +18,6 @@ from bot.settings import Settings
 DOCS = "https://cloud.google.com/run/docs"
 WEBSOCKETS_DOC = f"{DOCS}/triggering/websockets"
 TIMEOUT_DOC = f"{DOCS}/configuring/request-timeout"
-HTTP2_DOC = f"{DOCS}/configuring/http2"
 AFFINITY_DOC = f"{DOCS}/configuring/session-affinity"
 CONCURRENCY_DOC = f"{DOCS}/about-concurrency"
 MIN_INSTANCES_DOC = f"{DOCS}/configuring/min-instances"

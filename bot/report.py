@@ -461,24 +461,17 @@ class _Sandbox(SandboxedEnvironment):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._safe: dict[tuple[type, str], bool] = {}
-        self._fields: dict[type, frozenset[str]] = {}  # per type: its dataclass fields a template may read
-        self._plain: dict[type, bool] = {}  # per type of value: plain data (never a method, a type or code)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """A public field of a dataclass (the Run and its parts) holding plain data, or an enum's ``value``,
         read at once: jinja's checks would return the same value (no ``str.format`` to wrap, no underscore, no
         internal attribute), and a 1,000-user report reads about 66,000 of them. Anything else goes through
         the sandbox."""
-        kind = type(obj)
-        fields = self._fields.get(kind)
-        if fields is None:
-            fields = self._fields[kind] = _public_fields(kind)
-        if attribute in fields or (attribute == "value" and isinstance(obj, Enum)):
+        kind: type = type(obj)
+        if attribute in _public_fields(kind) or (attribute == "value" and isinstance(obj, Enum)):
             value = getattr(obj, attribute)
-            plain = self._plain.get(type(value))
-            if plain is None:
-                plain = self._plain[type(value)] = _is_plain(type(value))
-            if plain:
+            of: type = type(value)
+            if _is_plain(of):
                 return value
         return super().getattr(obj, attribute)
 
@@ -492,12 +485,15 @@ class _Sandbox(SandboxedEnvironment):
         return safe
 
 
+@functools.cache
 def _public_fields(kind: type) -> frozenset[str]:
+    """Per type: its dataclass fields a template may read (none for other types)."""
     if not dataclasses.is_dataclass(kind):
         return frozenset()
     return frozenset(f.name for f in dataclasses.fields(kind) if not f.name.startswith("_"))
 
 
+@functools.cache
 def _is_plain(kind: type) -> bool:
     """Values of this type are data a template may hold: text, numbers, containers, enum members, dataclass
     instances (never a function, a method, a type or a code object)."""

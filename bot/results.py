@@ -467,17 +467,20 @@ def _schema() -> TypeAdapter[Run]:
 
 
 @functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names, decided once per type; None for any other type (a dataclass type itself too:
+    its type is ``type``)."""
+    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
 
 
 def _plain(value: Any) -> Any:
     """JSON-ready data, as pydantic's ``dump_python(mode="json")`` makes it, without building a schema."""
-    kind = type(value)
+    kind: type = type(value)
     if kind is str or kind is int or kind is bool or value is None:  # most values: kept as they are
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    names = _field_names(kind)
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, list | tuple):
@@ -520,14 +523,13 @@ _INDENTS = tuple("\n" + "  " * level for level in range(64))
 class _Indented:
     """``_plain`` and ``json.dumps(..., indent=2)`` in one walk, appending text to ``out``."""
 
-    __slots__ = ("fields", "out")
+    __slots__ = ("out",)
 
     def __init__(self, out: list[str]) -> None:
         self.out = out
-        self.fields: dict[type, tuple[str, ...] | None] = {}  # per type: its dataclass fields, or None
 
     def run(self, run: Run) -> None:
-        data = {name: getattr(run, name) for name in _field_names(Run)}
+        data = {name: getattr(run, name) for name in _field_names(Run) or ()}
         data["p0_count"] = run.p0_count
         data["p1_count"] = run.p1_count
         self.items(iter(data.items()), 0, "{", "}", keyed=True)
@@ -535,15 +537,11 @@ class _Indented:
 
     def value(self, value: Any, level: int) -> None:
         """One value that is not a str, None, a bool or an int (``items`` writes those itself)."""
-        kind = type(value)
+        kind: type = type(value)
         if kind is float:
             self.out.append(float.__repr__(value) if math.isfinite(value) else "null")
             return
-        names = self.fields.get(kind, ())
-        if names == ():
-            names = self.fields[kind] = (
-                _field_names(kind) if dataclasses.is_dataclass(kind) and not isinstance(value, type) else None
-            )
+        names = _field_names(kind)
         if names is not None:
             self.items(((name, getattr(value, name)) for name in names), level, "{", "}", keyed=True)
         elif isinstance(value, Enum):

@@ -7,14 +7,13 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from bot import iam, untrusted
-from bot.expressions import search
+from bot.expressions import dotted, search
 from bot.results import CheckResult, Failure, Kind, Status, Step
 from bot.settings import HealthSettings, VersionSettings
 
@@ -107,14 +106,6 @@ def transport_failure(exc: BaseException, *, what: str, detail: str = "") -> Fai
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text.lower():
         return Failure(Kind.CONNECT_REFUSED, f"{what}: connection refused.", detail, evidence)
     return Failure(Kind.CONNECT_REFUSED, f"{what}: the connection failed.", detail, evidence)
-
-
-def dotted(body: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(body, Mapping) or part not in body:
-            return None
-        body = body[part]
-    return body
 
 
 @dataclass(frozen=True, slots=True)

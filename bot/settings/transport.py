@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import re
 import string
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from bot import expressions, hosts
 from bot.settings.base import (
@@ -157,6 +157,17 @@ class AuthSettings(Section):
         return _json_values(v)
 
 
+def _query_param(value: str) -> str:
+    """The name of the query parameter that carries the token: an HTTP token (RFC 9110)."""
+    if not HTTP_TOKEN.fullmatch(value):
+        raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {shown(value)}")
+    return value
+
+
+QueryParam = Annotated[str, AfterValidator(_query_param)]
+"""A query parameter's name (``_query_param``), wherever the token may travel in the query."""
+
+
 class TokenHeader(Section):
     name: str = "Authorization"
     """The HTTP header that carries the token."""
@@ -187,7 +198,7 @@ class TokenSettings(Section):
     with and without a token."""
     header: TokenHeader | None = Field(default_factory=TokenHeader)
     """Send the token in this header on the upgrade request; null: no header."""
-    query: str | None = None
+    query: QueryParam | None = None
     """Send the token in this query parameter, e.g. `token`; null: not in the query."""
 
     @field_validator("subprotocols")
@@ -196,13 +207,6 @@ class TokenSettings(Section):
         for template in v:
             _subprotocol_template(template)  # only {token}/{token_b64}; an HTTP token once filled (no CR/LF)
         return tuple(_token_template(t) for t in v)
-
-    @field_validator("query")
-    @classmethod
-    def _query(cls, v: str | None) -> str | None:
-        if v is not None and not HTTP_TOKEN.fullmatch(v):
-            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {shown(v)}")
-        return v
 
 
 class WebSocketSettings(Section):
@@ -266,15 +270,8 @@ class StreamTokenSettings(Section):
 
     header: TokenHeader | None = Field(default_factory=TokenHeader)
     """Send the token in this header; null: no header."""
-    query: str | None = None
+    query: QueryParam | None = None
     """Send the token in this query parameter, e.g. `token`; null: not in the query."""
-
-    @field_validator("query")
-    @classmethod
-    def _query(cls, v: str | None) -> str | None:
-        if v is not None and not HTTP_TOKEN.fullmatch(v):
-            raise ValueError(f"expected a query parameter name (letters, digits, -._~), got {shown(v)}")
-        return v
 
 
 class SseHistorySettings(Section):

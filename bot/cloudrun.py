@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from bot import hosts, server_logs, timestamps, traffic, waits
-from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, last_segment
+from bot.cloudrun_api import ADC_HINT, Api, CloudRunClients, Waiter, last_segment, service_path
 from bot.errors import CloudRunError, ConfigError
 from bot.results import (
     CheckResult,
@@ -130,7 +130,7 @@ def resolve(
     api = Api(
         clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress, sleep=sleep, clock=clock
     )
-    service_name = f"projects/{settings.project}/locations/{settings.region}/services/{settings.service}"
+    service_name = service_path(settings.project, settings.region, settings.service)
     service = api.get_service(service_name)
 
     if settings.tag:
@@ -330,7 +330,7 @@ def recheck(
     api = Api(
         clients=clients, retry_timeout_s=settings.retry_timeout_s, progress=progress, sleep=sleep, clock=clock
     )
-    name = f"projects/{target.project}/locations/{target.region}/services/{settings.service}/revisions/{target.revision}"
+    name = f"{service_path(target.project, target.region, settings.service)}/revisions/{target.revision}"
     try:
         revision = api.get_revision(name)
     except CloudRunError as exc:

@@ -291,6 +291,11 @@ def _first(items: Iterable[T], limit: int) -> list[T]:
     return found
 
 
+def service_path(project: str, region: str, service: str) -> str:
+    """The Admin API's full name of a service: ``projects/p/locations/r/services/s``."""
+    return f"projects/{project}/locations/{region}/services/{service}"
+
+
 def last_segment(name: str) -> str:
     """``projects/p/locations/r/services/s/revisions/x`` -> ``x`` (traffic entries use short names)."""
     return name.rsplit("/", 1)[-1]

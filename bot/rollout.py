@@ -32,6 +32,7 @@ from bot.cloudrun_api import (
     Waiter,
     api_message,
     last_segment,
+    service_path,
     transient,
 )
 from bot.errors import CloudRunError
@@ -79,7 +80,7 @@ def move_traffic(
     service_id = service or target.service
     change = _Change(
         api=api,
-        name=f"projects/{target.project}/locations/{target.region}/services/{service_id}",
+        name=service_path(target.project, target.region, service_id),
         action=action,
         tested=tested,
         before_run=target.traffic,
@@ -215,7 +216,7 @@ class _Change:
                 raise CloudRunError(
                     f"Cloud Run answered the update of {self.name} with an error ({api_message(exc)}) and another "
                     f"writer changed the service meanwhile (its traffic now asks for "
-                    f"{traffic.describe(traffic.shares(entries_of(fresh), last_segment(fresh.latest_ready_revision)))}): "
+                    f"{traffic.describe(requested(fresh))}): "
                     "re-run to act on its current state"
                 ) from exc
             return self._await(operation, plan, lost=""), plan
@@ -239,11 +240,10 @@ class _Change:
         """Another writer landed first: plan again from its result, unless it touched the tested revision."""
         fresh = self.api.get_service(self.name)
         if _tested_state(fresh, self.tested) != _tested_state(current, self.tested):
-            latest = last_segment(fresh.latest_ready_revision)
             raise CloudRunError(
                 f"service {self.name} changed while trying to {self.action} ({api_message(exc)}): another writer "
                 f"changed the traffic or tags of {self.tested} (the service now asks for "
-                f"{traffic.describe(traffic.shares(entries_of(fresh), latest))}): left as it is; re-run to act "
+                f"{traffic.describe(requested(fresh))}): left as it is; re-run to act "
                 "on its current state"
             ) from exc
         self.api.progress(
@@ -306,7 +306,7 @@ class _Change:
         service = outcome.service
         latest = last_segment(service.latest_ready_revision) if service is not None else ""
         after = serving(service) if service is not None else {}
-        requested = traffic.shares(entries_of(service), latest) if service is not None else {}
+        asked = requested(service) if service is not None else {}
         planned = traffic.shares(plan.entries, latest)
         percent = planned.get(plan.destination, 0)
         was = traffic.describe(before)
@@ -325,11 +325,11 @@ class _Change:
                 f"reports {traffic.describe(after)}"
             )
         elif outcome.state == "pending":
-            accepted = "accepted" if requested == planned else "did not take"
+            accepted = "accepted" if asked == planned else "did not take"
             message = (
                 f"{self.action} to {plan.destination} not confirmed: the operation was not done after "
                 f"{self.operation_timeout_s:g} s (cloud_run.operation_timeout_s); Cloud Run {accepted} the change "
-                f"(the service's traffic asks for {traffic.describe(requested)}) and reports "
+                f"(the service's traffic asks for {traffic.describe(asked)}) and reports "
                 f"{traffic.describe(after)} serving: check its traffic before re-running"
             )
         else:
@@ -347,7 +347,7 @@ class _Change:
             error=outcome.state != "applied",
             before=before,
             after=after,
-            requested=requested,
+            requested=asked,
         )
 
 
@@ -365,6 +365,11 @@ def entries_of(service: run_v2.Service) -> tuple[traffic.Entry, ...]:
         )
         for t in service.traffic
     )
+
+
+def requested(service: run_v2.Service) -> dict[str, int]:
+    """Revision short name -> percent the service's spec asks for (``traffic``; beside ``serving``, what serves)."""
+    return traffic.shares(entries_of(service), last_segment(service.latest_ready_revision))
 
 
 def _target(entry: traffic.Entry) -> run_v2.TrafficTarget:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from bot.protocol import Offer
 
 RUN_USER = 0  # the run's own requests: health, the unauthenticated negative check
+# The headers ``headers()`` adds (lower case): never a token, so evidence of where a token travels leaves them out.
+HEADER_NAMES = frozenset({"traceparent", "x-cloud-trace-context"})
 
 # The user whose journey the current task runs: asyncio copies the context into each task, so a user bound in
 # its own task never leaks into another user's.

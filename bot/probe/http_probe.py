@@ -218,6 +218,18 @@ def _evidence(path: str, response: httpx.Response) -> dict[str, str]:
     }
 
 
+def status_evidence(
+    evidence: dict[str, str], *, status: str, headers: str, body: str, redactor: untrusted.Redactor
+) -> dict[str, str]:
+    """``evidence`` with a refused answer's status line, headers and body, each redacted and clipped (the
+    WebSocket upgrade's and the stream request's status failures)."""
+    return evidence | {
+        "status": redactor.clip(status, 200),
+        "headers": redactor.clip(headers, EVIDENCE_BODY_CHARS),
+        "body": redactor.clip(body, EVIDENCE_BODY_CHARS),
+    }
+
+
 def timeout_hint(status: int) -> str:
     """What an HTTP 504 means in front of Cloud Run (appended to a status failure's message; empty otherwise)."""
     if status != 504:

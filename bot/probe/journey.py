@@ -30,7 +30,7 @@ from bot.probe import negative as negative_probe
 from bot.probe import steps as request_steps
 from bot.probe import turn as turns
 from bot.probe import websocket as ws_probe
-from bot.probe.record import LATER_STEPS, Hooks, Stream, Timings
+from bot.probe.record import LATER_STEPS, Hooks, Stream, Timings, later_turns, turn_suffix
 from bot.probe.turn import Context, run_deadline_failure
 from bot.results import (
     ARRIVALS_CAP,
@@ -338,7 +338,7 @@ def _judge_streams(journey: UserJourney, ctx: Context) -> None:
 
 def _numbered(checks: list[CheckResult], turn: int) -> list[CheckResult]:
     """Turn 1's checks keep their ids (``events``, ``answer``); a later turn's say which turn they judge."""
-    return checks if turn == 1 else [replace(c, id=f"{c.id} (turn {turn})") for c in checks]
+    return checks if turn == 1 else [replace(c, id=c.id + turn_suffix(turn)) for c in checks]
 
 
 def _thread(ctx: Context, user: int) -> str:
@@ -564,11 +564,15 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
                 again = await _connect(journey, ctx, identity, check_id=f"reconnect (turn {number})")
                 if again is None:
                     stream.judged = True  # nothing was received: the reconnect check says why
-                    _skip_turns(journey, conversation, number, why=f"no connection for turn {number}")
+                    journey.skip(
+                        *later_turns(number, len(conversation)), why=f"no connection for turn {number}"
+                    )
                     break
                 connection, opened = again, reopened
             if not await _turn(journey, ctx, connection, spec, stream, values, owners):
-                _skip_turns(journey, conversation, number + 1, why=f"turn {number} did not complete")
+                journey.skip(
+                    *later_turns(number + 1, len(conversation)), why=f"turn {number} did not complete"
+                )
                 break
         else:
             completed = True
@@ -659,7 +663,7 @@ async def _turn(
     """One turn: its message sent and its events received into its stream; True when it completed."""
     cfg = ctx.journey
     number = stream.turn
-    suffix = "" if number == 1 else f" (turn {number})"
+    suffix = turn_suffix(number)
     values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
     journey.step = Step.MESSAGE
     later, failure = await turns.send_opening(stream, connection, ctx, values=values)
@@ -679,13 +683,6 @@ async def _turn(
         stream, connection, ctx, owners=owners, later=later, values=values, sla_deadline=sla_deadline
     )
     return stream.completion is not None
-
-
-def _skip_turns(
-    journey: UserJourney, conversation: tuple[TurnSettings, ...], first: int, *, why: str
-) -> None:
-    for number in range(first, len(conversation) + 1):
-        journey.skip(*[(f"{c} (turn {number})", s) for c, s in LATER_STEPS[1:]], why=why)
 
 
 def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict[str, str]:

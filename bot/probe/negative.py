@@ -77,12 +77,7 @@ async def negative_check(
     finally:
         # The verdict is already taken: a polite close must not spend the check's budget (a tenth of run_s).
         # On a burst of frames left unread, websockets reads the close reply only after its queue drains.
-        session = opened.session
-        await (
-            session.close(deadline_s=CLOSE_S)
-            if isinstance(session, ws_probe.WebSocketSession)
-            else session.close()
-        )
+        await opened.session.close(deadline_s=CLOSE_S)
 
 
 async def _converse(

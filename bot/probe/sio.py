@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bot import expressions, protocol, untrusted
+from bot import expressions, protocol, tracing, untrusted
 from bot.probe import hold as holding
 from bot.probe import steps as request_steps
 from bot.probe.http_probe import timeout_hint, transport_failure
 from bot.probe.record import LATER_STEPS, Hooks, Message, Stream, later_turns, turn_suffix
 from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, TurnSettings
+from bot.timestamps import elapsed_ms
 
 if TYPE_CHECKING:
     import socketio
@@ -69,7 +70,7 @@ class Connect:
     transports: tuple[str, ...]
 
     def evidence(self) -> dict[str, str]:
-        names = [n for n, _ in self.headers if n.lower() not in ("traceparent", "x-cloud-trace-context")]
+        names = [n for n, _ in self.headers if n.lower() not in tracing.HEADER_NAMES]
         auth_keys = ", ".join(sorted(self.auth)) if isinstance(self.auth, dict) else "(none)"
         return {
             "url": self.url.split("?", 1)[0],
@@ -103,6 +104,15 @@ class Connection:
         Raises:
             Disconnected: the connection ended before this event.
         """
+        return (await self.next_event())[1]
+
+    async def next_event(self) -> tuple[str, Message]:
+        """The next event's Socket.IO name as the server sent it (what an emit's ``after`` waits for), and the
+        event named for this run, as ``recv()``.
+
+        Raises:
+            Disconnected: the connection ended before this event.
+        """
         item = await self.queue.get()
         if item is _ENDED or isinstance(item, Disconnected):
             raise item if isinstance(item, Disconnected) else Disconnected("the connection ended")
@@ -113,14 +123,14 @@ class Connection:
         cfg = self.settings.journey
         name = expressions.search(cfg.event_name, document)
         if not isinstance(name, str) or not name:
-            return Message(raw, None, at)  # the journey reports the frame the profile cannot name
+            return event, Message(raw, None, at)  # the journey reports the frame the profile cannot name
         starts = self.settings.socketio.run_starts_with
         if starts is not None and not self.run_started:
             if name == starts:
                 self.run_started = True
             elif name in cfg.expected_events and name not in cfg.error_events:
                 name += BEFORE_RUN  # the connection's own, not this message's run
-        return Message(raw, name, at)
+        return event, Message(raw, name, at)
 
     async def emit(self, event: str, data: Any) -> None:
         if data is None:
@@ -201,18 +211,20 @@ async def open_connection(
             )
     except _socketio().exceptions.ConnectionError as exc:
         await connection.close()
-        return Opened(None, _ms(started), _connect_failure(exc, refusals, evidence, redactor))
+        return Opened(None, elapsed_ms(started), _connect_failure(exc, refusals, evidence, redactor))
     except (TimeoutError, OSError) as exc:
         await connection.close()
         failure = transport_failure(exc, what="Socket.IO connection")
         return Opened(
-            None, _ms(started), Failure(failure.kind, failure.message, "connect", evidence | failure.evidence)
+            None,
+            elapsed_ms(started),
+            Failure(failure.kind, failure.message, "connect", evidence | failure.evidence),
         )
     except Exception as exc:  # the client's own errors, e.g. aiohttp's RuntimeError on a body it lost
         await connection.close()
         code = await _handshake_status(http, connect) if http is not None else None
         if code is not None and not 200 <= code < 300:
-            return Opened(None, _ms(started), _status_failure(str(code), "", evidence))
+            return Opened(None, elapsed_ms(started), _status_failure(str(code), "", evidence))
         failure = Failure(
             Kind.STREAM_PROTOCOL,
             f"The Socket.IO client could not complete the handshake: {type(exc).__name__}: "
@@ -220,8 +232,8 @@ async def open_connection(
             "handshake",
             evidence | {"error": redactor.clip(f"{type(exc).__name__}: {exc}", 500)},
         )
-        return Opened(None, _ms(started), failure)
-    return Opened(connection, _ms(started), None)
+        return Opened(None, elapsed_ms(started), failure)
+    return Opened(connection, elapsed_ms(started), None)
 
 
 def _status_failure(code: str, body: str, evidence: dict[str, str]) -> Failure:
@@ -490,8 +502,7 @@ async def receive(
     try:
         async with asyncio.timeout_at(hooks.due()) as budget:
             while stream.completion is None and stream.failure is None:
-                message = await connection.recv()
-                raw_event = json.loads(message.raw).get("event")
+                raw_event, message = await connection.next_event()
                 name = hooks.take(message)
                 connection.seen.update(n for n in (raw_event, name) if isinstance(n, str))
                 for pending in [p for p in later if p[0] in (raw_event, name)]:
@@ -538,22 +549,9 @@ async def negative_check(
     cfg = settings.journey
 
     def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
-        elapsed = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult("auth-negative", Step.CONNECT, status, elapsed, None, summary, failure)
+        return CheckResult("auth-negative", Step.CONNECT, status, elapsed_ms(started), None, summary, failure)
 
-    user = request_steps.UserValues(
-        {
-            **cfg.values,
-            "message": cfg.message,
-            "thread_id": "golden-path-anonymous",
-            "user": "anonymous",
-            "nonce": protocol.new_nonce(),
-            "message_id": str(uuid.uuid4()),
-            "turn_id": str(uuid.uuid4()),
-            "token": "",
-            "token_b64": "",
-        }
-    )
+    user = request_steps.anonymous_user(settings)
     if cfg.requests:
         outcome = await request_steps.run(
             http,
@@ -590,8 +588,7 @@ async def negative_check(
             for emit in [e for e in emits if e.after is None]:
                 await connection.emit(emit.event, template_data(emit.data, values))
             while True:
-                message = await connection.recv()
-                raw_event = json.loads(message.raw).get("event")
+                raw_event, message = await connection.next_event()
                 for pending in [p for p in later if p[0] in (raw_event, message.name)]:
                     later.remove(pending)
                     await connection.emit(pending[1], pending[2])
@@ -622,10 +619,6 @@ async def negative_check(
         await connection.close()
 
 
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
-
-
 def connect_for(
     settings: Settings,
     base_url: str,
@@ -644,8 +637,8 @@ def connect_for(
         *user.cookie_header(),
         *headers,
     ]
-    query = {cfg.token.query: token} if token is not None and cfg.token.query else None
+    query = request_steps.token_query(cfg.token, token)
     url = protocol.http_url(base_url, "", query=query) if query else base_url
-    filled = {**values, "token": token or "", "token_b64": expressions.b64url(token or "")}
+    filled = {**values, **expressions.token_values(token or "")}
     auth = json.loads(expressions.render(cfg.auth, filled)) if cfg.auth is not None else None
     return Connect(url, cfg.path, cfg.namespace, tuple(headers), auth, cfg.transports)

@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bot import iam
-from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
+from bot import iam, tracing
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, status_evidence, timeout_hint, transport_failure
 from bot.probe.record import Message
 from bot.results import Failure, Kind
+from bot.timestamps import elapsed_ms
 from bot.untrusted import Redactor
 
 MAX_LINE_CHARS = 4 * 1024 * 1024  # one event's line; longer is a protocol failure, never unbounded memory
 _NO_REDACTION = Redactor()
-_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})
 END_OF_BODY = "(end of body)"
 DRAIN_S = (
     1.0  # after a turn's completion, the rest of its body is read this long at most (``EventStream.drain``)
@@ -158,7 +158,7 @@ class StreamRequest:
 
 def request_evidence(request: StreamRequest) -> dict[str, str]:
     """The request's shape for evidence: the URL and the names of the headers, never their values."""
-    names = [name for name, _ in request.headers if name.lower() not in _TRACE_HEADERS]
+    names = [name for name, _ in request.headers if name.lower() not in tracing.HEADER_NAMES]
     return {
         "request": f"{request.method} {request.url}",
         "token offered in": ", ".join(names) or "(no header)",
@@ -302,15 +302,15 @@ async def open_stream(
                 body = await _bounded_body(response)
                 await response.aclose()
                 failure = _status_failure(response, body, request_evidence(request), redactor)
-                return Opened(None, _ms(started), failure, status)
+                return Opened(None, elapsed_ms(started), failure, status)
     except (httpx.HTTPError, OSError, TimeoutError) as exc:
         if response is not None:
             await response.aclose()
         failure = transport_failure(exc, what="Stream request")
         evidence = request_evidence(request) | failure.evidence
         failure = Failure(failure.kind, failure.message, "request", evidence)
-        return Opened(None, _ms(started), failure)
-    elapsed = _ms(started)
+        return Opened(None, elapsed_ms(started), failure)
+    elapsed = elapsed_ms(started)
     content_type = response.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "text/event-stream":
         body = await _bounded_body(response, deadline_s=timeout_s)
@@ -351,11 +351,8 @@ def _status_failure(
 ) -> Failure:
     code = response.status_code
     headers = "\n".join(f"{k}: {v}" for k, v in response.headers.multi_items())
-    evidence = evidence | {
-        "status": redactor.clip(f"{code} {response.reason_phrase}", 200),
-        "headers": redactor.clip(headers, EVIDENCE_BODY_CHARS),
-        "body": redactor.clip(body, EVIDENCE_BODY_CHARS),
-    }
+    status = f"{code} {response.reason_phrase}"
+    evidence = status_evidence(evidence, status=status, headers=headers, body=body, redactor=redactor)
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="stream request", evidence=evidence)
     if code in (401, 403):
@@ -375,7 +372,3 @@ def _status_failure(
         evidence,
         subject=f"HTTP {code} on {evidence['request'].split('?', 1)[0]}",
     )
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

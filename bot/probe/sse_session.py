@@ -25,16 +25,12 @@ from bot.probe import steps as request_steps
 from bot.probe.record import LATER_STEPS, Hooks, Stream, later_turns, turn_suffix
 from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, SseHistorySettings, TurnSettings
+from bot.timestamps import elapsed_ms
 
 if TYPE_CHECKING:
     from bot.probe.journey import UserJourney
 
 EVIDENCE_FRAME_CHARS = 1000
-
-
-def user_values(settings: Settings, values: dict[str, str]) -> request_steps.UserValues:
-    """The user's template values: journey.values under the built-in placeholders."""
-    return request_steps.UserValues({**settings.journey.values, **values})
 
 
 def stream_request(
@@ -350,23 +346,10 @@ async def negative_check(
     to the anonymous client fail; anything else proves nothing (`not verified`, with what happened)."""
     cfg = settings.journey
     started = time.perf_counter()
-    user = user_values(
-        settings,
-        {
-            "message": cfg.message,
-            "thread_id": "golden-path-anonymous",
-            "user": "anonymous",
-            "nonce": protocol.new_nonce(),
-            "message_id": str(uuid.uuid4()),
-            "turn_id": str(uuid.uuid4()),
-            "token": "",
-            "token_b64": "",
-        },
-    )
+    user = request_steps.anonymous_user(settings)
 
     def result(status: Status, summary: str, failure: Failure | None = None) -> CheckResult:
-        elapsed = round((time.perf_counter() - started) * 1000, 2)
-        return CheckResult("auth-negative", Step.CONNECT, status, elapsed, None, summary, failure)
+        return CheckResult("auth-negative", Step.CONNECT, status, elapsed_ms(started), None, summary, failure)
 
     loop = asyncio.get_running_loop()
     budget = max(0.1, min(settings.sse.open_timeout_s + min(cfg.event_timeout_s, 10), deadline - loop.time()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -46,6 +47,24 @@ class UserValues:
         return [("Cookie", "; ".join(f"{name}={value}" for name, value in self.cookies.items()))]
 
 
+def anonymous_user(settings: Settings) -> UserValues:
+    """The anonymous client's template values (the negative checks of the SSE and Socket.IO sessions):
+    journey.values under the built-in placeholders, with no token and an identity that is nobody's."""
+    return UserValues(
+        {
+            **settings.journey.values,
+            "message": settings.journey.message,
+            "thread_id": "golden-path-anonymous",
+            "user": "anonymous",
+            "nonce": protocol.new_nonce(),
+            "message_id": str(uuid.uuid4()),
+            "turn_id": str(uuid.uuid4()),
+            "token": "",
+            "token_b64": "",
+        }
+    )
+
+
 def token_headers(way: StreamTokenSettings, token: str | None) -> list[tuple[str, str]]:
     """The token as a header, the way the transport sends it (none without a token)."""
     if token is None or way.header is None:
@@ -61,11 +80,13 @@ def header_values(
     headers: Mapping[str, str], values: Mapping[str, str], token: str | None
 ) -> list[tuple[str, str]]:
     """Configured headers filled in; one that needs a token is left out when there is none."""
+    if not headers:
+        return []
     out = []
+    filled = {**values, **expressions.token_values(token or "")}
     for name, template in headers.items():
         if token is None and ("{token}" in template or "{token_b64}" in template):
             continue
-        filled = {**values, "token": token or "", "token_b64": expressions.b64url(token or "")}
         out.append((name, expressions.render_text(template, filled)))
     return out
 

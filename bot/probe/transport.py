@@ -67,8 +67,9 @@ class Session(Protocol):
     async def receive(self) -> Received:
         """The next frame. Raises ``Closed``."""
 
-    async def close(self) -> None:
-        """Idempotent; never raises."""
+    async def close(self, *, deadline_s: float = ...) -> None:
+        """Idempotent; never raises. The close handshake within ``deadline_s`` (by default the transport's own),
+        then the connection is aborted."""
 
     def evidence(self) -> dict[str, str]:
         """What the transport itself noticed about the peer (e.g. a ping flood), for a stalled stream's finding."""

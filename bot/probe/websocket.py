@@ -26,8 +26,8 @@ from websockets.exceptions import (
 from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
 
-from bot import iam
-from bot.probe.http_probe import EVIDENCE_BODY_CHARS, timeout_hint, transport_failure
+from bot import iam, tracing
+from bot.probe.http_probe import EVIDENCE_BODY_CHARS, status_evidence, timeout_hint, transport_failure
 from bot.probe.transport import Closed, Opened, Received
 from bot.protocol import Offer
 from bot.results import Failure, Kind
@@ -190,9 +190,6 @@ class Handshake:
     subprotocol: str | None = None
 
 
-_TRACE_HEADERS = frozenset({"traceparent", "x-cloud-trace-context"})  # added by bot.tracing, never a token
-
-
 def offer_evidence(offer: Offer) -> dict[str, str]:
     """What the upgrade offered, as evidence: the full URL and the subprotocols with the token shown as <token>,
     and where the token travels (header, subprotocol, query, a frame), never its value."""
@@ -203,7 +200,7 @@ def offer_evidence(offer: Offer) -> dict[str, str]:
         "url": offer.display_url,
         "offered subprotocols": ", ".join(shown) or "(none)",
         "token travels in": offer.token_travel
-        or ", ".join(name for name, _ in offer.headers if name.lower() not in _TRACE_HEADERS)
+        or ", ".join(name for name, _ in offer.headers if name.lower() not in tracing.HEADER_NAMES)
         or "(no header)",
     }
 
@@ -310,11 +307,8 @@ def _status_failure(
     code = response.status_code
     body = response.body.decode("utf-8", errors="replace") if response.body else ""
     headers = "\n".join(f"{k}: {v}" for k, v in response.headers.raw_items())
-    evidence = evidence | {
-        "status": redactor.clip(f"{code} {response.reason_phrase}", 200),
-        "headers": redactor.clip(headers, EVIDENCE_BODY_CHARS),
-        "body": redactor.clip(body, EVIDENCE_BODY_CHARS),
-    }
+    status = f"{code} {response.reason_phrase}"
+    evidence = status_evidence(evidence, status=status, headers=headers, body=body, redactor=redactor)
     if iam.is_front_end_refusal(code, body):
         return iam.denied(code, request="WebSocket upgrade", evidence=evidence)
     if 300 <= code < 400:

@@ -323,9 +323,11 @@ def _base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _check_template(key: str, template: str, known: list[str], *, json_body: bool) -> None:
+def _check_template(
+    key: str, template: str, known: list[str], *, json_body: bool, array: bool = False
+) -> None:
     problem = (
-        expressions.template_problem(template, known)
+        expressions.template_problem(template, known, array=array)
         if json_body
         else expressions.unknown_placeholder(template, (*expressions.PLACEHOLDERS, *known))
     )
@@ -337,9 +339,7 @@ def _check_history(body: str | None, history: SseHistorySettings, known: list[st
     """``sse.history`` needs a body whose ``at`` is a list, and a turn template that is a JSON array."""
     if body is None:
         raise ValueError("sse.history: the earlier turns go into sse.body, which is null: give sse.body")
-    problem = expressions.template_problem(history.turn, [*known, "answer"], array=True)
-    if problem is not None:
-        raise ValueError(f"sse.history.turn: {shown(history.turn)} is not a valid template: {problem}")
+    _check_template("sse.history.turn", history.turn, [*known, "answer"], json_body=True, array=True)
     sample = json.loads(expressions.render(body, {p: "x" for p in [*expressions.PLACEHOLDERS, *known]}))
     if not isinstance(expressions.dotted(sample, history.at), list):
         raise ValueError(

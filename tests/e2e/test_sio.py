@@ -3,8 +3,6 @@ server, written from Chainlit's source): the chainlit profile healthy and under 
 refusal, the completion qualified by the message's own run, and a WebSocket config pointed at Socket.IO."""
 
 import asyncio
-import io
-import json
 import subprocess
 import sys
 import time
@@ -14,7 +12,6 @@ import pytest
 
 from bot import diagnose, results
 from bot.auth import Credentials
-from bot.cli import main
 from bot.config import build_settings
 from bot.errors import ConfigError
 from bot.probe.journey import probe
@@ -22,7 +19,8 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
 from bot.settings import Settings
-from tests.configs import QUIET_TARGETS_YAML
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.configs import QUIET_TARGETS, QUIET_TARGETS_YAML, readme_yaml
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"
@@ -31,13 +29,7 @@ FAST = {
     "socketio": {"open_timeout_s": 3},
     "timeouts": {"connect_s": 1.5, "request_s": 1.5, "run_s": 20},
     # Performance is measured in benchmarks/: here a busy 2-core machine must not add a finding.
-    "targets": {
-        "api_ms": 60_000,
-        "handshake_ms": 60_000,
-        "agent_startup_ms": 60_000,
-        "processing_ms": 60_000,
-        "total_ms": 60_000,
-    },
+    "targets": QUIET_TARGETS,
 }
 
 
@@ -169,32 +161,20 @@ def test_build_settings__bad_socketio_configuration_is_one_clear_line(
     assert expected in str(caught.value)
 
 
-_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
-
-
 def test_main__the_readme_chainlit_config_passes_against_its_backend(tmp_path: Path):
-    config = tmp_path / "golden-path.yml"
     opening = "A Chainlit app whose `@cl.header_auth_callback`"
-    readme_config = _README.split(opening, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
-    config.write_text(readme_config + QUIET_TARGETS_YAML)  # a verdict is the subject, not the speed
+    # a verdict is the subject, not the speed
+    config = write_config(tmp_path, readme_yaml(opening) + QUIET_TARGETS_YAML)
     with ReferenceServer(secret=SECRET, version=VERSION) as server:
-        argv = [
-            "check",
-            "--url",
-            server.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        err = io.StringIO()
-        code = main(
-            argv, env={"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION}, stdout=io.StringIO(), stderr=err
+        code, _out, err = run_main(
+            check_url_argv(server.url, config, tmp_path),
+            env={"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION},
         )
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err.getvalue()
-    assert all(c["status"] == "pass" for c in saved["checks"] if c["id"] in ("isolation", "auth-negative"))
+    saved = results_json(tmp_path)
+    assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err
+    guarded = [c for c in saved["checks"] if c["id"] in ("isolation", "auth-negative")]
+    assert {c["id"] for c in guarded} == {"isolation", "auth-negative"}, saved["checks"]  # both ran
+    assert all(c["status"] == "pass" for c in guarded)
 
 
 def test_start_up__a_websocket_run_does_not_import_python_socketio():

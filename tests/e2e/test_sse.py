@@ -19,7 +19,8 @@ from bot.reference.faults import parse_faults
 from bot.reference.server import ReferenceServer
 from bot.results import Kind, Severity, Status, Verdict
 from bot.settings import AuthSettings, Settings
-from tests.configs import QUIET_TARGETS_YAML
+from tests.cli_support import check_url_argv, results_json, run_main, write_config
+from tests.configs import QUIET_TARGETS, QUIET_TARGETS_YAML, readme_yaml
 
 SECRET = "reference-secret-for-tests-0123456789abcdef"
 VERSION = "1111111aaaaaaa"
@@ -29,13 +30,7 @@ FAST = {
     "sse": {"open_timeout_s": 1.5},
     "timeouts": {"connect_s": 1.5, "request_s": 1.5, "run_s": 20},
     # Performance is measured in benchmarks/: here a busy 2-core machine must not add a finding.
-    "targets": {
-        "api_ms": 60_000,
-        "handshake_ms": 60_000,
-        "agent_startup_ms": 60_000,
-        "processing_ms": 60_000,
-        "total_ms": 60_000,
-    },
+    "targets": QUIET_TARGETS,
 }
 SSE_PROFILES = ("openai-chat", "adk", "ai-sdk")
 
@@ -394,7 +389,6 @@ def test_build_settings__values_from_earlier_request_steps_are_placeholders_for_
 
 # -- the README's worked configs, as written ------------------------------------------------------------------
 
-_README = (Path(__file__).parent.parent.parent / "README.md").read_text(encoding="utf-8")
 README_CONFIGS = {
     "openai-chat": "An OpenAI-compatible server (vLLM, LiteLLM, Ollama, ...)",
     "adk": "A Google ADK agent deployed with `adk deploy cloud_run`",
@@ -402,37 +396,17 @@ README_CONFIGS = {
 }
 
 
-def _readme_config(opening: str) -> str:
-    return _README.split(opening, 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
-
-
 @pytest.mark.parametrize("profile", sorted(README_CONFIGS))
 def test_main__each_readme_sse_config_passes_against_its_backend(profile: str, tmp_path: Path):
-    import io
-
-    from bot.cli import main
-
-    config = tmp_path / "golden-path.yml"
-    config.write_text(
-        _readme_config(README_CONFIGS[profile]) + QUIET_TARGETS_YAML
-    )  # a verdict is the subject, not the speed
+    # a verdict is the subject, not the speed
+    config = write_config(tmp_path, readme_yaml(README_CONFIGS[profile]) + QUIET_TARGETS_YAML)
     with ReferenceServer(secret=SECRET, version=VERSION) as server:
-        argv = [
-            "check",
-            "--url",
-            server.url,
-            "--config",
-            str(config),
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-        err = io.StringIO()
-        code = main(
-            argv, env={"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION}, stdout=io.StringIO(), stderr=err
+        code, _out, err = run_main(
+            check_url_argv(server.url, config, tmp_path),
+            env={"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION},
         )
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err.getvalue()
+    saved = results_json(tmp_path)
+    assert (saved["verdict"], code) == ("pass", 0), saved["findings"] or err
     checks = {(c["id"], c["user"]): c for c in saved["checks"]}
     assert checks[("auth-negative", None)]["status"] == "pass"
     assert all(checks[("isolation", user)]["status"] == "pass" for user in (1, 2, 3))

@@ -262,6 +262,17 @@ def new_nonce() -> str:
     return f"gpn{secrets.token_hex(6)}"
 
 
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version nibble and the variant bits
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
+def new_uuid() -> str:
+    """``str(uuid.uuid4())`` (a random RFC 4122 version 4 UUID, canonical text) without building a UUID object:
+    three per journey at 1,000 users were 20 µs of each journey's CPU."""
+    h = f"{int.from_bytes(secrets.token_bytes(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class Nonces:
     """Finds other users' nonces in a frame with one fixed pattern and a set lookup: the cost per frame does not
     grow with the number of users (a compiled alternation of every other nonce, per user, cost O(n²))."""

@@ -99,7 +99,7 @@ class UserJourney:
             self.add(check_id, step, Status.SKIP, summary=why)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ProbeOutcome:
     checks: tuple[CheckResult, ...]
     metrics: tuple[Metric, ...]
@@ -107,6 +107,12 @@ class ProbeOutcome:
     samples: tuple[JourneySample, ...] = ()  # raw per-journey figures, for shards and merge
     health_samples: tuple[float, ...] = ()
     hold: ConnectionHold | None = None
+
+    def __repr__(self) -> str:
+        # Short on purpose: ``asyncio.run`` formats its main task, result included, when it restores the SIGINT
+        # handler (signal.getsignal builds a ValueError message with the handler's repr). A dataclass repr of
+        # 1,000 users' checks cost ~40 ms of CPU there, for a message no one reads.
+        return f"ProbeOutcome({len(self.checks)} checks, {len(self.metrics)} metrics)"
 
 
 async def probe(
@@ -664,7 +670,7 @@ async def _turn(
     cfg = ctx.journey
     number = stream.turn
     suffix = turn_suffix(number)
-    values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
+    values |= {"message": spec.message, "turn": str(number), "turn_id": protocol.new_uuid()}
     journey.step = Step.MESSAGE
     later, failure = await turns.send_opening(stream, connection, ctx, values=values)
     if failure is not None:
@@ -692,8 +698,8 @@ def _values(ctx: Context, journey: UserJourney, identity: auth.Identity) -> dict
         "thread_id": _thread(ctx, journey.user),
         "user": identity.subject or f"user-{journey.user}",
         "nonce": ctx.nonces[journey.user],
-        "message_id": str(uuid.uuid4()),
-        "turn_id": str(uuid.uuid4()),
+        "message_id": protocol.new_uuid(),
+        "turn_id": protocol.new_uuid(),
     }
     if identity.token:  # a frame may carry it (graphql-ws connection_init); without one it renders empty
         values |= expressions.token_values(identity.token)

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -399,7 +398,7 @@ async def _turn(
     number = stream.turn
     suffix = turn_suffix(number)
     values = run.user.values
-    values |= {"message": spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
+    values |= {"message": spec.message, "turn": str(number), "turn_id": protocol.new_uuid()}
     emits = [e for e in cfg.emit if e.each == "turn" or connection.fresh]
     connection.fresh = False
     connection.run_started = False  # this message's run starts with its own `run_starts_with`

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -160,7 +159,7 @@ async def _turn(
     None for turn 1); the answer read when it completed, else None."""
     settings = run.settings
     number, suffix = turn.number, turn_suffix(turn.number)
-    run.user.values |= {"message": turn.spec.message, "turn": str(number), "turn_id": str(uuid.uuid4())}
+    run.user.values |= {"message": turn.spec.message, "turn": str(number), "turn_id": protocol.new_uuid()}
     request = stream_request(settings, run.base_url, run.user, run.token, earlier=earlier)
     stream.sent = stream.last_expected = opened_at = asyncio.get_running_loop().time()
     if number == 1:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import math
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -57,8 +56,8 @@ def anonymous_user(settings: Settings) -> UserValues:
             "thread_id": "golden-path-anonymous",
             "user": "anonymous",
             "nonce": protocol.new_nonce(),
-            "message_id": str(uuid.uuid4()),
-            "turn_id": str(uuid.uuid4()),
+            "message_id": protocol.new_uuid(),
+            "turn_id": protocol.new_uuid(),
             "token": "",
             "token_b64": "",
         }

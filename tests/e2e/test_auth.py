@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import warnings
 from typing import Any
 
 import httpx
@@ -51,6 +52,48 @@ def test_parse_users__a_bad_list_names_the_variable_and_entry_never_a_value(text
 def test_credentials_secrets__per_user_secrets_are_redacted_names_are_not():
     credentials = auth.Credentials(password="pw", users=({"client_id": "a", "client_secret": "x"},))
     assert credentials.secrets() == ["pw", "x"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "key"),
+    [
+        ({"sub": "u-1", "iat": 1, "exp": 901, "jti": "ab"}, "s" * 40),
+        (
+            {
+                "role": "tester",
+                "sub": 'ü-✓ "q"',
+                "iat": 1,
+                "exp": 2,
+                "jti": "x",
+                "iss": "ci",
+                "aud": ["a", "b"],
+            },
+            "short",
+        ),
+    ],
+)
+def test_hs256__is_byte_for_byte_what_pyjwt_encodes_and_what_a_backend_verifies(
+    claims: dict[str, Any], key: str
+):
+    unchecked = {"verify_exp": False, "verify_aud": False, "verify_iat": False}
+    with warnings.catch_warnings():
+        # PyJWT warns about the short key; golden-path signs with the key it is given, as the backend verifies.
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        expected = jwt.encode(claims, key, algorithm="HS256")
+        decoded = jwt.decode(auth.hs256(claims, key), key, algorithms=["HS256"], options=unchecked)
+    assert auth.hs256(claims, key) == expected
+    assert decoded == claims
+    assert auth.hs256(claims, key + "x") != expected  # signed with the key given, never a cached one
+
+
+def test_mint__hs256_tokens_are_distinct_per_call_and_carry_the_configured_claims():
+    settings = build_settings(
+        {"auth": {"issuer": "ci", "audience": "chat", "claims": {"role": "tester"}}}
+    ).auth
+    first, second = (auth.mint(settings, key="k" * 32, algorithm="HS256", subject="u-7") for _ in range(2))
+    assert first != second  # a jti per token
+    claims = jwt.decode(first, "k" * 32, algorithms=["HS256"], audience="chat", issuer="ci")
+    assert (claims["sub"], claims["role"], claims["exp"] - claims["iat"]) == ("u-7", "tester", settings.ttl_s)
 
 
 def test_check_credentials__a_placeholder_no_credential_gives_is_a_usage_error():

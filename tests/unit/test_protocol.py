@@ -288,3 +288,20 @@ def test_offer__evidence_url_shows_the_query_with_the_token_hidden():
     assert offer.display_url == "ws://127.0.0.1:9/rt?model=m&access=<token>"
     assert offer.shown_subprotocols == ("bearer.<token>",)
     assert offer.token_travel == "subprotocol `bearer.<token>`, query parameter `access`, the `init` frame"
+
+
+def test_new_uuid__is_a_canonical_random_version_4_uuid_each_time():
+    import uuid
+
+    made = [protocol.new_uuid() for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text  # canonical: lower-case hex, 8-4-4-4-12
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+    # every other bit is random: each of the 122 free bits is seen both set and clear
+    bits = [uuid.UUID(t).int for t in made]
+    fixed = (0xF000 << 64) | (0xC000 << 48)
+    free = [b for b in range(128) if not fixed >> b & 1]
+    assert len(free) == 122
+    assert all(any(n >> b & 1 for n in bits) and not all(n >> b & 1 for n in bits) for b in free)

@@ -52,6 +52,58 @@ def test_to_junit__server_control_characters_still_make_valid_xml():
     assert "\\x1b[31mdown\\x00\\x07" in (failure.text or "")
 
 
+def _junit_by_elementtree(run: Run) -> str:
+    """to_junit as ElementTree writes it: the reference its text writer must match byte for byte."""
+    suite = ElementTree.Element(
+        "testsuite",
+        name=f"golden-path {run.target.service}",
+        tests=str(len(run.checks)),
+        failures=str(sum(1 for c in run.checks if c.status is Status.FAIL)),
+        skipped=str(sum(1 for c in run.checks if c.status in (Status.SKIP, Status.NOT_VERIFIED))),
+        time=f"{run.duration_ms / 1000:.3f}",
+        timestamp=run.started_at,
+    )
+    for check in run.checks:
+        name = check.id if check.user is None else f"{check.id} (user {check.user})"
+        time = f"{(check.duration_ms or 0) / 1000:.3f}"
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=f"golden-path.{check.step.value}", name=name, time=time
+        )
+        if check.status is Status.FAIL and check.failure is not None:
+            message = results._xml_text(check.failure.message)
+            node = ElementTree.SubElement(case, "failure", type=check.failure.kind.value, message=message)
+            evidence = check.failure.evidence.items()
+            node.text = results._xml_text("\n".join(f"{k}: {v}" for k, v in evidence))
+        elif check.status in (Status.SKIP, Status.NOT_VERIFIED):
+            ElementTree.SubElement(case, "skipped", message=results._xml_text(check.summary))
+    suites = ElementTree.Element("testsuites")
+    suites.append(suite)
+    ElementTree.indent(suites)
+    return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+@pytest.mark.parametrize("name", [*samples.NAMES, "server_logs", "hostile_logs"])
+def test_to_junit__writes_the_bytes_elementtree_writes(name: str):
+    build = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
+    hostile = Failure(
+        Kind.HTTP_STATUS,
+        "a \"quoted\" <tag> & 'single'\r\n\tnext \x1b[31m ü",
+        "503",
+        {"body": "<&>\"'\n\t\x00"},
+    )
+    odd = (
+        CheckResult("hostile", Step.HEALTH, Status.FAIL, 1.5, 3, "", hostile),
+        CheckResult("bare", Step.AGENT, Status.FAIL, None, 4, "", Failure(Kind.TIMEOUT, "", "")),
+        CheckResult("skipped <&>", Step.ANSWER, Status.NOT_VERIFIED, None, None, 'why "not"\n<&>\t'),
+    )
+    base = build()
+    run = replace(base, checks=(*base.checks, *odd), target=replace(base.target, service='s<&>"\n'))
+    assert results.to_junit(run) == _junit_by_elementtree(run)
+    empty = replace(run, checks=())
+    assert results.to_junit(empty) == _junit_by_elementtree(empty)
+    ElementTree.fromstring(results.to_junit(run))  # well-formed
+
+
 def test_from_dict__bad_documents_name_the_problem():
     with pytest.raises(ValueError, match="expected a JSON object, got list"):
         results.from_dict([])
@@ -92,15 +144,29 @@ def test_to_dict__writes_exactly_what_the_schema_reads_back(name: str):
 def test_to_json__writes_the_bytes_json_dumps_writes(name: str):
     build = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
     hostile = Failure(
-        Kind.HTTP_STATUS, 'ünïcode \x1b[31m\ud800 "quoted" \\', "503", {"nested": "\u2028", "": "empty key"}
+        Kind.HTTP_STATUS,
+        'ünïcode \x1b[31m \x9b\x7f \u202e\U0001f600 "quoted" \\',
+        "503",
+        {"nested": "\u2028", "": "empty key", "ключ": "\x00"},
     )
     run = replace(
         build(),
         checks=(*build().checks, CheckResult("odd", Step.HEALTH, Status.FAIL, float("nan"), 0, "", hostile)),
         samples=(JourneySample(1, 2.5, events={"agent_started": 3.25, "x": float("inf")}),),
-        health_samples=(1.5, 1e-07, 12345678901234567890.0, -0.0),
+        health_samples=(1.5, 0.000123, 12345678901234567890.0, -0.0, 1e300),
     )
+    written = results.to_json(run)
+    assert written == json.dumps(results.to_dict(run), indent=2) + "\n"
+    assert written.isascii() and "\x7f" not in written  # no control or bidi character reaches a terminal
+
+
+def test_to_json__a_lone_surrogate_and_a_tiny_float_are_still_the_same_json():
+    lone = Failure(Kind.HTTP_STATUS, "half a pair \ud800", "503")
+    run = _run(CheckResult("health", Step.HEALTH, Status.FAIL, failure=lone))
     assert results.to_json(run) == json.dumps(results.to_dict(run), indent=2) + "\n"
+    tiny = replace(_run(CheckResult("health", Step.HEALTH, Status.PASS)), health_samples=(1e-07, 2.5e-05))
+    assert json.loads(results.to_json(tiny)) == json.loads(json.dumps(results.to_dict(tiny)))
+    assert results.from_dict(json.loads(results.to_json(tiny))).health_samples == (1e-07, 2.5e-05)
 
 
 def test_to_json__a_value_it_does_not_know_is_left_to_json_dumps():

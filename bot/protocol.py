@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 from bot import untrusted
@@ -146,8 +146,9 @@ class FrameError(ValueError):
     """A frame that does not match the configured shape; ``str(e)`` says how, in one line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
+    """One frame read (a NamedTuple: immutable, and built in a third of a frozen dataclass's time, per frame)."""
+
     name: str  # the event name, read with journey.event_name
     body: Any
     raw: str

@@ -372,3 +372,28 @@ def test_probe__users_who_never_started_before_the_run_deadline_are_not_blamed()
     user_checks = [c for c in outcome.checks if c.user is not None]
     assert user_checks and all(c.status is Status.SKIP for c in user_checks)
     assert all("not started" in c.summary for c in user_checks)
+
+
+def test_probe__events_each_within_the_event_timeout_pass_however_long_the_stream_and_a_stall_counts_from_the_last():
+    # Three gaps of 0.7 s with a 1 s event timeout: 2.1 s of stream, no gap over the limit (the timer set at the
+    # message fires at 1 s and the wait goes on, since an event moved the deadline meanwhile).
+    steady = [f"delay:{name}=700" for name in ("agent_thinking", "tool_executing", "tool_completed")]
+    tight = {"journey.event_timeout_s": 1.0, "journey.users": 1, "journey.sla_s": 30}
+    with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults(steady)) as server:
+        outcome, findings = _run(_settings(server.url, **tight))
+    assert findings == ()
+    assert {c.id: c.status for c in outcome.checks}["events"] is Status.PASS
+    # agent_thinking 0.7 s late, then tool_executing 3 s late: the stall is judged 1 s after agent_thinking, not
+    # 1 s after the message (too early) nor at the SLA.
+    stall = ["delay:agent_thinking=700", "delay:tool_executing=3000"]
+    with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults(stall)) as server:
+        started = time.monotonic()
+        outcome, findings = _run(_settings(server.url, **tight))
+        took = time.monotonic() - started
+    assert [f.kind for f in findings] == [Kind.TIMEOUT]
+    events = next(c for c in outcome.checks if c.id == "events")
+    assert (
+        events.failure is not None
+        and "No `tool_executing` within 1 s of `agent_thinking`" in events.failure.message
+    )
+    assert 1.6 <= took < 3.0

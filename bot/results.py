@@ -605,8 +605,13 @@ def _xml_cdata(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_XML_ATTRIBUTE_SPECIAL = re.compile('[&<>"\r\n\t]')
+
+
 def _xml_attribute(text: str) -> str:
     """An attribute value escaped as ElementTree escapes it (line breaks and tabs as character references)."""
+    if _XML_ATTRIBUTE_SPECIAL.search(text) is None:
+        return text  # most values (check ids, steps, times): one scan instead of seven replaces
     return (
         _xml_cdata(text)
         .replace('"', "&quot;")

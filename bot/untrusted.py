@@ -361,7 +361,13 @@ def _redact(value: Any, redactor: Redactor) -> Any:
         same = True
         for name in names:
             old = getattr(value, name)
-            new = redactor.clean(old) if type(old) is str else _redact(old, redactor)
+            kind = type(old)
+            if kind is str:
+                new = redactor.clean(old)
+            elif _HOW.get(kind) == _KEEP:  # numbers, None, enum members: most fields, kept without a call
+                new = old
+            else:
+                new = _redact(old, redactor)
             changes[name] = new
             same = same and new is old
         if only_init and same:

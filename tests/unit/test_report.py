@@ -975,3 +975,23 @@ def test_render_report__waterfall_of_the_slowest_user_as_a_mermaid_gantt() -> No
         "agent_completed (381 ms) :e5, 00:00:00.260, 00:00:00.381",
     ]
     assert "gantt" not in report.render_report(samples.healthy())  # no arrival times recorded: no waterfall
+
+
+# The checks_table macro's row loop as it was written in the template, kept as check_rows' reference.
+_ROWS_AS_A_TEMPLATE_LOOP = """{% for c in checks %}
+| {{ c.id | code(table=true) }} | {{ c.user if c.user is not none else "—" }} | {{ c.step.value }} | {{ c.status | icon }} {{ {"pass": "pass", "fail": "fail", "skip": "skipped", "not verified": "not verified"}[c.status.value] }} | {{ c.duration_ms | duration }} | {% if c.summary %}{{ c.summary | escape(160) }}{% elif c.failure %}{{ c.failure.message | inline(160, table=true) }}{% endif %} |
+{% endfor %}
+"""  # noqa: E501
+
+
+@pytest.mark.parametrize("name", samples.NAMES)
+def test_check_rows__write_what_the_template_loop_wrote(name: str):
+    hostile = Failure(Kind.HTTP_STATUS, "a `code | pipe` and *stars* @team <b>\n" + "x" * 300, "503")
+    checks = (
+        *samples.run(name).checks,
+        CheckResult("odd | id`", Step.AGENT, Status.FAIL, 12345.6, 7, "", hostile),
+        CheckResult("quiet", Step.ANSWER, Status.NOT_VERIFIED, None, None, "", None),
+        CheckResult("skipped", Step.ANSWER, Status.SKIP, 0.05, 2, "why | <!-- golden-path:x -->\t@x", None),
+    )
+    reference = report.environment().from_string(_ROWS_AS_A_TEMPLATE_LOOP).render(checks=checks)
+    assert report.check_rows(checks) + "\n" == reference

@@ -47,6 +47,9 @@ _SAMPLE = {
 }
 
 
+@functools.lru_cache(
+    maxsize=64
+)  # a user's token is spelled in base64 for its frames, its offer and its redaction
 def b64url(token: str) -> str:
     return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
 
@@ -71,7 +74,14 @@ class _Direct:
 
 
 def _is_false(value: Any) -> bool:  # JMESPath's falsiness, as jmespath.visitor.TreeInterpreter._is_false
-    return value == "" or value == [] or value == {} or value is None or value is False
+    if value is None or value is False:
+        return True
+    kind = type(value)
+    if (
+        kind is str or kind is list or kind is dict
+    ):  # what a JSON frame holds: no comparison with new [] and {}
+        return not value
+    return bool(value == "" or value == [] or value == {})
 
 
 def _json_equal(x: Any, y: Any) -> bool:
@@ -117,8 +127,8 @@ def _fields_or_fields(node: dict[str, Any]) -> Callable[[Any], Any] | None:
         for keys in chains:
             value = document
             for key in keys:
-                value = value.get(key) if isinstance(value, dict) else None
-            if not _is_false(value):
+                value = value.get(key) if type(value) is dict or isinstance(value, dict) else None
+            if value is not None and not _is_false(value):
                 return value
         return value  # every alternative false: the last one's value, as `||` gives
 
@@ -212,6 +222,20 @@ def search(expression: str, document: Any) -> Any:
         return _compiled(expression).search(document)
     except (JMESPathError, RecursionError, TypeError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=256)
+def reader(expression: str) -> Callable[[Any], Any]:
+    """``search`` with the expression compiled once: for a hot caller that keeps the function."""
+    evaluate = _compiled(expression).search
+
+    def read(document: Any) -> Any:
+        try:
+            return evaluate(document)
+        except (JMESPathError, RecursionError, TypeError, ValueError):
+            return None
+
+    return read
 
 
 def dotted(document: Any, path: str) -> Any:
@@ -324,6 +348,7 @@ def token_text(template: str, token: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group()), template)
 
 
+@functools.lru_cache(maxsize=256)
 def shown_token_text(template: str) -> str:
     """The template as evidence shows it: ``{token}`` reads ``<token>``."""
     return _PLACEHOLDER.sub(
@@ -331,8 +356,9 @@ def shown_token_text(template: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def frame_type(template: str) -> str:
-    """A frame template's `type` (its name in our words), or "frame"."""
+    """A frame template's `type` (its name in our words), or "frame". Remembered: each turn names its frames."""
     try:
         kind = json.loads(render(template, _SAMPLE)).get("type")
     except (ValueError, AttributeError):

@@ -12,7 +12,7 @@ import functools
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
@@ -23,6 +23,7 @@ from bot.expressions import (
     frame_type,
     has_placeholder,
     placeholders,
+    reader,
     search,
     shown_token_text,
     token_text,
@@ -228,12 +229,25 @@ class Owners:
 def owner_values(frame: Frame, owner: OwnerSettings) -> dict[str, str]:
     """The owner fields this frame names (user, run, thread), as text."""
     found = {}
-    for name in ("user", "run", "thread"):
-        expression = getattr(owner, name)
-        value = search(expression, frame.body) if expression else None
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+    for name, read in _owner_readers(owner.user, owner.run, owner.thread):
+        value = read(frame.body)
+        if value is None:
+            continue
+        if type(value) is str:
+            if value:
+                found[name] = value
+        elif isinstance(value, str | int) and not isinstance(value, bool) and str(value):
             found[name] = str(value)
     return found
+
+
+@functools.lru_cache(maxsize=32)
+def _owner_readers(
+    user: str | None, run: str | None, thread: str | None
+) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """The configured owner expressions, each compiled once (five events per journey read all three)."""
+    named = (("user", user), ("run", run), ("thread", thread))
+    return tuple((name, reader(expression)) for name, expression in named if expression)
 
 
 def foreign_owner(named: Mapping[str, str], ours: Owners, *, run: str | None = None) -> str | None:

@@ -14,7 +14,7 @@ import functools
 import html
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
@@ -46,6 +46,9 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+_DECODE = json.JSONDecoder().decode
+
+
 def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` for outside text: invalid UTF-8, bad JSON and over-deep nesting are one error type."""
     if isinstance(raw, bytes | bytearray):
@@ -59,7 +62,7 @@ def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if opens > max_depth and json_depth(text) > max_depth:
         raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(text)
+        return _DECODE(text)  # json.loads(text), without its keyword and BOM checks: once per frame
     except json.JSONDecodeError as exc:
         raise UntrustedJSONError(f"not JSON ({exc.msg} at position {exc.pos})") from None
     except RecursionError:  # unreachable after the depth check; kept so no input can crash a caller
@@ -213,13 +216,16 @@ _JWT_PREFIXES = ("eyJ", "ZXlK")
 _JWT_STARTS = re.compile("|".join(_JWT_PREFIXES))
 
 
-def jwt_forms(token: str) -> set[str]:
+@functools.lru_cache(maxsize=64)  # each token is added to the probe's redactor and to the console's
+def jwt_forms(token: str) -> frozenset[str]:
     """:func:`secret_forms` of a JWT, computed in three base64 calls: its characters (``A-Za-z0-9-_.``) are left
     alone by JSON, URL and HTML escaping, so only the token and its base64 spellings remain (a thousand users mint
     a thousand tokens, each while the other users' frames wait)."""
     raw = token.encode()
     standard = base64.b64encode(raw).decode()
-    return {token, standard, standard.rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+    return frozenset(
+        (token, standard, standard.rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    )
 
 
 # Up to this many new needles are found with `str.__contains__` (C speed) before they are compiled: tokens minted
@@ -332,10 +338,29 @@ T = TypeVar("T")
 
 def redact_strings(value: T, redactor: Redactor) -> T:
     """``value`` with every string inside it redacted: frozen dataclasses (rebuilt), tuples, lists and dicts
-    (keys too) are walked; enum members and other values are kept as they are."""
+    (keys too) are walked; enum members and other values are kept as they are.
+
+    A text met again is cleaned once (a 1,000-user run repeats each check id and most summaries a thousand
+    times); the memo lives for this call only, so a token added to the redactor later is never missed."""
     if not redactor:
         return value
-    return _redact(value, redactor)  # type: ignore[no-any-return]
+    memo: dict[str, str | None] = {}  # text -> its cleaned text, or None when cleaning left it as it was
+
+    def clean(text: str) -> str:
+        if text in memo:
+            cleaned = memo[text]
+            return text if cleaned is None else cleaned
+        cleaned = redactor.clean(text)
+        unchanged = cleaned == text
+        if len(memo) < _MEMO_LIMIT and len(text) <= _MEMO_CHARS:
+            memo[text] = None if unchanged else cleaned
+        return text if unchanged else cleaned  # the same object: an unchanged dataclass is not rebuilt
+
+    return _redact(value, clean)  # type: ignore[no-any-return]
+
+
+_MEMO_LIMIT = 100_000  # texts remembered per redact_strings call
+_MEMO_CHARS = 4096  # longer texts (a frame's evidence) are rarely repeated: cleaned each time, not kept
 
 
 @functools.cache
@@ -345,15 +370,15 @@ def _init_fields(cls: type) -> tuple[tuple[str, ...], bool]:
     return tuple(f.name for f in fields if f.init), all(f.init for f in fields)
 
 
-def _redact(value: Any, redactor: Redactor) -> Any:
+def _redact(value: Any, clean: Callable[[str], str]) -> Any:
     kind = type(value)
     if kind is str:
-        return redactor.clean(value)
+        return clean(value)
     how = _HOW.get(kind) or _how(kind)
     if how == _KEEP:
         return value
     if how == _CLEAN:
-        return redactor.clean(value)
+        return clean(value)
     if how == _DATACLASS:
         cls: type = kind
         names, only_init = _init_fields(cls)
@@ -363,22 +388,26 @@ def _redact(value: Any, redactor: Redactor) -> Any:
             old = getattr(value, name)
             kind = type(old)
             if kind is str:
-                new = redactor.clean(old)
+                new = clean(old)
             elif _HOW.get(kind) == _KEEP:  # numbers, None, enum members: most fields, kept without a call
                 new = old
             else:
-                new = _redact(old, redactor)
+                new = _redact(old, clean)
             changes[name] = new
             same = same and new is old
         if only_init and same:
             return value  # nothing to redact: the same value (a rebuilt one would be equal)
         return dataclasses.replace(value, **changes)
     if how == _TUPLE:
-        items = tuple(_redact(item, redactor) for item in value)
+        items = tuple(_redact(item, clean) for item in value)
         return value if kind is tuple and all(a is b for a, b in zip(items, value, strict=True)) else items
     if how == _LIST:
-        return [_redact(item, redactor) for item in value]
-    return {_redact(k, redactor): _redact(v, redactor) for k, v in value.items()}
+        listed = [_redact(item, clean) for item in value]
+        return value if kind is list and all(a is b for a, b in zip(listed, value, strict=True)) else listed
+    pairs = [(_redact(k, clean), _redact(v, clean)) for k, v in value.items()]
+    if kind is dict and all(k is a and v is b for (k, v), (a, b) in zip(pairs, value.items(), strict=True)):
+        return value  # nothing redacted: the dataclass holding it need not be rebuilt
+    return dict(pairs)
 
 
 _KEEP, _CLEAN, _DATACLASS, _TUPLE, _LIST, _DICT = range(1, 7)  # how _redact walks a type (never 0: `or`)

@@ -136,10 +136,10 @@ async def receive(
                 if name in cfg.end_events and stream.completion is None:
                     stream.ended = name[:80]  # ended on purpose: the missing events are judged at once
                     return
-                sending = [f for f in later if f.after == name]
+                sending = [f for f in later if f.after == name] if later else None
                 if sending:
                     budget.reschedule(due())  # the real deadline while sending: never cut by a stale one
-                for frame in sending:
+                for frame in sending or ():
                     later.remove(frame)
                     await session.send(expressions.render(frame.frame, values))
                     stream.sent_frames.append(expressions.frame_type(frame.frame))

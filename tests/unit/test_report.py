@@ -995,3 +995,35 @@ def test_check_rows__write_what_the_template_loop_wrote(name: str):
     )
     reference = report.environment().from_string(_ROWS_AS_A_TEMPLATE_LOOP).render(checks=checks)
     assert report.check_rows(checks) + "\n" == reference
+
+
+def _escape_chars_one_by_one(text: str) -> str:
+    """markdown._escape_chars as it was first written, a loop over every character: its reference."""
+    out = []
+    for index, char in enumerate(text):
+        if char in markdown._MARKDOWN_CHARS:
+            out.append(markdown._MARKDOWN_CHARS[char])
+        elif char == "&" and markdown._ENTITY.match(text, index):
+            out.append("&amp;")
+        elif char == "_" and not (
+            0 < index < len(text) - 1 and text[index - 1].isalnum() and text[index + 1].isalnum()
+        ):
+            out.append("\\_")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab1_&#;<>`*~[]|\\ é_x;9")), max_size=40) | st.text(max_size=40))
+def test_escape_chars__escapes_what_the_character_loop_escaped(text: str):
+    assert markdown._escape_chars(text) == _escape_chars_one_by_one(text)
+
+
+def test_escape_chars__examples():
+    assert markdown._escape_chars("a_b _c d_ [gpn1] &amp; &x <b>|`*~\\") == (
+        "a_b \\_c d\\_ \\[gpn1\\] &amp;amp; &x &lt;b>\\|\\`\\*\\~\\\\"
+    )

@@ -25,6 +25,7 @@ import httpx
 from bot import expressions, protocol, tracing, untrusted
 from bot.probe import hold as holding
 from bot.probe import steps as request_steps
+from bot.probe.deadline import MovingDeadline
 from bot.probe.http_probe import timeout_hint, transport_failure
 from bot.probe.record import LATER_STEPS, Hooks, Message, Stream, later_turns, turn_suffix
 from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
@@ -499,7 +500,7 @@ async def receive(
     message counts as sent when the last of them goes out."""
     cfg = settings.journey
     try:
-        async with asyncio.timeout_at(hooks.due()) as budget:
+        async with MovingDeadline(hooks.due):  # moved by expected events, read when its timer fires
             while stream.completion is None and stream.failure is None:
                 raw_event, message = await connection.next_event()
                 name = hooks.take(message)
@@ -512,8 +513,6 @@ async def receive(
                 if name is not None and name in cfg.error_events:
                     stream.failure = stream.error_event(name, " on the Socket.IO connection")
                     return
-                if (when := hooks.due()) != budget.when():  # only an expected event moves it
-                    budget.reschedule(when)
     except TimeoutError:
         stream.failure = hooks.stalled()
     except Disconnected as exc:

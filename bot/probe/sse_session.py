@@ -21,6 +21,7 @@ from bot import expressions, judge, protocol, untrusted
 from bot.probe import hold as holding
 from bot.probe import sse
 from bot.probe import steps as request_steps
+from bot.probe.deadline import MovingDeadline
 from bot.probe.record import LATER_STEPS, Hooks, Stream, later_turns, turn_suffix
 from bot.results import CheckResult, ConnectionHold, Failure, Kind, Status, Step
 from bot.settings import Settings, SseHistorySettings, TurnSettings
@@ -289,15 +290,12 @@ async def receive(
     stream ended early goes into ``stream.failure``."""
     cfg = settings.journey
     try:
-        async with asyncio.timeout_at(hooks.due()) as budget:
+        async with MovingDeadline(hooks.due):  # moved by expected events, read when its timer fires
             while stream.completion is None and stream.failure is None:
                 name = hooks.take(await events.recv())
                 if name is not None and name in cfg.error_events:
                     stream.failure = stream.error_event(name, " in the event stream")
                     return
-                # Only a wait can be cut short: the deadline is set before each one (moved by expected events).
-                if not events.buffered and (when := hooks.due()) != budget.when():
-                    budget.reschedule(when)
     except TimeoutError:
         stream.failure = hooks.stalled()
     except sse.EventTooLarge as exc:

@@ -429,3 +429,19 @@ def test_no_cookies__a_client_shared_by_every_user_keeps_no_users_cookie():
         answer = client.post(f"{server.url}/auth/header", headers={"Authorization": f"Bearer {token}"})
         assert answer.cookies.get("access_token") == token
         assert not client.cookies
+
+
+def test_probe__an_sse_stream_longer_than_the_event_timeout_passes_when_no_gap_is():
+    # Four pauses of 0.7 s between the events of one openai-chat stream, with a 1 s event timeout: nearly 3 s of
+    # stream. The deadline moves with each event (the httpx read in progress is never cancelled to move it).
+    pauses = [
+        f"delay:{name}=700"
+        for name in ("agent_started", "tool_executing", "tool_completed", "agent_completed")
+    ]
+    tight = {"journey.event_timeout_s": 1.0, "journey.users": 1, "journey.sla_s": 30}
+    with ReferenceServer(secret=SECRET, version=VERSION, faults=parse_faults(pauses)) as server:
+        started = time.monotonic()
+        _, findings = _run(_settings(server.url, "openai-chat", **tight))
+        took = time.monotonic() - started
+    assert findings == ()
+    assert took > 2.8  # longer than the event timeout twice over, yet no gap went past it

@@ -50,10 +50,14 @@ class RunTrace:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self._first_request: dict[int, datetime] = {}
+        self._trace_ids: dict[int, str] = {}  # each user's, derived once (a user's requests each carry it)
         self._lock = threading.Lock()
 
     def trace_id(self, user: int) -> str:
-        return trace_id_for(self.run_id, user)
+        found = self._trace_ids.get(user)
+        if found is None:
+            found = self._trace_ids[user] = trace_id_for(self.run_id, user)
+        return found
 
     def bind(self, user: int) -> None:
         """Requests made from now on in this task (and tasks it starts) belong to ``user``."""
@@ -62,8 +66,10 @@ class RunTrace:
     def headers(self, user: int | None = None) -> dict[str, str]:
         """Fresh headers for one request: the user's trace id, a new span id, sampled."""
         who = _current_user.get() if user is None else user
-        with self._lock:
-            self._first_request.setdefault(who, datetime.now(UTC))
+        if who not in self._first_request:  # the clock and the lock only for a user's first request
+            now = datetime.now(UTC)
+            with self._lock:
+                self._first_request.setdefault(who, now)
         trace_id = self.trace_id(who)
         span = secrets.randbits(64) or 1
         return {

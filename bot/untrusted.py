@@ -46,9 +46,6 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-_DECODE = json.JSONDecoder().decode
-
-
 def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` for outside text: invalid UTF-8, bad JSON and over-deep nesting are one error type."""
     if isinstance(raw, bytes | bytearray):
@@ -62,7 +59,7 @@ def loads(raw: str | bytes, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if opens > max_depth and json_depth(text) > max_depth:
         raise UntrustedJSONError(f"JSON nested deeper than {max_depth} levels")
     try:
-        return _DECODE(text)  # json.loads(text), without its keyword and BOM checks: once per frame
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UntrustedJSONError(f"not JSON ({exc.msg} at position {exc.pos})") from None
     except RecursionError:  # unreachable after the depth check; kept so no input can crash a caller

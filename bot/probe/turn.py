@@ -163,7 +163,7 @@ def take(
     """Account for one frame that was read off the socket at ``at`` (loop time); returns its event name when the
     loop must act on it (expected or error). ``name``: the event's name when the transport knows it (an SSE
     `event:` field or sentinel, a Socket.IO event qualified for this run)."""
-    cfg = ctx.journey
+    cfg = ctx.settings.journey
     now = at
     all_frames = cfg.gap == "all"
     if all_frames and stream.arrivals:
@@ -175,7 +175,8 @@ def take(
     if foreign is not None:
         _leak(stream, f"a frame carrying another user's nonce {foreign}: {kept[:300]}")
         return None
-    stream.own_nonce_seen = stream.own_nonce_seen or nonces.own_in(text)
+    if not stream.own_nonce_seen:
+        stream.own_nonce_seen = nonces.own_in(text)
     try:
         frame = protocol.parse_frame(raw, event_name=cfg.event_name, name=name)
     except protocol.FrameError as exc:
@@ -202,15 +203,16 @@ def take(
             stream.others[name] = stream.others.get(name, 0) + 1
         return frame.name  # a welcome frame may be what the next frame to send waits for
     named = protocol.owner_values(frame, cfg.owner)
-    stream.owned = stream.owned or bool(named)
-    stream.owned_by.update(named)
-    leak = protocol.foreign_owner(named, owners, run=stream.run_id)
-    if leak is not None:
-        _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
-        return None
-    stream.run_id = stream.run_id or named.get("run")
+    if named:
+        stream.owned = True
+        stream.owned_by.update(named)
+        leak = protocol.foreign_owner(named, owners, run=stream.run_id)
+        if leak is not None:
+            _leak(stream, f"`{frame.name[:80]}` with {leak}: {kept[:300]}")
+            return None
+        stream.run_id = stream.run_id or named.get("run")
     if frame.name == cfg.answer.stream_event and stream.answer_chars < ANSWER_CHARS:
-        part = expressions.search(cfg.answer.expression, frame.body)
+        part = expressions.reader(cfg.answer.expression)(frame.body)
         if isinstance(part, str):
             stream.answer_parts.append(part)
             stream.answer_chars += len(part)

@@ -8,6 +8,8 @@ import json
 from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.untrusted import REDACTED, Redactor, UntrustedJSONError, json_depth, loads, show_controls
 
@@ -30,6 +32,90 @@ def test_loads__invalid_utf8_and_bad_json_are_one_error_type() -> None:
         loads(b'{"type": "\xff"}')
     with pytest.raises(UntrustedJSONError, match="not JSON"):
         loads("{nope")
+
+
+def _as_json_reads(text: str) -> tuple[str, object]:
+    try:
+        return "value", json.loads(text)
+    except json.JSONDecodeError as exc:
+        return "error", f"not JSON ({exc.msg} at position {exc.pos})"
+
+
+def _as_loads_reads(text: str) -> tuple[str, object]:
+    try:
+        return "value", loads(text)
+    except UntrustedJSONError as exc:
+        return "error", str(exc)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal with the same types all the way down (1 and 1.0 differ; NaN equals NaN)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        assert isinstance(b, list)
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b or (a != a and b != b) or repr(a) == repr(b)
+    return a == b
+
+
+EDGES = [
+    '{"a":1,"a":2}',
+    "-0",
+    "-0.0",
+    "1e400",
+    "-1e400",
+    "NaN",
+    "Infinity",
+    '"\\ud800"',
+    '"\\ud83d\\ude00"',
+    "1.5e-400",
+    "123456789012345678901234567890",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-9223372036854775809",
+    '{"id": 99999999999999999999, "n": 0.1, "e": 1E2}',
+    '"\\u0000"',
+    "[1,2,]",
+    "\ufeff{}",
+    " {} ",
+    '{"a":1}x',
+    "01",
+    ".5",
+    '"a\tb"',
+    "",
+    "   ",
+    '{"type":"chunk","x":[true,false,null]}',
+    "[" * 64 + "]" * 64,
+]
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_loads__reads_what_json_reads_as_json_reads_it(text: str) -> None:
+    kind, value = _as_loads_reads(text)
+    expected_kind, expected = _as_json_reads(text)
+    assert kind == expected_kind
+    assert _same(value, expected) if kind == "value" else value == expected
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSON, st.booleans())
+def test_loads__any_document_json_writes_is_read_back_as_json_reads_it(
+    document: object, ascii_only: bool
+) -> None:
+    text = json.dumps(document, ensure_ascii=ascii_only)
+    kind, value = _as_loads_reads(text)
+    assert kind == "value" and _same(value, json.loads(text))
 
 
 def test_json_depth__counts_the_deepest_nesting() -> None:

@@ -64,10 +64,14 @@ def _truncate(text: str, limit: int | None, sep: str = "") -> str:
 
 def _escape_markdown(text: str, *, leading: bool, autolinks: bool = False) -> str:
     escaped = _escape_chars(text) if _ESCAPED_CHARS.search(text) else text
-    # After the escapes above, which leave these patterns intact (so "&#64;" became "&amp;#64;" first).
-    if not autolinks:
+    # After the escapes above, which leave these patterns intact (so "&#64;" became "&amp;#64;" first). Each runs
+    # only where a substring it needs is there ("://" or "www.", "@", "#" or "gh-"; only ASCII letters fold to
+    # w, g and h): most texts have none, and a report escapes thousands.
+    lowered = escaped.lower()
+    if not autolinks and ("://" in escaped or "www." in lowered):
         escaped = _AUTOLINK.sub(lambda m: m.group()[:-1] + WORD_JOINER + m.group()[-1], escaped)
-    escaped = _REFERENCE.sub(lambda m: m.group() + WORD_JOINER, escaped)
+    if "@" in escaped or "#" in escaped or "gh-" in lowered:
+        escaped = _REFERENCE.sub(lambda m: m.group() + WORD_JOINER, escaped)
     if leading:
         escaped = _LEADING_BLOCK.sub(_escape_block_start, escaped, count=1)
     return escaped
@@ -126,8 +130,9 @@ def _escape_remembered(text: str, limit: int | None) -> str:
 
 def _escape_inline(text: object, limit: int | None, *, autolinks: bool = False) -> str:
     value = _truncate(_text(text), limit)
-    value = _LINE_BREAKS.sub(" ", value).replace("\t", " ")
-    return _escape_markdown(show_controls(value, multiline=True), leading=True, autolinks=autolinks)
+    if not value.isprintable():  # printable text holds no line break, tab or control character
+        value = show_controls(_LINE_BREAKS.sub(" ", value).replace("\t", " "), multiline=True)
+    return _escape_markdown(value, leading=True, autolinks=autolinks)
 
 
 def code(text: object, *, table: bool = False, limit: int | None = SPAN_LIMIT) -> str:

@@ -90,6 +90,8 @@ def show_controls(text: str, *, multiline: bool = False) -> str:
     """``text`` with every control character shown as its escape (ESC as ``\\x1b``, U+202E as ``\\u202e``), so
     outside text can never drive a terminal or a log viewer. ``multiline`` keeps line feeds and tabs (evidence
     shown as a block); otherwise they are escaped too (a line break could start a forged line)."""
+    if text.isprintable():  # every character the patterns show is a control, format or separator character
+        return text
     return (_CONTROLS_BUT_LAYOUT if multiline else _CONTROLS).sub(_visible, text)
 
 

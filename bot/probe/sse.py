@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import httpx
 
@@ -39,9 +40,9 @@ DRAIN_S = (
 DRAIN_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One dispatched server-sent event."""
+class Event(NamedTuple):
+    """One dispatched server-sent event (a NamedTuple: built once per event, in a third of a frozen dataclass's
+    time)."""
 
     data: str
     event: str = ""  # the `event:` field; empty when the server named none (the spec's default, "message")

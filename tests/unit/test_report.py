@@ -1027,3 +1027,41 @@ def test_escape_chars__examples():
     assert markdown._escape_chars("a_b _c d_ [gpn1] &amp; &x <b>|`*~\\") == (
         "a_b \\_c d\\_ \\[gpn1\\] &amp;amp; &x &lt;b>\\|\\`\\*\\~\\\\"
     )
+
+
+def _escape_inline_as_first_written(text: str, limit: int | None) -> str:
+    """markdown._escape_inline before its substring prechecks (every pattern run on every text): the reference."""
+    from bot.untrusted import _CONTROLS_BUT_LAYOUT, _visible
+
+    value = markdown._truncate(text, limit)
+    value = markdown._LINE_BREAKS.sub(" ", value).replace("\t", " ")
+    value = _CONTROLS_BUT_LAYOUT.sub(_visible, value)
+    escaped = markdown._escape_chars(value) if markdown._ESCAPED_CHARS.search(value) else value
+    escaped = markdown._AUTOLINK.sub(lambda m: m.group()[:-1] + markdown.WORD_JOINER + m.group()[-1], escaped)
+    escaped = markdown._REFERENCE.sub(lambda m: m.group() + markdown.WORD_JOINER, escaped)
+    return markdown._LEADING_BLOCK.sub(markdown._escape_block_start, escaped, count=1)
+
+
+_TRICKY = st.lists(
+    st.sampled_from(
+        [*"wWgGhH.:/-@#1a ", "://", "www.", "WwW.", "gh-", "GH-1", "@x", "#9", "http", "\n", "\r", "\t", "\x1b",
+         "\x85", "\u2028", "\u202e", "\u200e", "é", "&#64;", "[", "|", "_", "> ", "1. "]
+    ),
+    max_size=12,
+).map("".join)  # fmt: skip
+
+
+@given(_TRICKY | st.text(max_size=40))
+def test_escape__with_its_prechecks_writes_what_every_pattern_wrote(text: str):
+    assert markdown._escape_inline(text, 160) == _escape_inline_as_first_written(text, 160)
+
+
+def test_show_controls__every_character_it_shows_is_one_isprintable_refuses():
+    import sys
+
+    from bot.untrusted import _CONTROLS, show_controls
+
+    shown = [chr(c) for c in range(sys.maxunicode + 1) if _CONTROLS.fullmatch(chr(c))]
+    assert len(shown) > 60 and not any(c.isprintable() for c in shown)
+    assert show_controls("plain text, é and 😀") == "plain text, é and 😀"
+    assert show_controls("a\x1bb\u202ec") == "a\\x1bb\\u202ec"

@@ -186,23 +186,28 @@ def answer(
     if completion is None:
         return CheckResult("answer", Step.ANSWER, Status.SKIP, None, user, f"no `{cfg.completion_event}`")
     text, problem = answer_of(stream, cfg)
-    where = _where(cfg)
-    evidence = {"completion frame": redactor.clip(completion.raw, EVIDENCE_CHARS), "answer expression": where}
+
+    def evidence() -> dict[str, str]:  # only for a failure: a thousand passing answers need none
+        return {
+            "completion frame": redactor.clip(completion.raw, EVIDENCE_CHARS),
+            "answer expression": _where(cfg),
+        }
+
     if problem:
-        failure = Failure(Kind.ANSWER_EMPTY, f"No answer: {problem} ({where}).", evidence=evidence)
+        failure = Failure(Kind.ANSWER_EMPTY, f"No answer: {problem} ({_where(cfg)}).", evidence=evidence())
         return CheckResult("answer", Step.ANSWER, Status.FAIL, None, user, "", failure)
     if (foreign := nonces.foreign_in(text)) is not None:
         failure = Failure(
             Kind.ISOLATION_LEAK,
             f"User {user}'s answer carries another user's nonce {foreign}.",
-            evidence=evidence | {"answer": redactor.clip(text, EVIDENCE_CHARS)},
+            evidence=evidence() | {"answer": redactor.clip(text, EVIDENCE_CHARS)},
         )
         return CheckResult("answer isolation", Step.ISOLATION, Status.FAIL, None, user, "", failure)
     if (pattern := protocol.canned_match(text, cfg.canned_patterns)) is not None:
         failure = Failure(
             Kind.ANSWER_CANNED,
             "The answer matches the canned-fallback pattern " + repr(pattern) + ".",
-            evidence=evidence | {"answer": redactor.clip(text, EVIDENCE_CHARS)},
+            evidence=evidence() | {"answer": redactor.clip(text, EVIDENCE_CHARS)},
         )
         return CheckResult("answer", Step.ANSWER, Status.FAIL, None, user, "", failure)
     summary = f"{len(text)} characters: {redactor.clip(text, 120)}"

@@ -268,7 +268,9 @@ class Redactor:
             self._known |= new
             if jwt and all(form.startswith(_JWT_PREFIXES) for form in new):
                 self._tokens |= new
-                self._token_lengths = sorted({*self._token_lengths, *map(len, new)}, reverse=True)
+                lengths = {len(form) for form in new}
+                if not lengths.issubset(self._token_lengths):  # a run's tokens come in a few lengths
+                    self._token_lengths = sorted({*self._token_lengths, *lengths}, reverse=True)
                 return
             self._pending = sorted({*self._pending, *new}, key=len, reverse=True)  # longest form first
             if new and len(self._deep) < _DEEP_LIMIT:

@@ -44,6 +44,18 @@ def http_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None
 def websocket_url(base_url: str, path: str, *, query: Mapping[str, str] | None = None) -> str:
     """http(s)://host/base + /ws?model=x -> ws(s)://host/base/ws?model=x[&query]: the path's own query and the
     token's parameters merged with urllib (a parameter given twice keeps the token's value)."""
+    if not query:
+        return _websocket_url(base_url, path)
+    return _merged_url(base_url, path, query)
+
+
+@functools.lru_cache(maxsize=64)
+def _websocket_url(base_url: str, path: str) -> str:
+    """Without a token in the query, every user's URL is the same one."""
+    return _merged_url(base_url, path, None)
+
+
+def _merged_url(base_url: str, path: str, query: Mapping[str, str] | None) -> str:
     parts = urlsplit(base_url)
     target = urlsplit(path)
     scheme = "wss" if parts.scheme == "https" else "ws"
@@ -59,10 +71,25 @@ def sibling_path(path: str, suffix: str) -> str:
     return urlunsplit(("", "", target.path.rstrip("/") + suffix, target.query, ""))
 
 
-@functools.lru_cache(maxsize=16)
 def token_travel(settings: WebSocketSettings, frames: tuple[str, ...] = ()) -> str:
     """Where the token travels, in words for evidence and remediations: every way configured, never its value.
-    Cached: every user's offer asks the same question."""
+    Remembered per settings object: every user's offer asks the same question (and hashing the settings, a
+    pydantic model, cost more than the answer)."""
+    key = (id(settings), frames)
+    found = _TRAVELS.get(key)
+    if found is not None and found[0] is settings:
+        return found[1]
+    travel = _token_travel(settings, frames)
+    if len(_TRAVELS) >= 16:
+        _TRAVELS.clear()
+    _TRAVELS[key] = (settings, travel)  # the settings object kept alive with it: its id is never reused
+    return travel
+
+
+_TRAVELS: dict[tuple[int, tuple[str, ...]], tuple[WebSocketSettings, str]] = {}
+
+
+def _token_travel(settings: WebSocketSettings, frames: tuple[str, ...]) -> str:
     way = settings.token
     ways = [f"subprotocol `{shown_token_text(t)}`" for t in way.subprotocols if has_placeholder(t)]
     if way.header is not None:

@@ -56,7 +56,7 @@ CLOSE_DEADLINE_S = 2.0
 _NO_REDACTION = Redactor()
 
 
-_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+_TEXT, _BINARY, _CONT, _PING = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PING
 
 
 class UpgradeWithoutRedirects(connect):
@@ -85,10 +85,11 @@ class StampedConnection(ClientConnection):
         )
 
     def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame):  # not the handshake's Response
-            if event.fin and event.opcode in _DATA:
+        if type(event) is Frame:  # not the handshake's Response
+            opcode = event.opcode  # compared by identity: an Opcode's hash is a Python call, once per frame
+            if event.fin and (opcode is _TEXT or opcode is _BINARY or opcode is _CONT):
                 self._arrivals.append(self.loop.time())
-            elif event.opcode is Opcode.PING:
+            elif opcode is _PING:
                 self.pings += 1
         super().process_event(event)
 

@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 types: $(STAMP)
 	$(BIN)/mypy bot
+	$(BIN)/mypy --explicit-package-bases benchmarks
 
 # On pytest-xdist workers (tests/conftest.py picks how many for `-n auto`; PYTEST_XDIST_AUTO_NUM_WORKERS overrides):
 # most of the suite's time is tests waiting on peers, which overlap there. `pytest FILE` alone runs in one process.

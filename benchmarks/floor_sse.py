@@ -24,7 +24,7 @@ async def _journey(http: httpx.AsyncClient, url: str, secret: str, user: int) ->
     # The openai-chat profile's body: its model value, the message behind a nonce (benchmarks/floor.py).
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": nonced()}]}
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-    answer = []
+    answer: list[str] = []
     async with asyncio.timeout(60), http.stream("POST", url, json=body, headers=headers) as response:
         async for line in response.aiter_lines():
             if not line.startswith("data: "):

@@ -25,6 +25,7 @@ import uvicorn
 from bot.reference.server import PromptServer
 
 START_S = 20.0  # a cold interpreter importing FastAPI on a busy machine takes seconds
+PORT_ATTEMPTS = 3
 STOP_S = 5.0
 
 
@@ -102,11 +103,25 @@ class AsgiProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
-        self.port = free_port()
+        # The port is free when chosen and taken by uvicorn a moment later: another test worker may bind it in
+        # between. uvicorn then exits ("address already in use"), and another port is tried.
+        for _ in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            if self._start():
+                return self
+            if "already in use" not in self._last_words():
+                break
+        why = self._last_words()
+        self.__exit__()
+        raise RuntimeError(f"{self._app} did not start on {self.url}: {why}")
+
+    def _start(self) -> bool:
         command = [sys.executable, "-m", "uvicorn", self._app, "--host", "127.0.0.1", "--port", str(self.port),
                    "--log-level", "warning", "--ws", "websockets-sansio", "--lifespan", "off"]  # fmt: skip
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = {**os.environ, **self._env, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1"}
+        self._log.seek(0)
+        self._log.truncate()
         self._process = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
         )
@@ -114,13 +129,12 @@ class AsgiProcess:
         with httpx.Client(timeout=1.0, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
-                    break
+                    return False
                 with contextlib.suppress(httpx.TransportError):
                     client.get(self.url + self._ready_path)
-                    return self
+                    return True
                 time.sleep(0.05)
-        self.__exit__()
-        raise RuntimeError(f"{self._app} did not start on {self.url}: {self._last_words()}")
+        return False
 
     def _last_words(self) -> str:
         self._log.seek(0)

@@ -50,6 +50,7 @@ from bot.timestamps import elapsed_ms
 # The check without a token: its deadline is at most this share of timeouts.run_s; it runs beside the users, so
 # it never delays them.
 NEGATIVE_SHARE = 0.1
+POOL_USERS = 32  # users per HTTP connection pool (``probe``'s pool_for)
 
 
 @dataclass(slots=True)
@@ -164,9 +165,12 @@ async def probe(
             follow_redirects=False,
             event_hooks=trace.httpx_hooks(),
             cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
-            # An SSE user holds a connection for its whole stream: httpx's default pool (100) would queue the
-            # rest, and their waiting would count as the stream's opening.
-            limits=httpx.Limits(max_connections=None if shared and settings.transport == "sse" else 100),
+            # The users are as many browsers, each with its own connections: in the shared pool no request waits
+            # for another user's connection. httpx's default (100) queued the rest: an SSE user holds its
+            # connection for its whole stream, and that wait counted as the stream's opening; a login step of
+            # 1,000 users (chainlit's POST /auth/header) queued 900, and httpcore's pool rescans its whole queue
+            # at every change (a third of a Socket.IO run's client CPU).
+            limits=httpx.Limits(max_connections=None if shared else 100),
             headers=dict(extra),
             verify=verify,
         )
@@ -222,6 +226,18 @@ async def probe(
             )
         before_users_s = timeouts.run_s - max(0.0, deadline - loop.time())
 
+        pools: dict[int, httpx.AsyncClient] = {}
+
+        def pool_for(user: int) -> httpx.AsyncClient:
+            # The users' requests go through pools of POOL_USERS users each, as browsers keep their own: one
+            # httpcore pool for 1,000 users rescans all of its connections at every request and response (quadratic:
+            # two fifths of a 1,000-user Socket.IO run's CPU went to one login request per user).
+            shard = (user - 1) // POOL_USERS
+            found = pools.get(shard)
+            if found is None:
+                found = pools[shard] = client(shared=True)
+            return found
+
         ctx = Context(
             settings,
             base_url,
@@ -236,14 +252,19 @@ async def probe(
             extra,
             frozenset(nonces.values()),
             own_client=lambda: client(shared=False),
+            pool_for=pool_for,
         )
         planned = phases if phases is not None else user_phases(settings)
-        for phase in planned:
-            batch = [UserJourney(user) for user in phase]
-            journeys.extend(batch)
-            await asyncio.gather(*(_bounded(j, ctx) for j in batch))
-            for journey in batch:
-                _judge(journey, ctx)
+        try:
+            for phase in planned:
+                batch = [UserJourney(user) for user in phase]
+                journeys.extend(batch)
+                await asyncio.gather(*(_bounded(j, ctx) for j in batch))
+                for journey in batch:
+                    _judge(journey, ctx)
+        finally:
+            for pool in pools.values():
+                await pool.aclose()
         if negative_task is not None:
             negative = await negative_task
             checks.append(negative.check)
@@ -525,7 +546,7 @@ async def _journey(journey: UserJourney, ctx: Context) -> None:
             settings=ctx.settings.auth,
             credentials=ctx.credentials,
             run_tag=ctx.run_tag,
-            http=ctx.http,
+            http=ctx.http_for(journey.user),
             base_url=ctx.base_url,
             on_token=ctx.on_token,
             logins=ctx.logins,
@@ -645,7 +666,7 @@ async def _renewed(
             settings=ctx.settings.auth,
             credentials=ctx.credentials,
             run_tag=ctx.run_tag,
-            http=ctx.http,
+            http=ctx.http_for(journey.user),
             base_url=ctx.base_url,
             on_token=ctx.on_token,
             logins=ctx.logins,
@@ -744,7 +765,7 @@ async def _stream_journey(
 
     run = request_steps.UserRun(
         settings=ctx.settings,
-        http=ctx.http,
+        http=ctx.http_for(journey.user),
         base_url=ctx.base_url,
         redactor=ctx.redactor,
         headers=(*ctx.extra_headers, *ctx.trace.headers(journey.user).items()),

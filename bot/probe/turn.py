@@ -48,6 +48,12 @@ class Context:
     logins: auth.Logins = field(default_factory=auth.Logins)  # login answers shared while their token lasts
     # A new connection pool like ``http`` (a conversation's own over SSE, and a fresh one on a reconnect).
     own_client: Callable[[], httpx.AsyncClient] | None = None
+    # The pool a user's requests share with a few other users' (``http_for``); None: ``http`` for everyone.
+    pool_for: Callable[[int], httpx.AsyncClient] | None = None
+
+    def http_for(self, user: int) -> httpx.AsyncClient:
+        """The connection pool for ``user``'s requests (login, request steps, streams)."""
+        return self.http if self.pool_for is None else self.pool_for(user)
 
     @property
     def journey(self) -> JourneySettings:

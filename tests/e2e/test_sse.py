@@ -445,3 +445,16 @@ def test_probe__an_sse_stream_longer_than_the_event_timeout_passes_when_no_gap_i
         took = time.monotonic() - started
     assert findings == ()
     assert took > 2.8  # longer than the event timeout twice over, yet no gap went past it
+
+
+def test_probe__seventy_users_over_three_connection_pools_all_pass_with_isolation_verified():
+    # Users' requests share a pool with at most POOL_USERS - 1 others (httpcore rescans a pool's connections at
+    # every request): 70 users make three pools, each opened for its users and closed at the end of the phase.
+    from bot.probe.journey import POOL_USERS
+
+    assert 2 * POOL_USERS < 70
+    with ReferenceServer(secret=SECRET, version=VERSION) as server:
+        outcome, findings = _run(_settings(server.url, "openai-chat", **{"journey.users": 70}))
+    assert findings == ()
+    passed = {c.user for c in outcome.checks if c.id == "isolation" and c.status is Status.PASS}
+    assert passed == set(range(1, 71))

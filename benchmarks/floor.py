@@ -1,7 +1,7 @@
 """The floor: the same journey as golden-path's (health, HS256 token, WebSocket with the token as a subprotocol,
 one message, the five agent events) in a minimal asyncio ``websockets`` client, with nothing else.
 
-    JWT_SECRET_KEY=... python benchmarks/floor.py http://127.0.0.1:8080 --users 200 [--arrivals FILE]
+    JWT_SECRET_KEY=... python benchmarks/floor.py http://127.0.0.1:8080 --users 200 [--arrivals FILE] [--lean]
 
 Prints one JSON line: journeys completed and failed. ``--arrivals`` writes, per user, each event's arrival after
 the message was sent, in ms, next to the server's own stamp when the frame carries one (``server_ms``), and when
@@ -65,11 +65,16 @@ async def _health(host: str, port: int) -> None:
         raise RuntimeError(f"health: {status!r}")
 
 
-async def _journey(ws_url: str, secret: str, user: int, arrivals: list[dict[str, object]] | None) -> bool:
+async def _journey(
+    ws_url: str, secret: str, user: int, arrivals: list[dict[str, object]] | None, *, lean: bool = False
+) -> bool:
     token = hs256_token(secret, f"floor-user-{user}")
     protocols = ["jwt-auth", f"jwt.{_b64(token.encode())}"]
     # The same wire options as golden-path's client: no permessage-deflate (its figures compare equal work).
-    async with connect(ws_url, subprotocols=protocols, open_timeout=60, compression=None) as ws:  # type: ignore[arg-type]
+    # ``lean``: also golden-path's other connect options, which change no byte on the wire of a short journey but
+    # skip work websockets does by default: no proxy looked up in the environment, no keepalive ping task.
+    extra: dict[str, object] = {"proxy": None, "ping_interval": None} if lean else {}
+    async with connect(ws_url, subprotocols=protocols, open_timeout=60, compression=None, **extra) as ws:  # type: ignore[arg-type]
         message = {
             "type": "start_agent",
             "payload": {"user_request": "What is 2 + 2?", "thread_id": f"f{user}"},
@@ -89,14 +94,15 @@ async def _journey(ws_url: str, secret: str, user: int, arrivals: list[dict[str,
     return list(seen) == list(EVENTS)
 
 
-async def main(url: str, users: int, arrivals_path: str | None) -> int:
+async def main(url: str, users: int, arrivals_path: str | None, lean: bool = False) -> int:
     secret = os.environ["JWT_SECRET_KEY"]
     parts = urlsplit(url)
     await _health(parts.hostname or "127.0.0.1", parts.port or 80)
     ws_url = f"ws://{parts.netloc}/ws"
     arrivals: list[dict[str, object]] | None = [] if arrivals_path else None
     outcomes = await asyncio.gather(
-        *(_journey(ws_url, secret, user, arrivals) for user in range(1, users + 1)), return_exceptions=True
+        *(_journey(ws_url, secret, user, arrivals, lean=lean) for user in range(1, users + 1)),
+        return_exceptions=True,
     )
     if arrivals_path and arrivals is not None:
         with open(arrivals_path, "w", encoding="utf-8") as out:
@@ -109,5 +115,8 @@ if __name__ == "__main__":
     parser.add_argument("url")
     parser.add_argument("--users", type=int, default=1)
     parser.add_argument("--arrivals")
+    parser.add_argument(
+        "--lean", action="store_true", help="golden-path's connect options: no proxy, no pings"
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.url, args.users, args.arrivals)))
+    sys.exit(asyncio.run(main(args.url, args.users, args.arrivals, args.lean)))

@@ -188,9 +188,19 @@ class Tools:
             str(config or self.config), "--output-dir", str(self.work / out), "--quiet", "--no-publish",
         ]  # fmt: skip
 
-    def floor(self, users: int, arrivals: Path | None = None, script: str = "floor.py") -> list[str]:
+    def floor(
+        self, users: int, arrivals: Path | None = None, script: str = "floor.py", *, lean: bool = False
+    ) -> list[str]:
         extra = ["--arrivals", str(arrivals)] if arrivals else []
-        return [PYTHON, str(BENCH / script), self.server.url, "--users", str(users), *extra]
+        return [
+            PYTHON,
+            str(BENCH / script),
+            self.server.url,
+            "--users",
+            str(users),
+            *extra,
+            *(["--lean"] * lean),
+        ]
 
     def artillery_script(self, users: int) -> Path:
         script = self.work / f"artillery-{users}.yml"
@@ -295,6 +305,9 @@ def at_server(tools: Tools, argv: list[str]) -> tuple[Sample, int, float]:
     return sample, done, done / max(last - first, 1e-6)
 
 
+LEAN = "floor-lean"
+
+
 def thousand(tools: Tools, cpu_one: dict[str, float]) -> None:
     print(
         f"\n3. {BIG:,} users at once: journeys per second counted at the server, CPU per extra journey, peak RSS"
@@ -302,9 +315,16 @@ def thousand(tools: Tools, cpu_one: dict[str, float]) -> None:
     commands: dict[str, Callable[[int], list[str]]] = {
         "golden-path": lambda r: tools.golden_path(BIG, f"big-{r}"),
         "floor": lambda r: tools.floor(BIG),
+        LEAN: lambda r: tools.floor(BIG, lean=True),
     }
     if tools.artillery:
         commands["artillery"] = lambda r: tools.artillery_argv(BIG)
+    cpu_one = {
+        **cpu_one,
+        LEAN: median(
+            [measure(tools.floor(1, lean=True), env=ENV, cwd=tools.work).cpu_s * 1000 for _ in range(ROUNDS)]
+        ),
+    }
     rates: dict[str, list[float]] = {name: [] for name in commands}
     cpu: dict[str, list[float]] = {name: [] for name in commands}
     rss: dict[str, list[float]] = {name: [] for name in commands}
@@ -334,7 +354,14 @@ def thousand(tools: Tools, cpu_one: dict[str, float]) -> None:
             f"   golden-path / artillery j/s  {art_ratio:.2f}x   target >= 2.5x   {verdict(art_ratio >= 2.5)}"
         )
     cpu_ratio = median(cpu["golden-path"]) / median(cpu["floor"])
-    print(f"   CPU per extra journey, golden-path / floor   {cpu_ratio:.2f}x")
+    print(
+        f"   CPU per extra journey, golden-path / floor   {cpu_ratio:.2f}x   target <= 1.3x   {verdict(cpu_ratio <= 1.3)}"
+    )
+    lean_ratio = median(cpu["golden-path"]) / median(cpu[LEAN])
+    print(
+        f"   CPU per extra journey, golden-path / {LEAN}   {lean_ratio:.2f}x   (for reference: the floor with "
+        "golden-path's connect options, no proxy lookup and no keepalive ping task)"
+    )
     peak = median(rss["golden-path"])
     print(f"   golden-path peak RSS         {peak:.0f} MB   target < 150 MB   {verdict(peak < 150)}")
 

@@ -1,4 +1,5 @@
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from xml.etree import ElementTree
 
@@ -20,6 +21,14 @@ from bot.results import (
     Verdict,
 )
 from tests import samples
+
+SAMPLES = [*samples.NAMES, "server_logs", "hostile_logs"]
+
+
+def _sample(name: str) -> Callable[[], Run]:
+    """One of tests.samples' runs by name (``*_logs``: a run with server logs)."""
+    built: Callable[[], Run] = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
+    return built
 
 
 def _run(*checks: CheckResult) -> Run:
@@ -82,9 +91,9 @@ def _junit_by_elementtree(run: Run) -> str:
     return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
-@pytest.mark.parametrize("name", [*samples.NAMES, "server_logs", "hostile_logs"])
+@pytest.mark.parametrize("name", SAMPLES)
 def test_to_junit__writes_the_bytes_elementtree_writes(name: str):
-    build = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
+    build = _sample(name)
     hostile = Failure(
         Kind.HTTP_STATUS,
         "a \"quoted\" <tag> & 'single'\r\n\tnext \x1b[31m ü",
@@ -127,9 +136,9 @@ def test_from_dict__a_schema_1_document_from_before_shards_still_loads():
     assert run.samples == () and run.shard is None
 
 
-@pytest.mark.parametrize("name", [*samples.NAMES, "server_logs", "hostile_logs"])
+@pytest.mark.parametrize("name", SAMPLES)
 def test_to_dict__writes_exactly_what_the_schema_reads_back(name: str):
-    build = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
+    build = _sample(name)
     run = replace(
         build(), samples=(JourneySample(1, 2.5, events={"agent_started": 3.25}),), health_samples=(1.5,)
     )
@@ -140,9 +149,9 @@ def test_to_dict__writes_exactly_what_the_schema_reads_back(name: str):
     assert results.from_dict(json.loads(results.to_json(run))) == run
 
 
-@pytest.mark.parametrize("name", [*samples.NAMES, "server_logs", "hostile_logs"])
+@pytest.mark.parametrize("name", SAMPLES)
 def test_to_json__writes_the_bytes_json_dumps_writes(name: str):
-    build = getattr(samples, name) if name.endswith("_logs") else lambda: samples.run(name)
+    build = _sample(name)
     hostile = Failure(
         Kind.HTTP_STATUS,
         'ünïcode \x1b[31m \x9b\x7f \u202e\U0001f600 "quoted" \\',

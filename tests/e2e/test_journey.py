@@ -396,4 +396,4 @@ def test_probe__events_each_within_the_event_timeout_pass_however_long_the_strea
         events.failure is not None
         and "No `tool_executing` within 1 s of `agent_thinking`" in events.failure.message
     )
-    assert 1.6 <= took < 3.0
+    assert 1.6 <= took < 6.0  # never before agent_thinking + 1 s; long before the SLA (30 s)

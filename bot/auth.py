@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import jwt
-from jwt.warnings import InsecureKeyLengthWarning
 
 from bot import expressions, untrusted
 from bot.errors import UsageError
@@ -120,10 +118,20 @@ def mint(settings: AuthSettings, *, key: str, algorithm: str, subject: str, now:
         claims["aud"] = settings.audience
     if algorithm == "HS256":
         return hs256(claims, key)
+    jwt = _jwt()
     with warnings.catch_warnings():
         # The backend's secret is what it is; a short one is the backend's problem, not a reason to stop.
-        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
-        return jwt.encode(claims, key, algorithm=algorithm)
+        warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        encoded: str = jwt.encode(claims, key, algorithm=algorithm)
+        return encoded
+
+
+def _jwt() -> Any:
+    """PyJWT, imported when first needed: with cryptography it costs about 70 ms and several MB at start-up, and
+    an HS256 run (the default) signs with ``hs256`` and never needs it. RS256 and reading a given token do."""
+    import jwt
+
+    return jwt
 
 
 _HS256_HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
@@ -168,7 +176,7 @@ def check_credentials(settings: AuthSettings, credentials: Credentials) -> None:
     if settings.mode == "rs256":
         try:
             mint(settings, key=credentials.private_key or "", algorithm="RS256", subject="preflight")
-        except (ValueError, TypeError, jwt.exceptions.PyJWTError) as exc:
+        except (ValueError, TypeError, _jwt().exceptions.PyJWTError) as exc:
             raise UsageError(
                 f"{settings.private_key_env} is not a usable RS256 private key (PEM): {type(exc).__name__}"
             ) from None
@@ -228,7 +236,7 @@ async def identity_for(
         key = _need(credentials.private_key, settings.private_key_env)
         try:
             token = mint(settings, key=key, algorithm="RS256", subject=subject)
-        except (ValueError, TypeError, jwt.exceptions.PyJWTError) as exc:
+        except (ValueError, TypeError, _jwt().exceptions.PyJWTError) as exc:
             raise LoginError(
                 f"the RS256 private key in {settings.private_key_env} is not a usable PEM key ({exc})"
             ) from None
@@ -286,6 +294,7 @@ def _need(value: str | None, env: str) -> str:
 
 
 def _claims_of(token: str) -> dict[str, Any]:
+    jwt = _jwt()
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.exceptions.PyJWTError:

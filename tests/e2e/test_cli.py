@@ -493,12 +493,14 @@ def test_main__url_with_cloud_run_flags_keeps_the_cloud_run_target(
     assert code == 3, err  # the Cloud Run target stays: resolving it needs credentials
 
 
-def test_main__a_run_that_does_not_publish_never_imports_pygithub(tmp_path: Path):
+def test_main__a_run_that_does_not_publish_never_imports_pygithub_nor_an_hs256_run_pyjwt(tmp_path: Path):
     # PyGithub costs ~60 ms to import (a sixth of a one-user run's start to verdict): only publishing may load it.
+    # PyJWT with cryptography costs ~70 ms and 11 MB: an HS256 run signs its tokens with hmac (auth.hs256).
+    lazy = ("github", "bot.publish", "jwt", "cryptography")
     code = (
         "import sys; from bot.cli import main; "
         f"main(['check', '--url', sys.argv[1], '--users', '1', '--no-publish', '--quiet', '--output-dir', "
-        f"{str(tmp_path)!r}]); print(sorted(m for m in ('github', 'bot.publish') if m in sys.modules))"
+        f"{str(tmp_path)!r}]); print(sorted(m for m in {lazy!r} if m in sys.modules))"
     )
     with ReferenceServer(secret=SECRET) as server:
         shown = subprocess.run(

@@ -165,11 +165,9 @@ async def probe(
             follow_redirects=False,
             event_hooks=trace.httpx_hooks(),
             cookies=request_steps.no_cookies(),  # one user's cookies never go out with another user's requests
-            # The users are as many browsers, each with its own connections: in the shared pool no request waits
-            # for another user's connection. httpx's default (100) queued the rest: an SSE user holds its
-            # connection for its whole stream, and that wait counted as the stream's opening; a login step of
-            # 1,000 users (chainlit's POST /auth/header) queued 900, and httpcore's pool rescans its whole queue
-            # at every change (a third of a Socket.IO run's client CPU).
+            # The users are as many browsers, each with its own connections: in a shared pool (``pool_for``) no
+            # request waits for another user's connection. httpx's default limit (100) queued the rest: an SSE
+            # user holds its connection for its whole stream, and that wait counted as the stream's opening.
             limits=httpx.Limits(max_connections=None if shared else 100),
             headers=dict(extra),
             verify=verify,

@@ -218,15 +218,12 @@ def is_fast(expression: str) -> bool:
 
 def search(expression: str, document: Any) -> Any:
     """The expression's value on ``document``; None when it matches nothing or cannot apply (wrong types)."""
-    try:
-        return _compiled(expression).search(document)
-    except (JMESPathError, RecursionError, TypeError, ValueError):
-        return None
+    return reader(expression)(document)
 
 
 @functools.lru_cache(maxsize=256)
 def reader(expression: str) -> Callable[[Any], Any]:
-    """``search`` with the expression compiled once: for a hot caller that keeps the function."""
+    """``search`` for one expression, compiled once: a hot caller keeps the function it returns."""
     evaluate = _compiled(expression).search
 
     def read(document: Any) -> Any:

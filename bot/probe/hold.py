@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -44,24 +44,12 @@ async def hold(
     it is closed. ``opened_at``: loop time of the upgrade, for the connection's age at the close. Bounded: it
     returns by ``seconds`` plus one pong timeout."""
     loop = asyncio.get_running_loop()
-    start = loop.time()
-    end = start + seconds
+    clock = Clock(user, seconds, opened_at, "websocket")
+    end = clock.start + seconds
     pings = pongs = frames = 0
 
     def record(closed_by: str, code: int | None, reason: str) -> ConnectionHold:
-        return ended(
-            user=user,
-            requested_s=seconds,
-            start=start,
-            opened_at=opened_at,
-            closed_by=closed_by,
-            reason=reason,
-            transport="websocket",
-            code=code,
-            pings=pings,
-            pongs=pongs,
-            frames=frames,
-        )
+        return clock.ended(closed_by, reason, code=code, pings=pings, pongs=pongs, frames=frames)
 
     try:
         while (left := end - loop.time()) > 0:
@@ -121,37 +109,44 @@ def not_held(user: int, requested_s: float, why: str, *, transport: str) -> Conn
     return ConnectionHold(user, requested_s, 0.0, 0.0, "not held", None, why, transport=transport)
 
 
-def ended(
-    *,
-    user: int,
-    requested_s: float,
-    start: float,
-    opened_at: float,
-    closed_by: str,
-    reason: str,
-    transport: str,
-    code: int | None = None,
-    pings: int = 0,
-    pongs: int = 0,
-    frames: int = 0,
-    comments: int = 0,
-) -> ConnectionHold:
-    """How a hold ended, now (loop time); ``code``: the WebSocket close code (none for SSE and Socket.IO)."""
-    now = asyncio.get_running_loop().time()
-    return ConnectionHold(
-        user=user,
-        requested_s=requested_s,
-        held_s=round(now - start, 3),
-        age_s=round(now - opened_at, 3),
-        closed_by=closed_by,
-        close_code=code,
-        close_reason=reason,
-        pings=pings,
-        pongs=pongs,
-        frames=frames,
-        transport=transport,
-        comments=comments,
-    )
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """What a hold's outcome says whatever ended it: whose connection, the hold asked for, when the connection
+    was opened and when the hold started (loop time: now, when the clock is made), over which transport."""
+
+    user: int
+    requested_s: float
+    opened_at: float
+    transport: str
+    start: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+
+    def ended(
+        self,
+        closed_by: str,
+        reason: str,
+        *,
+        code: int | None = None,
+        pings: int = 0,
+        pongs: int = 0,
+        frames: int = 0,
+        comments: int = 0,
+    ) -> ConnectionHold:
+        """How the hold ended, now; ``code``: the WebSocket close code (none for SSE and Socket.IO)."""
+        now = asyncio.get_running_loop().time()
+        return ConnectionHold(
+            user=self.user,
+            requested_s=self.requested_s,
+            held_s=round(now - self.start, 3),
+            age_s=round(now - self.opened_at, 3),
+            closed_by=closed_by,
+            close_code=code,
+            close_reason=reason,
+            pings=pings,
+            pongs=pongs,
+            frames=frames,
+            transport=self.transport,
+            comments=comments,
+        )
 
 
 class EngineKeepalive(logging.Handler):

@@ -447,23 +447,12 @@ async def _hold(
     if stream.completion is None or stream.failure is not None:
         why = "the journey did not complete on this connection"
         return holding.not_held(user, wanted, why, transport="socketio")
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+    clock = holding.Clock(user, wanted, opened_at, "socketio")
+    start = clock.start
     frames = 0
 
     def ended(closed_by: str, reason: str) -> ConnectionHold:
-        return holding.ended(
-            user=user,
-            requested_s=wanted,
-            start=start,
-            opened_at=opened_at,
-            closed_by=closed_by,
-            reason=reason,
-            transport="socketio",
-            pings=keepalive.pings,
-            pongs=keepalive.pongs,
-            frames=frames,
-        )
+        return clock.ended(closed_by, reason, pings=keepalive.pings, pongs=keepalive.pongs, frames=frames)
 
     try:
         async with asyncio.timeout(max(0.0, min(wanted, run.deadline - start - 1.0))):

@@ -228,22 +228,12 @@ async def _hold(
         return holding.not_held(user, wanted, "the journey did not complete on this stream", transport="sse")
     if events.finished:
         return holding.not_held(user, wanted, holding.CLOSED_WITH_ANSWER, transport="sse")
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+    clock = holding.Clock(user, wanted, opened_at, "sse")
+    start = clock.start
     comments, frames = events.comments, 0
 
     def ended(closed_by: str, reason: str) -> ConnectionHold:
-        return holding.ended(
-            user=user,
-            requested_s=wanted,
-            start=start,
-            opened_at=opened_at,
-            closed_by=closed_by,
-            reason=reason,
-            transport="sse",
-            frames=frames,
-            comments=events.comments - comments,
-        )
+        return clock.ended(closed_by, reason, frames=frames, comments=events.comments - comments)
 
     try:
         async with asyncio.timeout(max(0.0, min(wanted, run.deadline - start - 1.0))):

@@ -447,9 +447,9 @@ def test_probe__an_sse_stream_longer_than_the_event_timeout_passes_when_no_gap_i
     assert took > 2.8  # longer than the event timeout twice over, yet no gap went past it
 
 
-def test_probe__seventy_users_over_three_connection_pools_all_pass_with_isolation_verified():
-    # Users' requests share a pool with at most POOL_USERS - 1 others (httpcore rescans a pool's connections at
-    # every request): 70 users make three pools, each opened for its users and closed at the end of the phase.
+def test_probe__seventy_sse_users_all_pass_with_isolation_verified():
+    # 70 users run on three of the users' connection pools (POOL_USERS each), opened as their users need them and
+    # closed after the phase: every journey still passes. The test does not observe the pools themselves.
     from bot.probe.journey import POOL_USERS
 
     assert 2 * POOL_USERS < 70

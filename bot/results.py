@@ -514,16 +514,25 @@ def to_json(run: Run) -> str:
         written = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return json.dumps(to_dict(run), indent=2) + "\n"
-    if written.isascii() and b"\x7f" not in written:
-        return written.decode("ascii")
-    return _NOT_PRINTABLE_ASCII.sub(_json_escape, written.decode("utf-8"))
+    if not written.isascii() or b"\x7f" in written:
+        # Escaped in the UTF-8 bytes, so the text is only ever built as ASCII: decoded first, one "…" made all of a
+        # 1,000-user document a two-byte-per-character string (an emoji, four), about 8 MB of peak memory at the
+        # end of a run.
+        written = _NOT_PRINTABLE_ASCII.sub(_json_escape, written)
+    return written.decode("ascii")
 
 
-_NOT_PRINTABLE_ASCII = re.compile("[^\x00-\x7e]")  # what json.dumps(ensure_ascii=True) escapes beyond C0
+# What json.dumps(ensure_ascii=True) escapes beyond C0: DEL and every non-ASCII character. orjson writes valid
+# UTF-8, whose multi-byte sequences are all bytes of 0x80 and above, so a run of these is whole characters.
+_NOT_PRINTABLE_ASCII = re.compile(b"[\x7f-\xff]+")
 
 
-def _json_escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
+def _json_escape(match: re.Match[bytes]) -> bytes:
+    return "".join(map(_json_escape_char, match.group().decode("utf-8"))).encode("ascii")
+
+
+def _json_escape_char(char: str) -> str:
+    code = ord(char)
     if code < 0x10000:
         return f"\\u{code:04x}"
     code -= 0x10000  # a UTF-16 surrogate pair, as json.dumps writes it

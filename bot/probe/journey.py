@@ -15,6 +15,7 @@ blamed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 import uuid
@@ -173,7 +174,9 @@ async def probe(
             verify=verify,
         )
 
-    async with client(shared=True) as http:
+    async with contextlib.AsyncExitStack() as closing, client(shared=True) as http:
+        # The Socket.IO connections kept beside this pool (the negative check's), when it closes.
+        closing.push_async_callback(sio.release, http)
         try:
             async with asyncio.timeout_at(deadline):
                 health = await http_probe.check_health(
@@ -262,6 +265,7 @@ async def probe(
                     _judge(journey, ctx)
         finally:
             for pool in pools.values():
+                await sio.release(pool)
                 await pool.aclose()
         if negative_task is not None:
             negative = await negative_task

@@ -13,10 +13,13 @@ run's completion. A DISCONNECT before completion is ``stream-closed-early``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import sys
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,7 @@ from bot.settings import Settings, TurnSettings
 from bot.timestamps import elapsed_ms
 
 if TYPE_CHECKING:
+    import aiohttp
     import socketio
 
     from bot.probe.journey import UserJourney
@@ -40,7 +44,18 @@ if TYPE_CHECKING:
 
 def _socketio() -> Any:
     """python-socketio (with aiohttp) costs about 120 ms to import: it loads with the first Socket.IO journey, not
-    at the start of every run (a one-user WebSocket run's start-up is benchmarked)."""
+    at the start of every run (a one-user WebSocket run's start-up is benchmarked).
+
+    Its package also imports its synchronous client, whose Engine.IO client imports requests and urllib3 (30 ms
+    and 5 MB, in every run that speaks Socket.IO, for a client we never use). requests is hidden while the package
+    loads, unless something already imported it: python-engineio's synchronous client then keeps ``requests =
+    None``, as it does where requests is not installed, and requests stays importable for everything else."""
+    if "socketio" not in sys.modules and "requests" not in sys.modules:
+        sys.modules["requests"] = None  # type: ignore[assignment]  # import requests: ImportError
+        try:
+            import socketio
+        finally:
+            del sys.modules["requests"]
     import socketio
 
     return socketio
@@ -81,6 +96,34 @@ class Connect:
         }
 
 
+class Inbox:
+    """``asyncio.Queue``'s ``put_nowait`` and ``get`` for one reader: a deque and the reader's future. A Queue
+    holds three deques and an Event with a fourth (3 KB), and each Socket.IO user has one for as long as it is
+    connected."""
+
+    __slots__ = ("_items", "_reader")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._reader: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    async def get(self) -> Any:
+        """The oldest item, waiting for one; a cancelled wait takes nothing."""
+        while not self._items:
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        return self._items.popleft()
+
+
 @dataclass(slots=True)
 class Connection:
     """An open Socket.IO connection; ``recv()`` returns each received event in order of arrival."""
@@ -88,7 +131,7 @@ class Connection:
     client: socketio.AsyncClient
     namespace: str
     settings: Settings
-    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    queue: Inbox = field(default_factory=Inbox)
     run_started: bool = False
     events: int = 0
     seen: set[str] = field(
@@ -179,6 +222,7 @@ async def open_connection(
         request_timeout=timeout_s,
         ssl_verify=True,
         engineio_logger=keepalive.logger() if keepalive is not None else False,
+        http_session=_sessions(http),
     )
     connection = Connection(client, connect.namespace, settings)
     refusals: list[Any] = []
@@ -234,6 +278,37 @@ async def open_connection(
         )
         return Opened(None, elapsed_ms(started), failure)
     return Opened(connection, elapsed_ms(started), None)
+
+
+# One aiohttp connector per pool of users (``pool_for``'s), as their other HTTP requests share one httpx pool:
+# python-engineio's default, a session with its own connector per client, cost about 3 KB per user (a fiftieth
+# of a Socket.IO user's memory). Each client still has its own session, so its own cookie jar: python-engineio
+# keeps the user's Cookie header in it for the WebSocket upgrade, and a shared one would mix users' cookies.
+_CONNECTORS: weakref.WeakKeyDictionary[httpx.AsyncClient, aiohttp.TCPConnector] = weakref.WeakKeyDictionary()
+
+
+def _sessions(http: httpx.AsyncClient | None) -> Callable[[], aiohttp.ClientSession] | None:
+    """A factory of aiohttp sessions on ``http``'s pool's connector, for python-engineio (which closes each session
+    it made, not the connector: ``release`` does); None without a pool (python-engineio's own session)."""
+    if http is None:
+        return None
+    import aiohttp
+
+    connector = _CONNECTORS.get(http)
+    if connector is None or connector.closed:
+        connector = _CONNECTORS[http] = aiohttp.TCPConnector(limit=0)  # no limit: as many as the pool's users
+
+    def session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=connector, connector_owner=False)
+
+    return session
+
+
+async def release(http: httpx.AsyncClient) -> None:
+    """Close the Engine.IO connections kept beside ``http``'s pool (call it where the pool is closed)."""
+    connector = _CONNECTORS.pop(http, None)
+    if connector is not None:
+        await connector.close()
 
 
 def _status_failure(code: str, body: str, evidence: dict[str, str]) -> Failure:

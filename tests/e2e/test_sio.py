@@ -182,3 +182,35 @@ def test_start_up__a_websocket_run_does_not_import_python_socketio():
     code = "import sys, bot.pipeline; print(sorted(m for m in ('socketio', 'aiohttp') if m in sys.modules))"
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"
+
+
+def test_main__a_socketio_run_does_not_load_requests_and_leaves_nothing_unclosed(tmp_path: Path):
+    # python-socketio's package imports its synchronous client, and that client requests (with urllib3: 5 MB and
+    # 30 ms), which a run never uses; requests stays importable afterwards (PyGithub needs it to publish). 40 users
+    # (two pools, each with its Engine.IO connector) in development mode: no socket, session or connector is
+    # reported unclosed.
+    config = write_config(
+        tmp_path,
+        "journey: {profile: chainlit, users: 40, event_timeout_s: 10}\nsocketio: {open_timeout_s: 10}\n"
+        + QUIET_TARGETS_YAML,
+    )
+    argv = check_url_argv("URL", config, tmp_path, "--no-publish")
+    code = (
+        "import sys; from bot.cli import main; "
+        f"main([sys.argv[1] if a == 'URL' else a for a in {argv!r}]); "
+        "loaded = sorted(m for m in ('socketio', 'aiohttp', 'requests', 'urllib3') if m in sys.modules); "
+        "import requests; print(loaded)"
+    )
+    with ReferenceServer(secret=SECRET, version=VERSION) as server:
+        shown = subprocess.run(
+            [sys.executable, "-X", "dev", "-c", code, server.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"JWT_SECRET_KEY": SECRET, "GITHUB_SHA": VERSION, "PATH": "/usr/bin:/bin"},
+        )
+    saved = results_json(tmp_path)
+    assert saved["verdict"] == "pass", saved["findings"] or shown.stderr
+    assert shown.stdout.strip().splitlines()[-1] == "['aiohttp', 'socketio']", shown.stderr
+    assert "Unclosed" not in shown.stderr
+    assert "ResourceWarning" not in shown.stderr

@@ -62,7 +62,6 @@ def _socketio() -> Any:
 
 
 BEFORE_RUN = " (before this message's run)"
-_ENDED = object()
 
 
 class Disconnected(Exception):
@@ -157,8 +156,8 @@ class Connection:
             Disconnected: the connection ended before this event.
         """
         item = await self.queue.get()
-        if item is _ENDED or isinstance(item, Disconnected):
-            raise item if isinstance(item, Disconnected) else Disconnected("the connection ended")
+        if isinstance(item, Disconnected):
+            raise item
         event, data, at = item
         self.events += 1
         document = {"event": event, "data": data}

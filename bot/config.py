@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from bot.auth import Credentials, parse_users
 from bot.errors import ConfigError, UsageError
 from bot.settings import DeprecatedKey, Settings
+from bot.settings.base import described
 from bot.untrusted import cut, has_controls, shown
 
 # Flags and action inputs -> dotted config keys (the input name is the flag without leading dashes).
@@ -309,7 +310,7 @@ def json_schema() -> str:
     Editors use it through ``# yaml-language-server: $schema=...``; it describes the snake_case spelling
     (kebab-case keys are accepted by golden-path too, but an editor will flag them).
     """
-    schema = Settings.model_json_schema()
+    schema = described(Settings).model_json_schema()
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

@@ -4,8 +4,14 @@ every section uses (values quoted in messages are cut, so a 10 MB bad value stil
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
 import re
+import textwrap
+import typing
 import warnings
+from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Annotated, Any
 
@@ -20,9 +26,68 @@ class DeprecatedKey(FutureWarning):
 
 
 class Section(BaseModel):
-    """A settings section: unknown keys refused, frozen, each field's docstring its schema description."""
+    """A settings section: unknown keys refused, frozen, each field's docstring its schema description
+    (``described``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Not use_attribute_docstrings: pydantic then reads and parses every section's source as the class is made,
+    # about 110 ms of every run's start (a quarter of a one-user run). Only the JSON schema shows the docstrings.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def described(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` with each field's docstring as its description, in it and in every section it nests (what
+    pydantic's ``use_attribute_docstrings`` does as a class is made), for its JSON schema; returns ``model``.
+
+    The sections' schemas are made again, the nested ones first. An explicit ``description`` is kept."""
+    for section in _nested(model, set()):
+        docs: dict[str, str] = {}
+        for klass in reversed(section.__mro__[: section.__mro__.index(BaseModel)]):
+            docs |= _attribute_docstrings(klass)
+        for name, field in section.model_fields.items():
+            if field.description is None and name in docs:
+                field.description = docs[name]
+        section.model_rebuild(force=True)
+    return model
+
+
+def _nested(model: type[BaseModel], seen: set[type[BaseModel]]) -> Iterator[type[BaseModel]]:
+    """``model`` and the models its fields hold (in tuples, dicts, unions), each once, the innermost first."""
+    if model in seen:
+        return
+    seen.add(model)
+    for field in model.model_fields.values():
+        for inner in _models_in(field.annotation):
+            yield from _nested(inner, seen)
+    yield model
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    for argument in typing.get_args(annotation):
+        yield from _models_in(argument)
+
+
+def _attribute_docstrings(klass: type) -> dict[str, str]:
+    """The string literal after each annotated attribute in ``klass``'s own body, cleaned as docstrings are."""
+    try:
+        source = inspect.getsource(klass)
+    except (OSError, TypeError):  # no source (a frozen or generated class): no descriptions
+        return {}
+    body = ast.parse(textwrap.dedent(source)).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs: dict[str, str] = {}
+    for statement, following in itertools.pairwise(body.body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = inspect.cleandoc(following.value.value)
+    return docs
 
 
 def valid_expression(text: str | None) -> str | None:

@@ -54,6 +54,8 @@ def _socketio() -> Any:
         sys.modules["requests"] = None  # type: ignore[assignment]  # import requests: ImportError
         try:
             import socketio
+        except ImportError:
+            pass  # a python-engineio that needs requests after all: it loads as it is, below
         finally:
             del sys.modules["requests"]
     import socketio

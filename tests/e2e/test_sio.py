@@ -214,3 +214,19 @@ def test_main__a_socketio_run_does_not_load_requests_and_leaves_nothing_unclosed
     assert shown.stdout.strip().splitlines()[-1] == "['aiohttp', 'socketio']", shown.stderr
     assert "Unclosed" not in shown.stderr
     assert "ResourceWarning" not in shown.stderr
+
+
+def test_socketio_import__a_python_socketio_that_needs_requests_still_loads(tmp_path: Path):
+    # requests is hidden only as an economy: were a later python-engineio to import it unconditionally, Socket.IO
+    # still loads (with requests), never fails to. A stand-in package named socketio, first on the path, does that.
+    (tmp_path / "socketio").mkdir()
+    (tmp_path / "socketio" / "__init__.py").write_text("import requests\nNEEDS = requests.__name__\n")
+    code = "import sys; from bot.probe import sio; print(sio._socketio().NEEDS, 'requests' in sys.modules)"
+    shown = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[2]}", "PATH": "/usr/bin:/bin"},
+    )
+    assert shown.stdout.split() == ["requests", "True"], shown.stderr

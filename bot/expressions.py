@@ -47,10 +47,10 @@ _SAMPLE = {
 }
 
 
-@functools.lru_cache(
-    maxsize=64
-)  # a user's token is spelled in base64 for its frames, its offer and its redaction
+@functools.lru_cache(maxsize=64)
 def b64url(token: str) -> str:
+    """``token`` in unpadded base64url; remembered: a user's token is spelled so for its frames, its offer and
+    its redaction."""
     return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
 
 
@@ -127,7 +127,7 @@ def _fields_or_fields(node: dict[str, Any]) -> Callable[[Any], Any] | None:
         for keys in chains:
             value = document
             for key in keys:
-                value = value.get(key) if type(value) is dict or isinstance(value, dict) else None
+                value = value.get(key) if isinstance(value, dict) else None
             if value is not None and not _is_false(value):
                 return value
         return value  # every alternative false: the last one's value, as `||` gives

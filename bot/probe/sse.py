@@ -229,11 +229,6 @@ class EventStream:
         return Message(event.data, name, event.at)
 
     @property
-    def buffered(self) -> bool:
-        """An event is already read and parsed: the next ``recv()`` returns it without waiting."""
-        return bool(self._queue)
-
-    @property
     def comments(self) -> int:
         """The `:` comment lines (keepalives) read so far."""
         return self._parser.comments

@@ -187,8 +187,9 @@ def test_start_up__a_websocket_run_does_not_import_python_socketio():
 def test_main__a_socketio_run_does_not_load_requests_and_leaves_nothing_unclosed(tmp_path: Path):
     # python-socketio's package imports its synchronous client, and that client requests (with urllib3: 5 MB and
     # 30 ms), which a run never uses; requests stays importable afterwards (PyGithub needs it to publish). 40 users
-    # (two pools, each with its Engine.IO connector) in development mode: no socket, session or connector is
-    # reported unclosed.
+    # (two pools) in development mode: no socket or session is reported unclosed. (The pools' connectors hold no
+    # idle connection by the end of a run, the polling one having become the WebSocket, so an unreleased
+    # connector would not show here.)
     config = write_config(
         tmp_path,
         "journey: {profile: chainlit, users: 40, event_timeout_s: 10}\nsocketio: {open_timeout_s: 10}\n"
